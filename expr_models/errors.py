@@ -1,0 +1,37 @@
+"""The errors the editing pipeline, the CLI and the Space report to users.
+
+Everything the library raises on purpose derives from :class:`ExpressionEditError`, so a caller (the CLI, the
+Space) can catch that one class, show its message and go on with the next photo.
+"""
+
+
+class ExpressionEditError(Exception):
+    """Base class: a problem with the user's input or setup, with a message meant for the user."""
+
+
+class ImageLoadError(ExpressionEditError):
+    """The file is not an image we can read (not an image, truncated, unsupported mode)."""
+
+
+class ImageTooLargeError(ImageLoadError):
+    """The image has more pixels than the configured cap (decompression-bomb guard); refused before decoding."""
+
+
+class NoFaceError(ExpressionEditError):
+    """No face was found in the photo (or in the NST reference)."""
+
+
+class CheckpointError(ExpressionEditError):
+    """A checkpoint is missing, incomplete or broken; the message names the file."""
+
+
+class UnknownMethodError(ExpressionEditError, ValueError):
+    """The editing method is not one of the supported ones."""
+
+
+class UnknownExpressionError(ExpressionEditError, ValueError):
+    """The target expression is not in the vocabulary, or the chosen model cannot produce it."""
+
+
+class HubUnavailableError(CheckpointError):
+    """A Hub model id was given but the Hub cannot be reached and the model is not cached locally."""
