@@ -1,0 +1,39 @@
+"""expr_models: facial-expression editing with CycleGAN, a conditional SA-GAN and neural style transfer.
+
+Importing the package registers every model type with transformers' Auto classes, so
+``AutoModel.from_pretrained(dir)`` works without ``trust_remote_code``.
+"""
+
+from transformers import AutoConfig, AutoModel
+
+from .classifier import ExpressionClassifier, ExpressionClassifierConfig
+from .cyclegan import CycleGANConfig, CycleGANModel
+from .errors import (CheckpointError, ExpressionEditError, HubUnavailableError, ImageLoadError, ImageTooLargeError,
+                     NoFaceError, UnknownExpressionError, UnknownMethodError)
+from .labels import EXPRESSIONS, EXPRESSIONS_WITH_CONTEMPT
+from .sagan import SAGANConfig, SAGANModel
+from .segmenter import FaceSegmenter, FaceSegmenterConfig
+from .style_transfer import StyleFeatureConfig, StyleFeatureExtractor, run_style_transfer
+
+__version__ = "0.1.0"
+
+MODEL_CLASSES = {
+    CycleGANConfig: CycleGANModel,
+    SAGANConfig: SAGANModel,
+    ExpressionClassifierConfig: ExpressionClassifier,
+    FaceSegmenterConfig: FaceSegmenter,
+    StyleFeatureConfig: StyleFeatureExtractor,
+}
+
+for _config_class, _model_class in MODEL_CLASSES.items():
+    AutoConfig.register(_config_class.model_type, _config_class, exist_ok=True)
+    AutoModel.register(_config_class, _model_class, exist_ok=True)
+
+__all__ = [
+    "EXPRESSIONS", "EXPRESSIONS_WITH_CONTEMPT",
+    "CycleGANConfig", "CycleGANModel", "SAGANConfig", "SAGANModel",
+    "ExpressionClassifier", "ExpressionClassifierConfig", "FaceSegmenter", "FaceSegmenterConfig",
+    "StyleFeatureConfig", "StyleFeatureExtractor", "run_style_transfer",
+    "ExpressionEditError", "ImageLoadError", "ImageTooLargeError", "NoFaceError", "CheckpointError",
+    "HubUnavailableError", "UnknownMethodError", "UnknownExpressionError",
+]

@@ -1,0 +1,186 @@
+"""CycleGAN for unpaired two-domain expression editing (Zhu et al. 2017), as the study used it: Happy <-> Neutral.
+
+One model holds both generators and, for training, both PatchGAN discriminators. Inference checkpoints leave the
+discriminators out (``with_discriminators=False``) to stay small.
+
+Beyond the reference generator, ``attention_mask=True`` makes each generator predict a change *and* a soft mask of
+where to apply it (as in GANimation), so that edits stay on the mouth and the rest of the face is copied through.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from huggingface_hub.dataclasses import strict
+from torch import nn
+from transformers import PreTrainedConfig
+from transformers.utils import ModelOutput
+
+from .layers import ConvNormAct, PatchDiscriminator, ResidualBlock, UpConvNormAct, init_gan_weights
+from .modeling_utils import ExprPreTrainedModel
+
+
+@strict
+class CycleGANConfig(PreTrainedConfig):
+    r"""
+    Args:
+        resolution: side of the square face crop the model works on; must be divisible by ``2 ** n_downsampling``.
+        in_channels: 1 (grayscale/luminance, the study's) or 3 (RGB).
+        generator_channels: width of the first generator layer (``ngf``; the reference uses 64).
+        n_downsampling: stride-2 stages in the generator.
+        n_residual_blocks: residual blocks at the bottleneck (the reference uses 9 at 256px).
+        discriminator_channels: width of the first PatchGAN layer (``ndf``).
+        discriminator_layers: stride-2 layers in the PatchGAN (3 gives the 70x70 receptive field).
+        norm: ``instance`` (reference), ``batch``, ``group`` or ``none``.
+        attention_mask: predict a change and a mask of where to apply it (keeps edits local), instead of a whole image.
+        with_discriminators: build the discriminators; False for inference checkpoints.
+        domain_x, domain_y: the expressions of the two domains. ``generator_xy`` maps ``domain_x`` -> ``domain_y``.
+        gan_loss: ``lsgan`` (reference) or ``vanilla``.
+        lambda_cycle, lambda_identity: loss weights; the identity weight multiplies ``lambda_cycle`` as in the reference.
+        lambda_mask: L1 weight on the attention masks, to keep them sparse (only used with ``attention_mask``).
+    """
+
+    model_type = "expr-cyclegan"
+
+    resolution: int = 128
+    in_channels: int = 1
+    generator_channels: int = 32
+    n_downsampling: int = 2
+    n_residual_blocks: int = 6
+    discriminator_channels: int = 64
+    discriminator_layers: int = 3
+    norm: str = "instance"
+    attention_mask: bool = True
+    with_discriminators: bool = True
+    domain_x: str = "neutral"
+    domain_y: str = "happy"
+    gan_loss: str = "lsgan"
+    lambda_cycle: float = 10.0
+    lambda_identity: float = 0.5
+    lambda_mask: float = 0.01
+
+    def validate_cyclegan(self):
+        if self.in_channels not in (1, 3):
+            raise ValueError(f"in_channels must be 1 or 3, got {self.in_channels}")
+        if self.resolution % (2 ** self.n_downsampling):
+            raise ValueError(f"resolution {self.resolution} is not divisible by 2**n_downsampling = "
+                             f"{2 ** self.n_downsampling}")
+        if self.norm not in ("instance", "batch", "group", "none"):
+            raise ValueError(f"Unknown norm {self.norm!r}; expected instance, batch, group or none")
+        if self.gan_loss not in ("lsgan", "vanilla"):
+            raise ValueError(f"Unknown gan_loss {self.gan_loss!r}; expected lsgan or vanilla")
+        if self.domain_x == self.domain_y:
+            raise ValueError("domain_x and domain_y must differ")
+
+    @property
+    def domains(self) -> tuple[str, str]:
+        return (self.domain_x, self.domain_y)
+
+
+class ResnetGenerator(nn.Module):
+    """c7s1-k, d2k, d4k, R4k x n, u2k, uk, c7s1-out: the reference CycleGAN generator, optionally with a mask head."""
+
+    def __init__(self, in_channels: int, channels: int, n_downsampling: int, n_residual_blocks: int, norm: str,
+                 attention_mask: bool):
+        super().__init__()
+        self.attention_mask = attention_mask
+        layers: list[nn.Module] = [ConvNormAct(in_channels, channels, 7, 1, norm, padding_mode="reflect")]
+        width = channels
+        for _ in range(n_downsampling):
+            layers.append(ConvNormAct(width, width * 2, 3, 2, norm))
+            width *= 2
+        layers += [ResidualBlock(width, norm) for _ in range(n_residual_blocks)]
+        for _ in range(n_downsampling):
+            layers.append(UpConvNormAct(width, width // 2, norm))
+            width //= 2
+        self.body = nn.Sequential(*layers)
+        self.to_image = nn.Conv2d(width, in_channels, 7, padding=3, padding_mode="reflect")
+        self.to_mask = nn.Conv2d(width, 1, 7, padding=3, padding_mode="reflect") if attention_mask else None
+
+    def forward(self, x: torch.Tensor, return_mask: bool = False):
+        features = self.body(x)
+        image = torch.tanh(self.to_image(features))
+        mask = None
+        if self.to_mask is not None:
+            mask = torch.sigmoid(self.to_mask(features))
+            image = mask * image + (1 - mask) * x
+        return (image, mask) if return_mask else image
+
+
+@dataclass
+class CycleGANOutput(ModelOutput):
+    """``translated``: the input moved to the target domain; ``reconstructed``: moved back (the cycle)."""
+
+    translated: torch.Tensor | None = None
+    reconstructed: torch.Tensor | None = None
+    mask: torch.Tensor | None = None
+
+
+class CycleGANModel(ExprPreTrainedModel):
+    config_class = CycleGANConfig
+    card_summary = (
+        "A CycleGAN that moves a face crop between two expressions (by default neutral <-> happy), trained unpaired "
+        "with adversarial and cycle-consistency losses. Input: face crops in [-1, 1], `N x C x H x W` at "
+        "`config.resolution`. The editing pipeline in `expr_models.pipeline` finds faces in whole photos, edits their "
+        "luminance with this model and pastes them back."
+    )
+
+    def __init__(self, config: CycleGANConfig):
+        super().__init__(config)
+        generator_args = (config.in_channels, config.generator_channels, config.n_downsampling,
+                          config.n_residual_blocks, config.norm, config.attention_mask)
+        self.generator_xy = ResnetGenerator(*generator_args)
+        self.generator_yx = ResnetGenerator(*generator_args)
+        if config.with_discriminators:
+            discriminator_args = (config.in_channels, config.discriminator_channels, config.discriminator_layers,
+                                  config.norm)
+            self.discriminator_x = PatchDiscriminator(*discriminator_args)
+            self.discriminator_y = PatchDiscriminator(*discriminator_args)
+        else:
+            self.discriminator_x = self.discriminator_y = None
+        self.post_init()
+
+    def _init_weights(self, module):
+        init_gan_weights(module)
+
+    # --- lookup by expression name, so callers never juggle x/y ------------------------------------------------------
+    def generator_to(self, target: str) -> ResnetGenerator:
+        if target == self.config.domain_y:
+            return self.generator_xy
+        if target == self.config.domain_x:
+            return self.generator_yx
+        raise ValueError(f"This CycleGAN edits to {self.config.domain_x!r} or {self.config.domain_y!r}, not {target!r}")
+
+    def generator_from(self, source: str) -> ResnetGenerator:
+        return self.generator_to(self.other_domain(source))
+
+    def other_domain(self, domain: str) -> str:
+        if domain not in self.config.domains:
+            raise ValueError(f"Unknown domain {domain!r}; this CycleGAN knows {self.config.domains}")
+        return self.config.domain_y if domain == self.config.domain_x else self.config.domain_x
+
+    def discriminator_of(self, domain: str) -> PatchDiscriminator:
+        if self.discriminator_x is None:
+            raise ValueError("This checkpoint was saved without discriminators (with_discriminators=False)")
+        return self.discriminator_y if domain == self.config.domain_y else self.discriminator_x
+
+    def forward(self, pixel_values: torch.Tensor, to: str | None = None, return_reconstruction: bool = True,
+                **kwargs) -> CycleGANOutput:
+        to = to or self.config.domain_y
+        translated, mask = self.generator_to(to)(pixel_values, return_mask=True)
+        reconstructed = self.generator_from(to)(translated) if return_reconstruction else None
+        return CycleGANOutput(translated=translated, reconstructed=reconstructed, mask=mask)
+
+    @torch.no_grad()
+    def generate(self, pixel_values: torch.Tensor, to: str | None = None) -> torch.Tensor:
+        """Move face crops (``N x C x H x W`` in [-1, 1]) to the expression ``to``."""
+        return self.generator_to(to or self.config.domain_y)(pixel_values)
+
+    def without_discriminators(self) -> "CycleGANModel":
+        """A copy holding the generators alone, for small inference checkpoints."""
+        config = CycleGANConfig(**{**self.config.to_dict(), "with_discriminators": False})
+        model = CycleGANModel(config)
+        model.load_state_dict(self.state_dict(), strict=False)
+        model.card_info = dict(self.card_info)
+        return model.to(self.device, self.dtype)

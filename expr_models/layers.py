@@ -1,0 +1,146 @@
+"""Building blocks shared by the GANs and the classifier.
+
+Each block is written once here; model files only arrange them.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils import spectral_norm
+
+
+def norm_layer(kind: str, channels: int) -> nn.Module:
+    """The normalisation a config names: ``instance`` (CycleGAN/StarGAN), ``batch``, ``group`` or ``none``."""
+    if kind == "instance":
+        # Affine instance norm, as in StarGAN; track no running stats so train and eval behave the same.
+        return nn.InstanceNorm2d(channels, affine=True, track_running_stats=False)
+    if kind == "batch":
+        return nn.BatchNorm2d(channels)
+    if kind == "group":
+        return nn.GroupNorm(min(32, channels // 4) or 1, channels)
+    if kind == "none":
+        return nn.Identity()
+    raise ValueError(f"Unknown norm {kind!r}; expected instance, batch, group or none")
+
+
+def conv(in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, padding: int = 0,
+         bias: bool = True, spectral: bool = False, padding_mode: str = "zeros") -> nn.Conv2d:
+    layer = nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, bias=bias, padding_mode=padding_mode)
+    return spectral_norm(layer) if spectral else layer
+
+
+class ConvNormAct(nn.Sequential):
+    """conv -> norm -> activation, the unit every encoder here is made of."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, norm: str = "instance",
+                 activation: str = "relu", spectral: bool = False, padding_mode: str = "zeros"):
+        layers = [
+            conv(in_channels, out_channels, kernel_size, stride, kernel_size // 2, bias=norm == "none",
+                 spectral=spectral, padding_mode=padding_mode),
+            norm_layer(norm, out_channels),
+        ]
+        if activation == "relu":
+            layers.append(nn.ReLU(inplace=True))
+        elif activation == "leaky_relu":
+            layers.append(nn.LeakyReLU(0.2, inplace=True))
+        elif activation != "none":
+            raise ValueError(f"Unknown activation {activation!r}")
+        super().__init__(*layers)
+
+
+class UpConvNormAct(nn.Sequential):
+    """2x nearest upsampling then a 3x3 conv: avoids the checkerboard artefacts of transposed convs."""
+
+    def __init__(self, in_channels: int, out_channels: int, norm: str = "instance", padding_mode: str = "zeros"):
+        super().__init__(
+            nn.Upsample(scale_factor=2, mode="nearest"),
+            ConvNormAct(in_channels, out_channels, 3, 1, norm, "relu", padding_mode=padding_mode),
+        )
+
+
+class ResidualBlock(nn.Module):
+    """Two 3x3 convs with a skip, as in the reference CycleGAN ResNet generator."""
+
+    def __init__(self, channels: int, norm: str = "instance", padding_mode: str = "reflect", dropout: float = 0.0):
+        super().__init__()
+        self.block = nn.Sequential(
+            ConvNormAct(channels, channels, 3, 1, norm, "relu", padding_mode=padding_mode),
+            nn.Dropout(dropout) if dropout > 0 else nn.Identity(),
+            ConvNormAct(channels, channels, 3, 1, norm, "none", padding_mode=padding_mode),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.block(x)
+
+
+class SelfAttention2d(nn.Module):
+    """Self-attention over spatial positions (Zhang et al., SAGAN), with a learned gate that starts closed.
+
+    ``gamma`` starts at zero so a fresh network behaves as if the block were absent and learns how much global
+    context to mix in. Uses ``scaled_dot_product_attention`` so fused kernels apply where available.
+    """
+
+    def __init__(self, channels: int, spectral: bool = False, key_divisor: int = 8):
+        super().__init__()
+        key_channels = max(channels // key_divisor, 1)
+        self.query = conv(channels, key_channels, 1, spectral=spectral)
+        self.key = conv(channels, key_channels, 1, spectral=spectral)
+        self.value = conv(channels, channels, 1, spectral=spectral)
+        self.gamma = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch, channels, height, width = x.shape
+        query = self.query(x).flatten(2).transpose(1, 2)  # B x HW x K
+        key = self.key(x).flatten(2).transpose(1, 2)
+        value = self.value(x).flatten(2).transpose(1, 2)  # B x HW x C
+        # SAGAN uses unscaled dot products; the 1/sqrt(K) scale of SDPA only makes training steadier.
+        attended = F.scaled_dot_product_attention(query[:, None], key[:, None], value[:, None])[:, 0]
+        attended = attended.transpose(1, 2).reshape(batch, channels, height, width)
+        return x + self.gamma * attended
+
+
+class PatchDiscriminator(nn.Module):
+    """The 70x70 PatchGAN of pix2pix/CycleGAN: a grid of real/fake logits, one per overlapping patch."""
+
+    def __init__(self, in_channels: int = 1, base_channels: int = 64, n_layers: int = 3, norm: str = "instance",
+                 spectral: bool = False):
+        super().__init__()
+        layers: list[nn.Module] = [conv(in_channels, base_channels, 4, 2, 1, spectral=spectral), nn.LeakyReLU(0.2, True)]
+        channels = base_channels
+        for index in range(1, n_layers + 1):
+            next_channels = base_channels * min(2 ** index, 8)
+            stride = 2 if index < n_layers else 1
+            layers += [
+                conv(channels, next_channels, 4, stride, 1, bias=norm == "none", spectral=spectral),
+                norm_layer(norm, next_channels),
+                nn.LeakyReLU(0.2, True),
+            ]
+            channels = next_channels
+        layers.append(conv(channels, 1, 4, 1, 1, spectral=spectral))
+        self.model = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+
+def init_gan_weights(module: nn.Module, std: float = 0.02) -> None:
+    """The reference GAN initialisation: N(0, 0.02) convs and linears, N(1, 0.02) norm scales, zero biases.
+
+    Uses ``transformers.initialization`` so weights already loaded from a checkpoint are never overwritten.
+    """
+    from transformers import initialization as init
+
+    if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+        weight = getattr(module, "weight_orig", None)  # spectral-norm layers keep the raw weight here
+        if weight is None:
+            weight = module.weight
+        init.normal_(weight, 0.0, std)
+        if module.bias is not None:
+            init.zeros_(module.bias)
+    elif isinstance(module, (nn.BatchNorm2d, nn.InstanceNorm2d, nn.GroupNorm)) and module.weight is not None:
+        init.normal_(module.weight, 1.0, std)
+        init.zeros_(module.bias)
+    elif isinstance(module, SelfAttention2d):
+        init.zeros_(module.gamma)

@@ -1,0 +1,208 @@
+"""Class-conditional Self-Attention GAN for many-expression editing, as in the study, with StarGAN's ideas added.
+
+The generator takes a face and target-class *label maps* (one constant plane per class, as the study did) and returns
+the face with that expression. The discriminator has self-attention and spectral norm, and two heads:
+
+- ``class_logits`` over ``num_classes + 1`` classes, the last one meaning "generated". The study's softmax
+  cross-entropy objective uses this head alone: D is penalised for a wrong class on real faces and for anything but
+  "generated" on generated ones; G is penalised when D does not read the target class on its output.
+- ``critic``: a PatchGAN-style score map for the Wasserstein (WGAN-GP) variant, which then uses the first
+  ``num_classes`` class logits as an auxiliary classifier (StarGAN).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from huggingface_hub.dataclasses import strict
+from torch import nn
+from transformers import PreTrainedConfig
+from transformers.utils import ModelOutput
+
+from .labels import EXPRESSIONS
+from .layers import ConvNormAct, ResidualBlock, SelfAttention2d, UpConvNormAct, conv, init_gan_weights
+from .modeling_utils import ExprPreTrainedModel
+
+
+@strict
+class SAGANConfig(PreTrainedConfig):
+    r"""
+    Args:
+        resolution: side of the square face crop; must be divisible by ``2 ** discriminator_layers``.
+        in_channels: 1 (grayscale/luminance) or 3.
+        class_names: the expressions the generator can produce, in label order.
+        generator_channels: width of the first generator layer.
+        n_downsampling: stride-2 stages in the generator.
+        n_residual_blocks: residual blocks at the bottleneck; self-attention follows them.
+        attention_mask: predict a change and where to apply it, so unrelated regions are copied through.
+        discriminator_channels, discriminator_layers: width of the first layer and number of stride-2 layers of D.
+        with_discriminator: build D; False for inference checkpoints.
+        objective: ``softmax_ce`` (the study's) or ``wgan_gp``.
+        lambda_class: weight of the class loss on G (both objectives) and of the real-class loss on D (WGAN-GP).
+        lambda_reconstruction: StarGAN's cycle weight: G(G(x, target), source) should give x back.
+        lambda_gradient_penalty: WGAN-GP weight.
+        lambda_mask: L1 weight on the attention mask, keeping edits local.
+        n_critic: discriminator steps per generator step.
+    """
+
+    model_type = "expr-sagan"
+
+    resolution: int = 128
+    in_channels: int = 1
+    class_names: list[str] | tuple[str, ...] = EXPRESSIONS
+    generator_channels: int = 32
+    n_downsampling: int = 2
+    n_residual_blocks: int = 6
+    attention_mask: bool = True
+    discriminator_channels: int = 32
+    discriminator_layers: int = 5
+    with_discriminator: bool = True
+    objective: str = "softmax_ce"
+    lambda_class: float = 1.0
+    lambda_reconstruction: float = 10.0
+    lambda_gradient_penalty: float = 10.0
+    lambda_mask: float = 0.01
+    n_critic: int = 1
+
+    def validate_sagan(self):
+        if self.in_channels not in (1, 3):
+            raise ValueError(f"in_channels must be 1 or 3, got {self.in_channels}")
+        for name, layers in (("n_downsampling", self.n_downsampling), ("discriminator_layers", self.discriminator_layers)):
+            if self.resolution % (2 ** layers):
+                raise ValueError(f"resolution {self.resolution} is not divisible by 2**{name} = {2 ** layers}")
+        if self.objective not in ("softmax_ce", "wgan_gp"):
+            raise ValueError(f"Unknown objective {self.objective!r}; expected softmax_ce or wgan_gp")
+        if len(self.class_names) < 2 or len(set(self.class_names)) != len(self.class_names):
+            raise ValueError(f"class_names needs at least two distinct names, got {self.class_names}")
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+
+def label_maps(labels: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """``N x K`` class weights -> ``N x K x H x W`` constant planes, the generator's condition."""
+    return labels[:, :, None, None].expand(-1, -1, height, width)
+
+
+class ConditionalGenerator(nn.Module):
+    """Encoder, residual bottleneck with self-attention, decoder; the condition enters as extra input planes."""
+
+    def __init__(self, config: SAGANConfig):
+        super().__init__()
+        width = config.generator_channels
+        layers: list[nn.Module] = [ConvNormAct(config.in_channels + config.num_classes, width, 7, 1, "instance")]
+        for _ in range(config.n_downsampling):
+            layers.append(ConvNormAct(width, width * 2, 3, 2, "instance"))
+            width *= 2
+        layers += [ResidualBlock(width, "instance", padding_mode="zeros") for _ in range(config.n_residual_blocks)]
+        layers.append(SelfAttention2d(width))
+        for index in range(config.n_downsampling):
+            layers.append(UpConvNormAct(width, width // 2, "instance"))
+            width //= 2
+            if index == 0:
+                layers.append(SelfAttention2d(width))  # a second, finer attention where the mouth has detail
+        self.body = nn.Sequential(*layers)
+        self.to_image = nn.Conv2d(width, config.in_channels, 7, padding=3)
+        self.to_mask = nn.Conv2d(width, 1, 7, padding=3) if config.attention_mask else None
+
+    def forward(self, pixel_values: torch.Tensor, labels: torch.Tensor, return_mask: bool = False):
+        condition = label_maps(labels.to(pixel_values.dtype), *pixel_values.shape[-2:])
+        features = self.body(torch.cat([pixel_values, condition], dim=1))
+        image = torch.tanh(self.to_image(features))
+        mask = None
+        if self.to_mask is not None:
+            mask = torch.sigmoid(self.to_mask(features))
+            image = mask * image + (1 - mask) * pixel_values
+        return (image, mask) if return_mask else image
+
+
+def spectral_linear(in_features: int, out_features: int) -> nn.Linear:
+    return nn.utils.spectral_norm(nn.Linear(in_features, out_features))
+
+
+@dataclass
+class DiscriminatorOutput(ModelOutput):
+    critic: torch.Tensor | None = None  # N x 1 x h x w
+    class_logits: torch.Tensor | None = None  # N x (num_classes + 1); the last class is "generated"
+
+
+class ProjectionDiscriminator(nn.Module):
+    """Spectral-norm conv stack with self-attention at 1/8 resolution, a critic map and a class head."""
+
+    def __init__(self, config: SAGANConfig):
+        super().__init__()
+        width = config.discriminator_channels
+        layers: list[nn.Module] = []
+        in_channels = config.in_channels
+        for index in range(config.discriminator_layers):
+            out_channels = width * min(2 ** index, 16)
+            layers += [conv(in_channels, out_channels, 4, 2, 1, spectral=True), nn.LeakyReLU(0.2, inplace=True)]
+            if index == 2:
+                layers.append(SelfAttention2d(out_channels, spectral=True))
+            in_channels = out_channels
+        self.body = nn.Sequential(*layers)
+        self.critic = conv(in_channels, 1, 3, 1, 1, spectral=True)
+        self.classifier = spectral_linear(in_channels, config.num_classes + 1)
+
+    def forward(self, pixel_values: torch.Tensor) -> DiscriminatorOutput:
+        features = self.body(pixel_values)
+        return DiscriminatorOutput(critic=self.critic(features), class_logits=self.classifier(features.sum((2, 3))))
+
+
+@dataclass
+class SAGANOutput(ModelOutput):
+    generated: torch.Tensor | None = None
+    mask: torch.Tensor | None = None
+
+
+class SAGANModel(ExprPreTrainedModel):
+    config_class = SAGANConfig
+    card_summary = (
+        "A class-conditional self-attention GAN that gives a face crop any of the configured expressions. Input: face "
+        "crops in [-1, 1] (`N x C x H x W` at `config.resolution`) and target labels; the labels enter as constant "
+        "planes. `model.generate(faces, to='happy')` edits; the pipeline in `expr_models.pipeline` applies it to "
+        "whole photos."
+    )
+
+    def __init__(self, config: SAGANConfig):
+        super().__init__(config)
+        self.generator = ConditionalGenerator(config)
+        self.discriminator = ProjectionDiscriminator(config) if config.with_discriminator else None
+        self.post_init()
+
+    def _init_weights(self, module):
+        init_gan_weights(module)
+
+    def labels_for(self, target: str | int | torch.Tensor, batch_size: int) -> torch.Tensor:
+        """A target expression name, index, index tensor or ``N x K`` weights -> ``N x K`` float class weights."""
+        num_classes = self.config.num_classes
+        if isinstance(target, str):
+            if target not in self.config.class_names:
+                raise ValueError(f"This SA-GAN edits to {', '.join(self.config.class_names)}, not {target!r}")
+            target = self.config.class_names.index(target)
+        if isinstance(target, int):
+            target = torch.full((batch_size,), target, dtype=torch.long)
+        if target.ndim == 1:
+            target = F.one_hot(target.long(), num_classes).float()
+        if target.shape != (batch_size, num_classes):
+            raise ValueError(f"Expected labels of shape {(batch_size, num_classes)}, got {tuple(target.shape)}")
+        return target.to(self.device)
+
+    def forward(self, pixel_values: torch.Tensor, labels: str | int | torch.Tensor, **kwargs) -> SAGANOutput:
+        generated, mask = self.generator(pixel_values, self.labels_for(labels, len(pixel_values)), return_mask=True)
+        return SAGANOutput(generated=generated, mask=mask)
+
+    @torch.no_grad()
+    def generate(self, pixel_values: torch.Tensor, to: str | int | torch.Tensor) -> torch.Tensor:
+        """Give face crops (``N x C x H x W`` in [-1, 1]) the expression ``to`` (a name or ``N x K`` soft weights)."""
+        return self.generator(pixel_values, self.labels_for(to, len(pixel_values)))
+
+    def without_discriminator(self) -> "SAGANModel":
+        config = SAGANConfig(**{**self.config.to_dict(), "with_discriminator": False})
+        model = SAGANModel(config)
+        model.load_state_dict(self.state_dict(), strict=False)
+        model.card_info = dict(self.card_info)
+        return model.to(self.device, self.dtype)
