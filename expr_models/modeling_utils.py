@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import torch
 from transformers import PreTrainedModel
 
 from .errors import CheckpointError, HubUnavailableError
@@ -85,7 +86,7 @@ class ExprPreTrainedModel(PreTrainedModel):
             "",
             info.get("training_data", "Not trained on any data yet (random initialisation)."),
             "",
-            f"**Terms.** {DATA_TERMS}",
+            f"**Terms.** {info.get('terms', DATA_TERMS)}",
             "",
         ]
         if info.get("training"):
@@ -104,6 +105,8 @@ class ExprPreTrainedModel(PreTrainedModel):
     def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
         path = str(pretrained_model_name_or_path)
         _check_model_type(cls, Path(path))
+        # Checkpoints may be stored in fp16 to stay small; compute in fp32 unless asked otherwise (fp16 is slow on CPU).
+        kwargs.setdefault("dtype", torch.float32)
         wants_info = kwargs.pop("output_loading_info", False)
         try:
             model, info = super().from_pretrained(pretrained_model_name_or_path, *args, output_loading_info=True,

@@ -245,7 +245,7 @@ def run_style_transfer(
         style_targets = {name: gram_matrix(value, style_mask) for name, value in style_features.items()}
 
     # Optimise an unconstrained image; the mask puts the content back outside the face at every step.
-    pixels = content.clone().requires_grad_(True)
+    pixels = content.detach().clone(memory_format=torch.contiguous_format).requires_grad_(True)
 
     def compose() -> torch.Tensor:
         image = pixels.clamp(0, 1)

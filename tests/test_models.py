@@ -1,0 +1,271 @@
+"""Every model family: Auto round trips, shapes, configs, model cards and clear errors on broken checkpoints."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+import torch
+from transformers import AutoConfig, AutoModel
+
+import expr_models as em
+from expr_models.errors import CheckpointError, HubUnavailableError
+
+torch.set_num_threads(2)
+
+TINY = {
+    "cyclegan": lambda resolution=64, channels=1: em.CycleGANConfig(
+        resolution=resolution, in_channels=channels, generator_channels=8, n_residual_blocks=1,
+        discriminator_channels=8),
+    "sagan": lambda resolution=64, channels=1: em.SAGANConfig(
+        resolution=resolution, in_channels=channels, generator_channels=8, n_residual_blocks=1,
+        discriminator_channels=8),
+    "classifier": lambda resolution=64, channels=1: em.ExpressionClassifierConfig(
+        resolution=resolution, in_channels=channels, widths=(8, 16, 16, 32)),
+    "segmenter": lambda resolution=64, channels=3: em.FaceSegmenterConfig(
+        backbone="mobilenet_v3_small", fpn_channels=16, box_head_size=32, min_size=64, max_size=96),
+    "style_vgg19": lambda resolution=64, channels=3: em.StyleFeatureConfig(architecture="vgg19"),
+    "style_mobilenet": lambda resolution=64, channels=3: em.StyleFeatureConfig(architecture="mobilenet_v2"),
+}
+
+
+def run_model(model, pixel_values):
+    """The one output that matters for each family, as a tensor (or a tuple of tensors)."""
+    if isinstance(model, em.CycleGANModel):
+        return model.generate(pixel_values, to="happy"), model.generate(pixel_values, to="neutral")
+    if isinstance(model, em.SAGANModel):
+        return model.generate(pixel_values, to="surprise")
+    if isinstance(model, em.ExpressionClassifier):
+        return model(pixel_values).logits
+    if isinstance(model, em.StyleFeatureExtractor):
+        return tuple(model(pixel_values).values())
+    detections = model(list(pixel_values)).detections[0]
+    return tuple(detections[key] for key in sorted(detections))
+
+
+def make_input(config, batch=2, resolution=64, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    channels = getattr(config, "in_channels", 3)
+    values = torch.rand(batch, channels, resolution, resolution, generator=generator)
+    # GAN and classifier inputs live in [-1, 1]; the segmenter and NST features take [0, 1].
+    return values * 2 - 1 if hasattr(config, "in_channels") else values
+
+
+@pytest.mark.parametrize("family", sorted(TINY))
+def test_auto_round_trip_gives_identical_outputs(family, tmp_path):
+    torch.manual_seed(0)
+    config = TINY[family]()
+    model = AutoModel.from_config(config).eval()
+    model.save_pretrained(tmp_path)
+    assert sorted(os.listdir(tmp_path)) == ["README.md", "config.json", "model.safetensors"]  # never a pickle
+
+    assert isinstance(AutoConfig.from_pretrained(tmp_path), type(config))
+    reloaded = AutoModel.from_pretrained(tmp_path).eval()
+    assert type(reloaded) is type(model)
+    pixel_values = make_input(config)
+    with torch.no_grad():
+        expected, actual = run_model(model, pixel_values), run_model(reloaded, pixel_values)
+    expected = expected if isinstance(expected, tuple) else (expected,)
+    actual = actual if isinstance(actual, tuple) else (actual,)
+    for left, right in zip(expected, actual, strict=True):
+        assert torch.equal(left, right)
+
+
+@pytest.mark.parametrize("family", ["cyclegan", "sagan"])
+@pytest.mark.parametrize("channels", [1, 3])
+@pytest.mark.parametrize("resolution", [64, 128, 256])
+def test_generators_keep_shape(family, channels, resolution):
+    config = TINY[family](resolution, channels)
+    model = AutoModel.from_config(config).eval()
+    pixel_values = make_input(config, batch=1, resolution=resolution)
+    with torch.no_grad():
+        outputs = run_model(model, pixel_values)
+    for output in outputs if isinstance(outputs, tuple) else (outputs,):
+        assert output.shape == pixel_values.shape
+        assert output.min() >= -1 and output.max() <= 1
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+@pytest.mark.parametrize("resolution", [64, 128, 256])
+def test_discriminators_and_classifier_shapes(channels, resolution):
+    cyclegan = em.CycleGANModel(TINY["cyclegan"](resolution, channels))
+    sagan = em.SAGANModel(TINY["sagan"](resolution, channels))
+    classifier = em.ExpressionClassifier(TINY["classifier"](resolution, channels)).eval()
+    pixel_values = make_input(cyclegan.config, batch=2, resolution=resolution)
+    with torch.no_grad():
+        patch = cyclegan.discriminator_of("happy")(pixel_values)
+        assert patch.shape[:2] == (2, 1) and patch.shape[-1] == resolution // 8 - 2
+        judged = sagan.discriminator(pixel_values)
+        assert judged.class_logits.shape == (2, len(em.EXPRESSIONS) + 1)  # the last class means "generated"
+        assert judged.critic.shape[:2] == (2, 1)
+        assert classifier(pixel_values).logits.shape == (2, len(em.EXPRESSIONS))
+
+
+def test_inference_checkpoints_leave_discriminators_out(tmp_path):
+    model = em.CycleGANModel(TINY["cyclegan"]()).eval()
+    generators_only = model.without_discriminators()
+    generators_only.save_pretrained(tmp_path / "small")
+    model.save_pretrained(tmp_path / "full")
+    small = (tmp_path / "small" / "model.safetensors").stat().st_size
+    assert small < (tmp_path / "full" / "model.safetensors").stat().st_size
+    reloaded = AutoModel.from_pretrained(tmp_path / "small").eval()
+    assert reloaded.discriminator_x is None
+    pixel_values = make_input(model.config)
+    assert torch.equal(model.generate(pixel_values), reloaded.generate(pixel_values))
+    # A full checkpoint also loads as generators-only (the discriminator weights are simply not used).
+    AutoModel.from_pretrained(tmp_path / "full", with_discriminators=False)
+
+    sagan = em.SAGANModel(TINY["sagan"]())
+    sagan.without_discriminator().save_pretrained(tmp_path / "sagan")
+    assert AutoModel.from_pretrained(tmp_path / "sagan").discriminator is None
+
+
+def test_fp16_checkpoint_loads_as_fp32(tmp_path):
+    model = em.ExpressionClassifier(TINY["classifier"]()).eval()
+    model.to(torch.float16).save_pretrained(tmp_path)
+    reloaded = em.ExpressionClassifier.from_pretrained(tmp_path)
+    assert reloaded.dtype == torch.float32
+    pixel_values = make_input(model.config)
+    expected = model.float()(pixel_values).logits
+    torch.testing.assert_close(reloaded(pixel_values).logits, expected, atol=2e-2, rtol=2e-2)
+
+
+def test_model_card_names_data_terms_and_metrics(tmp_path):
+    model = em.CycleGANModel(TINY["cyclegan"]())
+    model.card_info = {"training_data": "JAFFE + FEI (held-out subjects excluded)", "metrics": {"cycle L1": 0.05}}
+    model.save_pretrained(tmp_path)
+    card = (tmp_path / "README.md").read_text()
+    assert "JAFFE + FEI" in card and "research-only" in card and "| cycle L1 | 0.05 |" in card
+    assert card.startswith("---\nlibrary_name: transformers")
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "delete_weights", "bad_json"])
+def test_broken_checkpoint_raises_a_clear_error_naming_the_file(damage, tmp_path):
+    em.SAGANModel(TINY["sagan"]()).save_pretrained(tmp_path)
+    weights, config = tmp_path / "model.safetensors", tmp_path / "config.json"
+    if damage == "truncate":
+        with open(weights, "r+b") as handle:
+            handle.truncate(weights.stat().st_size // 2)
+    elif damage == "garbage":
+        weights.write_bytes(b"\x00" * 64)
+    elif damage == "delete_weights":
+        weights.unlink()
+    else:
+        config.write_text("{not json")
+    with pytest.raises(CheckpointError) as raised:
+        AutoModel.from_pretrained(tmp_path) if damage != "bad_json" else em.SAGANModel.from_pretrained(tmp_path)
+    message = str(raised.value)
+    assert str(config if damage == "bad_json" else weights) in message or str(tmp_path) in message
+
+
+def test_checkpoint_of_another_model_type_is_refused(tmp_path):
+    em.CycleGANModel(TINY["cyclegan"]()).save_pretrained(tmp_path)
+    with pytest.raises(CheckpointError, match="expr-cyclegan"):
+        em.SAGANModel.from_pretrained(tmp_path)
+
+
+def test_incomplete_checkpoint_is_refused_not_half_random(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    em.ExpressionClassifier(TINY["classifier"]()).save_pretrained(tmp_path)
+    weights = load_file(tmp_path / "model.safetensors")
+    weights.pop(next(iter(weights)))
+    save_file(weights, tmp_path / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(CheckpointError, match="lacks 1 weights"):
+        em.ExpressionClassifier.from_pretrained(tmp_path)
+
+
+def test_hub_ids_fail_clearly_offline(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(HubUnavailableError, match="Hub"):
+        em.CycleGANModel.from_pretrained("expr-models/cyclegan-that-is-not-cached")
+
+
+def test_push_to_hub_fails_clearly_offline(monkeypatch, tmp_path):
+    # An endpoint on loopback that nothing listens on: the push cannot reach any server.
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
+    monkeypatch.setenv("HF_TOKEN", "hf_dummy_token_for_an_unreachable_endpoint")
+    model = em.ExpressionClassifier(TINY["classifier"]())
+    with pytest.raises(HubUnavailableError, match="unreachable"):
+        model.push_to_hub("someone/expr-classifier", private=True)
+
+
+@pytest.mark.parametrize("make_config, message", [
+    (lambda: em.CycleGANConfig(resolution=100, n_downsampling=3), "divisible"),
+    (lambda: em.CycleGANConfig(gan_loss="hinge"), "gan_loss"),
+    (lambda: em.CycleGANConfig(in_channels=2), "in_channels"),
+    (lambda: em.SAGANConfig(objective="hinge"), "objective"),
+    (lambda: em.SAGANConfig(resolution=48, discriminator_layers=5), "divisible"),
+    (lambda: em.FaceSegmenterConfig(backbone="vgg11"), "backbone"),
+    (lambda: em.StyleFeatureConfig(architecture="alexnet"), "architecture"),
+])
+def test_bad_configs_fail_with_a_clear_message(make_config, message):
+    with pytest.raises(Exception, match=message):
+        make_config()
+
+
+def test_sagan_accepts_names_indices_and_soft_labels():
+    model = em.SAGANModel(TINY["sagan"]()).eval()
+    pixel_values = make_input(model.config, batch=2)
+    by_name = model.generate(pixel_values, "happy")
+    by_index = model.generate(pixel_values, em.EXPRESSIONS.index("happy"))
+    soft = torch.zeros(2, len(em.EXPRESSIONS))
+    soft[:, em.EXPRESSIONS.index("happy")] = 1
+    assert torch.equal(by_name, by_index) and torch.equal(by_name, model.generate(pixel_values, soft))
+    with pytest.raises(ValueError, match="not 'bored'"):
+        model.generate(pixel_values, "bored")
+
+
+def test_segmenter_trains_and_detects():
+    model = em.FaceSegmenter(TINY["segmenter"]())
+    images = [torch.rand(3, 80, 96), torch.rand(3, 64, 64)]
+    masks = [torch.zeros(1, 80, 96, dtype=torch.uint8), torch.zeros(1, 64, 64, dtype=torch.uint8)]
+    masks[0][:, 20:60, 30:60] = 1
+    masks[1][:, 10:40, 10:40] = 1
+    targets = [{"boxes": torch.tensor([[30.0, 20, 60, 60]]), "labels": torch.tensor([1]), "masks": masks[0]},
+               {"boxes": torch.tensor([[10.0, 10, 40, 40]]), "labels": torch.tensor([1]), "masks": masks[1]}]
+    model.train()
+    output = model(images, targets)
+    assert torch.isfinite(output.loss) and "loss_mask" in output.losses
+    faces = model.detect((torch.rand(70, 90, 3) * 255).byte().numpy())
+    assert isinstance(faces, list)
+    for face in faces:
+        assert len(face["box"]) == 4 and face["mask"].shape == (70, 90)
+
+
+def test_style_features_follow_torchvision_layout():
+    import torchvision
+
+    reference = torchvision.models.vgg19(weights=None)
+    model = em.StyleFeatureExtractor.from_torchvision_state_dict(reference.state_dict(), "vgg19", "test")
+    pixel_values = torch.rand(1, 3, 64, 64)
+    normalised = (pixel_values - model.mean) / model.std
+    expected = reference.features[:23](normalised)  # up to relu4_2
+    torch.testing.assert_close(model(pixel_values, ("relu4_2",))["relu4_2"], expected)
+    assert not any(parameter.requires_grad for parameter in model.parameters())
+
+
+def test_committed_style_features_are_imagenet_mobilenet():
+    path = "checkpoints/style_features"
+    config = json.load(open(os.path.join(path, "config.json")))
+    assert config["architecture"] == "mobilenet_v2" and "IMAGENET1K_V1" in config["weights_source"]
+    model = em.StyleFeatureExtractor.from_pretrained(path)
+    assert model.dtype == torch.float32
+
+
+def test_style_transfer_changes_only_the_masked_region_and_lowers_the_loss():
+    torch.manual_seed(0)
+    features = em.StyleFeatureExtractor(em.StyleFeatureConfig(architecture="mobilenet_v2"))
+    content = torch.rand(1, 3, 64, 64)
+    style = torch.rand(1, 3, 64, 64).pow(3)
+    mask = torch.zeros(1, 1, 64, 64)
+    mask[..., 16:48, 16:48] = 1
+    losses = []
+    result = em.run_style_transfer(content, style, features, mask=mask, steps=8, optimizer="adam",
+                                   callback=lambda step, total, loss: losses.append(loss))
+    assert len(losses) == 8 and losses[-1] < losses[0]
+    assert torch.equal(result * (1 - mask), content * (1 - mask))
+    assert (result - content).abs()[..., 16:48, 16:48].mean() > 0
+    with pytest.raises(ValueError, match="optimizer"):
+        em.run_style_transfer(content, style, features, steps=1, optimizer="sgd")
