@@ -185,6 +185,9 @@ def detect_faces(image: Image.Image | np.ndarray, min_size: float = 24, detector
 def _to_face_boxes(raw: Any) -> list[FaceBox]:
     if isinstance(raw, (list, tuple)) and all(isinstance(b, FaceBox) for b in raw):
         return list(raw)
+    if isinstance(raw, (list, tuple)) and all(isinstance(b, dict) and "box" in b for b in raw):
+        # FaceSegmenter.detect: [{box: (x0, y0, x1, y1), score, mask: H x W or None}]
+        return [FaceBox(*map(float, b["box"]), float(b.get("score", 1.0)), _numpy(b.get("mask"))) for b in raw]
     # dict or object with boxes (N x 4, xyxy), scores (N) and optional masks (N x H x W or N x 1 x H x W)
     get = raw.get if isinstance(raw, dict) else lambda key, default=None: getattr(raw, key, default)
     boxes = _numpy(get("boxes"))

@@ -1,0 +1,615 @@
+"""The editing pipeline: a whole photo in, the same photo with edited faces out.
+
+The CLI, the Gradio Space and the evaluation all go through :class:`ExpressionEditor`. Each stage can also be used
+alone:
+
+1. :func:`load_image` -- any path/bytes/PIL/array -> RGB PIL image (EXIF rotation, odd modes, size cap, clear errors);
+2. :func:`expr_models.face.detect_faces` -- face boxes, largest first;
+3. :func:`expr_models.face.crop_face` -- the square crop at the training framing;
+4. :func:`edit_luminance` -- run a model on the crop's luminance (Y of YCbCr) at the model's resolution and add the
+   change, upsampled, to the full-resolution crop; the photo keeps its own colour (CbCr) and its sharpness where
+   nothing changed;
+5. :func:`expr_models.face.paste_back` -- blend the crop back with a feathered face mask; pixels outside the mask stay
+   byte-identical;
+6. intensity -- how much of the change is applied (0 = the input, 1 = the full edit). For the SA-GAN the editor
+   interpolates the condition instead, from the classifier's reading of the face to the target.
+
+    editor = ExpressionEditor.from_pretrained("checkpoints")
+    result = editor.edit("photo.jpg", method="cyclegan", target="happy")
+    result.image.save("happy.png")
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import threading
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import cv2
+import numpy as np
+import torch
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+from .errors import (CheckpointError, ExpressionEditError, ImageLoadError, ImageTooLargeError, NoFaceError,
+                     UnknownExpressionError, UnknownMethodError)
+from .face import CropTransform, FaceBox, crop_face, detect_faces, face_mask, paste_back
+from .image_utils import rgb_to_ycbcr
+from .labels import EXPRESSIONS, canonical_expression
+
+logger = logging.getLogger(__name__)
+
+METHODS = ("cyclegan", "sagan", "nst")
+# 40 MP covers every phone and most DSLR photos; beyond that a photo is more likely a decompression bomb.
+DEFAULT_MAX_PIXELS = 40_000_000
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pnm")
+
+ProgressCallback = Callable[[float, str], None]  # (fraction done in [0, 1], what is happening); gr.Progress fits
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# 1. Loading
+# ---------------------------------------------------------------------------------------------------------------------
+
+def load_image(source: str | os.PathLike | bytes | Image.Image | np.ndarray | Any,
+               max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Read a photo into an RGB PIL image, upright.
+
+    ``source``: a path, raw file bytes, a binary file object, a PIL image or a uint8 array. EXIF orientation is
+    applied; RGBA/LA/transparent palettes are composited on white; CMYK, 16-bit and float, grayscale and palette
+    images become RGB; an animated image gives its first frame. Notes about such conversions are kept in
+    ``image.info["notes"]``.
+
+    Raises :class:`ImageTooLargeError` for more than ``max_pixels`` pixels (read from the header, before decoding)
+    and :class:`ImageLoadError` for missing files, non-images and truncated or corrupt files.
+    """
+    notes: list[str] = []
+    if isinstance(source, np.ndarray):
+        source = _array_to_pil(source)
+    if isinstance(source, Image.Image):
+        name = "the image"
+        image = source
+        _check_pixels(image.size, max_pixels, name)
+    else:
+        name, image = _open(source, max_pixels)
+
+    frames = getattr(image, "n_frames", 1)
+    if frames > 1:
+        image.seek(0)
+        notes.append(f"{name} has {frames} frames; edited the first one.")
+    try:
+        image.load()
+    except (OSError, SyntaxError, ValueError, EOFError) as error:
+        raise ImageLoadError(f"Could not decode {name}: the file is truncated or corrupt ({error}).") from error
+
+    try:
+        upright = ImageOps.exif_transpose(image)
+    except Exception as error:  # noqa: BLE001 - a broken EXIF block should not stop the edit
+        notes.append(f"Ignored the unreadable EXIF orientation of {name} ({error}).")
+        upright = image
+    if upright is None:  # older Pillow returns None for in-place transposes
+        upright = image
+
+    rgb = _to_rgb(upright, notes)
+    rgb.info["notes"] = list(image.info.get("notes", [])) + notes
+    return rgb
+
+
+def _open(source: Any, max_pixels: int | None) -> tuple[str, Image.Image]:
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        name, stream = "the uploaded bytes", io.BytesIO(bytes(source))
+    elif isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        name = str(path)
+        if not path.is_file():
+            raise ImageLoadError(f"{name} does not exist or is not a file.")
+        try:
+            stream = io.BytesIO(path.read_bytes())  # read once: the file is closed whatever happens next
+        except OSError as error:
+            raise ImageLoadError(f"Could not read {name}: {error}") from error
+    elif hasattr(source, "read"):
+        name, stream = getattr(source, "name", "the uploaded file"), source
+    else:
+        raise ImageLoadError(f"Cannot read an image from a {type(source).__name__}.")
+
+    try:
+        with warnings.catch_warnings():
+            # Pillow warns above its own limit (~89 MP) and raises above twice that; our cap is checked below.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(stream)  # reads the header only
+    except Image.DecompressionBombError as error:
+        raise ImageTooLargeError(f"{name} is too large to open safely ({error}).") from error
+    except UnidentifiedImageError as error:
+        raise ImageLoadError(f"{name} is not an image file Pillow can read (JPEG, PNG, TIFF, WebP, ...).") from error
+    except (OSError, SyntaxError, ValueError) as error:
+        raise ImageLoadError(f"Could not read {name}: {error}") from error
+    _check_pixels(image.size, max_pixels, name)
+    return name, image
+
+
+def _check_pixels(size: tuple[int, int], max_pixels: int | None, name: str) -> None:
+    width, height = size
+    if width <= 0 or height <= 0:
+        raise ImageLoadError(f"{name} has no pixels ({width}x{height}).")
+    if max_pixels is not None and width * height > max_pixels:
+        raise ImageTooLargeError(
+            f"{name} is {width}x{height} = {width * height / 1e6:.1f} MP, more than the limit of "
+            f"{max_pixels / 1e6:.0f} MP. Downscale it first (or raise max_pixels if you trust the file)."
+        )
+
+
+def _array_to_pil(array: np.ndarray) -> Image.Image:
+    array = np.asarray(array)
+    if array.ndim == 3 and array.shape[-1] == 1:
+        array = array[..., 0]
+    if array.dtype == np.uint8:
+        return Image.fromarray(array)
+    if array.dtype == np.uint16:
+        return Image.fromarray((array.astype(np.float32) / 257.0).round().astype(np.uint8))
+    if np.issubdtype(array.dtype, np.floating):
+        scale = 255.0 if array.max(initial=0) <= 1.0 else 1.0  # [0, 1] floats or already 0..255
+        return Image.fromarray(np.clip(array * scale, 0, 255).round().astype(np.uint8))
+    raise ImageLoadError(f"Cannot use an array of dtype {array.dtype} as an image; expected uint8.")
+
+
+def _to_rgb(image: Image.Image, notes: list[str]) -> Image.Image:
+    mode = image.mode
+    if mode == "RGB":
+        return image.copy()
+    if mode.startswith("I") or mode == "F":
+        # 16-bit or 32-bit integer / float grayscale: scale to 8 bits by the range the data can have.
+        array = np.asarray(image, dtype=np.float64)
+        if mode == "F":
+            top = 1.0 if array.max(initial=0) <= 1.0 else 255.0
+        else:
+            top = 255.0 if array.max(initial=0) <= 255 else 65535.0 if array.max() <= 65535 else float(array.max())
+        notes.append(f"Converted {mode} ({'float' if mode == 'F' else 'high bit depth'}) grayscale to 8-bit RGB.")
+        gray = np.clip(array / top * 255.0, 0, 255).round().astype(np.uint8)
+        return Image.fromarray(gray).convert("RGB")
+    if mode in ("RGBA", "LA", "La", "RGBa", "PA") or (mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        if rgba.getextrema()[3][0] < 255:
+            notes.append("Composited the transparent areas on white.")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("RGB")
+    if mode == "CMYK":
+        notes.append("Converted CMYK to RGB (no colour profile applied).")
+    return image.convert("RGB")
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# 4. Editing the luminance of a crop
+# ---------------------------------------------------------------------------------------------------------------------
+
+def edit_luminance(crop: np.ndarray, model_fn: Callable[[torch.Tensor], torch.Tensor], resolution: int,
+                   channels: int = 1, intensity: float = 1.0) -> np.ndarray:
+    """Edit an RGB uint8 crop (any size) with a model that works on ``resolution``-sized tensors in [-1, 1].
+
+    The model sees the crop's luminance Y (``channels=1``) or its RGB (``channels=3``) at ``resolution``. Its change
+    to Y, ``edited - original`` at the model's resolution, is upsampled to the crop's size, scaled by ``intensity``
+    and added to the crop's own Y; the crop keeps its CbCr. So the full-resolution detail survives wherever the model
+    changed nothing, and colours never shift.
+    """
+    side = crop.shape[0]
+    small_rgb = cv2.resize(crop, (resolution, resolution), interpolation=cv2.INTER_AREA if side > resolution
+                           else cv2.INTER_CUBIC)
+    small_y = rgb_to_ycbcr(small_rgb)[..., 0]
+    if channels == 1:
+        pixels = torch.from_numpy(small_y / 127.5 - 1.0)[None, None]
+    elif channels == 3:
+        pixels = torch.from_numpy(small_rgb.astype(np.float32) / 127.5 - 1.0).permute(2, 0, 1)[None]
+    else:
+        raise ValueError(f"Models take 1 or 3 channels, not {channels}")
+
+    output = model_fn(pixels.contiguous().float()).detach().float().cpu().clamp(-1, 1)
+    if output.shape != pixels.shape:
+        raise RuntimeError(f"The model returned {tuple(output.shape)} for an input of {tuple(pixels.shape)}")
+    output = ((output[0] + 1.0) * 127.5).permute(1, 2, 0).numpy()
+    edited_y = output[..., 0] if channels == 1 else rgb_to_ycbcr(output)[..., 0]
+
+    residual = (edited_y - small_y).astype(np.float32)
+    if side != resolution:
+        residual = cv2.resize(residual, (side, side), interpolation=cv2.INTER_CUBIC)
+    # With Cb and Cr held fixed, YCbCr -> RGB adds a change of Y to R, G and B alike, so adding the residual to each
+    # channel is exactly "new Y, own CbCr", without a round trip's rounding (gray stays gray, untouched stays put).
+    edited = crop.astype(np.float32) + float(intensity) * residual[..., None]
+    return np.clip(np.round(edited), 0, 255).astype(np.uint8)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Results
+# ---------------------------------------------------------------------------------------------------------------------
+
+@dataclass
+class FaceResult:
+    """One edited face: where it was, how it was cropped and blended, and how long it took."""
+
+    box: FaceBox
+    transform: CropTransform
+    mask: np.ndarray  # ``side x side`` float32 blend mask, in the crop's full-resolution coordinates
+    seconds: float
+    source_expression: str | None = None  # the classifier's reading of the input face, when one is loaded
+
+    def to_dict(self) -> dict:
+        return {**self.box.to_dict(), "seconds": round(self.seconds, 3), "source_expression": self.source_expression}
+
+
+@dataclass
+class EditResult:
+    image: Image.Image  # the edited photo, same size as the (upright) input
+    original: Image.Image  # the upright RGB input
+    faces: list[FaceResult]
+    method: str
+    target: str | None
+    intensity: float
+    timings: dict[str, float] = field(default_factory=dict)  # load, detect, edit (all faces), total; seconds
+    notes: list[str] = field(default_factory=list)
+
+    def mask_image(self) -> Image.Image:
+        """The blend masks of all faces over the whole photo, as an ``L`` image (255 = fully edited)."""
+        width, height = self.original.size
+        canvas = np.zeros((height, width), np.float32)
+        for face in self.faces:
+            t = face.transform
+            x0, y0, x1, y1 = t.visible_region()
+            patch = face.mask[y0 - t.y0:y1 - t.y0, x0 - t.x0:x1 - t.x0]
+            canvas[y0:y1, x0:x1] = np.maximum(canvas[y0:y1, x0:x1], patch)
+        return Image.fromarray((canvas * 255).round().astype(np.uint8), "L")
+
+    def to_dict(self) -> dict:
+        return {
+            "method": self.method,
+            "target": self.target,
+            "intensity": self.intensity,
+            "size": list(self.image.size),
+            "faces": [face.to_dict() for face in self.faces],
+            "timings": {name: round(value, 3) for name, value in self.timings.items()},
+            "notes": self.notes,
+        }
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The editor
+# ---------------------------------------------------------------------------------------------------------------------
+
+# model_type in a checkpoint's config.json -> the editor's name for that component
+COMPONENT_TYPES = {
+    "expr-cyclegan": "cyclegan",
+    "expr-sagan": "sagan",
+    "expr-classifier": "classifier",
+    "expr-style-features": "style_features",
+    "expr-face-segmenter": "segmenter",
+}
+
+
+def find_checkpoints(models_dir: str | os.PathLike) -> dict[str, list[Path]]:
+    """The checkpoints in ``models_dir`` (``<models_dir>/<name>/config.json``), grouped by component, by name."""
+    found: dict[str, list[Path]] = {}
+    root = Path(models_dir)
+    if not root.is_dir():
+        return found
+    for config_file in sorted(root.glob("*/config.json")):
+        try:
+            model_type = json.loads(config_file.read_text()).get("model_type")
+        except (OSError, ValueError) as error:
+            logger.warning("Skipping %s: %s", config_file, error)
+            continue
+        if model_type in COMPONENT_TYPES:
+            found.setdefault(COMPONENT_TYPES[model_type], []).append(config_file.parent)
+    return found
+
+
+class ExpressionEditor:
+    """Edits the expression of every face in a photo with CycleGAN, the conditional SA-GAN or neural style transfer.
+
+    Models load lazily on first use and stay cached, so one editor serves many requests (it is safe to share across
+    threads). ``models`` maps a component (``cyclegan``, ``sagan``, ``classifier``, ``style_features``,
+    ``segmenter``) to a local directory, a Hub id or a ready model object; components not named there are found in
+    ``models_dir`` by the ``model_type`` in each ``<models_dir>/<name>/config.json``. ``cyclegan`` may be a list:
+    each CycleGAN checkpoint covers its two domains.
+
+    ``detector``: ``"haar"`` (default, embedded), ``"segmenter"`` (the trained Mask R-CNN, whose masks then shape the
+    blend) or any object with ``detect(image) -> list[FaceBox]``.
+    """
+
+    def __init__(self, models_dir: str | os.PathLike | None = "checkpoints", device: str | torch.device = "cpu",
+                 models: dict[str, Any] | None = None, detector: Any = "haar", max_pixels: int | None = DEFAULT_MAX_PIXELS,
+                 min_face_size: float = 32, max_faces: int | None = 10, nst_steps: int = 100, nst_resolution: int = 128,
+                 sagan_intensity: str = "condition"):
+        if sagan_intensity not in ("condition", "blend"):
+            raise ValueError(f"sagan_intensity must be 'condition' or 'blend', not {sagan_intensity!r}")
+        self.models_dir = Path(models_dir) if models_dir is not None else None
+        self.device = torch.device(device)
+        self.detector = detector
+        self.max_pixels = max_pixels
+        self.min_face_size = min_face_size
+        self.max_faces = max_faces
+        self.nst_steps = nst_steps
+        self.nst_resolution = nst_resolution
+        self.sagan_intensity = sagan_intensity
+
+        found = find_checkpoints(self.models_dir) if self.models_dir is not None else {}
+        self._sources: dict[str, list[Any]] = {name: list(paths) for name, paths in found.items()}
+        for name, value in (models or {}).items():
+            if name not in COMPONENT_TYPES.values():
+                raise ValueError(f"Unknown model component {name!r}; expected one of {sorted(COMPONENT_TYPES.values())}")
+            self._sources[name] = list(value) if isinstance(value, (list, tuple)) else [value]
+        self._loaded: dict[tuple[str, int], Any] = {}
+        self._lock = threading.RLock()
+
+    @classmethod
+    def from_pretrained(cls, models_dir: str | os.PathLike | dict[str, Any] = "checkpoints",
+                        device: str | torch.device = "cpu", **kwargs) -> "ExpressionEditor":
+        """An editor over the checkpoints in ``models_dir``, or over a ``{component: dir or Hub id}`` dict."""
+        if isinstance(models_dir, dict):
+            return cls(models_dir=None, device=device, models=models_dir, **kwargs)
+        return cls(models_dir=models_dir, device=device, **kwargs)
+
+    # --- models ------------------------------------------------------------------------------------------------------
+    def has(self, component: str) -> bool:
+        return bool(self._sources.get(component))
+
+    def available_methods(self) -> list[str]:
+        needs = {"cyclegan": "cyclegan", "sagan": "sagan", "nst": "style_features"}
+        return [method for method in METHODS if self.has(needs[method])]
+
+    def model(self, component: str, index: int = 0) -> Any:
+        """The loaded model of a component (loaded on first use, then cached)."""
+        key = (component, index)
+        if key in self._loaded:
+            return self._loaded[key]
+        with self._lock:
+            if key not in self._loaded:
+                sources = self._sources.get(component) or []
+                if index >= len(sources):
+                    if component == "style_features" and index == 0:
+                        from .style_transfer import load_feature_extractor
+
+                        # Its error says how to get ImageNet features offline.
+                        self._loaded[key] = load_feature_extractor(self.models_dir, device=self.device)
+                        return self._loaded[key]
+                    raise CheckpointError(self._missing_message(component))
+                self._loaded[key] = self._load(component, sources[index])
+            return self._loaded[key]
+
+    def _missing_message(self, component: str) -> str:
+        where = f"in {self.models_dir}" if self.models_dir is not None else "among the given models"
+        return (f"No {component} checkpoint {where}. Train one (see train/) or point models_dir at a folder of "
+                f"checkpoints, e.g. checkpoints/{component}/config.json + model.safetensors.")
+
+    def _load(self, component: str, source: Any) -> Any:
+        if not isinstance(source, (str, os.PathLike)):
+            model = source  # a ready model object
+        elif component == "style_features":
+            from .style_transfer import StyleFeatureExtractor
+
+            model = StyleFeatureExtractor.from_pretrained(source)
+        else:
+            model = _model_class(component).from_pretrained(source)
+        if isinstance(model, torch.nn.Module):
+            model = model.to(self.device).eval()
+        return model
+
+    def _config(self, component: str, index: int) -> Any:
+        """A component's config without loading its weights (for the targets a checkpoint supports)."""
+        if (component, index) in self._loaded:
+            return self._loaded[(component, index)].config
+        source = self._sources[component][index]
+        if not isinstance(source, (str, os.PathLike)):
+            return source.config
+        try:
+            return _model_class(component).config_class.from_pretrained(source)
+        except Exception as error:  # noqa: BLE001
+            raise CheckpointError(f"Could not read the {component} config at {source}: {error}") from error
+
+    def supported_targets(self, method: str) -> tuple[str, ...]:
+        """The expressions ``method`` can produce with the models at hand (empty when its checkpoint is missing)."""
+        method = _check_method(method)
+        if method == "nst":
+            return EXPRESSIONS  # the reference face decides; the target is only a label
+        if method == "sagan":
+            return tuple(self._config("sagan", 0).class_names) if self.has("sagan") else ()
+        targets: list[str] = []
+        for index in range(len(self._sources.get("cyclegan", []))):
+            targets += [d for d in self._config("cyclegan", index).domains if d not in targets]
+        return tuple(name for name in EXPRESSIONS if name in targets) + tuple(t for t in targets if t not in EXPRESSIONS)
+
+    def _face_detector(self) -> Any:
+        if self.detector in (None, "haar"):
+            return None
+        if self.detector == "segmenter":
+            return self.model("segmenter")
+        return self.detector
+
+    # --- editing -----------------------------------------------------------------------------------------------------
+    def edit(self, image: Any, method: str = "cyclegan", target: str | None = "happy", intensity: float = 1.0,
+             reference: Any = None, progress_callback: ProgressCallback | None = None,
+             max_faces: int | None = -1) -> EditResult:
+        """Edit every face (the ``max_faces`` largest; ``-1`` means the editor's default) of ``image``.
+
+        Raises :class:`UnknownMethodError`, :class:`UnknownExpressionError`, :class:`ImageLoadError` and its
+        :class:`ImageTooLargeError`, :class:`NoFaceError` (no face in the photo or in the NST ``reference``) and
+        :class:`CheckpointError` (the method's model is missing); all derive from ``ExpressionEditError``.
+        """
+        start = time.perf_counter()
+        report = progress_callback or (lambda fraction, message: None)
+        method = _check_method(method)
+        target = self._check_target(method, target)
+        if not 0.0 <= float(intensity) <= 1.0:
+            raise ValueError(f"intensity must be in [0, 1], got {intensity}")
+        intensity = float(intensity)
+        max_faces = self.max_faces if max_faces == -1 else max_faces
+        if method == "nst" and reference is None:
+            raise ExpressionEditError("Neural style transfer needs a reference face photo (the expression to copy).")
+
+        report(0.0, "Loading the photo")
+        photo_image = load_image(image, self.max_pixels)
+        notes = list(photo_image.info.get("notes", []))
+        photo = np.asarray(photo_image)
+        timings = {"load": time.perf_counter() - start}
+
+        report(0.05, "Finding faces")
+        tick = time.perf_counter()
+        boxes = detect_faces(photo, min_size=self.min_face_size, detector=self._face_detector())
+        timings["detect"] = time.perf_counter() - tick
+        if not boxes:
+            raise NoFaceError(
+                "No face found in the photo. The detector looks for frontal faces at least "
+                f"{self.min_face_size} pixels wide; try a frontal, well-lit photo or a larger face."
+            )
+        if max_faces is not None and len(boxes) > max_faces:
+            notes.append(f"Found {len(boxes)} faces; edited the {max_faces} largest.")
+            boxes = boxes[:max_faces]
+
+        reference_crop = self._reference_crop(reference) if method == "nst" else None
+
+        output = photo
+        faces: list[FaceResult] = []
+        tick = time.perf_counter()
+        for number, box in enumerate(boxes):
+            face_start = time.perf_counter()
+            span = (0.1 + 0.85 * number / len(boxes), 0.1 + 0.85 * (number + 1) / len(boxes))
+
+            def face_progress(fraction: float, message: str, span=span) -> None:
+                report(span[0] + (span[1] - span[0]) * fraction, message)
+
+            face_progress(0.0, f"Editing face {number + 1} of {len(boxes)}")
+            crop, transform = crop_face(photo, box)  # full resolution; each method resizes for its model
+            edited, source_expression = self._edit_crop(crop, method, target, intensity, reference_crop, face_progress)
+            mask = self._blend_mask(photo, box, transform)
+            output = paste_back(output, edited, transform, mask)
+            faces.append(FaceResult(box, transform, mask, time.perf_counter() - face_start, source_expression))
+        timings["edit"] = time.perf_counter() - tick
+        timings["total"] = time.perf_counter() - start
+        report(1.0, "Done")
+        return EditResult(Image.fromarray(output), photo_image, faces, method, target, intensity, timings, notes)
+
+    def _check_target(self, method: str, target: str | None) -> str | None:
+        if target is None:
+            if method == "nst":
+                return None
+            raise UnknownExpressionError(f"{method} needs a target expression, e.g. 'happy'.")
+        try:
+            target = canonical_expression(target)
+        except ValueError as error:
+            raise UnknownExpressionError(str(error)) from None
+        supported = self.supported_targets(method)
+        if not supported:
+            raise CheckpointError(self._missing_message({"cyclegan": "cyclegan", "sagan": "sagan"}[method]))
+        if target not in supported:
+            raise UnknownExpressionError(f"{method} here can produce {', '.join(supported)}, not {target!r}.")
+        return target
+
+    def _blend_mask(self, photo: np.ndarray, box: FaceBox, transform: CropTransform) -> np.ndarray:
+        segmentation = None
+        if box.mask is not None and box.mask.shape == photo.shape[:2]:
+            segmentation, _ = crop_face(np.asarray(box.mask, np.float32), box)
+        return face_mask(transform.side, segmentation=segmentation)
+
+    def _reference_crop(self, reference: Any) -> np.ndarray:
+        reference_image = np.asarray(load_image(reference, self.max_pixels))
+        boxes = detect_faces(reference_image, min_size=self.min_face_size, detector=self._face_detector())
+        if not boxes:
+            raise NoFaceError("No face found in the reference photo for style transfer.")
+        crop, _ = crop_face(reference_image, boxes[0], self.nst_resolution)
+        return crop
+
+    def _edit_crop(self, crop: np.ndarray, method: str, target: str | None, intensity: float,
+                   reference_crop: np.ndarray | None, progress: ProgressCallback) -> tuple[np.ndarray, str | None]:
+        """One full-resolution RGB crop -> the edited crop (same size), and the classifier's reading of the input."""
+        source_expression = self._classify(crop)
+        if intensity == 0.0:
+            return crop, source_expression  # nothing to apply; skip the model
+        if method == "cyclegan":
+            index = next(i for i in range(len(self._sources["cyclegan"]))
+                         if target in self._config("cyclegan", i).domains)
+            model = self.model("cyclegan", index)
+            config = model.config
+            with torch.inference_mode():
+                edited = edit_luminance(crop, lambda x: model.generate(x.to(self.device), to=target),
+                                        config.resolution, config.in_channels, intensity)
+            return edited, source_expression
+
+        if method == "sagan":
+            model = self.model("sagan")
+            config = model.config
+            names = list(config.class_names)
+            labels = torch.zeros(1, len(names))
+            labels[0, names.index(target)] = 1.0
+            amount = intensity
+            if self.sagan_intensity == "condition" and source_expression in names and intensity < 1.0:
+                # Walk the condition from the face's own expression to the target: a real in-between expression,
+                # not a cross-fade of two mouths.
+                source = torch.zeros(1, len(names))
+                source[0, names.index(source_expression)] = 1.0
+                labels = (1.0 - intensity) * source + intensity * labels
+                amount = 1.0
+            with torch.inference_mode():
+                edited = edit_luminance(crop, lambda x: model.generate(x.to(self.device), to=labels.to(self.device)),
+                                        config.resolution, config.in_channels, amount)
+            return edited, source_expression
+
+        # Neural style transfer: optimise the crop's pixels towards the reference face's feature statistics.
+        from .style_transfer import run_style_transfer
+
+        extractor = self.model("style_features")
+        size = self.nst_resolution
+        mask = torch.from_numpy(face_mask(size))[None, None]
+        style = torch.from_numpy(reference_crop.astype(np.float32) / 255.0).permute(2, 0, 1)[None]
+
+        def transfer(pixels: torch.Tensor) -> torch.Tensor:
+            content = (pixels + 1.0) / 2.0  # [-1, 1] -> [0, 1]
+            result = run_style_transfer(content, style, extractor, mask=mask, style_mask=mask, steps=self.nst_steps,
+                                        callback=lambda step, total, loss: progress(step / total, f"Style transfer "
+                                                                                      f"step {step}/{total}"))
+            return result * 2.0 - 1.0
+
+        return edit_luminance(crop, transfer, size, 3, intensity), source_expression
+
+    def _classify(self, crop: np.ndarray) -> str | None:
+        """The classifier's reading of a face crop, or None without a classifier checkpoint."""
+        if not self.has("classifier"):
+            return None
+        try:
+            model = self.model("classifier")
+        except CheckpointError as error:
+            logger.warning("Expression classifier unavailable: %s", error)
+            return None
+        config = model.config
+        small = cv2.resize(crop, (config.resolution, config.resolution), interpolation=cv2.INTER_AREA)
+        if config.in_channels == 1:
+            pixels = torch.from_numpy(rgb_to_ycbcr(small)[..., 0] / 127.5 - 1.0)[None, None]
+        else:
+            pixels = torch.from_numpy(small.astype(np.float32) / 127.5 - 1.0).permute(2, 0, 1)[None]
+        with torch.inference_mode():
+            logits = model(pixels.float().to(self.device)).logits
+        index = int(logits.argmax(-1)[0])
+        names = getattr(config, "class_names", None)
+        return names[index] if names else config.id2label[index]
+
+
+def _check_method(method: str) -> str:
+    name = str(method).strip().lower().replace("-", "").replace("_", "")
+    aliases = {"cyclegan": "cyclegan", "sagan": "sagan", "nst": "nst", "styletransfer": "nst",
+               "neuralstyletransfer": "nst"}
+    if name not in aliases:
+        raise UnknownMethodError(f"Unknown editing method {method!r}; expected one of {', '.join(METHODS)}.")
+    return aliases[name]
+
+
+def _model_class(component: str) -> type:
+    from . import classifier, cyclegan, sagan, segmenter, style_transfer
+
+    return {
+        "cyclegan": cyclegan.CycleGANModel,
+        "sagan": sagan.SAGANModel,
+        "classifier": classifier.ExpressionClassifier,
+        "segmenter": segmenter.FaceSegmenter,
+        "style_features": style_transfer.StyleFeatureExtractor,
+    }[component]
