@@ -440,7 +440,7 @@ class ExpressionEditor:
         start = time.perf_counter()
         report = progress_callback or (lambda fraction, message: None)
         method = _check_method(method)
-        target = self._check_target(method, target)
+        target = self.check_target(method, target)
         if not 0.0 <= float(intensity) <= 1.0:
             raise ValueError(f"intensity must be in [0, 1], got {intensity}")
         intensity = float(intensity)
@@ -490,7 +490,29 @@ class ExpressionEditor:
         report(1.0, "Done")
         return EditResult(Image.fromarray(output), photo_image, faces, method, target, intensity, timings, notes)
 
-    def _check_target(self, method: str, target: str | None) -> str | None:
+    def prepare(self, method: str, target: str | None = "happy") -> str | None:
+        """Check ``method`` and ``target`` and load the models they need now (not on the first photo).
+
+        Returns the target's canonical name. Raises the errors :meth:`edit` would raise for every photo.
+        """
+        method = _check_method(method)
+        target = self.check_target(method, target)
+        if method == "cyclegan":
+            self.model("cyclegan", self._cyclegan_index(target))
+        else:
+            self.model({"sagan": "sagan", "nst": "style_features"}[method])
+        if self.has("classifier"):
+            self._classify(np.zeros((8, 8, 3), np.uint8))
+        if self.detector == "segmenter":
+            self.model("segmenter")
+        return target
+
+    def _cyclegan_index(self, target: str) -> int:
+        return next(i for i in range(len(self._sources["cyclegan"])) if target in self._config("cyclegan", i).domains)
+
+    def check_target(self, method: str, target: str | None) -> str | None:
+        """``target``'s canonical name, if ``method`` can produce it with the models at hand."""
+        method = _check_method(method)
         if target is None:
             if method == "nst":
                 return None
@@ -527,9 +549,7 @@ class ExpressionEditor:
         if intensity == 0.0:
             return crop, source_expression  # nothing to apply; skip the model
         if method == "cyclegan":
-            index = next(i for i in range(len(self._sources["cyclegan"]))
-                         if target in self._config("cyclegan", i).domains)
-            model = self.model("cyclegan", index)
+            model = self.model("cyclegan", self._cyclegan_index(target))
             config = model.config
             with torch.inference_mode():
                 edited = edit_luminance(crop, lambda x: model.generate(x.to(self.device), to=target),

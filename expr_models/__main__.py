@@ -1,0 +1,240 @@
+"""Command line: ``python -m expr_models <command> ...``.
+
+    python -m expr_models edit photo.jpg photos/ --method cyclegan --to happy --out edited/
+    python -m expr_models edit me.jpg --method nst --reference smile.jpg --out edited/ --json
+
+Each command is one ``add_<command>_parser`` + one ``run_<command>`` function; add new ones (e.g. ``evaluate``) to
+``COMMANDS``. Exit status: 0 when every input succeeded, 1 when any input failed (the batch goes on), 2 for bad
+arguments or a setup problem (missing checkpoint, unknown method or expression).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+from .errors import ExpressionEditError, ImageLoadError
+from .pipeline import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, METHODS, ExpressionEditor
+
+EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Inputs and outputs
+# ---------------------------------------------------------------------------------------------------------------------
+
+def collect_inputs(paths: list[str]) -> tuple[list[Path], list[tuple[str, str]]]:
+    """Files as given, and the images in folders (and their direct subfolders), in a stable order.
+
+    Returns the files and ``(path, error)`` for inputs that do not exist or hold no images.
+    """
+    files: list[Path] = []
+    problems: list[tuple[str, str]] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_file():
+            files.append(path)
+        elif path.is_dir():
+            found = [p for p in sorted(path.iterdir()) if _is_image_name(p)]
+            for sub in sorted(p for p in path.iterdir() if p.is_dir()):
+                found += [p for p in sorted(sub.iterdir()) if _is_image_name(p)]
+            if not found:
+                problems.append((raw, f"no images ({', '.join(IMAGE_EXTENSIONS)}) in this folder or its subfolders"))
+            files += found
+        else:
+            problems.append((raw, "no such file or folder"))
+    return files, problems
+
+
+def _is_image_name(path: Path) -> bool:
+    return path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS
+
+
+def safe_stem(path: Path, max_length: int = 100) -> str:
+    """A file-name stem that cannot leave the output folder: letters, digits, ``._-`` only, no leading dot."""
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", path.stem).lstrip(".")[:max_length].strip("_")
+    return stem or "image"
+
+
+class OutputNames:
+    """``DIR/<stem>.png`` for each input; a repeated stem gets ``-2``, ``-3``, ... (case-insensitively)."""
+
+    def __init__(self, out_dir: Path):
+        self.out_dir = out_dir.resolve()
+        self.used: set[str] = set()
+
+    def __call__(self, path: Path) -> Path:
+        stem = safe_stem(path)
+        name, number = stem, 1
+        while name.lower() in self.used:
+            number += 1
+            name = f"{stem}-{number}"
+        self.used.add(name.lower())
+        target = (self.out_dir / f"{name}.png").resolve()
+        if target.parent != self.out_dir:  # belt and braces: safe_stem already prevents this
+            raise ValueError(f"Refusing to write outside {self.out_dir}: {target}")
+        return target
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# edit
+# ---------------------------------------------------------------------------------------------------------------------
+
+def add_edit_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "edit", help="edit the expression of every face in photos",
+        description="Edit the facial expression of every face in each photo; writes OUT/<name>.png.",
+    )
+    parser.add_argument("inputs", nargs="+", metavar="INPUT",
+                        help="image files, or folders (their images and those of their direct subfolders)")
+    parser.add_argument("--method", choices=METHODS, default="cyclegan", help="editing method (default: cyclegan)")
+    parser.add_argument("--to", dest="target", default=None,
+                        help="target expression, e.g. happy, neutral, surprise (default: happy; for nst a label only)")
+    parser.add_argument("--intensity", type=_unit_interval, default=1.0,
+                        help="how much of the edit to apply, 0..1 (default: 1)")
+    parser.add_argument("--reference", help="a photo of a face with the wanted expression (required for nst)")
+    parser.add_argument("--models", default="checkpoints", help="folder of checkpoints (default: checkpoints)")
+    parser.add_argument("--out", required=True, type=Path, help="output folder (created if needed)")
+    parser.add_argument("--json", action="store_true", help="print a JSON summary of every file on stdout")
+    parser.add_argument("--max-faces", type=_positive_int, default=10, help="edit at most the N largest faces")
+    parser.add_argument("--detector", choices=("haar", "segmenter"), default="haar",
+                        help="face detector: the embedded Haar cascade or the trained Mask R-CNN segmenter")
+    parser.add_argument("--steps", type=_positive_int, default=100, help="optimisation steps for nst (default: 100)")
+    parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default: cpu)")
+    parser.add_argument("--max-pixels", type=_positive_int, default=DEFAULT_MAX_PIXELS,
+                        help=f"refuse larger images (default: {DEFAULT_MAX_PIXELS})")
+    parser.set_defaults(func=run_edit)
+
+
+def run_edit(args: argparse.Namespace) -> int:
+    log = _logger(args.json)
+    if args.out.exists() and not args.out.is_dir():
+        print(f"error: --out {args.out} exists and is not a folder", file=sys.stderr)
+        return EXIT_USAGE
+    if args.method == "nst" and not args.reference:
+        print("error: --method nst needs --reference FACE (a photo with the expression to copy)", file=sys.stderr)
+        return EXIT_USAGE
+    target = args.target if args.target is not None else (None if args.method == "nst" else "happy")
+
+    editor = ExpressionEditor.from_pretrained(args.models, device=args.device, detector=args.detector,
+                                              max_pixels=args.max_pixels, max_faces=args.max_faces,
+                                              nst_steps=args.steps)
+    # Problems that would fail every file (unknown expression, missing or broken checkpoint) stop the run at once.
+    try:
+        target = editor.prepare(args.method, target)
+    except ExpressionEditError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    reference = None
+    if args.reference:
+        try:
+            reference = _read_bytes(args.reference)  # read once, decoded per edit
+        except ImageLoadError as error:
+            print(f"error: --reference: {error}", file=sys.stderr)
+            return EXIT_USAGE
+
+    files, problems = collect_inputs(args.inputs)
+    records = [{"input": path, "output": None, "error": error} for path, error in problems]
+    for path, error in problems:
+        print(f"error: {path}: {error}", file=sys.stderr)
+    args.out.mkdir(parents=True, exist_ok=True)
+    names = OutputNames(args.out)
+
+    for path in files:
+        record = {"input": str(path), "output": None, "error": None}
+        start = time.perf_counter()
+        try:
+            result = editor.edit(path, method=args.method, target=target, intensity=args.intensity,
+                                 reference=reference, max_faces=args.max_faces)
+            output = names(path)
+            result.image.save(output, "PNG")
+            record.update(output=str(output), **result.to_dict())
+            log(f"{path} -> {output} ({len(result.faces)} face{'s' * (len(result.faces) != 1)}, "
+                f"{result.timings['total']:.2f} s)")
+            for note in result.notes:
+                log(f"  note: {note}")
+        except ExpressionEditError as error:
+            record["error"] = f"{type(error).__name__}: {error}"
+            print(f"error: {path}: {error}", file=sys.stderr)
+        except Exception as error:  # noqa: BLE001 - one odd file must not stop the batch; it is still reported
+            record["error"] = f"internal error: {type(error).__name__}: {error}"
+            print(f"error: {path}: internal error ({type(error).__name__}: {error})", file=sys.stderr)
+        record["seconds"] = round(time.perf_counter() - start, 3)
+        records.append(record)
+
+    failed = sum(record["error"] is not None for record in records)
+    if args.json:
+        json.dump({"command": "edit", "method": args.method, "target": target, "files": records,
+                   "succeeded": len(records) - failed, "failed": failed}, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    if failed:
+        print(f"{failed} of {len(records)} inputs failed", file=sys.stderr)
+    return EXIT_SOME_FAILED if failed else EXIT_OK
+
+
+def _read_bytes(path: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as error:
+        raise ImageLoadError(f"Could not read {path}: {error}") from error
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Plumbing
+# ---------------------------------------------------------------------------------------------------------------------
+
+def _unit_interval(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
+    return value
+
+
+def _logger(quiet_stdout: bool) -> Callable[[str], None]:
+    # With --json, stdout carries the JSON alone; progress lines go to stderr.
+    stream = sys.stderr if quiet_stdout else sys.stdout
+    return lambda message: print(message, file=stream, flush=True)
+
+
+# One entry per subcommand: another command (e.g. "evaluate") adds its add_<name>_parser here.
+COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [add_edit_parser]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m expr_models",
+                                     description="Facial expression editing with CycleGAN, SA-GAN and style transfer.")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add_parser in COMMANDS:
+        add_parser(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()  # no "Loading weights" bars between our lines
+    except ImportError:
+        pass
+    try:
+        return args.func(args)
+    except ExpressionEditError as error:  # a setup problem (e.g. a broken checkpoint) outside any one file
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

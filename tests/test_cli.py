@@ -1,0 +1,168 @@
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from expr_models.__main__ import build_parser, main, safe_stem
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    """Tiny randomly initialised real checkpoints (the CLI only needs them to load and run)."""
+    from expr_models import (CycleGANConfig, CycleGANModel, SAGANConfig, SAGANModel, StyleFeatureConfig,
+                             StyleFeatureExtractor)
+
+    torch.manual_seed(0)
+    root = tmp_path_factory.mktemp("models")
+    CycleGANModel(CycleGANConfig(resolution=32, generator_channels=4, n_residual_blocks=1,
+                                 with_discriminators=False)).save_pretrained(root / "cyclegan")
+    SAGANModel(SAGANConfig(resolution=32, generator_channels=4, n_residual_blocks=1,
+                           with_discriminator=False)).save_pretrained(root / "sagan")
+    StyleFeatureExtractor(StyleFeatureConfig(architecture="mobilenet_v2")).save_pretrained(root / "style_features")
+    return root
+
+
+@pytest.fixture(scope="module")
+def photos():
+    from matplotlib import cbook
+    from skimage import data
+
+    with cbook.get_sample_data("grace_hopper.jpg") as f:
+        grace = Image.open(f).convert("RGB")
+    return {"astronaut": Image.fromarray(data.astronaut()), "grace": grace, "coffee": Image.fromarray(data.coffee())}
+
+
+@pytest.fixture()
+def mixed_folder(tmp_path, photos):
+    """Good photos (one in a subfolder, one with the same stem, one with an odd name) and bad files."""
+    folder = tmp_path / "in"
+    (folder / "more").mkdir(parents=True)
+    photos["astronaut"].save(folder / "astronaut.png")
+    photos["grace"].save(folder / "grace.jpg")
+    photos["astronaut"].save(folder / "more" / "astronaut.jpg")  # same stem as ../astronaut.png
+    photos["grace"].save(folder / "..evil name!.png")
+    photos["coffee"].save(folder / "coffee.jpg")  # no face
+    jpeg = (folder / "grace.jpg").read_bytes()
+    (folder / "truncated.jpg").write_bytes(jpeg[: len(jpeg) // 3])
+    (folder / "notes.png").write_bytes(b"these are notes, not an image")
+    (folder / "readme.txt").write_text("not an image extension: skipped")
+    good = ["astronaut.png", "grace.jpg", "more/astronaut.jpg", "..evil name!.png"]
+    bad = ["coffee.jpg", "truncated.jpg", "notes.png"]
+    return folder, good, bad
+
+
+def files_under(path: Path) -> set[Path]:
+    return {p for p in path.rglob("*") if p.is_file()}
+
+
+def test_parser_has_edit_subcommand():
+    args = build_parser().parse_args(["edit", "a.jpg", "--out", "o", "--to", "sad", "--method", "sagan"])
+    assert args.command == "edit" and args.target == "sad" and args.func.__name__ == "run_edit"
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["edit", "a.jpg", "--out", "o", "--intensity", "1.5"])
+    with pytest.raises(SystemExit):
+        build_parser().parse_args([])
+
+
+def test_safe_stem():
+    assert safe_stem(Path("../../etc/passwd")) == "passwd"
+    assert safe_stem(Path("..evil name!.png")) == "evil_name"
+    assert safe_stem(Path("...png")) == "image"
+    assert safe_stem(Path("ünïcode ☺.jpg")) == "n_code"
+
+
+def test_mixed_folder(tmp_path, mixed_folder, models, capsys):
+    folder, good, bad = mixed_folder
+    out = tmp_path / "out"
+    before = files_under(tmp_path)
+    code = main(["edit", str(folder), "--method", "cyclegan", "--to", "happy", "--models", str(models),
+                 "--out", str(out), "--json"])
+    captured = capsys.readouterr()
+    assert code == 1
+
+    summary = json.loads(captured.out)  # with --json, stdout is the JSON alone
+    records = {Path(r["input"]).relative_to(folder).as_posix(): r for r in summary["files"]}
+    assert set(records) == set(good) | set(bad)  # readme.txt is not an image and is skipped
+    assert summary["failed"] == len(bad) and summary["succeeded"] == len(good)
+    for name in good:
+        record = records[name]
+        assert record["error"] is None and len(record["faces"]) >= 1 and record["method"] == "cyclegan"
+        assert len(record["faces"][0]["box"]) == 4 and record["seconds"] > 0
+        output = Path(record["output"])
+        assert output.parent == out.resolve()
+        with Image.open(folder / name) as source, Image.open(output) as edited:
+            assert edited.size == source.size
+    for name in bad:
+        assert records[name]["error"] and records[name]["output"] is None
+        assert name.split("/")[-1] in captured.err
+    assert "NoFaceError" in records["coffee.jpg"]["error"]
+    assert "ImageLoadError" in records["truncated.jpg"]["error"]
+
+    written = {p.name for p in files_under(out)}
+    assert written == {"astronaut.png", "astronaut-2.png", "grace.png", "evil_name.png"}
+    assert files_under(tmp_path) - before == files_under(out)  # nothing written outside --out
+
+
+def test_all_good_exit_zero_and_human_output(tmp_path, photos, models, capsys):
+    photos["astronaut"].save(tmp_path / "a.jpg")
+    code = main(["edit", str(tmp_path / "a.jpg"), "--method", "sagan", "--to", "surprise", "--intensity", "0.5",
+                 "--models", str(models), "--out", str(tmp_path / "out"), "--max-faces", "1"])
+    captured = capsys.readouterr()
+    assert code == 0 and "1 face" in captured.out and captured.err.count("error") == 0
+    assert (tmp_path / "out" / "a.png").is_file()
+
+
+def test_missing_inputs_are_reported(tmp_path, photos, models, capsys):
+    photos["astronaut"].save(tmp_path / "a.png")
+    code = main(["edit", str(tmp_path / "a.png"), str(tmp_path / "nope.jpg"), "--models", str(models),
+                 "--out", str(tmp_path / "out")])
+    assert code == 1 and "nope.jpg: no such file" in capsys.readouterr().err
+    assert (tmp_path / "out" / "a.png").is_file()
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--to", "ecstatic"], "Unknown expression"),
+    (["--to", "sad"], "happy, neutral"),  # this CycleGAN knows neutral <-> happy only
+    (["--method", "nst"], "--reference"),
+])
+def test_setup_errors_stop_early(tmp_path, photos, models, capsys, extra, message):
+    photos["astronaut"].save(tmp_path / "a.png")
+    code = main(["edit", str(tmp_path / "a.png"), "--models", str(models), "--out", str(tmp_path / "out"), *extra])
+    assert code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "out" / "a.png").exists()
+
+
+def test_missing_checkpoints(tmp_path, photos, capsys):
+    photos["astronaut"].save(tmp_path / "a.png")
+    code = main(["edit", str(tmp_path / "a.png"), "--models", str(tmp_path / "empty"), "--out", str(tmp_path / "o")])
+    assert code == 2 and "No cyclegan checkpoint" in capsys.readouterr().err
+
+
+def test_style_transfer_with_reference(tmp_path, photos, models, capsys):
+    photos["astronaut"].save(tmp_path / "a.png")
+    photos["grace"].save(tmp_path / "ref.jpg")
+    code = main(["edit", str(tmp_path / "a.png"), "--method", "nst", "--reference", str(tmp_path / "ref.jpg"),
+                 "--steps", "1", "--models", str(models), "--out", str(tmp_path / "out"), "--json"])
+    summary = json.loads(capsys.readouterr().out)
+    assert code == 0 and summary["files"][0]["method"] == "nst"
+
+
+def test_module_entry_point(tmp_path, photos, models):
+    photos["grace"].save(tmp_path / "g.jpg")
+    (tmp_path / "bad.jpg").write_bytes(b"\xff\xd8\xff not really")
+    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    run = subprocess.run([sys.executable, "-m", "expr_models", "edit", str(tmp_path / "g.jpg"), str(tmp_path / "bad.jpg"),
+                          "--models", str(models), "--out", str(tmp_path / "out"), "--json"],
+                         capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+    assert run.returncode == 1, run.stderr
+    summary = json.loads(run.stdout)
+    assert [r["error"] is None for r in summary["files"]] == [True, False]
+    assert np.asarray(Image.open(tmp_path / "out" / "g.png")).shape == (600, 512, 3)
