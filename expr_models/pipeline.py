@@ -37,8 +37,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
-from .errors import (CheckpointError, ExpressionEditError, ImageLoadError, ImageTooLargeError, NoFaceError,
-                     UnknownExpressionError, UnknownMethodError)
+from .errors import (CheckpointError, ExpressionEditError, HubUnavailableError, ImageLoadError, ImageTooLargeError,
+                     NoFaceError, UnknownExpressionError, UnknownMethodError)
 from .face import CropTransform, FaceBox, crop_face, detect_faces, face_mask, paste_back
 from .image_utils import rgb_to_ycbcr
 from .labels import EXPRESSIONS, canonical_expression
@@ -341,6 +341,7 @@ class ExpressionEditor:
                 raise ValueError(f"Unknown model component {name!r}; expected one of {sorted(COMPONENT_TYPES.values())}")
             self._sources[name] = list(value) if isinstance(value, (list, tuple)) else [value]
         self._loaded: dict[tuple[str, int], Any] = {}
+        self._configs: dict[tuple[str, int], Any] = {}
         self._lock = threading.RLock()
 
     @classmethod
@@ -384,29 +385,33 @@ class ExpressionEditor:
                 f"checkpoints, e.g. checkpoints/{component}/config.json + model.safetensors.")
 
     def _load(self, component: str, source: Any) -> Any:
-        if not isinstance(source, (str, os.PathLike)):
-            model = source  # a ready model object
-        elif component == "style_features":
-            from .style_transfer import StyleFeatureExtractor
-
-            model = StyleFeatureExtractor.from_pretrained(source)
+        if isinstance(source, (str, os.PathLike)):
+            model = _model_class(component).from_pretrained(source)  # a local folder or a Hub id
         else:
-            model = _model_class(component).from_pretrained(source)
+            model = source  # a ready model object
         if isinstance(model, torch.nn.Module):
             model = model.to(self.device).eval()
         return model
 
     def _config(self, component: str, index: int) -> Any:
         """A component's config without loading its weights (for the targets a checkpoint supports)."""
-        if (component, index) in self._loaded:
-            return self._loaded[(component, index)].config
-        source = self._sources[component][index]
-        if not isinstance(source, (str, os.PathLike)):
-            return source.config
-        try:
-            return _model_class(component).config_class.from_pretrained(source)
-        except Exception as error:  # noqa: BLE001
-            raise CheckpointError(f"Could not read the {component} config at {source}: {error}") from error
+        key = (component, index)
+        if key in self._loaded:
+            return self._loaded[key].config
+        if key not in self._configs:
+            source = self._sources[component][index]
+            if not isinstance(source, (str, os.PathLike)):
+                return source.config
+            try:
+                self._configs[key] = _model_class(component).config_class.from_pretrained(source)
+            except Exception as error:  # noqa: BLE001
+                if not Path(source).exists():
+                    raise HubUnavailableError(
+                        f"{source} is not a local folder and its {component} config could not be fetched from the "
+                        f"Hugging Face Hub (offline, or a wrong id?): {type(error).__name__}: {error}"
+                    ) from error
+                raise CheckpointError(f"Could not read the {component} config in {source}: {error}") from error
+        return self._configs[key]
 
     def supported_targets(self, method: str) -> tuple[str, ...]:
         """The expressions ``method`` can produce with the models at hand (empty when its checkpoint is missing)."""
@@ -580,11 +585,13 @@ class ExpressionEditor:
 
         extractor = self.model("style_features")
         size = self.nst_resolution
-        mask = torch.from_numpy(face_mask(size))[None, None]
-        style = torch.from_numpy(reference_crop.astype(np.float32) / 255.0).permute(2, 0, 1)[None]
+        # Everything on the extractor's device up front: run_style_transfer moves content, style and mask, not
+        # style_mask.
+        mask = torch.from_numpy(face_mask(size))[None, None].to(self.device)
+        style = torch.from_numpy(reference_crop.astype(np.float32) / 255.0).permute(2, 0, 1)[None].to(self.device)
 
         def transfer(pixels: torch.Tensor) -> torch.Tensor:
-            content = (pixels + 1.0) / 2.0  # [-1, 1] -> [0, 1]
+            content = ((pixels + 1.0) / 2.0).to(self.device)  # [-1, 1] -> [0, 1]
             result = run_style_transfer(content, style, extractor, mask=mask, style_mask=mask, steps=self.nst_steps,
                                         callback=lambda step, total, loss: progress(step / total, f"Style transfer "
                                                                                       f"step {step}/{total}"))

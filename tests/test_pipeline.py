@@ -395,3 +395,12 @@ def test_missing_checkpoints_are_clear(tmp_path, astronaut):
         editor.edit(astronaut, method="cyclegan", target="happy")
     with pytest.raises(CheckpointError, match="style"):
         editor.edit(astronaut, method="nst", reference=astronaut)
+
+
+def test_hub_ids_offline_are_clear(astronaut, monkeypatch):
+    from expr_models.errors import HubUnavailableError
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    editor = ExpressionEditor.from_pretrained({"cyclegan": "nobody/no-such-cyclegan"})
+    with pytest.raises(HubUnavailableError, match="no-such-cyclegan"):
+        editor.edit(astronaut, method="cyclegan", target="happy")
