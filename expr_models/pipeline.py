@@ -35,7 +35,7 @@ from typing import Any, Callable
 import cv2
 import numpy as np
 import torch
-from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import (CheckpointError, ExpressionEditError, HubUnavailableError, ImageLoadError, ImageTooLargeError,
                      NoFaceError, UnknownExpressionError, UnknownMethodError)
@@ -96,7 +96,10 @@ def load_image(source: str | os.PathLike | bytes | Image.Image | np.ndarray | An
     if upright is None:  # older Pillow returns None for in-place transposes
         upright = image
 
-    rgb = _to_rgb(upright, notes)
+    try:
+        rgb = _to_rgb(upright, notes)
+    except (ValueError, OSError) as error:  # modes Pillow cannot convert to RGB (e.g. LAB)
+        raise ImageLoadError(f"Cannot convert {name} from mode {upright.mode} to RGB: {error}") from error
     rgb.info["notes"] = list(image.info.get("notes", [])) + notes
     return rgb
 
