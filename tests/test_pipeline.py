@@ -2,6 +2,7 @@ import io
 import struct
 import time
 import zlib
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -406,3 +407,18 @@ def test_hub_ids_offline_are_clear(astronaut, monkeypatch):
     editor = ExpressionEditor.from_pretrained({"cyclegan": "nobody/no-such-cyclegan"})
     with pytest.raises(HubUnavailableError, match="no-such-cyclegan"):
         editor.edit(astronaut, method="cyclegan", target="happy")
+
+
+COMMITTED = Path(__file__).resolve().parents[1] / "checkpoints"
+
+
+@pytest.mark.parametrize("method", ["cyclegan", "sagan", "nst"])
+def test_committed_checkpoints(method, astronaut, grace_hopper):
+    editor = ExpressionEditor.from_pretrained(COMMITTED, nst_steps=2)
+    if method not in editor.available_methods():
+        pytest.skip(f"no committed {method} checkpoint in {COMMITTED}")
+    targets = editor.supported_targets(method)
+    target = None if method == "nst" else ("happy" if "happy" in targets else targets[-1])
+    result = editor.edit(astronaut, method=method, target=target, reference=grace_hopper)
+    assert result.image.size == (512, 512) and len(result.faces) == 1
+    assert unchanged_outside_masks(result)
