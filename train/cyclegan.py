@@ -1,0 +1,252 @@
+"""Train the CycleGAN (neutral <-> happy by default) on the prepared `paper` dataset (JAFFE + FEI face crops).
+
+    python train/cyclegan.py --data prepared/paper                                  # the study's: lr 5e-4, linear decay
+    python train/cyclegan.py --data prepared/paper --lr-schedule reference --epochs 200  # reference: 2e-4, 100 + 100
+    accelerate launch --config_file train/configs/multi_gpu.yaml train/cyclegan.py --data prepared/paper
+
+The two domains are sampled independently (unpaired): each item is the i-th image of domain x with a random image
+of domain y. Losses as in the reference implementation (Zhu et al. 2017): LSGAN (or vanilla) adversarial losses,
+cycle-consistency L1 weighted by lambda_cycle, identity L1 weighted by lambda_identity * lambda_cycle, and, with the
+attention-mask generator, an L1 on the masks (lambda_mask); discriminators see a pool of 50 earlier fakes per domain.
+"""
+
+from __future__ import annotations
+
+import itertools
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make `train` and `expr_models` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from torch import nn  # noqa: E402
+
+from expr_models.cyclegan import CycleGANConfig, CycleGANModel  # noqa: E402
+from train.loop import (AugmentedDataset, ConfigError, FaceCrops, OptimizerSpec, TrainingStep,  # noqa: E402
+                        describe_rows, expression_rows, main, make_config)
+
+
+class ImagePool:
+    """The reference's history of generated images: once full, each new fake is, with probability 1/2, swapped for a
+    random older one, so the discriminator also sees what the generator made a while ago (Shrivastava et al.)."""
+
+    def __init__(self, size: int = 50):
+        self.size = size
+        self.images: list[torch.Tensor] = []
+
+    def query(self, images: torch.Tensor) -> torch.Tensor:
+        if self.size == 0:
+            return images
+        returned = []
+        for image in images.detach():
+            image = image[None]
+            if len(self.images) < self.size:
+                self.images.append(image)
+                returned.append(image)
+            elif torch.rand(()) < 0.5:  # the global RNG: its state is in every checkpoint
+                index = int(torch.randint(self.size, ()))
+                returned.append(self.images[index].to(image.device, image.dtype))
+                self.images[index] = image
+            else:
+                returned.append(image)
+        return torch.cat(returned)
+
+    def state_dict(self) -> dict:
+        return {"size": self.size, "images": [image.cpu() for image in self.images]}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.size = int(state["size"])
+        self.images = list(state["images"])
+
+
+class UnpairedFaces(AugmentedDataset):
+    """Item ``i``: the ``i``-th image of domain x (wrapping round) and an independently drawn image of domain y."""
+
+    def __init__(self, x: FaceCrops, y: FaceCrops, seed: int):
+        self.x, self.y, self.seed = x, y, seed
+
+    def __len__(self) -> int:
+        return max(len(self.x), len(self.y))
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        self.x.set_epoch(epoch)
+        self.y.set_epoch(epoch)
+
+    def __getitem__(self, index: int) -> dict:
+        other = int(torch.randint(len(self.y), (), generator=self.generator(index, salt=1)))
+        return {"x": self.x[index % len(self.x)]["pixel_values"], "y": self.y[other]["pixel_values"]}
+
+
+def set_requires_grad(modules, flag: bool) -> None:
+    for module in modules:
+        for parameter in module.parameters():
+            parameter.requires_grad_(flag)
+
+
+class CycleGANStep(TrainingStep):
+    """Train the CycleGAN of expr_models (two generators, two PatchGAN discriminators) on two expressions."""
+
+    name = "cyclegan"
+    default_epochs = 200
+    default_batch_size = 4
+    drop_last = True
+
+    @classmethod
+    def add_arguments(cls, parser) -> None:
+        defaults = CycleGANConfig()
+        parser.add_argument("--domain-x", default=defaults.domain_x, help="expression of domain x (default: neutral)")
+        parser.add_argument("--domain-y", default=defaults.domain_y, help="expression of domain y (default: happy)")
+        parser.add_argument("--resolution", type=int, default=defaults.resolution)
+        parser.add_argument("--in-channels", type=int, default=defaults.in_channels, help="1 (grayscale) or 3")
+        parser.add_argument("--generator-channels", type=int, default=defaults.generator_channels)
+        parser.add_argument("--n-downsampling", type=int, default=defaults.n_downsampling)
+        parser.add_argument("--n-residual-blocks", type=int, default=defaults.n_residual_blocks)
+        parser.add_argument("--discriminator-channels", type=int, default=defaults.discriminator_channels)
+        parser.add_argument("--discriminator-layers", type=int, default=defaults.discriminator_layers)
+        parser.add_argument("--norm", default=defaults.norm, help="instance (reference), batch, group or none")
+        parser.add_argument("--no-attention-mask", action="store_true",
+                            help="the reference generator (whole images), not the mask-predicting one")
+        parser.add_argument("--gan-loss", default=defaults.gan_loss, help="lsgan (reference) or vanilla")
+        parser.add_argument("--lambda-cycle", type=float, default=defaults.lambda_cycle)
+        parser.add_argument("--lambda-identity", type=float, default=defaults.lambda_identity,
+                            help="identity weight, multiplied by lambda_cycle as in the reference")
+        parser.add_argument("--lambda-mask", type=float, default=defaults.lambda_mask)
+        parser.add_argument("--pool-size", type=int, default=50, help="image pool per domain (0: none)")
+        parser.add_argument("--lr-schedule", choices=("study", "reference"), default="study",
+                            help="study: lr 5e-4, linear decay to 0 over the run; reference: lr 2e-4, constant for "
+                                 "the first half of the epochs then linear decay to 0")
+        parser.add_argument("--lr", type=float, help="default: 5e-4 (study) or 2e-4 (reference)")
+        parser.add_argument("--decay-start-epoch", type=int,
+                            help="reference schedule: epochs at the full LR (default: half of --epochs)")
+        parser.add_argument("--beta1", type=float, default=0.5)
+        parser.add_argument("--beta2", type=float, default=0.999)
+        parser.add_argument("--no-flip", action="store_true", help="no random horizontal flips")
+
+    @classmethod
+    def check_arguments(cls, args) -> None:
+        if args.pool_size < 0:
+            raise ConfigError(f"--pool-size must not be negative, got {args.pool_size}")
+        if args.lr is not None and args.lr <= 0:
+            raise ConfigError(f"--lr must be positive, got {args.lr}")
+
+    def build(self) -> None:
+        args = self.args
+        self.config = config = make_config(
+            CycleGANConfig, resolution=args.resolution, in_channels=args.in_channels,
+            generator_channels=args.generator_channels, n_downsampling=args.n_downsampling,
+            n_residual_blocks=args.n_residual_blocks, discriminator_channels=args.discriminator_channels,
+            discriminator_layers=args.discriminator_layers, norm=args.norm, attention_mask=not args.no_attention_mask,
+            with_discriminators=True, domain_x=args.domain_x, domain_y=args.domain_y, gan_loss=args.gan_loss,
+            lambda_cycle=args.lambda_cycle, lambda_identity=args.lambda_identity, lambda_mask=args.lambda_mask)
+        self.model = CycleGANModel(config).to(self.device)
+        self.rows_x = expression_rows(args.data, args.split, [config.domain_x])
+        self.rows_y = expression_rows(args.data, args.split, [config.domain_y])
+        crops = dict(resolution=config.resolution, channels=config.in_channels, flip=not args.no_flip)
+        self.train_dataset = UnpairedFaces(FaceCrops([self.rows_x], seed=args.seed, **crops),
+                                           FaceCrops([self.rows_y], seed=args.seed + 1, **crops), args.seed)
+        self.pools = {"image_pool_x": ImagePool(args.pool_size), "image_pool_y": ImagePool(args.pool_size)}
+
+    def trainable_modules(self) -> dict[str, nn.Module]:
+        model = self.model
+        return {"G_xy": model.generator_xy, "G_yx": model.generator_yx,
+                "D_x": model.discriminator_x, "D_y": model.discriminator_y}
+
+    def make_optimizers(self) -> dict[str, OptimizerSpec]:
+        args, model = self.args, self.model
+        lr = args.lr or (5e-4 if args.lr_schedule == "study" else 2e-4)
+        schedule = "linear" if args.lr_schedule == "study" else "reference"
+        adam = dict(lr=lr, betas=(args.beta1, args.beta2), fused=self.device.type == "cuda")
+        generators = itertools.chain(model.generator_xy.parameters(), model.generator_yx.parameters())
+        discriminators = itertools.chain(model.discriminator_x.parameters(), model.discriminator_y.parameters())
+        return {
+            "generator": OptimizerSpec(torch.optim.Adam(generators, **adam), schedule=schedule,
+                                       decay_start_epoch=args.decay_start_epoch, ema=True),
+            "discriminator": OptimizerSpec(torch.optim.Adam(discriminators, **adam), schedule=schedule,
+                                           decay_start_epoch=args.decay_start_epoch),
+        }
+
+    def rank_local_state(self) -> dict:
+        return self.pools
+
+    def ema_module(self) -> nn.Module:
+        return nn.ModuleList([self.model.generator_xy, self.model.generator_yx])
+
+    # --- one step -------------------------------------------------------------------------------------------------
+    def gan_loss(self, prediction: torch.Tensor, real: bool) -> torch.Tensor:
+        target = torch.full_like(prediction, 1.0 if real else 0.0)
+        if self.config.gan_loss == "lsgan":
+            return F.mse_loss(prediction.float(), target.float())
+        return F.binary_cross_entropy_with_logits(prediction.float(), target.float())
+
+    def step(self, batch, step_index: int) -> dict[str, torch.Tensor]:
+        nets, config = self.nets, self.config
+        real_x, real_y = self.images(batch["x"]), self.images(batch["y"])
+
+        # Generators: fool both discriminators, and come back round the cycle.
+        set_requires_grad([nets.D_x, nets.D_y], False)
+        fake_y, mask_xy = nets.G_xy(real_x, return_mask=True)
+        rec_x, mask_rec_x = nets.G_yx(fake_y, return_mask=True)
+        fake_x, mask_yx = nets.G_yx(real_y, return_mask=True)
+        rec_y, mask_rec_y = nets.G_xy(fake_x, return_mask=True)
+        losses = {
+            "gan_xy": self.gan_loss(nets.D_y(fake_y), True),
+            "gan_yx": self.gan_loss(nets.D_x(fake_x), True),
+            "cycle_x": F.l1_loss(rec_x, real_x) * config.lambda_cycle,
+            "cycle_y": F.l1_loss(rec_y, real_y) * config.lambda_cycle,
+        }
+        if config.lambda_identity > 0:
+            weight = config.lambda_identity * config.lambda_cycle
+            losses["identity_y"] = F.l1_loss(nets.G_xy(real_y), real_y) * weight
+            losses["identity_x"] = F.l1_loss(nets.G_yx(real_x), real_x) * weight
+        if config.attention_mask and config.lambda_mask > 0:
+            masks = (mask_xy, mask_rec_x, mask_yx, mask_rec_y)
+            losses["mask"] = config.lambda_mask * sum(mask.float().mean() for mask in masks)
+        loss_g = sum(losses.values())
+        self.update("generator", loss_g)
+        set_requires_grad([nets.D_x, nets.D_y], True)
+
+        # Discriminators: real images against fakes drawn from the pools.
+        pooled_y = self.pools["image_pool_y"].query(fake_y.detach())
+        pooled_x = self.pools["image_pool_x"].query(fake_x.detach())
+        loss_d_y = 0.5 * (self.gan_loss(nets.D_y(real_y), True) + self.gan_loss(nets.D_y(pooled_y), False))
+        loss_d_x = 0.5 * (self.gan_loss(nets.D_x(real_x), True) + self.gan_loss(nets.D_x(pooled_x), False))
+        self.update("discriminator", loss_d_x + loss_d_y)
+
+        return {"generator": loss_g.detach(), **{key: value.detach() for key, value in losses.items()},
+                "discriminator_x": loss_d_x.detach(), "discriminator_y": loss_d_y.detach()}
+
+    # --- reporting ------------------------------------------------------------------------------------------------
+    def sample_batch(self):
+        args, config = self.args, self.config
+        images = {}
+        for key, domain, rows in (("x", config.domain_x, self.rows_x), ("y", config.domain_y, self.rows_y)):
+            held_out = expression_rows(args.data, args.eval_split, [domain], required=False)
+            source = held_out if held_out is not None and held_out.rows else rows
+            crops = FaceCrops([source], config.resolution, config.in_channels, flip=False)
+            images[key] = torch.stack([crops.load(i) for i in range(min(args.num_samples, len(crops)))])
+        return images
+
+    @torch.no_grad()
+    def sample_rows(self, batch) -> torch.Tensor:
+        """Rows x | G_xy(x) | G_yx(G_xy(x)), then y | G_yx(y) | G_xy(G_yx(y))."""
+        g_xy, g_yx = self.unwrap(self.nets.G_xy), self.unwrap(self.nets.G_yx)
+        x, y = self.images(batch["x"]), self.images(batch["y"])
+        fake_y, fake_x = g_xy(x), g_yx(y)
+        rows_x = torch.stack([x, fake_y, g_yx(fake_y)], dim=1)
+        rows_y = torch.stack([y, fake_x, g_xy(fake_x)], dim=1)
+        return torch.cat([rows_x, rows_y]).float()
+
+    def final_model(self):
+        return self.model.without_discriminators()
+
+    def training_data_description(self) -> str:
+        return (f"Unpaired {self.config.domain_x} / {self.config.domain_y} face crops: "
+                f"{describe_rows(self.args.data, self.args.split, self.rows_x)}; "
+                f"{describe_rows(self.args.data, self.args.split, self.rows_y)}.")
+
+
+if __name__ == "__main__":
+    sys.exit(main(CycleGANStep))
