@@ -1,0 +1,279 @@
+"""``python -m expr_models evaluate`` end to end, on generated faces and tiny random checkpoints.
+
+The faces are scikit-image's astronaut photo with a mouth drawn on (a smile arc for happy, a flat line for neutral
+and so on), lit differently per "subject". Nothing comes from ../shared/data, except in the slow test at the end.
+"""
+
+import argparse
+import io
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from datasets import ClassLabel, Dataset, DatasetDict, Features, Image, Value
+from PIL import Image as PILImage
+from skimage import data as skimage_data
+
+import expr_models as em
+from expr_models import evaluation
+from expr_models.face import crop_face, detect_faces
+from expr_models.labels import EXPRESSIONS, EXPRESSIONS_WITH_CONTEMPT
+
+torch.set_num_threads(2)
+
+REPO = Path(__file__).resolve().parents[1]
+RAW_DATA = REPO.parent / "shared" / "data"
+FEATURES = Features({"image": Image(), "expression": ClassLabel(names=list(EXPRESSIONS_WITH_CONTEMPT)),
+                     "subject": Value("string"), "source": Value("string")})
+# (centre, axes, start angle, end angle) of the mouth drawn on the astronaut, per expression; the Haar box is
+# x 177..274, y 66..163, so the mouth sits near (225, 145).
+MOUTHS = {"happy": ((225, 138), (20, 9), 0, 180), "neutral": ((225, 145), (18, 1), 0, 360),
+          "sad": ((225, 152), (18, 7), 180, 360), "surprise": ((225, 146), (7, 9), 0, 360),
+          "angry": ((225, 147), (16, 2), 0, 360)}
+
+
+def face_photo(expression: str, subject: int) -> np.ndarray:
+    """The astronaut with a drawn mouth, lit per subject: a 512x512 RGB 'photo'."""
+    photo = skimage_data.astronaut().astype(np.float32)
+    photo = np.clip(photo * (0.8 + 0.1 * subject) + 10 * subject, 0, 255).astype(np.uint8)
+    centre, axes, start, end = MOUTHS[expression]
+    cv2.ellipse(photo, centre, axes, 0, start, end, (60, 30, 30), 3)
+    return photo
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    """A DatasetDict of aligned 64x64 crops (test split = held-out subjects), the raw 'photos' of the FEI-named
+    faces, and tiny random checkpoints."""
+    root = tmp_path_factory.mktemp("evaluation")
+    box = detect_faces(skimage_data.astronaut())[0]
+    raw = root / "raw"
+    (raw / "fei").mkdir(parents=True)
+    rows = {"train": [], "test": []}
+
+    def add(split, photo, expression, subject, source, name):
+        crop, _ = crop_face(photo, box, 64)  # the recipes' framing
+        gray = PILImage.fromarray(crop).convert("L")
+        buffer = io.BytesIO()
+        gray.save(buffer, format="PNG")
+        rows[split].append({"image": {"bytes": buffer.getvalue(), "path": name}, "expression": expression,
+                            "subject": subject, "source": source})
+
+    # FEI-like pairs: one neutral and one smiling photo per subject; whole photos in raw/fei.
+    for subject in (1, 2, 3):
+        for pose, expression in (("a", "neutral"), ("b", "happy")):
+            photo = face_photo(expression, subject)
+            PILImage.fromarray(photo).convert("L").save(raw / "fei" / f"{subject}{pose}.jpg", quality=95)
+            add("test", photo, expression, str(subject), "fei", f"{subject}{pose}.jpg")
+    # A JAFFE-like subject with more expressions; no raw photos, so its whole-photo check uses the stored crop.
+    for number, expression in enumerate(("happy", "neutral", "sad", "surprise", "angry")):
+        add("test", face_photo(expression, 4), expression, "KA", "jaffe", f"KA.{expression[:2].upper()}1.{number}.tiff")
+    add("train", face_photo("happy", 0), "happy", "9", "fei", "9b.jpg")
+    dsd = DatasetDict({split: Dataset.from_list(items, features=FEATURES) for split, items in rows.items()})
+    dsd.save_to_disk(str(root / "faces"))
+
+    torch.manual_seed(0)
+    models = root / "checkpoints"
+    em.CycleGANModel(em.CycleGANConfig(resolution=64, generator_channels=8, n_residual_blocks=1,
+                                       with_discriminators=False)).save_pretrained(models / "cyclegan")
+    em.SAGANModel(em.SAGANConfig(resolution=64, generator_channels=8, n_residual_blocks=1,
+                                 with_discriminator=False)).save_pretrained(models / "sagan")
+    em.ExpressionClassifier(em.ExpressionClassifierConfig(widths=(8, 16, 16, 32))).save_pretrained(
+        models / "classifier")
+    return {"root": root, "data": root / "faces", "raw": raw, "models": models}
+
+
+def evaluate_args(*argv: str) -> argparse.Namespace:
+    return evaluation.add_arguments(argparse.ArgumentParser()).parse_args(list(argv))
+
+
+def run_cli(*argv: str) -> int:
+    """Through the package's command line when it has the evaluate command, else through evaluation.main."""
+    from expr_models import __main__ as cli
+
+    if any(getattr(add, "__name__", "") == "add_evaluate_parser" for add in getattr(cli, "COMMANDS", [])):
+        return cli.main(["evaluate", *argv])
+    return evaluation.main(evaluate_args(*argv))
+
+
+@pytest.fixture(scope="module")
+def results(setup, tmp_path_factory):
+    out = tmp_path_factory.mktemp("results")
+    status = run_cli("--models", str(setup["models"]), "--data", str(setup["data"]), "--out", str(out),
+                     "--raw-data", str(setup["raw"]), "--max-photos", "2")
+    assert status == 0
+    return json.loads((out / "evaluation.json").read_text()), (out / "evaluation.md").read_text()
+
+
+def edits(results, method):
+    return {row["target"]: row for row in results["datasets"]["faces"]["edits"] if row["method"] == method}
+
+
+def test_report_says_where_when_and_with_what(results):
+    report, _ = results
+    for key in ("created", "machine", "settings", "checkpoints", "datasets", "notes", "command"):
+        assert key in report
+    assert report["machine"]["device"] == "cpu" and report["machine"]["torch"] == torch.__version__
+    assert set(report["checkpoints"]) == {"cyclegan", "sagan", "classifier"}
+    assert all(len(c["sha256"]) == 16 for found in report["checkpoints"].values() for c in found)
+    info = report["datasets"]["faces"]["data"]
+    assert info["split"] == "test" and info["faces"] == 11 and info["subjects"] == 4
+    assert info["per_expression"]["happy"] == 4 and info["per_source"] == {"fei": 6, "jaffe": 5}
+
+
+def test_classifier_ceiling(results):
+    ceiling = results[0]["datasets"]["faces"]["classifier"]
+    assert ceiling["n"] == 11 and 0.0 <= ceiling["accuracy"] <= 1.0
+    assert set(ceiling["recall"]) == {"angry", "happy", "neutral", "sad", "surprise"}
+    assert ceiling["n_per_expression"]["neutral"] == 4
+
+
+def test_cyclegan_rows(results):
+    rows = edits(results[0], "cyclegan")
+    assert set(rows) == {"happy", "neutral"}
+    to_happy = rows["happy"]
+    assert to_happy["n"] == 4 and to_happy["inputs"] == {"neutral": 4}
+    assert 0.0 <= to_happy["success_rate"] <= 1.0 and 0.0 <= to_happy["inputs_read_as_target"] <= 1.0
+    assert to_happy["kid"]["subset_size"] == 4 and np.isfinite(to_happy["kid"]["mean"])
+    assert -1.0 <= to_happy["upper_face"]["ssim"] <= 1.0 and to_happy["upper_face"]["l1"] >= 0
+    cycle = to_happy["cycle_l1"]
+    assert cycle["[0,1]"] == pytest.approx(cycle["[-1,1]"] / 2)
+    assert cycle["[0,255]"] == pytest.approx(cycle["[-1,1]"] * 127.5)
+    # The three FEI subjects are paired; the JAFFE-like one is not.
+    paired = to_happy["paired"]
+    assert paired["n_pairs"] == 3
+    assert set(paired["edited_vs_real"]) == {"l1", "ssim", "lower_face_l1", "lower_face_ssim"}
+    assert "paired" not in rows["neutral"]
+
+
+def test_paste_back_leaves_the_rest_of_the_photo_alone(results):
+    for method in ("cyclegan", "sagan"):
+        for row in edits(results[0], method).values():
+            photos = row["whole_photos"]
+            assert photos["photos"] + photos["no_face_found"] == 2
+            assert photos["photos"] >= 1 and photos["pixels_outside_mask"] > 0
+            assert photos["changed_pixels_outside_mask"] == 0
+    # FEI faces have their raw photos; they are used first.
+    assert edits(results[0], "cyclegan")["happy"]["whole_photos"]["photo_kinds"] == {"original": 2}
+
+
+def test_sagan_covers_every_target(results):
+    rows = edits(results[0], "sagan")
+    assert set(rows) == set(EXPRESSIONS)
+    assert rows["disgust"]["n"] == 11 and rows["happy"]["n"] == 7  # every face not already of the target
+    assert all("success_rate" in row and "kid" in row for row in rows.values())
+    assert "cycle_l1" not in rows["happy"] and rows["happy"]["paired"]["n_pairs"] == 3
+
+
+def test_markdown_tables(results):
+    report, markdown = results
+    assert markdown.startswith("## Evaluation")
+    for heading in ("### Expression success", "### Preservation", "### Cycle reconstruction (CycleGAN)",
+                    "### Paired error on FEI (neutral → happy)"):
+        assert heading in markdown
+    assert ("| data | method | edit | faces | success | ceiling: recall on real target | ceiling: accuracy | inputs "
+            "| KID x10^3 |") in markdown
+    assert "### The judge: expression classifier on real held-out faces" in markdown
+    assert "| data | method | cycle | faces | L1 [-1,1] | L1 [0,1] | L1 [0,255] |" in markdown
+    assert "`faces` | cyclegan | neutral → happy | 4 |" in markdown
+    assert "`faces` | cyclegan | neutral → happy → neutral | 4 |" in markdown
+    assert markdown.count("| `faces` | sagan | others → ") >= 2 * 7  # success and preservation rows
+    for line in markdown.splitlines():  # every table row has as many cells as its header
+        if line.startswith("|"):
+            assert line.count("|") >= 4
+    assert "[-1, 1]" in markdown and "[0, 255]" in markdown and "ceiling" in markdown.lower()
+
+
+def test_limit_keeps_n_faces_per_expression(setup):
+    held_out = evaluation.load_held_out(setup["data"], limit=1)
+    assert held_out.total == 11
+    assert held_out.info()["per_expression"] == {e: 1 for e in ("angry", "happy", "neutral", "sad", "surprise")}
+    # Sorted by source and subject, so the first neutral and the first smile are the same FEI subject.
+    assert [f.subject for f in held_out.faces if f.source == "fei"] == ["1", "1"]
+
+
+def test_skips_cleanly_without_data_or_checkpoints(setup, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert evaluation.main(evaluate_args("--models", str(setup["models"]), "--data", str(tmp_path / "absent"),
+                                         "--out", str(out))) == 0
+    assert "skipped: no prepared data" in capsys.readouterr().err
+    assert evaluation.main(evaluate_args("--models", str(tmp_path / "none"), "--data", str(setup["data"]),
+                                         "--out", str(out))) == 0
+    assert "skipped: no checkpoint" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_a_folder_that_is_not_a_dataset_is_an_error(setup, tmp_path, capsys):
+    (tmp_path / "junk").mkdir()
+    status = evaluation.main(evaluate_args("--models", str(setup["models"]), "--data", str(tmp_path / "junk"),
+                                           "--out", str(tmp_path / "out")))
+    assert status == 2 and "not a dataset saved with save_to_disk" in capsys.readouterr().err
+
+
+def test_without_a_classifier_the_other_metrics_remain(setup, tmp_path):
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "cyclegan").symlink_to(setup["models"] / "cyclegan")
+    report = evaluation.run_evaluation(models, [setup["data"]], methods=("cyclegan",), max_photos=0)
+    row = report["datasets"]["faces"]["edits"][0]
+    assert "success_rate" not in row and "cycle_l1" in row and "upper_face" in row
+    assert "whole_photos" not in row and report["classifier_available"] is False
+    assert "### Expression success" not in evaluation.markdown_report(report)
+
+
+def test_identity_editor_preserves_everything(setup):
+    """An editor that changes nothing: upper face SSIM 1 and L1 0, cycle 0, and the paired edit equals the input."""
+    cyclegan = em.CycleGANModel.from_pretrained(setup["models"] / "cyclegan").eval()
+    method = evaluation.cyclegan_method(cyclegan, "identity")
+    method.edit = lambda x, target, references=None: x
+    cyclegan.generate = lambda x, to=None: x
+    held_out = evaluation.load_held_out(setup["data"])
+    judge = evaluation.Judge(em.ExpressionClassifier.from_pretrained(setup["models"] / "classifier"))
+    result = evaluation.evaluate_dataset(held_out, [method], judge, torch.device("cpu"), None, 0, 1)
+    to_happy = next(row for row in result["edits"] if row["target"] == "happy")
+    assert to_happy["upper_face"] == {"ssim": pytest.approx(1.0), "l1": 0.0}
+    assert to_happy["cycle_l1"]["[-1,1]"] == 0.0
+    assert to_happy["success_rate"] == to_happy["inputs_read_as_target"]
+    assert to_happy["paired"]["edited_vs_real"] == to_happy["paired"]["input_vs_real"]
+
+
+@pytest.mark.skipif(not (REPO / "checkpoints" / "style_features" / "config.json").is_file(),
+                    reason="no committed NST features")
+def test_nst_with_capped_steps(setup):
+    report = evaluation.run_evaluation(REPO / "checkpoints", [setup["data"]], methods=("nst",), nst_steps=2,
+                                       nst_faces=2, nst_resolution=64, raw_data=setup["raw"], max_photos=1)
+    rows = {row["target"]: row for row in report["datasets"]["faces"]["edits"]}
+    assert set(rows) == {"happy", "neutral"} and rows["happy"]["n"] == 2
+    assert rows["happy"]["whole_photos"]["changed_pixels_outside_mask"] == 0
+    assert report["settings"]["nst"] == {"steps": 2, "faces": 2, "resolution": 64}
+
+
+@pytest.mark.slow
+@pytest.mark.data
+def test_real_data_and_committed_checkpoints(tmp_path):
+    """The real evaluation: committed checkpoints on the held-out subjects of the real data (slow)."""
+    checkpoints = REPO / "checkpoints"
+    if not any((checkpoints / name / "config.json").is_file() for name in ("cyclegan", "sagan")):
+        pytest.skip("no committed cyclegan/sagan checkpoints")
+    prepared = [REPO / "prepared" / name for name in ("paper", "expressions") if (REPO / "prepared" / name).is_dir()]
+    if not prepared:
+        if not (RAW_DATA / "jaffe").is_dir() or not (RAW_DATA / "fei").is_dir():
+            pytest.skip("../shared/data is absent")
+        from expr_models.data import BuildReport, build_paper
+
+        build_paper(RAW_DATA, crop_size=128, report=BuildReport("paper")).save_to_disk(str(tmp_path / "paper"))
+        prepared = [tmp_path / "paper"]
+    out = tmp_path / "results"
+    status = run_cli("--models", str(checkpoints), "--data", *map(str, prepared), "--out", str(out),
+                     "--raw-data", str(RAW_DATA))
+    assert status == 0
+    report = json.loads((out / "evaluation.json").read_text())
+    assert report["datasets"]
+    for dataset in report["datasets"].values():
+        for row in dataset["edits"]:
+            if "whole_photos" in row:
+                assert row["whole_photos"]["changed_pixels_outside_mask"] == 0
+    assert (out / "evaluation.md").read_text().startswith("## Evaluation")
