@@ -208,8 +208,23 @@ def _logger(quiet_stdout: bool) -> Callable[[str], None]:
     return lambda message: print(message, file=stream, flush=True)
 
 
+# ---------------------------------------------------------------------------------------------------------------------
+# evaluate (expr_models.evaluation)
+# ---------------------------------------------------------------------------------------------------------------------
+
+def add_evaluate_parser(subparsers: argparse._SubParsersAction) -> None:
+    from . import evaluation
+
+    parser = subparsers.add_parser(
+        "evaluate", help="measure the editors on held-out subjects; writes OUT/evaluation.{json,md}",
+        description=evaluation.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    evaluation.add_arguments(parser)
+    parser.set_defaults(func=evaluation.main)
+
+
 # One entry per subcommand: another command (e.g. "evaluate") adds its add_<name>_parser here.
-COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [add_edit_parser]
+COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [add_edit_parser, add_evaluate_parser]
 
 
 def build_parser() -> argparse.ArgumentParser:
