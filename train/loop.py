@@ -691,7 +691,13 @@ class Trainer:
         self.checkpoints = CheckpointManager(self.accelerator, output / "checkpoints", args.checkpoints_total_limit)
         self.state = TrainState()
         self.ema = None
-        self.print = self.accelerator.print
+
+    def print(self, message: str) -> None:
+        """Print on the local main process, above the progress bar."""
+        if self.accelerator.is_local_main_process:
+            from tqdm.auto import tqdm
+
+            tqdm.write(message)
 
     # --- set-up ---------------------------------------------------------------------------------------------------
     def setup(self) -> None:
@@ -969,10 +975,7 @@ class Trainer:
                  "gradient_accumulation_steps": self.args.gradient_accumulation_steps,
                  "args": {key: str(value) for key, value in vars(self.args).items()}}
         path = self.checkpoints.save(global_step, extra)
-        if self.accelerator.is_local_main_process:
-            from tqdm.auto import tqdm
-
-            tqdm.write(f"Saved checkpoint {path}")
+        self.print(f"Saved checkpoint {path}")
 
     # --- the end --------------------------------------------------------------------------------------------------
     def _finish(self, global_step: int) -> int:

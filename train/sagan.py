@@ -1,0 +1,236 @@
+"""Train the class-conditional SA-GAN on a prepared expression dataset (`expressions`: 7 classes; or `paper`).
+
+    python train/sagan.py --data prepared/expressions                                 # the study's softmax-CE objective
+    python train/sagan.py --data prepared/expressions --objective wgan_gp             # WGAN-GP + aux classifier, n_critic 5
+    python train/sagan.py --data prepared/paper --classes happy neutral
+    accelerate launch --config_file train/configs/multi_gpu.yaml train/sagan.py --data prepared/expressions
+
+Objectives (``--objective``):
+
+- ``softmax_ce`` (the study's): the discriminator's class head has num_classes + 1 logits, the last meaning
+  "generated". D minimises CE(D(real), true class) + CE(D(fake), generated); G minimises CE(D(fake), target class).
+- ``wgan_gp``: a Wasserstein critic with gradient penalty, D stepping every iteration and G every ``n_critic``, plus
+  StarGAN's auxiliary classifier on the first num_classes logits (real images for D, fakes for G).
+
+Both add StarGAN's reconstruction loss G(G(x, target), source) ~ x and, with the attention-mask generator, an L1 on the
+masks. Target classes are drawn uniformly from the classes other than the source's. TTUR learning rates (G 1e-4,
+D 4e-4) with Adam betas (0.0, 0.9), as in SAGAN.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make `train` and `expr_models` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from torch import nn  # noqa: E402
+
+from expr_models.labels import EXPRESSIONS  # noqa: E402
+from expr_models.sagan import SAGANConfig, SAGANModel  # noqa: E402
+from train.loop import (ConfigError, FaceCrops, OptimizerSpec, TrainingStep, describe_rows,  # noqa: E402
+                        expression_rows, main, make_config)
+
+
+def set_requires_grad(module: nn.Module, flag: bool) -> None:
+    for name, parameter in module.named_parameters():
+        parameter.requires_grad_(flag)
+
+
+class SAGANStep(TrainingStep):
+    """Train the conditional SA-GAN of expr_models (generator + spectral-norm discriminator with a class head)."""
+
+    name = "sagan"
+    default_epochs = 100
+    default_batch_size = 16
+    drop_last = True
+
+    @classmethod
+    def add_arguments(cls, parser) -> None:
+        defaults = SAGANConfig()
+        parser.add_argument("--classes", nargs="+", default=list(EXPRESSIONS),
+                            help="the expressions to learn, in label order (default: the study's 7)")
+        parser.add_argument("--resolution", type=int, default=defaults.resolution)
+        parser.add_argument("--in-channels", type=int, default=defaults.in_channels, help="1 (grayscale) or 3")
+        parser.add_argument("--generator-channels", type=int, default=defaults.generator_channels)
+        parser.add_argument("--n-downsampling", type=int, default=defaults.n_downsampling)
+        parser.add_argument("--n-residual-blocks", type=int, default=defaults.n_residual_blocks)
+        parser.add_argument("--no-attention-mask", action="store_true", help="generate whole images, no mask")
+        parser.add_argument("--discriminator-channels", type=int, default=defaults.discriminator_channels)
+        parser.add_argument("--discriminator-layers", type=int, default=defaults.discriminator_layers)
+        parser.add_argument("--objective", default=defaults.objective, help="softmax_ce (the study's) or wgan_gp")
+        parser.add_argument("--lambda-class", type=float, default=defaults.lambda_class)
+        parser.add_argument("--lambda-reconstruction", type=float, default=defaults.lambda_reconstruction)
+        parser.add_argument("--lambda-gradient-penalty", type=float, default=defaults.lambda_gradient_penalty)
+        parser.add_argument("--lambda-mask", type=float, default=defaults.lambda_mask)
+        parser.add_argument("--n-critic", type=int, help="D steps per G step (default: 1 for softmax_ce, 5 for wgan_gp)")
+        parser.add_argument("--lr-g", type=float, default=1e-4, help="generator LR (TTUR; default 1e-4)")
+        parser.add_argument("--lr-d", type=float, default=4e-4, help="discriminator LR (TTUR; default 4e-4)")
+        parser.add_argument("--beta1", type=float, default=0.0)
+        parser.add_argument("--beta2", type=float, default=0.9)
+        parser.add_argument("--lr-schedule", choices=("constant", "linear", "reference"), default="constant",
+                            help="constant (default), linear decay to 0, or reference (constant, then linear decay "
+                                 "over the second half)")
+        parser.add_argument("--no-flip", action="store_true", help="no random horizontal flips")
+
+    @classmethod
+    def check_arguments(cls, args) -> None:
+        if args.n_critic is None:
+            args.n_critic = 5 if args.objective == "wgan_gp" else 1
+        if args.n_critic < 1:
+            raise ConfigError(f"--n-critic must be at least 1, got {args.n_critic}")
+        if args.lr_g <= 0 or args.lr_d <= 0:
+            raise ConfigError("--lr-g and --lr-d must be positive")
+        if args.compile and args.objective == "wgan_gp":
+            raise ConfigError("--compile cannot differentiate twice, which the WGAN-GP gradient penalty needs; "
+                              "drop --compile or use --objective softmax_ce")
+
+    def build(self) -> None:
+        args = self.args
+        self.config = config = make_config(
+            SAGANConfig, resolution=args.resolution, in_channels=args.in_channels, class_names=list(args.classes),
+            generator_channels=args.generator_channels, n_downsampling=args.n_downsampling,
+            n_residual_blocks=args.n_residual_blocks, attention_mask=not args.no_attention_mask,
+            discriminator_channels=args.discriminator_channels, discriminator_layers=args.discriminator_layers,
+            with_discriminator=True, objective=args.objective, lambda_class=args.lambda_class,
+            lambda_reconstruction=args.lambda_reconstruction, lambda_gradient_penalty=args.lambda_gradient_penalty,
+            lambda_mask=args.lambda_mask, n_critic=args.n_critic)
+        self.model = SAGANModel(config).to(self.device)
+        if config.objective == "softmax_ce":
+            # The critic head is the WGAN-GP's; unused here, it must not be trainable (DDP expects every trainable
+            # parameter to get a gradient).
+            set_requires_grad(self.model.discriminator.critic, False)
+        self.rows = expression_rows(args.data, args.split, config.class_names)
+        missing = [name for name, count in self.rows.counts.items() if count == 0]
+        if missing:
+            raise ConfigError(f"--data {args.data} ({args.split} split) has no images of {', '.join(missing)}; "
+                              f"choose --classes among those it has")
+        self.train_dataset = FaceCrops([self.rows], config.resolution, config.in_channels, seed=args.seed,
+                                       flip=not args.no_flip)
+
+    def trainable_modules(self) -> dict[str, nn.Module]:
+        return {"G": self.model.generator, "D": self.model.discriminator}
+
+    def make_optimizers(self) -> dict[str, OptimizerSpec]:
+        args = self.args
+        adam = dict(betas=(args.beta1, args.beta2), fused=self.device.type == "cuda")
+        d_parameters = [p for p in self.model.discriminator.parameters() if p.requires_grad]
+        return {
+            "discriminator": OptimizerSpec(torch.optim.Adam(d_parameters, lr=args.lr_d, **adam),
+                                           schedule=args.lr_schedule),
+            "generator": OptimizerSpec(torch.optim.Adam(self.model.generator.parameters(), lr=args.lr_g, **adam),
+                                       every=self.config.n_critic, schedule=args.lr_schedule, ema=True),
+        }
+
+    def ema_module(self) -> nn.Module:
+        return self.model.generator
+
+    # --- one step -------------------------------------------------------------------------------------------------
+    def step(self, batch, step_index: int) -> dict[str, torch.Tensor]:
+        nets, config = self.nets, self.config
+        num_classes = config.num_classes
+        real = self.images(batch["pixel_values"])
+        source = batch["labels"].long()
+        # A uniformly drawn target among the other classes.
+        target = (source + torch.randint(1, num_classes, source.shape, device=source.device)) % num_classes
+        source_maps = F.one_hot(source, num_classes).float()
+        target_maps = F.one_hot(target, num_classes).float()
+        losses: dict[str, torch.Tensor] = {}
+
+        # Discriminator, every step.
+        with torch.no_grad():
+            fake = nets.G(real, target_maps)
+        out_real, out_fake = nets.D(real), nets.D(fake)
+        if config.objective == "softmax_ce":
+            generated = torch.full_like(source, num_classes)  # the extra "generated" class
+            losses["d_real_class"] = F.cross_entropy(out_real.class_logits.float(), source)
+            losses["d_fake_generated"] = F.cross_entropy(out_fake.class_logits.float(), generated)
+            loss_d = losses["d_real_class"] + losses["d_fake_generated"]
+        else:
+            losses["d_wasserstein"] = out_fake.critic.float().mean() - out_real.critic.float().mean()
+            losses["d_gradient_penalty"] = self.gradient_penalty(real, fake)
+            losses["d_class"] = F.cross_entropy(out_real.class_logits[:, :num_classes].float(), source)
+            loss_d = (losses["d_wasserstein"] + config.lambda_gradient_penalty * losses["d_gradient_penalty"]
+                      + config.lambda_class * losses["d_class"])
+        self.update("discriminator", loss_d)
+        losses["discriminator"] = loss_d
+
+        # Generator, every n_critic steps.
+        if (step_index + 1) % config.n_critic == 0:
+            set_requires_grad(nets.D, False)
+            fake, mask = nets.G(real, target_maps, return_mask=True)
+            out_fake = nets.D(fake)
+            if config.objective == "softmax_ce":
+                losses["g_class"] = F.cross_entropy(out_fake.class_logits.float(), target)
+                loss_g = config.lambda_class * losses["g_class"]
+            else:
+                losses["g_adversarial"] = -out_fake.critic.float().mean()
+                losses["g_class"] = F.cross_entropy(out_fake.class_logits[:, :num_classes].float(), target)
+                loss_g = losses["g_adversarial"] + config.lambda_class * losses["g_class"]
+            reconstructed, mask_back = nets.G(fake, source_maps, return_mask=True)
+            losses["reconstruction"] = F.l1_loss(reconstructed, real)
+            loss_g = loss_g + config.lambda_reconstruction * losses["reconstruction"]
+            if config.attention_mask and config.lambda_mask > 0:
+                losses["mask"] = mask.float().mean() + mask_back.float().mean()
+                loss_g = loss_g + config.lambda_mask * losses["mask"]
+            self.update("generator", loss_g)
+            if config.objective == "softmax_ce":  # the critic head stays frozen
+                set_requires_grad(self.unwrap(nets.D).body, True)
+                set_requires_grad(self.unwrap(nets.D).classifier, True)
+            else:
+                set_requires_grad(nets.D, True)
+            losses["generator"] = loss_g
+        return {key: value.detach() for key, value in losses.items()}
+
+    def gradient_penalty(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+        """(||grad D(x_hat)|| - 1)^2 on random interpolates of real and generated images (Gulrajani et al.)."""
+        alpha = torch.rand(real.shape[0], 1, 1, 1, device=real.device, dtype=real.dtype)
+        mixed = (alpha * real + (1 - alpha) * fake.detach()).requires_grad_(True)
+        critic = self.nets.D(mixed).critic
+        (gradient,) = torch.autograd.grad(critic.float().sum(), mixed, create_graph=True)
+        return ((gradient.flatten(1).norm(2, dim=1) - 1) ** 2).mean()
+
+    # --- reporting ------------------------------------------------------------------------------------------------
+    def sample_batch(self):
+        args, config = self.args, self.config
+        held_out = expression_rows(args.data, args.eval_split, config.class_names, required=False)
+        source = held_out if held_out is not None and held_out.rows else self.rows
+        crops = FaceCrops([source], config.resolution, config.in_channels, flip=False)
+        # Spread the samples over the classes: the first image of each class in turn.
+        by_class: dict[int, list[int]] = {}
+        for index in range(len(crops)):
+            by_class.setdefault(crops.label(index), []).append(index)
+        picked, round_ = [], 0
+        while len(picked) < min(args.num_samples, len(crops)):
+            for label in sorted(by_class):
+                if round_ < len(by_class[label]) and len(picked) < args.num_samples:
+                    picked.append(by_class[label][round_])
+            round_ += 1
+        labels = torch.tensor([crops.label(i) for i in picked])
+        return {"pixel_values": torch.stack([crops.load(i) for i in picked]), "labels": labels}
+
+    @torch.no_grad()
+    def sample_rows(self, batch) -> torch.Tensor:
+        """Per sample: input | G(input, another class) | G(that, source class); targets cycle through the classes."""
+        generator = self.unwrap(self.nets.G)
+        num_classes = self.config.num_classes
+        real, source = self.images(batch["pixel_values"]), batch["labels"].long()
+        offsets = 1 + torch.arange(len(source), device=source.device) % (num_classes - 1)
+        target = (source + offsets) % num_classes
+        fake = generator(real, F.one_hot(target, num_classes).float())
+        back = generator(fake, F.one_hot(source, num_classes).float())
+        return torch.stack([real, fake, back], dim=1).float()
+
+    def final_model(self):
+        return self.model.without_discriminator()
+
+    def training_data_description(self) -> str:
+        return f"Face crops of {len(self.config.class_names)} expressions: " \
+               f"{describe_rows(self.args.data, self.args.split, self.rows)}."
+
+
+if __name__ == "__main__":
+    sys.exit(main(SAGANStep))
