@@ -1,0 +1,377 @@
+"""What the Space does, without Gradio: load the models once, run the pipeline, draw the views the UI shows.
+
+``space/ui.py`` wraps these functions in Blocks. Keeping them free of gradio keeps the UI thin and this logic testable.
+Everything here goes through :mod:`expr_models.pipeline`; the only model code of its own is
+:func:`expression_probabilities`, the classifier's full reading (the pipeline keeps only the top class).
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import logging
+import os
+import re
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import cv2
+import numpy as np
+import torch
+from PIL import Image
+
+from expr_models.errors import ExpressionEditError, NoFaceError
+from expr_models.face import CropTransform, FaceBox, crop_face, crop_square, detect_faces, face_mask
+from expr_models.image_utils import rgb_to_ycbcr
+from expr_models.pipeline import EditResult, ExpressionEditor, find_checkpoints, load_image
+
+logger = logging.getLogger(__name__)
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+MODELS_DIR_ENV = "EXPR_MODELS_DIR"  # where the Space looks for checkpoints/<name>/ (default: the repo's checkpoints/)
+METHOD_LABELS = {"cyclegan": "CycleGAN", "sagan": "SA-GAN", "nst": "NST"}
+METHOD_COMPONENT = {"cyclegan": "cyclegan", "sagan": "sagan", "nst": "style_features"}
+# The views (faces, before/after) are shown downscaled to this; the edited photo keeps the upload's size.
+DISPLAY_SIDE = 1024
+EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Models: one editor for the whole process, loaded at start
+# ---------------------------------------------------------------------------------------------------------------------
+
+@dataclass
+class SpaceModels:
+    """The shared editor and what it can do with the checkpoints at hand."""
+
+    editor: ExpressionEditor
+    models_dir: Path
+    problems: dict[str, str] = field(default_factory=dict)  # component -> why it cannot be used
+    targets: dict[str, tuple[str, ...]] = field(default_factory=dict)  # method -> expressions it can produce
+
+    def problem(self, method: str) -> str | None:
+        """Why ``method`` cannot run here (a missing or broken checkpoint), or None when it can."""
+        component = METHOD_COMPONENT[method]
+        if component in self.problems:
+            return self.problems[component]
+        if not self.targets.get(method):
+            return f"The {METHOD_LABELS[method]} checkpoint in {self.models_dir} names no target expression."
+        return None
+
+    def available(self, method: str) -> bool:
+        return self.problem(method) is None
+
+    @property
+    def has_classifier(self) -> bool:
+        return "classifier" not in self.problems
+
+    def summary(self) -> dict[str, Any]:
+        """What the ``methods`` API endpoint returns."""
+        methods = {method: {"label": METHOD_LABELS[method], "available": self.available(method),
+                            "targets": list(self.targets.get(method, ())), "problem": self.problem(method)}
+                   for method in METHOD_LABELS}
+        return {"methods": methods,
+                "classifier": {"available": self.has_classifier, "problem": self.problems.get("classifier")}}
+
+
+def resolve_models_dir(models_dir: str | os.PathLike | None = None) -> Path:
+    return Path(models_dir or os.environ.get(MODELS_DIR_ENV) or REPO_ROOT / "checkpoints")
+
+
+def load_models(models_dir: str | os.PathLike | None = None, **editor_kwargs: Any) -> SpaceModels:
+    """Load every checkpoint in ``models_dir`` now, so the first visitor does not wait and broken ones show up at start.
+
+    A missing or broken checkpoint never stops the Space: it is recorded in ``problems`` and the UI says so.
+    """
+    start = time.perf_counter()
+    models_dir = resolve_models_dir(models_dir)
+    editor = ExpressionEditor.from_pretrained(models_dir, **editor_kwargs)
+    found = find_checkpoints(models_dir)
+    problems: dict[str, str] = {}
+    for component in ("cyclegan", "sagan", "style_features", "classifier"):
+        try:
+            # A missing component raises the pipeline's own CheckpointError, whose message says what to do.
+            for index in range(max(1, len(found.get(component, [])))):
+                editor.model(component, index)
+        except ExpressionEditError as error:
+            problems[component] = str(error)
+        except Exception as error:  # noqa: BLE001 - whatever a broken file raises, the Space still starts
+            logger.exception("Could not load the %s checkpoint", component)
+            problems[component] = f"Could not load the {component} checkpoint in {models_dir}: {error}"
+
+    targets: dict[str, tuple[str, ...]] = {}
+    for method, component in METHOD_COMPONENT.items():
+        targets[method] = ()
+        if component in problems:
+            continue
+        try:
+            targets[method] = tuple(editor.supported_targets(method))
+        except ExpressionEditError as error:
+            problems[component] = str(error)
+    models = SpaceModels(editor, models_dir, problems, targets)
+    logger.info("Loaded the models in %s in %.1f s: %s", models_dir, time.perf_counter() - start,
+                {m: "ok" if models.available(m) else "missing" for m in METHOD_LABELS})
+    return models
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Reading uploads
+# ---------------------------------------------------------------------------------------------------------------------
+
+def open_upload(path: str | os.PathLike | None) -> io.BytesIO | None:
+    """An uploaded file as a stream named like the user's file, so that load_image's messages name their file and
+    not the server's cache path."""
+    if path is None:
+        return None
+    path = Path(path)
+    try:
+        stream = io.BytesIO(path.read_bytes())
+    except OSError as error:
+        raise ExpressionEditError(f"Could not read the uploaded file {path.name}: {error}") from error
+    stream.name = path.name
+    return stream
+
+
+def display_copy(image: Image.Image, max_side: int = DISPLAY_SIDE) -> Image.Image:
+    """A copy at most ``max_side`` pixels on its longer side: the views need no more and encode much faster."""
+    if max(image.size) <= max_side:
+        return image
+    scale = max_side / max(image.size)
+    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    # reducing_gap: box-reduce first, then filter; several times faster on phone photos, same look at display size.
+    return image.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Detection, masks and readings
+# ---------------------------------------------------------------------------------------------------------------------
+
+def detect(models: SpaceModels, source: Any) -> tuple[Image.Image, list[FaceBox]]:
+    """The upright photo and its faces, largest first, as the editor would find them (the Space's editor uses the
+    embedded Haar detector)."""
+    editor = models.editor
+    photo = load_image(source, editor.max_pixels)
+    return photo, detect_faces(np.asarray(photo), min_size=editor.min_face_size)
+
+
+def blend_masks(size: tuple[int, int], boxes: list[FaceBox]) -> np.ndarray:
+    """The editor's feathered blend masks of ``boxes`` over a ``width x height`` photo (float32 in [0, 1]); the same
+    crops and masks as the pipeline's, for showing where an edit would land before running it."""
+    width, height = size
+    canvas = np.zeros((height, width), np.float32)
+    for box in boxes:
+        x0, y0, side = crop_square(box)
+        transform = CropTransform(x0, y0, side, side, width, height)
+        vx0, vy0, vx1, vy1 = transform.visible_region()
+        if vx1 <= vx0 or vy1 <= vy0:
+            continue
+        mask = face_mask(side)[vy0 - y0:vy1 - y0, vx0 - x0:vx1 - x0]
+        canvas[vy0:vy1, vx0:vx1] = np.maximum(canvas[vy0:vy1, vx0:vx1], mask)
+    return canvas
+
+
+def expression_probabilities(editor: ExpressionEditor, faces: list[tuple[np.ndarray, FaceBox]]) -> list[dict[str, float]]:
+    """The classifier's probability for each expression of each ``(photo, box)`` face, in one batch.
+
+    The crop and its scaling are the pipeline's own reading's (``ExpressionEditor._classify``): the training framing
+    at full resolution, area-resized to the classifier's input, luminance or RGB in [-1, 1].
+    """
+    if not faces:
+        return []
+    model = editor.model("classifier")
+    config = model.config
+    batch = []
+    for photo, box in faces:
+        crop, _ = crop_face(photo, box)
+        small = cv2.resize(crop, (config.resolution, config.resolution), interpolation=cv2.INTER_AREA)
+        if config.in_channels == 1:
+            batch.append(torch.from_numpy(rgb_to_ycbcr(small)[..., 0] / 127.5 - 1.0)[None])
+        else:
+            batch.append(torch.from_numpy(small.astype(np.float32) / 127.5 - 1.0).permute(2, 0, 1))
+    with torch.inference_mode():
+        probabilities = model(torch.stack(batch).float().to(editor.device)).logits.softmax(-1).tolist()
+    names = getattr(config, "class_names", None) or [config.id2label[i] for i in range(len(probabilities[0]))]
+    return [{str(name): float(p) for name, p in zip(names, row)} for row in probabilities]
+
+
+def read_largest_face(models: SpaceModels, source: Any) -> dict[str, float]:
+    """The ``classify`` action: the expression probabilities of the largest face in a photo."""
+    photo, boxes = detect(models, source)
+    if not boxes:
+        raise NoFaceError(no_face_message(models))
+    return expression_probabilities(models.editor, [(np.asarray(photo), boxes[0])])[0]
+
+
+def no_face_message(models: SpaceModels) -> str:
+    return ("No face found in the photo. The detector looks for frontal faces at least "
+            f"{models.editor.min_face_size:g} pixels wide; try a frontal, well-lit photo or a larger face.")
+
+
+_BOX_COLOUR = (60, 220, 90)
+_MASK_COLOUR = np.array([255, 60, 170], np.float32)
+
+
+def faces_view(photo: Image.Image, boxes: list[FaceBox], mask: np.ndarray, captions: list[str] | None = None,
+               shown: Image.Image | None = None) -> Image.Image:
+    """The photo with each face's box and number drawn on it and the blend mask tinted over it, at display size
+    (``shown``: the photo's display copy when there is one already)."""
+    shown = shown or display_copy(photo)
+    scale = shown.width / photo.width
+    canvas = np.asarray(shown, np.float32)
+    if mask.shape != canvas.shape[:2]:
+        mask = cv2.resize(mask, shown.size, interpolation=cv2.INTER_AREA)
+    alpha = 0.45 * np.clip(mask, 0.0, 1.0)[..., None]
+    canvas = np.ascontiguousarray((canvas * (1.0 - alpha) + _MASK_COLOUR * alpha).round().astype(np.uint8))
+
+    thickness = max(2, round(max(shown.size) / 320))
+    font_scale = 0.45 * thickness
+    for number, box in enumerate(boxes, start=1):
+        x0, y0, x1, y1 = (int(round(v * scale)) for v in (box.x0, box.y0, box.x1, box.y1))
+        cv2.rectangle(canvas, (x0, y0), (x1, y1), _BOX_COLOUR, thickness)
+        caption = captions[number - 1] if captions and number <= len(captions) else ""
+        text = f"{number} {caption}".strip()
+        (width, height), baseline = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, font_scale, max(1, thickness // 2))
+        top = y0 - height - baseline - 2 * thickness
+        top = top if top >= 0 else y1  # no room above the box: write under it
+        cv2.rectangle(canvas, (x0, top), (x0 + width + 2 * thickness, top + height + baseline + 2 * thickness),
+                      _BOX_COLOUR, -1)
+        cv2.putText(canvas, text, (x0 + thickness, top + height + thickness), cv2.FONT_HERSHEY_SIMPLEX, font_scale,
+                    (0, 0, 0), max(1, thickness // 2), cv2.LINE_AA)
+    return Image.fromarray(canvas)
+
+
+def faces_info(boxes: list[FaceBox]) -> list[dict]:
+    return [{"face": number, **box.to_dict()} for number, box in enumerate(boxes, start=1)]
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Editing
+# ---------------------------------------------------------------------------------------------------------------------
+
+@dataclass
+class EditOutputs:
+    result: EditResult
+    edited_path: str  # the full-size edited photo, written as a high-quality JPEG
+    before_after: tuple[Image.Image, Image.Image]  # display copies
+    faces: Image.Image  # display copy with boxes and masks
+    reading_before: dict[str, float] | None  # None without a classifier checkpoint
+    reading_after: dict[str, float] | None
+    details: dict
+
+
+def run_edit(models: SpaceModels, outputs: "OutputFiles", photo: str | os.PathLike | None, method: str,
+             target: str | None, intensity: float, reference: str | os.PathLike | None = None,
+             steps: int | None = None, progress: Callable[[float, str], None] | None = None) -> EditOutputs:
+    """The ``edit`` action. Raises the pipeline's ExpressionEditError subclasses for anything the user can fix."""
+    if photo is None:
+        raise ExpressionEditError("Upload a photo first (or pick one of the examples).")
+    if intensity is None or not 0.0 <= float(intensity) <= 1.0:
+        raise ExpressionEditError(f"Intensity must be between 0 and 1, not {intensity}.")
+    method = str(method)
+    editor = models.editor
+    if method == "nst" and steps:
+        # nst_steps is a setting of the editor, not of edit(). A shallow copy shares the loaded models, their cache
+        # and lock, so each request can have its own step count without touching the shared editor.
+        editor = copy.copy(editor)
+        editor.nst_steps = int(steps)
+
+    result = editor.edit(open_upload(photo), method=method, target=target or None, intensity=float(intensity),
+                         reference=open_upload(reference) if method == "nst" else None, progress_callback=progress)
+
+    boxes = [face.box for face in result.faces]
+    reading_before = reading_after = None
+    if models.has_classifier and boxes:
+        # The largest face, before and after; the pipeline's own reading keeps only the top class.
+        reading_before, reading_after = expression_probabilities(
+            editor, [(np.asarray(result.original), boxes[0]), (np.asarray(result.image), boxes[0])])
+    mask = np.asarray(result.mask_image(), np.float32) / 255.0
+    captions = [face.source_expression or "" for face in result.faces]
+    details = result.to_dict()
+    details["faces"] = [{"face": number, **face} for number, face in enumerate(details["faces"], start=1)]
+
+    stem = Path(photo).stem
+    before = display_copy(result.original)
+    return EditOutputs(
+        result=result,
+        edited_path=outputs.save(result.image, f"{stem}-{method}-{target or 'reference'}"),
+        before_after=(before, display_copy(result.image)),
+        faces=faces_view(result.original, boxes, mask, captions, shown=before),
+        reading_before=reading_before,
+        reading_after=reading_after,
+        details=details,
+    )
+
+
+class OutputFiles:
+    """Writes edited photos as JPEG at quality 95 into a private temp folder and removes those older than an hour.
+
+    Why not let Gradio encode them: its JPEG/WebP use quality 75-80, and PNG takes seconds for a phone photo.
+    """
+
+    def __init__(self, folder: str | os.PathLike | None = None, keep_seconds: float = 3600.0):
+        self.folder = Path(folder) if folder else Path(tempfile.mkdtemp(prefix="expr-space-outputs-"))
+        self.keep_seconds = keep_seconds
+        self._lock = threading.Lock()
+
+    def save(self, image: Image.Image, name: str) -> str:
+        self._prune()
+        name = re.sub(r"[^A-Za-z0-9._-]+", "_", name)[:80] or "edited"
+        folder = self.folder / uuid.uuid4().hex  # a folder per file, so the download keeps a readable name
+        folder.mkdir(parents=True)
+        path = folder / f"{name}.jpg"
+        image.convert("RGB").save(path, "JPEG", quality=95, subsampling=0)
+        return str(path)
+
+    def _prune(self) -> None:
+        cutoff = time.time() - self.keep_seconds
+        with self._lock:
+            for file in self.folder.glob("*/*.jpg"):
+                try:
+                    if file.stat().st_mtime < cutoff:
+                        file.unlink()
+                        file.parent.rmdir()
+                except OSError:
+                    pass  # another request got there first
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Examples
+# ---------------------------------------------------------------------------------------------------------------------
+
+def example_photos(cache_dir: str | os.PathLike | None = None) -> list[tuple[Path, str]]:
+    """Example photos and their captions: the committed astronaut (public domain) and photos written at start from
+    packages that ship them (matplotlib's Grace Hopper, not committed), plus a two-face collage made of both."""
+    examples: list[tuple[Path, str]] = []
+    astronaut = EXAMPLES_DIR / "astronaut.jpg"
+    if astronaut.is_file():
+        examples.append((astronaut, "Eileen Collins (NASA, public domain; scikit-image)"))
+
+    cache = Path(cache_dir) if cache_dir else Path(tempfile.gettempdir()) / "expr-space-examples"
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+        hopper_path = cache / "grace_hopper.jpg"
+        if not hopper_path.is_file():
+            from matplotlib import cbook
+
+            with cbook.get_sample_data("grace_hopper.jpg") as file:
+                Image.open(file).convert("RGB").save(hopper_path, quality=92)
+        examples.append((hopper_path, "Grace Hopper (matplotlib sample data)"))
+
+        pair_path = cache / "two_faces.jpg"
+        if astronaut.is_file() and not pair_path.is_file():
+            left = Image.open(astronaut).convert("RGB")
+            right = Image.open(hopper_path).convert("RGB").resize((round(512 * 512 / 600), 512))
+            pair = Image.new("RGB", (left.width + right.width, 512), "white")
+            pair.paste(left, (0, 0))
+            pair.paste(right, (left.width, 0))
+            pair.save(pair_path, quality=92)
+        if pair_path.is_file():
+            examples.append((pair_path, "Two faces (a collage of both)"))
+    except Exception:  # noqa: BLE001 - examples are a nicety; the Space starts without them
+        logger.exception("Could not write the example photos to %s", cache)
+    return examples

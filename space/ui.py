@@ -1,0 +1,253 @@
+"""The Space's Blocks: a thin layer over :mod:`space.core` and the editing pipeline.
+
+    from space.ui import build_demo, serve
+    serve(build_demo())            # what app.py does
+
+API endpoints (gradio_client): ``/edit``, ``/detect``, ``/classify`` and ``/methods``. This is the only module,
+besides app.py, that imports gradio.
+"""
+
+from __future__ import annotations
+
+import functools
+import html
+import logging
+import os
+from typing import Any, Callable
+
+# Set before gradio is imported: no analytics or version check calls home, and every model is local.
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+import gradio as gr  # noqa: E402
+
+from expr_models.errors import (CheckpointError, ExpressionEditError, ImageLoadError, ImageTooLargeError,  # noqa: E402
+                                NoFaceError, UnknownExpressionError, UnknownMethodError)
+
+from .core import (METHOD_LABELS, OutputFiles, SpaceModels, blend_masks, detect, example_photos,  # noqa: E402
+                   faces_info, faces_view, load_models, no_face_message, open_upload, read_largest_face, run_edit)
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_TARGET = "happy"
+# Two CPU cores on a free Space: two requests at a time, the rest wait in a bounded queue.
+CONCURRENCY = int(os.environ.get("EXPR_SPACE_CONCURRENCY", "2"))
+QUEUE_SIZE = int(os.environ.get("EXPR_SPACE_QUEUE_SIZE", "16"))
+MAX_FILE_SIZE = os.environ.get("EXPR_SPACE_MAX_FILE_SIZE", "20mb")
+
+# Most specific first: the title of the error box for each kind of ExpressionEditError.
+_ERROR_TITLES = (
+    (NoFaceError, "No face found"),
+    (ImageTooLargeError, "Image too large"),
+    (ImageLoadError, "Unreadable image"),
+    (CheckpointError, "Model not available"),
+    (UnknownMethodError, "Unknown method"),
+    (UnknownExpressionError, "Unsupported expression"),
+    (ExpressionEditError, "Cannot edit this photo"),
+)
+_INTERNAL_ERROR = ("Something went wrong on our side while trying to {action}. It has been logged; please try again "
+                   "or try another photo.")
+
+
+class PhotoInput(gr.Image):
+    """A ``gr.Image`` input that hands the handler the uploaded file untouched (``type="filepath"``).
+
+    ``gr.Image`` opens every upload with Pillow before the handler runs, so a file that is not an image fails inside
+    Gradio with a generic message. Passing the file on lets the pipeline's ``load_image`` say what is wrong
+    (unreadable, too large) and apply the EXIF rotation itself.
+    """
+
+    is_template = True  # drawn by the frontend's own Image component
+
+    def preprocess(self, payload: Any) -> Any:
+        if payload is not None and payload.path and not (payload.url or "").startswith("data:"):
+            return str(payload.path)
+        return super().preprocess(payload)
+
+
+def user_error(error: ExpressionEditError, visible: bool = True) -> gr.Error:
+    title = next(title for kind, title in _ERROR_TITLES if isinstance(error, kind))
+    # gr.Error renders HTML and the message may hold the user's file name.
+    return gr.Error(html.escape(str(error)), title=title, visible=visible, print_exception=False)
+
+
+def guarded(action: str) -> Callable:
+    """Turn the pipeline's errors into clear messages and anything else into a logged, generic one: a handler
+    never takes the server down and never shows a traceback."""
+
+    def decorate(fn: Callable) -> Callable:
+        @functools.wraps(fn)  # keeps the signature, so Gradio still finds the gr.Progress argument
+        def handler(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return fn(*args, **kwargs)
+            except gr.Error:
+                raise
+            except ExpressionEditError as error:
+                logger.info("Could not %s: %s", action, error)
+                raise user_error(error) from None
+            except Exception:  # noqa: BLE001
+                logger.exception("Failed to %s", action)
+                raise gr.Error(_INTERNAL_ERROR.format(action=action), title="Internal error",
+                               print_exception=False) from None
+
+        return handler
+
+    return decorate
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Texts
+# ---------------------------------------------------------------------------------------------------------------------
+
+def method_choices(models: SpaceModels) -> list[tuple[str, str]]:
+    return [(label if models.available(method) else f"{label} (unavailable)", method)
+            for method, label in METHOD_LABELS.items()]
+
+
+def method_note(models: SpaceModels, method: str) -> str:
+    problem = models.problem(method)
+    if problem:
+        return f"**{METHOD_LABELS[method]} is not available here.** {problem}"
+    if method == "nst":
+        return ("Neural style transfer copies the expression of the **reference face** onto the photo. It optimises "
+                "the pixels step by step, so it is much slower than the GANs; the target is only a label.")
+    targets = ", ".join(models.targets[method])
+    return f"{METHOD_LABELS[method]} can produce: {targets}."
+
+
+def status_markdown(models: SpaceModels) -> str:
+    parts = [f"{label}: {'ready' if models.available(method) else 'missing'}" for method, label in METHOD_LABELS.items()]
+    parts.append(f"expression classifier: {'ready' if models.has_classifier else 'missing'}")
+    return f"<small>Models in `{models.models_dir.name}/` &mdash; {' · '.join(parts)}</small>"
+
+
+def target_update(models: SpaceModels, method: str) -> dict:
+    targets = list(models.targets.get(method, ()))
+    value = DEFAULT_TARGET if DEFAULT_TARGET in targets else (targets[0] if targets else None)
+    return gr.update(choices=targets, value=value, interactive=bool(targets))
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The Blocks
+# ---------------------------------------------------------------------------------------------------------------------
+
+def build_demo(models: SpaceModels | None = None, models_dir: str | os.PathLike | None = None) -> gr.Blocks:
+    """The Space. ``models`` (or the checkpoints in ``models_dir``, ``$EXPR_MODELS_DIR`` or ``checkpoints/``) are
+    loaded once here and shared by every request."""
+    models = models or load_models(models_dir)
+    files = OutputFiles()
+    default_method = next((m for m in METHOD_LABELS if models.available(m)), "cyclegan")
+
+    # --- handlers ------------------------------------------------------------------------------------------------
+    @guarded("edit the photo")
+    def edit(photo, method, target, intensity, reference, steps, progress=gr.Progress()):
+        """Edit the expression of every face in the photo. Returns the edited photo (full size, JPEG), the
+        before/after pair, the faces with their blend masks, the classifier's reading before and after (None without
+        a classifier checkpoint) and details (faces, timings, notes)."""
+        out = run_edit(models, files, photo, method, target, intensity, reference, steps,
+                       progress=lambda fraction, message: progress(fraction, desc=message))
+        for note in out.result.notes:
+            gr.Info(html.escape(note))
+        return out.edited_path, out.before_after, out.faces, out.reading_before, out.reading_after, out.details
+
+    @guarded("find the faces")
+    def find_faces(photo):
+        """Find the faces in a photo: the photo with boxes and blend masks drawn, and the boxes."""
+        if photo is None:
+            return None, None
+        image, boxes = detect(models, open_upload(photo))
+        if not boxes:
+            gr.Warning(html.escape(no_face_message(models)))
+        view = faces_view(image, boxes, blend_masks(image.size, boxes))
+        return view, {"size": list(image.size), "faces": faces_info(boxes), "notes": image.info.get("notes", [])}
+
+    @guarded("read the expression")
+    def classify(photo):
+        """The expression classifier's reading of the largest face in the photo."""
+        if photo is None:
+            return None
+        if not models.has_classifier:
+            # Quiet in the UI, which hides the readings then; an API caller still gets the message.
+            raise user_error(CheckpointError(models.problems["classifier"]), visible=False)
+        try:
+            return read_largest_face(models, open_upload(photo))
+        except NoFaceError as error:
+            raise user_error(error, visible=False) from None  # the UI's detect step has already said so
+
+    def method_changed(method):
+        return (target_update(models, method), method_note(models, method), gr.update(visible=method == "nst"))
+
+    # --- layout --------------------------------------------------------------------------------------------------
+    with gr.Blocks(title="Expression editor", delete_cache=(1800, 3600)) as demo:
+        gr.Markdown("# Facial expression editor\nDrop in a photo with a frontal face, pick a method and a target "
+                    "expression, and press **Edit expression**. Every face is edited; the rest of the photo stays "
+                    "as it was.")
+        gr.Markdown(status_markdown(models))
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=1, min_width=320):
+                photo = PhotoInput(label="Photo", sources=["upload", "webcam", "clipboard"], type="filepath",
+                                   image_mode=None, height=360, elem_id="photo")
+                method = gr.Radio(method_choices(models), value=default_method, label="Method", elem_id="method")
+                note = gr.Markdown(method_note(models, default_method), elem_id="method-note")
+                target = gr.Dropdown(choices=list(models.targets.get(default_method, ())),
+                                     value=target_update(models, default_method)["value"],
+                                     interactive=bool(models.targets.get(default_method)),
+                                     # API callers may name any expression; the pipeline says if it can't make it.
+                                     allow_custom_value=True, label="Target expression", elem_id="target")
+                intensity = gr.Slider(0.0, 1.0, value=1.0, step=0.05, label="Intensity",
+                                      info="0 keeps the photo, 1 applies the full edit", elem_id="intensity")
+                with gr.Group(visible=default_method == "nst") as nst_options:
+                    reference = PhotoInput(label="Reference face (its expression is copied)", type="filepath",
+                                           image_mode=None, sources=["upload", "clipboard"], height=220,
+                                           elem_id="reference")
+                    steps = gr.Slider(5, 300, value=min(models.editor.nst_steps, 50), step=5, precision=0,
+                                      label="Style-transfer steps", info="More steps: a stronger transfer, slower",
+                                      elem_id="steps")
+                run = gr.Button("Edit expression", variant="primary", elem_id="run")
+                examples = example_photos()
+                if examples:
+                    gr.Examples([[str(path)] for path, _ in examples], inputs=[photo], label="Example photos")
+                    gr.Markdown("<small>Examples: " + "; ".join(caption for _, caption in examples) + ".</small>")
+            with gr.Column(scale=1, min_width=320):
+                with gr.Tabs():
+                    with gr.Tab("Edited"):
+                        edited = gr.Image(label="Edited photo", type="filepath", interactive=False, height=420,
+                                          buttons=["download", "fullscreen"], elem_id="edited")
+                    with gr.Tab("Before / after"):
+                        before_after = gr.ImageSlider(label="Before / after", type="pil", format="jpeg",
+                                                      interactive=False, max_height=420, elem_id="before-after")
+                    with gr.Tab("Faces and masks"):
+                        faces = gr.Image(label="Detected faces and blend masks", format="jpeg", interactive=False,
+                                         height=420, elem_id="faces")
+                with gr.Row(visible=models.has_classifier):
+                    reading_before = gr.Label(label="Expression before", elem_id="reading-before")
+                    reading_after = gr.Label(label="Expression after", elem_id="reading-after")
+                with gr.Accordion("Details: faces, timings, notes", open=False):
+                    details = gr.JSON(label="Details", elem_id="details")
+
+        # --- events ----------------------------------------------------------------------------------------------
+        # Every model-running event shares one concurrency group, so at most CONCURRENCY of them use the CPU.
+        heavy = dict(concurrency_id="cpu", concurrency_limit=CONCURRENCY)
+        method.change(method_changed, inputs=method, outputs=[target, note, nst_options], queue=False,
+                      api_visibility="private")
+        photo.change(find_faces, inputs=photo, outputs=[faces, details], api_name="detect",
+                     show_progress="minimal", **heavy
+                     ).success(classify, inputs=photo, outputs=reading_before, api_name="classify",
+                               show_progress="hidden", **heavy)
+        run.click(edit, inputs=[photo, method, target, intensity, reference, steps],
+                  outputs=[edited, before_after, faces, reading_before, reading_after, details], api_name="edit",
+                  **heavy)
+        gr.api(models.summary, api_name="methods", queue=False,
+               api_description="What each method can do here: availability, targets, and why not when missing.")
+    return demo
+
+
+def serve(demo: gr.Blocks, **launch_kwargs: Any) -> Any:
+    """Queue and launch ``demo`` as the Space does; keyword arguments override the launch settings (tests pass a
+    port and ``prevent_thread_lock``)."""
+    port = os.environ.get("GRADIO_SERVER_PORT")  # Spaces set it and GRADIO_SERVER_NAME=0.0.0.0
+    settings = dict(server_name=os.environ.get("GRADIO_SERVER_NAME") or None,
+                    server_port=int(port) if port else None, max_file_size=MAX_FILE_SIZE, show_error=False)
+    settings.update(launch_kwargs)
+    return demo.queue(default_concurrency_limit=CONCURRENCY, max_size=QUEUE_SIZE).launch(**settings)
