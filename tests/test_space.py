@@ -1,0 +1,171 @@
+"""The Space end to end through its API: launch it on localhost with tiny random checkpoints and call it with
+gradio_client, as a visitor's script would."""
+
+import os
+import socket
+import struct
+import zlib
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+gradio_client = pytest.importorskip("gradio_client")
+from gradio_client import Client, handle_file  # noqa: E402
+from gradio_client.exceptions import AppError  # noqa: E402
+
+
+def make_tiny_checkpoints(root):
+    """Random tiny CycleGAN (neutral <-> happy), SA-GAN and classifier; no style features, so NST is missing."""
+    from expr_models import (CycleGANConfig, CycleGANModel, ExpressionClassifier, ExpressionClassifierConfig,
+                             SAGANConfig, SAGANModel)
+
+    torch.manual_seed(0)
+    CycleGANModel(CycleGANConfig(resolution=32, generator_channels=4, n_residual_blocks=1,
+                                 with_discriminators=False)).save_pretrained(root / "cyclegan")
+    SAGANModel(SAGANConfig(resolution=32, generator_channels=4, n_residual_blocks=1,
+                           with_discriminator=False)).save_pretrained(root / "sagan")
+    ExpressionClassifier(ExpressionClassifierConfig(resolution=32, widths=(4, 8))).save_pretrained(root / "classifier")
+    return root
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    from skimage import data
+
+    folder = tmp_path_factory.mktemp("photos")
+    # The astronaut on a wider white canvas: a non-square photo catches a swapped width and height.
+    canvas = np.full((512, 640, 3), 255, np.uint8)
+    canvas[:, :512] = data.astronaut()
+    Image.fromarray(canvas).save(folder / "astronaut.png")
+    ramp = np.tile(np.linspace(0, 255, 320, dtype=np.uint8), (240, 1))
+    Image.fromarray(np.stack([ramp, ramp[::-1], ramp], -1)).save(folder / "no_face.png")
+    (folder / "not_an_image.jpg").write_bytes(b"this is a text file, not a JPEG\n" * 20)
+    (folder / "huge.png").write_bytes(png_header(12_000, 9_000))
+    return folder
+
+
+def png_header(width: int, height: int) -> bytes:
+    """A valid PNG signature and header claiming ``width x height`` with almost no data: a decompression bomb."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+
+
+@pytest.fixture(scope="module")
+def space(tmp_path_factory):
+    from space.ui import build_demo, serve
+
+    models_dir = make_tiny_checkpoints(tmp_path_factory.mktemp("checkpoints"))
+    demo = build_demo(models_dir=models_dir)
+    serve(demo, server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True)
+    try:
+        yield Client(demo.local_url, verbose=False)
+    finally:
+        demo.close()
+
+
+def test_methods_endpoint_reports_what_is_available(space):
+    summary = space.predict(api_name="/methods")
+    methods = summary["methods"]
+    assert methods["cyclegan"]["available"] and set(methods["cyclegan"]["targets"]) == {"neutral", "happy"}
+    assert methods["sagan"]["available"] and "sad" in methods["sagan"]["targets"]
+    assert not methods["nst"]["available"] and "style" in methods["nst"]["problem"]
+    assert summary["classifier"]["available"]
+
+
+def test_edit_returns_the_photo_at_its_size_with_readings(space, photos):
+    edited, before_after, faces, before, after, details = space.predict(
+        handle_file(photos / "astronaut.png"), "cyclegan", "happy", 1.0, None, 20, api_name="/edit")
+    with Image.open(edited) as image:
+        assert image.size == (640, 512)
+    assert len(before_after) == 2 and all(os.path.isfile(path) for path in before_after)
+    assert os.path.isfile(faces)
+    assert len(details["faces"]) >= 1 and details["method"] == "cyclegan" and details["target"] == "happy"
+    assert details["timings"]["total"] > 0
+    for reading in (before, after):
+        assert reading["label"] in {c["label"] for c in reading["confidences"]}
+        assert abs(sum(c["confidence"] for c in reading["confidences"]) - 1.0) < 0.01 or len(reading["confidences"]) < 7
+
+
+def test_sagan_edits_to_any_of_its_classes(space, photos):
+    edited, *_, details = space.predict(handle_file(photos / "astronaut.png"), "sagan", "surprise", 0.5, None, 20,
+                                        api_name="/edit")
+    with Image.open(edited) as image:
+        assert image.size == (640, 512)
+    assert details["target"] == "surprise"
+
+
+def test_no_face_gives_a_clear_error(space, photos):
+    with pytest.raises(AppError, match="No face found"):
+        space.predict(handle_file(photos / "no_face.png"), "cyclegan", "happy", 1.0, None, 20, api_name="/edit")
+
+
+def test_unreadable_or_huge_files_give_clear_errors(space, photos):
+    with pytest.raises(AppError, match="not_an_image.jpg is not an image file"):
+        space.predict(handle_file(photos / "not_an_image.jpg"), "cyclegan", "happy", 1.0, None, 20,
+                      api_name="/edit")
+    # Refused from the header, before anything is decoded.
+    with pytest.raises(AppError, match="huge.png is 12000x9000 = 108.0 MP, more than the limit"):
+        space.predict(handle_file(photos / "huge.png"), "cyclegan", "happy", 1.0, None, 20, api_name="/edit")
+    with pytest.raises(AppError, match="Upload a photo first"):
+        space.predict(None, "cyclegan", "happy", 1.0, None, 20, api_name="/edit")
+
+
+def test_missing_checkpoint_and_unsupported_target_are_explained(space, photos):
+    photo = handle_file(photos / "astronaut.png")
+    with pytest.raises(AppError, match="style-transfer features"):
+        space.predict(photo, "nst", "happy", 1.0, photo, 5, api_name="/edit")
+    with pytest.raises(AppError, match="can produce happy, neutral"):
+        space.predict(photo, "cyclegan", "sad", 1.0, None, 20, api_name="/edit")
+
+
+def test_detect_and_classify(space, photos):
+    view, info = space.predict(handle_file(photos / "astronaut.png"), api_name="/detect")
+    with Image.open(view) as image:
+        assert image.size == (640, 512)
+    assert info["size"] == [640, 512] and len(info["faces"]) >= 1
+    x0, y0, x1, y1 = info["faces"][0]["box"]
+    assert 0 <= x0 < x1 <= 512 and 0 <= y0 < y1 <= 512
+
+    reading = space.predict(handle_file(photos / "astronaut.png"), api_name="/classify")
+    assert len(reading["confidences"]) >= 3
+    with pytest.raises(AppError, match="No face found"):
+        space.predict(handle_file(photos / "no_face.png"), api_name="/classify")
+
+    view, info = space.predict(handle_file(photos / "no_face.png"), api_name="/detect")
+    assert info["faces"] == []
+
+
+def test_unexpected_errors_are_logged_and_shown_as_a_generic_message(caplog):
+    import gradio as gr
+    from space.ui import guarded
+
+    @guarded("edit the photo")
+    def broken(photo):
+        raise RuntimeError("internal detail")
+
+    with pytest.raises(gr.Error) as caught:
+        broken("photo.jpg")
+    assert "went wrong on our side" in caught.value.message and "internal detail" not in caught.value.message
+    assert "internal detail" in caplog.text
+
+
+def test_a_broken_checkpoint_does_not_stop_the_space(tmp_path):
+    from space.core import load_models
+
+    make_tiny_checkpoints(tmp_path)
+    (tmp_path / "cyclegan" / "model.safetensors").write_bytes(b"not safetensors")
+    models = load_models(tmp_path)
+    assert not models.available("cyclegan") and "model.safetensors" in models.problem("cyclegan")
+    assert models.available("sagan") and models.has_classifier
