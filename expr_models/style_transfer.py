@@ -238,6 +238,7 @@ def run_style_transfer(
     device = next(feature_extractor.parameters()).device
     content, style = content.to(device), style.to(device)
     mask = mask.to(device) if mask is not None else None
+    style_mask = style_mask.to(device) if style_mask is not None else None
     content_layers, style_layers = feature_extractor.config.layers
     with torch.no_grad():
         content_targets = {name: value for name, value in feature_extractor(content, content_layers).items()}
