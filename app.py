@@ -7,11 +7,15 @@ GRADIO_SERVER_PORT (where to listen), EXPR_SPACE_CONCURRENCY, EXPR_SPACE_QUEUE_S
 import logging
 import os
 
-os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before gradio is imported (by space.ui)
+# Before gradio and huggingface_hub are imported: nothing calls home, and every model is read from checkpoints/.
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 from space.ui import build_demo, serve  # noqa: E402
 
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request otherwise
 demo = build_demo()
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from expr_models.errors import ExpressionEditError, NoFaceError
+from expr_models.errors import CheckpointError, ExpressionEditError, NoFaceError
 from expr_models.face import CropTransform, FaceBox, crop_face, crop_square, detect_faces, face_mask
 from expr_models.image_utils import rgb_to_ycbcr
 from expr_models.pipeline import EditResult, ExpressionEditor, find_checkpoints, load_image
@@ -273,6 +273,9 @@ def run_edit(models: SpaceModels, outputs: "OutputFiles", photo: str | os.PathLi
     if intensity is None or not 0.0 <= float(intensity) <= 1.0:
         raise ExpressionEditError(f"Intensity must be between 0 and 1, not {intensity}.")
     method = str(method)
+    if method in METHOD_COMPONENT and models.problem(method):
+        # Say the model is missing, rather than whatever the pipeline trips over first (e.g. no target to pick).
+        raise CheckpointError(models.problem(method))
     editor = models.editor
     if method == "nst" and steps:
         # nst_steps is a setting of the editor, not of edit(). A shallow copy shares the loaded models, their cache

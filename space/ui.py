@@ -15,10 +15,8 @@ import logging
 import os
 from typing import Any, Callable
 
-# Set before gradio is imported: no analytics or version check calls home, and every model is local.
+# Set before gradio is imported: no analytics or version check calls home.
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 import gradio as gr  # noqa: E402
 
@@ -231,6 +229,9 @@ def build_demo(models: SpaceModels | None = None, models_dir: str | os.PathLike 
         heavy = dict(concurrency_id="cpu", concurrency_limit=CONCURRENCY)
         method.change(method_changed, inputs=method, outputs=[target, note, nst_options], queue=False,
                       api_visibility="private")
+        # A new photo clears the last one's edit at once, then its faces are found and read.
+        photo.change(lambda: (None, None, None), outputs=[edited, before_after, reading_after], queue=False,
+                     api_visibility="private")
         photo.change(find_faces, inputs=photo, outputs=[faces, details], api_name="detect",
                      show_progress="minimal", **heavy
                      ).success(classify, inputs=photo, outputs=reading_before, api_name="classify",

@@ -106,6 +106,16 @@ def test_sagan_edits_to_any_of_its_classes(space, photos):
     assert details["target"] == "surprise"
 
 
+def test_concurrent_requests_share_the_models(space, photos):
+    photo = handle_file(photos / "astronaut.png")
+    jobs = [space.submit(photo, method, target, 1.0, None, 20, api_name="/edit")
+            for method, target in [("cyclegan", "happy"), ("sagan", "sad"), ("cyclegan", "neutral"), ("sagan", "fear")]]
+    for job in jobs:
+        edited, *_, details = job.result(timeout=60)
+        with Image.open(edited) as image:
+            assert image.size == (640, 512)
+
+
 def test_no_face_gives_a_clear_error(space, photos):
     with pytest.raises(AppError, match="No face found"):
         space.predict(handle_file(photos / "no_face.png"), "cyclegan", "happy", 1.0, None, 20, api_name="/edit")
@@ -126,6 +136,8 @@ def test_missing_checkpoint_and_unsupported_target_are_explained(space, photos):
     photo = handle_file(photos / "astronaut.png")
     with pytest.raises(AppError, match="style-transfer features"):
         space.predict(photo, "nst", "happy", 1.0, photo, 5, api_name="/edit")
+    with pytest.raises(AppError, match="style-transfer features"):  # as the UI sends it: no target to pick
+        space.predict(photo, "nst", None, 1.0, None, 5, api_name="/edit")
     with pytest.raises(AppError, match="can produce happy, neutral"):
         space.predict(photo, "cyclegan", "sad", 1.0, None, 20, api_name="/edit")
 
