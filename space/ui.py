@@ -48,20 +48,24 @@ _INTERNAL_ERROR = ("Something went wrong on our side while trying to {action}. I
                    "or try another photo.")
 
 
-class PhotoInput(gr.Image):
-    """A ``gr.Image`` input that hands the handler the uploaded file untouched (``type="filepath"``).
+def photo_input(**kwargs: Any) -> gr.Image:
+    """A ``gr.Image`` input that hands the handler the uploaded file untouched, as a path.
 
     ``gr.Image`` opens every upload with Pillow before the handler runs, so a file that is not an image fails inside
     Gradio with a generic message. Passing the file on lets the pipeline's ``load_image`` say what is wrong
-    (unreadable, too large) and apply the EXIF rotation itself.
+    (unreadable, too large) and apply the EXIF rotation itself. The override is set on the instance: Gradio writes a
+    ``.pyi`` stub next to the module of every Component subclass.
     """
+    image = gr.Image(type="filepath", image_mode=None, **kwargs)
+    default_preprocess = image.preprocess
 
-    is_template = True  # drawn by the frontend's own Image component
-
-    def preprocess(self, payload: Any) -> Any:
+    def preprocess(payload: Any) -> Any:
         if payload is not None and payload.path and not (payload.url or "").startswith("data:"):
             return str(payload.path)
-        return super().preprocess(payload)
+        return default_preprocess(payload)  # a data: URL (rare): let Gradio write it to a file
+
+    image.preprocess = preprocess
+    return image
 
 
 def user_error(error: ExpressionEditError, visible: bool = True) -> gr.Error:
@@ -184,8 +188,8 @@ def build_demo(models: SpaceModels | None = None, models_dir: str | os.PathLike 
         gr.Markdown(status_markdown(models))
         with gr.Row(equal_height=False):
             with gr.Column(scale=1, min_width=320):
-                photo = PhotoInput(label="Photo", sources=["upload", "webcam", "clipboard"], type="filepath",
-                                   image_mode=None, height=360, elem_id="photo")
+                photo = photo_input(label="Photo", sources=["upload", "webcam", "clipboard"], height=360,
+                                    elem_id="photo")
                 method = gr.Radio(method_choices(models), value=default_method, label="Method", elem_id="method")
                 note = gr.Markdown(method_note(models, default_method), elem_id="method-note")
                 target = gr.Dropdown(choices=list(models.targets.get(default_method, ())),
@@ -196,9 +200,8 @@ def build_demo(models: SpaceModels | None = None, models_dir: str | os.PathLike 
                 intensity = gr.Slider(0.0, 1.0, value=1.0, step=0.05, label="Intensity",
                                       info="0 keeps the photo, 1 applies the full edit", elem_id="intensity")
                 with gr.Group(visible=default_method == "nst") as nst_options:
-                    reference = PhotoInput(label="Reference face (its expression is copied)", type="filepath",
-                                           image_mode=None, sources=["upload", "clipboard"], height=220,
-                                           elem_id="reference")
+                    reference = photo_input(label="Reference face (its expression is copied)",
+                                            sources=["upload", "clipboard"], height=220, elem_id="reference")
                     steps = gr.Slider(5, 300, value=min(models.editor.nst_steps, 50), step=5, precision=0,
                                       label="Style-transfer steps", info="More steps: a stronger transfer, slower",
                                       elem_id="steps")
