@@ -175,7 +175,8 @@ def blend_masks(size: tuple[int, int], boxes: list[FaceBox]) -> np.ndarray:
     return canvas
 
 
-def expression_probabilities(editor: ExpressionEditor, faces: list[tuple[np.ndarray, FaceBox]]) -> list[dict[str, float]]:
+def expression_probabilities(editor: ExpressionEditor,
+                             faces: list[tuple[np.ndarray, FaceBox]]) -> list[dict[str, float]]:
     """The classifier's probability for each expression of each ``(photo, box)`` face, in one batch.
 
     The crop and its scaling are the pipeline's own reading's (``ExpressionEditor._classify``): the training framing

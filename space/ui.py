@@ -119,7 +119,8 @@ def method_note(models: SpaceModels, method: str) -> str:
 
 
 def status_markdown(models: SpaceModels) -> str:
-    parts = [f"{label}: {'ready' if models.available(method) else 'missing'}" for method, label in METHOD_LABELS.items()]
+    parts = [f"{label}: {'ready' if models.available(method) else 'missing'}"
+             for method, label in METHOD_LABELS.items()]
     parts.append(f"expression classifier: {'ready' if models.has_classifier else 'missing'}")
     return f"<small>Models in `{models.models_dir.name}/` &mdash; {' · '.join(parts)}</small>"
 

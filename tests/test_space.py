@@ -59,7 +59,8 @@ def png_header(width: int, height: int) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+            + chunk(b"IEND", b""))
 
 
 @pytest.fixture(scope="module")
@@ -93,9 +94,9 @@ def test_edit_returns_the_photo_at_its_size_with_readings(space, photos):
     assert os.path.isfile(faces)
     assert len(details["faces"]) >= 1 and details["method"] == "cyclegan" and details["target"] == "happy"
     assert details["timings"]["total"] > 0
-    for reading in (before, after):
-        assert reading["label"] in {c["label"] for c in reading["confidences"]}
-        assert abs(sum(c["confidence"] for c in reading["confidences"]) - 1.0) < 0.01 or len(reading["confidences"]) < 7
+    for reading in (before, after):  # the classifier's whole distribution for the largest face
+        assert len(reading["confidences"]) == 7 and reading["label"] == reading["confidences"][0]["label"]
+        assert abs(sum(c["confidence"] for c in reading["confidences"]) - 1.0) < 1e-3
 
 
 def test_sagan_edits_to_any_of_its_classes(space, photos):
