@@ -144,7 +144,7 @@ def build_demo(models: SpaceModels | None = None, models_dir: str | os.PathLike 
 
     # --- handlers ------------------------------------------------------------------------------------------------
     @guarded("edit the photo")
-    def edit(photo, method, target, intensity, reference, steps, progress=gr.Progress()):
+    def edit(photo, method, target, intensity, reference=None, steps=None, progress=gr.Progress()):
         """Edit the expression of every face in the photo. Returns the edited photo (full size, JPEG), the
         before/after pair, the faces with their blend masks, the classifier's reading before and after (None without
         a classifier checkpoint) and details (faces, timings, notes)."""
