@@ -113,8 +113,9 @@ class HeldOut:
 def load_held_out(path: str | os.PathLike, split: str = "test", limit: int | None = None) -> HeldOut:
     """The ``split`` of the DatasetDict saved at ``path``, decoded to grayscale crops.
 
-    Faces are sorted by (source, subject, file) so that runs agree; ``limit`` keeps the first ``limit`` faces of each
-    expression (FEI pairs stay together, as each subject has one face per expression).
+    Faces are sorted by (source, subject, file) so that runs agree; ``limit`` keeps at most ``limit`` faces of each
+    expression, taken in turn from each source (FEI pairs stay together, as each subject has one face per
+    expression).
     """
     from datasets import DatasetDict, Image as ImageFeature, load_from_disk
 
@@ -144,14 +145,26 @@ def load_held_out(path: str | os.PathLike, split: str = "test", limit: int | Non
     faces.sort(key=lambda f: (f.source, f.subject, f.path, f.expression))
     total = len(faces)
     if limit is not None:
-        seen: Counter = Counter()
-        kept = []
-        for face in faces:
-            seen[face.expression] += 1
-            if seen[face.expression] <= limit:
-                kept.append(face)
-        faces = kept
+        faces = _first_per_expression(faces, limit)
     return HeldOut(path.name, path, split, faces, total)
+
+
+def _first_per_expression(faces: list[Face], limit: int) -> list[Face]:
+    """At most ``limit`` faces per expression, taken in turn from each source so that a small limit still mixes
+    the sources (in source order, each source's faces in sorted order: FEI pairs stay together)."""
+    by_expression: dict[str, dict[str, list[Face]]] = {}
+    for face in faces:
+        by_expression.setdefault(face.expression, {}).setdefault(face.source, []).append(face)
+    kept = []
+    for sources in by_expression.values():
+        queues = [list(reversed(group)) for _, group in sorted(sources.items())]
+        taken = 0
+        while taken < limit and any(queues):
+            for queue in queues:
+                if queue and taken < limit:
+                    kept.append(queue.pop())
+                    taken += 1
+    return sorted(kept, key=lambda f: (f.source, f.subject, f.path, f.expression))
 
 
 def to_tensor(faces: list[Face], resolution: int, channels: int = 1) -> torch.Tensor:
@@ -515,11 +528,21 @@ def evaluate_edit(held_out: HeldOut, method: Method, target: str, sources: list[
 # The whole run
 # ---------------------------------------------------------------------------------------------------------------------
 
+def _cpu_name() -> str | None:
+    try:  # platform.processor() is empty on most Linux systems
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or None
+
+
 def machine_info(device: torch.device) -> dict:
     info = {
         "platform": platform.platform(),
         "machine": platform.machine(),
-        "processor": platform.processor() or None,
+        "processor": _cpu_name(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "python": platform.python_version(),
@@ -538,7 +561,9 @@ NOTES = [
     "classifier's recall on real held-out faces of the target expression; floor: share of the unedited inputs it "
     "already read as the target.",
     "KID: unbiased MMD^2 with the cubic polynomial kernel (x.y/d + 1)^3, mean and std over random subsets, on the "
-    "expression classifier's penultimate (pooled, pre-linear) features, not on Inception features.",
+    "expression classifier's penultimate (pooled, pre-linear) features, not on Inception features, so its scale is "
+    "this classifier's own. Each subset holds min(1000, real, edited) faces: with small held-out sets that is the "
+    "whole smaller set, so the std only shows the subsampling of the larger one (0 for sets of one size).",
     "Cycle L1: mean |x - F(G(x))| on the model's [-1, 1] tensors (the reference CycleGAN code's scale); the same "
     "number on [0, 1] is half of it and per pixel on [0, 255] it is 127.5 times it.",
     "Upper face: the top 45% of the rows of the aligned crop (eyes, brows, forehead), input vs. edit at the model's "
@@ -602,6 +627,15 @@ def _pct(value: float | None) -> str:
 
 def _num(value: float | None, digits: int = 3) -> str:
     return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
+
+
+def _kid_text(kid: dict) -> str:
+    """KID x 10^3 as ``mean ± std``; a std at float rounding level (identical subsets) shows as 0."""
+    if "mean" not in kid:
+        return "n/a"
+    mean, std = 1e3 * kid["mean"], 1e3 * kid["std"]
+    std = 0.0 if std <= 1e-9 * max(abs(mean), 1e-3) else std
+    return f"{mean:.3g} ± {std:.2g}"
 
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
@@ -670,7 +704,7 @@ def markdown_report(results: dict) -> str:
                 n_real = judged.get("n_per_expression", {}).get(target, 0)
                 recall = f"{_pct(judged.get('recall', {}).get(target))} ({n_real})" if n_real else "no real faces"
                 kid = row.get("kid", {})
-                kid_text = f"{1e3 * kid['mean']:.2f} ± {1e3 * kid['std']:.2f}" if "mean" in kid else "n/a"
+                kid_text = _kid_text(kid)
                 rows.append([f"`{name}`", row["method"], _edit_label(row), row["n"], _pct(row["success_rate"]),
                              recall, _pct(judged.get("accuracy")), _pct(row.get("inputs_read_as_target")),
                              kid_text])
