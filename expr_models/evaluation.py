@@ -739,8 +739,9 @@ def markdown_report(results: dict) -> str:
                              _num(cycle["[-1,1]"], 4), _num(cycle["[0,1]"], 4), _num(cycle["[0,255]"], 2)])
     if rows:
         lines += ["### Cycle reconstruction (CycleGAN)", "",
-                  "mean |x − F(G(x))|: on the model's [-1, 1] tensors (the study's number; the reference CycleGAN "
-                  "code works on this scale), the same on [0, 1], and per pixel on [0, 255].", ""]
+                  "mean |x − F(G(x))| on the model's [-1, 1] tensors, the scale of the reference CycleGAN code and "
+                  "so the likely scale of the study's number; the same on [0, 1] (half of it), to compare with a "
+                  "study number on that scale; and per pixel on [0, 255] (127.5 times it).", ""]
         lines += _table(["data", "method", "cycle", "faces", "L1 [-1,1]", "L1 [0,1]", "L1 [0,255]"], rows)
 
     rows = []
