@@ -158,6 +158,10 @@ def check_common_args(args: argparse.Namespace) -> None:
     for folder in data_dirs:
         check_dataset_dir(folder)
     check_output_dir(args.output_dir, args.min_free_disk_mb)
+    existing = list_checkpoints(Path(args.output_dir) / "checkpoints")
+    if existing and not args.resume:
+        raise ConfigError(f"--output-dir {args.output_dir} already holds checkpoints of an earlier run (newest: "
+                          f"{existing[-1][1].name}); pass --resume to go on with it, or choose another --output-dir")
     if args.resume and args.resume != "latest":
         path = Path(args.resume)
         if not path.is_dir():
@@ -784,6 +788,7 @@ class Trainer:
         if args.report_to == "tensorboard":
             accelerator.init_trackers(step.name, config=_hparams(args))
         self.sample_batch = step.sample_batch() if args.sample_every and accelerator.is_main_process else None
+        self.start_step = self.resume()
 
     def resume(self) -> int:
         """Load ``--resume``; returns the step to go on from (0 for a fresh start)."""
@@ -795,7 +800,12 @@ class Trainer:
             self.print(f"--resume latest: no checkpoint in {self.checkpoints.root}, starting from scratch")
             return 0
         self._warn_if_changed(path)
-        self.accelerator.load_state(str(path))
+        try:
+            self.accelerator.load_state(str(path))
+        except Exception as error:  # noqa: BLE001 - another model configuration, a damaged file
+            first_line = (str(error).strip().splitlines() or [""])[0][:300]
+            raise ConfigError(f"--resume {path}: cannot load this checkpoint into the configured run; was it "
+                              f"written with other model arguments? ({type(error).__name__}: {first_line})") from error
         self.print(f"Resumed from {path} at step {self.state.step}")
         return self.state.step
 
@@ -829,7 +839,7 @@ class Trainer:
 
     def train(self) -> int:
         args, accelerator, step = self.args, self.accelerator, self.step
-        start_step = self.resume()
+        start_step = self.start_step
         started = time.time()
         elapsed_before = self.state.elapsed_seconds
         self.print(f"Training {step.name}: {len(step.train_dataset)} examples, {self.steps_per_epoch} steps per epoch "
@@ -993,7 +1003,7 @@ class Trainer:
         took = (f"{self.state.elapsed_seconds:.0f} seconds" if minutes < 1 else
                 f"{minutes:.1f} minutes" if minutes < 120 else f"{minutes / 60:.1f} hours")
         devices = _device_description(accelerator)
-        command = _command_line()
+        command = _command_line(self.step_class, getattr(args, "argv", None))
         model.card_info = {
             "training_data": step.training_data_description(),
             "training": (f"{global_step} steps, {global_step / self.steps_per_epoch:.1f} epochs, on {devices}, took "
@@ -1049,7 +1059,8 @@ def state_dict_hash(state_dict: dict) -> str:
 
 def _hparams(args: argparse.Namespace) -> dict:
     """TensorBoard's hparams take numbers, strings and booleans only."""
-    return {key: value if isinstance(value, (int, float, str, bool)) else str(value) for key, value in vars(args).items()}
+    return {key: value if isinstance(value, (int, float, str, bool)) else str(value)
+            for key, value in vars(args).items() if key != "argv"}
 
 
 def _device_description(accelerator) -> str:
@@ -1061,7 +1072,9 @@ def _device_description(accelerator) -> str:
     return f"{accelerator.num_processes} x {name}"
 
 
-def _command_line() -> str:
+def _command_line(step_class: type[TrainingStep], argv: list[str] | None) -> str:
+    if argv is not None:  # called as a function (tests, notebooks)
+        return f"python -m {step_class.__module__} {shlex.join(argv)}"
     launcher = "accelerate launch" if os.environ.get("ACCELERATE_DYNAMO_BACKEND") is not None or \
         os.environ.get("ACCELERATE_MIXED_PRECISION") is not None else "python"
     argv = list(sys.argv)
@@ -1075,6 +1088,7 @@ def _command_line() -> str:
 def main(step_class: type[TrainingStep], argv: list[str] | None = None) -> int:
     """Parse, check, set up and train; a bad configuration ends with one ``error:`` line and status 2."""
     args = parse_args(step_class, argv)
+    args.argv = None if argv is None else list(argv)
     trainer = None
     try:
         check_common_args(args)
