@@ -82,6 +82,10 @@ class ExpressionClassifier(ExprPreTrainedModel):
         loss = nn.functional.cross_entropy(logits, labels) if labels is not None else None
         return ImageClassifierOutput(loss=loss, logits=logits)
 
+    def embed(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """Pooled features just before the linear head (``N x widths[-1]``): the space KID is measured in."""
+        return self.head[:-1](self.features(pixel_values))
+
     @torch.no_grad()
     def predict_proba(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """``N x num_classes`` probabilities, in ``config.class_names`` order."""

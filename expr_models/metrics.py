@@ -207,18 +207,13 @@ def per_class_recall(predictions: torch.Tensor | Sequence[int], labels: torch.Te
 
 @torch.no_grad()
 def classifier_features(classifier: nn.Module, images: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
-    """The classifier's penultimate features: ``head[:-1](features(x))``, the pooled vector its linear head reads.
-
-    Works with ``ExpressionClassifier`` (``features`` conv stack, ``head`` = pool, flatten, dropout, linear) from its
-    public modules; in eval mode the dropout is the identity. Returns ``N x D`` float64 on the CPU.
-    """
-    if not isinstance(classifier.head[-1], nn.Linear):
-        raise TypeError("classifier.head must end with its nn.Linear layer to read the features before it")
+    """The classifier's penultimate features (``ExpressionClassifier.embed``): the pooled vector its linear head
+    reads. Returns ``N x D`` float64 on the CPU."""
     classifier.eval()
     chunks = []
     for start in range(0, len(images), batch_size):
         pixels = _classifier_input(classifier, images[start:start + batch_size])
-        chunks.append(classifier.head[:-1](classifier.features(pixels)).flatten(1).double().cpu())
+        chunks.append(classifier.embed(pixels).flatten(1).double().cpu())
     if not chunks:
         return torch.zeros(0, classifier.head[-1].in_features, dtype=torch.float64)
     return torch.cat(chunks)
