@@ -79,7 +79,9 @@ def build_parser(step_class: type["TrainingStep"]) -> argparse.ArgumentParser:
                        help="the split for evaluation and sample grids, if the dataset has it (default: validation)")
     group.add_argument("--output-dir", type=Path, default=REPO_ROOT / "runs" / step_class.name,
                        help=f"run folder: checkpoints/, logs/, samples/, final/ (default: runs/{step_class.name})")
-    group.add_argument("--num-workers", type=int, default=0, help="data loader worker processes (default: 0)")
+    group.add_argument("--num-workers", type=int,
+                       help="data loader worker processes per training process (default: 0 on CPU, up to 8 on GPU; "
+                            "the augmentation does not depend on it)")
     group.add_argument("--min-free-disk-mb", type=float, default=512,
                        help="refuse to start with less free space than this in the output folder (default: 512)")
 
@@ -148,7 +150,7 @@ def check_common_args(args: argparse.Namespace) -> None:
         if getattr(args, name) is not None and getattr(args, name) < 1:
             raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
     for name in ("checkpointing_steps", "sample_every", "eval_every_epochs", "warmup_steps", "num_workers"):
-        if getattr(args, name) < 0:
+        if getattr(args, name) is not None and getattr(args, name) < 0:
             raise ConfigError(f"--{name.replace('_', '-')} must not be negative, got {getattr(args, name)}")
     if args.checkpoints_total_limit < 1:
         raise ConfigError(f"--checkpoints-total-limit must be at least 1, got {args.checkpoints_total_limit}")
@@ -585,6 +587,7 @@ class TrainingStep:
     default_warmup_steps = 0
     multiple_data_dirs = False
     find_unused_parameters = False  # DDP: only for models whose forward may leave parameters unused
+    cudnn_benchmark = True  # False where input sizes vary from batch to batch (detection)
     drop_last = False
 
     def __init__(self, args: argparse.Namespace, accelerator):
@@ -711,8 +714,12 @@ class Trainer:
         set_seed(args.seed, device_specific=True)  # DDP copies rank 0's initial weights to the others
         if args.deterministic:
             torch.use_deterministic_algorithms(True, warn_only=True)
+        if args.num_workers is None:
+            cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+            per_process = cpus // accelerator.num_processes - 1
+            args.num_workers = 0 if accelerator.device.type == "cpu" else max(0, min(8, per_process))
         if accelerator.device.type == "cuda":
-            torch.backends.cudnn.benchmark = not args.deterministic
+            torch.backends.cudnn.benchmark = self.step_class.cudnn_benchmark and not args.deterministic
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
 
@@ -1006,7 +1013,7 @@ class Trainer:
         command = _command_line(self.step_class, getattr(args, "argv", None))
         model.card_info = {
             "training_data": step.training_data_description(),
-            "training": (f"{global_step} steps, {global_step / self.steps_per_epoch:.1f} epochs, on {devices}, took "
+            "training": (f"{global_step} steps, {global_step / self.steps_per_epoch:.3g} epochs, on {devices}, took "
                          f"{took}, command `{command}`. Batch {args.batch_size} per process x "
                          f"{accelerator.num_processes} process(es) x {args.gradient_accumulation_steps} accumulation, "
                          f"mixed precision {accelerator.mixed_precision}, seed {args.seed}"
@@ -1024,24 +1031,25 @@ class Trainer:
             (Path(args.output_dir) / "training_summary.json").write_text(json.dumps(summary, indent=2))
             self.print(f"Saved the final model to {final_dir}")
             if args.push_to_hub:
-                status = push_to_hub(model, args.push_to_hub)
+                status = push_to_hub(model, args.push_to_hub, final_dir)
         accelerator.end_training()
         return status
 
 
-def push_to_hub(model, repo: str) -> int:
+def push_to_hub(model, repo: str, saved_in: Path | None = None) -> int:
     """Push the final model; offline (or without rights) print one line and return a non-zero status."""
     from expr_models.errors import HubUnavailableError
 
+    where = f" The model is saved in {saved_in}; push that folder later." if saved_in else ""
     try:
         model.push_to_hub(repo)
     except HubUnavailableError as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {' '.join(str(error).split())}{where}", file=sys.stderr)
         return 1
     except Exception as error:  # noqa: BLE001 - no token, no rights, bad repo id: one line, not a traceback
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
-        print(f"error: could not push to the Hub repo {repo!r} ({type(error).__name__}: {first_line}); the model is "
-              "saved locally in <output-dir>/final", file=sys.stderr)
+        first_line = (str(error).strip().splitlines() or [""])[0]
+        print(f"error: could not push to the Hub repo {repo!r} ({type(error).__name__}: {first_line}).{where}",
+              file=sys.stderr)
         return 1
     print(f"Pushed the final model to https://huggingface.co/{repo}")
     return 0

@@ -1,9 +1,13 @@
 """Train the class-conditional SA-GAN on a prepared expression dataset (`expressions`: 7 classes; or `paper`).
 
-    python train/sagan.py --data prepared/expressions                                 # the study's softmax-CE objective
-    python train/sagan.py --data prepared/expressions --objective wgan_gp             # WGAN-GP + aux classifier, n_critic 5
+    python train/sagan.py --data prepared/expressions --resolution 64              # the study's softmax-CE objective
+    python train/sagan.py --data prepared/expressions --resolution 64 --objective wgan_gp  # + aux classifier, n_critic 5
     python train/sagan.py --data prepared/paper --classes happy neutral
-    accelerate launch --config_file train/configs/multi_gpu.yaml train/sagan.py --data prepared/expressions
+    accelerate launch --config_file train/configs/multi_gpu.yaml train/sagan.py --data prepared/expressions \
+        --resolution 64
+
+The `expressions` recipe is prepared at 64 px (`--crop-size` of train.prepare_data); train at that resolution, or
+prepare it at 128. ``--resolution`` must be divisible by 2**discriminator_layers (32 with the default 5 layers).
 
 Objectives (``--objective``):
 

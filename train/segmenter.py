@@ -108,6 +108,7 @@ class SegmenterStep(TrainingStep):
     default_batch_size = 4
     default_warmup_steps = 500
     find_unused_parameters = True  # torchvision's detection heads can leave a branch unused on some batches
+    cudnn_benchmark = False  # photos differ in size: autotuning every new shape would cost more than it saves
 
     @classmethod
     def add_arguments(cls, parser) -> None:
