@@ -533,3 +533,18 @@ def test_kill_9_mid_run_then_resume_matches_an_uninterrupted_run(data, tmp_path)
     # The uninterrupted reference runs in this process (one thread, like the subprocesses): the same numbers.
     assert train_in_process(CycleGANStep, [*common, "--output-dir", tmp_path / "full"]) == 0
     assert_same_weights(tmp_path / "full", killed)
+
+
+def test_segmenter_backbone_starts_from_the_committed_imagenet_features():
+    from expr_models.segmenter import FaceSegmenter, FaceSegmenterConfig
+    from expr_models.style_transfer import StyleFeatureExtractor
+    from train.segmenter import load_imagenet_backbone
+
+    model = FaceSegmenter(FaceSegmenterConfig(backbone="mobilenet_v2", fpn_channels=16, box_head_size=32))
+    load_imagenet_backbone(model, Path("checkpoints/style_features"))
+    features = StyleFeatureExtractor.from_pretrained("checkpoints/style_features")
+    for key, value in features.features.state_dict().items():
+        assert torch.equal(model.detector.backbone.body.state_dict()[key], value), key
+    with pytest.raises(loop.ConfigError, match="mobilenet_v2 features"):
+        load_imagenet_backbone(FaceSegmenter(FaceSegmenterConfig(backbone="mobilenet_v3_small")),
+                               Path("checkpoints/style_features"))

@@ -48,6 +48,21 @@ def ellipse_masks(boxes: torch.Tensor, height: int, width: int) -> torch.Tensor:
     return masks
 
 
+def load_imagenet_backbone(model: FaceSegmenter, folder: Path) -> None:
+    """Copy ImageNet classifier features (an offline ``StyleFeatureExtractor`` checkpoint) into the detector's
+    backbone: a detector trained from ImageNet features needs far less data and compute than one from scratch."""
+    from expr_models.style_transfer import StyleFeatureExtractor
+
+    features = StyleFeatureExtractor.from_pretrained(folder)
+    if features.config.architecture != model.config.backbone:
+        raise ConfigError(f"--init-backbone holds {features.config.architecture} features, but the backbone is "
+                          f"{model.config.backbone}")
+    body = model.detector.backbone.body
+    missing, unexpected = body.load_state_dict(features.features.state_dict(), strict=False)
+    if unexpected or len(missing) == len(body.state_dict()):
+        raise ConfigError(f"--init-backbone {folder} does not fit the {model.config.backbone} backbone")
+
+
 class WiderFaces(AugmentedDataset):
     """WIDER FACE rows as detection examples: ``{"image": 3 x H x W in [0, 1], "target": {boxes, labels, masks}}``."""
 
@@ -137,9 +152,14 @@ class SegmenterStep(TrainingStep):
         parser.add_argument("--eval-images", type=int, default=200,
                             help="validation photos scored each epoch (0: all)")
         parser.add_argument("--no-flip", action="store_true", help="no random horizontal flips")
+        parser.add_argument("--init-backbone", type=Path, metavar="DIR",
+                            help="start the backbone from ImageNet features: a StyleFeatureExtractor checkpoint of the "
+                                 "same architecture, e.g. checkpoints/style_features with --backbone mobilenet_v2")
 
     @classmethod
     def check_arguments(cls, args) -> None:
+        if args.init_backbone and not (args.init_backbone / "config.json").is_file():
+            raise ConfigError(f"--init-backbone {args.init_backbone} is not a saved StyleFeatureExtractor folder")
         if args.lr is not None and args.lr <= 0:
             raise ConfigError(f"--lr must be positive, got {args.lr}")
         if args.min_size < 32 or args.max_size < args.min_size:
@@ -152,7 +172,10 @@ class SegmenterStep(TrainingStep):
             max_size=args.max_size, fpn_channels=args.fpn_channels, box_head_size=args.box_head_size,
             smallest_anchor=args.smallest_anchor, backbone_norm=args.backbone_norm,
             score_threshold=args.score_threshold)
-        self.model = FaceSegmenter(config).to(self.device)
+        self.model = FaceSegmenter(config)
+        if args.init_backbone:
+            load_imagenet_backbone(self.model, args.init_backbone)
+        self.model.to(self.device)
         train = load_prepared(args.data, args.split)
         require_columns(train, args.data, ("image", "faces"))
         data = dict(max_size=config.max_size, with_masks=config.with_masks, keep_invalid=args.keep_invalid,
