@@ -117,7 +117,9 @@ class HaarFaceDetector:
         height, width = gray.shape
         shrink = min(1.0, self.max_side / max(height, width))
         if shrink < 1.0:
-            gray = cv2.resize(gray, (round(width * shrink), round(height * shrink)), interpolation=cv2.INTER_AREA)
+            # At least one pixel: a 1 x 30000 strip would otherwise shrink to 0 wide and OpenCV would raise.
+            size = (max(1, round(width * shrink)), max(1, round(height * shrink)))
+            gray = cv2.resize(gray, size, interpolation=cv2.INTER_AREA)
         # No histogram equalisation: the cascade normalises each window's contrast itself, and a global
         # equalisation of a photo with a large flat background washes the faces out.
 
