@@ -49,6 +49,9 @@ METHODS = ("cyclegan", "sagan", "nst")
 # 40 MP covers every phone and most DSLR photos; beyond that a photo is more likely a decompression bomb.
 DEFAULT_MAX_PIXELS = 40_000_000
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pnm")
+# The Pillow formats those are. Others are refused before their plug-in parses anything: EPS hands the file to
+# Ghostscript, and each rarely used parser is more surface for a crafted upload.
+IMAGE_FORMATS = ("JPEG", "PNG", "GIF", "BMP", "TIFF", "WEBP", "PPM")
 
 ProgressCallback = Callable[[float, str], None]  # (fraction done in [0, 1], what is happening); gr.Progress fits
 
@@ -125,11 +128,11 @@ def _open(source: Any, max_pixels: int | None) -> tuple[str, Image.Image]:
         with warnings.catch_warnings():
             # Pillow warns above its own limit (~89 MP) and raises above twice that; our cap is checked below.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(stream)  # reads the header only
+            image = Image.open(stream, formats=IMAGE_FORMATS)  # reads the header only
     except Image.DecompressionBombError as error:
         raise ImageTooLargeError(f"{name} is too large to open safely ({error}).") from error
     except UnidentifiedImageError as error:
-        raise ImageLoadError(f"{name} is not an image file Pillow can read (JPEG, PNG, TIFF, WebP, ...).") from error
+        raise ImageLoadError(f"{name} is not an image file we can read (JPEG, PNG, TIFF, WebP, ...).") from error
     except (OSError, SyntaxError, ValueError) as error:
         raise ImageLoadError(f"Could not read {name}: {error}") from error
     _check_pixels(image.size, max_pixels, name)
