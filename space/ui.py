@@ -19,6 +19,7 @@ from typing import Any, Callable
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import gradio as gr  # noqa: E402
+from gradio.utils import is_in_or_equal  # noqa: E402
 
 from expr_models.errors import (CheckpointError, ExpressionEditError, ImageLoadError, ImageTooLargeError,  # noqa: E402
                                 NoFaceError, UnknownExpressionError, UnknownMethodError)
@@ -61,6 +62,11 @@ def photo_input(**kwargs: Any) -> gr.Image:
 
     def preprocess(payload: Any) -> Any:
         if payload is not None and payload.path and not (payload.url or "").startswith("data:"):
+            # An API caller can send {"path": "/any/file"} without Gradio's file marker; Gradio then neither checks
+            # nor moves it. Only files in Gradio's upload cache (uploads and the cached examples) may be read.
+            if not is_in_or_equal(str(payload.path), image.GRADIO_CACHE):
+                raise gr.Error("The photo must be a file uploaded to this Space.", title="Unreadable image",
+                               print_exception=False)
             return str(payload.path)
         return default_preprocess(payload)  # a data: URL (rare): let Gradio write it to a file
 
