@@ -100,13 +100,18 @@ class HaarFaceDetector:
     """OpenCV's frontal-face Haar cascade, tuned for few false positives.
 
     ``alt2`` with ``min_neighbors=5`` found exactly one face in each of the 213 JAFFE and 160 FEI images and none in
-    scikit-image's coffee/chelsea/rocket photos (raw grayscale, no equalisation). Big photos are searched on a downscaled copy (longest side
-    ``max_side``) for speed; boxes are scaled back to the photo. ``score`` grows with the number of overlapping raw
-    detections the cascade merged into the box.
+    scikit-image's coffee/chelsea/rocket photos (raw grayscale, no equalisation). Big photos are searched on a
+    downscaled copy (longest side ``max_side``) for speed; boxes are scaled back to the photo. ``score`` grows with the
+    number of overlapping raw detections the cascade merged into the box.
+
+    ``max_side=640`` keeps detection of a 1-4 MP photo at about the cost of a 0.4 MP one (the cascade's cost grows
+    with the pixels searched; see benchmarks/RESULTS.md). The cascade's smallest window is 20 pixels, so on a photo
+    whose longer side is ``L`` the smallest face found is about ``20 * L / max_side`` pixels: 34 px on a 1 MP photo,
+    72 px on a 4 MP one. Pass a larger ``max_side`` (or ``None``: never downscale) for group photos of small faces.
     """
 
     def __init__(self, cascade: str = "haarcascade_frontalface_alt2.xml", min_neighbors: int = 5,
-                 scale_factor: float = 1.1, max_side: int = 1024):
+                 scale_factor: float = 1.1, max_side: int | None = 640):
         self.cascade_name = cascade
         self.min_neighbors = min_neighbors
         self.scale_factor = scale_factor
@@ -115,7 +120,7 @@ class HaarFaceDetector:
     def detect(self, image: np.ndarray, min_size: float = 24) -> list[FaceBox]:
         gray = cv2.cvtColor(_as_rgb_array(image), cv2.COLOR_RGB2GRAY)
         height, width = gray.shape
-        shrink = min(1.0, self.max_side / max(height, width))
+        shrink = 1.0 if not self.max_side else min(1.0, self.max_side / max(height, width))
         if shrink < 1.0:
             # At least one pixel: a 1 x 30000 strip would otherwise shrink to 0 wide and OpenCV would raise.
             size = (max(1, round(width * shrink)), max(1, round(height * shrink)))
@@ -293,6 +298,21 @@ def face_mask(size: int, scale: float = CROP_SCALE, feather: float = 0.25, segme
     radius, and is exactly 0 outside, so paste-back leaves everything outside the ellipse untouched.
     ``segmentation`` (a crop-sized mask from a segmenter) is softened and multiplied in.
     """
+    mask = _ellipse_mask(int(size), float(scale), float(feather)).copy()  # a fresh array: callers may modify it
+    if segmentation is not None:
+        box = size / scale
+        seg = np.asarray(segmentation, dtype=np.float32)
+        if seg.shape != (size, size):
+            seg = cv2.resize(seg, (size, size), interpolation=cv2.INTER_LINEAR)
+        sigma = max(1.0, feather * 0.25 * box)
+        seg = cv2.GaussianBlur(np.clip(seg, 0, 1), (0, 0), sigma)
+        mask *= seg  # zero outside the ellipse stays zero
+    return mask
+
+
+@lru_cache(maxsize=16)
+def _ellipse_mask(size: int, scale: float, feather: float) -> np.ndarray:
+    """The ellipse of :func:`face_mask`, cached (read-only): each face and photo of the same crop size reuses it."""
     box = size / scale  # the detector box's side in crop pixels
     centre = (size - 1) / 2
     cy = centre + 0.05 * box  # the Haar box sits a little high: its centre is near the nose bridge
@@ -301,25 +321,28 @@ def face_mask(size: int, scale: float = CROP_SCALE, feather: float = 0.25, segme
     radius = np.sqrt(((xs - centre) / a) ** 2 + ((ys - cy) / b) ** 2)
     t = np.clip((1.0 - radius) / max(feather, 1e-6), 0.0, 1.0)
     mask = t * t * (3.0 - 2.0 * t)  # smoothstep: 0 for radius >= 1, 1 for radius <= 1 - feather
-    if segmentation is not None:
-        seg = np.asarray(segmentation, dtype=np.float32)
-        if seg.shape != (size, size):
-            seg = cv2.resize(seg, (size, size), interpolation=cv2.INTER_LINEAR)
-        sigma = max(1.0, feather * 0.25 * box)
-        seg = cv2.GaussianBlur(np.clip(seg, 0, 1), (0, 0), sigma)
-        mask = mask * seg
     mask[radius >= 1.0] = 0.0
-    return mask.astype(np.float32)
+    mask = mask.astype(np.float32)
+    mask.flags.writeable = False
+    return mask
 
 
-def paste_back(photo: np.ndarray, edited_crop: np.ndarray, transform: CropTransform, mask: np.ndarray) -> np.ndarray:
+def paste_back(photo: np.ndarray, edited_crop: np.ndarray, transform: CropTransform, mask: np.ndarray,
+               out: np.ndarray | None = None) -> np.ndarray:
     """Put ``edited_crop`` (made by :func:`crop_face` with ``transform``) back into a copy of ``photo``.
 
     The crop and its ``mask`` (crop coordinates, any resolution) are resized to the square's size in the photo and
     blended: ``out = photo * (1 - m) + edited * m``. Pixels where the mask is 0 are copied from ``photo`` unchanged.
+    ``out``: write into this array (same shape and dtype as ``photo``, e.g. ``photo`` itself, to paste several faces
+    without copying the whole photo for each) instead of a new copy.
     """
     photo = np.asarray(photo)
-    out = photo.copy()
+    if out is None:
+        out = photo.copy()
+    elif out.shape != photo.shape or out.dtype != photo.dtype:
+        raise ValueError(f"out has shape {out.shape} {out.dtype}, expected {photo.shape} {photo.dtype}")
+    elif out is not photo:
+        np.copyto(out, photo)
     side = transform.side
     vx0, vy0, vx1, vy1 = transform.visible_region()
     if vx1 <= vx0 or vy1 <= vy0:
@@ -333,20 +356,26 @@ def paste_back(photo: np.ndarray, edited_crop: np.ndarray, transform: CropTransf
     if mask.shape != (side, side):
         # Linear resizing keeps the mask's zeros where a 0 neighbourhood is all zeros; cubic would ring below 0.
         mask = cv2.resize(mask, (side, side), interpolation=cv2.INTER_LINEAR)
-    mask = np.clip(mask, 0.0, 1.0)
 
-    # The visible part of the square, in crop coordinates.
+    # The visible part of the square, in crop coordinates, shrunk to the rows and columns where the mask is on:
+    # nothing outside them changes, so nothing there needs blending (the ellipse leaves out about a third).
     cx0, cy0 = vx0 - transform.x0, vy0 - transform.y0
-    cx1, cy1 = cx0 + (vx1 - vx0), cy0 + (vy1 - vy0)
-    m = mask[cy0:cy1, cx0:cx1]
-    src = edited[cy0:cy1, cx0:cx1].astype(np.float32)
-    dst = photo[vy0:vy1, vx0:vx1].astype(np.float32)
+    m = mask[cy0:cy0 + (vy1 - vy0), cx0:cx0 + (vx1 - vx0)]
+    rows, cols = np.flatnonzero((m > 0).any(1)), np.flatnonzero((m > 0).any(0))
+    if rows.size == 0:
+        return out
+    r0, r1, c0, c1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+    m = np.clip(m[r0:r1, c0:c1], 0.0, 1.0)
+    src = edited[cy0 + r0:cy0 + r1, cx0 + c0:cx0 + c1].astype(np.float32)
+    region = out[vy0 + r0:vy0 + r1, vx0 + c0:vx0 + c1]
+    dst = photo[vy0 + r0:vy0 + r1, vx0 + c0:vx0 + c1].astype(np.float32)
     if dst.ndim == 3 and src.ndim == 2:
         src = src[..., None]
     if dst.ndim == 3:
         m = m[..., None]
-    blended = np.clip(np.round(dst * (1.0 - m) + src * m), 0, 255).astype(photo.dtype)
-    region = out[vy0:vy1, vx0:vx1]
-    inside = np.broadcast_to(m > 0, blended.shape)
-    region[inside] = blended[inside]  # copy only where the mask is on, so the rest stays byte-identical
+    blended = dst * (1.0 - m) + src * m
+    np.rint(blended, out=blended)
+    np.clip(blended, 0, 255, out=blended)
+    # Copy only where the mask is on, so the rest stays byte-identical.
+    np.copyto(region, blended.astype(photo.dtype), where=np.broadcast_to(m > 0, blended.shape))
     return out
