@@ -532,6 +532,24 @@ class CheckpointManager:
         return final
 
 
+def save_final(model, final_dir: Path) -> None:
+    """``save_pretrained`` into a temporary folder, then rename it to ``final_dir``: a kill mid-save leaves the
+    previous ``final/`` (or none), never a half-written one that a user would load."""
+    temporary = final_dir.with_name(f".tmp-{final_dir.name}")
+    shutil.rmtree(temporary, ignore_errors=True)
+    model.save_pretrained(temporary)
+    _fsync_tree(temporary)
+    if final_dir.exists():  # a resumed run that had finished before
+        old = final_dir.with_name(f".old-{final_dir.name}")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(final_dir, old)
+        os.replace(temporary, final_dir)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(temporary, final_dir)
+    _fsync_dir(final_dir.parent)
+
+
 def _fsync_tree(folder: Path) -> None:
     """Flush the checkpoint's files to disk before the rename makes it visible (survives power loss too)."""
     for path in folder.rglob("*"):
@@ -1025,7 +1043,7 @@ class Trainer:
         final_dir = Path(args.output_dir) / "final"
         status = 0
         if accelerator.is_main_process:
-            model.save_pretrained(final_dir)
+            save_final(model, final_dir)
             summary = {"steps": global_step, "epochs": global_step / self.steps_per_epoch, "minutes": minutes,
                        "devices": devices, "command": command, "losses": self.last_losses, "metrics": self.metrics}
             (Path(args.output_dir) / "training_summary.json").write_text(json.dumps(summary, indent=2))
