@@ -322,13 +322,13 @@ class OutputFiles:
         self.keep_seconds = keep_seconds
         self._lock = threading.Lock()
 
-    def save(self, image: Image.Image, name: str) -> str:
+    def save(self, image: Image.Image, name: str, quality: int = 95) -> str:
         self._prune()
         name = re.sub(r"[^A-Za-z0-9._-]+", "_", name)[:80] or "edited"
         folder = self.folder / uuid.uuid4().hex  # a folder per file, so the download keeps a readable name
         folder.mkdir(parents=True)
         path = folder / f"{name}.jpg"
-        image.convert("RGB").save(path, "JPEG", quality=95, subsampling=0)
+        image.convert("RGB").save(path, "JPEG", quality=quality, subsampling=0)
         return str(path)
 
     def _prune(self) -> None:

@@ -13,6 +13,7 @@ import functools
 import html
 import logging
 import os
+from pathlib import Path
 from typing import Any, Callable
 
 # Set before gradio is imported: no analytics or version check calls home.
@@ -34,6 +35,7 @@ DEFAULT_TARGET = "happy"
 CONCURRENCY = int(os.environ.get("EXPR_SPACE_CONCURRENCY", "2"))
 QUEUE_SIZE = int(os.environ.get("EXPR_SPACE_QUEUE_SIZE", "16"))
 MAX_FILE_SIZE = os.environ.get("EXPR_SPACE_MAX_FILE_SIZE", "20mb")
+VIEW_QUALITY = 85  # JPEG quality of the display views (before/after, faces); the edited photo keeps 95
 
 # Most specific first: the title of the error box for each kind of ExpressionEditError.
 _ERROR_TITLES = (
@@ -148,6 +150,12 @@ def build_demo(models: SpaceModels | None = None, models_dir: str | os.PathLike 
     files = OutputFiles()
     default_method = next((m for m in METHOD_LABELS if models.available(m)), "cyclegan")
 
+    def view_file(image: Any, name: str) -> str:
+        """A display view as a file of its own. Gradio writes a returned PIL image in place, without a rename, to a
+        path named by its content: two requests making the same view (the same example photo) rewrite it while the
+        first one's visitor downloads it, who then gets a truncated image. Files are copied in atomically."""
+        return files.save(image, name, quality=VIEW_QUALITY)
+
     # --- handlers ------------------------------------------------------------------------------------------------
     @guarded("edit the photo")
     def edit(photo, method, target, intensity, reference=None, steps=None, progress=gr.Progress()):
@@ -158,7 +166,11 @@ def build_demo(models: SpaceModels | None = None, models_dir: str | os.PathLike 
                        progress=lambda fraction, message: progress(fraction, desc=message))
         for note in out.result.notes:
             gr.Info(html.escape(note))
-        return out.edited_path, out.before_after, out.faces, out.reading_before, out.reading_after, out.details
+        stem = Path(photo).stem
+        before, after = out.before_after
+        before_after = (view_file(before, f"{stem}-before"), view_file(after, f"{stem}-after"))
+        return (out.edited_path, before_after, view_file(out.faces, f"{stem}-faces"), out.reading_before,
+                out.reading_after, out.details)
 
     @guarded("find the faces")
     def find_faces(photo):
@@ -169,7 +181,8 @@ def build_demo(models: SpaceModels | None = None, models_dir: str | os.PathLike 
         if not boxes:
             gr.Warning(html.escape(no_face_message(models)))
         view = faces_view(image, boxes, blend_masks(image.size, boxes))
-        return view, {"size": list(image.size), "faces": faces_info(boxes), "notes": image.info.get("notes", [])}
+        info = {"size": list(image.size), "faces": faces_info(boxes), "notes": image.info.get("notes", [])}
+        return view_file(view, f"{Path(photo).stem}-faces"), info
 
     @guarded("read the expression")
     def classify(photo):
