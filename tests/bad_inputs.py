@@ -46,8 +46,8 @@ def encode(image: Image.Image, fmt: str, **kwargs) -> bytes:
 
 def header_bombs() -> dict[str, tuple[bytes, str]]:
     """Small files whose headers claim a huge image, in formats other than PNG, and what the refusal says."""
-    gif = (b"GIF89a" + struct.pack("<HHBBB", 65535, 65535, 0, 0, 0) + b"," + struct.pack("<HHHHB", 0, 0, 65535, 65535, 0)
-           + b"\x02\x02\x4c\x01\x00;")
+    gif = (b"GIF89a" + struct.pack("<HHBBB", 65535, 65535, 0, 0, 0)  # screen 65535 x 65535
+           + b"," + struct.pack("<HHHHB", 0, 0, 65535, 65535, 0) + b"\x02\x02\x4c\x01\x00;")  # one frame as large
     bmp = bytearray(encode(Image.new("RGB", (1, 1)), "BMP"))
     bmp[18:26] = struct.pack("<ii", 30000, 30000)
     jpeg = bytearray(encode(Image.new("RGB", (8, 8)), "JPEG"))

@@ -76,8 +76,10 @@ def unsafe_calls(source: str) -> list[tuple[int, str]]:
 
 
 def test_the_scan_finds_what_it_looks_for():
-    source = ("import torch, pickle\ntorch.load(f)\ntorch.load(f, weights_only=False)\ntorch.load(f, weights_only=True)\n"
-              "pickle.loads(b)\nAutoModel.from_pretrained(p, trust_remote_code=True)\nnp.load(f, allow_pickle=True)\n")
+    source = ("import torch, pickle\ntorch.load(f)\ntorch.load(f, weights_only=False)\n"
+              "torch.load(f, weights_only=True)\npickle.loads(b)\n"
+              "AutoModel.from_pretrained(p, trust_remote_code=True)\n"
+              "np.load(f, allow_pickle=True)\n")
     assert [line for line, _ in unsafe_calls(source)] == [2, 3, 5, 6, 7]
 
 
@@ -102,7 +104,8 @@ def test_saved_configs_name_no_remote_code(tmp_path):
     import expr_models as em
 
     configs = [em.CycleGANConfig(), em.SAGANConfig(), em.ExpressionClassifierConfig(),
-               em.StyleFeatureConfig(architecture="mobilenet_v2"), em.FaceSegmenterConfig(backbone="mobilenet_v3_small")]
+               em.StyleFeatureConfig(architecture="mobilenet_v2"),
+               em.FaceSegmenterConfig(backbone="mobilenet_v3_small")]
     for config in configs:
         folder = tmp_path / config.model_type
         config.save_pretrained(folder)
@@ -197,8 +200,6 @@ def test_the_space_reads_only_uploaded_files(space, photo, tmp_path):
 
 
 def test_uploaded_names_cannot_escape_the_cache(space, photo):
-    from gradio_client import handle_file
-
     demo, client = space
     cache = Path(demo.GRADIO_CACHE).resolve()
     for name in ("../../evil.png", "/etc/evil.png", "..\\..\\evil.png", "a\nb.png", "<img src=x onerror=alert(1)>.png"):
