@@ -1,0 +1,158 @@
+"""What detecting on a downscaled copy costs in faces found: the Haar detector's recall on WIDER FACE (val) against
+its time, for several ``max_side`` settings, at the photos' own size and at twice it.
+
+    python benchmarks/detector_recall.py                 # needs ../shared/data/wider_face; skips cleanly without it
+    python benchmarks/detector_recall.py --images 60
+
+Reads the research data at run time only (nothing from it is written anywhere but the JSON's counts). A ground-truth
+face counts as found when a detection overlaps it with IoU >= 0.3 (Haar's box runs from the eyebrows to the mouth,
+WIDER's round the whole head, so the usual 0.5 would count good detections as misses). Recall is given per face size
+(the longer side of the ground-truth box, in photo pixels) for faces of at least ``--min-face`` pixels, the editor's
+default smallest face; "extra" counts detections that match no ground-truth face (false positives, or faces WIDER
+marked invalid).
+
+The anchor is ``max_side=1024``, the setting before issue 8; times are medians per photo and ratios are against it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_utils as bu  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+SIZE_BINS = [(32, 48), (48, 72), (72, 128), (128, 100_000)]
+
+
+def read_wider_boxes(root: Path, limit: int) -> list[tuple[Path, np.ndarray]]:
+    """(image path, N x 4 xyxy boxes of valid faces) for val images listed in full and present on disk."""
+    text = (root / "wider_face_split" / "wider_face_val_bbx_gt.txt").read_text().splitlines()
+    entries, index = [], 0
+    while index < len(text) and len(entries) < limit:
+        name = text[index].strip()
+        if not name.endswith(".jpg") or index + 1 >= len(text):
+            index += 1
+            continue
+        try:
+            count = int(text[index + 1])
+        except ValueError:
+            index += 1
+            continue
+        lines = text[index + 2:index + 2 + max(count, 1)]
+        index += 2 + max(count, 1)
+        if len(lines) < max(count, 1):
+            break  # the file is cut short
+        path = root / "WIDER_val" / "images" / name
+        if not path.is_file():
+            continue
+        boxes = []
+        for line in lines[:count]:
+            values = line.split()
+            if len(values) < 8:
+                continue
+            x, y, w, h, invalid = float(values[0]), float(values[1]), float(values[2]), float(values[3]), values[7]
+            if w > 0 and h > 0 and invalid == "0":
+                boxes.append((x, y, x + w, y + h))
+        entries.append((path, np.array(boxes, np.float32).reshape(-1, 4)))
+    return entries
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU matrix of xyxy boxes a (N) against b (M)."""
+    if len(a) == 0 or len(b) == 0:
+        return np.zeros((len(a), len(b)), np.float32)
+    x0 = np.maximum(a[:, None, 0], b[None, :, 0])
+    y0 = np.maximum(a[:, None, 1], b[None, :, 1])
+    x1 = np.minimum(a[:, None, 2], b[None, :, 2])
+    y1 = np.minimum(a[:, None, 3], b[None, :, 3])
+    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    return inter / (area_a[:, None] + area_b[None, :] - inter + 1e-9)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=bu.SHARED_DATA / "wider_face")
+    parser.add_argument("--images", type=int, default=120, help="WIDER val images to use (default 120)")
+    parser.add_argument("--max-sides", nargs="+", type=int, default=[1024, 640, 512])
+    parser.add_argument("--scales", nargs="+", type=float, default=[1.0, 2.0], help="photo upscaling factors")
+    parser.add_argument("--min-face", type=float, default=32)
+    parser.add_argument("--output", type=Path)
+    parser.add_argument("--no-save", action="store_true")
+    args = parser.parse_args(argv)
+
+    if not (args.data / "wider_face_split").is_dir():
+        print(f"SKIP: no WIDER FACE at {args.data} (the research data is not on this machine)")
+        return 0
+
+    import cv2
+    from PIL import Image
+
+    from expr_models.face import HaarFaceDetector, detect_faces
+
+    info = bu.machine()
+    print(f"Machine: {bu.machine_line(info)}", flush=True)
+    entries = read_wider_boxes(args.data, args.images)
+    rows = []
+    for scale in args.scales:
+        stats = {side: {"times": [], "found": np.zeros(len(SIZE_BINS)), "extra": 0} for side in args.max_sides}
+        totals = np.zeros(len(SIZE_BINS))
+        for path, truth in entries:
+            photo = np.asarray(Image.open(path).convert("RGB"))
+            if scale != 1.0:
+                photo = cv2.resize(photo, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC)
+            truth = truth * scale
+            sides = np.maximum(truth[:, 2] - truth[:, 0], truth[:, 3] - truth[:, 1])
+            bins = np.full(len(truth), -1)
+            for number, (low, high) in enumerate(SIZE_BINS):
+                bins[(sides >= low) & (sides < high)] = number
+            for number in range(len(SIZE_BINS)):
+                totals[number] += (bins == number).sum()
+            for side in args.max_sides:
+                detector = HaarFaceDetector(max_side=side)
+                tick = time.perf_counter()
+                boxes = detect_faces(photo, min_size=args.min_face, detector=detector)
+                stats[side]["times"].append(time.perf_counter() - tick)
+                found = np.array([[b.x0, b.y0, b.x1, b.y1] for b in boxes], np.float32).reshape(-1, 4)
+                overlaps = iou(truth, found)
+                matched = overlaps.max(1) >= 0.3 if len(found) else np.zeros(len(truth), bool)
+                for number in range(len(SIZE_BINS)):
+                    stats[side]["found"][number] += (matched & (bins == number)).sum()
+                used = overlaps.max(0) >= 0.3 if len(truth) else np.zeros(len(found), bool)
+                stats[side]["extra"] += int((~used).sum())
+        anchor = float(np.median(stats[args.max_sides[0]]["times"]))
+        for side in args.max_sides:
+            entry = stats[side]
+            median = float(np.median(entry["times"]))
+            row = {"photo_scale": scale, "max_side": side, "median_detect_s": median,
+                   "ratio_to_anchor": median / anchor, "extra_detections": entry["extra"],
+                   "recall_all": float(entry["found"].sum() / max(totals.sum(), 1))}
+            for number, (low, high) in enumerate(SIZE_BINS):
+                label = f"recall_{low}_{high if high < 100_000 else 'up'}px"
+                row[label] = float(entry["found"][number] / totals[number]) if totals[number] else None
+            row["faces"] = int(totals.sum())
+            rows.append(row)
+        print(f"scale {scale}: {len(entries)} photos, {int(totals.sum())} faces >= {args.min_face:.0f} px", flush=True)
+
+    columns = [("photo_scale", "photo scale"), ("max_side", "max_side"), ("median_detect_s", "detect s (median)"),
+               ("ratio_to_anchor", "/ 1024"), ("recall_all", "recall"), ("recall_32_48px", "32-48 px"),
+               ("recall_48_72px", "48-72 px"), ("recall_72_128px", "72-128 px"), ("recall_128_uppx", ">=128 px"),
+               ("extra_detections", "extra")]
+    table = bu.format_table(rows, columns)
+    print(table)
+    if not args.no_save:
+        path = bu.save_results("detector_recall", {"benchmark": "detector_recall", "machine": info,
+                                                   "settings": vars(args) | {"data": str(args.data), "output": None},
+                                                   "photos": len(entries), "rows": rows, "table": table}, args.output)
+        print(f"Saved {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
