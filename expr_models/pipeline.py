@@ -21,6 +21,7 @@ alone:
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
@@ -28,6 +29,7 @@ import os
 import threading
 import time
 import warnings
+from functools import lru_cache
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -224,8 +226,72 @@ def edit_luminance(crop: np.ndarray, model_fn: Callable[[torch.Tensor], torch.Te
         residual = cv2.resize(residual, (side, side), interpolation=cv2.INTER_CUBIC)
     # With Cb and Cr held fixed, YCbCr -> RGB adds a change of Y to R, G and B alike, so adding the residual to each
     # channel is exactly "new Y, own CbCr", without a round trip's rounding (gray stays gray, untouched stays put).
-    edited = crop.astype(np.float32) + float(intensity) * residual[..., None]
-    return np.clip(np.round(edited), 0, 255).astype(np.uint8)
+    edited = crop.astype(np.float32)
+    edited += float(intensity) * residual[..., None]
+    np.rint(edited, out=edited)
+    np.clip(edited, 0, 255, out=edited)
+    return edited.astype(np.uint8)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Running the models fast: precision and threads
+# ---------------------------------------------------------------------------------------------------------------------
+
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+@lru_cache(maxsize=None)
+def cpu_has_fast_bf16() -> bool:
+    """True when this CPU computes bfloat16 natively (AMX or AVX512-BF16), so bf16 convolutions beat fp32 ones.
+
+    Without those instructions oneDNN emulates bf16, which is slower than fp32.
+    """
+    try:
+        capabilities = torch.cpu.get_capabilities()
+        return bool(capabilities.get("amx_bf16") or capabilities.get("avx512_bf16"))
+    except Exception:  # noqa: BLE001 - older torch: read the flags from the kernel
+        try:
+            flags = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return False
+        return " amx_bf16" in flags or " avx512_bf16" in flags
+
+
+def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype the generators run under (``None``: plain fp32).
+
+    ``auto`` is bfloat16 on CPUs with native bf16 (measured on an AMX Xeon: the default CycleGAN generator 2.9x
+    faster, its output within 0.6 gray levels on average and 5.4 at most of fp32's; see benchmarks/RESULTS.md) and
+    fp32 everywhere else.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+    if precision == "fp32":
+        return None
+    if precision == "bf16":
+        return torch.bfloat16
+    return torch.bfloat16 if device.type == "cpu" and cpu_has_fast_bf16() else None
+
+
+@contextlib.contextmanager
+def torch_threads(count: int | None):
+    """Run the block with ``count`` intra-op threads (``None``: leave torch's setting alone), then restore it.
+
+    torch's thread count is OpenMP's, kept per calling thread: requests served on other threads keep their own
+    setting (a thread that first runs torch code meanwhile starts with ``count``).
+    """
+    if not count:
+        yield
+        return
+    before = torch.get_num_threads()
+    if before == count:
+        yield
+        return
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -322,16 +388,33 @@ class ExpressionEditor:
 
     ``detector``: ``"haar"`` (default, embedded), ``"segmenter"`` (the trained Mask R-CNN, whose masks then shape the
     blend) or any object with ``detect(image) -> list[FaceBox]``.
+
+    Speed (see benchmarks/): ``precision`` is the generators' arithmetic: ``auto`` (bfloat16 autocast on CPUs with
+    native bf16, else fp32), ``fp32`` or ``bf16``. ``num_threads`` is torch's thread count while the models run:
+    ``"auto"`` (default) runs the GAN generators and the classifier on one thread and leaves NST on torch's own
+    setting; a number applies to every model; ``None`` leaves torch's setting alone throughout. One thread because
+    these forward passes are short and their tensors small: a second thread saves a few milliseconds on an idle
+    machine, while on a shared one (two requests at once on a two-vCPU Space, or other jobs) OpenMP threads spinning
+    against each other made the CycleGAN step 5-30x slower (benchmarks/RESULTS.md). NST's long optimisation gains
+    from every core it gets.
     """
 
     def __init__(self, models_dir: str | os.PathLike | None = "checkpoints", device: str | torch.device = "cpu",
                  models: dict[str, Any] | None = None, detector: Any = "haar", max_pixels: int | None = DEFAULT_MAX_PIXELS,
                  min_face_size: float = 32, max_faces: int | None = 10, nst_steps: int = 100, nst_resolution: int = 128,
-                 sagan_intensity: str = "condition"):
+                 sagan_intensity: str = "condition", precision: str = "auto", num_threads: int | str | None = "auto"):
         if sagan_intensity not in ("condition", "blend"):
             raise ValueError(f"sagan_intensity must be 'condition' or 'blend', not {sagan_intensity!r}")
+        if num_threads is not None and num_threads != "auto" and (isinstance(num_threads, str) or num_threads < 1):
+            raise ValueError(f"num_threads must be 'auto', None or at least 1, not {num_threads!r}")
         self.models_dir = Path(models_dir) if models_dir is not None else None
         self.device = torch.device(device)
+        self.precision = precision
+        self.autocast_dtype = resolve_precision(precision, self.device)
+        self.num_threads = num_threads
+        # The thread counts the model calls run with (None: torch's own).
+        self._gan_threads = 1 if num_threads == "auto" else num_threads
+        self._nst_threads = None if num_threads == "auto" else num_threads
         self.detector = detector
         self.max_pixels = max_pixels
         self.min_face_size = min_face_size
@@ -480,7 +563,7 @@ class ExpressionEditor:
 
         reference_crop = self._reference_crop(reference) if method == "nst" else None
 
-        output = photo
+        output = photo.copy()  # the faces are pasted into this one copy
         faces: list[FaceResult] = []
         tick = time.perf_counter()
         for number, box in enumerate(boxes):
@@ -494,7 +577,7 @@ class ExpressionEditor:
             crop, transform = crop_face(photo, box)  # full resolution; each method resizes for its model
             edited, source_expression = self._edit_crop(crop, method, target, intensity, reference_crop, face_progress)
             mask = self._blend_mask(photo, box, transform)
-            output = paste_back(output, edited, transform, mask)
+            output = paste_back(output, edited, transform, mask, out=output)
             faces.append(FaceResult(box, transform, mask, time.perf_counter() - face_start, source_expression))
         timings["edit"] = time.perf_counter() - tick
         timings["total"] = time.perf_counter() - start
@@ -562,7 +645,7 @@ class ExpressionEditor:
         if method == "cyclegan":
             model = self.model("cyclegan", self._cyclegan_index(target))
             config = model.config
-            with torch.inference_mode():
+            with self._generating():
                 edited = edit_luminance(crop, lambda x: model.generate(x.to(self.device), to=target),
                                         config.resolution, config.in_channels, intensity)
             return edited, source_expression
@@ -581,7 +664,7 @@ class ExpressionEditor:
                 source[0, names.index(source_expression)] = 1.0
                 labels = (1.0 - intensity) * source + intensity * labels
                 amount = 1.0
-            with torch.inference_mode():
+            with self._generating():
                 edited = edit_luminance(crop, lambda x: model.generate(x.to(self.device), to=labels.to(self.device)),
                                         config.resolution, config.in_channels, amount)
             return edited, source_expression
@@ -603,7 +686,18 @@ class ExpressionEditor:
                                                                                       f"step {step}/{total}"))
             return result * 2.0 - 1.0
 
-        return edit_luminance(crop, transfer, size, 3, intensity), source_expression
+        with torch_threads(self._nst_threads):
+            return edit_luminance(crop, transfer, size, 3, intensity), source_expression
+
+    @contextlib.contextmanager
+    def _generating(self):
+        """Inference mode, the editor's thread cap and, where it pays (``precision``), bfloat16 autocast."""
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(torch_threads(self._gan_threads))
+            stack.enter_context(torch.inference_mode())
+            if self.autocast_dtype is not None:
+                stack.enter_context(torch.autocast(self.device.type, dtype=self.autocast_dtype))
+            yield
 
     def _classify(self, crop: np.ndarray) -> str | None:
         """The classifier's reading of a face crop, or None without a classifier checkpoint."""
@@ -620,7 +714,7 @@ class ExpressionEditor:
             pixels = torch.from_numpy(rgb_to_ycbcr(small)[..., 0] / 127.5 - 1.0)[None, None]
         else:
             pixels = torch.from_numpy(small.astype(np.float32) / 127.5 - 1.0).permute(2, 0, 1)[None]
-        with torch.inference_mode():
+        with torch_threads(self._gan_threads), torch.inference_mode():
             logits = model(pixels.float().to(self.device)).logits
         index = int(logits.argmax(-1)[0])
         names = getattr(config, "class_names", None)
