@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Run every speed and memory benchmark and write benchmarks/results/*.json. From the repo root:
+#
+#   bash benchmarks/run_all.sh                # CPU, full settings (about 40-60 minutes on 2 idle cores)
+#   QUICK=1 bash benchmarks/run_all.sh        # fewer repeats and sizes, a few minutes
+#   DEVICE=cuda bash benchmarks/run_all.sh    # also the GPU runs of the training and NST benchmarks
+#   THREADS=1 bash benchmarks/run_all.sh      # training/NST with one torch thread (a machine busy with other jobs)
+#
+# The numbers mean most on an idle machine: the script prints the load average before each benchmark. Each
+# benchmark also times its own anchor in the same process, so its ratios hold up under load better than its seconds.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PY=${PYTHON:-python}
+DEVICE=${DEVICE:-cpu}
+THREADS_ARG=()
+if [[ -n "${THREADS:-}" ]]; then THREADS_ARG=(--threads "$THREADS"); fi
+
+if [[ -n "${QUICK:-}" ]]; then
+  EDIT=(--sizes 1 --faces 1 5 --repeats 3 --anchor-repeats 2 --variants default)
+  TRAIN=(--steps 3 --warmup 1 --variants fp32 bf16)
+  NST=(--steps 50 --repeats 1 --anchor-steps 2)
+  RECALL=(--images 30)
+else
+  EDIT=()
+  TRAIN=()
+  NST=()
+  RECALL=()
+fi
+
+step() { echo; echo "== $1 (load average: $(cut -d' ' -f1-3 /proc/loadavg))"; }
+
+step "edit latency"
+$PY benchmarks/edit_latency.py "${EDIT[@]}"
+step "training throughput ($DEVICE)"
+$PY benchmarks/training_throughput.py --device cpu "${TRAIN[@]}" "${THREADS_ARG[@]}"
+step "NST speed"
+$PY benchmarks/nst_speed.py --device cpu "${NST[@]}" "${THREADS_ARG[@]}"
+if [[ "$DEVICE" == cuda* ]]; then
+  step "training throughput (cuda)"
+  $PY benchmarks/training_throughput.py --device "$DEVICE" "${TRAIN[@]}"
+  step "NST speed (cuda)"
+  $PY benchmarks/nst_speed.py --device "$DEVICE" "${NST[@]}"
+fi
+step "Space memory"
+$PY benchmarks/space_memory.py
+step "detector recall (needs ../shared/data; skips without it)"
+$PY benchmarks/detector_recall.py "${RECALL[@]}"
+echo; echo "Results in benchmarks/results/"

@@ -1,0 +1,152 @@
+"""Smoke tests of benchmarks/ with tiny settings: the scripts' pieces run and report what they should (no timing is
+checked here; benchmarks/README.md says how to take real measurements)."""
+
+import json
+import sys
+from argparse import Namespace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+sys.path.insert(0, str(BENCHMARKS))
+
+import bench_utils as bu  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models run fastest on one thread, and a busy test machine makes OpenMP threads spin against each other."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_photos_have_the_size_and_faces_asked_for():
+    from expr_models.face import detect_faces
+
+    photo = bu.photo_of_size(0.3)
+    assert abs(photo.shape[0] * photo.shape[1] / 1e6 - 0.3) < 0.01
+    canvas = bu.multi_face_canvas(0.3, faces=5)
+    assert canvas.shape[1] / canvas.shape[0] == pytest.approx(4 / 3, abs=0.01)
+    assert len(detect_faces(canvas, min_size=32)) == 5
+
+
+def test_measure_and_table():
+    stats = bu.measure(lambda: sum(range(1000)), repeats=3)
+    assert stats["runs"] == 3 and stats["min_s"] <= stats["median_s"] <= stats["q3_s"]
+    table = bu.format_table([{"a": 1.23456, "b": None}], [("a", "A"), ("b", "B")])
+    assert table.splitlines()[2] == "| 1.23 | - |"
+    assert bu.peak_rss_mib() > 10 and bu.machine()["cores_available"] >= 1
+
+
+def test_reference_generator_is_the_resnet9():
+    from edit_latency import ReferenceResnetGenerator
+
+    model = ReferenceResnetGenerator()
+    # The reference implementation reports 11.378 M parameters for its resnet_9blocks generator (ngf 64, RGB).
+    assert sum(p.numel() for p in model.parameters()) == 11_378_179
+    with torch.inference_mode():
+        out = model(torch.zeros(1, 3, 32, 32))
+    assert out.shape == (1, 3, 32, 32)
+
+
+def test_edit_latency_worker(tmp_path):
+    import edit_latency
+
+    bu.inference_checkpoints(tmp_path / "models")  # random default models (or the committed ones)
+    photos = edit_latency.make_photos(tmp_path, [0.1], [1])
+    (tmp_path / "photos.json").write_text(json.dumps(photos))
+    args = Namespace(workdir=str(tmp_path), method="cyclegan", variant="default", repeats=1, anchor_repeats=1,
+                     anchor_size=32, nst_steps=1)
+    result = edit_latency.worker(args)
+    row = result["rows"][0]
+    assert row["faces_found"] == 1 and row["median_s"] > 0 and row["ratio_to_reference"] > 0
+    assert result["peak_rss_mib"] > 0 and result["reference"]["median_s"] > 0
+
+
+def test_training_steps_run_both_sides(tmp_path):
+    from training_throughput import ReferenceStep, build_ours
+
+    tiny = ["--resolution", "32", "--generator-channels", "4", "--n-residual-blocks", "1",
+            "--discriminator-channels", "4", "--discriminator-layers", "2"]
+    trainer, step, accelerator = build_ours(tiny, {}, "cpu", 2, tmp_path)
+    batch = {"x": torch.rand(2, 1, 32, 32) * 2 - 1, "y": torch.rand(2, 1, 32, 32) * 2 - 1}
+    with accelerator.accumulate(*trainer.modules.values()):
+        losses = step.step(batch, 0)
+    assert torch.isfinite(losses["generator"])
+    reference = ReferenceStep(step.config, torch.device("cpu"))
+    assert torch.isfinite(reference.step(batch["x"], batch["y"]))
+
+
+def test_nst_speed_runs(capsys):
+    import nst_speed
+
+    assert nst_speed.main(["--steps", "2", "--repeats", "1", "--size", "64", "--anchor-steps", "0",
+                           "--optimizers", "adam", "--no-save"]) == 0
+    assert "mobilenet_v2" in capsys.readouterr().out
+
+
+def test_detector_recall_skips_without_data(tmp_path, capsys):
+    import detector_recall
+
+    assert detector_recall.main(["--data", str(tmp_path / "nowhere"), "--no-save"]) == 0
+    assert "SKIP" in capsys.readouterr().out
+    boxes = np.array([[0, 0, 10, 10]], np.float32)
+    assert detector_recall.iou(boxes, boxes)[0, 0] == pytest.approx(1.0)
+
+
+# --- the pipeline's speed settings --------------------------------------------------------------------------------
+
+def test_torch_threads_restores_the_setting():
+    from expr_models.pipeline import torch_threads
+
+    before = torch.get_num_threads()
+    with torch_threads(1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+    with torch_threads(None):
+        assert torch.get_num_threads() == before
+
+
+def test_precision_and_thread_settings_are_checked():
+    from expr_models.pipeline import ExpressionEditor, resolve_precision
+
+    assert resolve_precision("fp32", torch.device("cpu")) is None
+    assert resolve_precision("bf16", torch.device("cpu")) == torch.bfloat16
+    assert resolve_precision("auto", torch.device("cuda")) is None
+    with pytest.raises(ValueError, match="precision"):
+        resolve_precision("fp8", torch.device("cpu"))
+    with pytest.raises(ValueError, match="num_threads"):
+        ExpressionEditor(models_dir=None, num_threads=0)
+    with pytest.raises(ValueError, match="num_threads"):
+        ExpressionEditor(models_dir=None, num_threads="many")
+
+
+def test_bf16_edit_stays_close_to_fp32():
+    from expr_models import CycleGANConfig, CycleGANModel
+    from expr_models.pipeline import ExpressionEditor
+
+    torch.manual_seed(0)
+    model = CycleGANModel(CycleGANConfig(**bu.DEFAULT_CYCLEGAN, with_discriminators=False))
+    photo = bu.astronaut()
+    fast = ExpressionEditor(models_dir=None, models={"cyclegan": model}, precision="bf16").edit(photo, target="happy")
+    exact = ExpressionEditor(models_dir=None, models={"cyclegan": model}, precision="fp32").edit(photo, target="happy")
+    diff = np.abs(np.asarray(fast.image, int) - np.asarray(exact.image, int))
+    assert diff.mean() < 0.5 and diff.max() <= 12
+
+
+def test_paste_back_in_place_matches_a_copy():
+    from expr_models.face import crop_face, detect_faces, face_mask, paste_back
+
+    photo = bu.astronaut()
+    box = detect_faces(photo)[0]
+    crop, transform = crop_face(photo, box)
+    edited = 255 - crop
+    expected = paste_back(photo, edited, transform, face_mask(transform.side))
+    target = photo.copy()
+    assert paste_back(target, edited, transform, face_mask(transform.side), out=target) is target
+    np.testing.assert_array_equal(target, expected)
