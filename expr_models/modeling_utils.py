@@ -12,6 +12,7 @@ from transformers import PreTrainedModel
 
 from .errors import CheckpointError, HubUnavailableError
 
+CARD_INFO_FILE = "model_card.json"
 DATA_TERMS = (
     "The training images are research-only and may not be redistributed: JAFFE, FEI, FER2013, CK+ and WIDER FACE "
     "each have non-commercial, research-only licences. These weights are shared for research on expression editing; "
@@ -53,6 +54,8 @@ class ExprPreTrainedModel(PreTrainedModel):
         kwargs["safe_serialization"] = True  # never pickle
         result = super().save_pretrained(save_directory, *args, **kwargs)
         Path(save_directory, "README.md").write_text(self.model_card())
+        if self.card_info:  # kept beside the card so a re-save (fp16 export, new metrics) keeps the training record
+            Path(save_directory, CARD_INFO_FILE).write_text(json.dumps(self.card_info, indent=2) + "\n")
         return result
 
     def model_card(self) -> str:
@@ -95,6 +98,10 @@ class ExprPreTrainedModel(PreTrainedModel):
             lines += ["## Evaluation", "", "| metric | value |", "|---|---|"]
             lines += [f"| {name} | {value} |" for name, value in info["metrics"].items()]
             lines.append("")
+        if info.get("evaluation"):
+            # The evaluation report's own headings start at "##"; nest them under this card's section.
+            report = str(info["evaluation"]).replace("\n## ", "\n### ").removeprefix("## Evaluation").strip()
+            lines += ["## Evaluation report", "", report, ""]
         if info.get("notes"):
             lines += ["## Notes", "", str(info["notes"]), ""]
         lines += ["## Configuration", "", "```json", json.dumps(config, indent=2, sort_keys=True), "```", ""]
@@ -115,6 +122,12 @@ class ExprPreTrainedModel(PreTrainedModel):
             raise
         except Exception as error:  # noqa: BLE001 - re-raised with the file named
             raise _loading_error(cls, path, error) from error
+        card_file = Path(path) / CARD_INFO_FILE
+        if card_file.is_file():
+            try:
+                model.card_info = json.loads(card_file.read_text())
+            except ValueError as error:
+                raise CheckpointError(f"{card_file} is not valid JSON ({error}).") from error
         # transformers fills missing weights with random ones and only warns; a half-random editor is a bug.
         if info.get("missing_keys"):
             missing = sorted(info["missing_keys"])

@@ -269,3 +269,22 @@ def test_style_transfer_changes_only_the_masked_region_and_lowers_the_loss():
     assert (result - content).abs()[..., 16:48, 16:48].mean() > 0
     with pytest.raises(ValueError, match="optimizer"):
         em.run_style_transfer(content, style, features, steps=1, optimizer="sgd")
+
+
+def test_training_record_survives_an_fp16_export(tmp_path):
+    from train.export_checkpoint import main as export
+
+    model = em.CycleGANModel(TINY["cyclegan"]())
+    model.card_info = {"training_data": "generated faces", "training": "3 steps on CPU."}
+    model.save_pretrained(tmp_path / "run")
+    (tmp_path / "report.md").write_text("## Evaluation\n\n| metric | value |\n|---|---|\n| success | 90% |\n")
+    assert export([str(tmp_path / "run"), str(tmp_path / "ckpt"), "--fp16", "--note", "Took 1 minute.",
+                   "--evaluation", str(tmp_path / "report.md")]) == 0
+    exported = AutoModel.from_pretrained(tmp_path / "ckpt")
+    assert exported.discriminator_x is None and exported.dtype == torch.float32
+    assert exported.card_info["training"] == "3 steps on CPU. Took 1 minute."
+    card = (tmp_path / "ckpt" / "README.md").read_text()
+    assert "generated faces" in card and "| success | 90% |" in card
+    pixel_values = make_input(model.config)
+    torch.testing.assert_close(exported.generate(pixel_values), model.eval().generate(pixel_values), atol=2e-2,
+                               rtol=0)

@@ -1,0 +1,63 @@
+"""Turn a training run's model into a small committed checkpoint: fp16 weights, no discriminators, an updated card.
+
+    python -m train.export_checkpoint runs/cyclegan/final checkpoints/cyclegan --fp16 \
+        --note "Trained 750 steps on 2 CPU cores (bf16 autocast), 05:44-06:30 UTC, 2026-11-24."
+    python -m train.export_checkpoint checkpoints/cyclegan checkpoints/cyclegan --evaluation results/evaluation.md
+
+``--evaluation`` embeds the evaluation report in the card. The training record (data, steps, machine, time) comes
+from the run's own ``model_card.json`` and is kept.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+from transformers import AutoModel  # noqa: E402
+
+import expr_models  # noqa: E402,F401  (registers the Auto classes)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("source", type=Path, help="a from_pretrained folder (e.g. runs/cyclegan/final)")
+    parser.add_argument("out", type=Path, help="where to write the checkpoint (may equal source)")
+    parser.add_argument("--fp16", action="store_true", help="store fp16 weights (they load as fp32)")
+    parser.add_argument("--note", help="a sentence for the card's Training section (e.g. the total wall time)")
+    parser.add_argument("--evaluation", type=Path,
+                        help="the Markdown report of `python -m expr_models evaluate`, embedded in the card")
+    args = parser.parse_args(argv)
+
+    model = AutoModel.from_pretrained(args.source)
+    if hasattr(model, "without_discriminators") and model.discriminator_x is not None:
+        model = model.without_discriminators()
+    if hasattr(model, "without_discriminator") and model.discriminator is not None:
+        model = model.without_discriminator()
+    info = dict(model.card_info)
+    if args.note:
+        info["training"] = f"{info.get('training', '')} {args.note}".strip()
+    if args.evaluation:
+        info["evaluation"] = args.evaluation.read_text()
+    model.card_info = info
+    if args.fp16:
+        model = model.to(torch.float16)
+    # Write next to the destination, then swap, so that exporting onto the source folder is safe.
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{args.out.name}-", dir=args.out.parent))
+    model.save_pretrained(staging)
+    if args.out.exists():
+        shutil.rmtree(args.out)
+    staging.rename(args.out)
+    size = sum(path.stat().st_size for path in args.out.iterdir()) / 2**20
+    print(f"Wrote {model.config.model_type} to {args.out} ({size:.1f} MB)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
