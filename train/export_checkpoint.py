@@ -11,6 +11,7 @@ from the run's own ``model_card.json`` and is kept.
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import sys
 import tempfile
@@ -29,6 +30,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("source", type=Path, help="a from_pretrained folder (e.g. runs/cyclegan/final)")
     parser.add_argument("out", type=Path, help="where to write the checkpoint (may equal source)")
     parser.add_argument("--fp16", action="store_true", help="store fp16 weights (they load as fp32)")
+    parser.add_argument("--training-data", help="the card's Training data text, where the run did not record it")
+    parser.add_argument("--run-summary", type=Path,
+                        help="the run's training_summary.json, for runs whose final model has no training record")
     parser.add_argument("--note", help="a sentence for the card's Training section (e.g. the total wall time)")
     parser.add_argument("--evaluation", type=Path,
                         help="the Markdown report of `python -m expr_models evaluate`, embedded in the card")
@@ -40,6 +44,15 @@ def main(argv: list[str] | None = None) -> int:
     if hasattr(model, "without_discriminator") and model.discriminator is not None:
         model = model.without_discriminator()
     info = dict(model.card_info)
+    if args.training_data:
+        info["training_data"] = args.training_data
+    if args.run_summary:
+        run = json.loads(args.run_summary.read_text())
+        info.setdefault("training", f"{run['steps']} steps, {run['epochs']:.3g} epochs, on {run['devices']}, took "
+                                    f"{run['minutes']:.0f} minutes, command `{run['command']}`.")
+        info.setdefault("metrics", {
+            **{f"final training {key}": f"{value:.4f}" for key, value in run.get("losses", {}).items()},
+            **{f"validation {key}": f"{value:.4f}" for key, value in run.get("metrics", {}).items()}})
     if args.note:
         info["training"] = f"{info.get('training', '')} {args.note}".strip()
     if args.evaluation:
