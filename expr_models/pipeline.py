@@ -273,6 +273,15 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype | Non
     return torch.bfloat16 if device.type == "cpu" and cpu_has_fast_bf16() else None
 
 
+def machine_is_busy() -> bool:
+    """True when the 1-minute load average is at or above the cores this process may use."""
+    try:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        return os.getloadavg()[0] >= cores
+    except OSError:  # no load average on this platform
+        return False
+
+
 @contextlib.contextmanager
 def torch_threads(count: int | None):
     """Run the block with ``count`` intra-op threads (``None``: leave torch's setting alone), then restore it.
@@ -391,12 +400,12 @@ class ExpressionEditor:
 
     Speed (see benchmarks/): ``precision`` is the generators' arithmetic: ``auto`` (bfloat16 autocast on CPUs with
     native bf16, else fp32), ``fp32`` or ``bf16``. ``num_threads`` is torch's thread count while the models run:
-    ``"auto"`` (default) runs the GAN generators and the classifier on one thread and leaves NST on torch's own
-    setting; a number applies to every model; ``None`` leaves torch's setting alone throughout. One thread because
-    these forward passes are short and their tensors small: a second thread saves a few milliseconds on an idle
-    machine, while on a shared one (two requests at once on a two-vCPU Space, or other jobs) OpenMP threads spinning
-    against each other made the CycleGAN step 5-30x slower (benchmarks/RESULTS.md). NST's long optimisation gains
-    from every core it gets.
+    ``"auto"`` (default) runs the GAN generators and the classifier on one thread, and NST on one thread while the
+    machine is busy (1-minute load average at or above its cores) and on torch's own setting otherwise; a number
+    applies to every model; ``None`` leaves torch's setting alone throughout. Why: on a machine whose cores are
+    shared (two requests at once on a two-vCPU Space, or other jobs) OpenMP threads spin against each other; there a
+    1 MP CycleGAN edit took 2.6 s with torch's two threads and 0.27 s with one (benchmarks/RESULTS.md). The GAN
+    forwards are short, so one thread costs them little anywhere; NST's long optimisation uses every idle core.
     """
 
     def __init__(self, models_dir: str | os.PathLike | None = "checkpoints", device: str | torch.device = "cpu",
@@ -414,7 +423,7 @@ class ExpressionEditor:
         self.num_threads = num_threads
         # The thread counts the model calls run with (None: torch's own).
         self._gan_threads = 1 if num_threads == "auto" else num_threads
-        self._nst_threads = None if num_threads == "auto" else num_threads
+
         self.detector = detector
         self.max_pixels = max_pixels
         self.min_face_size = min_face_size
@@ -686,8 +695,13 @@ class ExpressionEditor:
                                                                                       f"step {step}/{total}"))
             return result * 2.0 - 1.0
 
-        with torch_threads(self._nst_threads):
+        with torch_threads(self._nst_threads()):
             return edit_luminance(crop, transfer, size, 3, intensity), source_expression
+
+    def _nst_threads(self) -> int | None:
+        if self.num_threads != "auto":
+            return self.num_threads
+        return 1 if machine_is_busy() else None
 
     @contextlib.contextmanager
     def _generating(self):
