@@ -51,6 +51,7 @@ VARIANTS = {
     "torch_threads": {"num_threads": None},
     "bf16": {"precision": "bf16"},
     "detect1024": {"detector_max_side": 1024},
+    "detect512": {"detector_max_side": 512},
 }
 TARGET_SECONDS = 0.3
 TARGET_RATIO = 0.2
