@@ -46,4 +46,6 @@ step "Space memory"
 $PY benchmarks/space_memory.py
 step "detector recall (needs ../shared/data; skips without it)"
 $PY benchmarks/detector_recall.py "${RECALL[@]}"
+step "SA-GAN attention what-if"
+$PY benchmarks/sagan_attention.py
 echo; echo "Results in benchmarks/results/"
