@@ -15,19 +15,7 @@ from expr_models.face import (
 )
 
 
-@pytest.fixture(scope="module")
-def astronaut():
-    from skimage import data
-
-    return data.astronaut()
-
-
-@pytest.fixture(scope="module")
-def grace_hopper():
-    from matplotlib import cbook
-
-    with cbook.get_sample_data("grace_hopper.jpg") as f:
-        return np.asarray(Image.open(f).convert("RGB"))
+# astronaut and grace_hopper come from tests/conftest.py
 
 
 def _inside(box: FaceBox, x: float, y: float) -> bool:

@@ -20,19 +20,7 @@ from expr_models.pipeline import ExpressionEditor, edit_luminance, find_checkpoi
 
 # --- photos --------------------------------------------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def astronaut():
-    from skimage import data
-
-    return data.astronaut()
-
-
-@pytest.fixture(scope="module")
-def grace_hopper():
-    from matplotlib import cbook
-
-    with cbook.get_sample_data("grace_hopper.jpg") as f:
-        return np.asarray(Image.open(f).convert("RGB"))
+# astronaut and grace_hopper come from tests/conftest.py
 
 
 def encode(image: Image.Image, fmt: str, **kwargs) -> bytes:
