@@ -288,3 +288,20 @@ def test_training_record_survives_an_fp16_export(tmp_path):
     pixel_values = make_input(model.config)
     torch.testing.assert_close(exported.generate(pixel_values), model.eval().generate(pixel_values), atol=2e-2,
                                rtol=0)
+
+
+def test_self_attention_matches_the_sagan_formula():
+    """The padded fused-SDPA path must give softmax(q k^T / sqrt(K)) v exactly as written out."""
+    from expr_models.layers import SelfAttention2d
+
+    torch.manual_seed(0)
+    attention = SelfAttention2d(32)
+    attention.gamma.data.fill_(0.7)
+    x = torch.randn(2, 32, 8, 6)
+    with torch.no_grad():
+        query = attention.query(x).flatten(2).transpose(1, 2)
+        key = attention.key(x).flatten(2).transpose(1, 2)
+        value = attention.value(x).flatten(2).transpose(1, 2)
+        weights = torch.softmax(query @ key.transpose(1, 2) / query.shape[-1] ** 0.5, dim=-1)
+        expected = x + 0.7 * (weights @ value).transpose(1, 2).reshape(x.shape)
+        torch.testing.assert_close(attention(x), expected, atol=1e-5, rtol=1e-5)
