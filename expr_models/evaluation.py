@@ -16,6 +16,9 @@ other expressions are edited and measured:
 - CycleGAN only: the **cycle reconstruction L1** ``mean |x - F(G(x))|``, on [-1, 1] tensors, [0, 1] and [0, 255];
 - edits to happy: the **paired error** on FEI, whose subjects each have a neutral and a smiling photo.
 
+A ``--data`` folder of WIDER photos (``prepare_data --source wider``) gets the face-detection evaluation instead:
+AP@0.5 of the trained segmenter against the embedded Haar detector (:mod:`expr_models.detection_evaluation`).
+
 Writes ``OUT/evaluation.json`` and ``OUT/evaluation.md`` (tables to paste into the README). No image is written.
 
 Exit status: 0 when the evaluation ran, and also when it was skipped because the data or the checkpoints are absent
@@ -323,6 +326,19 @@ def load_models(models_dir: Path, methods: tuple[str, ...], device: torch.device
     return editors, classifier, used
 
 
+def load_segmenter(models_dir: Path, device: torch.device, used: dict[str, list[dict]]):
+    """The trained face segmenter in ``models_dir``, or None; records its provenance in ``used``."""
+    from .pipeline import find_checkpoints
+    from .segmenter import FaceSegmenter
+
+    paths = find_checkpoints(models_dir).get("segmenter")
+    if not paths:
+        return None
+    if "segmenter" not in used:
+        used["segmenter"] = [checkpoint_info(paths[0])]
+    return FaceSegmenter.from_pretrained(paths[0]).to(device).eval()
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # One dataset
 # ---------------------------------------------------------------------------------------------------------------------
@@ -578,11 +594,17 @@ NOTES = [
 def run_evaluation(models_dir: str | os.PathLike, data_dirs: list[str | os.PathLike], methods=("cyclegan", "sagan"),
                    limit: int | None = None, device: str = "cpu", raw_data: str | os.PathLike | None = None,
                    split: str = "test", max_photos: int = 20, nst_steps: int = 30, nst_faces: int = 8,
-                   nst_resolution: int = 128) -> dict:
+                   nst_resolution: int = 128, detection_photos: int | None = 150) -> dict:
     """Evaluate the checkpoints in ``models_dir`` on the ``split`` of each dataset; returns the results dict.
+
+    A dataset of WIDER photos (a ``faces`` column) is evaluated for face detection instead, on its ``validation``
+    split (WIDER's test annotations are not public): the segmenter checkpoint, if any, against the Haar default, on
+    the first ``detection_photos`` photos (see :mod:`expr_models.detection_evaluation`).
 
     Raises :class:`EvaluationDataError` for an unusable dataset and ``CheckpointError`` for a broken checkpoint.
     """
+    from . import detection_evaluation
+
     torch.manual_seed(0)
     device = torch.device(device)
     raw_data = Path(raw_data) if raw_data is not None else None
@@ -608,6 +630,13 @@ def run_evaluation(models_dir: str | os.PathLike, data_dirs: list[str | os.PathL
     if classifier is None:
         results["notes"].append("No expression classifier checkpoint: success rates, ceilings and KID are missing.")
     for data_dir in data_dirs:
+        if detection_evaluation.is_detection_dataset(data_dir):
+            segmenter = load_segmenter(Path(models_dir), device, checkpoints)
+            log(f"[{Path(data_dir).name}] face detection: Haar" + (" and the segmenter" if segmenter else "")
+                + f" on up to {detection_photos} validation photos")
+            results.setdefault("detection", {})[Path(data_dir).name] = detection_evaluation.evaluate_detectors(
+                data_dir, segmenter, "validation", detection_photos)
+            continue
         held_out = load_held_out(data_dir, split, limit)
         log(f"[{held_out.name}] {len(held_out.faces)} held-out faces ({held_out.total} in the {split} split)")
         name = held_out.name if held_out.name not in results["datasets"] else str(data_dir)
@@ -762,6 +791,14 @@ def markdown_report(results: dict) -> str:
                   "moves towards the real smile beats the unedited input.", ""]
         lines += _table(["data", "method", "pairs", "L1", "lower-face L1", "SSIM", "lower-face SSIM"], rows)
 
+    for name, detection in results.get("detection", {}).items():
+        from .detection_evaluation import markdown_table
+
+        lines += [f"### Face detection on WIDER FACE (`{name}`)", "",
+                  "AP over the interpolated precision-recall curve (PASCAL VOC matching). Haar boxes span brows to "
+                  "mouth and WIDER's the whole head, so IoU 0.3 is given beside the usual 0.5.", ""]
+        lines += markdown_table(detection) + [""]
+
     lines += ["Notes:", ""] + [f"- {note}" for note in results["notes"]] + [""]
     return "\n".join(lines)
 
@@ -808,6 +845,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                         help="whole photos edited through the pipeline per edit (default: 20; 0 skips the check)")
     parser.add_argument("--nst-steps", type=_positive_int, default=30, help="NST optimisation steps (default: 30)")
     parser.add_argument("--nst-faces", type=_positive_int, default=8, help="faces per NST edit (default: 8)")
+    parser.add_argument("--detection-photos", type=_positive_int, default=150,
+                        help="WIDER validation photos for the face-detection AP (default: 150)")
     return parser
 
 
@@ -834,6 +873,8 @@ def command_line(args: argparse.Namespace) -> str:
         parts.append(f"--max-photos {args.max_photos}")
     if "nst" in args.methods:
         parts.append(f"--nst-steps {args.nst_steps} --nst-faces {args.nst_faces}")
+    if args.detection_photos != 150:
+        parts.append(f"--detection-photos {args.detection_photos}")
     return " ".join(parts)
 
 
@@ -866,7 +907,7 @@ def main(args: argparse.Namespace) -> int:
     try:
         results = run_evaluation(args.models, data_dirs, args.methods, args.limit, args.device,
                                  raw_data if raw_data.is_dir() else None, args.split, args.max_photos,
-                                 args.nst_steps, args.nst_faces)
+                                 args.nst_steps, args.nst_faces, detection_photos=args.detection_photos)
     except (EvaluationDataError, CheckpointError) as error:
         log(f"error: {error}")
         return EXIT_USAGE

@@ -266,3 +266,68 @@ def kernel_inception_distance(real: torch.Tensor, fake: torch.Tensor, n_subsets:
     values = np.asarray(values)
     return {"mean": float(values.mean()), "std": float(values.std()), "n_subsets": int(n_subsets),
             "subset_size": int(size)}
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Face detection (expr_models.detection_evaluation puts these together)
+# ---------------------------------------------------------------------------------------------------------------------
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU matrix of ``N x 4`` against ``M x 4`` xyxy boxes."""
+    a, b = np.asarray(a, np.float64).reshape(-1, 4), np.asarray(b, np.float64).reshape(-1, 4)
+    top_left = np.maximum(a[:, None, :2], b[None, :, :2])
+    bottom_right = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    intersection = np.clip(bottom_right - top_left, 0, None).prod(axis=-1)
+    area_a = (a[:, 2:] - a[:, :2]).clip(0).prod(axis=-1)
+    area_b = (b[:, 2:] - b[:, :2]).clip(0).prod(axis=-1)
+    union = area_a[:, None] + area_b[None, :] - intersection
+    return np.where(union > 0, intersection / np.maximum(union, 1e-12), 0.0)
+
+
+def match_detections(boxes: np.ndarray, scores: np.ndarray, faces: np.ndarray, ignored: np.ndarray | None = None,
+                     iou_threshold: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+    """PASCAL VOC matching in one photo: ``(is_true_positive, is_ignored)``, one flag each per detection.
+
+    Detections go in order of score; each takes the unmatched face it overlaps most at IoU >= ``iou_threshold`` (a
+    true positive). One that takes none but overlaps an ``ignored`` box that much is left out of the count; the rest
+    are false positives.
+    """
+    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+    faces = np.asarray(faces, np.float64).reshape(-1, 4)
+    true_positive = np.zeros(len(boxes), bool)
+    is_ignored = np.zeros(len(boxes), bool)
+    overlaps = box_iou(boxes, faces)
+    ignored_overlaps = box_iou(boxes, ignored if ignored is not None else np.zeros((0, 4)))
+    taken = np.zeros(len(faces), bool)
+    for index in np.argsort(-np.asarray(scores), kind="stable"):
+        candidates = np.where(taken, -1.0, overlaps[index]) if len(faces) else np.zeros(0)
+        best = int(np.argmax(candidates)) if len(candidates) else -1
+        if best >= 0 and candidates[best] >= iou_threshold:
+            taken[best] = True
+            true_positive[index] = True
+        elif ignored_overlaps.shape[1] and ignored_overlaps[index].max() >= iou_threshold:
+            is_ignored[index] = True
+    return true_positive, is_ignored
+
+
+def average_precision(scores: np.ndarray, true_positive: np.ndarray, n_faces: int) -> dict[str, float | int]:
+    """Area under the interpolated precision-recall curve (VOC 2010+, all points), over detections of many photos.
+
+    ``scores`` and ``true_positive`` hold one entry per (counted) detection; ``n_faces`` is the number of faces that
+    should have been found. Also returns the final recall and precision (every detection kept).
+    """
+    scores = np.asarray(scores, np.float64).reshape(-1)
+    true_positive = np.asarray(true_positive, bool).reshape(-1)
+    if n_faces <= 0:
+        raise ValueError("average precision needs at least one face to find")
+    order = np.argsort(-scores, kind="stable")
+    hits = np.cumsum(true_positive[order])
+    recall = hits / n_faces
+    precision = hits / np.arange(1, len(order) + 1)
+    # Interpolate: precision at recall r is the best precision at any recall >= r.
+    envelope = np.maximum.accumulate(np.concatenate([precision, [0.0]])[::-1])[::-1]
+    recall_steps = np.diff(np.concatenate([[0.0], recall]))
+    return {"ap": float((recall_steps * envelope[:-1]).sum()),
+            "recall": float(recall[-1]) if len(recall) else 0.0,
+            "precision": float(precision[-1]) if len(precision) else 0.0,
+            "true_positives": int(hits[-1]) if len(hits) else 0, "detections": int(len(order))}

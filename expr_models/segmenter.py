@@ -149,7 +149,7 @@ class FaceSegmenter(ExprPreTrainedModel):
         """One ``H x W x 3`` uint8 RGB photo -> ``[{box: (x0, y0, x1, y1), score, mask: H x W float or None}]``."""
         was_training = self.training
         self.eval()
-        tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div(255).to(self.device)
+        tensor = torch.from_numpy(np.array(image)).permute(2, 0, 1).float().div(255).to(self.device)
         detections = self.forward([tensor]).detections[0]
         self.train(was_training)
         faces = []

@@ -281,3 +281,48 @@ def test_real_data_and_committed_checkpoints(tmp_path):
             if "whole_photos" in row:
                 assert row["whole_photos"]["changed_pixels_outside_mask"] == 0
     assert (out / "evaluation.md").read_text().startswith("## Evaluation")
+
+
+# --- face detection on WIDER-style data ------------------------------------------------------------------------------
+
+def wider_like_dataset(path: Path) -> None:
+    """Two packaged photos in the layout of ``prepare_data --source wider``: the astronaut's face (as a whole-head
+    box around what Haar finds), an invalid face, a face too small to count, and a photo with no face."""
+    astronaut = skimage_data.astronaut()
+    found = detect_faces(astronaut)[0]
+    pad = 0.15 * found.width
+    head = dict(x1=int(found.x0 - pad), y1=int(found.y0 - pad), w=int(found.width + 2 * pad),
+                h=int(found.height + 2 * pad), invalid=False)
+    faces = [head, dict(x1=400, y1=400, w=40, h=40, invalid=True), dict(x1=20, y1=20, w=8, h=8, invalid=False)]
+    rows = {"image": [], "file": [], "event": [], "faces": []}
+    for name, image, photo_faces in (("0--a/astronaut.jpg", astronaut, faces),
+                                     ("0--a/coffee.jpg", skimage_data.coffee(), [])):
+        buffer = io.BytesIO()
+        PILImage.fromarray(image).save(buffer, format="JPEG", quality=95)
+        rows["image"].append({"bytes": buffer.getvalue(), "path": name})
+        rows["file"].append(name)
+        rows["event"].append("0--a")
+        rows["faces"].append(photo_faces)
+    DatasetDict({"validation": Dataset.from_dict(rows).cast_column("image", Image())}).save_to_disk(str(path))
+
+
+def test_detection_ap_of_haar_and_the_segmenter(tmp_path):
+    from expr_models.detection_evaluation import is_detection_dataset
+
+    data_dir = tmp_path / "wider"
+    wider_like_dataset(data_dir)
+    assert is_detection_dataset(data_dir)
+    models = tmp_path / "models"
+    em.FaceSegmenter(em.FaceSegmenterConfig(backbone="mobilenet_v3_small", fpn_channels=16, box_head_size=32,
+                                            min_size=128, max_size=256)).save_pretrained(models / "segmenter")
+    results = evaluation.run_evaluation(models, [data_dir], methods=())
+    detection = results["detection"]["wider"]
+    assert detection["data"] == {"path": str(data_dir), "split": "validation", "photos": 2, "min_face": 24,
+                                 "faces": 1, "ignored_faces": 2}
+    haar = detection["detectors"]["haar (default)"]
+    assert haar["iou_0.3"]["ap"] == pytest.approx(1.0) and haar["iou_0.3"]["recall"] == 1.0
+    segmenter = detection["detectors"]["segmenter"]  # untrained: any AP, but measured on the same photos
+    assert 0.0 <= segmenter["iou_0.5"]["ap"] <= 1.0 and segmenter["photos"] == 2
+    assert "segmenter" in results["checkpoints"]
+    report = evaluation.markdown_report(results)
+    assert "Face detection on WIDER FACE" in report and "| haar (default) |" in report

@@ -145,3 +145,27 @@ def test_match_input_converts_channels_and_size():
     assert gray.shape == (2, 1, 16, 16) and gray.min() >= -1 and gray.max() <= 1
     assert metrics.match_input(gray, 24, 3).shape == (2, 3, 24, 24)
     assert torch.equal(metrics.match_input(x, None, None), x)
+
+
+def test_average_precision_on_known_rankings():
+    perfect = metrics.average_precision([0.9, 0.8], [True, True], n_faces=2)
+    assert perfect["ap"] == 1.0 and perfect["recall"] == 1.0
+    # A false positive ranked first: precision 0 then 1/2 at recall 1/2, so AP = 0.5 * 0.5.
+    assert metrics.average_precision([0.9, 0.8], [False, True], n_faces=2)["ap"] == pytest.approx(0.25)
+    # The same detections in the better order; a missed face caps recall.
+    assert metrics.average_precision([0.8, 0.9], [False, True], n_faces=2)["ap"] == pytest.approx(0.5)
+    assert metrics.average_precision([], [], n_faces=3)["ap"] == 0.0
+    with pytest.raises(ValueError):
+        metrics.average_precision([0.5], [True], n_faces=0)
+
+
+def test_match_detections_counts_each_face_once_and_skips_ignored_ones():
+    face, ignored = [[0, 0, 10, 10]], [[50, 50, 60, 60]]
+    boxes = [[0, 0, 10, 10], [1, 0, 11, 10], [50, 50, 60, 60], [100, 100, 110, 110]]
+    true_positive, is_ignored = metrics.match_detections(boxes, [0.9, 0.8, 0.7, 0.6], face, ignored)
+    assert true_positive.tolist() == [True, False, False, False]  # the duplicate is a false positive
+    assert is_ignored.tolist() == [False, False, True, False]
+    # The higher-scoring detection takes the face even when it is listed second.
+    true_positive, _ = metrics.match_detections(boxes[:2], [0.1, 0.9], face)
+    assert true_positive.tolist() == [False, True]
+    assert metrics.box_iou([[0, 0, 10, 10]], [[5, 0, 15, 10]])[0, 0] == pytest.approx(50 / 150)
