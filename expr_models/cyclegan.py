@@ -17,7 +17,8 @@ from torch import nn
 from transformers import PreTrainedConfig
 from transformers.utils import ModelOutput
 
-from .layers import ConvNormAct, PatchDiscriminator, ResidualBlock, UpConvNormAct, init_gan_weights
+from .layers import (ConvNormAct, PatchDiscriminator, PretrainedFeatureDiscriminator, ResidualBlock, UpConvNormAct,
+                     init_gan_weights)
 from .modeling_utils import ExprPreTrainedModel
 
 
@@ -32,6 +33,9 @@ class CycleGANConfig(PreTrainedConfig):
         n_residual_blocks: residual blocks at the bottleneck (the reference uses 9 at 256px).
         discriminator_channels: width of the first PatchGAN layer (``ndf``).
         discriminator_layers: stride-2 layers in the PatchGAN (3 gives the 70x70 receptive field).
+        discriminator_type: ``patch`` (the reference PatchGAN) or ``pretrained_features`` (small heads on frozen
+            ImageNet MobileNetV2 features, as in Projected GAN: learns far faster on small data; training loads the
+            trunk's weights, see ``train/cyclegan.py --discriminator-features``).
         norm: ``instance`` (reference), ``batch``, ``group`` or ``none``.
         attention_mask: predict a change and a mask of where to apply it (keeps edits local), instead of a whole image.
         with_discriminators: build the discriminators; False for inference checkpoints.
@@ -50,6 +54,7 @@ class CycleGANConfig(PreTrainedConfig):
     n_residual_blocks: int = 6
     discriminator_channels: int = 64
     discriminator_layers: int = 3
+    discriminator_type: str = "patch"
     norm: str = "instance"
     attention_mask: bool = True
     with_discriminators: bool = True
@@ -68,6 +73,9 @@ class CycleGANConfig(PreTrainedConfig):
                              f"{2 ** self.n_downsampling}")
         if self.norm not in ("instance", "batch", "group", "none"):
             raise ValueError(f"Unknown norm {self.norm!r}; expected instance, batch, group or none")
+        if self.discriminator_type not in ("patch", "pretrained_features"):
+            raise ValueError(f"Unknown discriminator_type {self.discriminator_type!r}; expected patch or "
+                             "pretrained_features")
         if self.gan_loss not in ("lsgan", "vanilla"):
             raise ValueError(f"Unknown gan_loss {self.gan_loss!r}; expected lsgan or vanilla")
         if self.domain_x == self.domain_y:
@@ -132,7 +140,10 @@ class CycleGANModel(ExprPreTrainedModel):
                           config.n_residual_blocks, config.norm, config.attention_mask)
         self.generator_xy = ResnetGenerator(*generator_args)
         self.generator_yx = ResnetGenerator(*generator_args)
-        if config.with_discriminators:
+        if config.with_discriminators and config.discriminator_type == "pretrained_features":
+            self.discriminator_x = PretrainedFeatureDiscriminator(config.in_channels, config.discriminator_channels)
+            self.discriminator_y = PretrainedFeatureDiscriminator(config.in_channels, config.discriminator_channels)
+        elif config.with_discriminators:
             discriminator_args = (config.in_channels, config.discriminator_channels, config.discriminator_layers,
                                   config.norm)
             self.discriminator_x = PatchDiscriminator(*discriminator_args)
@@ -160,7 +171,7 @@ class CycleGANModel(ExprPreTrainedModel):
             raise ValueError(f"Unknown domain {domain!r}; this CycleGAN knows {self.config.domains}")
         return self.config.domain_y if domain == self.config.domain_x else self.config.domain_x
 
-    def discriminator_of(self, domain: str) -> PatchDiscriminator:
+    def discriminator_of(self, domain: str) -> nn.Module:
         if self.discriminator_x is None:
             raise ValueError("This checkpoint was saved without discriminators (with_discriminators=False)")
         return self.discriminator_y if domain == self.config.domain_y else self.discriminator_x

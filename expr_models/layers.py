@@ -131,6 +131,67 @@ class PatchDiscriminator(nn.Module):
         return self.model(x)
 
 
+class PretrainedFeatureDiscriminator(nn.Module):
+    """A discriminator on frozen ImageNet features (Projected GAN, Sauer et al. 2021), for small data and short runs.
+
+    The first blocks of a torchvision MobileNetV2 turn the image into features that already tell a smile from a
+    closed mouth; small trainable heads give real/fake logits at three scales (1/4, 1/8, 1/16 of the input). Such a
+    discriminator learns in hundreds of steps instead of tens of thousands, so the generator gets a useful signal
+    from the start. The trunk's weights are buffers, not parameters: no optimiser and no ``requires_grad_`` touches
+    them, yet they move with ``.to()`` and are saved. Load ImageNet weights with :meth:`load_trunk`; random trunk
+    weights make this an ordinary (worse) discriminator. Returns ``N x P``: every head's logits, flattened.
+    """
+
+    TAPS = (3, 6, 10)  # MobileNetV2 blocks whose outputs are judged: 24, 32 and 64 channels
+
+    def __init__(self, in_channels: int = 1, head_channels: int = 64):
+        super().__init__()
+        import torchvision
+
+        self.in_channels = in_channels
+        self.trunk = torchvision.models.mobilenet_v2(weights=None).features[: self.TAPS[-1] + 1]
+        for module in self.trunk.modules():
+            for name, parameter in list(module.named_parameters(recurse=False)):
+                del module._parameters[name]
+                module.register_buffer(name, parameter.detach())
+        self.trunk.eval()
+        widths = {3: 24, 6: 32, 10: 64}
+        self.heads = nn.ModuleList(
+            nn.Sequential(conv(widths[tap], head_channels, 3, 1, 1, spectral=True), nn.LeakyReLU(0.2, True),
+                          conv(head_channels, 1, 1, spectral=True))
+            for tap in self.TAPS)
+        self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1), persistent=False)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.trunk.eval()  # frozen batch-norm statistics, always
+        return self
+
+    @torch.no_grad()
+    def load_trunk(self, mobilenet_features_state: dict[str, torch.Tensor]) -> None:
+        """Copy ImageNet weights from a torchvision ``mobilenet_v2().features`` state dict (keys ``0.0.weight``...)."""
+        own = self.trunk.state_dict()
+        missing = [key for key in own if key not in mobilenet_features_state]
+        if missing:
+            raise ValueError(f"The MobileNetV2 weights lack {len(missing)} trunk tensors, e.g. {missing[0]}")
+        for key, tensor in own.items():
+            tensor.copy_(mobilenet_features_state[key].to(tensor.dtype))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        rgb = (x.float() + 1) / 2  # [-1, 1] -> [0, 1]
+        if self.in_channels == 1:
+            rgb = rgb.expand(-1, 3, -1, -1)
+        hidden = ((rgb - self.mean) / self.std).to(x.dtype)
+        logits = []
+        heads = iter(self.heads)
+        for index, block in enumerate(self.trunk):
+            hidden = block(hidden)
+            if index in self.TAPS:
+                logits.append(next(heads)(hidden).flatten(1))
+        return torch.cat(logits, dim=1)
+
+
 def init_gan_weights(module: nn.Module, std: float = 0.02) -> None:
     """The reference GAN initialisation: N(0, 0.02) convs and linears, N(1, 0.02) norm scales, zero biases.
 

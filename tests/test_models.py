@@ -305,3 +305,28 @@ def test_self_attention_matches_the_sagan_formula():
         weights = torch.softmax(query @ key.transpose(1, 2) / query.shape[-1] ** 0.5, dim=-1)
         expected = x + 0.7 * (weights @ value).transpose(1, 2).reshape(x.shape)
         torch.testing.assert_close(attention(x), expected, atol=1e-5, rtol=1e-5)
+
+
+def test_pretrained_feature_discriminator_keeps_its_trunk_frozen():
+    from expr_models.layers import PretrainedFeatureDiscriminator
+    from expr_models.style_transfer import StyleFeatureExtractor, StyleFeatureConfig
+
+    discriminator = PretrainedFeatureDiscriminator(in_channels=1, head_channels=8)
+    assert all(name.startswith("heads.") for name, _ in discriminator.named_parameters())
+    imagenet = StyleFeatureExtractor(StyleFeatureConfig(architecture="mobilenet_v2"))
+    discriminator.load_trunk(imagenet.features.state_dict())
+    torch.testing.assert_close(discriminator.trunk[5].conv[0][0].weight, imagenet.features[5].conv[0][0].weight)
+    discriminator.train()
+    assert not discriminator.trunk.training and discriminator.heads.training
+    image = torch.rand(2, 1, 64, 64, requires_grad=True)
+    logits = discriminator(image * 2 - 1)
+    assert logits.shape == (2, 16 * 16 + 8 * 8 + 4 * 4)
+    logits.mean().backward()
+    assert image.grad is not None and image.grad.abs().sum() > 0  # the generator gets a gradient through the trunk
+    with pytest.raises(ValueError, match="lack"):
+        discriminator.load_trunk({})
+    config = em.CycleGANConfig(discriminator_type="pretrained_features", resolution=64, generator_channels=8,
+                               discriminator_channels=8)
+    model = em.CycleGANModel(config)
+    assert isinstance(model.discriminator_of("happy"), PretrainedFeatureDiscriminator)
+    assert model.without_discriminators().discriminator_x is None

@@ -24,7 +24,7 @@ import torch.nn.functional as F  # noqa: E402
 from torch import nn  # noqa: E402
 
 from expr_models.cyclegan import CycleGANConfig, CycleGANModel  # noqa: E402
-from train.loop import (AugmentedDataset, ConfigError, FaceCrops, OptimizerSpec, TrainingStep,  # noqa: E402
+from train.loop import (REPO_ROOT, AugmentedDataset, ConfigError, FaceCrops, OptimizerSpec, TrainingStep,  # noqa: E402
                         describe_rows, expression_rows, main, make_config)
 
 
@@ -106,6 +106,13 @@ class CycleGANStep(TrainingStep):
         parser.add_argument("--n-residual-blocks", type=int, default=defaults.n_residual_blocks)
         parser.add_argument("--discriminator-channels", type=int, default=defaults.discriminator_channels)
         parser.add_argument("--discriminator-layers", type=int, default=defaults.discriminator_layers)
+        parser.add_argument("--discriminator-type", default=defaults.discriminator_type,
+                            choices=("patch", "pretrained_features"),
+                            help="patch: the reference PatchGAN; pretrained_features: heads on frozen ImageNet "
+                                 "MobileNetV2 features (Projected GAN), far faster to learn on small data")
+        parser.add_argument("--discriminator-features", type=Path, default=REPO_ROOT / "checkpoints" / "style_features",
+                            help="the ImageNet MobileNetV2 for --discriminator-type pretrained_features: a saved "
+                                 "StyleFeatureExtractor (default: checkpoints/style_features)")
         parser.add_argument("--norm", default=defaults.norm, help="instance (reference), batch, group or none")
         parser.add_argument("--no-attention-mask", action="store_true",
                             help="the reference generator (whole images), not the mask-predicting one")
@@ -131,6 +138,9 @@ class CycleGANStep(TrainingStep):
             raise ConfigError(f"--pool-size must not be negative, got {args.pool_size}")
         if args.lr is not None and args.lr <= 0:
             raise ConfigError(f"--lr must be positive, got {args.lr}")
+        if args.discriminator_type == "pretrained_features" and not (args.discriminator_features / "config.json").is_file():
+            raise ConfigError(f"--discriminator-features {args.discriminator_features} is not a saved "
+                              "StyleFeatureExtractor folder (it holds the ImageNet MobileNetV2 the discriminator uses)")
 
     def build(self) -> None:
         args = self.args
@@ -138,16 +148,31 @@ class CycleGANStep(TrainingStep):
             CycleGANConfig, resolution=args.resolution, in_channels=args.in_channels,
             generator_channels=args.generator_channels, n_downsampling=args.n_downsampling,
             n_residual_blocks=args.n_residual_blocks, discriminator_channels=args.discriminator_channels,
-            discriminator_layers=args.discriminator_layers, norm=args.norm, attention_mask=not args.no_attention_mask,
+            discriminator_layers=args.discriminator_layers, discriminator_type=args.discriminator_type,
+            norm=args.norm, attention_mask=not args.no_attention_mask,
             with_discriminators=True, domain_x=args.domain_x, domain_y=args.domain_y, gan_loss=args.gan_loss,
             lambda_cycle=args.lambda_cycle, lambda_identity=args.lambda_identity, lambda_mask=args.lambda_mask)
-        self.model = CycleGANModel(config).to(self.device)
+        self.model = CycleGANModel(config)
+        if config.discriminator_type == "pretrained_features":  # frozen: the same weights a resumed run saved
+            self.load_discriminator_trunks(args.discriminator_features)
+        self.model.to(self.device)
         self.rows_x = expression_rows(args.data, args.split, [config.domain_x])
         self.rows_y = expression_rows(args.data, args.split, [config.domain_y])
         crops = dict(resolution=config.resolution, channels=config.in_channels, flip=not args.no_flip)
         self.train_dataset = UnpairedFaces(FaceCrops([self.rows_x], seed=args.seed, **crops),
                                            FaceCrops([self.rows_y], seed=args.seed + 1, **crops), args.seed)
         self.pools = {"image_pool_x": ImagePool(args.pool_size), "image_pool_y": ImagePool(args.pool_size)}
+
+    def load_discriminator_trunks(self, path: Path) -> None:
+        from expr_models.style_transfer import StyleFeatureExtractor
+
+        extractor = StyleFeatureExtractor.from_pretrained(path)
+        if extractor.config.architecture != "mobilenet_v2":
+            raise ConfigError(f"--discriminator-features {path} holds {extractor.config.architecture}; the "
+                              "pretrained-feature discriminator needs mobilenet_v2")
+        state = extractor.features.state_dict()
+        for discriminator in (self.model.discriminator_x, self.model.discriminator_y):
+            discriminator.load_trunk(state)
 
     def trainable_modules(self) -> dict[str, nn.Module]:
         model = self.model
