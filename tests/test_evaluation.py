@@ -269,6 +269,8 @@ def test_real_data_and_committed_checkpoints(tmp_path):
 
         build_paper(RAW_DATA, crop_size=128, report=BuildReport("paper")).save_to_disk(str(tmp_path / "paper"))
         prepared = [tmp_path / "paper"]
+    if (REPO / "prepared" / "wider").is_dir():
+        prepared.append(REPO / "prepared" / "wider")  # face-detection AP of the segmenter against Haar
     out = tmp_path / "results"
     # --limit bounds the 7-class set (FER2013 alone has 7,178 test faces); the paper set has 18 per class.
     status = run_cli("--models", str(checkpoints), "--data", *map(str, prepared), "--out", str(out),
@@ -281,6 +283,8 @@ def test_real_data_and_committed_checkpoints(tmp_path):
             if "whole_photos" in row:
                 assert row["whole_photos"]["changed_pixels_outside_mask"] == 0
     assert (out / "evaluation.md").read_text().startswith("## Evaluation")
+    for detection in report.get("detection", {}).values():
+        assert 0.0 <= detection["detectors"]["haar (default)"]["iou_0.5"]["ap"] <= 1.0
 
 
 # --- face detection on WIDER-style data ------------------------------------------------------------------------------

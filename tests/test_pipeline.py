@@ -410,3 +410,12 @@ def test_committed_checkpoints(method, astronaut, grace_hopper):
     result = editor.edit(astronaut, method=method, target=target, reference=grace_hopper)
     assert result.image.size == (512, 512) and len(result.faces) == 1
     assert unchanged_outside_masks(result)
+
+
+def test_committed_segmenter_finds_and_edits_the_face(astronaut):
+    editor = ExpressionEditor.from_pretrained(COMMITTED, detector="segmenter")
+    if not editor.has("segmenter") or "cyclegan" not in editor.available_methods():
+        pytest.skip(f"no committed segmenter and cyclegan checkpoints in {COMMITTED}")
+    result = editor.edit(astronaut, method="cyclegan", target="happy")
+    assert len(result.faces) >= 1
+    assert unchanged_outside_masks(result)

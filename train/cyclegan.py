@@ -28,6 +28,11 @@ from train.loop import (REPO_ROOT, AugmentedDataset, ConfigError, FaceCrops, Opt
                         describe_rows, expression_rows, main, make_config)
 
 
+# The aligned crop's rows from here down hold the nose, mouth and chin (expr_models.metrics.UPPER_FACE_FRACTION is
+# 0.45: the upper face the evaluation expects a mouth edit to leave alone).
+LOWER_FACE_START = 0.4
+
+
 class ImagePool:
     """The reference's history of generated images: once full, each new fake is, with probability 1/2, swapped for a
     random older one, so the discriminator also sees what the generator made a while ago (Shrivastava et al.)."""
@@ -113,6 +118,9 @@ class CycleGANStep(TrainingStep):
         parser.add_argument("--discriminator-features", type=Path, default=REPO_ROOT / "checkpoints" / "style_features",
                             help="the ImageNet MobileNetV2 for --discriminator-type pretrained_features: a saved "
                                  "StyleFeatureExtractor (default: checkpoints/style_features)")
+        parser.add_argument("--discriminator-region", choices=("whole", "lower_face"), default="whole",
+                            help="lower_face: the discriminators judge only the rows below the eyes (mouth, cheeks, "
+                                 "chin) of the aligned crop")
         parser.add_argument("--norm", default=defaults.norm, help="instance (reference), batch, group or none")
         parser.add_argument("--no-attention-mask", action="store_true",
                             help="the reference generator (whole images), not the mask-predicting one")
@@ -200,6 +208,14 @@ class CycleGANStep(TrainingStep):
         return nn.ModuleList([self.model.generator_xy, self.model.generator_yx])
 
     # --- one step -------------------------------------------------------------------------------------------------
+    def judged(self, images: torch.Tensor) -> torch.Tensor:
+        """What the discriminators see: the whole crop, or with ``--discriminator-region lower_face`` the rows below
+        the eyes, where happy and neutral differ; every judged patch then carries the expression signal instead of
+        a few mouth patches among many identical hair and forehead ones."""
+        if self.args.discriminator_region == "lower_face":
+            return images[..., int(images.shape[-2] * LOWER_FACE_START):, :]
+        return images
+
     def gan_loss(self, prediction: torch.Tensor, real: bool) -> torch.Tensor:
         target = torch.full_like(prediction, 1.0 if real else 0.0)
         if self.config.gan_loss == "lsgan":
@@ -217,8 +233,8 @@ class CycleGANStep(TrainingStep):
         fake_x, mask_yx = nets.G_yx(real_y, return_mask=True)
         rec_y, mask_rec_y = nets.G_xy(fake_x, return_mask=True)
         losses = {
-            "gan_xy": self.gan_loss(nets.D_y(fake_y), True),
-            "gan_yx": self.gan_loss(nets.D_x(fake_x), True),
+            "gan_xy": self.gan_loss(nets.D_y(self.judged(fake_y)), True),
+            "gan_yx": self.gan_loss(nets.D_x(self.judged(fake_x)), True),
             "cycle_x": F.l1_loss(rec_x, real_x) * config.lambda_cycle,
             "cycle_y": F.l1_loss(rec_y, real_y) * config.lambda_cycle,
         }
@@ -236,8 +252,9 @@ class CycleGANStep(TrainingStep):
         # Discriminators: real images against fakes drawn from the pools.
         pooled_y = self.pools["image_pool_y"].query(fake_y.detach())
         pooled_x = self.pools["image_pool_x"].query(fake_x.detach())
-        loss_d_y = 0.5 * (self.gan_loss(nets.D_y(real_y), True) + self.gan_loss(nets.D_y(pooled_y), False))
-        loss_d_x = 0.5 * (self.gan_loss(nets.D_x(real_x), True) + self.gan_loss(nets.D_x(pooled_x), False))
+        judged = self.judged
+        loss_d_y = 0.5 * (self.gan_loss(nets.D_y(judged(real_y)), True) + self.gan_loss(nets.D_y(judged(pooled_y)), False))
+        loss_d_x = 0.5 * (self.gan_loss(nets.D_x(judged(real_x)), True) + self.gan_loss(nets.D_x(judged(pooled_x)), False))
         self.update("discriminator", loss_d_x + loss_d_y)
 
         return {"generator": loss_g.detach(), **{key: value.detach() for key, value in losses.items()},
