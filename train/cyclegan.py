@@ -121,6 +121,10 @@ class CycleGANStep(TrainingStep):
         parser.add_argument("--discriminator-region", choices=("whole", "lower_face"), default="whole",
                             help="lower_face: the discriminators judge only the rows below the eyes (mouth, cheeks, "
                                  "chin) of the aligned crop")
+        parser.add_argument("--discriminator-warmup-steps", type=int, default=0,
+                            help="first train only the discriminators, each to tell its domain's real faces from the "
+                                 "other domain's: the generators then start against a critic that already knows a "
+                                 "smile, so copying the input through is no resting point")
         parser.add_argument("--norm", default=defaults.norm, help="instance (reference), batch, group or none")
         parser.add_argument("--no-attention-mask", action="store_true",
                             help="the reference generator (whole images), not the mask-predicting one")
@@ -142,6 +146,8 @@ class CycleGANStep(TrainingStep):
 
     @classmethod
     def check_arguments(cls, args) -> None:
+        if args.discriminator_warmup_steps < 0:
+            raise ConfigError(f"--discriminator-warmup-steps must not be negative, got {args.discriminator_warmup_steps}")
         if args.pool_size < 0:
             raise ConfigError(f"--pool-size must not be negative, got {args.pool_size}")
         if args.lr is not None and args.lr <= 0:
@@ -225,6 +231,8 @@ class CycleGANStep(TrainingStep):
     def step(self, batch, step_index: int) -> dict[str, torch.Tensor]:
         nets, config = self.nets, self.config
         real_x, real_y = self.images(batch["x"]), self.images(batch["y"])
+        if step_index < self.args.discriminator_warmup_steps:
+            return self.discriminator_warmup_step(real_x, real_y)
 
         # Generators: fool both discriminators, and come back round the cycle.
         set_requires_grad([nets.D_x, nets.D_y], False)
@@ -259,6 +267,14 @@ class CycleGANStep(TrainingStep):
 
         return {"generator": loss_g.detach(), **{key: value.detach() for key, value in losses.items()},
                 "discriminator_x": loss_d_x.detach(), "discriminator_y": loss_d_y.detach()}
+
+    def discriminator_warmup_step(self, real_x: torch.Tensor, real_y: torch.Tensor) -> dict[str, torch.Tensor]:
+        """D_y learns real y against real x, D_x the reverse: exactly what an unedited copy would show them."""
+        nets, judged = self.nets, self.judged
+        loss_d_y = 0.5 * (self.gan_loss(nets.D_y(judged(real_y)), True) + self.gan_loss(nets.D_y(judged(real_x)), False))
+        loss_d_x = 0.5 * (self.gan_loss(nets.D_x(judged(real_x)), True) + self.gan_loss(nets.D_x(judged(real_y)), False))
+        self.update("discriminator", loss_d_x + loss_d_y)
+        return {"discriminator_x": loss_d_x.detach(), "discriminator_y": loss_d_y.detach()}
 
     # --- reporting ------------------------------------------------------------------------------------------------
     def sample_batch(self):
