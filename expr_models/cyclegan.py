@@ -34,7 +34,7 @@ class CycleGANConfig(PreTrainedConfig):
         discriminator_channels: width of the first PatchGAN layer (``ndf``).
         discriminator_layers: stride-2 layers in the PatchGAN (3 gives the 70x70 receptive field).
         discriminator_type: ``patch`` (the reference PatchGAN) or ``pretrained_features`` (small heads on frozen
-            ImageNet MobileNetV2 features, as in Projected GAN: learns far faster on small data; training loads the
+            ImageNet MobileNetV2 features, as in Projected GAN, meant for small data; training loads the
             trunk's weights, see ``train/cyclegan.py --discriminator-features``).
         norm: ``instance`` (reference), ``batch``, ``group`` or ``none``.
         attention_mask: predict a change and a mask of where to apply it (keeps edits local), instead of a whole image.

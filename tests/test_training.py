@@ -284,6 +284,31 @@ def test_cyclegan_trains_saves_and_reloads(data, tmp_path):
     assert (tmp_path / "losses.png").stat().st_size > 1000
 
 
+def test_cyclegan_with_a_pretrained_feature_discriminator(data, tmp_path):
+    """ImageNet MobileNetV2 trunk (the committed style features, or a random one saved here), lower-face judging and a
+    discriminator warm-up: the warm-up steps train the discriminators alone, then the usual losses appear."""
+    from expr_models.style_transfer import StyleFeatureConfig, StyleFeatureExtractor
+
+    features = REPO / "checkpoints" / "style_features"
+    if not (features / "config.json").is_file():
+        features = tmp_path / "features"
+        StyleFeatureExtractor(StyleFeatureConfig(architecture="mobilenet_v2")).save_pretrained(features)
+    run = tmp_path / "cyclegan"
+    status = train_in_process(CycleGANStep, ["--data", data["paper"], "--output-dir", run, *TINY_GAN, *QUIET,
+                                             "--max-steps", "4", "--batch-size", "2", "--sample-every", "0",
+                                             "--discriminator-type", "pretrained_features",
+                                             "--discriminator-features", features,
+                                             "--discriminator-region", "lower_face",
+                                             "--discriminator-warmup-steps", "2"])
+    assert status == 0
+    losses = assert_finite_losses(run)
+    assert {"generator", "cycle_x", "discriminator_x"} <= set(losses)
+    assert not any(key.startswith("discriminator") for key in final_weights(run))
+    assert train_in_process(CycleGANStep, ["--data", data["paper"], "--output-dir", tmp_path / "bad", *TINY_GAN,
+                                           *QUIET, "--max-steps", "1", "--discriminator-type", "pretrained_features",
+                                           "--discriminator-features", tmp_path / "nowhere"]) != 0
+
+
 @pytest.mark.parametrize("objective", ["softmax_ce", "wgan_gp"])
 def test_sagan_trains_saves_and_reloads(data, tmp_path, objective):
     from transformers import AutoModel

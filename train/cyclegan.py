@@ -114,7 +114,7 @@ class CycleGANStep(TrainingStep):
         parser.add_argument("--discriminator-type", default=defaults.discriminator_type,
                             choices=("patch", "pretrained_features"),
                             help="patch: the reference PatchGAN; pretrained_features: heads on frozen ImageNet "
-                                 "MobileNetV2 features (Projected GAN), far faster to learn on small data")
+                                 "MobileNetV2 features (Projected GAN, reported to learn faster on small data)")
         parser.add_argument("--discriminator-features", type=Path, default=REPO_ROOT / "checkpoints" / "style_features",
                             help="the ImageNet MobileNetV2 for --discriminator-type pretrained_features: a saved "
                                  "StyleFeatureExtractor (default: checkpoints/style_features)")
@@ -147,12 +147,14 @@ class CycleGANStep(TrainingStep):
     @classmethod
     def check_arguments(cls, args) -> None:
         if args.discriminator_warmup_steps < 0:
-            raise ConfigError(f"--discriminator-warmup-steps must not be negative, got {args.discriminator_warmup_steps}")
+            raise ConfigError(f"--discriminator-warmup-steps must not be negative, got "
+                              f"{args.discriminator_warmup_steps}")
         if args.pool_size < 0:
             raise ConfigError(f"--pool-size must not be negative, got {args.pool_size}")
         if args.lr is not None and args.lr <= 0:
             raise ConfigError(f"--lr must be positive, got {args.lr}")
-        if args.discriminator_type == "pretrained_features" and not (args.discriminator_features / "config.json").is_file():
+        features = args.discriminator_features
+        if args.discriminator_type == "pretrained_features" and not (features / "config.json").is_file():
             raise ConfigError(f"--discriminator-features {args.discriminator_features} is not a saved "
                               "StyleFeatureExtractor folder (it holds the ImageNet MobileNetV2 the discriminator uses)")
 
@@ -228,6 +230,10 @@ class CycleGANStep(TrainingStep):
             return F.mse_loss(prediction.float(), target.float())
         return F.binary_cross_entropy_with_logits(prediction.float(), target.float())
 
+    def discriminator_loss(self, discriminator: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+        return 0.5 * (self.gan_loss(discriminator(self.judged(real)), True)
+                      + self.gan_loss(discriminator(self.judged(fake)), False))
+
     def step(self, batch, step_index: int) -> dict[str, torch.Tensor]:
         nets, config = self.nets, self.config
         real_x, real_y = self.images(batch["x"]), self.images(batch["y"])
@@ -260,9 +266,8 @@ class CycleGANStep(TrainingStep):
         # Discriminators: real images against fakes drawn from the pools.
         pooled_y = self.pools["image_pool_y"].query(fake_y.detach())
         pooled_x = self.pools["image_pool_x"].query(fake_x.detach())
-        judged = self.judged
-        loss_d_y = 0.5 * (self.gan_loss(nets.D_y(judged(real_y)), True) + self.gan_loss(nets.D_y(judged(pooled_y)), False))
-        loss_d_x = 0.5 * (self.gan_loss(nets.D_x(judged(real_x)), True) + self.gan_loss(nets.D_x(judged(pooled_x)), False))
+        loss_d_y = self.discriminator_loss(nets.D_y, real_y, pooled_y)
+        loss_d_x = self.discriminator_loss(nets.D_x, real_x, pooled_x)
         self.update("discriminator", loss_d_x + loss_d_y)
 
         return {"generator": loss_g.detach(), **{key: value.detach() for key, value in losses.items()},
@@ -270,9 +275,8 @@ class CycleGANStep(TrainingStep):
 
     def discriminator_warmup_step(self, real_x: torch.Tensor, real_y: torch.Tensor) -> dict[str, torch.Tensor]:
         """D_y learns real y against real x, D_x the reverse: exactly what an unedited copy would show them."""
-        nets, judged = self.nets, self.judged
-        loss_d_y = 0.5 * (self.gan_loss(nets.D_y(judged(real_y)), True) + self.gan_loss(nets.D_y(judged(real_x)), False))
-        loss_d_x = 0.5 * (self.gan_loss(nets.D_x(judged(real_x)), True) + self.gan_loss(nets.D_x(judged(real_y)), False))
+        loss_d_y = self.discriminator_loss(self.nets.D_y, real_y, real_x)
+        loss_d_x = self.discriminator_loss(self.nets.D_x, real_x, real_y)
         self.update("discriminator", loss_d_x + loss_d_y)
         return {"discriminator_x": loss_d_x.detach(), "discriminator_y": loss_d_y.detach()}
 
