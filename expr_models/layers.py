@@ -96,10 +96,12 @@ class SelfAttention2d(nn.Module):
         key = self.key(x).flatten(2).transpose(1, 2)
         value = self.value(x).flatten(2).transpose(1, 2).contiguous()  # B x HW x C
         key_channels = query.shape[-1]
-        # The fused (flash) CPU kernel wants one head width for q, k and v: zero-padding q and k to C leaves every dot
-        # product unchanged and is ~5x faster at 32x32 positions than the unfused fallback.
-        query = F.pad(query, (0, channels - key_channels))
-        key = F.pad(key, (0, channels - key_channels))
+        if not torch.is_grad_enabled():
+            # The fused (flash) CPU kernel wants one head width for q, k and v: zero-padding q and k to C leaves every
+            # dot product unchanged and is ~5x faster at 32x32 positions than the unfused fallback. Inference only:
+            # that kernel has no double backward, which WGAN-GP's gradient penalty needs.
+            query = F.pad(query, (0, channels - key_channels))
+            key = F.pad(key, (0, channels - key_channels))
         # SAGAN uses unscaled dot products; the 1/sqrt(K) scale (of the unpadded width) only makes training steadier.
         attended = F.scaled_dot_product_attention(query[:, None], key[:, None], value[:, None],
                                                   scale=key_channels ** -0.5)[:, 0]

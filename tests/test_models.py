@@ -305,6 +305,12 @@ def test_self_attention_matches_the_sagan_formula():
         weights = torch.softmax(query @ key.transpose(1, 2) / query.shape[-1] ** 0.5, dim=-1)
         expected = x + 0.7 * (weights @ value).transpose(1, 2).reshape(x.shape)
         torch.testing.assert_close(attention(x), expected, atol=1e-5, rtol=1e-5)
+    # With gradients (training), the same values and a double backward, as WGAN-GP's gradient penalty takes.
+    x.requires_grad_(True)
+    output = attention(x)
+    torch.testing.assert_close(output.detach(), expected, atol=1e-5, rtol=1e-5)
+    (gradient,) = torch.autograd.grad(output.square().sum(), x, create_graph=True)
+    gradient.square().sum().backward()
 
 
 def test_pretrained_feature_discriminator_keeps_its_trunk_frozen():
