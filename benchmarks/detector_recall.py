@@ -26,6 +26,8 @@ import bench_utils as bu  # noqa: E402
 
 import numpy as np  # noqa: E402
 
+from expr_models.metrics import box_iou  # noqa: E402
+
 SIZE_BINS = [(32, 48), (48, 72), (72, 128), (128, 100_000)]
 
 
@@ -60,20 +62,6 @@ def read_wider_boxes(root: Path, limit: int) -> list[tuple[Path, np.ndarray]]:
                 boxes.append((x, y, x + w, y + h))
         entries.append((path, np.array(boxes, np.float32).reshape(-1, 4)))
     return entries
-
-
-def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU matrix of xyxy boxes a (N) against b (M)."""
-    if len(a) == 0 or len(b) == 0:
-        return np.zeros((len(a), len(b)), np.float32)
-    x0 = np.maximum(a[:, None, 0], b[None, :, 0])
-    y0 = np.maximum(a[:, None, 1], b[None, :, 1])
-    x1 = np.minimum(a[:, None, 2], b[None, :, 2])
-    y1 = np.minimum(a[:, None, 3], b[None, :, 3])
-    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    return inter / (area_a[:, None] + area_b[None, :] - inter + 1e-9)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -120,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
                 boxes = detect_faces(photo, min_size=args.min_face, detector=detector)
                 stats[side]["times"].append(time.perf_counter() - tick)
                 found = np.array([[b.x0, b.y0, b.x1, b.y1] for b in boxes], np.float32).reshape(-1, 4)
-                overlaps = iou(truth, found)
+                overlaps = box_iou(truth, found)
                 matched = overlaps.max(1) >= 0.3 if len(found) else np.zeros(len(truth), bool)
                 for number in range(len(SIZE_BINS)):
                     stats[side]["found"][number] += (matched & (bins == number)).sum()

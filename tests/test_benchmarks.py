@@ -96,7 +96,7 @@ def test_detector_recall_skips_without_data(tmp_path, capsys):
     assert detector_recall.main(["--data", str(tmp_path / "nowhere"), "--no-save"]) == 0
     assert "SKIP" in capsys.readouterr().out
     boxes = np.array([[0, 0, 10, 10]], np.float32)
-    assert detector_recall.iou(boxes, boxes)[0, 0] == pytest.approx(1.0)
+    assert detector_recall.box_iou(boxes, boxes)[0, 0] == pytest.approx(1.0)
 
 
 # --- the pipeline's speed settings --------------------------------------------------------------------------------
