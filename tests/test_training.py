@@ -309,6 +309,47 @@ def test_cyclegan_with_a_pretrained_feature_discriminator(data, tmp_path):
                                            "--discriminator-features", tmp_path / "nowhere"]) != 0
 
 
+def test_cyclegan_with_an_expression_guide(data, tmp_path):
+    """A guide converted from a package-style pickle (random weights here) adds the StarGAN classification losses;
+    a guide that does not know the domains, a broken guide and a missing one fail at the start."""
+    from train.expression_guide import FERNetV2, load_expression_guide
+    from train.expression_guide import main as convert
+
+    pickle = tmp_path / "model.pkl"
+    torch.save({"network": FERNetV2().state_dict(), "accuracy": 0.0}, pickle)
+    guide = tmp_path / "guide"
+    assert convert(["--sdist", str(pickle), "--out", str(guide)]) == 0
+    loaded = load_expression_guide(guide)
+    faces = torch.rand(3, 1, 32, 32) * 2 - 1
+    assert loaded.logits(faces).shape == (3, 7) and torch.isfinite(loaded.loss(faces, "happy", "neutral"))
+    assert not any(parameter.requires_grad for parameter in loaded.parameters())
+
+    run = tmp_path / "cyclegan"
+    status = train_in_process(CycleGANStep, ["--data", data["paper"], "--output-dir", run, *TINY_GAN, *QUIET,
+                                             "--max-steps", "2", "--batch-size", "2", "--sample-every", "0",
+                                             "--expression-guide", guide, "--lambda-expression", "0.5"])
+    assert status == 0
+    assert {"expression_xy", "expression_yx", "cycle_x"} <= set(assert_finite_losses(run))
+    # The guide trains nothing and is not saved with the model.
+    assert torch.equal(load_expression_guide(guide).network.conv_1[1].weight, loaded.network.conv_1[1].weight)
+    assert not any("guide" in key or "network" in key for key in final_weights(run))
+
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "guide.json").write_text((guide / "guide.json").read_text())
+    (broken / "model.safetensors").write_bytes(b"not safetensors")
+    two_classes = tmp_path / "two_classes"
+    two_classes.mkdir()
+    spec = json.loads((guide / "guide.json").read_text())
+    (two_classes / "guide.json").write_text(json.dumps({**spec, "class_names": ["sad", "angry"]}))
+    from safetensors.torch import save_file
+
+    save_file(FERNetV2(num_classes=2).state_dict(), two_classes / "model.safetensors")
+    for bad in (tmp_path / "nowhere", broken, two_classes):
+        assert train_in_process(CycleGANStep, ["--data", data["paper"], "--output-dir", tmp_path / "bad", *TINY_GAN,
+                                               *QUIET, "--max-steps", "1", "--expression-guide", bad]) == 2
+
+
 @pytest.mark.parametrize("objective", ["softmax_ce", "wgan_gp"])
 def test_sagan_trains_saves_and_reloads(data, tmp_path, objective):
     from transformers import AutoModel

@@ -1,0 +1,193 @@
+"""An expression guide for GAN training: a frozen classifier that the generator is trained to convince (StarGAN's
+domain-classification loss, with the classifier trained beforehand instead of inside the discriminator).
+
+On JAFFE+FEI the CycleGAN's discriminators never learned happy from neutral fast enough, so copying the input through
+was the generator's cheapest answer (see the README). A classifier that already tells a smile from a closed mouth
+gives the generator that signal from the first step.
+
+The guide must not be the judge: the evaluation's success rate comes from ``checkpoints/classifier``, so the
+committed CycleGAN is guided by an independent network, the FER2013 classifier of the MIT-licensed PyPI package
+``facial-emotion-recognition`` (a different architecture, trained by other people). Its weights ship as a pickle,
+which only ``torch.load(weights_only=False)`` reads, so convert them once to safetensors:
+
+    pip download --no-deps --no-binary :all: facial-emotion-recognition==0.3.4 -d /tmp/fer
+    python -m train.expression_guide --sdist /tmp/fer/facial_emotion_recognition-0.3.4.tar.gz --out runs/expression_guide
+    python train/cyclegan.py ... --expression-guide runs/expression_guide
+
+Any saved ``ExpressionClassifier`` folder works as a guide too, but guiding with the evaluation's own classifier
+would make its success rate meaningless.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tarfile
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from torch import nn  # noqa: E402
+
+GUIDE_FILE = "guide.json"
+# facial-emotion-recognition's label order (its EmotionRecognition.emotions).
+FER_PACKAGE_CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+
+
+class FERNetV2(nn.Module):
+    """``NetworkV2`` of facial-emotion-recognition 0.3.4 (MIT, by Rayyan Akhtar): four reflect-padded 3x3
+    conv-BN-ReLU stages (three with stride 2) on a 48x48 grayscale face in [-1, 1], then two linear layers. The
+    package ends in a sigmoid; this returns the logits before it."""
+
+    def __init__(self, in_channels: int = 1, width: int = 32, num_classes: int = 7):
+        super().__init__()
+
+        def stage(cin: int, cout: int, stride: int) -> nn.Sequential:
+            return nn.Sequential(nn.ReflectionPad2d(1), nn.Conv2d(cin, cout, 3, stride), nn.BatchNorm2d(cout),
+                                 nn.ReLU(inplace=True))
+
+        self.conv_1 = stage(in_channels, width, 1)
+        self.conv_2 = stage(width, 2 * width, 2)
+        self.conv_3 = stage(2 * width, 4 * width, 2)
+        self.conv_4 = stage(4 * width, 8 * width, 2)
+        self.linear = nn.Sequential(nn.Linear(8 * width * 6 * 6, 256), nn.ReLU(inplace=True),
+                                    nn.Linear(256, num_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.conv_4(self.conv_3(self.conv_2(self.conv_1(x))))
+        return self.linear(x.flatten(1))
+
+
+class ExpressionGuide(nn.Module):
+    """A frozen classifier behind one interface: ``logits(images)`` for face crops in [-1, 1] at any size, with
+    ``class_names`` saying which expression each column is.
+
+    ``jitter`` (training): judge a random 80-100% square of each crop, so the generator cannot satisfy the guide with a
+    pixel pattern tied to one exact framing (an expectation over transformations, against adversarial answers).
+    """
+
+    def __init__(self, network: nn.Module, class_names: list[str], resolution: int, in_channels: int = 1):
+        super().__init__()
+        self.network = network.eval().requires_grad_(False)
+        self.class_names = list(class_names)
+        self.resolution, self.in_channels = resolution, in_channels
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.network.eval()  # frozen batch-norm statistics, always
+        return self
+
+    def logits(self, images: torch.Tensor, jitter: bool = False) -> torch.Tensor:
+        if images.shape[1] != self.in_channels:
+            images = images.mean(1, keepdim=True) if self.in_channels == 1 else images.expand(-1, 3, -1, -1)
+        if jitter:
+            images = random_square_crops(images, min_fraction=0.8)
+        images = F.interpolate(images.float(), size=self.resolution, mode="bilinear", antialias=True,
+                               align_corners=False)
+        return self.network(images).float()
+
+    def loss(self, images: torch.Tensor, target: str, versus: str, jitter: bool = True) -> torch.Tensor:
+        """Cross-entropy of ``target`` against ``versus`` alone (a two-way choice): the generator should move the
+        face to the target, not towards whichever of the other five expressions is easiest to fake."""
+        logits = self.logits(images, jitter)
+        pair = logits[:, [self.class_names.index(target), self.class_names.index(versus)]]
+        return F.cross_entropy(pair, torch.zeros(len(pair), dtype=torch.long, device=pair.device))
+
+
+def random_square_crops(images: torch.Tensor, min_fraction: float) -> torch.Tensor:
+    """A random square of ``min_fraction``-100% of the side per image, resized back (one affine grid sample)."""
+    batch = images.shape[0]
+    scale = torch.empty(batch, device=images.device).uniform_(min_fraction, 1.0)
+    shift = (torch.rand(batch, 2, device=images.device) * 2 - 1) * (1 - scale)[:, None]
+    theta = torch.zeros(batch, 2, 3, device=images.device)
+    theta[:, 0, 0] = theta[:, 1, 1] = scale
+    theta[:, :, 2] = shift
+    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+    return F.grid_sample(images.float(), grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+class GuideError(ValueError):
+    pass
+
+
+def load_expression_guide(path: str | Path) -> ExpressionGuide:
+    """A guide from a folder made by this script (``guide.json`` + ``model.safetensors``) or a saved
+    ``ExpressionClassifier``."""
+    from safetensors.torch import load_file
+
+    folder = Path(path)
+    if (folder / GUIDE_FILE).is_file():
+        try:
+            spec = json.loads((folder / GUIDE_FILE).read_text())
+            network = FERNetV2(spec.get("in_channels", 1), spec.get("width", 32), len(spec["class_names"]))
+            network.load_state_dict(load_file(folder / "model.safetensors"))
+        except Exception as error:  # a truncated file, a wrong shape, a missing key: all mean the same to the user
+            raise GuideError(f"{folder} is not a readable expression guide ({type(error).__name__}: {error}); "
+                             f"rebuild it with python -m train.expression_guide") from error
+        return ExpressionGuide(network.float(), spec["class_names"], spec["resolution"], spec.get("in_channels", 1))
+    if (folder / "config.json").is_file():
+        from expr_models.classifier import ExpressionClassifier
+
+        classifier = ExpressionClassifier.from_pretrained(folder).float()
+
+        class ClassifierLogits(nn.Module):
+            def __init__(self, model):
+                super().__init__()
+                self.model = model
+
+            def forward(self, x):
+                return self.model(x).logits
+
+        config = classifier.config
+        return ExpressionGuide(ClassifierLogits(classifier), list(config.class_names), config.resolution,
+                               config.in_channels)
+    raise GuideError(f"{folder} holds neither {GUIDE_FILE} (an expression guide made by python -m "
+                     "train.expression_guide) nor a saved ExpressionClassifier")
+
+
+def read_package_weights(sdist: Path) -> dict[str, torch.Tensor]:
+    """The network's state dict from the package's ``model/model.pkl`` (inside the sdist, or a path to the .pkl)."""
+    import io
+
+    if sdist.suffix == ".pkl":
+        payload = sdist.read_bytes()
+    else:
+        with tarfile.open(sdist) as archive:
+            member = next((m for m in archive.getmembers() if m.name.endswith("model/model.pkl")), None)
+            if member is None:
+                raise GuideError(f"{sdist} has no model/model.pkl: is it facial-emotion-recognition 0.3.4?")
+            payload = archive.extractfile(member).read()
+    # A pickle can run code: this reads a file from a known PyPI release, once, to turn it into safetensors.
+    checkpoint = torch.load(io.BytesIO(payload), map_location="cpu", weights_only=False)
+    return checkpoint["network"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    from safetensors.torch import save_file
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sdist", type=Path, required=True,
+                        help="facial_emotion_recognition-0.3.4.tar.gz (or its model/model.pkl)")
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args(argv)
+
+    network = FERNetV2()
+    state = read_package_weights(args.sdist)
+    # The package's final Sigmoid has no weights, so its Sequential indices match ours.
+    network.load_state_dict(state)
+    args.out.mkdir(parents=True, exist_ok=True)
+    save_file({key: value.contiguous() for key, value in network.state_dict().items()}, args.out / "model.safetensors")
+    spec = {"architecture": "facial-emotion-recognition NetworkV2", "source": "PyPI facial-emotion-recognition 0.3.4",
+            "license": "MIT", "class_names": list(FER_PACKAGE_CLASSES), "resolution": 48, "in_channels": 1,
+            "width": 32}
+    (args.out / GUIDE_FILE).write_text(json.dumps(spec, indent=2) + "\n")
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
