@@ -321,7 +321,8 @@ def test_cyclegan_with_an_expression_guide(data, tmp_path):
     assert convert(["--sdist", str(pickle), "--out", str(guide)]) == 0
     loaded = load_expression_guide(guide)
     faces = torch.rand(3, 1, 32, 32) * 2 - 1
-    assert loaded.logits(faces).shape == (3, 7) and torch.isfinite(loaded.loss(faces, "happy", "neutral"))
+    assert loaded.logits(faces).shape == (3, 7)
+    assert torch.isfinite(loaded.loss(faces, torch.tensor([0, 1, 1]), ("happy", "neutral")))
     assert not any(parameter.requires_grad for parameter in loaded.parameters())
 
     run = tmp_path / "cyclegan"
@@ -333,6 +334,12 @@ def test_cyclegan_with_an_expression_guide(data, tmp_path):
     # The guide trains nothing and is not saved with the model.
     assert torch.equal(load_expression_guide(guide).network.conv_1[1].weight, loaded.network.conv_1[1].weight)
     assert not any("guide" in key or "network" in key for key in final_weights(run))
+    # The SA-GAN takes the same guide over all its classes.
+    run = tmp_path / "sagan"
+    status = train_in_process(SAGANStep, ["--data", data["expressions"], "--output-dir", run, *TINY_GAN, *QUIET,
+                                          "--max-steps", "2", "--batch-size", "4", "--sample-every", "0",
+                                          "--expression-guide", guide])
+    assert status == 0 and "g_guide" in assert_finite_losses(run)
 
     broken = tmp_path / "broken"
     broken.mkdir()

@@ -24,6 +24,7 @@ import torch.nn.functional as F  # noqa: E402
 from torch import nn  # noqa: E402
 
 from expr_models.cyclegan import CycleGANConfig, CycleGANModel  # noqa: E402
+from train.expression_guide import add_guide_arguments, check_guide_arguments, load_guide_for  # noqa: E402
 from train.loop import (REPO_ROOT, AugmentedDataset, ConfigError, FaceCrops, OptimizerSpec, TrainingStep,  # noqa: E402
                         describe_rows, expression_rows, main, make_config)
 
@@ -125,11 +126,7 @@ class CycleGANStep(TrainingStep):
                             help="first train only the discriminators, each to tell its domain's real faces from the "
                                  "other domain's: the generators then start against a critic that already knows a "
                                  "smile, so copying the input through is no resting point")
-        parser.add_argument("--expression-guide", type=Path,
-                            help="a frozen expression classifier the generators must convince (StarGAN's "
-                                 "classification loss; see train/expression_guide.py). Never the evaluation's own")
-        parser.add_argument("--lambda-expression", type=float, default=1.0,
-                            help="weight of the guide's cross-entropy (with --expression-guide)")
+        add_guide_arguments(parser)
         parser.add_argument("--norm", default=defaults.norm, help="instance (reference), batch, group or none")
         parser.add_argument("--no-attention-mask", action="store_true",
                             help="the reference generator (whole images), not the mask-predicting one")
@@ -158,12 +155,7 @@ class CycleGANStep(TrainingStep):
             raise ConfigError(f"--pool-size must not be negative, got {args.pool_size}")
         if args.lr is not None and args.lr <= 0:
             raise ConfigError(f"--lr must be positive, got {args.lr}")
-        if args.lambda_expression < 0:
-            raise ConfigError(f"--lambda-expression must not be negative, got {args.lambda_expression}")
-        guide = args.expression_guide
-        if guide is not None and not guide.is_dir():
-            raise ConfigError(f"--expression-guide {guide} is not a folder (make one with python -m "
-                              "train.expression_guide)")
+        check_guide_arguments(args, ConfigError)
         features = args.discriminator_features
         if args.discriminator_type == "pretrained_features" and not (features / "config.json").is_file():
             raise ConfigError(f"--discriminator-features {args.discriminator_features} is not a saved "
@@ -189,22 +181,7 @@ class CycleGANStep(TrainingStep):
         self.train_dataset = UnpairedFaces(FaceCrops([self.rows_x], seed=args.seed, **crops),
                                            FaceCrops([self.rows_y], seed=args.seed + 1, **crops), args.seed)
         self.pools = {"image_pool_x": ImagePool(args.pool_size), "image_pool_y": ImagePool(args.pool_size)}
-        self.guide = None
-        if args.expression_guide is not None:
-            self.guide = self.load_guide(args.expression_guide)
-
-    def load_guide(self, path: Path):
-        from train.expression_guide import GuideError, load_expression_guide
-
-        try:
-            guide = load_expression_guide(path)
-        except GuideError as error:
-            raise ConfigError(str(error)) from error
-        missing = [domain for domain in self.config.domains if domain not in guide.class_names]
-        if missing:
-            raise ConfigError(f"--expression-guide {path} does not know {', '.join(missing)} "
-                              f"(it classifies {', '.join(guide.class_names)})")
-        return guide.to(self.device)
+        self.guide = load_guide_for(args, config.domains, self.device, ConfigError)
 
     def load_discriminator_trunks(self, path: Path) -> None:
         from expr_models.style_transfer import StyleFeatureExtractor
@@ -279,10 +256,10 @@ class CycleGANStep(TrainingStep):
             "cycle_x": F.l1_loss(rec_x, real_x) * config.lambda_cycle,
             "cycle_y": F.l1_loss(rec_y, real_y) * config.lambda_cycle,
         }
-        if self.guide is not None and self.args.lambda_expression > 0:
-            weight = self.args.lambda_expression
-            losses["expression_xy"] = self.guide.loss(fake_y, config.domain_y, versus=config.domain_x) * weight
-            losses["expression_yx"] = self.guide.loss(fake_x, config.domain_x, versus=config.domain_y) * weight
+        if self.guide is not None:  # fake_y should read as domain y (index 1 of the domains), fake_x as x
+            weight, to_y = self.args.lambda_expression, torch.ones(len(fake_y), dtype=torch.long)
+            losses["expression_xy"] = self.guide.loss(fake_y, to_y, config.domains) * weight
+            losses["expression_yx"] = self.guide.loss(fake_x, 1 - to_y, config.domains) * weight
         if config.lambda_identity > 0:
             weight = config.lambda_identity * config.lambda_cycle
             losses["identity_y"] = F.l1_loss(nets.G_xy(real_y), real_y) * weight

@@ -90,12 +90,13 @@ class ExpressionGuide(nn.Module):
                                align_corners=False)
         return self.network(images).float()
 
-    def loss(self, images: torch.Tensor, target: str, versus: str, jitter: bool = True) -> torch.Tensor:
-        """Cross-entropy of ``target`` against ``versus`` alone (a two-way choice): the generator should move the
-        face to the target, not towards whichever of the other five expressions is easiest to fake."""
-        logits = self.logits(images, jitter)
-        pair = logits[:, [self.class_names.index(target), self.class_names.index(versus)]]
-        return F.cross_entropy(pair, torch.zeros(len(pair), dtype=torch.long, device=pair.device))
+    def loss(self, images: torch.Tensor, targets: torch.Tensor, classes: list[str] | tuple[str, ...],
+             jitter: bool = True) -> torch.Tensor:
+        """Cross-entropy of each image's target (an index into ``classes``) among ``classes`` alone: a CycleGAN's
+        generator should make the face happy rather than neutral, not whichever other expression is easiest to fake."""
+        columns = [self.class_names.index(name) for name in classes]
+        logits = self.logits(images, jitter)[:, columns]
+        return F.cross_entropy(logits, targets.to(logits.device).long())
 
 
 def random_square_crops(images: torch.Tensor, min_fraction: float) -> torch.Tensor:
@@ -112,6 +113,37 @@ def random_square_crops(images: torch.Tensor, min_fraction: float) -> torch.Tens
 
 class GuideError(ValueError):
     pass
+
+
+def add_guide_arguments(parser) -> None:
+    parser.add_argument("--expression-guide", type=Path,
+                        help="a frozen expression classifier the generator must convince (StarGAN's classification "
+                             "loss; see train/expression_guide.py). Never the evaluation's own classifier")
+    parser.add_argument("--lambda-expression", type=float, default=1.0,
+                        help="weight of the guide's cross-entropy (with --expression-guide)")
+
+
+def check_guide_arguments(args, config_error: type[Exception]) -> None:
+    if args.lambda_expression < 0:
+        raise config_error(f"--lambda-expression must not be negative, got {args.lambda_expression}")
+    if args.expression_guide is not None and not args.expression_guide.is_dir():
+        raise config_error(f"--expression-guide {args.expression_guide} is not a folder (make one with python -m "
+                           "train.expression_guide)")
+
+
+def load_guide_for(args, class_names, device, config_error: type[Exception]) -> "ExpressionGuide | None":
+    """The guide of ``--expression-guide`` on ``device``, checked to know every one of ``class_names``."""
+    if args.expression_guide is None or args.lambda_expression == 0:
+        return None
+    try:
+        guide = load_expression_guide(args.expression_guide)
+    except GuideError as error:
+        raise config_error(str(error)) from error
+    missing = [name for name in class_names if name not in guide.class_names]
+    if missing:
+        raise config_error(f"--expression-guide {args.expression_guide} does not know {', '.join(missing)} "
+                           f"(it classifies {', '.join(guide.class_names)})")
+    return guide.to(device)
 
 
 def load_expression_guide(path: str | Path) -> ExpressionGuide:

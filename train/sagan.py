@@ -16,6 +16,7 @@ Objectives (``--objective``):
 - ``wgan_gp``: a Wasserstein critic with gradient penalty, D stepping every iteration and G every ``n_critic``, plus
   StarGAN's auxiliary classifier on the first num_classes logits (real images for D, fakes for G).
 
+``--expression-guide`` adds a frozen, independent classifier's cross-entropy on the fakes (train/expression_guide.py).
 Both add StarGAN's reconstruction loss G(G(x, target), source) ~ x and, with the attention-mask generator, an L1 on the
 masks. Target classes are drawn uniformly from the classes other than the source's. TTUR learning rates (G 1e-4,
 D 4e-4) with Adam betas (0.0, 0.9), as in SAGAN.
@@ -35,6 +36,7 @@ from torch import nn  # noqa: E402
 
 from expr_models.labels import EXPRESSIONS  # noqa: E402
 from expr_models.sagan import SAGANConfig, SAGANModel  # noqa: E402
+from train.expression_guide import add_guide_arguments, check_guide_arguments, load_guide_for  # noqa: E402
 from train.loop import (ConfigError, FaceCrops, OptimizerSpec, TrainingStep, describe_rows,  # noqa: E402
                         expression_rows, main, make_config)
 
@@ -79,6 +81,7 @@ class SAGANStep(TrainingStep):
                             help="constant (default), linear decay to 0, or reference (constant, then linear decay "
                                  "over the second half)")
         parser.add_argument("--no-flip", action="store_true", help="no random horizontal flips")
+        add_guide_arguments(parser)
 
     @classmethod
     def check_arguments(cls, args) -> None:
@@ -88,6 +91,7 @@ class SAGANStep(TrainingStep):
             raise ConfigError(f"--n-critic must be at least 1, got {args.n_critic}")
         if args.lr_g <= 0 or args.lr_d <= 0:
             raise ConfigError("--lr-g and --lr-d must be positive")
+        check_guide_arguments(args, ConfigError)
         if args.compile and args.objective == "wgan_gp":
             raise ConfigError("--compile cannot differentiate twice, which the WGAN-GP gradient penalty needs; "
                               "drop --compile or use --objective softmax_ce")
@@ -114,6 +118,7 @@ class SAGANStep(TrainingStep):
                               f"choose --classes among those it has")
         self.train_dataset = FaceCrops([self.rows], config.resolution, config.in_channels, seed=args.seed,
                                        flip=not args.no_flip)
+        self.guide = load_guide_for(args, config.class_names, self.device, ConfigError)
 
     def trainable_modules(self) -> dict[str, nn.Module]:
         return {"G": self.model.generator, "D": self.model.discriminator}
@@ -174,6 +179,9 @@ class SAGANStep(TrainingStep):
                 losses["g_adversarial"] = -out_fake.critic.float().mean()
                 losses["g_class"] = F.cross_entropy(out_fake.class_logits[:, :num_classes].float(), target)
                 loss_g = losses["g_adversarial"] + config.lambda_class * losses["g_class"]
+            if self.guide is not None:
+                losses["g_guide"] = self.guide.loss(fake, target, config.class_names)
+                loss_g = loss_g + self.args.lambda_expression * losses["g_guide"]
             reconstructed, mask_back = nets.G(fake, source_maps, return_mask=True)
             losses["reconstruction"] = F.l1_loss(reconstructed, real)
             loss_g = loss_g + config.lambda_reconstruction * losses["reconstruction"]
