@@ -9,7 +9,7 @@ from transformers import AutoConfig, AutoModel
 from .classifier import ExpressionClassifier, ExpressionClassifierConfig
 from .cyclegan import CycleGANConfig, CycleGANModel
 from .errors import (CheckpointError, ExpressionEditError, HubUnavailableError, ImageLoadError, ImageTooLargeError,
-                     NoFaceError, UnknownExpressionError, UnknownMethodError)
+                     MissingDependencyError, NoFaceError, UnknownExpressionError, UnknownMethodError)
 from .labels import EXPRESSIONS, EXPRESSIONS_WITH_CONTEMPT
 from .sagan import SAGANConfig, SAGANModel
 from .segmenter import FaceSegmenter, FaceSegmenterConfig
@@ -35,5 +35,5 @@ __all__ = [
     "ExpressionClassifier", "ExpressionClassifierConfig", "FaceSegmenter", "FaceSegmenterConfig",
     "StyleFeatureConfig", "StyleFeatureExtractor", "run_style_transfer",
     "ExpressionEditError", "ImageLoadError", "ImageTooLargeError", "NoFaceError", "CheckpointError",
-    "HubUnavailableError", "UnknownMethodError", "UnknownExpressionError",
+    "HubUnavailableError", "MissingDependencyError", "UnknownMethodError", "UnknownExpressionError",
 ]

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Callable
 
 from .errors import ExpressionEditError, ImageLoadError
-from .pipeline import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, METHODS, ExpressionEditor
+from .pipeline import DEFAULT_MAX_PIXELS, DETECTORS, IMAGE_EXTENSIONS, METHODS, ExpressionEditor
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -102,8 +102,9 @@ def add_edit_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", required=True, type=Path, help="output folder (created if needed)")
     parser.add_argument("--json", action="store_true", help="print a JSON summary of every file on stdout")
     parser.add_argument("--max-faces", type=_positive_int, default=10, help="edit at most the N largest faces")
-    parser.add_argument("--detector", choices=("haar", "segmenter"), default="haar",
-                        help="face detector: the embedded Haar cascade or the trained Mask R-CNN segmenter")
+    parser.add_argument("--detector", choices=DETECTORS, default=DETECTORS[0],
+                        help="face detector: RetinaFace (default; needs onnxruntime), the embedded Haar cascade "
+                             "(needs nothing more) or the trained Mask R-CNN segmenter")
     parser.add_argument("--steps", type=_positive_int, default=100, help="optimisation steps for nst (default: 100)")
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default: cpu)")
     parser.add_argument("--max-pixels", type=_positive_int, default=DEFAULT_MAX_PIXELS,

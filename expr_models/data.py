@@ -668,19 +668,22 @@ def _centre_square(image: PILImage.Image) -> PILImage.Image:
 class FaceCropper:
     """Aligned grayscale face crops with the editor's own framing (``expr_models.face``).
 
-    If no face is found the centre square is used instead, and counted in the report.
+    The boxes come from the Haar cascade (``HaarFaceDetector``), not the editor's default detector: every committed
+    model was trained on Haar-framed crops, and the editor maps RetinaFace's boxes to that framing. If no face is found
+    the centre square is used instead, and counted in the report.
     """
 
     def __init__(self, size: int, report: BuildReport):
         from . import face  # OpenCV is only needed when cropping
 
         self.face = face
+        self.detector = face.HaarFaceDetector()
         self.size = size
         self.report = report
 
     def __call__(self, record: ExpressionRecord, image: PILImage.Image) -> tuple[PILImage.Image, dict]:
         rgb = np.asarray(image.convert("RGB"))
-        boxes = self.face.detect_faces(rgb)
+        boxes = self.face.detect_faces(rgb, detector=self.detector)
         if boxes:
             crop, transform = self.face.crop_face(rgb, boxes[0], self.size)
             return PILImage.fromarray(crop).convert("L"), {"upscaled": transform.side < self.size}

@@ -25,6 +25,11 @@ class CheckpointError(ExpressionEditError):
     """A checkpoint is missing, incomplete or broken; the message names the file."""
 
 
+class MissingDependencyError(ExpressionEditError, ImportError):
+    """An optional package a chosen component needs is not installed; the message says what to install and what
+    works without it."""
+
+
 class UnknownMethodError(ExpressionEditError, ValueError):
     """The editing method is not one of the supported ones."""
 

@@ -9,8 +9,11 @@ see faces the same way:
     mask = face_mask(transform.size)                 # feathered ellipse, exactly 0 outside the face
     photo = paste_back(photo, edited, transform, mask)
 
-The default detector is OpenCV's Haar cascade (shipped inside opencv-python, so it works offline). Any object with a
-``detect(image) -> list[FaceBox]`` method (e.g. the trained ``FaceSegmenter``) can be passed instead.
+The default detector is RetinaFace-MobileNet0.25 on onnxruntime (:mod:`expr_models.retinaface`; the model is
+committed in checkpoints/face_detector/), which returns its boxes mapped to the Haar framing below, with five
+landmarks. OpenCV's Haar cascade (:class:`HaarFaceDetector`, shipped inside opencv-python, no other dependency) frames
+the training crops and stays selectable. Any object with a ``detect(image) -> list[FaceBox]`` method (e.g. the trained
+``FaceSegmenter``) can be passed instead.
 """
 
 from __future__ import annotations
@@ -24,7 +27,8 @@ import numpy as np
 from PIL import Image
 
 # The crop is the detector's box scaled by this around its centre. The Haar box runs from the eyebrows to the mouth;
-# 1.25 adds the forehead and the chin, which is close to the framing of the FER2013/CK+ 48x48 crops.
+# 1.25 adds the forehead and the chin, which is close to the framing of the FER2013/CK+ 48x48 crops. Boxes from
+# another detector must be in the same framing (RetinaFaceDetector maps its own boxes to it).
 CROP_SCALE = 1.25
 
 
@@ -33,6 +37,8 @@ class FaceBox:
     """A face box in photo pixel coordinates (``x1``/``y1`` exclusive) with a detector confidence in [0, 1].
 
     ``mask`` is an optional ``H x W`` float/bool array over the whole photo from a segmenting detector.
+    ``landmarks`` is an optional ``5 x 2`` array of photo pixels (x, y) from RetinaFace: the two eyes (the one at the
+    smaller x first), the nose tip and the two mouth corners (smaller x first).
     """
 
     x0: float
@@ -41,6 +47,7 @@ class FaceBox:
     y1: float
     score: float = 1.0
     mask: np.ndarray | None = None
+    landmarks: np.ndarray | None = None
 
     @property
     def width(self) -> float:
@@ -59,8 +66,11 @@ class FaceBox:
         return (self.x0 + self.x1) / 2, (self.y0 + self.y1) / 2
 
     def scaled(self, factor: float) -> "FaceBox":
-        """The box with its coordinates multiplied by ``factor`` (e.g. back from a downscaled detection copy)."""
-        return FaceBox(self.x0 * factor, self.y0 * factor, self.x1 * factor, self.y1 * factor, self.score, self.mask)
+        """The box (and its landmarks) with coordinates multiplied by ``factor`` (e.g. back from a downscaled
+        detection copy)."""
+        landmarks = None if self.landmarks is None else np.asarray(self.landmarks, np.float32) * factor
+        return FaceBox(self.x0 * factor, self.y0 * factor, self.x1 * factor, self.y1 * factor, self.score, self.mask,
+                       landmarks)
 
     def to_dict(self) -> dict:
         return {"box": [round(float(v), 1) for v in (self.x0, self.y0, self.x1, self.y1)], "score": round(float(self.score), 3)}
@@ -147,13 +157,17 @@ def _min_size_pixels(min_size: float, height: int, width: int) -> float:
     return min_size * min(height, width) if 0 < min_size < 1 else float(min_size)
 
 
-_DEFAULT_DETECTOR: HaarFaceDetector | None = None
+_DEFAULT_DETECTOR: Any = None
 
 
-def default_detector() -> HaarFaceDetector:
+def default_detector() -> Any:
+    """The shared default detector: a :class:`expr_models.retinaface.RetinaFaceDetector` in the Haar framing (its
+    onnxruntime session is made on the first photo)."""
     global _DEFAULT_DETECTOR
     if _DEFAULT_DETECTOR is None:
-        _DEFAULT_DETECTOR = HaarFaceDetector()
+        from .retinaface import RetinaFaceDetector  # imports this module
+
+        _DEFAULT_DETECTOR = RetinaFaceDetector()
     return _DEFAULT_DETECTOR
 
 
@@ -161,7 +175,8 @@ def detect_faces(image: Image.Image | np.ndarray, min_size: float = 24, detector
     """All faces in ``image``, largest first.
 
     ``min_size``: the smallest face side to report, in pixels, or as a fraction of the shorter image side when < 1.
-    ``detector``: ``None`` for the embedded Haar cascade, or an object with ``detect(image) -> list[FaceBox]``.
+    ``detector``: ``None`` for the default (RetinaFace, boxes in the Haar framing), a :class:`HaarFaceDetector`, or
+    any object with ``detect(image) -> list[FaceBox]``.
     Outputs in other shapes (a dict or object with ``boxes``/``scores``/``masks``, as a torchvision-style
     segmenter returns) are converted.
     """
@@ -183,7 +198,7 @@ def detect_faces(image: Image.Image | np.ndarray, min_size: float = 24, detector
     for box in boxes:
         # Clip to the photo; a segmenter may return boxes that run off the edge.
         box = FaceBox(max(0.0, box.x0), max(0.0, box.y0), min(float(width), box.x1), min(float(height), box.y1),
-                      box.score, box.mask)
+                      box.score, box.mask, box.landmarks)
         if min(box.width, box.height) >= min_px and box.area > 0:
             kept.append(box)
     return sorted(kept, key=lambda b: b.area, reverse=True)

@@ -4,7 +4,8 @@ The CLI, the Gradio Space and the evaluation all go through :class:`ExpressionEd
 alone:
 
 1. :func:`load_image` -- any path/bytes/PIL/array -> RGB PIL image (EXIF rotation, odd modes, size cap, clear errors);
-2. :func:`expr_models.face.detect_faces` -- face boxes, largest first;
+2. :func:`expr_models.face.detect_faces` -- face boxes, largest first (RetinaFace by default, its boxes mapped to the
+   Haar framing the training crops were cut with);
 3. :func:`expr_models.face.crop_face` -- the square crop at the training framing;
 4. :func:`edit_luminance` -- run a model on the crop's luminance (Y of YCbCr) at the model's resolution and add the
    change, upsampled, to the full-resolution crop; the photo keeps its own colour (CbCr) and its sharpness where
@@ -41,13 +42,14 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import (CheckpointError, ExpressionEditError, HubUnavailableError, ImageLoadError, ImageTooLargeError,
                      NoFaceError, UnknownExpressionError, UnknownMethodError)
-from .face import CropTransform, FaceBox, crop_face, detect_faces, face_mask, paste_back
+from .face import CropTransform, FaceBox, HaarFaceDetector, crop_face, detect_faces, face_mask, paste_back
 from .image_utils import rgb_to_ycbcr
 from .labels import EXPRESSIONS, canonical_expression
 
 logger = logging.getLogger(__name__)
 
 METHODS = ("cyclegan", "sagan", "nst")
+DETECTORS = ("retinaface", "haar", "segmenter")  # the named face detectors; the first is the default
 # 40 MP covers every phone and most DSLR photos; beyond that a photo is more likely a decompression bomb.
 DEFAULT_MAX_PIXELS = 40_000_000
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pnm")
@@ -395,8 +397,10 @@ class ExpressionEditor:
     ``models_dir`` by the ``model_type`` in each ``<models_dir>/<name>/config.json``. ``cyclegan`` may be a list:
     each CycleGAN checkpoint covers its two domains.
 
-    ``detector``: ``"haar"`` (default, embedded), ``"segmenter"`` (the trained Mask R-CNN, whose masks then shape the
-    blend) or any object with ``detect(image) -> list[FaceBox]``.
+    ``detector``: ``"retinaface"`` (default: RetinaFace-MobileNet0.25 on onnxruntime, ``checkpoints/face_detector``
+    or ``<models_dir>/face_detector``, boxes mapped to the training crops' Haar framing), ``"haar"`` (OpenCV's cascade,
+    embedded, needs no onnxruntime), ``"segmenter"`` (the trained Mask R-CNN, whose masks then shape the blend) or
+    any object with ``detect(image) -> list[FaceBox]`` (boxes in the Haar framing, see ``expr_models.face``).
 
     Speed (see benchmarks/): ``precision`` is the generators' arithmetic: ``auto`` (bfloat16 autocast on CPUs with
     native bf16, else fp32), ``fp32`` or ``bf16``. ``num_threads`` is torch's thread count while the models run:
@@ -409,8 +413,9 @@ class ExpressionEditor:
     """
 
     def __init__(self, models_dir: str | os.PathLike | None = "checkpoints", device: str | torch.device = "cpu",
-                 models: dict[str, Any] | None = None, detector: Any = "haar", max_pixels: int | None = DEFAULT_MAX_PIXELS,
-                 min_face_size: float = 32, max_faces: int | None = 10, nst_steps: int = 100, nst_resolution: int = 128,
+                 models: dict[str, Any] | None = None, detector: Any = "retinaface",
+                 max_pixels: int | None = DEFAULT_MAX_PIXELS, min_face_size: float = 32, max_faces: int | None = 10,
+                 nst_steps: int = 100, nst_resolution: int = 128,
                  sagan_intensity: str = "condition", precision: str = "auto", num_threads: int | str | None = "auto"):
         if sagan_intensity not in ("condition", "blend"):
             raise ValueError(f"sagan_intensity must be 'condition' or 'blend', not {sagan_intensity!r}")
@@ -424,7 +429,11 @@ class ExpressionEditor:
         # The thread counts the model calls run with (None: torch's own).
         self._gan_threads = 1 if num_threads == "auto" else num_threads
 
+        if isinstance(detector, str) and detector not in DETECTORS:
+            raise ValueError(f"Unknown face detector {detector!r}; expected one of {', '.join(DETECTORS)} or an object "
+                             "with a detect(image) method")
         self.detector = detector
+        self._detector_object: Any = None
         self.max_pixels = max_pixels
         self.min_face_size = min_face_size
         self.max_faces = max_faces
@@ -523,12 +532,30 @@ class ExpressionEditor:
             targets += [d for d in self._config("cyclegan", index).domains if d not in targets]
         return tuple(name for name in EXPRESSIONS if name in targets) + tuple(t for t in targets if t not in EXPRESSIONS)
 
-    def _face_detector(self) -> Any:
-        if self.detector in (None, "haar"):
-            return None
+    def face_detector(self) -> Any:
+        """The detector object :meth:`edit` uses (made on first use): a ``RetinaFaceDetector``, a
+        ``HaarFaceDetector``, the segmenter model or the object given as ``detector``."""
         if self.detector == "segmenter":
             return self.model("segmenter")
-        return self.detector
+        if self.detector not in (None, "retinaface", "haar"):
+            return self.detector
+        if self._detector_object is None:
+            with self._lock:
+                if self._detector_object is None:
+                    if self.detector == "haar":
+                        self._detector_object = HaarFaceDetector()
+                    else:
+                        from .retinaface import DEFAULT_MODEL_PATH, MODEL_FILENAME, RetinaFaceDetector
+
+                        # The models folder's own copy when it has one, else the one committed with the package.
+                        local = self.models_dir / "face_detector" / MODEL_FILENAME if self.models_dir else None
+                        path = local if local is not None and local.is_file() else DEFAULT_MODEL_PATH
+                        self._detector_object = RetinaFaceDetector(path)
+        return self._detector_object
+
+    def detect_faces(self, photo: np.ndarray) -> list[FaceBox]:
+        """The faces :meth:`edit` would edit in an RGB photo array, largest first (before ``max_faces``)."""
+        return detect_faces(photo, min_size=self.min_face_size, detector=self.face_detector())
 
     # --- editing -----------------------------------------------------------------------------------------------------
     def edit(self, image: Any, method: str = "cyclegan", target: str | None = "happy", intensity: float = 1.0,
@@ -559,12 +586,12 @@ class ExpressionEditor:
 
         report(0.05, "Finding faces")
         tick = time.perf_counter()
-        boxes = detect_faces(photo, min_size=self.min_face_size, detector=self._face_detector())
+        boxes = self.detect_faces(photo)
         timings["detect"] = time.perf_counter() - tick
         if not boxes:
             raise NoFaceError(
-                "No face found in the photo. The detector looks for frontal faces at least "
-                f"{self.min_face_size} pixels wide; try a frontal, well-lit photo or a larger face."
+                "No face found in the photo. The detector looks for faces at least "
+                f"{self.min_face_size} pixels wide; try a well-lit photo with the face in view, or a larger face."
             )
         if max_faces is not None and len(boxes) > max_faces:
             notes.append(f"Found {len(boxes)} faces; edited the {max_faces} largest.")
@@ -606,8 +633,11 @@ class ExpressionEditor:
             self.model({"sagan": "sagan", "nst": "style_features"}[method])
         if self.has("classifier"):
             self._classify(np.zeros((8, 8, 3), np.uint8))
-        if self.detector == "segmenter":
-            self.model("segmenter")
+        from .retinaface import RetinaFaceDetector
+
+        detector = self.face_detector()  # loads the segmenter's checkpoint when that is the detector
+        if isinstance(detector, RetinaFaceDetector):
+            detector.load()  # onnxruntime and the model file, checked now
         return target
 
     def _cyclegan_index(self, target: str) -> int:
@@ -639,7 +669,7 @@ class ExpressionEditor:
 
     def _reference_crop(self, reference: Any) -> np.ndarray:
         reference_image = np.asarray(load_image(reference, self.max_pixels))
-        boxes = detect_faces(reference_image, min_size=self.min_face_size, detector=self._face_detector())
+        boxes = self.detect_faces(reference_image)
         if not boxes:
             raise NoFaceError("No face found in the reference photo for style transfer.")
         crop, _ = crop_face(reference_image, boxes[0], self.nst_resolution)

@@ -26,7 +26,7 @@ import torch
 from PIL import Image
 
 from expr_models.errors import CheckpointError, ExpressionEditError, NoFaceError
-from expr_models.face import CropTransform, FaceBox, crop_face, crop_square, detect_faces, face_mask
+from expr_models.face import CropTransform, FaceBox, crop_face, crop_square, face_mask
 from expr_models.image_utils import rgb_to_ycbcr
 from expr_models.pipeline import EditResult, ExpressionEditor, find_checkpoints, load_image
 
@@ -152,11 +152,11 @@ def display_copy(image: Image.Image, max_side: int = DISPLAY_SIDE) -> Image.Imag
 # ---------------------------------------------------------------------------------------------------------------------
 
 def detect(models: SpaceModels, source: Any) -> tuple[Image.Image, list[FaceBox]]:
-    """The upright photo and its faces, largest first, as the editor would find them (the Space's editor uses the
-    embedded Haar detector)."""
+    """The upright photo and its faces, largest first, as the editor finds them (with the editor's own detector:
+    RetinaFace by default)."""
     editor = models.editor
     photo = load_image(source, editor.max_pixels)
-    return photo, detect_faces(np.asarray(photo), min_size=editor.min_face_size)
+    return photo, editor.detect_faces(np.asarray(photo))
 
 
 def blend_masks(size: tuple[int, int], boxes: list[FaceBox]) -> np.ndarray:
@@ -209,8 +209,9 @@ def read_largest_face(models: SpaceModels, source: Any) -> dict[str, float]:
 
 
 def no_face_message(models: SpaceModels) -> str:
-    return ("No face found in the photo. The detector looks for frontal faces at least "
-            f"{models.editor.min_face_size:g} pixels wide; try a frontal, well-lit photo or a larger face.")
+    return ("No face found in the photo. The detector looks for faces at least "
+            f"{models.editor.min_face_size:g} pixels wide; try a well-lit photo with the face in view, or a larger "
+            "face.")
 
 
 _BOX_COLOUR = (60, 220, 90)

@@ -140,6 +140,27 @@ def test_setup_errors_stop_early(tmp_path, photos, models, capsys, extra, messag
     assert not (tmp_path / "out" / "a.png").exists()
 
 
+def test_detector_choice(tmp_path, photos, models, capsys, monkeypatch):
+    assert build_parser().parse_args(["edit", "a.jpg", "--out", "o"]).detector == "retinaface"
+    photos["astronaut"].save(tmp_path / "a.png")
+    for detector in ("retinaface", "haar"):
+        code = main(["edit", str(tmp_path / "a.png"), "--models", str(models), "--out", str(tmp_path / detector),
+                     "--detector", detector, "--json"])
+        summary = json.loads(capsys.readouterr().out)
+        assert code == 0 and len(summary["files"][0]["faces"]) == 1
+    # Without onnxruntime the default detector stops the run at once and says what to do; Haar still works.
+    import expr_models.retinaface as retinaface
+
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    retinaface._load_session.cache_clear()
+    code = main(["edit", str(tmp_path / "a.png"), "--models", str(models), "--out", str(tmp_path / "none")])
+    error = capsys.readouterr().err
+    assert code == 2 and "pip install onnxruntime" in error and "--detector haar" in error
+    assert main(["edit", str(tmp_path / "a.png"), "--models", str(models), "--out", str(tmp_path / "h"),
+                 "--detector", "haar"]) == 0
+    retinaface._load_session.cache_clear()  # the next test's sessions load with onnxruntime again
+
+
 def test_missing_checkpoints(tmp_path, photos, capsys):
     photos["astronaut"].save(tmp_path / "a.png")
     code = main(["edit", str(tmp_path / "a.png"), "--models", str(tmp_path / "empty"), "--out", str(tmp_path / "o")])

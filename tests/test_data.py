@@ -300,7 +300,9 @@ def fake_detector(monkeypatch):
     face = pytest.importorskip("expr_models.face")
     calls = []
 
-    def detect_faces(image):
+    def detect_faces(image, detector=None):
+        # Training crops keep the Haar framing every committed model was trained on, whatever the editor's default.
+        assert isinstance(detector, face.HaarFaceDetector)
         image = np.asarray(image)
         calls.append(image.shape)
         return [face.FaceBox(6, 6, 26, 26, 0.9)] if image.shape[:2] == (32, 32) else []

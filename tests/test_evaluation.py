@@ -19,7 +19,7 @@ from skimage import data as skimage_data
 
 import expr_models as em
 from expr_models import evaluation
-from expr_models.face import crop_face, detect_faces
+from expr_models.face import HaarFaceDetector, crop_face, detect_faces
 from expr_models.labels import EXPRESSIONS, EXPRESSIONS_WITH_CONTEMPT
 
 torch.set_num_threads(2)
@@ -49,7 +49,7 @@ def setup(tmp_path_factory):
     """A DatasetDict of aligned 64x64 crops (test split = held-out subjects), the raw 'photos' of the FEI-named
     faces, and tiny random checkpoints."""
     root = tmp_path_factory.mktemp("evaluation")
-    box = detect_faces(skimage_data.astronaut())[0]
+    box = detect_faces(skimage_data.astronaut(), detector=HaarFaceDetector())[0]  # the recipes' detector
     raw = root / "raw"
     (raw / "fei").mkdir(parents=True)
     rows = {"train": [], "test": []}
@@ -270,7 +270,7 @@ def test_real_data_and_committed_checkpoints(tmp_path):
         build_paper(RAW_DATA, crop_size=128, report=BuildReport("paper")).save_to_disk(str(tmp_path / "paper"))
         prepared = [tmp_path / "paper"]
     if (REPO / "prepared" / "wider").is_dir():
-        prepared.append(REPO / "prepared" / "wider")  # face-detection AP of the segmenter against Haar
+        prepared.append(REPO / "prepared" / "wider")  # face-detection AP of RetinaFace, Haar and the segmenter
     out = tmp_path / "results"
     # --limit bounds the 7-class set (FER2013 alone has 7,178 test faces); the paper set has 18 per class.
     status = run_cli("--models", str(checkpoints), "--data", *map(str, prepared), "--out", str(out),
@@ -284,7 +284,8 @@ def test_real_data_and_committed_checkpoints(tmp_path):
                 assert row["whole_photos"]["changed_pixels_outside_mask"] == 0
     assert (out / "evaluation.md").read_text().startswith("## Evaluation")
     for detection in report.get("detection", {}).values():
-        assert 0.0 <= detection["detectors"]["haar (default)"]["iou_0.5"]["ap"] <= 1.0
+        assert 0.0 <= detection["detectors"]["retinaface (default)"]["iou_0.5"]["ap"] <= 1.0
+        assert 0.0 <= detection["detectors"]["haar"]["iou_0.5"]["ap"] <= 1.0
 
 
 # --- face detection on WIDER-style data ------------------------------------------------------------------------------
@@ -293,7 +294,7 @@ def wider_like_dataset(path: Path) -> None:
     """Two packaged photos in the layout of ``prepare_data --source wider``: the astronaut's face (as a whole-head
     box around what Haar finds), an invalid face, a face too small to count, and a photo with no face."""
     astronaut = skimage_data.astronaut()
-    found = detect_faces(astronaut)[0]
+    found = detect_faces(astronaut, detector=HaarFaceDetector())[0]
     pad = 0.15 * found.width
     head = dict(x1=int(found.x0 - pad), y1=int(found.y0 - pad), w=int(found.width + 2 * pad),
                 h=int(found.height + 2 * pad), invalid=False)
@@ -310,7 +311,7 @@ def wider_like_dataset(path: Path) -> None:
     DatasetDict({"validation": Dataset.from_dict(rows).cast_column("image", Image())}).save_to_disk(str(path))
 
 
-def test_detection_ap_of_haar_and_the_segmenter(tmp_path):
+def test_detection_ap_of_retinaface_haar_and_the_segmenter(tmp_path):
     from expr_models.detection_evaluation import is_detection_dataset
 
     data_dir = tmp_path / "wider"
@@ -323,10 +324,14 @@ def test_detection_ap_of_haar_and_the_segmenter(tmp_path):
     detection = results["detection"]["wider"]
     assert detection["data"] == {"path": str(data_dir), "split": "validation", "photos": 2, "min_face": 24,
                                  "faces": 1, "ignored_faces": 2}
-    haar = detection["detectors"]["haar (default)"]
+    assert list(detection["detectors"]) == ["retinaface (default)", "haar", "segmenter"]
+    retinaface = detection["detectors"]["retinaface (default)"]  # its own whole-face box: a match at IoU 0.5
+    assert retinaface["iou_0.5"]["ap"] == pytest.approx(1.0) and retinaface["iou_0.5"]["recall"] == 1.0
+    assert retinaface["detections"] == 1  # nothing on the coffee, the invalid face or the tiny one
+    haar = detection["detectors"]["haar"]
     assert haar["iou_0.3"]["ap"] == pytest.approx(1.0) and haar["iou_0.3"]["recall"] == 1.0
     segmenter = detection["detectors"]["segmenter"]  # untrained: any AP, but measured on the same photos
     assert 0.0 <= segmenter["iou_0.5"]["ap"] <= 1.0 and segmenter["photos"] == 2
     assert "segmenter" in results["checkpoints"]
     report = evaluation.markdown_report(results)
-    assert "Face detection on WIDER FACE" in report and "| haar (default) |" in report
+    assert "Face detection on WIDER FACE" in report and "| retinaface (default) |" in report and "| haar |" in report

@@ -286,8 +286,12 @@ def test_rotated_rgba_and_gray_inputs(fake_editor, astronaut):
     exif = Image.Exif()
     exif[0x0112] = 6
     sideways = encode(Image.fromarray(astronaut).transpose(Image.Transpose.ROTATE_90), "JPEG", exif=exif.tobytes())
-    result = fake_editor.edit(sideways, target="happy")  # Haar finds upright faces only: EXIF must be applied
+    # The editor edits upright faces only (RetinaFace's max_roll, and Haar finds no others): EXIF must be applied.
+    result = fake_editor.edit(sideways, target="happy")
     assert result.image.size == (512, 512) and len(result.faces) == 1
+    without_exif = encode(Image.fromarray(astronaut).transpose(Image.Transpose.ROTATE_90), "JPEG")
+    with pytest.raises(NoFaceError):
+        fake_editor.edit(without_exif, target="happy")
 
     rgba = Image.fromarray(astronaut).convert("RGBA")
     assert fake_editor.edit(encode(rgba, "PNG"), target="happy").image.mode == "RGB"
