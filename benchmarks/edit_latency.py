@@ -41,17 +41,22 @@ import bench_utils as bu  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-# Editor settings per variant. "default" is what ExpressionEditor does out of the box; "before" is the pipeline's
-# behaviour before issue 8 (fp32 generators, Haar on a copy of at most 1024 px, torch's own thread count);
-# "torch_threads" is the default but with torch's own thread count for the generators instead of one.
+# Editor settings per variant. "default" is what ExpressionEditor does out of the box (RetinaFace on a copy of at most
+# 640 px); "haar" is the default but with the Haar cascade (640 px), the default detector before RetinaFace; "before"
+# is the pipeline's behaviour before issue 8 (fp32 generators, Haar on a copy of at most 1024 px, torch's own thread
+# count); "torch_threads" is the default but with torch's own thread count for the generators instead of one.
+# "detect1024"/"detect512": Haar on a copy of at most 1024/512 px; "retinaface1024"/"retinaface480": RetinaFace so.
 VARIANTS = {
     "default": {},
-    "before": {"precision": "fp32", "detector_max_side": 1024, "num_threads": None},
+    "haar": {"detector": "haar"},
+    "before": {"precision": "fp32", "detector": "haar", "detector_max_side": 1024, "num_threads": None},
     "fp32": {"precision": "fp32"},
     "torch_threads": {"num_threads": None},
     "bf16": {"precision": "bf16"},
-    "detect1024": {"detector_max_side": 1024},
-    "detect512": {"detector_max_side": 512},
+    "detect1024": {"detector": "haar", "detector_max_side": 1024},
+    "detect512": {"detector": "haar", "detector_max_side": 512},
+    "retinaface1024": {"detector_max_side": 1024},
+    "retinaface480": {"detector_max_side": 480},
 }
 TARGET_SECONDS = 0.3
 TARGET_RATIO = 0.2
@@ -145,11 +150,15 @@ def make_photos(folder: Path, sizes: list[float], faces: list[int]) -> list[dict
 def build_editor(models_dir: Path, variant: str, nst_steps: int):
     from expr_models.face import HaarFaceDetector
     from expr_models.pipeline import ExpressionEditor
+    from expr_models.retinaface import RetinaFaceDetector
 
     settings = dict(VARIANTS[variant])
     kwargs = {}
-    if "detector_max_side" in settings:
-        kwargs["detector"] = HaarFaceDetector(max_side=settings.pop("detector_max_side"))
+    detector, side = settings.pop("detector", "retinaface"), settings.pop("detector_max_side", None)
+    if detector == "haar":
+        kwargs["detector"] = HaarFaceDetector(max_side=side or 640)
+    elif side is not None:
+        kwargs["detector"] = RetinaFaceDetector(max_side=side)
     return ExpressionEditor.from_pretrained(models_dir, nst_steps=nst_steps, **settings, **kwargs)
 
 

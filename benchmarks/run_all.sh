@@ -21,11 +21,13 @@ if [[ -n "${QUICK:-}" ]]; then
   TRAIN=(--steps 3 --warmup 1 --variants fp32 bf16)
   NST=(--steps 50 --repeats 1 --anchor-steps 2)
   RECALL=(--images 30)
+  FRAMING=(--wider-photos 0)
 else
   EDIT=()
   TRAIN=()
   NST=()
   RECALL=()
+  FRAMING=()
 fi
 
 step() { echo; echo "== $1 (load average: $(cut -d' ' -f1-3 /proc/loadavg))"; }
@@ -46,6 +48,8 @@ step "Space memory"
 $PY benchmarks/space_memory.py
 step "detector recall (needs ../shared/data; skips without it)"
 $PY benchmarks/detector_recall.py "${RECALL[@]}"
+step "face framing: RetinaFace against Haar (needs ../shared/data; skips without it)"
+$PY benchmarks/face_framing.py "${FRAMING[@]}"
 step "SA-GAN attention what-if"
 $PY benchmarks/sagan_attention.py
 echo; echo "Results in benchmarks/results/"

@@ -99,6 +99,38 @@ def test_detector_recall_skips_without_data(tmp_path, capsys):
     assert detector_recall.box_iou(boxes, boxes)[0, 0] == pytest.approx(1.0)
 
 
+def test_face_framing_skips_without_data_and_its_statistics(tmp_path, capsys, astronaut):
+    import face_framing
+
+    from expr_models import retinaface
+
+    assert face_framing.main(["--data", str(tmp_path / "nowhere"), "--no-save"]) == 0
+    assert "SKIP" in capsys.readouterr().out
+    # Haar boxes placed exactly where the committed mapping puts them: the statistics give back its constants.
+    raw = retinaface.RetinaFaceDetector(framing="raw").detect(astronaut)[0]
+    raws = np.array([[raw.x0, raw.y0, raw.x1, raw.y1]] * 3, np.float32) * np.array([[1], [1.5], [2]], np.float32)
+    landmarks = np.stack([raw.landmarks, raw.landmarks * 1.5, raw.landmarks * 2])
+    haar = retinaface.haar_framing_arrays(raws, landmarks)
+    stats = face_framing.calibration(haar, raws, landmarks, np.array(["jaffe", "fei", "fei"]))
+    assert stats["centre_below_eyes_over_w"]["median"] == pytest.approx(retinaface.HAAR_CENTRE_BELOW_EYES, abs=1e-4)
+    assert stats["side_over_w"]["median"] == pytest.approx(retinaface.HAAR_SIDE, abs=1e-4)
+    check = face_framing.agreement(haar, raws, haar)
+    assert check["mean_iou_mapped"] == pytest.approx(1.0) and check["mean_iou_raw"] < 0.9
+
+
+def test_edit_latency_detector_variants(tmp_path):
+    import edit_latency
+
+    from expr_models.face import HaarFaceDetector
+    from expr_models.retinaface import RetinaFaceDetector
+
+    assert isinstance(edit_latency.build_editor(tmp_path, "default", 1).face_detector(), RetinaFaceDetector)
+    haar = edit_latency.build_editor(tmp_path, "haar", 1).face_detector()
+    assert isinstance(haar, HaarFaceDetector) and haar.max_side == 640
+    assert edit_latency.build_editor(tmp_path, "before", 1).face_detector().max_side == 1024
+    assert edit_latency.build_editor(tmp_path, "retinaface480", 1).face_detector().max_side == 480
+
+
 # --- the pipeline's speed settings --------------------------------------------------------------------------------
 
 def test_torch_threads_restores_the_setting():
