@@ -38,6 +38,10 @@ class CycleGANConfig(PreTrainedConfig):
             trunk's weights, see ``train/cyclegan.py --discriminator-features``).
         norm: ``instance`` (reference), ``batch``, ``group`` or ``none``.
         attention_mask: predict a change and a mask of where to apply it (keeps edits local), instead of a whole image.
+        mask_region: ``face`` (the mask may cover the whole crop) or ``lower_face`` (the mask is multiplied by a fixed
+            window that is 0 above ``LOWER_FACE_WINDOW[0]`` of the crop's height and 1 below ``LOWER_FACE_WINDOW[1]``:
+            the eyes, brows and forehead are copied through by construction, and the edit goes to the mouth and
+            cheeks, where the study's CycleGAN put it).
         with_discriminators: build the discriminators; False for inference checkpoints.
         domain_x, domain_y: the expressions of the two domains. ``generator_xy`` maps ``domain_x`` -> ``domain_y``.
         gan_loss: ``lsgan`` (reference) or ``vanilla``.
@@ -57,6 +61,7 @@ class CycleGANConfig(PreTrainedConfig):
     discriminator_type: str = "patch"
     norm: str = "instance"
     attention_mask: bool = True
+    mask_region: str = "face"
     with_discriminators: bool = True
     domain_x: str = "neutral"
     domain_y: str = "happy"
@@ -76,6 +81,10 @@ class CycleGANConfig(PreTrainedConfig):
         if self.discriminator_type not in ("patch", "pretrained_features"):
             raise ValueError(f"Unknown discriminator_type {self.discriminator_type!r}; expected patch or "
                              "pretrained_features")
+        if self.mask_region not in ("face", "lower_face"):
+            raise ValueError(f"Unknown mask_region {self.mask_region!r}; expected face or lower_face")
+        if self.mask_region == "lower_face" and not self.attention_mask:
+            raise ValueError("mask_region lower_face needs attention_mask=True (it limits the mask)")
         if self.gan_loss not in ("lsgan", "vanilla"):
             raise ValueError(f"Unknown gan_loss {self.gan_loss!r}; expected lsgan or vanilla")
         if self.domain_x == self.domain_y:
@@ -86,11 +95,25 @@ class CycleGANConfig(PreTrainedConfig):
         return (self.domain_x, self.domain_y)
 
 
+# Rows of the aligned crop (fractions of its height) where the lower-face window rises from 0 to 1. The eyes sit at
+# about 0.4; expr_models.metrics.UPPER_FACE_FRACTION (0.45) is where the evaluation's "upper face" ends.
+LOWER_FACE_WINDOW = (0.45, 0.55)
+
+
+def lower_face_window(resolution: int, device: torch.device | str | None = None) -> torch.Tensor:
+    """``1 x 1 x R x 1``: 0 above ``LOWER_FACE_WINDOW[0]``, a smoothstep up to 1 at ``LOWER_FACE_WINDOW[1]``."""
+    start, end = LOWER_FACE_WINDOW
+    rows = (torch.arange(resolution, dtype=torch.float32, device=device) + 0.5) / resolution
+    t = ((rows - start) / (end - start)).clamp(0, 1)
+    return (t * t * (3 - 2 * t)).view(1, 1, resolution, 1)
+
+
 class ResnetGenerator(nn.Module):
-    """c7s1-k, d2k, d4k, R4k x n, u2k, uk, c7s1-out: the reference CycleGAN generator, optionally with a mask head."""
+    """c7s1-k, d2k, d4k, R4k x n, u2k, uk, c7s1-out: the reference CycleGAN generator, optionally with a mask head
+    (which ``lower_face_only`` multiplies by :func:`lower_face_window`)."""
 
     def __init__(self, in_channels: int, channels: int, n_downsampling: int, n_residual_blocks: int, norm: str,
-                 attention_mask: bool):
+                 attention_mask: bool, lower_face_only: bool = False):
         super().__init__()
         self.attention_mask = attention_mask
         layers: list[nn.Module] = [ConvNormAct(in_channels, channels, 7, 1, norm, padding_mode="reflect")]
@@ -105,6 +128,8 @@ class ResnetGenerator(nn.Module):
         self.body = nn.Sequential(*layers)
         self.to_image = nn.Conv2d(width, in_channels, 7, padding=3, padding_mode="reflect")
         self.to_mask = nn.Conv2d(width, 1, 7, padding=3, padding_mode="reflect") if attention_mask else None
+        # Made at each call, not kept as a buffer: from_pretrained leaves unsaved buffers uninitialised.
+        self.lower_face_only = lower_face_only
 
     def forward(self, x: torch.Tensor, return_mask: bool = False):
         features = self.body(x)
@@ -112,6 +137,8 @@ class ResnetGenerator(nn.Module):
         mask = None
         if self.to_mask is not None:
             mask = torch.sigmoid(self.to_mask(features))
+            if self.lower_face_only:
+                mask = mask * lower_face_window(mask.shape[-2], mask.device).to(mask.dtype)
             image = mask * image + (1 - mask) * x
         return (image, mask) if return_mask else image
 
@@ -138,8 +165,9 @@ class CycleGANModel(ExprPreTrainedModel):
         super().__init__(config)
         generator_args = (config.in_channels, config.generator_channels, config.n_downsampling,
                           config.n_residual_blocks, config.norm, config.attention_mask)
-        self.generator_xy = ResnetGenerator(*generator_args)
-        self.generator_yx = ResnetGenerator(*generator_args)
+        lower_face_only = config.mask_region == "lower_face"
+        self.generator_xy = ResnetGenerator(*generator_args, lower_face_only=lower_face_only)
+        self.generator_yx = ResnetGenerator(*generator_args, lower_face_only=lower_face_only)
         if config.with_discriminators and config.discriminator_type == "pretrained_features":
             self.discriminator_x = PretrainedFeatureDiscriminator(config.in_channels, config.discriminator_channels)
             self.discriminator_y = PretrainedFeatureDiscriminator(config.in_channels, config.discriminator_channels)

@@ -195,6 +195,8 @@ def test_push_to_hub_fails_clearly_offline(monkeypatch, tmp_path):
     (lambda: em.CycleGANConfig(resolution=100, n_downsampling=3), "divisible"),
     (lambda: em.CycleGANConfig(gan_loss="hinge"), "gan_loss"),
     (lambda: em.CycleGANConfig(in_channels=2), "in_channels"),
+    (lambda: em.CycleGANConfig(mask_region="eyes"), "mask_region"),
+    (lambda: em.CycleGANConfig(mask_region="lower_face", attention_mask=False), "needs attention_mask"),
     (lambda: em.SAGANConfig(objective="hinge"), "objective"),
     (lambda: em.SAGANConfig(resolution=48, discriminator_layers=5), "divisible"),
     (lambda: em.FaceSegmenterConfig(backbone="vgg11"), "backbone"),
@@ -336,3 +338,22 @@ def test_pretrained_feature_discriminator_keeps_its_trunk_frozen():
     model = em.CycleGANModel(config)
     assert isinstance(model.discriminator_of("happy"), PretrainedFeatureDiscriminator)
     assert model.without_discriminators().discriminator_x is None
+
+
+def test_lower_face_cyclegan_never_changes_the_upper_face(tmp_path):
+    """mask_region=lower_face copies the rows above the window through exactly, also after an fp16 save and load at
+    another resolution (the window is rebuilt from the config, never read from uninitialised buffers)."""
+    from expr_models.cyclegan import LOWER_FACE_WINDOW
+
+    model = em.CycleGANModel(TINY["cyclegan"]())
+    model.config.mask_region = "lower_face"
+    model = em.CycleGANModel(model.config).eval()
+    model.without_discriminators().half().save_pretrained(tmp_path)
+    loaded = AutoModel.from_pretrained(tmp_path).float().eval()
+    for resolution in (64, 128):
+        faces = make_input(loaded.config, resolution=resolution)
+        for target in ("happy", "neutral"):
+            edited = loaded.generate(faces, to=target)
+            top = int(resolution * LOWER_FACE_WINDOW[0])
+            assert torch.equal(edited[..., :top, :], faces[..., :top, :])
+            assert (edited[..., -resolution // 4:, :] - faces[..., -resolution // 4:, :]).abs().mean() > 1e-3

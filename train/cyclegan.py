@@ -128,6 +128,9 @@ class CycleGANStep(TrainingStep):
                                  "smile, so copying the input through is no resting point")
         add_guide_arguments(parser)
         parser.add_argument("--norm", default=defaults.norm, help="instance (reference), batch, group or none")
+        parser.add_argument("--mask-region", choices=("face", "lower_face"), default=defaults.mask_region,
+                            help="lower_face: the generators' masks are 0 over the eyes, brows and forehead by "
+                                 "construction (a fixed window; see expr_models.cyclegan.LOWER_FACE_WINDOW)")
         parser.add_argument("--no-attention-mask", action="store_true",
                             help="the reference generator (whole images), not the mask-predicting one")
         parser.add_argument("--gan-loss", default=defaults.gan_loss, help="lsgan (reference) or vanilla")
@@ -168,7 +171,7 @@ class CycleGANStep(TrainingStep):
             generator_channels=args.generator_channels, n_downsampling=args.n_downsampling,
             n_residual_blocks=args.n_residual_blocks, discriminator_channels=args.discriminator_channels,
             discriminator_layers=args.discriminator_layers, discriminator_type=args.discriminator_type,
-            norm=args.norm, attention_mask=not args.no_attention_mask,
+            norm=args.norm, attention_mask=not args.no_attention_mask, mask_region=args.mask_region,
             with_discriminators=True, domain_x=args.domain_x, domain_y=args.domain_y, gan_loss=args.gan_loss,
             lambda_cycle=args.lambda_cycle, lambda_identity=args.lambda_identity, lambda_mask=args.lambda_mask)
         self.model = CycleGANModel(config)
