@@ -414,6 +414,13 @@ def test_committed_checkpoints(method, astronaut, grace_hopper):
     result = editor.edit(astronaut, method=method, target=target, reference=grace_hopper)
     assert result.image.size == (512, 512) and len(result.faces) == 1
     assert unchanged_outside_masks(result)
+    if method == "cyclegan":
+        # The trained CycleGAN really edits: the astronaut's mouth region changes by several grey levels on average
+        # (the CycleGAN committed before it had collapsed to copying the face through: 0.0 levels).
+        before = np.asarray(result.original.convert("L"), np.float32)
+        after = np.asarray(result.image.convert("L"), np.float32)
+        inside = np.asarray(result.mask_image()) > 128
+        assert np.abs(after - before)[inside].mean() > 1.0
 
 
 def test_committed_segmenter_finds_and_edits_the_face(astronaut):
