@@ -8,6 +8,8 @@ The two domains are sampled independently (unpaired): each item is the i-th imag
 of domain y. Losses as in the reference implementation (Zhu et al. 2017): LSGAN (or vanilla) adversarial losses,
 cycle-consistency L1 weighted by lambda_cycle, identity L1 weighted by lambda_identity * lambda_cycle, and, with the
 attention-mask generator, an L1 on the masks (lambda_mask); discriminators see a pool of 50 earlier fakes per domain.
+With ``--expression-guide`` the generators also minimise a frozen, independent classifier's cross-entropy towards
+their target domain (train/expression_guide.py): what made the committed checkpoint edit at all on this little data.
 """
 
 from __future__ import annotations
