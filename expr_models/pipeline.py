@@ -553,6 +553,11 @@ class ExpressionEditor:
                         self._detector_object = RetinaFaceDetector(path)
         return self._detector_object
 
+    def no_face_message(self) -> str:
+        """What :meth:`edit` says when :meth:`detect_faces` finds nothing (the Space shows it too)."""
+        return ("No face found in the photo. The detector looks for faces at least "
+                f"{self.min_face_size:g} pixels wide; try a well-lit photo with the face in view, or a larger face.")
+
     def detect_faces(self, photo: np.ndarray) -> list[FaceBox]:
         """The faces :meth:`edit` would edit in an RGB photo array, largest first (before ``max_faces``)."""
         return detect_faces(photo, min_size=self.min_face_size, detector=self.face_detector())
@@ -589,10 +594,7 @@ class ExpressionEditor:
         boxes = self.detect_faces(photo)
         timings["detect"] = time.perf_counter() - tick
         if not boxes:
-            raise NoFaceError(
-                "No face found in the photo. The detector looks for faces at least "
-                f"{self.min_face_size} pixels wide; try a well-lit photo with the face in view, or a larger face."
-            )
+            raise NoFaceError(self.no_face_message())
         if max_faces is not None and len(boxes) > max_faces:
             notes.append(f"Found {len(boxes)} faces; edited the {max_faces} largest.")
             boxes = boxes[:max_faces]

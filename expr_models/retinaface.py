@@ -33,7 +33,7 @@ import cv2
 import numpy as np
 
 from .errors import CheckpointError, MissingDependencyError
-from .face import FaceBox, _as_rgb_array
+from .face import FaceBox, _as_rgb_array, _min_size_pixels
 
 MODEL_FILENAME = "retinaface_mnet025.onnx"
 MODEL_SHA256 = "b7a7acab55e104dce6f32cdfff929bd83946da5cd869b9e2e9bdffafd1b7e4a5"
@@ -133,7 +133,7 @@ class RetinaFaceDetector:
         if self.framing == "haar":
             boxes = haar_framing_arrays(boxes, landmarks)
         height, width = rgb.shape[:2]
-        min_px = min_size * min(height, width) if 0 < min_size < 1 else float(min_size)
+        min_px = _min_size_pixels(min_size, height, width)
         faces = []
         for box, score, points in zip(boxes.tolist(), scores.tolist(), landmarks):
             face = FaceBox(*box, score=score, landmarks=points)

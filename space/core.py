@@ -209,9 +209,7 @@ def read_largest_face(models: SpaceModels, source: Any) -> dict[str, float]:
 
 
 def no_face_message(models: SpaceModels) -> str:
-    return ("No face found in the photo. The detector looks for faces at least "
-            f"{models.editor.min_face_size:g} pixels wide; try a well-lit photo with the face in view, or a larger "
-            "face.")
+    return models.editor.no_face_message()
 
 
 _BOX_COLOUR = (60, 220, 90)

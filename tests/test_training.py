@@ -324,6 +324,12 @@ def test_cyclegan_with_an_expression_guide(data, tmp_path):
     assert loaded.logits(faces).shape == (3, 7)
     assert torch.isfinite(loaded.loss(faces, torch.tensor([0, 1, 1]), ("happy", "neutral")))
     assert not any(parameter.requires_grad for parameter in loaded.parameters())
+    # A saved ExpressionClassifier works as a guide too.
+    from expr_models.classifier import ExpressionClassifier, ExpressionClassifierConfig
+
+    ExpressionClassifier(ExpressionClassifierConfig(resolution=32, widths=(8, 8))).save_pretrained(tmp_path / "clf")
+    classifier_guide = load_expression_guide(tmp_path / "clf")
+    assert classifier_guide.logits(faces).shape == (3, 7) and classifier_guide.class_names[3] == "happy"
 
     run = tmp_path / "cyclegan"
     status = train_in_process(CycleGANStep, ["--data", data["paper"], "--output-dir", run, *TINY_GAN, *QUIET,

@@ -160,7 +160,7 @@ class CycleGANStep(TrainingStep):
             raise ConfigError(f"--pool-size must not be negative, got {args.pool_size}")
         if args.lr is not None and args.lr <= 0:
             raise ConfigError(f"--lr must be positive, got {args.lr}")
-        check_guide_arguments(args, ConfigError)
+        check_guide_arguments(args)
         features = args.discriminator_features
         if args.discriminator_type == "pretrained_features" and not (features / "config.json").is_file():
             raise ConfigError(f"--discriminator-features {args.discriminator_features} is not a saved "
@@ -186,7 +186,7 @@ class CycleGANStep(TrainingStep):
         self.train_dataset = UnpairedFaces(FaceCrops([self.rows_x], seed=args.seed, **crops),
                                            FaceCrops([self.rows_y], seed=args.seed + 1, **crops), args.seed)
         self.pools = {"image_pool_x": ImagePool(args.pool_size), "image_pool_y": ImagePool(args.pool_size)}
-        self.guide = load_guide_for(args, config.domains, self.device, ConfigError)
+        self.guide = load_guide_for(args, config.domains, self.device)
 
     def load_discriminator_trunks(self, path: Path) -> None:
         from expr_models.style_transfer import StyleFeatureExtractor

@@ -33,6 +33,8 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from torch import nn  # noqa: E402
 
+from train.loop import ConfigError  # noqa: E402
+
 GUIDE_FILE = "guide.json"
 # facial-emotion-recognition's label order (its EmotionRecognition.emotions).
 FER_PACKAGE_CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
@@ -60,6 +62,17 @@ class FERNetV2(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.conv_4(self.conv_3(self.conv_2(self.conv_1(x))))
         return self.linear(x.flatten(1))
+
+
+class LogitsOf(nn.Module):
+    """An ``ExpressionClassifier`` as a plain ``images -> logits`` network."""
+
+    def __init__(self, classifier: nn.Module):
+        super().__init__()
+        self.classifier = classifier
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(x).logits
 
 
 class ExpressionGuide(nn.Module):
@@ -123,25 +136,25 @@ def add_guide_arguments(parser) -> None:
                         help="weight of the guide's cross-entropy (with --expression-guide)")
 
 
-def check_guide_arguments(args, config_error: type[Exception]) -> None:
+def check_guide_arguments(args) -> None:
     if args.lambda_expression < 0:
-        raise config_error(f"--lambda-expression must not be negative, got {args.lambda_expression}")
+        raise ConfigError(f"--lambda-expression must not be negative, got {args.lambda_expression}")
     if args.expression_guide is not None and not args.expression_guide.is_dir():
-        raise config_error(f"--expression-guide {args.expression_guide} is not a folder (make one with python -m "
+        raise ConfigError(f"--expression-guide {args.expression_guide} is not a folder (make one with python -m "
                            "train.expression_guide)")
 
 
-def load_guide_for(args, class_names, device, config_error: type[Exception]) -> "ExpressionGuide | None":
+def load_guide_for(args, class_names, device) -> "ExpressionGuide | None":
     """The guide of ``--expression-guide`` on ``device``, checked to know every one of ``class_names``."""
     if args.expression_guide is None or args.lambda_expression == 0:
         return None
     try:
         guide = load_expression_guide(args.expression_guide)
     except GuideError as error:
-        raise config_error(str(error)) from error
+        raise ConfigError(str(error)) from error
     missing = [name for name in class_names if name not in guide.class_names]
     if missing:
-        raise config_error(f"--expression-guide {args.expression_guide} does not know {', '.join(missing)} "
+        raise ConfigError(f"--expression-guide {args.expression_guide} does not know {', '.join(missing)} "
                            f"(it classifies {', '.join(guide.class_names)})")
     return guide.to(device)
 
@@ -166,16 +179,8 @@ def load_expression_guide(path: str | Path) -> ExpressionGuide:
 
         classifier = ExpressionClassifier.from_pretrained(folder).float()
 
-        class ClassifierLogits(nn.Module):
-            def __init__(self, model):
-                super().__init__()
-                self.model = model
-
-            def forward(self, x):
-                return self.model(x).logits
-
         config = classifier.config
-        return ExpressionGuide(ClassifierLogits(classifier), list(config.class_names), config.resolution,
+        return ExpressionGuide(LogitsOf(classifier), list(config.class_names), config.resolution,
                                config.in_channels)
     raise GuideError(f"{folder} holds neither {GUIDE_FILE} (an expression guide made by python -m "
                      "train.expression_guide) nor a saved ExpressionClassifier")

@@ -91,7 +91,7 @@ class SAGANStep(TrainingStep):
             raise ConfigError(f"--n-critic must be at least 1, got {args.n_critic}")
         if args.lr_g <= 0 or args.lr_d <= 0:
             raise ConfigError("--lr-g and --lr-d must be positive")
-        check_guide_arguments(args, ConfigError)
+        check_guide_arguments(args)
         if args.compile and args.objective == "wgan_gp":
             raise ConfigError("--compile cannot differentiate twice, which the WGAN-GP gradient penalty needs; "
                               "drop --compile or use --objective softmax_ce")
@@ -118,7 +118,7 @@ class SAGANStep(TrainingStep):
                               f"choose --classes among those it has")
         self.train_dataset = FaceCrops([self.rows], config.resolution, config.in_channels, seed=args.seed,
                                        flip=not args.no_flip)
-        self.guide = load_guide_for(args, config.class_names, self.device, ConfigError)
+        self.guide = load_guide_for(args, config.class_names, self.device)
 
     def trainable_modules(self) -> dict[str, nn.Module]:
         return {"G": self.model.generator, "D": self.model.discriminator}
