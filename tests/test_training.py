@@ -29,7 +29,7 @@ pytest.importorskip("accelerate")
 from PIL import Image, ImageDraw  # noqa: E402
 
 import expr_models  # noqa: E402,F401  (registers the Auto classes)
-from expr_models.labels import EXPRESSIONS_WITH_CONTEMPT  # noqa: E402
+from expr_models.labels import EXPRESSIONS, EXPRESSIONS_WITH_CONTEMPT  # noqa: E402
 from train import loop  # noqa: E402
 from train.classifier import ClassifierStep  # noqa: E402
 from train.cyclegan import CycleGANStep, ImagePool  # noqa: E402
@@ -346,6 +346,18 @@ def test_cyclegan_with_an_expression_guide(data, tmp_path):
                                           "--max-steps", "2", "--batch-size", "4", "--sample-every", "0",
                                           "--expression-guide", guide])
     assert status == 0 and "g_guide" in assert_finite_losses(run)
+
+    # --refit-head: the frozen features get a new, class-balanced last layer over the study's 7 classes.
+    refitted = tmp_path / "refitted"
+    assert convert(["--guide", str(guide), "--refit-head", str(data["expressions"]), "--out", str(refitted)]) == 0
+    spec = json.loads((refitted / "guide.json").read_text())
+    assert spec["class_names"] == list(EXPRESSIONS) and set(spec["head_training_recall"]) == set(EXPRESSIONS)
+    assert np.mean(list(spec["head_training_recall"].values())) > 0.5  # chance is 1/7
+    refit = load_expression_guide(refitted)
+    assert torch.equal(refit.network.conv_4[1].weight, loaded.network.conv_4[1].weight)
+    assert not torch.equal(refit.network.linear[2].weight, loaded.network.linear[2].weight)
+    with pytest.raises(SystemExit, match="not a guide folder"):
+        convert(["--guide", str(tmp_path / "clf"), "--refit-head", str(data["expressions"]), "--out", str(refitted)])
 
     broken = tmp_path / "broken"
     broken.mkdir()

