@@ -347,18 +347,6 @@ def test_cyclegan_with_an_expression_guide(data, tmp_path):
                                           "--expression-guide", guide])
     assert status == 0 and "g_guide" in assert_finite_losses(run)
 
-    # --refit-head: the frozen features get a new, class-balanced last layer over the study's 7 classes.
-    refitted = tmp_path / "refitted"
-    assert convert(["--guide", str(guide), "--refit-head", str(data["expressions"]), "--out", str(refitted)]) == 0
-    spec = json.loads((refitted / "guide.json").read_text())
-    assert spec["class_names"] == list(EXPRESSIONS) and set(spec["head_training_recall"]) == set(EXPRESSIONS)
-    assert np.mean(list(spec["head_training_recall"].values())) > 0.5  # chance is 1/7
-    refit = load_expression_guide(refitted)
-    assert torch.equal(refit.network.conv_4[1].weight, loaded.network.conv_4[1].weight)
-    assert not torch.equal(refit.network.linear[2].weight, loaded.network.linear[2].weight)
-    with pytest.raises(SystemExit, match="not a guide folder"):
-        convert(["--guide", str(tmp_path / "clf"), "--refit-head", str(data["expressions"]), "--out", str(refitted)])
-
     broken = tmp_path / "broken"
     broken.mkdir()
     (broken / "guide.json").write_text((guide / "guide.json").read_text())
@@ -373,6 +361,19 @@ def test_cyclegan_with_an_expression_guide(data, tmp_path):
     for bad in (tmp_path / "nowhere", broken, two_classes):
         assert train_in_process(CycleGANStep, ["--data", data["paper"], "--output-dir", tmp_path / "bad", *TINY_GAN,
                                                *QUIET, "--max-steps", "1", "--expression-guide", bad]) == 2
+
+    # --refit-head: the frozen features get a new, class-balanced last layer over the study's 7 classes.
+    refitted = tmp_path / "refitted"
+    assert convert(["--guide", str(guide), "--refit-head", str(data["expressions"]), "--out", str(refitted)]) == 0
+    spec = json.loads((refitted / "guide.json").read_text())
+    assert spec["class_names"] == list(EXPRESSIONS) and set(spec["head_training_recall"]) == set(EXPRESSIONS)
+    assert np.mean(list(spec["head_training_recall"].values())) > 0.5  # chance is 1/7
+    refit = load_expression_guide(refitted)
+    assert torch.equal(refit.network.conv_4[1].weight, loaded.network.conv_4[1].weight)
+    assert not torch.equal(refit.network.linear[2].weight, loaded.network.linear[2].weight)
+    for not_a_guide in (tmp_path / "clf", broken):  # a saved classifier; a guide with unreadable weights
+        with pytest.raises(SystemExit, match="not a guide folder"):
+            convert(["--guide", str(not_a_guide), "--refit-head", str(data["expressions"]), "--out", str(refitted)])
 
 
 @pytest.mark.parametrize("objective", ["softmax_ce", "wgan_gp"])

@@ -264,11 +264,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     if args.guide is not None:
-        try:
+        try:  # a guide made by this script: its guide.json (a saved classifier has none) and readable weights
             spec = json.loads((args.guide / GUIDE_FILE).read_text())
-        except (OSError, ValueError) as error:
+            network = load_expression_guide(args.guide).network
+        except (OSError, ValueError) as error:  # GuideError is a ValueError
             raise SystemExit(f"--guide {args.guide}: not a guide folder made by this script ({error})")
-        network = load_expression_guide(args.guide).network
     else:
         network = FERNetV2()
         # The package's final Sigmoid has no weights, so its Sequential indices match ours.
