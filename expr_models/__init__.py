@@ -8,6 +8,7 @@ from transformers import AutoConfig, AutoModel
 
 from .classifier import ExpressionClassifier, ExpressionClassifierConfig
 from .cyclegan import CycleGANConfig, CycleGANModel
+from .components import COMPONENTS, METHODS
 from .errors import (CheckpointError, ExpressionEditError, HubUnavailableError, ImageLoadError, ImageTooLargeError,
                      MissingDependencyError, NoFaceError, UnknownExpressionError, UnknownMethodError)
 from .labels import EXPRESSIONS, EXPRESSIONS_WITH_CONTEMPT
@@ -17,13 +18,7 @@ from .style_transfer import StyleFeatureConfig, StyleFeatureExtractor, run_style
 
 __version__ = "0.1.0"
 
-MODEL_CLASSES = {
-    CycleGANConfig: CycleGANModel,
-    SAGANConfig: SAGANModel,
-    ExpressionClassifierConfig: ExpressionClassifier,
-    FaceSegmenterConfig: FaceSegmenter,
-    StyleFeatureConfig: StyleFeatureExtractor,
-}
+MODEL_CLASSES = dict(COMPONENTS.values())  # config class -> model class
 
 for _config_class, _model_class in MODEL_CLASSES.items():
     AutoConfig.register(_config_class.model_type, _config_class, exist_ok=True)

@@ -55,7 +55,7 @@ EXIT_OK, EXIT_USAGE = 0, 2
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ("prepared/paper", "prepared/expressions")
-METHODS = ("cyclegan", "sagan", "nst")
+from .components import METHOD_COMPONENTS, METHODS
 PAIRED_SOURCES = ("fei",)  # sources whose subjects have a neutral and a smiling photo, taken alike
 BATCH_SIZE = 16
 KID_SUBSETS, KID_SUBSET_SIZE = 100, 1000
@@ -435,7 +435,7 @@ def whole_photo_check(method: Method, target: str, sources: list[Face], referenc
     the blend mask, which paste-back promises to leave byte-identical."""
     from .pipeline import ExpressionEditor
 
-    component = {"cyclegan": "cyclegan", "sagan": "sagan", "nst": "style_features"}[method.kind]
+    component = METHOD_COMPONENTS[method.kind]
     editor = ExpressionEditor(models_dir=None, device=device, models={component: method.model},
                               **method.editor_options)
     # Faces with an original photo first: FER2013/CK+ are 48x48 crops with no photo around them.
@@ -899,7 +899,7 @@ def main(args: argparse.Namespace) -> int:
         return EXIT_OK
 
     found = find_checkpoints(args.models)
-    needs = {"cyclegan": "cyclegan", "sagan": "sagan", "nst": "style_features"}
+    needs = METHOD_COMPONENTS
     if not any(found.get(needs[method]) for method in args.methods):
         log(f"skipped: no checkpoint for {', '.join(args.methods)} in {args.models} (expected "
             f"{args.models}/<name>/config.json + model.safetensors; train them with train/ or point --models at them)")

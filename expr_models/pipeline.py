@@ -45,10 +45,10 @@ from .errors import (CheckpointError, ExpressionEditError, HubUnavailableError, 
 from .face import CropTransform, FaceBox, HaarFaceDetector, crop_face, detect_faces, face_mask, paste_back
 from .image_utils import rgb_to_ycbcr
 from .labels import EXPRESSIONS, canonical_expression
+from .components import COMPONENT_BY_MODEL_TYPE, METHOD_COMPONENTS, METHODS, canonical_method, model_class
 
 logger = logging.getLogger(__name__)
 
-METHODS = ("cyclegan", "sagan", "nst")
 DETECTORS = ("retinaface", "haar", "segmenter")  # the named face detectors; the first is the default
 # 40 MP covers every phone and most DSLR photos; beyond that a photo is more likely a decompression bomb.
 DEFAULT_MAX_PIXELS = 40_000_000
@@ -361,14 +361,7 @@ class EditResult:
 # The editor
 # ---------------------------------------------------------------------------------------------------------------------
 
-# model_type in a checkpoint's config.json -> the editor's name for that component
-COMPONENT_TYPES = {
-    "expr-cyclegan": "cyclegan",
-    "expr-sagan": "sagan",
-    "expr-classifier": "classifier",
-    "expr-style-features": "style_features",
-    "expr-face-segmenter": "segmenter",
-}
+COMPONENT_TYPES = COMPONENT_BY_MODEL_TYPE
 
 
 def find_checkpoints(models_dir: str | os.PathLike) -> dict[str, list[Path]]:
@@ -464,8 +457,7 @@ class ExpressionEditor:
         return bool(self._sources.get(component))
 
     def available_methods(self) -> list[str]:
-        needs = {"cyclegan": "cyclegan", "sagan": "sagan", "nst": "style_features"}
-        return [method for method in METHODS if self.has(needs[method])]
+        return [method for method in METHODS if self.has(METHOD_COMPONENTS[method])]
 
     def model(self, component: str, index: int = 0) -> Any:
         """The loaded model of a component (loaded on first use, then cached)."""
@@ -767,22 +759,5 @@ class ExpressionEditor:
         return names[index] if names else config.id2label[index]
 
 
-def _check_method(method: str) -> str:
-    name = str(method).strip().lower().replace("-", "").replace("_", "")
-    aliases = {"cyclegan": "cyclegan", "sagan": "sagan", "nst": "nst", "styletransfer": "nst",
-               "neuralstyletransfer": "nst"}
-    if name not in aliases:
-        raise UnknownMethodError(f"Unknown editing method {method!r}; expected one of {', '.join(METHODS)}.")
-    return aliases[name]
-
-
-def _model_class(component: str) -> type:
-    from . import classifier, cyclegan, sagan, segmenter, style_transfer
-
-    return {
-        "cyclegan": cyclegan.CycleGANModel,
-        "sagan": sagan.SAGANModel,
-        "classifier": classifier.ExpressionClassifier,
-        "segmenter": segmenter.FaceSegmenter,
-        "style_features": style_transfer.StyleFeatureExtractor,
-    }[component]
+_check_method = canonical_method
+_model_class = model_class

@@ -29,13 +29,13 @@ from expr_models.errors import CheckpointError, ExpressionEditError, NoFaceError
 from expr_models.face import CropTransform, FaceBox, crop_face, crop_square, face_mask
 from expr_models.image_utils import rgb_to_ycbcr
 from expr_models.pipeline import EditResult, ExpressionEditor, find_checkpoints, load_image
+from expr_models.components import METHOD_COMPONENTS, METHOD_LABELS
 
 logger = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MODELS_DIR_ENV = "EXPR_MODELS_DIR"  # where the Space looks for checkpoints/<name>/ (default: the repo's checkpoints/)
-METHOD_LABELS = {"cyclegan": "CycleGAN", "sagan": "SA-GAN", "nst": "NST"}
-METHOD_COMPONENT = {"cyclegan": "cyclegan", "sagan": "sagan", "nst": "style_features"}
+METHOD_COMPONENT = METHOD_COMPONENTS
 # The views (faces, before/after) are shown downscaled to this; the edited photo keeps the upload's size.
 DISPLAY_SIDE = 1024
 EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"
