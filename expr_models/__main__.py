@@ -19,7 +19,9 @@ from pathlib import Path
 from typing import Callable
 
 from .errors import ExpressionEditError, ImageLoadError
-from .pipeline import DEFAULT_MAX_PIXELS, DETECTORS, IMAGE_EXTENSIONS, METHODS, ExpressionEditor
+from .components import METHODS
+from .io import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS
+from .pipeline import DETECTORS, ExpressionEditor
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
 

@@ -36,6 +36,7 @@ from datasets import ClassLabel, Dataset, DatasetDict, DatasetInfo, Features, Im
 from PIL import Image as PILImage
 
 from .labels import EXPRESSIONS, EXPRESSIONS_WITH_CONTEMPT, canonical_expression
+from .io import IMAGE_EXTENSIONS
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +44,6 @@ SPLITS = ("train", "validation", "test")
 # Fractions of subjects (or of FER2013's train images, for validation) per split.
 SUBJECT_SPLIT_FRACTIONS = {"validation": 0.15, "test": 0.15}
 FER_VALIDATION_FRACTION = 0.1
-IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".gif", ".webp", ".pgm", ".ppm"}
 
 # Folder names of the sources inside ../shared/data.
 SOURCE_DIRS = {"jaffe": "jaffe", "fei": "fei", "fer2013": "fer2013", "ckplus": "ckplus48", "wider": "wider_face"}

@@ -421,7 +421,7 @@ def original_photo(face: Face, raw_data: Path | None) -> Path | None:
 
 def whole_photo(face: Face, raw_data: Path | None) -> tuple[np.ndarray, str]:
     """The face's original photo (RGB uint8) from the raw data, else its stored crop; and which of the two."""
-    from .pipeline import load_image
+    from .io import load_image
 
     original = original_photo(face, raw_data)
     if original is not None:

@@ -23,13 +23,11 @@ alone:
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import logging
 import os
 import threading
 import time
-import warnings
 from functools import lru_cache
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,159 +36,19 @@ from typing import Any, Callable
 import cv2
 import numpy as np
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
 
-from .errors import (CheckpointError, ExpressionEditError, HubUnavailableError, ImageLoadError, ImageTooLargeError,
-                     NoFaceError, UnknownExpressionError, UnknownMethodError)
+from .errors import CheckpointError, ExpressionEditError, HubUnavailableError, NoFaceError, UnknownExpressionError
 from .face import CropTransform, FaceBox, HaarFaceDetector, crop_face, detect_faces, face_mask, paste_back
 from .image_utils import rgb_to_ycbcr
 from .labels import EXPRESSIONS, canonical_expression
+from .io import DEFAULT_MAX_PIXELS, load_image
 from .components import COMPONENT_BY_MODEL_TYPE, METHOD_COMPONENTS, METHODS, canonical_method, model_class
 
 logger = logging.getLogger(__name__)
 
 DETECTORS = ("retinaface", "haar", "segmenter")  # the named face detectors; the first is the default
-# 40 MP covers every phone and most DSLR photos; beyond that a photo is more likely a decompression bomb.
-DEFAULT_MAX_PIXELS = 40_000_000
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pnm")
-# The Pillow formats those are. Others are refused before their plug-in parses anything: EPS hands the file to
-# Ghostscript, and each rarely used parser is more surface for a crafted upload.
-IMAGE_FORMATS = ("JPEG", "PNG", "GIF", "BMP", "TIFF", "WEBP", "PPM")
-
 ProgressCallback = Callable[[float, str], None]  # (fraction done in [0, 1], what is happening); gr.Progress fits
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# 1. Loading
-# ---------------------------------------------------------------------------------------------------------------------
-
-def load_image(source: str | os.PathLike | bytes | Image.Image | np.ndarray | Any,
-               max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Image.Image:
-    """Read a photo into an RGB PIL image, upright.
-
-    ``source``: a path, raw file bytes, a binary file object, a PIL image or a uint8 array. EXIF orientation is
-    applied; RGBA/LA/transparent palettes are composited on white; CMYK, 16-bit and float, grayscale and palette
-    images become RGB; an animated image gives its first frame. Notes about such conversions are kept in
-    ``image.info["notes"]``.
-
-    Raises :class:`ImageTooLargeError` for more than ``max_pixels`` pixels (read from the header, before decoding)
-    and :class:`ImageLoadError` for missing files, non-images and truncated or corrupt files.
-    """
-    notes: list[str] = []
-    if isinstance(source, np.ndarray):
-        source = _array_to_pil(source)
-    if isinstance(source, Image.Image):
-        name = "the image"
-        image = source
-        _check_pixels(image.size, max_pixels, name)
-    else:
-        name, image = _open(source, max_pixels)
-
-    frames = getattr(image, "n_frames", 1)
-    if frames > 1:
-        image.seek(0)
-        notes.append(f"{name} has {frames} frames; edited the first one.")
-    try:
-        image.load()
-    except (OSError, SyntaxError, ValueError, EOFError) as error:
-        raise ImageLoadError(f"Could not decode {name}: the file is truncated or corrupt ({error}).") from error
-
-    try:
-        upright = ImageOps.exif_transpose(image)
-    except Exception as error:  # noqa: BLE001 - a broken EXIF block should not stop the edit
-        notes.append(f"Ignored the unreadable EXIF orientation of {name} ({error}).")
-        upright = image
-    if upright is None:  # older Pillow returns None for in-place transposes
-        upright = image
-
-    try:
-        rgb = _to_rgb(upright, notes)
-    except (ValueError, OSError) as error:  # modes Pillow cannot convert to RGB (e.g. LAB)
-        raise ImageLoadError(f"Cannot convert {name} from mode {upright.mode} to RGB: {error}") from error
-    rgb.info["notes"] = list(image.info.get("notes", [])) + notes
-    return rgb
-
-
-def _open(source: Any, max_pixels: int | None) -> tuple[str, Image.Image]:
-    if isinstance(source, (bytes, bytearray, memoryview)):
-        name, stream = "the uploaded bytes", io.BytesIO(bytes(source))
-    elif isinstance(source, (str, os.PathLike)):
-        path = Path(source)
-        name = str(path)
-        if not path.is_file():
-            raise ImageLoadError(f"{name} does not exist or is not a file.")
-        try:
-            stream = io.BytesIO(path.read_bytes())  # read once: the file is closed whatever happens next
-        except OSError as error:
-            raise ImageLoadError(f"Could not read {name}: {error}") from error
-    elif hasattr(source, "read"):
-        name, stream = getattr(source, "name", "the uploaded file"), source
-    else:
-        raise ImageLoadError(f"Cannot read an image from a {type(source).__name__}.")
-
-    try:
-        with warnings.catch_warnings():
-            # Pillow warns above its own limit (~89 MP) and raises above twice that; our cap is checked below.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(stream, formats=IMAGE_FORMATS)  # reads the header only
-    except Image.DecompressionBombError as error:
-        raise ImageTooLargeError(f"{name} is too large to open safely ({error}).") from error
-    except UnidentifiedImageError as error:
-        raise ImageLoadError(f"{name} is not an image file we can read (JPEG, PNG, TIFF, WebP, ...).") from error
-    except (OSError, SyntaxError, ValueError) as error:
-        raise ImageLoadError(f"Could not read {name}: {error}") from error
-    _check_pixels(image.size, max_pixels, name)
-    return name, image
-
-
-def _check_pixels(size: tuple[int, int], max_pixels: int | None, name: str) -> None:
-    width, height = size
-    if width <= 0 or height <= 0:
-        raise ImageLoadError(f"{name} has no pixels ({width}x{height}).")
-    if max_pixels is not None and width * height > max_pixels:
-        raise ImageTooLargeError(
-            f"{name} is {width}x{height} = {width * height / 1e6:.1f} MP, more than the limit of "
-            f"{max_pixels / 1e6:.0f} MP. Downscale it first (or raise max_pixels if you trust the file)."
-        )
-
-
-def _array_to_pil(array: np.ndarray) -> Image.Image:
-    array = np.asarray(array)
-    if array.ndim == 3 and array.shape[-1] == 1:
-        array = array[..., 0]
-    if array.dtype == np.uint8:
-        return Image.fromarray(array)
-    if array.dtype == np.uint16:
-        return Image.fromarray((array.astype(np.float32) / 257.0).round().astype(np.uint8))
-    if np.issubdtype(array.dtype, np.floating):
-        scale = 255.0 if array.max(initial=0) <= 1.0 else 1.0  # [0, 1] floats or already 0..255
-        return Image.fromarray(np.clip(array * scale, 0, 255).round().astype(np.uint8))
-    raise ImageLoadError(f"Cannot use an array of dtype {array.dtype} as an image; expected uint8.")
-
-
-def _to_rgb(image: Image.Image, notes: list[str]) -> Image.Image:
-    mode = image.mode
-    if mode == "RGB":
-        return image.copy()
-    if mode.startswith("I") or mode == "F":
-        # 16-bit or 32-bit integer / float grayscale: scale to 8 bits by the range the data can have.
-        array = np.asarray(image, dtype=np.float64)
-        if mode == "F":
-            top = 1.0 if array.max(initial=0) <= 1.0 else 255.0
-        else:
-            top = 255.0 if array.max(initial=0) <= 255 else 65535.0 if array.max() <= 65535 else float(array.max())
-        notes.append(f"Converted {mode} ({'float' if mode == 'F' else 'high bit depth'}) grayscale to 8-bit RGB.")
-        gray = np.clip(array / top * 255.0, 0, 255).round().astype(np.uint8)
-        return Image.fromarray(gray).convert("RGB")
-    if mode in ("RGBA", "LA", "La", "RGBa", "PA") or (mode == "P" and "transparency" in image.info):
-        rgba = image.convert("RGBA")
-        if rgba.getextrema()[3][0] < 255:
-            notes.append("Composited the transparent areas on white.")
-        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(white, rgba).convert("RGB")
-    if mode == "CMYK":
-        notes.append("Converted CMYK to RGB (no colour profile applied).")
-    return image.convert("RGB")
 
 
 # ---------------------------------------------------------------------------------------------------------------------

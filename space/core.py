@@ -28,7 +28,8 @@ from PIL import Image
 from expr_models.errors import CheckpointError, ExpressionEditError, NoFaceError
 from expr_models.face import CropTransform, FaceBox, crop_face, crop_square, face_mask
 from expr_models.image_utils import rgb_to_ycbcr
-from expr_models.pipeline import EditResult, ExpressionEditor, find_checkpoints, load_image
+from expr_models.io import load_image
+from expr_models.pipeline import EditResult, ExpressionEditor, find_checkpoints
 from expr_models.components import METHOD_COMPONENTS, METHOD_LABELS
 
 logger = logging.getLogger(__name__)

@@ -15,7 +15,8 @@ from expr_models.errors import (CheckpointError, ExpressionEditError, ImageLoadE
 from expr_models.face import crop_face, detect_faces
 from expr_models.image_utils import rgb_to_ycbcr
 from expr_models.labels import EXPRESSIONS
-from expr_models.pipeline import ExpressionEditor, edit_luminance, find_checkpoints, load_image
+from expr_models.io import load_image
+from expr_models.pipeline import ExpressionEditor, edit_luminance, find_checkpoints
 
 
 # --- photos --------------------------------------------------------------------------------------------------------

@@ -33,7 +33,8 @@ from PIL import Image, ImageFile
 
 from bad_inputs import Case, blank_png, catalog, face_grid, small_face, write_catalog
 from expr_models.errors import CheckpointError, ExpressionEditError, ImageTooLargeError, NoFaceError
-from expr_models.pipeline import ExpressionEditor, load_image
+from expr_models.io import load_image
+from expr_models.pipeline import ExpressionEditor
 from test_pipeline import MouthBrightener, unchanged_outside_masks
 
 REPO = Path(__file__).resolve().parents[1]
