@@ -15,12 +15,14 @@ import json
 import re
 import sys
 import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from .errors import ExpressionEditError, ImageLoadError
 from .components import METHODS
-from .io import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS
+from .io import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, OUTPUT_FORMATS, load_image, photo_metadata, save_image
 from .pipeline import DETECTORS, ExpressionEditor
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
@@ -64,10 +66,11 @@ def safe_stem(path: Path, max_length: int = 100) -> str:
 
 
 class OutputNames:
-    """``DIR/<stem>.png`` for each input; a repeated stem gets ``-2``, ``-3``, ... (case-insensitively)."""
+    """``DIR/<stem><suffix>`` for each input; a repeated stem gets ``-2``, ``-3``, ... (case-insensitively)."""
 
-    def __init__(self, out_dir: Path):
+    def __init__(self, out_dir: Path, suffix: str = ".png"):
         self.out_dir = out_dir.resolve()
+        self.suffix = suffix
         self.used: set[str] = set()
 
     def __call__(self, path: Path) -> Path:
@@ -77,7 +80,7 @@ class OutputNames:
             number += 1
             name = f"{stem}-{number}"
         self.used.add(name.lower())
-        target = (self.out_dir / f"{name}.png").resolve()
+        target = (self.out_dir / f"{name}{self.suffix}").resolve()
         if target.parent != self.out_dir:  # belt and braces: safe_stem already prevents this
             raise ValueError(f"Refusing to write outside {self.out_dir}: {target}")
         return target
@@ -90,7 +93,8 @@ class OutputNames:
 def add_edit_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "edit", help="edit the expression of every face in photos",
-        description="Edit the facial expression of every face in each photo; writes OUT/<name>.png.",
+        description="Edit the facial expression of every face in each photo; writes OUT/<name>.png (or --format). "
+                    "The input's colour profile and EXIF (less the orientation, already applied) are kept.",
     )
     parser.add_argument("inputs", nargs="+", metavar="INPUT",
                         help="image files, or folders (their images and those of their direct subfolders)")
@@ -102,6 +106,9 @@ def add_edit_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--reference", help="a photo of a face with the wanted expression (required for nst)")
     parser.add_argument("--models", default="checkpoints", help="folder of checkpoints (default: checkpoints)")
     parser.add_argument("--out", required=True, type=Path, help="output folder (created if needed)")
+    parser.add_argument("--format", choices=OUTPUT_FORMATS, default="png",
+                        help="output file format: png (default; lossless, so pixels outside the faces stay identical "
+                             "to the input), webp or jpg (smaller, lossy)")
     parser.add_argument("--json", action="store_true", help="print a JSON summary of every file on stdout")
     parser.add_argument("--max-faces", type=_positive_int, default=10, help="edit at most the N largest faces")
     parser.add_argument("--detector", choices=DETECTORS, default=DETECTORS[0],
@@ -142,33 +149,35 @@ def run_edit(args: argparse.Namespace) -> int:
             return EXIT_USAGE
 
     files, problems = collect_inputs(args.inputs)
-    records = [{"input": path, "output": None, "error": error} for path, error in problems]
+    records = [{"input": path, "output": None, "error": None} for path in files]
     for path, error in problems:
         print(f"error: {path}: {error}", file=sys.stderr)
     args.out.mkdir(parents=True, exist_ok=True)
-    names = OutputNames(args.out)
+    names = OutputNames(args.out, suffix="." + args.format)
 
-    for path in files:
-        record = {"input": str(path), "output": None, "error": None}
-        start = time.perf_counter()
-        try:
-            result = editor.edit(path, method=args.method, target=target, intensity=args.intensity,
-                                 reference=reference, max_faces=args.max_faces)
-            output = names(path)
-            result.image.save(output, "PNG")
-            record.update(output=str(output), **result.to_dict())
-            log(f"{path} -> {output} ({len(result.faces)} face{'s' * (len(result.faces) != 1)}, "
-                f"{result.timings['total']:.2f} s)")
-            for note in result.notes:
-                log(f"  note: {note}")
-        except ExpressionEditError as error:
-            record["error"] = f"{type(error).__name__}: {error}"
-            print(f"error: {path}: {error}", file=sys.stderr)
-        except Exception as error:  # noqa: BLE001 - one odd file must not stop the batch; it is still reported
-            record["error"] = f"internal error: {type(error).__name__}: {error}"
-            print(f"error: {path}: internal error ({type(error).__name__}: {error})", file=sys.stderr)
-        record["seconds"] = round(time.perf_counter() - start, 3)
-        records.append(record)
+    # The next photo is decoded and the last one encoded on helper threads while this one is edited (PNG encoding of
+    # a 1 MP photo takes about as long as the edit). Outputs are still written, logged and reported in input order.
+    writes: deque[tuple[dict, Future]] = deque()
+    with ThreadPoolExecutor(1, "expr-read") as reader, ThreadPoolExecutor(1, "expr-write") as writer:
+        for record, photo in zip(records, _read_ahead(files, reader, args.max_pixels)):
+            path = record["input"]
+            start = time.perf_counter()
+            try:
+                result = editor.edit(photo.result(), method=args.method, target=target, intensity=args.intensity,
+                                     reference=reference, max_faces=args.max_faces)
+                output = names(path)
+                record.update(output=str(output), **result.to_dict())
+                writes.append((record, writer.submit(_write, result, output, args.format)))
+            except Exception as error:  # noqa: BLE001 - one odd file must not stop the batch; it is still reported
+                _fail(record, error)
+            record["seconds"] = round(time.perf_counter() - start, 3)
+            while len(writes) > 2 or (writes and writes[0][1].done()):  # at most two photos wait to be written
+                _finish_write(*writes.popleft(), log)
+        while writes:
+            _finish_write(*writes.popleft(), log)
+    for record in records:
+        record["input"] = str(record["input"])
+    records = [{"input": path, "output": None, "error": error} for path, error in problems] + records
 
     failed = sum(record["error"] is not None for record in records)
     if args.json:
@@ -178,6 +187,44 @@ def run_edit(args: argparse.Namespace) -> int:
     if failed:
         print(f"{failed} of {len(records)} inputs failed", file=sys.stderr)
     return EXIT_SOME_FAILED if failed else EXIT_OK
+
+
+def _read_ahead(paths: list[Path], reader: ThreadPoolExecutor, max_pixels: int) -> Iterator[Future]:
+    """Futures of the decoded photos, in order, with the next one always already being decoded."""
+    pending = reader.submit(load_image, paths[0], max_pixels) if paths else None
+    for index in range(len(paths)):
+        current = pending
+        pending = reader.submit(load_image, paths[index + 1], max_pixels) if index + 1 < len(paths) else None
+        yield current
+
+
+def _write(result, output: Path, format: str) -> float:
+    start = time.perf_counter()
+    save_image(result.image, output, format, metadata=photo_metadata(result.original))
+    return time.perf_counter() - start
+
+
+def _finish_write(record: dict, write: Future, log: Callable[[str], None]) -> None:
+    try:
+        record["write_seconds"] = round(write.result(), 3)
+    except Exception as error:  # noqa: BLE001 - a full disk or a vanished folder fails this file, not the batch
+        record["output"] = None
+        _fail(record, error)
+        return
+    faces = len(record["faces"])
+    log(f"{record['input']} -> {record['output']} ({faces} face{'s' * (faces != 1)}, "
+        f"{record['timings']['total']:.2f} s)")
+    for note in record["notes"]:
+        log(f"  note: {note}")
+
+
+def _fail(record: dict, error: BaseException) -> None:
+    if isinstance(error, ExpressionEditError):
+        record["error"] = f"{type(error).__name__}: {error}"
+        print(f"error: {record['input']}: {error}", file=sys.stderr)
+    else:
+        record["error"] = f"internal error: {type(error).__name__}: {error}"
+        print(f"error: {record['input']}: internal error ({type(error).__name__}: {error})", file=sys.stderr)
 
 
 def _read_bytes(path: str) -> bytes:

@@ -187,3 +187,81 @@ def test_module_entry_point(tmp_path, photos, models):
     summary = json.loads(run.stdout)
     assert [r["error"] is None for r in summary["files"]] == [True, False]
     assert np.asarray(Image.open(tmp_path / "out" / "g.png")).shape == (600, 512, 3)
+
+
+def _profile_and_exif(image: Image.Image) -> tuple[bytes, bytes]:
+    from PIL import ImageCms
+
+    profile = ImageCms.ImageCmsProfile(ImageCms.createProfile("LAB")).tobytes()  # any valid profile bytes will do
+    profile = profile[:16] + b"RGB " + profile[20:]  # an RGB-space profile header, as a Display-P3 photo's has
+    exif = image.getexif()
+    exif[0x0112] = 1  # orientation: already upright
+    exif[0x010F] = "TestCam"  # make
+    return profile, exif.tobytes()
+
+
+@pytest.mark.parametrize("output_format", ["png", "webp", "jpg"])
+def test_outputs_keep_colour_profile_and_exif(tmp_path, photos, models, output_format):
+    profile, exif = _profile_and_exif(photos["astronaut"])
+    photos["astronaut"].save(tmp_path / "a.jpg", quality=95, icc_profile=profile, exif=exif)
+    code = main(["edit", str(tmp_path / "a.jpg"), "--models", str(models), "--out", str(tmp_path / "out"),
+                 "--format", output_format])
+    assert code == 0
+    with Image.open(tmp_path / "out" / f"a.{output_format}") as edited:
+        assert edited.format == {"png": "PNG", "webp": "WEBP", "jpg": "JPEG"}[output_format]
+        assert edited.info.get("icc_profile") == profile
+        assert edited.getexif().get(0x010F) == "TestCam"
+
+
+def test_rotated_input_loses_its_orientation_tag(tmp_path, photos, models):
+    upright = photos["grace"]
+    exif = upright.getexif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise on display": the file holds the photo turned the other way
+    upright.transpose(Image.Transpose.ROTATE_90).save(tmp_path / "r.jpg", exif=exif.tobytes())
+    assert main(["edit", str(tmp_path / "r.jpg"), "--models", str(models), "--out", str(tmp_path / "out")]) == 0
+    with Image.open(tmp_path / "out" / "r.png") as edited:
+        assert upright.size[0] != upright.size[1] and edited.size == upright.size  # written upright ...
+        assert 0x0112 not in edited.getexif()  # ... so no viewer may rotate it again
+
+
+def test_png_output_is_lossless_outside_the_faces(tmp_path, photos, models, capsys):
+    photos["grace"].save(tmp_path / "g.png")
+    code = main(["edit", str(tmp_path / "g.png"), "--models", str(models), "--out", str(tmp_path / "out"),
+                 "--json", "--max-faces", "1"])
+    summary = json.loads(capsys.readouterr().out)
+    assert code == 0
+    source = np.asarray(photos["grace"])
+    with Image.open(tmp_path / "out" / "g.png") as edited:
+        changed = np.any(np.asarray(edited.convert("RGB")) != source, axis=-1)
+    assert changed.any()
+    rows, cols = np.nonzero(changed)
+    # Every changed pixel lies within the face's crop square (box side x 1.25, so 0.75 sides from the centre is a
+    # safe bound); everything else is byte-identical.
+    x0, y0, x1, y1 = summary["files"][0]["faces"][0]["box"]
+    cx, cy, reach = (x0 + x1) / 2, (y0 + y1) / 2, 0.75 * max(x1 - x0, y1 - y0)
+    assert cy - reach <= rows.min() and rows.max() <= cy + reach and cx - reach <= cols.min() and cols.max() <= cx + reach
+
+
+def test_a_failed_write_is_reported_and_the_batch_goes_on(tmp_path, photos, models, capsys, monkeypatch):
+    from expr_models import __main__ as cli
+
+    for name in ("a", "b", "c"):
+        photos["astronaut"].save(tmp_path / f"{name}.jpg")
+    real_save = cli.save_image
+
+    def failing_save(image, destination, *args, **kwargs):
+        if Path(destination).stem == "b":
+            raise OSError("No space left on device")
+        return real_save(image, destination, *args, **kwargs)
+
+    monkeypatch.setattr(cli, "save_image", failing_save)
+    code = main(["edit", *(str(tmp_path / f"{n}.jpg") for n in "abc"), "--models", str(models),
+                 "--out", str(tmp_path / "out"), "--json"])
+    captured = capsys.readouterr()
+    assert code == 1
+    summary = json.loads(captured.out)
+    assert [Path(r["input"]).name for r in summary["files"]] == ["a.jpg", "b.jpg", "c.jpg"]  # input order
+    errors = [r["error"] for r in summary["files"]]
+    assert errors[0] is None and errors[2] is None and "No space left" in errors[1]
+    assert summary["files"][1]["output"] is None
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png", "c.png"]
