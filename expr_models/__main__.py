@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from .cli_types import positive_int
 from .errors import ExpressionEditError, ImageLoadError
 from .pipeline import DEFAULT_MAX_PIXELS, DETECTORS, IMAGE_EXTENSIONS, METHODS, ExpressionEditor
 
@@ -101,13 +102,13 @@ def add_edit_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--models", default="checkpoints", help="folder of checkpoints (default: checkpoints)")
     parser.add_argument("--out", required=True, type=Path, help="output folder (created if needed)")
     parser.add_argument("--json", action="store_true", help="print a JSON summary of every file on stdout")
-    parser.add_argument("--max-faces", type=_positive_int, default=10, help="edit at most the N largest faces")
+    parser.add_argument("--max-faces", type=positive_int, default=10, help="edit at most the N largest faces")
     parser.add_argument("--detector", choices=DETECTORS, default=DETECTORS[0],
                         help="face detector: RetinaFace (default; needs onnxruntime), the embedded Haar cascade "
                              "(needs nothing more) or the trained Mask R-CNN segmenter")
-    parser.add_argument("--steps", type=_positive_int, default=100, help="optimisation steps for nst (default: 100)")
+    parser.add_argument("--steps", type=positive_int, default=100, help="optimisation steps for nst (default: 100)")
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default: cpu)")
-    parser.add_argument("--max-pixels", type=_positive_int, default=DEFAULT_MAX_PIXELS,
+    parser.add_argument("--max-pixels", type=positive_int, default=DEFAULT_MAX_PIXELS,
                         help=f"refuse larger images (default: {DEFAULT_MAX_PIXELS})")
     parser.set_defaults(func=run_edit)
 
@@ -193,13 +194,6 @@ def _unit_interval(text: str) -> float:
     value = float(text)
     if not 0.0 <= value <= 1.0:
         raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
     return value
 
 

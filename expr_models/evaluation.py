@@ -49,6 +49,7 @@ import torch
 from PIL import Image
 
 from . import metrics
+from .cli_types import positive_int
 from .errors import ExpressionEditError, NoFaceError
 
 EXIT_OK, EXIT_USAGE = 0, 2
@@ -839,25 +840,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--out", type=Path, default=Path("results"), help="output folder (default: results)")
     parser.add_argument("--methods", nargs="+", choices=METHODS, default=["cyclegan", "sagan"],
                         help="editors to evaluate (default: cyclegan sagan; nst is slow)")
-    parser.add_argument("--limit", type=_positive_int, help="at most N held-out faces per expression and dataset")
+    parser.add_argument("--limit", type=positive_int, help="at most N held-out faces per expression and dataset")
     parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
     parser.add_argument("--split", default="test", help="the held-out split (default: test)")
     parser.add_argument("--raw-data", type=Path, default=None,
                         help="the raw data, for whole photos (default: ../shared/data beside the repository)")
     parser.add_argument("--max-photos", type=int, default=20,
                         help="whole photos edited through the pipeline per edit (default: 20; 0 skips the check)")
-    parser.add_argument("--nst-steps", type=_positive_int, default=30, help="NST optimisation steps (default: 30)")
-    parser.add_argument("--nst-faces", type=_positive_int, default=8, help="faces per NST edit (default: 8)")
-    parser.add_argument("--detection-photos", type=_positive_int, default=150,
+    parser.add_argument("--nst-steps", type=positive_int, default=30, help="NST optimisation steps (default: 30)")
+    parser.add_argument("--nst-faces", type=positive_int, default=8, help="faces per NST edit (default: 8)")
+    parser.add_argument("--detection-photos", type=positive_int, default=150,
                         help="WIDER validation photos for the face-detection AP (default: 150)")
     return parser
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
-    return value
 
 
 def command_line(args: argparse.Namespace) -> str:
