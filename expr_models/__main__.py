@@ -204,18 +204,18 @@ def _logger(quiet_stdout: bool) -> Callable[[str], None]:
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# evaluate (expr_models.evaluation)
+# evaluate (expr_models.evaluation.cli)
 # ---------------------------------------------------------------------------------------------------------------------
 
 def add_evaluate_parser(subparsers: argparse._SubParsersAction) -> None:
-    from . import evaluation
+    from .evaluation import cli as evaluation_cli
 
     parser = subparsers.add_parser(
         "evaluate", help="measure the editors on held-out subjects; writes OUT/evaluation.{json,md}",
-        description=evaluation.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=evaluation_cli.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    evaluation.add_arguments(parser)
-    parser.set_defaults(func=evaluation.main)
+    evaluation_cli.add_arguments(parser)
+    parser.set_defaults(func=evaluation_cli.main)
 
 
 # One entry per subcommand: another command (e.g. "evaluate") adds its add_<name>_parser here.
