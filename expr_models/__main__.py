@@ -20,6 +20,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, Iterator
 
+from .cli_types import positive_int
 from .errors import ExpressionEditError, ImageLoadError
 from .components import METHODS
 from .io import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, OUTPUT_FORMATS, load_image, photo_metadata, save_image
@@ -110,13 +111,13 @@ def add_edit_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="output file format: png (default; lossless, so pixels outside the faces stay identical "
                              "to the input), webp or jpg (smaller, lossy)")
     parser.add_argument("--json", action="store_true", help="print a JSON summary of every file on stdout")
-    parser.add_argument("--max-faces", type=_positive_int, default=10, help="edit at most the N largest faces")
+    parser.add_argument("--max-faces", type=positive_int, default=10, help="edit at most the N largest faces")
     parser.add_argument("--detector", choices=DETECTORS, default=DETECTORS[0],
                         help="face detector: RetinaFace (default; needs onnxruntime), the embedded Haar cascade "
                              "(needs nothing more) or the trained Mask R-CNN segmenter")
-    parser.add_argument("--steps", type=_positive_int, default=100, help="optimisation steps for nst (default: 100)")
+    parser.add_argument("--steps", type=positive_int, default=100, help="optimisation steps for nst (default: 100)")
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default: cpu)")
-    parser.add_argument("--max-pixels", type=_positive_int, default=DEFAULT_MAX_PIXELS,
+    parser.add_argument("--max-pixels", type=positive_int, default=DEFAULT_MAX_PIXELS,
                         help=f"refuse larger images (default: {DEFAULT_MAX_PIXELS})")
     parser.set_defaults(func=run_edit)
 
@@ -245,13 +246,6 @@ def _unit_interval(text: str) -> float:
     return value
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
-    return value
-
-
 def _logger(quiet_stdout: bool) -> Callable[[str], None]:
     # With --json, stdout carries the JSON alone; progress lines go to stderr.
     stream = sys.stderr if quiet_stdout else sys.stdout
@@ -259,18 +253,18 @@ def _logger(quiet_stdout: bool) -> Callable[[str], None]:
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# evaluate (expr_models.evaluation)
+# evaluate (expr_models.evaluation.cli)
 # ---------------------------------------------------------------------------------------------------------------------
 
 def add_evaluate_parser(subparsers: argparse._SubParsersAction) -> None:
-    from . import evaluation
+    from .evaluation import cli as evaluation_cli
 
     parser = subparsers.add_parser(
         "evaluate", help="measure the editors on held-out subjects; writes OUT/evaluation.{json,md}",
-        description=evaluation.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=evaluation_cli.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    evaluation.add_arguments(parser)
-    parser.set_defaults(func=evaluation.main)
+    evaluation_cli.add_arguments(parser)
+    parser.set_defaults(func=evaluation_cli.main)
 
 
 # One entry per subcommand: another command (e.g. "evaluate") adds its add_<name>_parser here.

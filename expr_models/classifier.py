@@ -85,8 +85,3 @@ class ExpressionClassifier(ExprPreTrainedModel):
     def embed(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """Pooled features just before the linear head (``N x widths[-1]``): the space KID is measured in."""
         return self.head[:-1](self.features(pixel_values))
-
-    @torch.no_grad()
-    def predict_proba(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """``N x num_classes`` probabilities, in ``config.class_names`` order."""
-        return self.forward(pixel_values).logits.softmax(-1)

@@ -31,7 +31,3 @@ def canonical_expression(name: str) -> str:
     if key not in EXPRESSIONS_WITH_CONTEMPT:
         raise ValueError(f"Unknown expression {name!r}; expected one of {', '.join(EXPRESSIONS_WITH_CONTEMPT)}")
     return key
-
-
-def expression_index(name: str) -> int:
-    return EXPRESSIONS_WITH_CONTEMPT.index(canonical_expression(name))

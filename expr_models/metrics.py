@@ -269,7 +269,7 @@ def kernel_inception_distance(real: torch.Tensor, fake: torch.Tensor, n_subsets:
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# Face detection (expr_models.detection_evaluation puts these together)
+# Face detection (expr_models.evaluation.detection puts these together)
 # ---------------------------------------------------------------------------------------------------------------------
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:

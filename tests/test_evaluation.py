@@ -312,7 +312,7 @@ def wider_like_dataset(path: Path) -> None:
 
 
 def test_detection_ap_of_retinaface_haar_and_the_segmenter(tmp_path):
-    from expr_models.detection_evaluation import is_detection_dataset
+    from expr_models.evaluation.detection import is_detection_dataset
 
     data_dir = tmp_path / "wider"
     wider_like_dataset(data_dir)

@@ -1,0 +1,158 @@
+"""The editors under test: each editing method wrapped as a :class:`Method`, loaded from a folder of checkpoints.
+
+Checkpoints are found by ``model_type`` (:func:`expr_models.pipeline.find_checkpoints`) and loaded with the classes of
+:mod:`expr_models.components`, the registry the editor and the Space use too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from .. import metrics
+from ..components import METHOD_COMPONENTS, METHODS, model_class
+from ..face import face_mask
+from ..pipeline import find_checkpoints
+from ..style_transfer import run_style_transfer
+
+BATCH_SIZE = 16
+
+
+@dataclass
+class Method:
+    """One editor: how to edit a batch of crops to a target, and which inputs each target is edited from."""
+
+    name: str  # row label: the pipeline method, plus the checkpoint name when there are several
+    kind: str  # the pipeline's method: cyclegan, sagan or nst
+    checkpoint: str
+    model: Any
+    resolution: int
+    channels: int
+    targets: tuple[str, ...]
+    needs_reference: bool = False
+    edit: Callable[..., torch.Tensor] = field(repr=False, default=None)
+    editor_options: dict = field(default_factory=dict)  # ExpressionEditor arguments for the whole-photo check
+
+    def sources_for(self, target: str) -> tuple[str, ...]:
+        """The input expressions edited to ``target``: the other domain for two-domain editors, else all others."""
+        if self.kind == "sagan":
+            return tuple(name for name in self.model.config.class_names if name != target)
+        return tuple(name for name in self.targets if name != target)
+
+
+def cyclegan_method(model, checkpoint: str, name: str = "cyclegan") -> Method:
+    config = model.config
+
+    def edit(x: torch.Tensor, target: str, references=None) -> torch.Tensor:
+        return model.generate(x, to=target)
+
+    return Method(name, "cyclegan", checkpoint, model, config.resolution, config.in_channels, tuple(config.domains),
+                  edit=edit)
+
+
+def sagan_method(model, checkpoint: str) -> Method:
+    config = model.config
+
+    def edit(x: torch.Tensor, target: str, references=None) -> torch.Tensor:
+        return model.generate(x, to=target)
+
+    return Method("sagan", "sagan", checkpoint, model, config.resolution, config.in_channels,
+                  tuple(config.class_names), edit=edit)
+
+
+def nst_method(extractor, checkpoint: str, steps: int, resolution: int = 128,
+               targets: tuple[str, ...] = ("neutral", "happy")) -> Method:
+    """Gatys NST from each face to a real face of the target expression (another subject), inside the face mask,
+    as the pipeline does it; the result's luminance is kept."""
+    mask = torch.from_numpy(face_mask(resolution))[None, None]
+
+    def rgb01(image: torch.Tensor) -> torch.Tensor:  # 1 x H x W in [-1, 1] -> 1 x 3 x H x W in [0, 1], as NST takes
+        return ((image + 1) / 2).expand(3, -1, -1)[None]
+
+    def edit(x: torch.Tensor, target: str, references: torch.Tensor) -> torch.Tensor:
+        device = next(extractor.parameters()).device
+        outputs = []
+        for content, style in zip(x, references):
+            with torch.enable_grad():  # NST optimises the pixels
+                result = run_style_transfer(rgb01(content).to(device), rgb01(style).to(device), extractor,
+                                            mask=mask.to(device), style_mask=mask.to(device), steps=steps)
+            outputs.append(metrics.match_input(result.cpu() * 2 - 1, None, 1))  # back to [-1, 1] luma
+        return torch.cat(outputs)
+
+    return Method("nst", "nst", checkpoint, extractor, resolution, 1, targets, needs_reference=True, edit=edit,
+                  editor_options={"nst_steps": steps, "nst_resolution": resolution})
+
+
+@torch.no_grad()
+def run_batched(fn: Callable[..., torch.Tensor], x: torch.Tensor, *extra: torch.Tensor | None,
+                device: torch.device | str = "cpu", batch_size: int = BATCH_SIZE) -> torch.Tensor:
+    """``fn(batch, *extra_batches)`` over ``x`` in batches on ``device``; the outputs come back to the CPU."""
+    outputs = []
+    for start in range(0, len(x), batch_size):
+        pieces = [t[start:start + batch_size].to(device) if t is not None else None for t in (x, *extra)]
+        outputs.append(fn(*pieces).float().cpu().clamp(-1, 1))
+    return torch.cat(outputs) if outputs else x.clone()
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Checkpoints
+# ---------------------------------------------------------------------------------------------------------------------
+
+def checkpoint_info(path: Path) -> dict:
+    """Name, path, model type and the first 16 hex digits of ``model.safetensors``' SHA-256, for provenance."""
+    info = {"name": path.name, "path": str(path)}
+    try:
+        info["model_type"] = json.loads((path / "config.json").read_text()).get("model_type")
+    except (OSError, ValueError):
+        pass
+    weights = path / "model.safetensors"
+    if weights.is_file():
+        digest = hashlib.sha256()
+        with open(weights, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        info["sha256"] = digest.hexdigest()[:16]
+    return info
+
+
+def load_models(models_dir: Path, methods: tuple[str, ...], device: torch.device, nst_steps: int,
+                nst_resolution: int) -> tuple[list[Method], Any, dict[str, list[dict]]]:
+    """The editors to evaluate, the classifier (or None) and the checkpoints' provenance."""
+    found = find_checkpoints(models_dir)
+    used: dict[str, list[dict]] = {}  # component -> checkpoint_info of each checkpoint loaded
+
+    def load(component: str, path: Path):
+        used.setdefault(component, []).append(checkpoint_info(path))
+        return model_class(component).from_pretrained(path).to(device).eval()
+
+    editors: list[Method] = []
+    for method in METHODS:  # the registry's order, whatever the order asked for
+        component = METHOD_COMPONENTS[method]
+        paths = found.get(component, [])
+        if method not in methods or not paths:
+            continue
+        if method == "cyclegan":  # each CycleGAN covers its own two domains: evaluate every one
+            for path in paths:
+                name = "cyclegan" if len(paths) == 1 else f"cyclegan:{path.name}"
+                editors.append(cyclegan_method(load(component, path), path.name, name))
+        elif method == "sagan":
+            editors.append(sagan_method(load(component, paths[0]), paths[0].name))
+        elif method == "nst":
+            editors.append(nst_method(load(component, paths[0]), paths[0].name, nst_steps, nst_resolution))
+    classifier = load("classifier", found["classifier"][0]) if found.get("classifier") else None
+    return editors, classifier, used
+
+
+def load_segmenter(models_dir: Path, device: torch.device, used: dict[str, list[dict]]):
+    """The trained face segmenter in ``models_dir``, or None; records its provenance in ``used``."""
+    paths = find_checkpoints(models_dir).get("segmenter")
+    if not paths:
+        return None
+    if "segmenter" not in used:
+        used["segmenter"] = [checkpoint_info(paths[0])]
+    return model_class("segmenter").from_pretrained(paths[0]).to(device).eval()
