@@ -26,12 +26,11 @@ import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import bench_utils as bu  # noqa: E402
+import numpy as np
 
-import numpy as np  # noqa: E402
+from expr_models.metrics import box_iou
 
-from expr_models.metrics import box_iou  # noqa: E402
+import bench_utils as bu
 
 
 def _stats(values: np.ndarray, sources: np.ndarray | None = None) -> dict:

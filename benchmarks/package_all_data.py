@@ -27,7 +27,6 @@ def main() -> int:
         return 0
 
     started = time.perf_counter()
-    sys.path.insert(0, str(REPO_ROOT))
     from expr_models.data import SOURCE_DIRS
     from train.prepare_data import main as prepare
 

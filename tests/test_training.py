@@ -20,21 +20,19 @@ import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
 
 datasets = pytest.importorskip("datasets")
 pytest.importorskip("accelerate")
 
-from PIL import Image, ImageDraw  # noqa: E402
+from PIL import Image, ImageDraw
 
-import expr_models  # noqa: E402,F401  (registers the Auto classes)
-from expr_models.labels import EXPRESSIONS, EXPRESSIONS_WITH_CONTEMPT  # noqa: E402
-from train import loop  # noqa: E402
-from train.classifier import ClassifierStep  # noqa: E402
-from train.cyclegan import CycleGANStep, ImagePool  # noqa: E402
-from train.sagan import SAGANStep  # noqa: E402
-from train.segmenter import SegmenterStep, WiderFaces, ellipse_masks  # noqa: E402
+import expr_models  # noqa:F401  (registers the Auto classes)
+from expr_models.labels import EXPRESSIONS, EXPRESSIONS_WITH_CONTEMPT
+from train import loop
+from train.classifier import ClassifierStep
+from train.cyclegan import CycleGANStep, ImagePool
+from train.sagan import SAGANStep
+from train.segmenter import SegmenterStep, WiderFaces, ellipse_masks
 
 TINY_GAN = ["--resolution", "32", "--generator-channels", "8", "--n-residual-blocks", "1",
             "--discriminator-channels", "8"]

@@ -18,12 +18,11 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
-import accelerate  # noqa: E402
+import accelerate
 
-from train import loop  # noqa: E402
-from train.cyclegan import CycleGANStep  # noqa: E402
+from train import loop
+from train.cyclegan import CycleGANStep
 
 
 def halve(path: Path) -> None:

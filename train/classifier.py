@@ -13,18 +13,15 @@ flip, a small random affine and brightness/contrast jitter.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
-if __package__ in (None, ""):  # run as a script: make `train` and `expr_models` importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from torch import nn  # noqa: E402
+import torch
+import torch.nn.functional as F
+from torch import nn
 
-from expr_models.classifier import ExpressionClassifier, ExpressionClassifierConfig  # noqa: E402
-from expr_models.labels import EXPRESSIONS  # noqa: E402
-from train.loop import (ConfigError, FaceCrops, OptimizerSpec, TrainingStep, describe_rows,  # noqa: E402
+from expr_models.classifier import ExpressionClassifier, ExpressionClassifierConfig
+from expr_models.labels import EXPRESSIONS
+from train.loop import (ConfigError, FaceCrops, OptimizerSpec, TrainingStep, describe_rows,
                         expression_rows, main, make_config)
 
 

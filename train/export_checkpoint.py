@@ -13,16 +13,14 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import torch  # noqa: E402
-from transformers import AutoModel  # noqa: E402
+import torch
+from transformers import AutoModel
 
-import expr_models  # noqa: E402,F401  (registers the Auto classes)
+import expr_models  # noqa:F401  (registers the Auto classes)
 
 
 def main(argv: list[str] | None = None) -> int:

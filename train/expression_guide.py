@@ -36,14 +36,12 @@ import sys
 import tarfile
 from pathlib import Path
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from torch import nn  # noqa: E402
+import torch
+import torch.nn.functional as F
+from torch import nn
 
-from train.loop import ConfigError  # noqa: E402
+from train.loop import ConfigError
 
 GUIDE_FILE = "guide.json"
 # facial-emotion-recognition's label order (its EmotionRecognition.emotions).

@@ -43,13 +43,11 @@ from types import SimpleNamespace
 from typing import Any, Callable, Iterable
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-if str(REPO_ROOT) not in sys.path:  # `python train/<model>.py` and `accelerate launch train/<model>.py`
-    sys.path.insert(0, str(REPO_ROOT))
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from torch import nn  # noqa: E402
-from torch.utils.data import DataLoader, Dataset  # noqa: E402
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
 
 CHECKPOINT_PATTERN = re.compile(r"^checkpoint_(\d+)$")
 DEBUG_WEIGHTS_ENV = "EXPR_TRAIN_DUMP_WEIGHTS"  # same as --debug-dump-weights

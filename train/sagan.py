@@ -25,19 +25,16 @@ D 4e-4) with Adam betas (0.0, 0.9), as in SAGAN.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
-if __package__ in (None, ""):  # run as a script: make `train` and `expr_models` importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from torch import nn  # noqa: E402
+import torch
+import torch.nn.functional as F
+from torch import nn
 
-from expr_models.labels import EXPRESSIONS  # noqa: E402
-from expr_models.sagan import SAGANConfig, SAGANModel  # noqa: E402
-from train.expression_guide import add_guide_arguments, check_guide_arguments, load_guide_for  # noqa: E402
-from train.loop import (ConfigError, FaceCrops, OptimizerSpec, TrainingStep, describe_rows,  # noqa: E402
+from expr_models.labels import EXPRESSIONS
+from expr_models.sagan import SAGANConfig, SAGANModel
+from train.expression_guide import add_guide_arguments, check_guide_arguments, load_guide_for
+from train.loop import (ConfigError, FaceCrops, OptimizerSpec, TrainingStep, describe_rows,
                         expression_rows, main, make_config)
 
 

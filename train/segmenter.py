@@ -16,16 +16,14 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as a script: make `train` and `expr_models` importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from PIL import Image  # noqa: E402
-from torch import nn  # noqa: E402
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
 
-from expr_models.segmenter import FaceSegmenter, FaceSegmenterConfig  # noqa: E402
-from train.loop import (AugmentedDataset, ConfigError, OptimizerSpec, TrainingStep, load_prepared,  # noqa: E402
+from expr_models.segmenter import FaceSegmenter, FaceSegmenterConfig
+from train.loop import (AugmentedDataset, ConfigError, OptimizerSpec, TrainingStep, load_prepared,
                         main, make_config, require_columns)
 
 FACE_FIELDS = ("x1", "y1", "w", "h")
