@@ -76,7 +76,7 @@ def test_training_steps_run_both_sides(tmp_path):
     with accelerator.accumulate(*trainer.modules.values()):
         losses = step.step(batch, 0)
     assert torch.isfinite(losses["generator"])
-    reference = ReferenceStep(step.config, torch.device("cpu"))
+    reference = ReferenceStep(step.config, step.args, torch.device("cpu"))
     assert torch.isfinite(reference.step(batch["x"], batch["y"]))
 
 

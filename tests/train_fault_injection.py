@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 import accelerate
 
-from train import loop
+from train import checkpoints, loop
 from train.cyclegan import CycleGANStep
 
 
@@ -54,7 +54,7 @@ def install(fault: str) -> None:
 
         accelerate.Accelerator.save_state = save_state
     elif kind == "kill-before-rename":
-        original_fsync = loop._fsync_tree
+        original_fsync = checkpoints._fsync_tree
 
         def fsync_tree(folder):
             original_fsync(folder)
@@ -62,7 +62,7 @@ def install(fault: str) -> None:
             if calls["n"] == target:
                 die()
 
-        loop._fsync_tree = fsync_tree
+        checkpoints._fsync_tree = fsync_tree
     elif kind == "kill-in-final":
         from expr_models.modeling_utils import ExprPreTrainedModel
 

@@ -19,7 +19,6 @@ import hashlib
 import zipfile
 from pathlib import Path
 
-
 from expr_models.retinaface import (ANCHOR_SIZES, HAAR_CENTRE_BELOW_EYES, HAAR_SIDE, MEAN_BGR,
                                     MODEL_FILENAME, MODEL_SHA256, STRIDES, VARIANCES)
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-
 import torch
 
 from expr_models.style_transfer import StyleFeatureExtractor

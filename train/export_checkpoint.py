@@ -16,7 +16,6 @@ import shutil
 import tempfile
 from pathlib import Path
 
-
 import torch
 from transformers import AutoModel
 

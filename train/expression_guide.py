@@ -34,14 +34,15 @@ import argparse
 import json
 import sys
 import tarfile
+from dataclasses import dataclass
 from pathlib import Path
-
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from transformers.hf_argparser import HfArg
 
-from train.loop import ConfigError
+from train.args import ConfigError
 
 GUIDE_FILE = "guide.json"
 # facial-emotion-recognition's label order (its EmotionRecognition.emotions).
@@ -136,12 +137,14 @@ class GuideError(ValueError):
     pass
 
 
-def add_guide_arguments(parser) -> None:
-    parser.add_argument("--expression-guide", type=Path,
-                        help="a frozen expression classifier the generator must convince (StarGAN's classification "
-                             "loss; see train/expression_guide.py). Never the evaluation's own classifier")
-    parser.add_argument("--lambda-expression", type=float, default=1.0,
-                        help="weight of the guide's cross-entropy (with --expression-guide)")
+@dataclass
+class ExpressionGuideArguments:
+    """The flags of the GAN steps that can be guided (mixed into their arguments)."""
+
+    expression_guide: Path | None = HfArg(
+        default=None, help="a frozen expression classifier the generator must convince (StarGAN's classification "
+                           "loss; see train/expression_guide.py). Never the evaluation's own classifier")
+    lambda_expression: float = HfArg(default=1.0, help="weight of the guide's cross-entropy (with --expression-guide)")
 
 
 def check_guide_arguments(args) -> None:
@@ -215,7 +218,7 @@ def refit_head(network: FERNetV2, data: Path, class_names: list[str], split: str
                steps: int = 300) -> dict[str, float]:
     """Refit ``network``'s last linear layer on ``data``'s ``split`` with class-balanced cross-entropy, over
     ``class_names`` in that order; the features stay frozen. Returns each class's recall on the training faces."""
-    from train.loop import FaceCrops, expression_rows
+    from train.data import FaceCrops, expression_rows
 
     rows = expression_rows(data, split, class_names)
     crops = FaceCrops([rows], 48, 1, flip=False)
