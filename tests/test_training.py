@@ -277,7 +277,7 @@ def test_cyclegan_trains_saves_and_reloads(data, tmp_path):
     assert Image.open(run / "samples" / "step_0000004.png").size[0] > 3 * 32
     assert list((run / "logs").rglob("events.out.tfevents.*"))
     # the loss plot
-    from train.plot_losses import main as plot_main
+    from train.tools.plot_losses import main as plot_main
 
     assert plot_main([str(run), "--out", str(tmp_path / "losses.png")]) == 0
     assert (tmp_path / "losses.png").stat().st_size > 1000

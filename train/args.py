@@ -48,7 +48,8 @@ class TrainingArguments:
     output_dir: Path | None = HfArg(default=None, help="run folder: checkpoints/, logs/, samples/, final/ "
                                                       "(default: runs/<model>)")
     num_workers: int | None = HfArg(default=None, help="data loader worker processes per training process (default: "
-                                                       "0 on CPU, up to 8 on GPU; the augmentation does not depend on it)")
+                                                       "0 on CPU, up to 8 on GPU; the augmentation does not depend on "
+                                                       "it)")
     min_free_disk_mb: float = HfArg(default=512, help="refuse to start with less free space in the output folder")
 
     # Schedule
@@ -122,7 +123,8 @@ class TrainingArguments:
         existing = list_checkpoints(Path(self.output_dir) / "checkpoints")
         if existing and not self.resume:
             raise ConfigError(f"--output-dir {self.output_dir} already holds checkpoints of an earlier run (newest: "
-                              f"{existing[-1][1].name}); pass --resume to go on with it, or choose another --output-dir")
+                              f"{existing[-1][1].name}); pass --resume to go on with it, or choose another "
+                              "--output-dir")
         if self.resume and self.resume != "latest":
             path = Path(self.resume)
             if not path.is_dir():
@@ -141,7 +143,8 @@ class TrainingArguments:
         values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.init}
         if self.model is not None:
             values.update(dataclasses.asdict(self.model))
-        return {key: value if isinstance(value, (int, float, str, bool)) else str(value) for key, value in values.items()}
+        return {key: value if isinstance(value, (int, float, str, bool)) else str(value)
+                for key, value in values.items()}
 
 
 def check_dataset_dir(folder: Path) -> None:

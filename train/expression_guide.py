@@ -14,12 +14,12 @@ inside the sdist; convert them once to safetensors (read with ``weights_only=Tru
     python -m train.expression_guide --sdist /tmp/fer/facial_emotion_recognition-0.3.4.tar.gz --out runs/expression_guide
     python train/cyclegan.py ... --expression-guide runs/expression_guide
 
-FER2013 has few disgust faces, and that guide never answers "disgust" (0% recall on our held-out faces), so it
-gives a 7-class generator no signal for it. ``--refit-head`` keeps its frozen features and refits only its last layer,
-with class-balanced cross-entropy, on the training split of a prepared expression dataset (never the held-out
-subjects; the judge is still not involved). The refitted guide reads 89% of our validation faces right,
-far above our classifier's 50%: its features were most likely trained on all of FER2013, held-out faces
-included. That does not reach the evaluation, as the generator only ever sees training faces:
+FER2013 has few disgust faces, and that guide never answers "disgust" on our held-out faces, so it gives a 7-class
+generator no signal for it. ``--refit-head`` keeps its frozen features and refits only its last layer, with
+class-balanced cross-entropy, on the training split of a prepared expression dataset (never the held-out subjects; the
+judge is still not involved). The refitted guide reads our validation faces far better than our classifier does: its
+features were most likely trained on all of FER2013, held-out faces included. That does not reach the evaluation, as
+the generator only ever sees training faces:
 
     python -m train.expression_guide --guide runs/expression_guide --refit-head prepared/expressions \
         --out runs/expression_guide_balanced

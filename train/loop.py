@@ -2,8 +2,8 @@
 expression classifier.
 
 A model plugs in with a small ``TrainingStep`` (``train/step.py``). The step declares what it trains (modules,
-optimisers, the datasets) and implements ``step(batch, step_index) -> dict of losses``, in which it decides which optimiser updates
-when (``self.update("discriminator", loss)``). Everything else is here, once:
+optimisers, the datasets) and implements ``step(batch, step_index) -> dict of losses``, in which it decides which
+optimiser updates when (``self.update("discriminator", loss)``). Everything else is here, once:
 
 - ``accelerate``: mixed precision, gradient accumulation, 1..N processes, ``prepare`` of every module, optimiser,
   data loader and scheduler;

