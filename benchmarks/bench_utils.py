@@ -14,14 +14,11 @@ import os
 import platform
 import resource
 import statistics
-import sys
 import time
 from pathlib import Path
 from typing import Any, Callable
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-if str(REPO_ROOT) not in sys.path:  # `python benchmarks/<name>.py` from anywhere
-    sys.path.insert(0, str(REPO_ROOT))
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"

@@ -24,12 +24,11 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import bench_utils as bu  # noqa: E402
+import numpy as np
 
-import numpy as np  # noqa: E402
+from expr_models.metrics import box_iou
 
-from expr_models.metrics import box_iou  # noqa: E402
+import bench_utils as bu
 
 SIZE_BINS = [(32, 48), (48, 72), (72, 128), (128, 100_000)]
 

@@ -35,11 +35,10 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import bench_utils as bu  # noqa: E402
+import torch
+from torch import nn
 
-import torch  # noqa: E402
-from torch import nn  # noqa: E402
+import bench_utils as bu
 
 # Editor settings per variant. "default" is what ExpressionEditor does out of the box (RetinaFace on a copy of at most
 # 640 px); "haar" is the default but with the Haar cascade (640 px), the default detector before RetinaFace; "before"

@@ -26,12 +26,11 @@ import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import bench_utils as bu  # noqa: E402
+import numpy as np
 
-import numpy as np  # noqa: E402
+from expr_models.metrics import box_iou
 
-from expr_models.metrics import box_iou  # noqa: E402
+import bench_utils as bu
 
 
 def _stats(values: np.ndarray, sources: np.ndarray | None = None) -> dict:
@@ -97,7 +96,7 @@ def held_out_photos(data: Path) -> list[tuple[np.ndarray, str, str]]:
     from expr_models.data import BuildReport, scan_fei, scan_jaffe, split_subjects
 
     jaffe = scan_jaffe(data / "jaffe", BuildReport("jaffe"))
-    # The classifier's recipe splits JAFFE by subject with seed 0 (train/prepare_data.py's default).
+    # The classifier's recipe splits JAFFE by subject with seed 0 (train/tools/prepare_data.py's default).
     split = split_subjects((r.subject for r in jaffe), seed=0)
     records = [r for r in jaffe if split[r.subject] != "train"] + scan_fei(data / "fei", BuildReport("fei"))
     photos = []

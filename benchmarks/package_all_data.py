@@ -2,7 +2,7 @@
 
     python benchmarks/package_all_data.py [--data-root ../shared/data] [--out prepared]
 
-Runs each source through the same code as ``python -m train.prepare_data`` (build, save_to_disk, dataset card).
+Runs each source through the same code as ``python -m train.tools.prepare_data`` (build, save_to_disk, dataset card).
 Skips cleanly (exit 0) where the data folder is absent. Budget: under 5 minutes on 2 CPU cores.
 """
 
@@ -27,9 +27,8 @@ def main() -> int:
         return 0
 
     started = time.perf_counter()
-    sys.path.insert(0, str(REPO_ROOT))
     from expr_models.data import SOURCE_DIRS
-    from train.prepare_data import main as prepare
+    from train.tools.prepare_data import main as prepare
 
     imported = time.perf_counter()
     timings = {}

@@ -29,8 +29,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import bench_utils as bu  # noqa: E402
+import bench_utils as bu
 
 TARGET_MIB = 2048.0
 APP_IMPORTS = "import torch, transformers, gradio, expr_models, expr_models.pipeline, space.ui"

@@ -38,11 +38,10 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import bench_utils as bu  # noqa: E402
+import torch
+import torch.nn.functional as F
 
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
+import bench_utils as bu
 
 # name -> (loop flags, what-if changes to the step)
 VARIANTS = {
@@ -89,12 +88,12 @@ class ReferencePool:
 class ReferenceStep:
     """One CycleGAN training step in plain PyTorch: fp32, no memory-format tricks, no compile, default Adam."""
 
-    def __init__(self, config, device: torch.device, lr: float = 5e-4, betas=(0.5, 0.999), seed: int = 0):
+    def __init__(self, config, weights, device: torch.device, lr: float = 5e-4, betas=(0.5, 0.999), seed: int = 0):
         from expr_models.cyclegan import CycleGANModel
 
         torch.manual_seed(seed)
         model = CycleGANModel(config).to(device).train()
-        self.config = config
+        self.config, self.weights = config, weights  # weights: the loss weights (lambda_*) of the training arguments
         self.g_xy, self.g_yx = model.generator_xy, model.generator_yx
         self.d_x, self.d_y = model.discriminator_x, model.discriminator_y
         self.opt_g = torch.optim.Adam(itertools.chain(self.g_xy.parameters(), self.g_yx.parameters()), lr=lr,
@@ -108,18 +107,18 @@ class ReferenceStep:
         return F.mse_loss(prediction, torch.full_like(prediction, 1.0 if real else 0.0))
 
     def step(self, real_x: torch.Tensor, real_y: torch.Tensor) -> torch.Tensor:
-        c = self.config
+        w = self.weights
         for p in itertools.chain(self.d_x.parameters(), self.d_y.parameters()):
             p.requires_grad_(False)
         fake_y, mask_xy = self.g_xy(real_x, return_mask=True)
         rec_x, mask_rec_x = self.g_yx(fake_y, return_mask=True)
         fake_x, mask_yx = self.g_yx(real_y, return_mask=True)
         rec_y, mask_rec_y = self.g_xy(fake_x, return_mask=True)
-        identity = c.lambda_identity * c.lambda_cycle
+        identity = w.lambda_identity * w.lambda_cycle
         loss_g = (self.lsgan(self.d_y(fake_y), True) + self.lsgan(self.d_x(fake_x), True)
-                  + c.lambda_cycle * (F.l1_loss(rec_x, real_x) + F.l1_loss(rec_y, real_y))
+                  + w.lambda_cycle * (F.l1_loss(rec_x, real_x) + F.l1_loss(rec_y, real_y))
                   + identity * (F.l1_loss(self.g_xy(real_y), real_y) + F.l1_loss(self.g_yx(real_x), real_x))
-                  + c.lambda_mask * (mask_xy.mean() + mask_rec_x.mean() + mask_yx.mean() + mask_rec_y.mean()))
+                  + w.lambda_mask * (mask_xy.mean() + mask_rec_x.mean() + mask_yx.mean() + mask_rec_y.mean()))
         self.opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         self.opt_g.step()
@@ -170,7 +169,8 @@ def synthetic_data():
 
 def build_ours(flags: list[str], what_if: dict, device: str, batch_size: int, output_dir: Path):
     from train.cyclegan import CycleGANStep
-    from train.loop import Trainer, parse_args
+    from train.args import parse_args
+    from train.loop import Trainer
 
     step_class = CycleGANStep
     if what_if.get("fused_adam"):
@@ -207,7 +207,7 @@ def worker(args) -> dict:
     flags, what_if = VARIANTS[args.variant]
     trainer, step, accelerator = build_ours(flags, what_if, args.device, args.batch_size, Path(args.workdir) / args.variant)
     config = step.config
-    reference = ReferenceStep(config.__class__(**config.to_dict()), device)
+    reference = ReferenceStep(config.__class__(**config.to_dict()), step.args, device)
     generator = torch.Generator().manual_seed(1)
     shape = (args.batch_size, config.in_channels, config.resolution, config.resolution)
     batch = {"x": torch.rand(shape, generator=generator) * 2 - 1, "y": torch.rand(shape, generator=generator) * 2 - 1}

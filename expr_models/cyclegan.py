@@ -44,9 +44,8 @@ class CycleGANConfig(PreTrainedConfig):
             cheeks, where the study's CycleGAN put it).
         with_discriminators: build the discriminators; False for inference checkpoints.
         domain_x, domain_y: the expressions of the two domains. ``generator_xy`` maps ``domain_x`` -> ``domain_y``.
-        gan_loss: ``lsgan`` (reference) or ``vanilla``.
-        lambda_cycle, lambda_identity: loss weights; the identity weight multiplies ``lambda_cycle`` as in the reference.
-        lambda_mask: L1 weight on the attention masks, to keep them sparse (only used with ``attention_mask``).
+        gan_loss: ``lsgan`` (reference) or ``vanilla``. (The loss weights are training arguments, see
+            ``train/cyclegan.py``.)
     """
 
     model_type = "expr-cyclegan"
@@ -66,9 +65,6 @@ class CycleGANConfig(PreTrainedConfig):
     domain_x: str = "neutral"
     domain_y: str = "happy"
     gan_loss: str = "lsgan"
-    lambda_cycle: float = 10.0
-    lambda_identity: float = 0.5
-    lambda_mask: float = 0.01
 
     def validate_cyclegan(self):
         if self.in_channels not in (1, 3):

@@ -6,9 +6,9 @@
 
 The model is biubug6/Pytorch_Retinaface's ``mobilenet0.25_Final.pth`` (MIT, trained on WIDER FACE) as an ONNX graph,
 committed in ``checkpoints/face_detector/`` (1.7 MB; its README.md has the source, licence and sha256, and
-``train/convert_retinaface.py`` rebuilds it). It finds faces of many sizes and poses where OpenCV's Haar cascade finds
-frontal ones only: on WIDER FACE val (150 photos, 963 faces of 24 px and up) AP@0.5 0.473 against Haar's 0.168, and
-it is several times faster (benchmarks/RESULTS.md).
+``train/tools/convert_retinaface.py`` rebuilds it). It finds faces of many sizes and poses where OpenCV's Haar cascade
+finds frontal ones only: on WIDER FACE val (150 photos, 963 faces of 24 px and up) AP@0.5 0.473 against Haar's 0.168,
+and it is several times faster (benchmarks/RESULTS.md).
 
 **Framing.** Every training crop and every committed model was framed from Haar boxes (``crop_face``: a square of
 ``CROP_SCALE`` times the Haar box around its centre; ``face_mask``'s ellipse assumes the same). RetinaFace's boxes are
@@ -255,7 +255,7 @@ def _load_session(path: str, threads: int) -> Any:
     if not model.is_file():
         raise CheckpointError(
             f"The face detector model {model} is missing. It is committed in checkpoints/face_detector/ (git checkout "
-            "checkpoints/face_detector) and train/convert_retinaface.py rebuilds it; or use the Haar cascade: "
+            "checkpoints/face_detector) and train/tools/convert_retinaface.py rebuilds it; or use the Haar cascade: "
             "detector=\"haar\" (--detector haar).")
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = threads

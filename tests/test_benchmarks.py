@@ -2,7 +2,6 @@
 checked here; benchmarks/README.md says how to take real measurements)."""
 
 import json
-import sys
 from argparse import Namespace
 from pathlib import Path
 
@@ -11,9 +10,8 @@ import pytest
 import torch
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-sys.path.insert(0, str(BENCHMARKS))
 
-import bench_utils as bu  # noqa: E402
+import bench_utils as bu
 
 
 @pytest.fixture(autouse=True)
@@ -78,7 +76,7 @@ def test_training_steps_run_both_sides(tmp_path):
     with accelerator.accumulate(*trainer.modules.values()):
         losses = step.step(batch, 0)
     assert torch.isfinite(losses["generator"])
-    reference = ReferenceStep(step.config, torch.device("cpu"))
+    reference = ReferenceStep(step.config, step.args, torch.device("cpu"))
     assert torch.isfinite(reference.step(batch["x"], batch["y"]))
 
 

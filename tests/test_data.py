@@ -373,7 +373,7 @@ def test_paper_with_the_real_detector_falls_back_on_faceless_fixtures(shared):
 
 
 def test_cli_saves_dataset_card_and_summary(shared, tmp_path, capsys):
-    from train.prepare_data import main
+    from train.tools.prepare_data import main
 
     out = tmp_path / "out"
     assert main(["--source", "ckplus", "--root", str(shared.root / "ckplus48"), "--out", str(out), "--summary"]) == 0
@@ -388,14 +388,14 @@ def test_cli_saves_dataset_card_and_summary(shared, tmp_path, capsys):
 
 
 def test_cli_missing_root_is_one_line_error(tmp_path, capsys):
-    from train.prepare_data import main
+    from train.tools.prepare_data import main
 
     assert main(["--source", "jaffe", "--root", str(tmp_path / "nope"), "--out", str(tmp_path / "o")]) == 1
     assert capsys.readouterr().err.count("\n") == 1
 
 
 def test_cli_refuses_push_without_private(tmp_path, capsys):
-    from train.prepare_data import main
+    from train.tools.prepare_data import main
 
     with pytest.raises(SystemExit) as exit_info:
         main(["--source", "fei", "--out", str(tmp_path / "o"), "--push-to-hub", "me/fei"])
@@ -409,7 +409,7 @@ def test_cli_push_offline_fails_with_one_clear_line(shared, tmp_path, capsys, mo
     """HF_HUB_OFFLINE=1, or an endpoint nobody listens on: one line on stderr, non-zero exit, no real network."""
     import huggingface_hub.constants
 
-    from train.prepare_data import main
+    from train.tools.prepare_data import main
 
     if hub == "offline":  # what HF_HUB_OFFLINE=1 sets when huggingface_hub is imported
         monkeypatch.setenv("HF_HUB_OFFLINE", "1")

@@ -274,7 +274,7 @@ def test_style_transfer_changes_only_the_masked_region_and_lowers_the_loss():
 
 
 def test_training_record_survives_an_fp16_export(tmp_path):
-    from train.export_checkpoint import main as export
+    from train.tools.export_checkpoint import main as export
 
     model = em.CycleGANModel(TINY["cyclegan"]())
     model.card_info = {"training_data": "generated faces", "training": "3 steps on CPU."}

@@ -429,13 +429,13 @@ def test_unwritable_output_dirs_fail_at_start(paper, tmp_path, capsys):
 
 
 def test_disk_full_during_a_save_leaves_no_checkpoint_that_looks_complete(paper, tmp_path):
-    from train import loop
+    from train import checkpoints
 
     output = tmp_path / "run"
     run = run_training(training_args(paper, output), max_file_bytes=32 * 1024)  # the probe fits, weights do not
     assert run.returncode != 0
     assert "File too large" in run.stderr, run.stderr[-2000:]
-    assert loop.list_checkpoints(output / "checkpoints") == []  # only a .tmp folder, which the next start removes
+    assert checkpoints.list_checkpoints(output / "checkpoints") == []  # only a .tmp folder, which the next start removes
     assert not (output / "final").exists()
 
 
@@ -444,7 +444,7 @@ def test_kills_during_saves_never_leave_an_unloadable_latest_checkpoint(paper, t
     from transformers import AutoModel
 
     import expr_models  # noqa: F401  (registers the Auto classes)
-    from train import loop
+    from train import checkpoints
 
     output = tmp_path / "run"
     argv = training_args(paper, output)
@@ -452,7 +452,7 @@ def test_kills_during_saves_never_leave_an_unloadable_latest_checkpoint(paper, t
     # 1. Killed while writing the second checkpoint's weights: the first is the newest, and whole.
     killed = run_training(argv, fault="kill-mid-write:2")
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
-    saved = loop.list_checkpoints(output / "checkpoints")
+    saved = checkpoints.list_checkpoints(output / "checkpoints")
     assert [step for step, _ in saved] == [2]
     load_file(str(saved[-1][1] / "model.safetensors"))
 
@@ -460,7 +460,7 @@ def test_kills_during_saves_never_leave_an_unloadable_latest_checkpoint(paper, t
     killed = run_training([*argv, "--resume"], fault="kill-in-final")
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
     assert "Resumed from" in killed.stdout
-    assert [step for step, _ in loop.list_checkpoints(output / "checkpoints")] == [2, 4, 6]
+    assert [step for step, _ in checkpoints.list_checkpoints(output / "checkpoints")] == [2, 4, 6]
     assert not (output / "final").exists()
 
     # 3. Resumed again: it picks up at the last step and writes a final model that loads.

@@ -20,21 +20,20 @@ import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
 
 datasets = pytest.importorskip("datasets")
 pytest.importorskip("accelerate")
 
-from PIL import Image, ImageDraw  # noqa: E402
+from PIL import Image, ImageDraw
 
-import expr_models  # noqa: E402,F401  (registers the Auto classes)
-from expr_models.labels import EXPRESSIONS, EXPRESSIONS_WITH_CONTEMPT  # noqa: E402
-from train import loop  # noqa: E402
-from train.classifier import ClassifierStep  # noqa: E402
-from train.cyclegan import CycleGANStep, ImagePool  # noqa: E402
-from train.sagan import SAGANStep  # noqa: E402
-from train.segmenter import SegmenterStep, WiderFaces, ellipse_masks  # noqa: E402
+import expr_models  # noqa:F401  (registers the Auto classes)
+from expr_models.labels import EXPRESSIONS, EXPRESSIONS_WITH_CONTEMPT
+from train import checkpoints, data as training_data, loop
+from train.args import DEBUG_WEIGHTS_ENV, ConfigError, parse_args
+from train.classifier import ClassifierStep
+from train.cyclegan import CycleGANStep, ImagePool
+from train.sagan import SAGANStep
+from train.segmenter import SegmenterStep, WiderFaces, ellipse_masks
 
 TINY_GAN = ["--resolution", "32", "--generator-channels", "8", "--n-residual-blocks", "1",
             "--discriminator-channels", "8"]
@@ -197,7 +196,7 @@ def test_lr_schedules():
     assert reference(199 * 10) == pytest.approx(1 - 100 / 101)
     cosine = loop.lr_lambda("cosine", total_updates=100, updates_per_epoch=10, warmup=10)
     assert cosine(0) == pytest.approx(1 / 11) and cosine(10) == pytest.approx(0.5 * (1 + np.cos(np.pi * 0.1)))
-    with pytest.raises(loop.ConfigError, match="unknown LR schedule"):
+    with pytest.raises(ConfigError, match="unknown LR schedule"):
         loop.lr_lambda("exotic", 10, 1)
 
 
@@ -241,8 +240,8 @@ def test_wider_examples_drop_bad_boxes_and_get_ellipse_masks(data):
 def test_augmentation_is_a_function_of_seed_epoch_and_index(data):
     from train.classifier import Augment
 
-    rows = loop.expression_rows(data["expressions"], "train", ["happy", "sad"])
-    crops = loop.FaceCrops([rows], 32, seed=3, augment=Augment())
+    rows = training_data.expression_rows(data["expressions"], "train", ["happy", "sad"])
+    crops = training_data.FaceCrops([rows], 32, seed=3, augment=Augment())
     crops.set_epoch(2)
     first = crops[1]["pixel_values"]
     torch.manual_seed(123)  # the global RNG plays no part
@@ -273,12 +272,12 @@ def test_cyclegan_trains_saves_and_reloads(data, tmp_path):
     assert "4 steps" in card and "took" in card and "train.cyclegan" in card and "neutral" in card
     assert "final training generator" in card
     # rotation: checkpoints every step, only the newest two kept; samples and TensorBoard logs written
-    assert [step for step, _ in loop.list_checkpoints(run / "checkpoints")] == [3, 4]
+    assert [step for step, _ in checkpoints.list_checkpoints(run / "checkpoints")] == [3, 4]
     assert sorted(p.name for p in (run / "samples").iterdir()) == ["step_0000002.png", "step_0000004.png"]
     assert Image.open(run / "samples" / "step_0000004.png").size[0] > 3 * 32
     assert list((run / "logs").rglob("events.out.tfevents.*"))
     # the loss plot
-    from train.plot_losses import main as plot_main
+    from train.tools.plot_losses import main as plot_main
 
     assert plot_main([str(run), "--out", str(tmp_path / "losses.png")]) == 0
     assert (tmp_path / "losses.png").stat().st_size > 1000
@@ -453,7 +452,7 @@ def test_stop_and_resume_matches_an_uninterrupted_run(data, tmp_path, case):
     interrupted = tmp_path / "interrupted"
     assert train_in_process(step_class, [*common, "--output-dir", interrupted, "--stop-after-steps", "5"]) == 0
     assert not (interrupted / "final").exists()
-    assert [step for step, _ in loop.list_checkpoints(interrupted / "checkpoints")] == [2, 4]
+    assert [step for step, _ in checkpoints.list_checkpoints(interrupted / "checkpoints")] == [2, 4]
     # A save killed half-way leaves a temporary folder: never picked, removed on the next start.
     broken = interrupted / "checkpoints" / ".tmp-checkpoint_6"
     broken.mkdir()
@@ -531,7 +530,7 @@ def test_bad_configs_fail_at_start_with_a_clear_message(data, tmp_path, capsys, 
 
 def test_unknown_arguments_are_refused(data, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        loop.parse_args(CycleGANStep, ["--data", str(data["paper"]), "--lamda-cycle", "5"])
+        parse_args(CycleGANStep, ["--data", str(data["paper"]), "--lamda-cycle", "5"])
     assert exit_info.value.code == 2
     assert "unrecognized arguments: --lamda-cycle" in capsys.readouterr().err
 
@@ -543,7 +542,7 @@ def test_push_to_hub_offline_prints_one_line_and_fails(capsys):
         def push_to_hub(self, repo):
             raise HubUnavailableError(f"Could not push to the Hub repo {repo!r}: the Hugging Face Hub is unreachable")
 
-    assert loop.push_to_hub(Offline(), "me/model") == 1
+    assert checkpoints.push_to_hub(Offline(), "me/model") == 1
     error = capsys.readouterr().err.strip()
     assert error.count("\n") == 0 and "unreachable" in error
 
@@ -580,7 +579,7 @@ def test_two_processes_end_with_identical_weights(data, tmp_path, case):
     """DDP over gloo on CPU. (`accelerate launch` starts several CPU processes only through MPI; torchrun does it.)"""
     script, dataset, extra = TWO_PROCESS_CASES[case]
     run = tmp_path / "ddp"
-    env = {**SUBPROCESS_ENV, "ACCELERATE_USE_CPU": "1", loop.DEBUG_WEIGHTS_ENV: "1"}
+    env = {**SUBPROCESS_ENV, "ACCELERATE_USE_CPU": "1", DEBUG_WEIGHTS_ENV: "1"}
     port = 29400 + os.getpid() % 500 + len(case)
     result = run_script([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", port,
                          script, "--data", data[dataset], "--output-dir", run, *extra, *QUIET, "--max-steps", "4",
@@ -606,7 +605,7 @@ def test_kill_9_mid_run_then_resume_matches_an_uninterrupted_run(data, tmp_path)
     try:
         deadline = time.time() + 180
         while time.time() < deadline and process.poll() is None:
-            if any(step >= 6 for step, _ in loop.list_checkpoints(killed / "checkpoints")):
+            if any(step >= 6 for step, _ in checkpoints.list_checkpoints(killed / "checkpoints")):
                 break
             time.sleep(0.05)
         assert process.poll() is None, f"training ended before it could be killed: {process.stderr.read()[-2000:]}"
@@ -616,7 +615,7 @@ def test_kill_9_mid_run_then_resume_matches_an_uninterrupted_run(data, tmp_path)
         process.stderr.close()
     assert process.returncode == -signal.SIGKILL
     assert not (killed / "final").exists()
-    left = loop.list_checkpoints(killed / "checkpoints")
+    left = checkpoints.list_checkpoints(killed / "checkpoints")
     assert left and left[-1][0] < 24
 
     resumed = run_script([sys.executable, "train/cyclegan.py", *common, "--output-dir", killed, "--resume"])
@@ -637,6 +636,6 @@ def test_segmenter_backbone_starts_from_the_committed_imagenet_features():
     features = StyleFeatureExtractor.from_pretrained("checkpoints/style_features")
     for key, value in features.features.state_dict().items():
         assert torch.equal(model.detector.backbone.body.state_dict()[key], value), key
-    with pytest.raises(loop.ConfigError, match="mobilenet_v2 features"):
+    with pytest.raises(ConfigError, match="mobilenet_v2 features"):
         load_imagenet_backbone(FaceSegmenter(FaceSegmenterConfig(backbone="mobilenet_v3_small")),
                                Path("checkpoints/style_features"))

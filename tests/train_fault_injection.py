@@ -18,12 +18,11 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
-import accelerate  # noqa: E402
+import accelerate
 
-from train import loop  # noqa: E402
-from train.cyclegan import CycleGANStep  # noqa: E402
+from train import checkpoints, loop
+from train.cyclegan import CycleGANStep
 
 
 def halve(path: Path) -> None:
@@ -55,7 +54,7 @@ def install(fault: str) -> None:
 
         accelerate.Accelerator.save_state = save_state
     elif kind == "kill-before-rename":
-        original_fsync = loop._fsync_tree
+        original_fsync = checkpoints._fsync_tree
 
         def fsync_tree(folder):
             original_fsync(folder)
@@ -63,7 +62,7 @@ def install(fault: str) -> None:
             if calls["n"] == target:
                 die()
 
-        loop._fsync_tree = fsync_tree
+        checkpoints._fsync_tree = fsync_tree
     elif kind == "kill-in-final":
         from expr_models.modeling_utils import ExprPreTrainedModel
 

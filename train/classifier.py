@@ -13,19 +13,21 @@ flip, a small random affine and brightness/contrast jitter.
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
-if __package__ in (None, ""):  # run as a script: make `train` and `expr_models` importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers.hf_argparser import HfArg
 
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from torch import nn  # noqa: E402
-
-from expr_models.classifier import ExpressionClassifier, ExpressionClassifierConfig  # noqa: E402
-from expr_models.labels import EXPRESSIONS  # noqa: E402
-from train.loop import (ConfigError, FaceCrops, OptimizerSpec, TrainingStep, describe_rows,  # noqa: E402
-                        expression_rows, main, make_config)
+from expr_models.classifier import ExpressionClassifier, ExpressionClassifierConfig
+from expr_models.labels import EXPRESSIONS
+from train.args import ConfigError, TrainingArguments, make_config
+from train.data import FaceCrops, describe_rows, expression_rows
+from train.loop import main
+from train.step import OptimizerSpec, TrainingStep
 
 
 def _uniform(generator: torch.Generator, low: float, high: float) -> float:
@@ -57,32 +59,32 @@ class Augment:
         return ((image - mean) * contrast + mean + brightness).clamp(-1, 1)
 
 
+@dataclass
+class ClassifierArguments(TrainingArguments):
+    """The classifier's training flags; its architecture flags come from ``ExpressionClassifierConfig``'s fields."""
+
+    data: list[Path] = HfArg(help="one or more prepared datasets (folders written by datasets' save_to_disk)")
+    epochs: int = 40
+    batch_size: int = 64
+    classes: list[str] = field(default_factory=lambda: list(EXPRESSIONS),
+                               metadata={"help": "the classes, in label order (default: the study's 7)"})
+    map_contempt_to: str | None = HfArg(default=None, metadata={"metavar": "CLASS"},
+                                        help="count CK+'s contempt images as this class (default: leave them out)")
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    label_smoothing: float = 0.1
+    lr_schedule: Literal["cosine", "linear", "constant"] = "cosine"
+    max_grad_norm: float = HfArg(default=5.0, help="clip gradients (0: no clipping)")
+    augment: bool = HfArg(default=True, help="flip, affine and photometric jitter (--no-augment: none)")
+
+
 class ClassifierStep(TrainingStep):
     """Train the expression classifier of expr_models (a small VGG-style CNN) with cross-entropy."""
 
     name = "classifier"
-    default_epochs = 40
-    default_batch_size = 64
-    multiple_data_dirs = True
-
-    @classmethod
-    def add_arguments(cls, parser) -> None:
-        defaults = ExpressionClassifierConfig()
-        parser.add_argument("--classes", nargs="+", default=list(EXPRESSIONS),
-                            help="the classes, in label order (default: the study's 7)")
-        parser.add_argument("--map-contempt-to", metavar="CLASS",
-                            help="count CK+'s contempt images as this class (default: leave them out)")
-        parser.add_argument("--resolution", type=int, default=defaults.resolution)
-        parser.add_argument("--in-channels", type=int, default=defaults.in_channels, help="1 (grayscale) or 3")
-        parser.add_argument("--widths", type=int, nargs="+", default=list(defaults.widths),
-                            help="channels of each conv stage")
-        parser.add_argument("--dropout", type=float, default=defaults.dropout)
-        parser.add_argument("--lr", type=float, default=1e-3)
-        parser.add_argument("--weight-decay", type=float, default=0.05)
-        parser.add_argument("--label-smoothing", type=float, default=0.1)
-        parser.add_argument("--lr-schedule", choices=("cosine", "linear", "constant"), default="cosine")
-        parser.add_argument("--max-grad-norm", type=float, default=5.0, help="clip gradients (0: no clipping)")
-        parser.add_argument("--no-augment", action="store_true", help="no flip, affine or photometric jitter")
+    arguments_class = ClassifierArguments
+    config_class = ExpressionClassifierConfig
+    config_exclude = ("class_names",)  # --classes
 
     @classmethod
     def check_arguments(cls, args) -> None:
@@ -96,9 +98,8 @@ class ClassifierStep(TrainingStep):
 
     def build(self) -> None:
         args = self.args
-        self.config = config = make_config(
-            ExpressionClassifierConfig, resolution=args.resolution, in_channels=args.in_channels,
-            class_names=list(args.classes), widths=list(args.widths), dropout=args.dropout)
+        self.config = config = make_config(ExpressionClassifierConfig, **vars(args.model),
+                                           class_names=list(args.classes))
         self.model = ExpressionClassifier(config).to(self.device)
         aliases = {"contempt": args.map_contempt_to} if args.map_contempt_to else None
         self.train_parts = [expression_rows(folder, args.split, config.class_names, aliases=aliases)
@@ -106,9 +107,9 @@ class ClassifierStep(TrainingStep):
         eval_parts = [expression_rows(folder, args.eval_split, config.class_names, required=False, aliases=aliases)
                       for folder in args.data]
         eval_parts = [part for part in eval_parts if part is not None and part.rows]
-        augment = None if args.no_augment else Augment()
+        augment = Augment() if args.augment else None
         self.train_dataset = FaceCrops(self.train_parts, config.resolution, config.in_channels, seed=args.seed,
-                                       flip=not args.no_augment, augment=augment)
+                                       flip=args.augment, augment=augment)
         self.eval_dataset = FaceCrops(eval_parts, config.resolution, config.in_channels, flip=False) \
             if eval_parts else None
 

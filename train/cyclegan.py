@@ -16,19 +16,21 @@ from __future__ import annotations
 
 import itertools
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
-if __package__ in (None, ""):  # run as a script: make `train` and `expr_models` importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers.hf_argparser import HfArg
 
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from torch import nn  # noqa: E402
-
-from expr_models.cyclegan import CycleGANConfig, CycleGANModel  # noqa: E402
-from train.expression_guide import add_guide_arguments, check_guide_arguments, load_guide_for  # noqa: E402
-from train.loop import (REPO_ROOT, AugmentedDataset, ConfigError, FaceCrops, OptimizerSpec, TrainingStep,  # noqa: E402
-                        describe_rows, expression_rows, main, make_config)
+from expr_models.cyclegan import CycleGANConfig, CycleGANModel
+from train.args import REPO_ROOT, ConfigError, TrainingArguments, make_config
+from train.data import AugmentedDataset, FaceCrops, describe_rows, expression_rows
+from train.expression_guide import ExpressionGuideArguments, check_guide_arguments, load_guide_for
+from train.loop import main
+from train.step import OptimizerSpec, TrainingStep, set_requires_grad
 
 
 # The aligned crop's rows from here down hold the nose, mouth and chin (expr_models.metrics.UPPER_FACE_FRACTION is
@@ -88,68 +90,47 @@ class UnpairedFaces(AugmentedDataset):
         return {"x": self.x[index % len(self.x)]["pixel_values"], "y": self.y[other]["pixel_values"]}
 
 
-def set_requires_grad(modules, flag: bool) -> None:
-    for module in modules:
-        for parameter in module.parameters():
-            parameter.requires_grad_(flag)
+@dataclass
+class CycleGANArguments(ExpressionGuideArguments, TrainingArguments):
+    """The CycleGAN's training flags; its architecture flags come from ``CycleGANConfig``'s fields."""
+
+    epochs: int = 200
+    batch_size: int = 4
+    lambda_cycle: float = HfArg(default=10.0, help="weight of the cycle-consistency L1")
+    lambda_identity: float = HfArg(default=0.5, help="weight of the identity L1, multiplied by lambda_cycle as in the "
+                                                     "reference")
+    lambda_mask: float = HfArg(default=0.01, help="L1 weight on the attention masks, to keep them sparse (with "
+                                                  "attention_mask)")
+    discriminator_features: Path = HfArg(
+        default=REPO_ROOT / "checkpoints" / "style_features",
+        help="the ImageNet MobileNetV2 for --discriminator-type pretrained_features: a saved StyleFeatureExtractor")
+    discriminator_region: Literal["whole", "lower_face"] = HfArg(
+        default="whole", help="lower_face: the discriminators judge only the rows below the eyes (mouth, cheeks, "
+                              "chin) of the aligned crop")
+    discriminator_warmup_steps: int = HfArg(
+        default=0, help="first train only the discriminators, each to tell its domain's real faces from the other "
+                        "domain's: the generators then start against a critic that already knows a smile, so copying "
+                        "the input through is no resting point")
+    pool_size: int = HfArg(default=50, help="image pool per domain (0: none)")
+    lr_schedule: Literal["study", "reference"] = HfArg(
+        default="study", help="study: lr 5e-4, linear decay to 0 over the run; reference: lr 2e-4, constant for the "
+                              "first half of the epochs then linear decay to 0")
+    lr: float | None = HfArg(default=None, help="default: 5e-4 (study) or 2e-4 (reference)")
+    decay_start_epoch: int | None = HfArg(default=None, help="reference schedule: epochs at the full LR (default: "
+                                                             "half of --epochs)")
+    beta1: float = 0.5
+    beta2: float = 0.999
+    flip: bool = HfArg(default=True, help="random horizontal flips (--no-flip: none)")
 
 
 class CycleGANStep(TrainingStep):
     """Train the CycleGAN of expr_models (two generators, two PatchGAN discriminators) on two expressions."""
 
     name = "cyclegan"
-    default_epochs = 200
-    default_batch_size = 4
+    arguments_class = CycleGANArguments
+    config_class = CycleGANConfig
+    config_exclude = ("with_discriminators",)
     drop_last = True
-
-    @classmethod
-    def add_arguments(cls, parser) -> None:
-        defaults = CycleGANConfig()
-        parser.add_argument("--domain-x", default=defaults.domain_x, help="expression of domain x (default: neutral)")
-        parser.add_argument("--domain-y", default=defaults.domain_y, help="expression of domain y (default: happy)")
-        parser.add_argument("--resolution", type=int, default=defaults.resolution)
-        parser.add_argument("--in-channels", type=int, default=defaults.in_channels, help="1 (grayscale) or 3")
-        parser.add_argument("--generator-channels", type=int, default=defaults.generator_channels)
-        parser.add_argument("--n-downsampling", type=int, default=defaults.n_downsampling)
-        parser.add_argument("--n-residual-blocks", type=int, default=defaults.n_residual_blocks)
-        parser.add_argument("--discriminator-channels", type=int, default=defaults.discriminator_channels)
-        parser.add_argument("--discriminator-layers", type=int, default=defaults.discriminator_layers)
-        parser.add_argument("--discriminator-type", default=defaults.discriminator_type,
-                            choices=("patch", "pretrained_features"),
-                            help="patch: the reference PatchGAN; pretrained_features: heads on frozen ImageNet "
-                                 "MobileNetV2 features (Projected GAN, reported to learn faster on small data)")
-        parser.add_argument("--discriminator-features", type=Path, default=REPO_ROOT / "checkpoints" / "style_features",
-                            help="the ImageNet MobileNetV2 for --discriminator-type pretrained_features: a saved "
-                                 "StyleFeatureExtractor (default: checkpoints/style_features)")
-        parser.add_argument("--discriminator-region", choices=("whole", "lower_face"), default="whole",
-                            help="lower_face: the discriminators judge only the rows below the eyes (mouth, cheeks, "
-                                 "chin) of the aligned crop")
-        parser.add_argument("--discriminator-warmup-steps", type=int, default=0,
-                            help="first train only the discriminators, each to tell its domain's real faces from the "
-                                 "other domain's: the generators then start against a critic that already knows a "
-                                 "smile, so copying the input through is no resting point")
-        add_guide_arguments(parser)
-        parser.add_argument("--norm", default=defaults.norm, help="instance (reference), batch, group or none")
-        parser.add_argument("--mask-region", choices=("face", "lower_face"), default=defaults.mask_region,
-                            help="lower_face: the generators' masks are 0 over the eyes, brows and forehead by "
-                                 "construction (a fixed window; see expr_models.cyclegan.LOWER_FACE_WINDOW)")
-        parser.add_argument("--no-attention-mask", action="store_true",
-                            help="the reference generator (whole images), not the mask-predicting one")
-        parser.add_argument("--gan-loss", default=defaults.gan_loss, help="lsgan (reference) or vanilla")
-        parser.add_argument("--lambda-cycle", type=float, default=defaults.lambda_cycle)
-        parser.add_argument("--lambda-identity", type=float, default=defaults.lambda_identity,
-                            help="identity weight, multiplied by lambda_cycle as in the reference")
-        parser.add_argument("--lambda-mask", type=float, default=defaults.lambda_mask)
-        parser.add_argument("--pool-size", type=int, default=50, help="image pool per domain (0: none)")
-        parser.add_argument("--lr-schedule", choices=("study", "reference"), default="study",
-                            help="study: lr 5e-4, linear decay to 0 over the run; reference: lr 2e-4, constant for "
-                                 "the first half of the epochs then linear decay to 0")
-        parser.add_argument("--lr", type=float, help="default: 5e-4 (study) or 2e-4 (reference)")
-        parser.add_argument("--decay-start-epoch", type=int,
-                            help="reference schedule: epochs at the full LR (default: half of --epochs)")
-        parser.add_argument("--beta1", type=float, default=0.5)
-        parser.add_argument("--beta2", type=float, default=0.999)
-        parser.add_argument("--no-flip", action="store_true", help="no random horizontal flips")
 
     @classmethod
     def check_arguments(cls, args) -> None:
@@ -162,27 +143,20 @@ class CycleGANStep(TrainingStep):
             raise ConfigError(f"--lr must be positive, got {args.lr}")
         check_guide_arguments(args)
         features = args.discriminator_features
-        if args.discriminator_type == "pretrained_features" and not (features / "config.json").is_file():
+        if args.model.discriminator_type == "pretrained_features" and not (features / "config.json").is_file():
             raise ConfigError(f"--discriminator-features {args.discriminator_features} is not a saved "
                               "StyleFeatureExtractor folder (it holds the ImageNet MobileNetV2 the discriminator uses)")
 
     def build(self) -> None:
         args = self.args
-        self.config = config = make_config(
-            CycleGANConfig, resolution=args.resolution, in_channels=args.in_channels,
-            generator_channels=args.generator_channels, n_downsampling=args.n_downsampling,
-            n_residual_blocks=args.n_residual_blocks, discriminator_channels=args.discriminator_channels,
-            discriminator_layers=args.discriminator_layers, discriminator_type=args.discriminator_type,
-            norm=args.norm, attention_mask=not args.no_attention_mask, mask_region=args.mask_region,
-            with_discriminators=True, domain_x=args.domain_x, domain_y=args.domain_y, gan_loss=args.gan_loss,
-            lambda_cycle=args.lambda_cycle, lambda_identity=args.lambda_identity, lambda_mask=args.lambda_mask)
+        self.config = config = make_config(CycleGANConfig, **vars(args.model), with_discriminators=True)
         self.model = CycleGANModel(config)
         if config.discriminator_type == "pretrained_features":  # frozen: the same weights a resumed run saved
             self.load_discriminator_trunks(args.discriminator_features)
         self.model.to(self.device)
         self.rows_x = expression_rows(args.data, args.split, [config.domain_x])
         self.rows_y = expression_rows(args.data, args.split, [config.domain_y])
-        crops = dict(resolution=config.resolution, channels=config.in_channels, flip=not args.no_flip)
+        crops = dict(resolution=config.resolution, channels=config.in_channels, flip=args.flip)
         self.train_dataset = UnpairedFaces(FaceCrops([self.rows_x], seed=args.seed, **crops),
                                            FaceCrops([self.rows_y], seed=args.seed + 1, **crops), args.seed)
         self.pools = {"image_pool_x": ImagePool(args.pool_size), "image_pool_y": ImagePool(args.pool_size)}
@@ -244,9 +218,9 @@ class CycleGANStep(TrainingStep):
                       + self.gan_loss(discriminator(self.judged(fake)), False))
 
     def step(self, batch, step_index: int) -> dict[str, torch.Tensor]:
-        nets, config = self.nets, self.config
+        nets, config, args = self.nets, self.config, self.args
         real_x, real_y = self.images(batch["x"]), self.images(batch["y"])
-        if step_index < self.args.discriminator_warmup_steps:
+        if step_index < args.discriminator_warmup_steps:
             return self.discriminator_warmup_step(real_x, real_y)
 
         # Generators: fool both discriminators, and come back round the cycle.
@@ -258,20 +232,20 @@ class CycleGANStep(TrainingStep):
         losses = {
             "gan_xy": self.gan_loss(nets.D_y(self.judged(fake_y)), True),
             "gan_yx": self.gan_loss(nets.D_x(self.judged(fake_x)), True),
-            "cycle_x": F.l1_loss(rec_x, real_x) * config.lambda_cycle,
-            "cycle_y": F.l1_loss(rec_y, real_y) * config.lambda_cycle,
+            "cycle_x": F.l1_loss(rec_x, real_x) * args.lambda_cycle,
+            "cycle_y": F.l1_loss(rec_y, real_y) * args.lambda_cycle,
         }
         if self.guide is not None:  # fake_y should read as domain y (index 1 of the domains), fake_x as x
-            weight, to_y = self.args.lambda_expression, torch.ones(len(fake_y), dtype=torch.long)
+            weight, to_y = args.lambda_expression, torch.ones(len(fake_y), dtype=torch.long)
             losses["expression_xy"] = self.guide.loss(fake_y, to_y, config.domains) * weight
             losses["expression_yx"] = self.guide.loss(fake_x, 1 - to_y, config.domains) * weight
-        if config.lambda_identity > 0:
-            weight = config.lambda_identity * config.lambda_cycle
+        if args.lambda_identity > 0:
+            weight = args.lambda_identity * args.lambda_cycle
             losses["identity_y"] = F.l1_loss(nets.G_xy(real_y), real_y) * weight
             losses["identity_x"] = F.l1_loss(nets.G_yx(real_x), real_x) * weight
-        if config.attention_mask and config.lambda_mask > 0:
+        if config.attention_mask and args.lambda_mask > 0:
             masks = (mask_xy, mask_rec_x, mask_yx, mask_rec_y)
-            losses["mask"] = config.lambda_mask * sum(mask.float().mean() for mask in masks)
+            losses["mask"] = args.lambda_mask * sum(mask.float().mean() for mask in masks)
         loss_g = sum(losses.values())
         self.update("generator", loss_g)
         set_requires_grad([nets.D_x, nets.D_y], True)

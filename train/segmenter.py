@@ -14,19 +14,21 @@ Each epoch ends with box recall and precision at IoU 0.5 on the validation split
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
-if __package__ in (None, ""):  # run as a script: make `train` and `expr_models` importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+from transformers.hf_argparser import HfArg
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from PIL import Image  # noqa: E402
-from torch import nn  # noqa: E402
-
-from expr_models.segmenter import FaceSegmenter, FaceSegmenterConfig  # noqa: E402
-from train.loop import (AugmentedDataset, ConfigError, OptimizerSpec, TrainingStep, load_prepared,  # noqa: E402
-                        main, make_config, require_columns)
+from expr_models.segmenter import FaceSegmenter, FaceSegmenterConfig
+from train.args import ConfigError, TrainingArguments, make_config
+from train.data import AugmentedDataset, load_prepared, require_columns
+from train.loop import main
+from train.step import OptimizerSpec, TrainingStep
 
 FACE_FIELDS = ("x1", "y1", "w", "h")
 
@@ -115,46 +117,41 @@ def collate(items: list[dict]) -> dict:
     return {"images": [item["image"] for item in items], "targets": [item["target"] for item in items]}
 
 
+@dataclass
+class SegmenterArguments(TrainingArguments):
+    """The segmenter's training flags; its architecture flags come from ``FaceSegmenterConfig``'s fields."""
+
+    epochs: int = 20
+    batch_size: int = 4
+    warmup_steps: int = 500
+    box_only: bool = HfArg(default=False, help="a box-only detector (Faster R-CNN), no masks")
+    optimizer: Literal["sgd", "adamw"] = "sgd"
+    lr: float | None = HfArg(default=None, help="default: 0.02 (sgd) or 1e-4 (adamw)")
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    lr_schedule: Literal["cosine", "linear", "constant"] = "cosine"
+    max_grad_norm: float = HfArg(default=10.0, help="clip gradients (0: no clipping)")
+    keep_invalid: bool = HfArg(default=False, help="keep boxes WIDER flags invalid")
+    min_face: float = HfArg(default=2.0, help="drop faces smaller than this, in pixels after the resize")
+    max_faces: int = HfArg(default=200, help="keep at most the N largest faces of a photo (memory of the masks; "
+                                             "0: all)")
+    eval_images: int = HfArg(default=200, help="validation photos scored each epoch (0: all)")
+    flip: bool = HfArg(default=True, help="random horizontal flips (--no-flip: none)")
+    init_backbone: Path | None = HfArg(
+        default=None, metadata={"metavar": "DIR"},
+        help="start the backbone from ImageNet features: a StyleFeatureExtractor checkpoint of the same "
+             "architecture, e.g. checkpoints/style_features with --backbone mobilenet_v2")
+
+
 class SegmenterStep(TrainingStep):
     """Train the face segmenter of expr_models (Mask R-CNN, or Faster R-CNN with --box-only) on WIDER FACE."""
 
     name = "segmenter"
-    default_epochs = 20
-    default_batch_size = 4
-    default_warmup_steps = 500
+    arguments_class = SegmenterArguments
+    config_class = FaceSegmenterConfig
+    config_exclude = ("with_masks",)  # --box-only
     find_unused_parameters = True  # torchvision's detection heads can leave a branch unused on some batches
     cudnn_benchmark = False  # photos differ in size: autotuning every new shape would cost more than it saves
-
-    @classmethod
-    def add_arguments(cls, parser) -> None:
-        defaults = FaceSegmenterConfig()
-        parser.add_argument("--backbone", default=defaults.backbone,
-                            help="resnet18|34|50|101 (FPN) or mobilenet_v2|mobilenet_v3_small|mobilenet_v3_large")
-        parser.add_argument("--box-only", action="store_true", help="a box-only detector (Faster R-CNN), no masks")
-        parser.add_argument("--min-size", type=int, default=defaults.min_size)
-        parser.add_argument("--max-size", type=int, default=defaults.max_size)
-        parser.add_argument("--fpn-channels", type=int, default=defaults.fpn_channels)
-        parser.add_argument("--box-head-size", type=int, default=defaults.box_head_size)
-        parser.add_argument("--smallest-anchor", type=int, default=defaults.smallest_anchor)
-        parser.add_argument("--backbone-norm", default=defaults.backbone_norm, help="batch or frozen_batch")
-        parser.add_argument("--score-threshold", type=float, default=defaults.score_threshold)
-        parser.add_argument("--optimizer", choices=("sgd", "adamw"), default="sgd")
-        parser.add_argument("--lr", type=float, help="default: 0.02 (sgd) or 1e-4 (adamw)")
-        parser.add_argument("--momentum", type=float, default=0.9)
-        parser.add_argument("--weight-decay", type=float, default=1e-4)
-        parser.add_argument("--lr-schedule", choices=("cosine", "linear", "constant"), default="cosine")
-        parser.add_argument("--max-grad-norm", type=float, default=10.0, help="clip gradients (0: no clipping)")
-        parser.add_argument("--keep-invalid", action="store_true", help="keep boxes WIDER flags invalid")
-        parser.add_argument("--min-face", type=float, default=2.0, help="drop faces smaller than this, in pixels "
-                            "after the resize (default 2)")
-        parser.add_argument("--max-faces", type=int, default=200,
-                            help="keep at most the N largest faces of a photo (memory of the masks; 0: all)")
-        parser.add_argument("--eval-images", type=int, default=200,
-                            help="validation photos scored each epoch (0: all)")
-        parser.add_argument("--no-flip", action="store_true", help="no random horizontal flips")
-        parser.add_argument("--init-backbone", type=Path, metavar="DIR",
-                            help="start the backbone from ImageNet features: a StyleFeatureExtractor checkpoint of the "
-                                 "same architecture, e.g. checkpoints/style_features with --backbone mobilenet_v2")
 
     @classmethod
     def check_arguments(cls, args) -> None:
@@ -162,16 +159,13 @@ class SegmenterStep(TrainingStep):
             raise ConfigError(f"--init-backbone {args.init_backbone} is not a saved StyleFeatureExtractor folder")
         if args.lr is not None and args.lr <= 0:
             raise ConfigError(f"--lr must be positive, got {args.lr}")
-        if args.min_size < 32 or args.max_size < args.min_size:
-            raise ConfigError(f"need 32 <= --min-size <= --max-size, got {args.min_size} and {args.max_size}")
+        min_size, max_size = args.model.min_size, args.model.max_size
+        if min_size < 32 or max_size < min_size:
+            raise ConfigError(f"need 32 <= --min-size <= --max-size, got {min_size} and {max_size}")
 
     def build(self) -> None:
         args = self.args
-        self.config = config = make_config(
-            FaceSegmenterConfig, backbone=args.backbone, with_masks=not args.box_only, min_size=args.min_size,
-            max_size=args.max_size, fpn_channels=args.fpn_channels, box_head_size=args.box_head_size,
-            smallest_anchor=args.smallest_anchor, backbone_norm=args.backbone_norm,
-            score_threshold=args.score_threshold)
+        self.config = config = make_config(FaceSegmenterConfig, **vars(args.model), with_masks=not args.box_only)
         self.model = FaceSegmenter(config)
         if args.init_backbone:
             load_imagenet_backbone(self.model, args.init_backbone)
@@ -181,7 +175,7 @@ class SegmenterStep(TrainingStep):
         data = dict(max_size=config.max_size, with_masks=config.with_masks, keep_invalid=args.keep_invalid,
                     min_face=args.min_face, max_faces=args.max_faces)
         self.train_rows = train
-        self.train_dataset = WiderFaces(train, flip=not args.no_flip, seed=args.seed, **data)
+        self.train_dataset = WiderFaces(train, flip=args.flip, seed=args.seed, **data)
         held_out = load_prepared(args.data, args.eval_split, required=False)
         if held_out is not None and len(held_out):
             if args.eval_images:

@@ -2,7 +2,7 @@
 
     python -m expr_models evaluate --models checkpoints --data prepared/paper prepared/expressions --out results/
 
-Each ``--data`` folder is a ``DatasetDict`` saved by ``python -m train.prepare_data`` (columns ``image``,
+Each ``--data`` folder is a ``DatasetDict`` saved by ``python -m train.tools.prepare_data`` (columns ``image``,
 ``expression``, ``subject``, ``source``); its ``test`` split holds the held-out subjects. For every editor in
 ``--models`` (found by ``model_type``, as the pipeline finds them) and every target it can produce, the faces of the
 other expressions are edited and measured:
@@ -55,7 +55,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--models", type=Path, default=Path("checkpoints"),
                         help="folder of checkpoints, found by model_type (default: checkpoints)")
     parser.add_argument("--data", nargs="+", metavar="DIR",
-                        help="DatasetDicts saved by train.prepare_data (default: those of prepared/paper and "
+                        help="DatasetDicts saved by train.tools.prepare_data (default: those of prepared/paper and "
                              "prepared/expressions that exist)")
     parser.add_argument("--out", type=Path, default=Path("results"), help="output folder (default: results)")
     parser.add_argument("--methods", nargs="+", choices=METHODS, default=["cyclegan", "sagan"],
@@ -104,8 +104,8 @@ def main(args: argparse.Namespace) -> int:
         where = ", ".join(map(str, missing or [Path(d) for d in DEFAULT_DATA]))
         has_raw = raw_data.is_dir()
         log(f"skipped: no prepared data at {where}. " + (
-            "Prepare it from the raw data with: python -m train.prepare_data --source paper --out prepared/paper "
-            "&& python -m train.prepare_data --source expressions --out prepared/expressions" if has_raw else
+            "Prepare it from the raw data with: python -m train.tools.prepare_data --source paper --out prepared/paper "
+            "&& python -m train.tools.prepare_data --source expressions --out prepared/expressions" if has_raw else
             f"The raw data ({raw_data}) is absent too, so there is nothing to evaluate on."))
         return EXIT_OK
 

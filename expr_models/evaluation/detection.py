@@ -2,7 +2,7 @@
 
     python -m expr_models evaluate --models checkpoints --data prepared/wider --limit 150
 
-A ``--data`` folder whose rows carry WIDER's ``faces`` column (``python -m train.prepare_data --source wider``) is
+A ``--data`` folder whose rows carry WIDER's ``faces`` column (``python -m train.tools.prepare_data --source wider``) is
 evaluated here instead of as expression faces. Every detector runs through ``expr_models.face.detect_faces``, as the
 editing pipeline calls it, with the same smallest face (``min_face`` pixels) and the same score threshold. RetinaFace
 is scored on its own boxes (``framing="raw"``, brows to chin, like WIDER's) and at any roll, not on the Haar-framed

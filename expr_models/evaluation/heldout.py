@@ -1,6 +1,6 @@
 """The held-out faces: the test split of a prepared DatasetDict, decoded to grayscale crops, and their photos.
 
-A dataset saved by ``python -m train.prepare_data`` has the columns ``image``, ``expression``, ``subject`` and
+A dataset saved by ``python -m train.tools.prepare_data`` has the columns ``image``, ``expression``, ``subject`` and
 ``source``; its ``test`` split holds the subjects the models never saw in training.
 """
 

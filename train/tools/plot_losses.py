@@ -1,7 +1,8 @@
 """Plot the TensorBoard scalars of one or more training runs to a PNG (losses, learning rates, validation metrics).
 
-    python train/plot_losses.py runs/cyclegan                       # -> runs/cyclegan/losses.png
-    python train/plot_losses.py runs/sagan_ce runs/sagan_wgan --out compare.png --tags 'loss/(generator|discriminator)'
+    python -m train.tools.plot_losses runs/cyclegan                       # -> runs/cyclegan/losses.png
+    python -m train.tools.plot_losses runs/sagan_ce runs/sagan_wgan --out compare.png \
+        --tags 'loss/(generator|discriminator)'
 
 One panel per tag; with several runs, one line per run. Steps logged twice (a run resumed from a checkpoint repeats the
 steps after it) keep the value written last. ``--smoothing`` draws TensorBoard's exponential smoothing over the raw

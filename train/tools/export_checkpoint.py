@@ -1,8 +1,8 @@
 """Turn a training run's model into a small committed checkpoint: fp16 weights, no discriminators, an updated card.
 
-    python -m train.export_checkpoint runs/cyclegan/final checkpoints/cyclegan --fp16 \
+    python -m train.tools.export_checkpoint runs/cyclegan/final checkpoints/cyclegan --fp16 \
         --note "Trained 750 steps on 2 CPU cores (bf16 autocast), 05:44-06:30 UTC, 2026-11-24."
-    python -m train.export_checkpoint checkpoints/cyclegan checkpoints/cyclegan --evaluation results/evaluation.md
+    python -m train.tools.export_checkpoint checkpoints/cyclegan checkpoints/cyclegan --evaluation results/evaluation.md
 
 ``--evaluation`` embeds the evaluation report in the card. The training record (data, steps, machine, time) comes
 from the run's own ``model_card.json`` and is kept.
@@ -13,16 +13,13 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import torch
+from transformers import AutoModel
 
-import torch  # noqa: E402
-from transformers import AutoModel  # noqa: E402
-
-import expr_models  # noqa: E402,F401  (registers the Auto classes)
+import expr_models  # noqa:F401  (registers the Auto classes)
 
 
 def main(argv: list[str] | None = None) -> int:

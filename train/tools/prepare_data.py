@@ -1,8 +1,8 @@
 """Package a face dataset (or a training recipe) as a Hugging Face ``DatasetDict`` and save it to disk.
 
-    python -m train.prepare_data --source jaffe --out prepared/jaffe --summary
-    python -m train.prepare_data --source paper --crop-size 128 --out prepared/paper
-    python -m train.prepare_data --source fer2013 --out prepared/fer2013 --push-to-hub me/fer2013 --private
+    python -m train.tools.prepare_data --source jaffe --out prepared/jaffe --summary
+    python -m train.tools.prepare_data --source paper --crop-size 128 --out prepared/paper
+    python -m train.tools.prepare_data --source fer2013 --out prepared/fer2013 --push-to-hub me/fer2013 --private
 
 Sources: jaffe, fei, fer2013, ckplus, wider, imagefolder. Recipes: paper (JAFFE+FEI happy/neutral face crops),
 paper_fer (paper + FER2013 happy/neutral, upscaled), expressions (7-class JAFFE crops + FER2013 + CK+).
@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_DATA_ROOT = REPO_ROOT.parent / "shared" / "data"
 SOURCES = ("jaffe", "fei", "fer2013", "ckplus", "wider", "imagefolder")
 RECIPES = ("paper", "paper_fer", "expressions")
