@@ -19,11 +19,13 @@ The modules, each importing only those above it:
 - ``cards``: descriptions, citations, terms and the dataset card
 - ``sources``: scanners and builders of JAFFE, FEI, FER2013, CK+ and any image folder
 - ``wider``: the WIDER FACE gt parser and builder
+- ``crops``: ``crop_training_face``, the one crop -> resize path of the training crops
 - ``recipes``: the training sets (``paper``, ``paper_fer``, ``expressions``)
 """
 
 from .cards import CITATIONS, DESCRIPTIONS, TERMS, dataset_card
 from .checks import DisjointnessResult, format_counts, split_class_counts, subject_disjoint_check, wider_counts
+from .crops import crop_training_face
 from .records import EXPRESSION_FEATURES, SPLITS, BadRecord, BuildReport, ExpressionRecord
 from .recipes import RECIPE_FEATURES, build_expressions, build_paper, build_paper_fer
 from .sources import (
@@ -46,7 +48,7 @@ __all__ = [
     "CITATIONS", "DESCRIPTIONS", "EXPRESSION_FEATURES", "RECIPE_FEATURES", "SOURCE_DIRS", "SPLITS", "TERMS",
     "WIDER_FEATURES", "BadRecord", "BuildReport", "DisjointnessResult", "ExpressionRecord", "WiderEntry",
     "build_ckplus", "build_expressions", "build_fei", "build_fer2013", "build_imagefolder", "build_jaffe",
-    "build_paper", "build_paper_fer", "build_wider", "dataset_card", "format_counts", "parse_wider_gt",
-    "scan_ckplus", "scan_class_folders", "scan_fei", "scan_fer2013", "scan_jaffe", "split_class_counts",
-    "split_subjects", "subject_disjoint_check", "wider_counts",
+    "build_paper", "build_paper_fer", "build_wider", "crop_training_face", "dataset_card", "format_counts",
+    "parse_wider_gt", "scan_ckplus", "scan_class_folders", "scan_fei", "scan_fer2013", "scan_jaffe",
+    "split_class_counts", "split_subjects", "subject_disjoint_check", "wider_counts",
 ]

@@ -9,12 +9,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterable
 
-import numpy as np
 from datasets import DatasetDict, DatasetInfo, Features, Value
 from PIL import Image as PILImage
 
 from ..labels import EXPRESSIONS
 from .cards import CITATIONS, TERMS
+from .crops import FaceCropper, resized_faces
 from .records import (
     EXPRESSION_FEATURES,
     BuildReport,
@@ -30,54 +30,6 @@ from .splits import split_by_subject
 RECIPE_FEATURES = Features({**EXPRESSION_FEATURES, "upscaled": Value("bool")})
 
 
-def _centre_square(image: PILImage.Image) -> PILImage.Image:
-    width, height = image.size
-    side = min(width, height)
-    left, top = (width - side) // 2, (height - side) // 2
-    return image.crop((left, top, left + side, top + side))
-
-
-class FaceCropper:
-    """Aligned grayscale face crops with the editor's own framing (``expr_models.face``).
-
-    The boxes come from the Haar cascade (``HaarFaceDetector``), not the editor's default detector: every committed
-    model was trained on Haar-framed crops, and the editor maps RetinaFace's boxes to that framing. If no face is found
-    the centre square is used instead, and counted in the report.
-    """
-
-    def __init__(self, size: int, report: BuildReport):
-        from .. import face  # OpenCV is only needed when cropping
-
-        self.face = face
-        self.detector = face.HaarFaceDetector()
-        self.size = size
-        self.report = report
-
-    def __call__(self, record: ExpressionRecord, image: PILImage.Image) -> tuple[PILImage.Image, dict]:
-        rgb = np.asarray(image.convert("RGB"))
-        boxes = self.face.detect_faces(rgb, detector=self.detector)
-        if boxes:
-            crop, transform = self.face.crop_face(rgb, boxes[0], self.size)
-            return PILImage.fromarray(crop).convert("L"), {"upscaled": transform.side < self.size}
-        self.report.note("no face found, centre square used", f"{record.source}/{record.name}")
-        square = _centre_square(image.convert("L"))
-        upscaled = square.size[0] < self.size
-        return square.resize((self.size, self.size), PILImage.Resampling.BICUBIC), {"upscaled": upscaled}
-
-
-def _resizer(size: int) -> ImageProcess:
-    """Resize an (already cropped) face to ``size x size`` grayscale; marks enlargements as ``upscaled``."""
-
-    def resize(record: ExpressionRecord, image: PILImage.Image) -> tuple[PILImage.Image, dict]:
-        image = _centre_square(image.convert("L"))
-        upscaled = image.size[0] < size
-        if image.size != (size, size):
-            image = image.resize((size, size), PILImage.Resampling.BICUBIC)
-        return image, {"upscaled": upscaled}
-
-    return resize
-
-
 def _keep_expressions(records: list[ExpressionRecord], keep: Iterable[str],
                       report: BuildReport) -> list[ExpressionRecord]:
     keep = set(keep)
@@ -86,6 +38,10 @@ def _keep_expressions(records: list[ExpressionRecord], keep: Iterable[str],
         if record.expression not in keep:
             report.note(f"{record.source} images of other expressions, not in this recipe")
     return kept
+
+
+def _whole_image_grayscale(record: ExpressionRecord, image: PILImage.Image) -> tuple[PILImage.Image, dict]:
+    return image.convert("L"), {"upscaled": False}
 
 
 def _recipe_dataset_dict(records: list[ExpressionRecord], report: BuildReport,
@@ -110,18 +66,15 @@ def build_paper(data_root: str | Path, seed: int = 0, crop_size: int = 128, crop
     given, report = report, report or BuildReport("paper_fer" if include_fer else "paper")
     keep = ("happy", "neutral")
     records = split_by_subject(_keep_expressions(scan_jaffe(data_root / SOURCE_DIRS["jaffe"], report), keep, report),
-                                seed, report)
+                               seed, report)
     records += split_by_subject(_keep_expressions(scan_fei(data_root / SOURCE_DIRS["fei"], report), keep, report),
-                                 seed, report)
-    if crop:
-        face_process = FaceCropper(crop_size, report)
-    else:
-        face_process = lambda record, image: (image.convert("L"), {"upscaled": False})  # noqa: E731
+                                seed, report)
+    face_process = FaceCropper(crop_size, report) if crop else _whole_image_grayscale
     processes = {"jaffe": face_process, "fei": face_process}
     if include_fer:
         fer = scan_fer2013(data_root / SOURCE_DIRS["fer2013"], report, seed)
         records += _keep_expressions(fer, keep, report)
-        processes["fer2013"] = _resizer(crop_size)
+        processes["fer2013"] = resized_faces(crop_size)
     description = "Happy/Neutral two-domain set (JAFFE + FEI" + (" + FER2013" if include_fer else "") + ")."
     dsd = _recipe_dataset_dict(records, report, processes, description)
     warn_if_unreported(report, given)
@@ -145,8 +98,8 @@ def build_expressions(data_root: str | Path, seed: int = 0, crop_size: int = 64,
     records = split_by_subject(scan_jaffe(data_root / SOURCE_DIRS["jaffe"], report), seed, report)
     records += scan_fer2013(data_root / SOURCE_DIRS["fer2013"], report, seed)
     records += _keep_expressions(scan_ckplus(data_root / SOURCE_DIRS["ckplus"], report, seed), EXPRESSIONS, report)
-    jaffe_process = FaceCropper(crop_size, report) if crop else _resizer(crop_size)
-    processes = {"jaffe": jaffe_process, "fer2013": _resizer(crop_size), "ckplus": _resizer(crop_size)}
+    jaffe_process = FaceCropper(crop_size, report) if crop else resized_faces(crop_size)
+    processes = {"jaffe": jaffe_process, "fer2013": resized_faces(crop_size), "ckplus": resized_faces(crop_size)}
     dsd = _recipe_dataset_dict(records, report, processes, "7-class expression set (JAFFE + FER2013 + CK+).")
     warn_if_unreported(report, given)
     return dsd
