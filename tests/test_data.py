@@ -30,6 +30,7 @@ from expr_models.data import (
     build_paper,
     build_paper_fer,
     build_wider,
+    crop_training_face,
     parse_wider_gt,
     split_class_counts,
     split_subjects,
@@ -357,6 +358,28 @@ def test_expressions_recipe_seven_classes_at_one_size(shared, fake_detector):
         "jaffe": 9 * len(JAFFE_SUBJECTS), "fer2013": 7 * 13, "ckplus": 6 * shared.ckplus["per_class"]}
     assert {row["image"].size for ds in dsd.values() for row in ds} == {(32, 32)}
     assert subject_disjoint_check(dsd).ok
+
+
+def test_crop_training_face_frames_the_box_or_else_the_centre_square():
+    face = pytest.importorskip("expr_models.face")
+    # A dark RGB photo with one bright orange 20x20 "face"; the crop is grayscale, framed by the box's scaled square.
+    photo = np.zeros((60, 80, 3), np.uint8)
+    photo[10:30, 40:60] = (255, 128, 0)
+    face_gray = np.asarray(Image.fromarray(photo).convert("L"))[20, 50]
+    crop, upscaled = crop_training_face(Image.fromarray(photo), 50, face.FaceBox(40, 10, 60, 30))
+    pixels = np.asarray(crop)
+    assert crop.mode == "L" and crop.size == (50, 50)
+    assert upscaled  # the box's 25 px square is enlarged to 50
+    assert np.all(np.abs(pixels[8:42, 8:42].astype(int) - face_gray) <= 6)  # the face fills the middle ...
+    assert max(pixels[0].max(), pixels[-1].max(), pixels[:, 0].max(), pixels[:, -1].max()) == 0  # ... margins dark
+
+    # Without a box: the centre square (here white between two black bands), whatever the size.
+    banded = np.zeros((40, 60), np.uint8)
+    banded[:, 10:50] = 255
+    for size, enlarged in ((20, False), (40, False), (80, True)):
+        crop, upscaled = crop_training_face(Image.fromarray(banded), size)
+        assert crop.mode == "L" and crop.size == (size, size) and upscaled == enlarged
+        assert np.asarray(crop).min() == 255
 
 
 def test_paper_with_the_real_detector_falls_back_on_faceless_fixtures(shared):
