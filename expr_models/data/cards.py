@@ -55,7 +55,7 @@ def dataset_card(dsd: DatasetDict, name: str, sources: Iterable[str], report: Bu
         "---",
         f"# {name}",
         "",
-        "Packaged with `python -m train.prepare_data` from the project `expr_models`.",
+        "Packaged with `python -m train.tools.prepare_data` from the project `expr_models`.",
         "",
         "## Terms",
         "",
