@@ -276,9 +276,10 @@ def tem_points(tem_path: str | Path) -> np.ndarray:
                      points[TEM_MOUTH_CORNERS[0]], points[TEM_MOUTH_CORNERS[1]]])
 
 
-def retinaface_points(photo: np.ndarray, detector: Any = None) -> np.ndarray | None:
-    """The five landmarks (``5 x 2``) of the largest face RetinaFace finds in an RGB (or grayscale) uint8 photo, or
-    ``None`` without a face. ``detector``: a ``RetinaFaceDetector`` to reuse (default: one made on first use)."""
+def retinaface_face(photo: np.ndarray, detector: Any = None) -> tuple[np.ndarray, np.ndarray] | None:
+    """RetinaFace's own box (x0, y0, x1, y1: brows to chin) and five landmarks (``5 x 2``) of the largest face in an
+    RGB (or grey) uint8 photo, or ``None`` without a face. ``detector``: a ``RetinaFaceDetector`` to reuse (default:
+    one made on first use, framing "raw")."""
     if detector is None:
         detector = _default_detector()
     photo = np.asarray(photo)
@@ -287,8 +288,14 @@ def retinaface_points(photo: np.ndarray, detector: Any = None) -> np.ndarray | N
     boxes, _, landmarks = detector.detect_arrays(np.ascontiguousarray(photo[..., :3]))
     if not len(boxes):
         return None
-    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    return landmarks[int(np.argmax(areas))].astype(np.float64)
+    largest = int(np.argmax((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])))
+    return boxes[largest].astype(np.float64), landmarks[largest].astype(np.float64)
+
+
+def retinaface_points(photo: np.ndarray, detector: Any = None) -> np.ndarray | None:
+    """The five landmarks (``5 x 2``: eyes, nose tip, mouth corners) of the largest face, or ``None``."""
+    found = retinaface_face(photo, detector)
+    return None if found is None else found[1]
 
 
 _DETECTOR: list[Any] = []
