@@ -10,7 +10,8 @@ other expressions and happy -> neutral, the London Set neutral <-> smiling):
    expression's own motion (mouth corners, cheeks, brows) stays;
 2. OpenCV's DIS optical flow from the target crop to the source crop (grey): target(p) ~ source(p + flow(p));
 3. per pair (expression -> expression), the per-pixel median flow over all its photo pairs, Gaussian-smoothed;
-4. each source crop warped by that median flow, and the per-pixel median of target minus warped: the residual;
+4. each source crop warped by that median flow, and the per-pixel median of target minus warped, less each pair's
+   median over the face (the photos' exposure differs, the expression does not change the face's mean): the residual;
 5. both faded to zero outside the face (``alignment.frame_face_mask``), so hair, neck and borders never move.
 Grey sources (FEI, JAFFE) give the same residual in every channel, so it acts as a luminance change on colour faces.
 Landmarks: RetinaFace on every photo; the London Set's neutrals may use their .tem points instead
@@ -119,11 +120,16 @@ def build(pairs: list[PhotoPair], flow_size: int, resolution: int, flow_sigma: f
     model = AverageEditModel(config)
     # The edit is the face's: outside it (hair, neck, the photo's replicated border) the fields fade to zero.
     window = frame_face_mask(flow_size, feather=0.3)[..., None]
+    face = frame_face_mask(flow_size) > 0.5
     for index, name in enumerate(names):
         flow = np.median(np.stack(flows[name]), axis=0)
         flow = cv2.GaussianBlur(flow, (0, 0), flow_sigma * flow_size / resolution)
-        residuals = [target.astype(np.float32) - remap_by_flow(source, flow).astype(np.float32)
-                     for source, target in crops[name]]
+        residuals = []
+        for source, target in crops[name]:
+            residual = target.astype(np.float32) - remap_by_flow(source, flow).astype(np.float32)
+            # Exposure differs between some pairs' photos; the expression does not change the face's mean level.
+            residual -= np.median(residual[face], axis=0)
+            residuals.append(residual)
         residual = np.median(np.stack(residuals), axis=0)
         if residual_sigma > 0:
             residual = cv2.GaussianBlur(residual, (0, 0), residual_sigma * flow_size / resolution)
