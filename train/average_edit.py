@@ -187,8 +187,9 @@ def main(argv: list[str] | None = None) -> int:
             "(subject split of `expr_models.paired_faces`; FEI and JAFFE as in `expr_models.data`). Pairs and "
             "subjects: " + "; ".join(f"{name}: {c['subjects']} subjects, {c['photo_pairs']} photo pairs"
                                      for name, c in record["pairs"].items()) + "."),
-        "terms": ("FEI and JAFFE are research-only and may not be redistributed; these fields are medians over many "
-                  f"people and show no one, and are shared for research. The London Set: {LONDON_TERMS}."),
+        "terms": ("FEI and JAFFE are research-only (non-commercial) and their images may not be redistributed; these "
+                  "fields are per-pixel medians over the subjects counted above (6 JAFFE subjects for the six "
+                  "non-happy targets) and are shared for research only. The London Set: " + LONDON_TERMS + "."),
         "training": (
             f"`python train/average_edit.py --data {args.data} --out {args.out}` ({time.perf_counter() - start:.0f} s). "
             f"Aligned frame {args.flow_size} px (expr_models.alignment), DIS flow (medium preset) target -> source, "
