@@ -6,6 +6,7 @@ Importing the package registers every model type with transformers' Auto classes
 
 from transformers import AutoConfig, AutoModel
 
+from .average_edit import AverageEditConfig, AverageEditModel
 from .classifier import ExpressionClassifier, ExpressionClassifierConfig
 from .cyclegan import CycleGANConfig, CycleGANModel
 from .components import COMPONENTS, METHODS
@@ -28,7 +29,7 @@ __all__ = [
     "EXPRESSIONS", "EXPRESSIONS_WITH_CONTEMPT",
     "CycleGANConfig", "CycleGANModel", "SAGANConfig", "SAGANModel",
     "ExpressionClassifier", "ExpressionClassifierConfig", "FaceSegmenter", "FaceSegmenterConfig",
-    "StyleFeatureConfig", "StyleFeatureExtractor", "run_style_transfer",
+    "StyleFeatureConfig", "StyleFeatureExtractor", "run_style_transfer", "AverageEditConfig", "AverageEditModel",
     "ExpressionEditError", "ImageLoadError", "ImageTooLargeError", "NoFaceError", "CheckpointError",
     "HubUnavailableError", "MissingDependencyError", "UnknownMethodError", "UnknownExpressionError",
 ]

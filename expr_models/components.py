@@ -5,6 +5,7 @@ Every other module (the editor, the evaluation, the Space, the CLI) reads these 
 
 from __future__ import annotations
 
+from .average_edit import AverageEditConfig, AverageEditModel
 from .classifier import ExpressionClassifier, ExpressionClassifierConfig
 from .cyclegan import CycleGANConfig, CycleGANModel
 from .sagan import SAGANConfig, SAGANModel
@@ -18,18 +19,20 @@ COMPONENTS: dict[str, tuple[type, type]] = {
     "classifier": (ExpressionClassifierConfig, ExpressionClassifier),
     "segmenter": (FaceSegmenterConfig, FaceSegmenter),
     "style_features": (StyleFeatureConfig, StyleFeatureExtractor),
+    "average": (AverageEditConfig, AverageEditModel),
 }
 
 # model_type in a checkpoint's config.json -> the component it is.
 COMPONENT_BY_MODEL_TYPE: dict[str, str] = {config.model_type: name for name, (config, _) in COMPONENTS.items()}
 
 # Editing methods, in the order the CLI and the Space list them, and the component each one needs.
-METHOD_COMPONENTS: dict[str, str] = {"cyclegan": "cyclegan", "sagan": "sagan", "nst": "style_features"}
+METHOD_COMPONENTS: dict[str, str] = {"cyclegan": "cyclegan", "sagan": "sagan", "nst": "style_features",
+                                     "average": "average"}
 METHODS: tuple[str, ...] = tuple(METHOD_COMPONENTS)
-METHOD_LABELS: dict[str, str] = {"cyclegan": "CycleGAN", "sagan": "SA-GAN", "nst": "NST"}
+METHOD_LABELS: dict[str, str] = {"cyclegan": "CycleGAN", "sagan": "SA-GAN", "nst": "NST", "average": "Average edit"}
 
 _METHOD_ALIASES = {"cyclegan": "cyclegan", "sagan": "sagan", "nst": "nst", "styletransfer": "nst",
-                   "neuralstyletransfer": "nst"}
+                   "neuralstyletransfer": "nst", "average": "average", "averageedit": "average"}
 
 
 def model_class(component: str) -> type:
