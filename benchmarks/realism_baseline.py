@@ -23,7 +23,6 @@ import numpy as np
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 from expr_models.alignment import retinaface_face  # noqa: E402
 from expr_models.average_edit import AverageEditModel  # noqa: E402

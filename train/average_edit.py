@@ -31,7 +31,6 @@ import cv2
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from expr_models.alignment import (align_face, align_to, frame_face_mask, retinaface_points, tem_points,  # noqa: E402
                                    warp_to_frame)
