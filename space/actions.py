@@ -119,8 +119,6 @@ def load_models(models_dir: str | os.PathLike | None = None, **editor_kwargs: An
 # ---------------------------------------------------------------------------------------------------------------------
 # Reading uploads
 # ---------------------------------------------------------------------------------------------------------------------
-# Reading uploads
-# ---------------------------------------------------------------------------------------------------------------------
 
 def open_upload(path: str | os.PathLike | None) -> io.BytesIO | None:
     """An uploaded file as a stream named like the user's file, so that load_image's messages name their file and
@@ -190,7 +188,7 @@ def blend_masks(editor: ExpressionEditor, detection: Detection) -> np.ndarray:
     processor, photo = editor.processor, detection.pixels
     height, width = photo.shape[:2]
     canvas = np.zeros((height, width), np.float32)
-    for box in detection.boxes[:editor.max_faces]:
+    for box in detection.boxes:
         transform = processor.frame(box, width, height)
         stamp_mask(canvas, processor.blend_mask(transform, box, photo), transform)
     return canvas
