@@ -86,8 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     import cv2
     from PIL import Image
 
-    from expr_models.face import HaarFaceDetector, detect_faces
-    from expr_models.retinaface import RetinaFaceDetector
+    from expr_models.detection import HaarFaceDetector, RetinaFaceDetector, detect_faces
 
     def make_detector(name: str, side: int):
         if name == "haar":

@@ -147,9 +147,8 @@ def make_photos(folder: Path, sizes: list[float], faces: list[int]) -> list[dict
 
 
 def build_editor(models_dir: Path, variant: str, nst_steps: int):
-    from expr_models.face import HaarFaceDetector
+    from expr_models.detection import HaarFaceDetector, RetinaFaceDetector
     from expr_models.pipeline import ExpressionEditor
-    from expr_models.retinaface import RetinaFaceDetector
 
     settings = dict(VARIANTS[variant])
     kwargs = {}

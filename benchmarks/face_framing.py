@@ -1,5 +1,5 @@
 """How RetinaFace's boxes relate to the Haar boxes every training crop was framed from, and whether the mapping in
-``expr_models.retinaface`` (``framing="haar"``) gives crops the committed classifier reads as well as Haar's.
+``expr_models.detection.retinaface`` (``framing="haar"``) gives crops the committed classifier reads as well as Haar's.
 
     python benchmarks/face_framing.py                  # needs ../shared/data (JAFFE, FEI; WIDER for the cross-check)
     python benchmarks/face_framing.py --wider-photos 0 # JAFFE and FEI only
@@ -112,7 +112,7 @@ def classifier_check(photos, framings: dict[str, list], classifier) -> dict:
     import torch
 
     from expr_models.face import crop_face
-    from expr_models.image_utils import rgb_to_ycbcr
+    from expr_models.processing import rgb_to_ycbcr
 
     config = classifier.config
     names = list(config.class_names)
@@ -150,8 +150,7 @@ def wider_pairs(data: Path, photos: int):
     from PIL import Image
 
     from detector_recall import read_wider_boxes
-    from expr_models.face import HaarFaceDetector, detect_faces
-    from expr_models.retinaface import RetinaFaceDetector
+    from expr_models.detection import HaarFaceDetector, RetinaFaceDetector, detect_faces
 
     haar_detector, raw_detector = HaarFaceDetector(), RetinaFaceDetector(framing="raw")
     haar, raw, landmarks = [], [], []
@@ -188,9 +187,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from PIL import Image
 
-    from expr_models import retinaface
+    from expr_models.detection import retinaface
     from expr_models.data import BuildReport, scan_fei, scan_jaffe
-    from expr_models.face import HaarFaceDetector, detect_faces
+    from expr_models.detection import HaarFaceDetector, detect_faces
 
     info = bu.machine()
     print(f"Machine: {bu.machine_line(info)}", flush=True)
@@ -245,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if (args.classifier / "config.json").is_file():
         from expr_models.classifier import ExpressionClassifier
-        from expr_models.retinaface import RetinaFaceDetector
+        from expr_models.detection import RetinaFaceDetector
 
         classifier = ExpressionClassifier.from_pretrained(args.classifier).float().eval()
         photos = held_out_photos(args.data)

@@ -36,7 +36,8 @@ TARGETS = {"cpu": 30.0, "cuda": 2.0}
 
 
 def face_tensor(photo: np.ndarray, size: int, device) -> torch.Tensor:
-    from expr_models.face import crop_face, detect_faces
+    from expr_models.detection import detect_faces
+    from expr_models.face import crop_face
 
     box = detect_faces(photo)[0]
     crop, _ = crop_face(photo, box, size)

@@ -303,7 +303,7 @@ _DETECTOR: list[Any] = []
 
 def _default_detector() -> Any:
     if not _DETECTOR:
-        from .retinaface import RetinaFaceDetector  # moves to expr_models.detection with the detector
+        from .detection.retinaface import RetinaFaceDetector
 
         _DETECTOR.append(RetinaFaceDetector(framing="raw"))
     return _DETECTOR[0]

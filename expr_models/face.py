@@ -1,26 +1,21 @@
-"""Find faces in photos, cut them out at a fixed framing, and put edited faces back.
+"""Face geometry: boxes, the square crop at the training framing, blend masks and paste-back.
 
-The same functions frame the training crops (JAFFE/FEI) and the crops the editor feeds the models, so train and edit
-see faces the same way:
+Nothing here finds faces (that is :mod:`expr_models.detection`) or prepares model tensors (that is
+:class:`expr_models.processing.FaceImageProcessor`, which uses these functions):
 
-    boxes = detect_faces(photo)                      # largest first
-    crop, transform = crop_face(photo, boxes[0], 64) # square around the box, CROP_SCALE times its size
+    crop, transform = crop_face(photo, box)           # square around the box, CROP_SCALE times its size
     ...edit crop...
-    mask = face_mask(transform.size)                 # feathered ellipse, exactly 0 outside the face
+    mask = face_mask(transform.size)                  # feathered ellipse, exactly 0 outside the face
     photo = paste_back(photo, edited, transform, mask)
 
-The default detector is RetinaFace-MobileNet0.25 on onnxruntime (:mod:`expr_models.retinaface`; the model is
-committed in checkpoints/face_detector/), which returns its boxes mapped to the Haar framing below, with five
-landmarks. OpenCV's Haar cascade (:class:`HaarFaceDetector`, shipped inside opencv-python, no other dependency) frames
-the training crops and stays selectable. Any object with a ``detect(image) -> list[FaceBox]`` method (e.g. the trained
-``FaceSegmenter``) can be passed instead.
+Boxes are in the Haar cascade's framing, the one every training crop was cut with; detectors that draw other boxes map
+theirs to it (see :mod:`expr_models.detection.retinaface`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Protocol, runtime_checkable
 
 import cv2
 import numpy as np
@@ -76,165 +71,6 @@ class FaceBox:
         return {"box": [round(float(v), 1) for v in (self.x0, self.y0, self.x1, self.y1)], "score": round(float(self.score), 3)}
 
 
-@runtime_checkable
-class FaceDetector(Protocol):
-    """Anything that finds faces: ``detect(rgb_uint8_array) -> list[FaceBox]``."""
-
-    def detect(self, image: np.ndarray) -> list[FaceBox]: ...
-
-
-def _as_rgb_array(image: Image.Image | np.ndarray) -> np.ndarray:
-    if isinstance(image, Image.Image):
-        return np.asarray(image.convert("RGB"))
-    image = np.asarray(image)
-    if image.ndim == 2:
-        image = np.repeat(image[..., None], 3, axis=-1)
-    elif image.shape[-1] == 1:
-        image = np.repeat(image, 3, axis=-1)
-    elif image.shape[-1] == 4:
-        image = image[..., :3]
-    if image.dtype != np.uint8:
-        raise ValueError(f"Expected a uint8 image array, got {image.dtype}")
-    return image
-
-
-@lru_cache(maxsize=None)
-def _cascade(name: str) -> cv2.CascadeClassifier:
-    cascade = cv2.CascadeClassifier(cv2.data.haarcascades + name)
-    if cascade.empty():
-        raise RuntimeError(f"Could not load OpenCV's {name} from {cv2.data.haarcascades}")
-    return cascade
-
-
-class HaarFaceDetector:
-    """OpenCV's frontal-face Haar cascade, tuned for few false positives.
-
-    ``alt2`` with ``min_neighbors=5`` found exactly one face in each of the 213 JAFFE and 160 FEI images and none in
-    scikit-image's coffee/chelsea/rocket photos (raw grayscale, no equalisation). Big photos are searched on a
-    downscaled copy (longest side ``max_side``) for speed; boxes are scaled back to the photo. ``score`` grows with the
-    number of overlapping raw detections the cascade merged into the box.
-
-    ``max_side=640`` keeps detection of a 1-4 MP photo at about the cost of a 0.4 MP one (the cascade's cost grows
-    with the pixels searched; see benchmarks/RESULTS.md). The cascade's smallest window is 20 pixels, so on a photo
-    whose longer side is ``L`` the smallest face found is about ``20 * L / max_side`` pixels: 34 px on a 1 MP photo,
-    72 px on a 4 MP one. Pass a larger ``max_side`` (or ``None``: never downscale) for group photos of small faces.
-    """
-
-    def __init__(self, cascade: str = "haarcascade_frontalface_alt2.xml", min_neighbors: int = 5,
-                 scale_factor: float = 1.1, max_side: int | None = 640):
-        self.cascade_name = cascade
-        self.min_neighbors = min_neighbors
-        self.scale_factor = scale_factor
-        self.max_side = max_side
-
-    def detect(self, image: np.ndarray, min_size: float = 24) -> list[FaceBox]:
-        gray = cv2.cvtColor(_as_rgb_array(image), cv2.COLOR_RGB2GRAY)
-        height, width = gray.shape
-        shrink = 1.0 if not self.max_side else min(1.0, self.max_side / max(height, width))
-        if shrink < 1.0:
-            # At least one pixel: a 1 x 30000 strip would otherwise shrink to 0 wide and OpenCV would raise.
-            size = (max(1, round(width * shrink)), max(1, round(height * shrink)))
-            gray = cv2.resize(gray, size, interpolation=cv2.INTER_AREA)
-        # No histogram equalisation: the cascade normalises each window's contrast itself, and a global
-        # equalisation of a photo with a large flat background washes the faces out.
-
-        min_px = _min_size_pixels(min_size, height, width) * shrink
-        min_px = max(20, int(round(min_px)))  # the cascade's own window is 20x20
-        if min_px > min(gray.shape):
-            return []
-        rects, neighbours = _cascade(self.cascade_name).detectMultiScale2(
-            gray, scaleFactor=self.scale_factor, minNeighbors=self.min_neighbors, minSize=(min_px, min_px)
-        )
-        boxes = []
-        for (x, y, w, h), n in zip(np.asarray(rects).reshape(-1, 4), np.asarray(neighbours).reshape(-1)):
-            score = float(n) / (float(n) + self.min_neighbors)
-            boxes.append(FaceBox(float(x), float(y), float(x + w), float(y + h), score).scaled(1.0 / shrink))
-        return boxes
-
-
-def _min_size_pixels(min_size: float, height: int, width: int) -> float:
-    # A value below 1 is a fraction of the photo's shorter side; otherwise pixels.
-    return min_size * min(height, width) if 0 < min_size < 1 else float(min_size)
-
-
-_DEFAULT_DETECTOR: Any = None
-
-
-def default_detector() -> Any:
-    """The shared default detector: a :class:`expr_models.retinaface.RetinaFaceDetector` in the Haar framing (its
-    onnxruntime session is made on the first photo)."""
-    global _DEFAULT_DETECTOR
-    if _DEFAULT_DETECTOR is None:
-        from .retinaface import RetinaFaceDetector  # imports this module
-
-        _DEFAULT_DETECTOR = RetinaFaceDetector()
-    return _DEFAULT_DETECTOR
-
-
-def detect_faces(image: Image.Image | np.ndarray, min_size: float = 24, detector: FaceDetector | Any = None) -> list[FaceBox]:
-    """All faces in ``image``, largest first.
-
-    ``min_size``: the smallest face side to report, in pixels, or as a fraction of the shorter image side when < 1.
-    ``detector``: ``None`` for the default (RetinaFace, boxes in the Haar framing), a :class:`HaarFaceDetector`, or
-    any object with ``detect(image) -> list[FaceBox]``.
-    Outputs in other shapes (a dict or object with ``boxes``/``scores``/``masks``, as a torchvision-style
-    segmenter returns) are converted.
-    """
-    array = _as_rgb_array(image)
-    height, width = array.shape[:2]
-    detector = default_detector() if detector is None else detector
-    if isinstance(detector, HaarFaceDetector):
-        raw = detector.detect(array, min_size=min_size)
-    elif hasattr(detector, "detect"):
-        raw = detector.detect(array)
-    elif callable(detector):
-        raw = detector(array)
-    else:
-        raise TypeError(f"A face detector needs a detect(image) method; got {type(detector).__name__}")
-    boxes = _to_face_boxes(raw)
-
-    min_px = _min_size_pixels(min_size, height, width)
-    kept = []
-    for box in boxes:
-        # Clip to the photo; a segmenter may return boxes that run off the edge.
-        box = FaceBox(max(0.0, box.x0), max(0.0, box.y0), min(float(width), box.x1), min(float(height), box.y1),
-                      box.score, box.mask, box.landmarks)
-        if min(box.width, box.height) >= min_px and box.area > 0:
-            kept.append(box)
-    return sorted(kept, key=lambda b: b.area, reverse=True)
-
-
-def _to_face_boxes(raw: Any) -> list[FaceBox]:
-    if isinstance(raw, (list, tuple)) and all(isinstance(b, FaceBox) for b in raw):
-        return list(raw)
-    if isinstance(raw, (list, tuple)) and all(isinstance(b, dict) and "box" in b for b in raw):
-        # FaceSegmenter.detect: [{box: (x0, y0, x1, y1), score, mask: H x W or None}]
-        return [FaceBox(*map(float, b["box"]), float(b.get("score", 1.0)), _numpy(b.get("mask"))) for b in raw]
-    # dict or object with boxes (N x 4, xyxy), scores (N) and optional masks (N x H x W or N x 1 x H x W)
-    get = raw.get if isinstance(raw, dict) else lambda key, default=None: getattr(raw, key, default)
-    boxes = _numpy(get("boxes"))
-    if boxes is None:
-        raise TypeError(f"Cannot read face boxes from a {type(raw).__name__}")
-    boxes = boxes.reshape(-1, 4)
-    scores = _numpy(get("scores", None))
-    masks = _numpy(get("masks", None))
-    result = []
-    for i, (x0, y0, x1, y1) in enumerate(boxes.tolist()):
-        mask = None
-        if masks is not None:
-            mask = masks[i]
-            mask = mask[0] if mask.ndim == 3 else mask
-        result.append(FaceBox(x0, y0, x1, y1, 1.0 if scores is None else float(scores[i]), mask))
-    return result
-
-
-def _numpy(value: Any) -> np.ndarray | None:
-    if value is None:
-        return None
-    if hasattr(value, "detach"):  # torch tensor, without importing torch here
-        value = value.detach().cpu().numpy()
-    return np.asarray(value)
-
 
 @dataclass
 class CropTransform:
@@ -264,9 +100,21 @@ class CropTransform:
         return (max(self.x0, 0), max(self.y0, 0),
                 min(self.x0 + self.side, self.photo_width), min(self.y0 + self.side, self.photo_height))
 
-    def to_size(self, size: int) -> "CropTransform":
-        """The same square at another output resolution."""
-        return CropTransform(self.x0, self.y0, self.side, size, self.photo_width, self.photo_height)
+
+def resize_square(image: np.ndarray, size: int) -> np.ndarray:
+    """Resample a (square) face image to ``size x size``: the one resampling rule for face pixels, in training crops,
+    model inputs and paste-back alike.
+
+    OpenCV's area interpolation when shrinking: each output pixel is the area-weighted mean of the photo pixels it
+    covers, so a face of any size reaches the model's 32-128 px without aliasing, in one pass (fast on phone photos),
+    and it is what every committed model was trained on (the JAFFE/FEI crops) and fed by the editor. Bicubic when
+    enlarging, where area interpolation would only be bilinear.
+    """
+    height, width = image.shape[:2]
+    if height == size and width == size:
+        return image
+    interpolation = cv2.INTER_AREA if size * size < height * width else cv2.INTER_CUBIC
+    return cv2.resize(image, (size, size), interpolation=interpolation)
 
 
 def crop_square(box: FaceBox, scale: float = CROP_SCALE) -> tuple[int, int, int]:
@@ -299,10 +147,7 @@ def crop_face(image: np.ndarray | Image.Image, box: FaceBox, size: int | None = 
         # Reflection needs the patch to be larger than the pad; fall back to repeating the edge for tiny photos.
         border = cv2.BORDER_REFLECT_101 if max(pad) < min(patch.shape[:2]) else cv2.BORDER_REPLICATE
         patch = cv2.copyMakeBorder(np.ascontiguousarray(patch), *pad, borderType=border)
-    if size != side:
-        interpolation = cv2.INTER_AREA if size < side else cv2.INTER_CUBIC
-        patch = cv2.resize(patch, (size, size), interpolation=interpolation)
-    return np.ascontiguousarray(patch), transform
+    return np.ascontiguousarray(resize_square(patch, size)), transform
 
 
 def face_mask(size: int, scale: float = CROP_SCALE, feather: float = 0.25, segmentation: np.ndarray | None = None) -> np.ndarray:
@@ -364,9 +209,7 @@ def paste_back(photo: np.ndarray, edited_crop: np.ndarray, transform: CropTransf
         return out
 
     edited = np.asarray(edited_crop)
-    if edited.shape[:2] != (side, side):
-        interpolation = cv2.INTER_AREA if edited.shape[0] > side else cv2.INTER_CUBIC
-        edited = cv2.resize(edited, (side, side), interpolation=interpolation)
+    edited = resize_square(edited, side)
     mask = np.asarray(mask, dtype=np.float32)
     if mask.shape != (side, side):
         # Linear resizing keeps the mask's zeros where a 0 neighbourhood is all zeros; cubic would ring below 0.
@@ -394,3 +237,14 @@ def paste_back(photo: np.ndarray, edited_crop: np.ndarray, transform: CropTransf
     # Copy only where the mask is on, so the rest stays byte-identical.
     np.copyto(region, blended.astype(photo.dtype), where=np.broadcast_to(m > 0, blended.shape))
     return out
+
+
+def stamp_mask(canvas: np.ndarray, mask: np.ndarray, transform: CropTransform) -> np.ndarray:
+    """Draw a crop's blend ``mask`` (``side x side``, crop coordinates) into a photo-sized float ``canvas``, keeping the
+    larger value where faces overlap: where each face's edit lands in the photo."""
+    x0, y0, x1, y1 = transform.visible_region()
+    if x1 <= x0 or y1 <= y0:
+        return canvas
+    patch = mask[y0 - transform.y0:y1 - transform.y0, x0 - transform.x0:x1 - transform.x0]
+    canvas[y0:y1, x0:x1] = np.maximum(canvas[y0:y1, x0:x1], patch)
+    return canvas

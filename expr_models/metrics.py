@@ -26,7 +26,7 @@ from torch import nn
 # mouth starts lower. A mouth edit should leave this band alone.
 UPPER_FACE_FRACTION = 0.45
 
-# ITU-R BT.601 luma weights, the same as expr_models.image_utils.rgb_to_ycbcr.
+# ITU-R BT.601 luma weights, the same as expr_models.processing.rgb_to_ycbcr.
 _LUMA = (0.299, 0.587, 0.114)
 
 

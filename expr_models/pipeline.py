@@ -1,19 +1,13 @@
 """The editing pipeline: a whole photo in, the same photo with edited faces out.
 
-The CLI, the Gradio Space and the evaluation all go through :class:`ExpressionEditor`. Each stage can also be used
-alone:
-
-1. :func:`load_image` -- any path/bytes/PIL/array -> RGB PIL image (EXIF rotation, odd modes, size cap, clear errors);
-2. :func:`expr_models.face.detect_faces` -- face boxes, largest first (RetinaFace by default, its boxes mapped to the
-   Haar framing the training crops were cut with);
-3. :func:`expr_models.face.crop_face` -- the square crop at the training framing;
-4. :func:`edit_luminance` -- run a model on the crop's luminance (Y of YCbCr) at the model's resolution and add the
-   change, upsampled, to the full-resolution crop; the photo keeps its own colour (CbCr) and its sharpness where
-   nothing changed;
-5. :func:`expr_models.face.paste_back` -- blend the crop back with a feathered face mask; pixels outside the mask stay
-   byte-identical;
-6. intensity -- how much of the change is applied (0 = the input, 1 = the full edit). For the SA-GAN the editor
-   interpolates the condition instead, from the classifier's reading of the face to the target.
+The CLI, the Gradio Space and the evaluation all go through :class:`ExpressionEditor`. :meth:`~ExpressionEditor.detect`
+decodes a photo (:func:`expr_models.io.load_image`) and finds its faces (:mod:`expr_models.detection`) into a
+:class:`Detection`. :meth:`~ExpressionEditor.edit` takes a photo or a Detection; for each face the
+:class:`~expr_models.processing.FaceImageProcessor` cuts the crop at the training framing, runs the model on its
+luminance and adds the change to the full-resolution crop, which is blended back with a feathered face mask (pixels
+outside it stay byte-identical). ``intensity`` is how much of the change is applied; for the SA-GAN the condition
+walks from the classifier's reading of the face to the target instead. The :class:`EditResult` carries the
+classifier's reading of each face before and after.
 
     editor = ExpressionEditor.from_pretrained("checkpoints")
     result = editor.edit("photo.jpg", method="cyclegan", target="happy")
@@ -23,144 +17,31 @@ alone:
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
-import threading
 import time
-from functools import lru_cache
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-import cv2
 import numpy as np
 import torch
 from PIL import Image
 
-from .errors import CheckpointError, ExpressionEditError, HubUnavailableError, NoFaceError, UnknownExpressionError
-from .face import CropTransform, FaceBox, HaarFaceDetector, crop_face, detect_faces, face_mask, paste_back
-from .image_utils import rgb_to_ycbcr
-from .labels import EXPRESSIONS, canonical_expression
+from .components import METHOD_COMPONENTS, METHODS, canonical_method
+from .detection import DETECTORS, RetinaFaceDetector, detect_faces, make_detector
+from .errors import CheckpointError, ExpressionEditError, NoFaceError, UnknownExpressionError
+from .face import CropTransform, FaceBox, face_mask, stamp_mask
 from .io import DEFAULT_MAX_PIXELS, load_image
-from .components import COMPONENT_BY_MODEL_TYPE, METHOD_COMPONENTS, METHODS, canonical_method, model_class
+from .labels import EXPRESSIONS, canonical_expression
+from .model_store import ModelStore, find_checkpoints  # noqa: F401 - find_checkpoints: the editor's public API
+from .processing import FaceImageProcessor
+from .runtime import machine_is_busy, resolve_precision, torch_threads
 
 logger = logging.getLogger(__name__)
 
-DETECTORS = ("retinaface", "haar", "segmenter")  # the named face detectors; the first is the default
 ProgressCallback = Callable[[float, str], None]  # (fraction done in [0, 1], what is happening); gr.Progress fits
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# 4. Editing the luminance of a crop
-# ---------------------------------------------------------------------------------------------------------------------
-
-def edit_luminance(crop: np.ndarray, model_fn: Callable[[torch.Tensor], torch.Tensor], resolution: int,
-                   channels: int = 1, intensity: float = 1.0) -> np.ndarray:
-    """Edit an RGB uint8 crop (any size) with a model that works on ``resolution``-sized tensors in [-1, 1].
-
-    The model sees the crop's luminance Y (``channels=1``) or its RGB (``channels=3``) at ``resolution``. Its change
-    to Y, ``edited - original`` at the model's resolution, is upsampled to the crop's size, scaled by ``intensity``
-    and added to the crop's own Y; the crop keeps its CbCr. So the full-resolution detail survives wherever the model
-    changed nothing, and colours never shift.
-    """
-    side = crop.shape[0]
-    small_rgb = cv2.resize(crop, (resolution, resolution), interpolation=cv2.INTER_AREA if side > resolution
-                           else cv2.INTER_CUBIC)
-    small_y = rgb_to_ycbcr(small_rgb)[..., 0]
-    if channels == 1:
-        pixels = torch.from_numpy(small_y / 127.5 - 1.0)[None, None]
-    elif channels == 3:
-        pixels = torch.from_numpy(small_rgb.astype(np.float32) / 127.5 - 1.0).permute(2, 0, 1)[None]
-    else:
-        raise ValueError(f"Models take 1 or 3 channels, not {channels}")
-
-    output = model_fn(pixels.contiguous().float()).detach().float().cpu().clamp(-1, 1)
-    if output.shape != pixels.shape:
-        raise RuntimeError(f"The model returned {tuple(output.shape)} for an input of {tuple(pixels.shape)}")
-    output = ((output[0] + 1.0) * 127.5).permute(1, 2, 0).numpy()
-    edited_y = output[..., 0] if channels == 1 else rgb_to_ycbcr(output)[..., 0]
-
-    residual = (edited_y - small_y).astype(np.float32)
-    if side != resolution:
-        residual = cv2.resize(residual, (side, side), interpolation=cv2.INTER_CUBIC)
-    # With Cb and Cr held fixed, YCbCr -> RGB adds a change of Y to R, G and B alike, so adding the residual to each
-    # channel is exactly "new Y, own CbCr", without a round trip's rounding (gray stays gray, untouched stays put).
-    edited = crop.astype(np.float32)
-    edited += float(intensity) * residual[..., None]
-    np.rint(edited, out=edited)
-    np.clip(edited, 0, 255, out=edited)
-    return edited.astype(np.uint8)
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# Running the models fast: precision and threads
-# ---------------------------------------------------------------------------------------------------------------------
-
-PRECISIONS = ("auto", "fp32", "bf16")
-
-
-@lru_cache(maxsize=None)
-def cpu_has_fast_bf16() -> bool:
-    """True when this CPU computes bfloat16 natively (AMX or AVX512-BF16), so bf16 convolutions beat fp32 ones.
-
-    Without those instructions oneDNN emulates bf16, which is slower than fp32.
-    """
-    try:
-        capabilities = torch.cpu.get_capabilities()
-        return bool(capabilities.get("amx_bf16") or capabilities.get("avx512_bf16"))
-    except Exception:  # noqa: BLE001 - older torch: read the flags from the kernel
-        try:
-            flags = Path("/proc/cpuinfo").read_text()
-        except OSError:
-            return False
-        return " amx_bf16" in flags or " avx512_bf16" in flags
-
-
-def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype the generators run under (``None``: plain fp32).
-
-    ``auto`` is bfloat16 on CPUs with native bf16 (measured on an AMX Xeon: the default CycleGAN generator 2.9x
-    faster, its output within 0.6 gray levels on average and 5.4 at most of fp32's; see benchmarks/RESULTS.md) and
-    fp32 everywhere else.
-    """
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
-    if precision == "fp32":
-        return None
-    if precision == "bf16":
-        return torch.bfloat16
-    return torch.bfloat16 if device.type == "cpu" and cpu_has_fast_bf16() else None
-
-
-def machine_is_busy() -> bool:
-    """True when the 1-minute load average is at or above the cores this process may use."""
-    try:
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        return os.getloadavg()[0] >= cores
-    except OSError:  # no load average on this platform
-        return False
-
-
-@contextlib.contextmanager
-def torch_threads(count: int | None):
-    """Run the block with ``count`` intra-op threads (``None``: leave torch's setting alone), then restore it.
-
-    torch's thread count is OpenMP's, kept per calling thread: requests served on other threads keep their own
-    setting (a thread that first runs torch code meanwhile starts with ``count``).
-    """
-    if not count:
-        yield
-        return
-    before = torch.get_num_threads()
-    if before == count:
-        yield
-        return
-    torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+Reading = dict[str, float]  # the classifier's probability of each expression, in its class order
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -168,14 +49,31 @@ def torch_threads(count: int | None):
 # ---------------------------------------------------------------------------------------------------------------------
 
 @dataclass
+class Detection:
+    """A decoded photo and the faces in it: what :meth:`ExpressionEditor.edit` needs besides the method.
+
+    Made by :meth:`ExpressionEditor.detect`; pass it to ``edit`` (several times, if you like) to skip decoding and
+    detection.
+    """
+
+    image: Image.Image  # the upright RGB photo
+    pixels: np.ndarray  # its H x W x 3 uint8 pixels
+    boxes: list[FaceBox]  # every face found, largest first (edit keeps the max_faces largest)
+    notes: list[str] = field(default_factory=list)  # what loading the photo changed (EXIF rotation, alpha, ...)
+    timings: dict[str, float] = field(default_factory=dict)  # load, detect; seconds
+
+
+@dataclass
 class FaceResult:
-    """One edited face: where it was, how it was cropped and blended, and how long it took."""
+    """One edited face: where it was, how it was cropped and blended, how long it took and how it reads."""
 
     box: FaceBox
     transform: CropTransform
     mask: np.ndarray  # ``side x side`` float32 blend mask, in the crop's full-resolution coordinates
     seconds: float
-    source_expression: str | None = None  # the classifier's reading of the input face, when one is loaded
+    source_expression: str | None = None  # the classifier's top reading of the input face, when one is loaded
+    reading_before: Reading | None = None  # the classifier's full reading of the input face
+    reading_after: Reading | None = None  # and of the same square in the edited photo
 
     def to_dict(self) -> dict:
         return {**self.box.to_dict(), "seconds": round(self.seconds, 3), "source_expression": self.source_expression}
@@ -197,10 +95,7 @@ class EditResult:
         width, height = self.original.size
         canvas = np.zeros((height, width), np.float32)
         for face in self.faces:
-            t = face.transform
-            x0, y0, x1, y1 = t.visible_region()
-            patch = face.mask[y0 - t.y0:y1 - t.y0, x0 - t.x0:x1 - t.x0]
-            canvas[y0:y1, x0:x1] = np.maximum(canvas[y0:y1, x0:x1], patch)
+            stamp_mask(canvas, face.mask, face.transform)
         return Image.fromarray((canvas * 255).round().astype(np.uint8), "L")
 
     def to_dict(self) -> dict:
@@ -219,26 +114,6 @@ class EditResult:
 # The editor
 # ---------------------------------------------------------------------------------------------------------------------
 
-COMPONENT_TYPES = COMPONENT_BY_MODEL_TYPE
-
-
-def find_checkpoints(models_dir: str | os.PathLike) -> dict[str, list[Path]]:
-    """The checkpoints in ``models_dir`` (``<models_dir>/<name>/config.json``), grouped by component, by name."""
-    found: dict[str, list[Path]] = {}
-    root = Path(models_dir)
-    if not root.is_dir():
-        return found
-    for config_file in sorted(root.glob("*/config.json")):
-        try:
-            model_type = json.loads(config_file.read_text()).get("model_type")
-        except (OSError, ValueError) as error:
-            logger.warning("Skipping %s: %s", config_file, error)
-            continue
-        if model_type in COMPONENT_TYPES:
-            found.setdefault(COMPONENT_TYPES[model_type], []).append(config_file.parent)
-    return found
-
-
 class ExpressionEditor:
     """Edits the expression of every face in a photo with CycleGAN, the conditional SA-GAN or neural style transfer.
 
@@ -251,16 +126,16 @@ class ExpressionEditor:
     ``detector``: ``"retinaface"`` (default: RetinaFace-MobileNet0.25 on onnxruntime, ``checkpoints/face_detector``
     or ``<models_dir>/face_detector``, boxes mapped to the training crops' Haar framing), ``"haar"`` (OpenCV's cascade,
     embedded, needs no onnxruntime), ``"segmenter"`` (the trained Mask R-CNN, whose masks then shape the blend) or
-    any object with ``detect(image) -> list[FaceBox]`` (boxes in the Haar framing, see ``expr_models.face``).
+    any object with ``detect(image) -> list[FaceBox]`` (boxes in the Haar framing, see ``expr_models.detection``).
 
-    Speed (see benchmarks/): ``precision`` is the generators' arithmetic: ``auto`` (bfloat16 autocast on CPUs with
-    native bf16, else fp32), ``fp32`` or ``bf16``. ``num_threads`` is torch's thread count while the models run:
+    Speed (measured in benchmarks/): ``precision`` is the generators' arithmetic: ``auto`` (bfloat16 autocast on CPUs
+    with native bf16, else fp32), ``fp32`` or ``bf16``. ``num_threads`` is torch's thread count while the models run:
     ``"auto"`` (default) runs the GAN generators and the classifier on one thread, and NST on one thread while the
     machine is busy (1-minute load average at or above its cores) and on torch's own setting otherwise; a number
     applies to every model; ``None`` leaves torch's setting alone throughout. Why: on a machine whose cores are
-    shared (two requests at once on a two-vCPU Space, or other jobs) OpenMP threads spin against each other; there a
-    1 MP CycleGAN edit took 2.6 s with torch's two threads and 0.27 s with one (benchmarks/RESULTS.md). The GAN
-    forwards are short, so one thread costs them little anywhere; NST's long optimisation uses every idle core.
+    shared (two requests at once on a two-vCPU Space, or other jobs) OpenMP threads spin against each other and a
+    GAN edit becomes many times slower. The GAN forwards are short, so one thread costs them little anywhere; NST's
+    long optimisation uses every idle core.
     """
 
     def __init__(self, models_dir: str | os.PathLike | None = "checkpoints", device: str | torch.device = "cpu",
@@ -285,6 +160,7 @@ class ExpressionEditor:
                              "with a detect(image) method")
         self.detector = detector
         self._detector_object: Any = None
+        self.processor = FaceImageProcessor()
         self.max_pixels = max_pixels
         self.min_face_size = min_face_size
         self.max_faces = max_faces
@@ -292,15 +168,8 @@ class ExpressionEditor:
         self.nst_resolution = nst_resolution
         self.sagan_intensity = sagan_intensity
 
-        found = find_checkpoints(self.models_dir) if self.models_dir is not None else {}
-        self._sources: dict[str, list[Any]] = {name: list(paths) for name, paths in found.items()}
-        for name, value in (models or {}).items():
-            if name not in COMPONENT_TYPES.values():
-                raise ValueError(f"Unknown model component {name!r}; expected one of {sorted(COMPONENT_TYPES.values())}")
-            self._sources[name] = list(value) if isinstance(value, (list, tuple)) else [value]
-        self._loaded: dict[tuple[str, int], Any] = {}
-        self._configs: dict[tuple[str, int], Any] = {}
-        self._lock = threading.RLock()
+        self.store = ModelStore(self.models_dir, self.device, models)
+        self._lock = self.store.lock
 
     @classmethod
     def from_pretrained(cls, models_dir: str | os.PathLike | dict[str, Any] = "checkpoints",
@@ -312,78 +181,30 @@ class ExpressionEditor:
 
     # --- models ------------------------------------------------------------------------------------------------------
     def has(self, component: str) -> bool:
-        return bool(self._sources.get(component))
+        return self.store.count(component) > 0
 
     def available_methods(self) -> list[str]:
         return [method for method in METHODS if self.has(METHOD_COMPONENTS[method])]
 
     def model(self, component: str, index: int = 0) -> Any:
         """The loaded model of a component (loaded on first use, then cached)."""
-        key = (component, index)
-        if key in self._loaded:
-            return self._loaded[key]
-        with self._lock:
-            if key not in self._loaded:
-                sources = self._sources.get(component) or []
-                if index >= len(sources):
-                    if component == "style_features" and index == 0:
-                        from .style_transfer import load_feature_extractor
-
-                        # Its error says how to get ImageNet features offline.
-                        self._loaded[key] = load_feature_extractor(self.models_dir, device=self.device)
-                        return self._loaded[key]
-                    raise CheckpointError(self._missing_message(component))
-                self._loaded[key] = self._load(component, sources[index])
-            return self._loaded[key]
-
-    def _missing_message(self, component: str) -> str:
-        where = f"in {self.models_dir}" if self.models_dir is not None else "among the given models"
-        return (f"No {component} checkpoint {where}. Train one (see train/) or point models_dir at a folder of "
-                f"checkpoints, e.g. checkpoints/{component}/config.json + model.safetensors.")
-
-    def _load(self, component: str, source: Any) -> Any:
-        if isinstance(source, (str, os.PathLike)):
-            model = _model_class(component).from_pretrained(source)  # a local folder or a Hub id
-        else:
-            model = source  # a ready model object
-        if isinstance(model, torch.nn.Module):
-            model = model.to(self.device).eval()
-        return model
-
-    def _config(self, component: str, index: int) -> Any:
-        """A component's config without loading its weights (for the targets a checkpoint supports)."""
-        key = (component, index)
-        if key in self._loaded:
-            return self._loaded[key].config
-        if key not in self._configs:
-            source = self._sources[component][index]
-            if not isinstance(source, (str, os.PathLike)):
-                return source.config
-            try:
-                self._configs[key] = _model_class(component).config_class.from_pretrained(source)
-            except Exception as error:  # noqa: BLE001
-                if not Path(source).exists():
-                    raise HubUnavailableError(
-                        f"{source} is not a local folder and its {component} config could not be fetched from the "
-                        f"Hugging Face Hub (offline, or a wrong id?): {type(error).__name__}: {error}"
-                    ) from error
-                raise CheckpointError(f"Could not read the {component} config in {source}: {error}") from error
-        return self._configs[key]
+        return self.store.model(component, index)
 
     def supported_targets(self, method: str) -> tuple[str, ...]:
         """The expressions ``method`` can produce with the models at hand (empty when its checkpoint is missing)."""
-        method = _check_method(method)
+        method = canonical_method(method)
         if method == "nst":
             return EXPRESSIONS  # the reference face decides; the target is only a label
         if method == "sagan":
-            return tuple(self._config("sagan", 0).class_names) if self.has("sagan") else ()
+            return tuple(self.store.config("sagan").class_names) if self.has("sagan") else ()
         targets: list[str] = []
-        for index in range(len(self._sources.get("cyclegan", []))):
-            targets += [d for d in self._config("cyclegan", index).domains if d not in targets]
+        for index in range(self.store.count("cyclegan")):
+            targets += [d for d in self.store.config("cyclegan", index).domains if d not in targets]
         return tuple(name for name in EXPRESSIONS if name in targets) + tuple(t for t in targets if t not in EXPRESSIONS)
 
+    # --- finding faces -----------------------------------------------------------------------------------------------
     def face_detector(self) -> Any:
-        """The detector object :meth:`edit` uses (made on first use): a ``RetinaFaceDetector``, a
+        """The detector object :meth:`detect` uses (made on first use): a ``RetinaFaceDetector``, a
         ``HaarFaceDetector``, the segmenter model or the object given as ``detector``."""
         if self.detector == "segmenter":
             return self.model("segmenter")
@@ -392,15 +213,8 @@ class ExpressionEditor:
         if self._detector_object is None:
             with self._lock:
                 if self._detector_object is None:
-                    if self.detector == "haar":
-                        self._detector_object = HaarFaceDetector()
-                    else:
-                        from .retinaface import DEFAULT_MODEL_PATH, MODEL_FILENAME, RetinaFaceDetector
-
-                        # The models folder's own copy when it has one, else the one committed with the package.
-                        local = self.models_dir / "face_detector" / MODEL_FILENAME if self.models_dir else None
-                        path = local if local is not None and local.is_file() else DEFAULT_MODEL_PATH
-                        self._detector_object = RetinaFaceDetector(path)
+                    # The models folder's own RetinaFace file when it has one, else the one committed with the package.
+                    self._detector_object = make_detector(self.detector or DETECTORS[0], self.models_dir)
         return self._detector_object
 
     def no_face_message(self) -> str:
@@ -412,11 +226,54 @@ class ExpressionEditor:
         """The faces :meth:`edit` would edit in an RGB photo array, largest first (before ``max_faces``)."""
         return detect_faces(photo, min_size=self.min_face_size, detector=self.face_detector())
 
+    def detect(self, image: Any) -> Detection:
+        """Decode ``image`` (a path, bytes, file object, PIL image or array) and find its faces, largest first.
+
+        Finding no face is not an error here (``boxes`` is empty); :meth:`edit` raises :class:`NoFaceError` for it.
+        Raises :class:`ImageLoadError` and its :class:`ImageTooLargeError`.
+        """
+        start = time.perf_counter()
+        photo = load_image(image, self.max_pixels)
+        pixels = np.asarray(photo)
+        loaded = time.perf_counter()
+        boxes = self.detect_faces(pixels)
+        timings = {"load": loaded - start, "detect": time.perf_counter() - loaded}
+        return Detection(photo, pixels, boxes, list(photo.info.get("notes", [])), timings)
+
+    def read_expressions(self, photo: np.ndarray, boxes: list[FaceBox]) -> list[Reading] | None:
+        """The classifier's reading of each face (``{expression: probability}``), in one batch; ``None`` without a
+        classifier checkpoint."""
+        model = self._classifier()
+        if model is None:
+            return None
+        if not boxes:
+            return []
+        config = model.config
+        crops = [self.processor.crop(photo, box)[0] for box in boxes]
+        pixels = self.processor.to_tensor(crops, config.resolution, config.in_channels)
+        with torch_threads(self._gan_threads), torch.inference_mode():
+            probabilities = model(pixels.to(self.device)).logits.float().softmax(-1).tolist()
+        names = getattr(config, "class_names", None) or [config.id2label[i] for i in range(len(probabilities[0]))]
+        return [{str(name): float(p) for name, p in zip(names, row)} for row in probabilities]
+
+    def _classifier(self) -> Any:
+        if not self.has("classifier"):
+            return None
+        try:
+            return self.model("classifier")
+        except CheckpointError as error:
+            logger.warning("Expression classifier unavailable: %s", error)
+            return None
+
     # --- editing -----------------------------------------------------------------------------------------------------
     def edit(self, image: Any, method: str = "cyclegan", target: str | None = "happy", intensity: float = 1.0,
              reference: Any = None, progress_callback: ProgressCallback | None = None,
-             max_faces: int | None = -1) -> EditResult:
+             max_faces: int | None = -1, steps: int | None = None) -> EditResult:
         """Edit every face (the ``max_faces`` largest; ``-1`` means the editor's default) of ``image``.
+
+        ``image``: a photo (path, bytes, file object, PIL image or array) or the :class:`Detection` of one, which skips
+        decoding and detection. ``steps``: neural style transfer's optimisation steps for this call (default: the
+        editor's ``nst_steps``).
 
         Raises :class:`UnknownMethodError`, :class:`UnknownExpressionError`, :class:`ImageLoadError` and its
         :class:`ImageTooLargeError`, :class:`NoFaceError` (no face in the photo or in the NST ``reference``) and
@@ -424,25 +281,25 @@ class ExpressionEditor:
         """
         start = time.perf_counter()
         report = progress_callback or (lambda fraction, message: None)
-        method = _check_method(method)
+        method = canonical_method(method)
         target = self.check_target(method, target)
         if not 0.0 <= float(intensity) <= 1.0:
             raise ValueError(f"intensity must be in [0, 1], got {intensity}")
         intensity = float(intensity)
         max_faces = self.max_faces if max_faces == -1 else max_faces
+        steps = self.nst_steps if steps is None else int(steps)
+        if steps < 1:
+            raise ValueError(f"steps must be at least 1, got {steps}")
         if method == "nst" and reference is None:
             raise ExpressionEditError("Neural style transfer needs a reference face photo (the expression to copy).")
 
-        report(0.0, "Loading the photo")
-        photo_image = load_image(image, self.max_pixels)
-        notes = list(photo_image.info.get("notes", []))
-        photo = np.asarray(photo_image)
-        timings = {"load": time.perf_counter() - start}
-
-        report(0.05, "Finding faces")
-        tick = time.perf_counter()
-        boxes = self.detect_faces(photo)
-        timings["detect"] = time.perf_counter() - tick
+        if isinstance(image, Detection):
+            detection = image
+        else:
+            report(0.0, "Loading the photo and finding faces")
+            detection = self.detect(image)
+        photo, boxes, notes = detection.pixels, detection.boxes, list(detection.notes)
+        timings = dict(detection.timings)
         if not boxes:
             raise NoFaceError(self.no_face_message())
         if max_faces is not None and len(boxes) > max_faces:
@@ -451,10 +308,11 @@ class ExpressionEditor:
 
         reference_crop = self._reference_crop(reference) if method == "nst" else None
 
+        tick = time.perf_counter()
+        readings = self.read_expressions(photo, boxes) or [None] * len(boxes)
         output = photo.copy()  # the faces are pasted into this one copy
         faces: list[FaceResult] = []
-        tick = time.perf_counter()
-        for number, box in enumerate(boxes):
+        for number, (box, reading) in enumerate(zip(boxes, readings)):
             face_start = time.perf_counter()
             span = (0.1 + 0.85 * number / len(boxes), 0.1 + 0.85 * (number + 1) / len(boxes))
 
@@ -462,42 +320,45 @@ class ExpressionEditor:
                 report(span[0] + (span[1] - span[0]) * fraction, message)
 
             face_progress(0.0, f"Editing face {number + 1} of {len(boxes)}")
-            crop, transform = crop_face(photo, box)  # full resolution; each method resizes for its model
-            edited, source_expression = self._edit_crop(crop, method, target, intensity, reference_crop, face_progress)
-            mask = self._blend_mask(photo, box, transform)
-            output = paste_back(output, edited, transform, mask, out=output)
-            faces.append(FaceResult(box, transform, mask, time.perf_counter() - face_start, source_expression))
+            source_expression = max(reading, key=reading.get) if reading else None
+            crop, transform = self.processor.crop(photo, box)  # full resolution; each method resizes for its model
+            edited = self._edit_crop(crop, method, target, intensity, source_expression, reference_crop, steps,
+                                     face_progress)
+            mask = self.processor.blend_mask(transform, box, photo)
+            output = self.processor.paste(output, edited, transform, mask, out=output)
+            faces.append(FaceResult(box, transform, mask, time.perf_counter() - face_start, source_expression, reading))
+        for face, reading in zip(faces, self.read_expressions(output, boxes) or []):
+            face.reading_after = reading
         timings["edit"] = time.perf_counter() - tick
-        timings["total"] = time.perf_counter() - start
+        # A Detection made earlier: its load and detect times are part of the total.
+        timings["total"] = time.perf_counter() - start + (sum(detection.timings.values()) if detection is image else 0)
         report(1.0, "Done")
-        return EditResult(Image.fromarray(output), photo_image, faces, method, target, intensity, timings, notes)
+        return EditResult(Image.fromarray(output), detection.image, faces, method, target, intensity, timings, notes)
 
     def prepare(self, method: str, target: str | None = "happy") -> str | None:
         """Check ``method`` and ``target`` and load the models they need now (not on the first photo).
 
         Returns the target's canonical name. Raises the errors :meth:`edit` would raise for every photo.
         """
-        method = _check_method(method)
+        method = canonical_method(method)
         target = self.check_target(method, target)
         if method == "cyclegan":
             self.model("cyclegan", self._cyclegan_index(target))
         else:
-            self.model({"sagan": "sagan", "nst": "style_features"}[method])
-        if self.has("classifier"):
-            self._classify(np.zeros((8, 8, 3), np.uint8))
-        from .retinaface import RetinaFaceDetector
-
+            self.model(METHOD_COMPONENTS[method])
+        self._classifier()
         detector = self.face_detector()  # loads the segmenter's checkpoint when that is the detector
         if isinstance(detector, RetinaFaceDetector):
             detector.load()  # onnxruntime and the model file, checked now
         return target
 
     def _cyclegan_index(self, target: str) -> int:
-        return next(i for i in range(len(self._sources["cyclegan"])) if target in self._config("cyclegan", i).domains)
+        return next(i for i in range(self.store.count("cyclegan"))
+                    if target in self.store.config("cyclegan", i).domains)
 
     def check_target(self, method: str, target: str | None) -> str | None:
         """``target``'s canonical name, if ``method`` can produce it with the models at hand."""
-        method = _check_method(method)
+        method = canonical_method(method)
         if target is None:
             if method == "nst":
                 return None
@@ -508,38 +369,32 @@ class ExpressionEditor:
             raise UnknownExpressionError(str(error)) from None
         supported = self.supported_targets(method)
         if not supported:
-            raise CheckpointError(self._missing_message({"cyclegan": "cyclegan", "sagan": "sagan"}[method]))
+            raise CheckpointError(self.store.missing_message(METHOD_COMPONENTS[method]))
         if target not in supported:
             raise UnknownExpressionError(f"{method} here can produce {', '.join(supported)}, not {target!r}.")
         return target
-
-    def _blend_mask(self, photo: np.ndarray, box: FaceBox, transform: CropTransform) -> np.ndarray:
-        segmentation = None
-        if box.mask is not None and box.mask.shape == photo.shape[:2]:
-            segmentation, _ = crop_face(np.asarray(box.mask, np.float32), box)
-        return face_mask(transform.side, segmentation=segmentation)
 
     def _reference_crop(self, reference: Any) -> np.ndarray:
         reference_image = np.asarray(load_image(reference, self.max_pixels))
         boxes = self.detect_faces(reference_image)
         if not boxes:
             raise NoFaceError("No face found in the reference photo for style transfer.")
-        crop, _ = crop_face(reference_image, boxes[0], self.nst_resolution)
+        crop, _ = self.processor.crop(reference_image, boxes[0], self.nst_resolution)
         return crop
 
     def _edit_crop(self, crop: np.ndarray, method: str, target: str | None, intensity: float,
-                   reference_crop: np.ndarray | None, progress: ProgressCallback) -> tuple[np.ndarray, str | None]:
-        """One full-resolution RGB crop -> the edited crop (same size), and the classifier's reading of the input."""
-        source_expression = self._classify(crop)
+                   source_expression: str | None, reference_crop: np.ndarray | None, steps: int,
+                   progress: ProgressCallback) -> np.ndarray:
+        """One full-resolution RGB crop -> the edited crop (same size)."""
         if intensity == 0.0:
-            return crop, source_expression  # nothing to apply; skip the model
+            return crop  # nothing to apply; skip the model
+        edit_luminance = self.processor.edit_luminance
         if method == "cyclegan":
             model = self.model("cyclegan", self._cyclegan_index(target))
             config = model.config
             with self._generating():
-                edited = edit_luminance(crop, lambda x: model.generate(x.to(self.device), to=target),
-                                        config.resolution, config.in_channels, intensity)
-            return edited, source_expression
+                return edit_luminance(crop, lambda x: model.generate(x.to(self.device), to=target),
+                                      config.resolution, config.in_channels, intensity)
 
         if method == "sagan":
             model = self.model("sagan")
@@ -556,9 +411,8 @@ class ExpressionEditor:
                 labels = (1.0 - intensity) * source + intensity * labels
                 amount = 1.0
             with self._generating():
-                edited = edit_luminance(crop, lambda x: model.generate(x.to(self.device), to=labels.to(self.device)),
-                                        config.resolution, config.in_channels, amount)
-            return edited, source_expression
+                return edit_luminance(crop, lambda x: model.generate(x.to(self.device), to=labels.to(self.device)),
+                                      config.resolution, config.in_channels, amount)
 
         # Neural style transfer: optimise the crop's pixels towards the reference face's feature statistics.
         from .style_transfer import run_style_transfer
@@ -572,13 +426,13 @@ class ExpressionEditor:
 
         def transfer(pixels: torch.Tensor) -> torch.Tensor:
             content = ((pixels + 1.0) / 2.0).to(self.device)  # [-1, 1] -> [0, 1]
-            result = run_style_transfer(content, style, extractor, mask=mask, style_mask=mask, steps=self.nst_steps,
+            result = run_style_transfer(content, style, extractor, mask=mask, style_mask=mask, steps=steps,
                                         callback=lambda step, total, loss: progress(step / total, f"Style transfer "
                                                                                       f"step {step}/{total}"))
             return result * 2.0 - 1.0
 
         with torch_threads(self._nst_threads()):
-            return edit_luminance(crop, transfer, size, 3, intensity), source_expression
+            return edit_luminance(crop, transfer, size, 3, intensity)
 
     def _nst_threads(self) -> int | None:
         if self.num_threads != "auto":
@@ -594,28 +448,3 @@ class ExpressionEditor:
             if self.autocast_dtype is not None:
                 stack.enter_context(torch.autocast(self.device.type, dtype=self.autocast_dtype))
             yield
-
-    def _classify(self, crop: np.ndarray) -> str | None:
-        """The classifier's reading of a face crop, or None without a classifier checkpoint."""
-        if not self.has("classifier"):
-            return None
-        try:
-            model = self.model("classifier")
-        except CheckpointError as error:
-            logger.warning("Expression classifier unavailable: %s", error)
-            return None
-        config = model.config
-        small = cv2.resize(crop, (config.resolution, config.resolution), interpolation=cv2.INTER_AREA)
-        if config.in_channels == 1:
-            pixels = torch.from_numpy(rgb_to_ycbcr(small)[..., 0] / 127.5 - 1.0)[None, None]
-        else:
-            pixels = torch.from_numpy(small.astype(np.float32) / 127.5 - 1.0).permute(2, 0, 1)[None]
-        with torch_threads(self._gan_threads), torch.inference_mode():
-            logits = model(pixels.float().to(self.device)).logits
-        index = int(logits.argmax(-1)[0])
-        names = getattr(config, "class_names", None)
-        return names[index] if names else config.id2label[index]
-
-
-_check_method = canonical_method
-_model_class = model_class

@@ -1,1 +1,1 @@
-"""The Gradio Space: ``space.ui.build_demo()`` builds the Blocks; ``space.core`` holds its logic without Gradio."""
+"""The Gradio Space: ``space.ui.build_demo()`` builds the Blocks; ``space.actions`` holds its logic without Gradio."""

@@ -1,4 +1,4 @@
-"""The Space's Blocks: a thin layer over :mod:`space.core` and the editing pipeline.
+"""The Space's Blocks: a thin layer over :mod:`space.actions` and the editing pipeline.
 
     from space.ui import build_demo, serve
     serve(build_demo())            # what app.py does
@@ -25,8 +25,8 @@ from gradio.utils import is_in_or_equal  # noqa: E402
 from expr_models.errors import (CheckpointError, ExpressionEditError, ImageLoadError, ImageTooLargeError,  # noqa: E402
                                 NoFaceError, UnknownExpressionError, UnknownMethodError)
 
-from .core import (METHOD_LABELS, OutputFiles, SpaceModels, blend_masks, detect, example_photos,  # noqa: E402
-                   faces_info, faces_view, load_models, no_face_message, open_upload, read_largest_face, run_edit)
+from .actions import (METHOD_LABELS, OutputFiles, SpaceModels, example_photos, largest_face_reading,  # noqa: E402
+                      load_models, no_face_message, open_upload, preview, run_edit)
 
 logger = logging.getLogger(__name__)
 
@@ -175,26 +175,33 @@ def build_demo(models: SpaceModels | None = None, models_dir: str | os.PathLike 
 
     @guarded("find the faces")
     def find_faces(photo):
-        """Find the faces in a photo: the photo with boxes and blend masks drawn, and the boxes."""
+        """Find the faces in a photo: the photo with boxes and blend masks drawn, and the boxes. What ``classify``
+        answers for this photo (its face count and the largest face's reading) is kept in the session."""
         if photo is None:
-            return None, None
-        image, boxes = detect(models, open_upload(photo))
-        if not boxes:
+            return None, None, None
+        shown = preview(models, open_upload(photo))
+        if not shown.detection.boxes:
             gr.Warning(html.escape(no_face_message(models)))
-        view = faces_view(image, boxes, blend_masks(image.size, boxes))
-        info = {"size": list(image.size), "faces": faces_info(boxes), "notes": image.info.get("notes", [])}
-        return view_file(view, f"{Path(photo).stem}-faces"), info
+        reading = (photo, len(shown.detection.boxes), shown.reading)
+        return view_file(shown.view, f"{Path(photo).stem}-faces"), shown.info(), reading
 
     @guarded("read the expression")
-    def classify(photo):
+    def classify(photo, upload_reading=None):
         """The expression classifier's reading of the largest face in the photo."""
         if photo is None:
             return None
         if not models.has_classifier:
             # Quiet in the UI, which hides the readings then; an API caller still gets the message.
             raise user_error(CheckpointError(models.problems["classifier"]), visible=False)
+        # The reading the upload's detect step has just made in this session (the UI chains detect -> classify);
+        # an API caller's photo is decoded and searched here.
+        if upload_reading and upload_reading[0] == photo:
+            faces, reading = upload_reading[1:]
+        else:
+            shown = preview(models, open_upload(photo))
+            faces, reading = len(shown.detection.boxes), shown.reading
         try:
-            return read_largest_face(models, open_upload(photo))
+            return largest_face_reading(models, faces, reading)
         except NoFaceError as error:
             raise user_error(error, visible=False) from None  # the UI's detect step has already said so
 
@@ -253,12 +260,14 @@ def build_demo(models: SpaceModels | None = None, models_dir: str | os.PathLike 
         heavy = dict(concurrency_id="cpu", concurrency_limit=CONCURRENCY)
         method.change(method_changed, inputs=method, outputs=[target, note, nst_options], queue=False,
                       api_visibility="private")
-        # A new photo clears the last one's edit at once, then its faces are found and read.
+        # A new photo clears the last one's edit at once, then its faces are found and read: one decode and one
+        # detection, shared through the session's state.
+        upload_reading = gr.State(None, time_to_live=3600)  # (photo, faces found, largest face's reading)
         photo.change(lambda: (None, None, None), outputs=[edited, before_after, reading_after], queue=False,
                      api_visibility="private")
-        photo.change(find_faces, inputs=photo, outputs=[faces, details], api_name="detect",
+        photo.change(find_faces, inputs=photo, outputs=[faces, details, upload_reading], api_name="detect",
                      show_progress="minimal", **heavy
-                     ).success(classify, inputs=photo, outputs=reading_before, api_name="classify",
+                     ).success(classify, inputs=[photo, upload_reading], outputs=reading_before, api_name="classify",
                                show_progress="hidden", **heavy)
         run.click(edit, inputs=[photo, method, target, intensity, reference, steps],
                   outputs=[edited, before_after, faces, reading_before, reading_after, details], api_name="edit",

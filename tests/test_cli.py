@@ -149,7 +149,7 @@ def test_detector_choice(tmp_path, photos, models, capsys, monkeypatch):
         summary = json.loads(capsys.readouterr().out)
         assert code == 0 and len(summary["files"][0]["faces"]) == 1
     # Without onnxruntime the default detector stops the run at once and says what to do; Haar still works.
-    import expr_models.retinaface as retinaface
+    import expr_models.detection.retinaface as retinaface
 
     monkeypatch.setitem(sys.modules, "onnxruntime", None)
     retinaface._load_session.cache_clear()

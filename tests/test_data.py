@@ -299,16 +299,17 @@ def test_build_wider_reports_every_defect_and_keeps_good_records(shared):
 def fake_detector(monkeypatch):
     """The real crop_face with a stand-in detector: a box on the 32x32 JAFFE fixtures, nothing on FEI's."""
     face = pytest.importorskip("expr_models.face")
+    detection = pytest.importorskip("expr_models.detection")
     calls = []
 
     def detect_faces(image, detector=None):
         # Training crops keep the Haar framing every committed model was trained on, whatever the editor's default.
-        assert isinstance(detector, face.HaarFaceDetector)
+        assert isinstance(detector, detection.HaarFaceDetector)
         image = np.asarray(image)
         calls.append(image.shape)
         return [face.FaceBox(6, 6, 26, 26, 0.9)] if image.shape[:2] == (32, 32) else []
 
-    monkeypatch.setattr(face, "detect_faces", detect_faces)
+    monkeypatch.setattr(detection, "detect_faces", detect_faces)
     return calls
 
 

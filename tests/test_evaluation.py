@@ -19,7 +19,8 @@ from skimage import data as skimage_data
 
 import expr_models as em
 from expr_models import evaluation
-from expr_models.face import HaarFaceDetector, crop_face, detect_faces
+from expr_models.detection import HaarFaceDetector, detect_faces
+from expr_models.face import crop_face
 from expr_models.labels import EXPRESSIONS, EXPRESSIONS_WITH_CONTEMPT
 
 torch.set_num_threads(2)

@@ -12,11 +12,14 @@ from PIL import Image, ImageFile
 
 from expr_models.errors import (CheckpointError, ExpressionEditError, ImageLoadError, ImageTooLargeError, NoFaceError,
                                 UnknownExpressionError, UnknownMethodError)
-from expr_models.face import crop_face, detect_faces
-from expr_models.image_utils import rgb_to_ycbcr
-from expr_models.labels import EXPRESSIONS
+from expr_models.detection import detect_faces
+from expr_models.face import crop_face
 from expr_models.io import load_image
-from expr_models.pipeline import ExpressionEditor, edit_luminance, find_checkpoints
+from expr_models.labels import EXPRESSIONS
+from expr_models.pipeline import Detection, ExpressionEditor, find_checkpoints
+from expr_models.processing import FaceImageProcessor, rgb_to_ycbcr
+
+edit_luminance = FaceImageProcessor().edit_luminance
 
 
 # --- photos --------------------------------------------------------------------------------------------------------
@@ -237,6 +240,54 @@ def test_edit_luminance_rgb_models_and_intensity(astronaut):
     assert delta_full > 15 and abs(delta_half - delta_full / 2) < 2
 
 
+# --- the face processor: one crop -> tensor path for training and the editor -------------------------------------
+
+class InputRecorder(FixedClassifier):
+    """A classifier that keeps every batch it is given, to see what the editor feeds the models."""
+
+    def __init__(self):
+        super().__init__()
+        self.config.resolution = 64
+        self.inputs = []
+
+    def forward(self, pixel_values):
+        self.inputs.append(pixel_values.clone())
+        return super().forward(pixel_values)
+
+
+def test_processor_is_deterministic_and_matches_the_training_path(astronaut):
+    from expr_models.processing import to_model_tensor
+
+    processor = FaceImageProcessor()
+    box = detect_faces(astronaut)[0]
+    crop, transform = processor.crop(astronaut, box)
+    assert crop.shape == (transform.side, transform.side, 3) and transform.side > 64
+    first = processor.to_tensor(crop, 64)
+    assert first.shape == (1, 1, 64, 64) and first.dtype == torch.float32 and -1 <= first.min() < first.max() <= 1
+    assert torch.equal(first, FaceImageProcessor().to_tensor(crop.copy(), 64))  # same input, same tensor
+    assert torch.equal(processor.to_tensor([crop, crop], 64), torch.cat([first, first]))  # batching changes nothing
+    # The training loader's entry point (a prepared dataset's PIL image) gives the same tensor as the editor's path.
+    assert torch.equal(to_model_tensor(Image.fromarray(crop), 64), first)
+    # A prepared face (grayscale, already at the model's size, as the recipes store it) is used as it is.
+    stored = Image.fromarray(processor.resize(crop, 64)).convert("L")
+    np.testing.assert_allclose(to_model_tensor(stored, 64).numpy(), first.numpy(), atol=0.5 / 127.5 + 1e-6)
+    assert torch.equal(to_model_tensor(stored), to_model_tensor(stored, 64))
+    rgb = processor.to_tensor(crop, 32, channels=3)
+    assert rgb.shape == (1, 3, 32, 32)
+    assert np.array_equal(processor.from_tensor(rgb[0]).round().astype(np.uint8), processor.resize(crop, 32))
+
+
+def test_the_editor_feeds_the_models_the_processors_tensor(astronaut):
+    recorder = InputRecorder()
+    editor = ExpressionEditor(models_dir=None, models={"cyclegan": MouthBrightener(), "classifier": recorder})
+    result = editor.edit(astronaut, target="happy")
+    processor = FaceImageProcessor()
+    box = result.faces[0].box
+    before = processor.to_tensor(processor.crop(astronaut, box)[0], 64)
+    after = processor.to_tensor(processor.crop(np.asarray(result.image), box)[0], 64)
+    assert torch.equal(recorder.inputs[0], before) and torch.equal(recorder.inputs[1], after)
+
+
 # --- the editor, end to end ----------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("photo_name", ["astronaut", "grace_hopper"])
@@ -330,6 +381,50 @@ def test_sagan_intensity_walks_the_condition(astronaut):
     blend = ExpressionEditor(models_dir=None, models={"sagan": sagan}, sagan_intensity="blend")
     blend.edit(astronaut, method="sagan", target="surprise", intensity=0.25)
     assert sagan.labels[-1][0][EXPRESSIONS.index("surprise")] == 1.0  # without a classifier: full target, blended
+
+
+def test_detect_once_then_edit_the_detection(fake_editor, astronaut):
+    calls = []
+
+    class CountingDetector:
+        def __init__(self, inner):
+            self.inner = inner
+
+        def detect(self, image):
+            calls.append(image.shape)
+            return self.inner.detect(image)
+
+    fake_editor.detector = CountingDetector(fake_editor.face_detector())
+    detection = fake_editor.detect(Image.fromarray(astronaut))
+    assert isinstance(detection, Detection) and len(detection.boxes) == 1 and len(calls) == 1
+    assert detection.image.size == (512, 512) and np.array_equal(detection.pixels, astronaut)
+    from_detection = fake_editor.edit(detection, target="happy")
+    from_photo = fake_editor.edit(astronaut, target="happy")
+    assert len(calls) == 2  # the Detection skipped decoding and detection
+    np.testing.assert_array_equal(np.asarray(from_detection.image), np.asarray(from_photo.image))
+    assert set(from_detection.timings) >= {"load", "detect", "edit", "total"}
+    with pytest.raises(NoFaceError):
+        fake_editor.edit(fake_editor.detect(np.full((200, 300, 3), 128, np.uint8)), target="happy")
+
+
+def test_readings_before_and_after(astronaut):
+    from expr_models.style_transfer import StyleFeatureConfig, StyleFeatureExtractor
+
+    editor = ExpressionEditor(models_dir=None, models={"cyclegan": MouthBrightener(),
+                                                         "classifier": FixedClassifier("sad")})
+    face = editor.edit(astronaut, target="happy").faces[0]
+    assert face.source_expression == "sad" and set(face.reading_before) == set(EXPRESSIONS)
+    assert max(face.reading_after, key=face.reading_after.get) == "sad"
+    assert abs(sum(face.reading_before.values()) - 1.0) < 1e-5
+    assert editor.read_expressions(astronaut, []) == []
+    # Without a classifier there is no reading; steps= sets NST's steps for one call.
+    plain = ExpressionEditor(models_dir=None, nst_steps=50, nst_resolution=32, models={
+        "style_features": StyleFeatureExtractor(StyleFeatureConfig(architecture="mobilenet_v2"))})
+    progress = []
+    result = plain.edit(astronaut, method="nst", target=None, reference=astronaut, steps=2,
+                        progress_callback=lambda fraction, message: progress.append(message))
+    assert result.faces[0].reading_before is None and result.faces[0].reading_after is None
+    assert any("step 2/2" in message for message in progress) and plain.nst_steps == 50
 
 
 def test_segmenter_masks_shape_the_blend(astronaut):

@@ -4,6 +4,7 @@ gradio_client, as a visitor's script would."""
 import os
 import socket
 import struct
+import threading
 import zlib
 
 import numpy as np
@@ -29,6 +30,22 @@ def make_tiny_checkpoints(root):
                            with_discriminator=False)).save_pretrained(root / "sagan")
     ExpressionClassifier(ExpressionClassifierConfig(resolution=32, widths=(4, 8))).save_pretrained(root / "classifier")
     return root
+
+
+class CountingDetector:
+    """The editor's default detector (RetinaFace), counting how often the Space runs it."""
+
+    def __init__(self):
+        from expr_models.detection import RetinaFaceDetector
+
+        self.inner = RetinaFaceDetector()
+        self.calls = 0
+        self.lock = threading.Lock()
+
+    def detect(self, image):
+        with self.lock:
+            self.calls += 1
+        return self.inner.detect(image)
 
 
 def free_port() -> int:
@@ -64,11 +81,17 @@ def png_header(width: int, height: int) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def space(tmp_path_factory):
+def detector():
+    return CountingDetector()
+
+
+@pytest.fixture(scope="module")
+def space(tmp_path_factory, detector):
+    from space.actions import load_models
     from space.ui import build_demo, serve
 
     models_dir = make_tiny_checkpoints(tmp_path_factory.mktemp("checkpoints"))
-    demo = build_demo(models_dir=models_dir)
+    demo = build_demo(load_models(models_dir, detector=detector))
     serve(demo, server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True)
     try:
         yield Client(demo.local_url, verbose=False)
@@ -160,6 +183,34 @@ def test_detect_and_classify(space, photos):
     assert info["faces"] == []
 
 
+def test_an_upload_and_an_edit_each_detect_once(space, photos, detector):
+    photo = handle_file(photos / "astronaut.png")
+    start = detector.calls
+    # What the UI runs when a photo is uploaded: detect, then classify the same photo (one session).
+    view, info = space.predict(photo, api_name="/detect")
+    reading = space.predict(photo, api_name="/classify")
+    assert len(info["faces"]) == 1 and len(reading["confidences"]) == 7
+    assert detector.calls == start + 1
+    *_, before, after, details = space.predict(photo, "cyclegan", "happy", 1.0, None, 20, api_name="/edit")
+    assert detector.calls == start + 2
+    assert before["label"] == reading["label"]  # the edit's reading of the photo is the upload's
+
+
+def test_actions_decode_and_detect_once(tmp_path, photos, detector):
+    from space.actions import OutputFiles, load_models, open_upload, preview, run_edit
+
+    models = load_models(make_tiny_checkpoints(tmp_path / "checkpoints"), detector=detector)
+    start = detector.calls
+    shown = preview(models, open_upload(photos / "astronaut.png"))
+    assert detector.calls == start + 1 and len(shown.detection.boxes) == 1
+    assert shown.view.size == (640, 512) and shown.info()["faces"][0]["face"] == 1
+    out = run_edit(models, OutputFiles(tmp_path / "out"), photos / "astronaut.png", "sagan", "happy", 0.5)
+    assert detector.calls == start + 2
+    face = out.result.faces[0]
+    assert out.reading_before == face.reading_before == shown.reading  # the editor's readings, formatted only
+    assert out.reading_after == face.reading_after and set(out.reading_after) == set(shown.reading)
+
+
 def test_unexpected_errors_are_logged_and_shown_as_a_generic_message(caplog):
     import gradio as gr
     from space.ui import guarded
@@ -175,7 +226,7 @@ def test_unexpected_errors_are_logged_and_shown_as_a_generic_message(caplog):
 
 
 def test_a_broken_checkpoint_does_not_stop_the_space(tmp_path):
-    from space.core import load_models
+    from space.actions import load_models
 
     make_tiny_checkpoints(tmp_path)
     (tmp_path / "cyclegan" / "model.safetensors").write_bytes(b"not safetensors")

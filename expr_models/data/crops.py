@@ -27,18 +27,19 @@ def _centre_square(image: PILImage.Image) -> PILImage.Image:
 def crop_training_face(image: PILImage.Image, size: int, box: FaceBox | None = None) -> tuple[PILImage.Image, bool]:
     """The ``size x size`` grayscale training crop of a face, and whether it was enlarged to reach ``size``.
 
-    With a detector ``box`` the crop has the editor's framing: ``expr_models.face.crop_face`` cuts the box's square
-    scaled by ``CROP_SCALE`` and resizes it with OpenCV (area when shrinking, cubic when enlarging); the crop is made
-    from the RGB image and converted to grayscale after. Without a box (a source that is already a face crop, or a
-    photo where no face was found) the grayscale image's centre square is resized with PIL bicubic.
+    Cut and resampled by the editor's own :class:`~expr_models.processing.FaceImageProcessor`, so a model sees the
+    same pixels in training and in use. With a detector ``box`` the crop has the editor's framing (the box's square
+    scaled by ``CROP_SCALE``), made from the RGB image and converted to grayscale after. Without a box (a source that
+    is already a face crop, or a photo where no face was found) the grayscale image's centre square is resized.
     """
-    if box is not None:
-        from .. import face  # OpenCV is only needed when cropping
+    from ..processing import FaceImageProcessor  # OpenCV is only needed when cropping
 
-        crop, transform = face.crop_face(np.asarray(image.convert("RGB")), box, size)
+    processor = FaceImageProcessor()
+    if box is not None:
+        crop, transform = processor.crop(np.asarray(image.convert("RGB")), box, size)
         return PILImage.fromarray(crop).convert("L"), transform.side < size
-    square = _centre_square(image.convert("L"))
-    return square.resize((size, size), PILImage.Resampling.BICUBIC), square.size[0] < size
+    square = np.asarray(_centre_square(image.convert("L")))
+    return PILImage.fromarray(processor.resize(square, size)), square.shape[0] < size
 
 
 class FaceCropper:
@@ -50,15 +51,15 @@ class FaceCropper:
     """
 
     def __init__(self, size: int, report: BuildReport):
-        from .. import face  # OpenCV is only needed when cropping
+        from .. import detection  # OpenCV is only needed when cropping
 
-        self.face = face
-        self.detector = face.HaarFaceDetector()
+        self.detection = detection
+        self.detector = detection.HaarFaceDetector()
         self.size = size
         self.report = report
 
     def __call__(self, record: ExpressionRecord, image: PILImage.Image) -> tuple[PILImage.Image, dict]:
-        boxes = self.face.detect_faces(np.asarray(image.convert("RGB")), detector=self.detector)
+        boxes = self.detection.detect_faces(np.asarray(image.convert("RGB")), detector=self.detector)
         if not boxes:
             self.report.note("no face found, centre square used", f"{record.source}/{record.name}")
         crop, upscaled = crop_training_face(image, self.size, boxes[0] if boxes else None)

@@ -33,8 +33,7 @@ import numpy as np
 from PIL import Image
 
 from .. import metrics
-from ..face import HaarFaceDetector, detect_faces
-from ..retinaface import RetinaFaceDetector
+from ..detection import HaarFaceDetector, RetinaFaceDetector, detect_faces
 
 IOU_THRESHOLDS = (0.5, 0.3)
 DEFAULT_MIN_FACE = 24  # the editing pipeline's default smallest face, in pixels

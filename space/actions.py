@@ -1,13 +1,13 @@
-"""What the Space does, without Gradio: load the models once, run the pipeline, draw the views the UI shows.
+"""What the Space does, without Gradio: load the models once, run the editor, format what it returns.
 
 ``space/ui.py`` wraps these functions in Blocks. Keeping them free of gradio keeps the UI thin and this logic testable.
-Everything here goes through :mod:`expr_models.pipeline`; the only model code of its own is
-:func:`expression_probabilities`, the classifier's full reading (the pipeline keeps only the top class).
+Every model call goes through :class:`expr_models.pipeline.ExpressionEditor`: an uploaded photo is decoded and its faces
+found once (:func:`preview`), an edit decodes and detects once (:func:`run_edit`), and the expression readings are the
+editor's own.
 """
 
 from __future__ import annotations
 
-import copy
 import io
 import logging
 import os
@@ -22,21 +22,17 @@ from typing import Any, Callable
 
 import cv2
 import numpy as np
-import torch
 from PIL import Image
 
-from expr_models.errors import CheckpointError, ExpressionEditError, NoFaceError
-from expr_models.face import CropTransform, FaceBox, crop_face, crop_square, face_mask
-from expr_models.image_utils import rgb_to_ycbcr
-from expr_models.io import load_image
-from expr_models.pipeline import EditResult, ExpressionEditor, find_checkpoints
 from expr_models.components import METHOD_COMPONENTS, METHOD_LABELS
+from expr_models.errors import CheckpointError, ExpressionEditError, NoFaceError
+from expr_models.face import FaceBox, stamp_mask
+from expr_models.pipeline import Detection, EditResult, ExpressionEditor, Reading, find_checkpoints
 
 logger = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MODELS_DIR_ENV = "EXPR_MODELS_DIR"  # where the Space looks for checkpoints/<name>/ (default: the repo's checkpoints/)
-METHOD_COMPONENT = METHOD_COMPONENTS
 # The views (faces, before/after) are shown downscaled to this; the edited photo keeps the upload's size.
 DISPLAY_SIDE = 1024
 EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"
@@ -57,7 +53,7 @@ class SpaceModels:
 
     def problem(self, method: str) -> str | None:
         """Why ``method`` cannot run here (a missing or broken checkpoint), or None when it can."""
-        component = METHOD_COMPONENT[method]
+        component = METHOD_COMPONENTS[method]
         if component in self.problems:
             return self.problems[component]
         if not self.targets.get(method):
@@ -106,7 +102,7 @@ def load_models(models_dir: str | os.PathLike | None = None, **editor_kwargs: An
             problems[component] = f"Could not load the {component} checkpoint in {models_dir}: {error}"
 
     targets: dict[str, tuple[str, ...]] = {}
-    for method, component in METHOD_COMPONENT.items():
+    for method, component in METHOD_COMPONENTS.items():
         targets[method] = ()
         if component in problems:
             continue
@@ -149,64 +145,53 @@ def display_copy(image: Image.Image, max_side: int = DISPLAY_SIDE) -> Image.Imag
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# Detection, masks and readings
+# An uploaded photo: its faces, masks and reading
 # ---------------------------------------------------------------------------------------------------------------------
 
-def detect(models: SpaceModels, source: Any) -> tuple[Image.Image, list[FaceBox]]:
-    """The upright photo and its faces, largest first, as the editor finds them (with the editor's own detector:
-    RetinaFace by default)."""
+@dataclass
+class Preview:
+    """What an upload shows before any edit: its faces and blend masks drawn, and the largest face's reading."""
+
+    detection: Detection  # the decoded photo and its faces
+    view: Image.Image  # the photo at display size, with each face's box and the blend mask an edit would use
+    reading: Reading | None  # the classifier's, of the largest face; None without a classifier or a face
+
+    def info(self) -> dict:
+        return {"size": list(self.detection.image.size), "faces": faces_info(self.detection.boxes),
+                "notes": list(self.detection.notes)}
+
+
+def preview(models: SpaceModels, source: Any) -> Preview:
+    """The ``detect`` action: decode the photo and find its faces (once), draw them, and read the largest face."""
     editor = models.editor
-    photo = load_image(source, editor.max_pixels)
-    return photo, editor.detect_faces(np.asarray(photo))
+    detection = editor.detect(source)
+    reading = None
+    if detection.boxes and models.has_classifier:
+        reading = (editor.read_expressions(detection.pixels, detection.boxes[:1]) or [None])[0]
+    view = faces_view(detection.image, detection.boxes, blend_masks(editor, detection))
+    return Preview(detection, view, reading)
 
 
-def blend_masks(size: tuple[int, int], boxes: list[FaceBox]) -> np.ndarray:
-    """The editor's feathered blend masks of ``boxes`` over a ``width x height`` photo (float32 in [0, 1]); the same
-    crops and masks as the pipeline's, for showing where an edit would land before running it."""
-    width, height = size
-    canvas = np.zeros((height, width), np.float32)
-    for box in boxes:
-        x0, y0, side = crop_square(box)
-        transform = CropTransform(x0, y0, side, side, width, height)
-        vx0, vy0, vx1, vy1 = transform.visible_region()
-        if vx1 <= vx0 or vy1 <= vy0:
-            continue
-        mask = face_mask(side)[vy0 - y0:vy1 - y0, vx0 - x0:vx1 - x0]
-        canvas[vy0:vy1, vx0:vx1] = np.maximum(canvas[vy0:vy1, vx0:vx1], mask)
-    return canvas
-
-
-def expression_probabilities(editor: ExpressionEditor,
-                             faces: list[tuple[np.ndarray, FaceBox]]) -> list[dict[str, float]]:
-    """The classifier's probability for each expression of each ``(photo, box)`` face, in one batch.
-
-    The crop and its scaling are the pipeline's own reading's (``ExpressionEditor._classify``): the training framing
-    at full resolution, area-resized to the classifier's input, luminance or RGB in [-1, 1].
-    """
+def largest_face_reading(models: SpaceModels, faces: int, reading: Reading | None) -> Reading:
+    """The ``classify`` action's answer from a preview's face count and reading. Raises NoFaceError, or
+    CheckpointError without a classifier."""
     if not faces:
-        return []
-    model = editor.model("classifier")
-    config = model.config
-    batch = []
-    for photo, box in faces:
-        crop, _ = crop_face(photo, box)
-        small = cv2.resize(crop, (config.resolution, config.resolution), interpolation=cv2.INTER_AREA)
-        if config.in_channels == 1:
-            batch.append(torch.from_numpy(rgb_to_ycbcr(small)[..., 0] / 127.5 - 1.0)[None])
-        else:
-            batch.append(torch.from_numpy(small.astype(np.float32) / 127.5 - 1.0).permute(2, 0, 1))
-    with torch.inference_mode():
-        probabilities = model(torch.stack(batch).float().to(editor.device)).logits.softmax(-1).tolist()
-    names = getattr(config, "class_names", None) or [config.id2label[i] for i in range(len(probabilities[0]))]
-    return [{str(name): float(p) for name, p in zip(names, row)} for row in probabilities]
-
-
-def read_largest_face(models: SpaceModels, source: Any) -> dict[str, float]:
-    """The ``classify`` action: the expression probabilities of the largest face in a photo."""
-    photo, boxes = detect(models, source)
-    if not boxes:
         raise NoFaceError(no_face_message(models))
-    return expression_probabilities(models.editor, [(np.asarray(photo), boxes[0])])[0]
+    if reading is None:
+        raise CheckpointError(models.problems.get("classifier") or "No expression classifier is loaded.")
+    return reading
+
+
+def blend_masks(editor: ExpressionEditor, detection: Detection) -> np.ndarray:
+    """The blend masks an edit of ``detection`` would use (the editor's crops and masks), over the whole photo:
+    float32 in [0, 1], for showing where an edit would land before running it."""
+    processor, photo = editor.processor, detection.pixels
+    height, width = photo.shape[:2]
+    canvas = np.zeros((height, width), np.float32)
+    for box in detection.boxes:
+        transform = processor.frame(box, width, height)
+        stamp_mask(canvas, processor.blend_mask(transform, box, photo), transform)
+    return canvas
 
 
 def no_face_message(models: SpaceModels) -> str:
@@ -274,25 +259,15 @@ def run_edit(models: SpaceModels, outputs: "OutputFiles", photo: str | os.PathLi
     if intensity is None or not 0.0 <= float(intensity) <= 1.0:
         raise ExpressionEditError(f"Intensity must be between 0 and 1, not {intensity}.")
     method = str(method)
-    if method in METHOD_COMPONENT and models.problem(method):
+    if method in METHOD_COMPONENTS and models.problem(method):
         # Say the model is missing, rather than whatever the pipeline trips over first (e.g. no target to pick).
         raise CheckpointError(models.problem(method))
-    editor = models.editor
-    if method == "nst" and steps:
-        # nst_steps is a setting of the editor, not of edit(). A shallow copy shares the loaded models, their cache
-        # and lock, so each request can have its own step count without touching the shared editor.
-        editor = copy.copy(editor)
-        editor.nst_steps = int(steps)
-
-    result = editor.edit(open_upload(photo), method=method, target=target or None, intensity=float(intensity),
-                         reference=open_upload(reference) if method == "nst" else None, progress_callback=progress)
+    result = models.editor.edit(open_upload(photo), method=method, target=target or None, intensity=float(intensity),
+                                reference=open_upload(reference) if method == "nst" else None,
+                                steps=int(steps) if method == "nst" and steps else None, progress_callback=progress)
 
     boxes = [face.box for face in result.faces]
-    reading_before = reading_after = None
-    if models.has_classifier and boxes:
-        # The largest face, before and after; the pipeline's own reading keeps only the top class.
-        reading_before, reading_after = expression_probabilities(
-            editor, [(np.asarray(result.original), boxes[0]), (np.asarray(result.image), boxes[0])])
+    largest = result.faces[0]  # the editor raises NoFaceError when there is none
     mask = np.asarray(result.mask_image(), np.float32) / 255.0
     captions = [face.source_expression or "" for face in result.faces]
     details = result.to_dict()
@@ -305,8 +280,8 @@ def run_edit(models: SpaceModels, outputs: "OutputFiles", photo: str | os.PathLi
         edited_path=outputs.save(result.image, f"{stem}-{method}-{target or 'reference'}"),
         before_after=(before, display_copy(result.image)),
         faces=faces_view(result.original, boxes, mask, captions, shown=before),
-        reading_before=reading_before,
-        reading_after=reading_after,
+        reading_before=largest.reading_before,
+        reading_after=largest.reading_after,
         details=details,
     )
 

@@ -1,14 +1,13 @@
 """The default face detector: RetinaFace with a MobileNet-0.25 backbone, run by onnxruntime.
 
     detector = RetinaFaceDetector()          # boxes in the editor's (Haar) framing, with 5 landmarks each
-    boxes = detector.detect(rgb_uint8)       # or expr_models.face.detect_faces(photo), which uses it by default
+    boxes = detector.detect(rgb_uint8)       # or expr_models.detection.detect_faces(photo), which uses it by default
     raw = RetinaFaceDetector(framing="raw")  # RetinaFace's own boxes (brows to chin), e.g. to score on WIDER FACE
 
 The model is biubug6/Pytorch_Retinaface's ``mobilenet0.25_Final.pth`` (MIT, trained on WIDER FACE) as an ONNX graph,
 committed in ``checkpoints/face_detector/`` (1.7 MB; its README.md has the source, licence and sha256, and
-``train/tools/convert_retinaface.py`` rebuilds it). It finds faces of many sizes and poses where OpenCV's Haar cascade
-finds frontal ones only: on WIDER FACE val (150 photos, 963 faces of 24 px and up) AP@0.5 0.473 against Haar's 0.168,
-and it is several times faster (benchmarks/RESULTS.md).
+``train/tools/convert_retinaface.py`` rebuilds it). It finds faces of many sizes and poses where OpenCV's Haar cascade finds
+frontal ones only, and it is faster (benchmarks/RESULTS.md has the measurements).
 
 **Framing.** Every training crop and every committed model was framed from Haar boxes (``crop_face``: a square of
 ``CROP_SCALE`` times the Haar box around its centre; ``face_mask``'s ellipse assumes the same). RetinaFace's boxes are
@@ -32,12 +31,13 @@ from typing import Any
 import cv2
 import numpy as np
 
-from .errors import CheckpointError, MissingDependencyError
-from .face import FaceBox, _as_rgb_array, _min_size_pixels
+from ..errors import CheckpointError, MissingDependencyError
+from ..face import FaceBox
+from .common import as_rgb_array, min_size_pixels
 
 MODEL_FILENAME = "retinaface_mnet025.onnx"
 MODEL_SHA256 = "b7a7acab55e104dce6f32cdfff929bd83946da5cd869b9e2e9bdffafd1b7e4a5"
-DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[1] / "checkpoints" / "face_detector"
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[2] / "checkpoints" / "face_detector"
 DEFAULT_MODEL_PATH = DEFAULT_MODEL_DIR / MODEL_FILENAME
 
 # The network's input and anchors, as biubug6/Pytorch_Retinaface (data/config.py ``cfg_mnet``, layers/functions/
@@ -56,9 +56,8 @@ VARIANCES = (0.1, 0.2)
 #   - the Haar box side is 1.215 w (IQR 1.066-1.265, 5-95% 0.97-1.31). Haar's own size is the loose part: it frames
 #     JAFFE faces larger than FEI faces (medians 1.26 w and 1.05 w; against the eye and mouth distances, too), so
 #     the training crops vary as much, and this is their middle.
-# The mapped squares overlap the Haar boxes with IoU 0.85 on average (median 0.88) on those photos, and 0.85 on 573
-# faces of WIDER FACE val that both detectors found (a check on faces in the wild; the constants are not fitted
-# there). RetinaFace's raw box overlaps the Haar box with IoU 0.73 there.
+# How well the mapped squares overlap the Haar boxes, on those photos and on WIDER FACE (where the constants are not
+# fitted), is in benchmarks/RESULTS.md.
 HAAR_CENTRE_BELOW_EYES = 0.122
 HAAR_SIDE = 1.215
 # Without landmarks (a box from elsewhere): the box centre, 0.014 of the box height higher (IQR -0.034 to 0.007).
@@ -67,9 +66,8 @@ HAAR_CENTRE_UP_FROM_BOX = 0.014
 FRAMINGS = ("haar", "raw")
 
 # onnxruntime's default thread pool spins while it waits; on a 2-core machine shared with torch (the generators) or
-# other jobs that halves the speed of everything else. Measured on the 2-core CPU, 546x640 input (a 1 MP photo's copy):
-# 1 thread 17 ms, 2 threads 10-11 ms idle; with one other busy process 31 ms vs 26 ms; with two, 50 ms vs 43 ms (2
-# spinning threads: 64-69 ms). Hence at most 2 threads, not spinning.
+# other jobs that slows everything else down, and more than two threads gain little on a 640 px copy (measured in
+# benchmarks/RESULTS.md). Hence at most 2 threads, not spinning.
 DEFAULT_THREADS = max(1, min(2, os.cpu_count() or 1))
 
 
@@ -79,14 +77,14 @@ class RetinaFaceDetector:
 
     ``max_side``: photos are searched on a copy whose longer side is at most this (``None``: never downscale). The
     smallest anchor is 16 px, so on a photo whose longer side is ``L`` faces down to about ``16 * L / max_side`` px
-    are found (27 px on a 1 MP photo at the default 640). ``score_threshold``: 0.7 keeps 79% of WIDER val's faces of
-    32 px and up (at IoU 0.5) with 29 unmatched detections in 351 photos (0.5: 84% and 104; 0.9: 69% and 8).
+    are found. ``score_threshold``: the confidence a face needs (0.7 trades recall against false detections on WIDER
+    FACE val; see benchmarks/RESULTS.md).
     ``framing``: ``"haar"`` (default) returns the square the editor's crops were trained on, ``"raw"`` RetinaFace's
     own boxes. ``max_roll``: drop faces turned in the image plane by more than this many degrees (the direction from
     the eyes to the mouth against straight down; ``None`` keeps all). RetinaFace finds faces lying sideways or upside
     down, which the Haar cascade never did; the editor's crops are upright and its models know upright faces only,
-    so a sideways photo without its EXIF rotation is reported as having no face rather than edited badly. 8 of the
-    1,500 detections in WIDER val lean more than 45 degrees. ``model_path``: the ONNX file (default: ``checkpoints/face_detector/retinaface_mnet025.onnx``).
+    so a sideways photo without its EXIF rotation is reported as having no face rather than edited badly.
+    ``model_path``: the ONNX file (default: ``checkpoints/face_detector/retinaface_mnet025.onnx``).
     ``num_threads``: onnxruntime's intra-op threads (default: 2, or 1 on a one-core machine).
 
     The onnxruntime session is created on the first :meth:`detect` (or :meth:`load`) and shared by every detector
@@ -125,7 +123,7 @@ class RetinaFaceDetector:
         ``min_size``: drop faces whose (framed) box is smaller, in pixels, or as a fraction of the photo's shorter
         side when < 1 (``detect_faces`` filters again in the same way, after clipping to the photo).
         """
-        rgb = _as_rgb_array(image)
+        rgb = as_rgb_array(image)
         boxes, scores, landmarks = self.detect_arrays(rgb)
         if self.max_roll is not None and len(boxes):
             upright = np.abs(roll_degrees(landmarks)) <= self.max_roll
@@ -133,7 +131,7 @@ class RetinaFaceDetector:
         if self.framing == "haar":
             boxes = haar_framing_arrays(boxes, landmarks)
         height, width = rgb.shape[:2]
-        min_px = _min_size_pixels(min_size, height, width)
+        min_px = min_size_pixels(min_size, height, width)
         faces = []
         for box, score, points in zip(boxes.tolist(), scores.tolist(), landmarks):
             face = FaceBox(*box, score=score, landmarks=points)

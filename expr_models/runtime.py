@@ -1,0 +1,74 @@
+"""Running the models fast on a CPU: the arithmetic precision and the thread count."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+@lru_cache(maxsize=None)
+def cpu_has_fast_bf16() -> bool:
+    """True when this CPU computes bfloat16 natively (AMX or AVX512-BF16), so bf16 convolutions beat fp32 ones.
+
+    Without those instructions oneDNN emulates bf16, which is slower than fp32.
+    """
+    try:
+        capabilities = torch.cpu.get_capabilities()
+        return bool(capabilities.get("amx_bf16") or capabilities.get("avx512_bf16"))
+    except Exception:  # noqa: BLE001 - older torch: read the flags from the kernel
+        try:
+            flags = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return False
+        return " amx_bf16" in flags or " avx512_bf16" in flags
+
+
+def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype the generators run under (``None``: plain fp32).
+
+    ``auto`` is bfloat16 on CPUs with native bf16, where it is several times faster and its output differs from fp32's
+    by well under a gray level on average (benchmarks/RESULTS.md), and fp32 everywhere else.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+    if precision == "fp32":
+        return None
+    if precision == "bf16":
+        return torch.bfloat16
+    return torch.bfloat16 if device.type == "cpu" and cpu_has_fast_bf16() else None
+
+
+def machine_is_busy() -> bool:
+    """True when the 1-minute load average is at or above the cores this process may use."""
+    try:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        return os.getloadavg()[0] >= cores
+    except OSError:  # no load average on this platform
+        return False
+
+
+@contextlib.contextmanager
+def torch_threads(count: int | None):
+    """Run the block with ``count`` intra-op threads (``None``: leave torch's setting alone), then restore it.
+
+    torch's thread count is OpenMP's, kept per calling thread: requests served on other threads keep their own
+    setting (a thread that first runs torch code meanwhile starts with ``count``).
+    """
+    if not count:
+        yield
+        return
+    before = torch.get_num_threads()
+    if before == count:
+        yield
+        return
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
