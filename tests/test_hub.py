@@ -224,3 +224,14 @@ def test_committed_cards_are_honest_and_rebuilt_identically(folder, tag, licence
     copy = tmp_path / folder
     shutil.copytree(COMMITTED / folder, copy)
     assert write_model_card(copy, repo_id=f"checkpoints/{folder}") == card
+
+
+def test_dataset_cards_come_from_dataset_card_data():
+    from huggingface_hub import DatasetCard
+
+    from expr_models.cards import dataset_card
+
+    card = DatasetCard(dataset_card("paper", "# paper\n\nResearch-only faces.\n"))
+    assert card.data.license == "other" and card.data.license_name == "research-only-data"
+    assert card.data.pretty_name == "paper" and "research-only" in card.data.tags
+    assert card.text.startswith("# paper")

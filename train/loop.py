@@ -111,7 +111,9 @@ def build_parser(step_class: type["TrainingStep"]) -> argparse.ArgumentParser:
     group.add_argument("--num-samples", type=int, default=4, help="rows of the sample grid (default: 4)")
     group.add_argument("--eval-every-epochs", type=int, default=1, help="evaluate every N epochs (0: only at the end)")
     group.add_argument("--report-to", choices=("tensorboard", "none"), default="tensorboard")
-    group.add_argument("--push-to-hub", metavar="REPO", help="push the final model to this Hub repo")
+    group.add_argument("--push-to-hub", metavar="REPO", help="push the final model to this Hub repo (private)")
+    group.add_argument("--public", action="store_true",
+                       help="with --push-to-hub: make a new repo public (the weights learned from research-only data)")
     group.add_argument("--stop-after-steps", type=int,
                        help="stop after N steps as if killed: no final model (for testing --resume)")
     group.add_argument("--debug-dump-weights", action="store_true",
@@ -1049,18 +1051,18 @@ class Trainer:
             (Path(args.output_dir) / "training_summary.json").write_text(json.dumps(summary, indent=2))
             self.print(f"Saved the final model to {final_dir}")
             if args.push_to_hub:
-                status = push_to_hub(model, args.push_to_hub, final_dir)
+                status = push_to_hub(model, args.push_to_hub, final_dir, private=not args.public)
         accelerator.end_training()
         return status
 
 
-def push_to_hub(model, repo: str, saved_in: Path | None = None) -> int:
+def push_to_hub(model, repo: str, saved_in: Path | None = None, private: bool = True) -> int:
     """Push the final model; offline (or without rights) print one line and return a non-zero status."""
     from expr_models.errors import HubUnavailableError
 
     where = f" The model is saved in {saved_in}; push that folder later." if saved_in else ""
     try:
-        model.push_to_hub(repo)
+        model.push_to_hub(repo, private=private)
     except HubUnavailableError as error:
         print(f"error: {' '.join(str(error).split())}{where}", file=sys.stderr)
         return 1
