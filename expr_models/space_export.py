@@ -88,6 +88,9 @@ def export_space(out: str | Path, models: Any = None, force: bool = False) -> Pa
     from .hub import save_editor
     from .pipeline import ExpressionEditor
 
+    if not (REPO_ROOT / "app.py").is_file() or not (REPO_ROOT / "space").is_dir():
+        raise FileNotFoundError(f"The Space's app (app.py, space/) is not next to {Path(__file__).parent}: run "
+                                "space-export from a checkout of the expr-models source.")
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         if not force:
@@ -123,7 +126,7 @@ def add_space_export_parser(subparsers: Any) -> None:
 def run_space_export(args: Any) -> int:
     try:
         out = export_space(args.out, args.models, force=args.force)
-    except FileExistsError as error:
+    except (FileExistsError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     size = sum(path.stat().st_size for path in out.rglob("*") if path.is_file()) / 2**20

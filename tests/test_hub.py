@@ -69,7 +69,8 @@ result = loaded.edit(photo, method="cyclegan", target="happy")
 changed = int((np.asarray(result.image) != photo).any(axis=-1).sum())
 print(json.dumps({{"editor_url": editor_url, "classifier_url": classifier_url, "models_dir": str(loaded.models_dir),
                   "detector": str(loaded.face_detector().model_path), "faces": len(result.faces),
-                  "changed_pixels": changed, "sources": {{k: [str(p) for p in v] for k, v in loaded._sources.items()}}}}))
+                  "changed_pixels": changed,
+                  "sources": {{k: [str(p) for p in v] for k, v in loaded._sources.items()}}}}))
 '''.format(committed=COMMITTED)
 
 

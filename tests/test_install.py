@@ -1,7 +1,7 @@
 """``pip install .`` gives a working ``expr-models`` command.
 
-A venv with ``--system-site-packages`` (and the system pip and setuptools: ``--without-pip``) sees the already installed dependencies (torch and the rest are GBs), and
-``--no-index`` forbids pip to download anything: so the install fails if pyproject.toml declares a dependency that
+A venv with ``--system-site-packages`` (and ``--without-pip``, so the system's pip and setuptools build it) sees the
+already installed dependencies (torch and the rest are GBs), and ``--no-index`` forbids pip to download anything: so the install fails if pyproject.toml declares a dependency that
 is not installed, or misses the console script, and the command then runs from the venv's copy of the package.
 """
 
@@ -23,7 +23,8 @@ def test_pip_install_gives_a_working_command(tmp_path, astronaut):
     shutil.copy2(REPO_ROOT / "pyproject.toml", source)  # built from a copy: no build/ or egg-info in the checkout
     shutil.copytree(REPO_ROOT / "expr_models", source / "expr_models", ignore=shutil.ignore_patterns("__pycache__"))
     venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(venv)], check=True, timeout=300)
+    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(venv)],
+                   check=True, timeout=300)
     pip = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "--no-index", "--no-build-isolation",
                           "--disable-pip-version-check", "-q", str(source)],
                          capture_output=True, text=True, timeout=600)
