@@ -4,7 +4,7 @@ Importing the package registers every model type with transformers' Auto classes
 ``AutoModel.from_pretrained(dir)`` works without ``trust_remote_code``.
 """
 
-from transformers import AutoConfig, AutoModel
+from transformers import AutoConfig, AutoModel, AutoModelForImageClassification
 
 from .average_edit import AverageEditConfig, AverageEditModel
 from .classifier import ExpressionClassifier, ExpressionClassifierConfig
@@ -24,6 +24,8 @@ MODEL_CLASSES = dict(COMPONENTS.values())  # config class -> model class
 for _config_class, _model_class in MODEL_CLASSES.items():
     AutoConfig.register(_config_class.model_type, _config_class, exist_ok=True)
     AutoModel.register(_config_class, _model_class, exist_ok=True)
+# The classifier is also what transformers' image-classification Auto class (and pipeline) expects.
+AutoModelForImageClassification.register(ExpressionClassifierConfig, ExpressionClassifier, exist_ok=True)
 
 __all__ = [
     "EXPRESSIONS", "EXPRESSIONS_WITH_CONTEMPT",

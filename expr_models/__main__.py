@@ -268,11 +268,21 @@ def add_evaluate_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 # One entry per subcommand: another command (e.g. "evaluate") adds its add_<name>_parser here.
-COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [add_edit_parser, add_evaluate_parser]
+def _hub_parsers(subparsers: argparse._SubParsersAction) -> None:
+    from .cards import add_cards_parser
+    from .hub import add_push_parser
+    from .space_export import add_space_export_parser
+
+    add_push_parser(subparsers)
+    add_space_export_parser(subparsers)
+    add_cards_parser(subparsers)
+
+
+COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [add_edit_parser, add_evaluate_parser, _hub_parsers]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m expr_models",
+    parser = argparse.ArgumentParser(prog="expr-models",
                                      description="Facial expression editing with CycleGAN, SA-GAN and style transfer.")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add_parser in COMMANDS:

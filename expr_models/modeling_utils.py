@@ -10,27 +10,9 @@ from typing import Any
 import torch
 from transformers import PreTrainedModel
 
+from .cards import CARD_INFO_FILE, DATA_TERMS, model_card, write_card_files  # noqa: F401  (re-exported)
 from .errors import CheckpointError, HubUnavailableError
-
-CARD_INFO_FILE = "model_card.json"
-DATA_TERMS = (
-    "The training images are research-only and may not be redistributed: JAFFE, FEI, FER2013, CK+ and WIDER FACE "
-    "each have non-commercial, research-only licences. These weights are shared for research on expression editing; "
-    "check each dataset's licence before any other use."
-)
-
-
-def _is_connection_error(error: BaseException) -> bool:
-    """True when ``error`` (or what caused it) means the Hub could not be reached."""
-    names = {"ConnectionError", "ConnectError", "OfflineModeIsEnabled", "LocalEntryNotFoundError", "Timeout",
-             "ConnectTimeout", "ReadTimeout", "MaxRetryError", "NameResolutionError"}
-    seen = set()
-    while error is not None and id(error) not in seen:
-        seen.add(id(error))
-        if type(error).__name__ in names or "offline" in str(error).lower():
-            return True
-        error = error.__cause__ or error.__context__
-    return False
+from .hub import is_connection_error as _is_connection_error  # noqa: F401  (re-exported)
 
 
 class ExprPreTrainedModel(PreTrainedModel):
@@ -50,62 +32,27 @@ class ExprPreTrainedModel(PreTrainedModel):
         self.card_info: dict[str, Any] = {}
 
     # --- saving -----------------------------------------------------------------------------------------------
-    def save_pretrained(self, save_directory: str | os.PathLike, *args, **kwargs):
+    def save_pretrained(self, save_directory: str | os.PathLike, *args, repo_id: str | None = None, **kwargs):
+        """transformers' save (safetensors only), then our card: README.md, LICENSE.md and model_card.json.
+
+        ``repo_id``: the Hub id the card's usage snippet loads (default: ``save_directory``). ``push_to_hub=True``
+        pushes the saved folder with :meth:`push_to_hub` (private), never with transformers' own push, which would
+        replace our card.
+        """
         kwargs["safe_serialization"] = True  # never pickle
+        push = kwargs.pop("push_to_hub", False)
         result = super().save_pretrained(save_directory, *args, **kwargs)
-        Path(save_directory, "README.md").write_text(self.model_card())
-        if self.card_info:  # kept beside the card so a re-save (fp16 export, new metrics) keeps the training record
-            Path(save_directory, CARD_INFO_FILE).write_text(json.dumps(self.card_info, indent=2) + "\n")
+        write_card_files(Path(save_directory), self.model_card(repo_id or str(save_directory)), self.card_info)
+        if push:
+            from .hub import push_folder
+
+            push_folder(save_directory, repo_id or Path(save_directory).name, private=True)
         return result
 
-    def model_card(self) -> str:
-        info = self.card_info or {}
+    def model_card(self, repo_id: str | None = None) -> str:
         config = self.config.to_diff_dict()
         config.pop("transformers_version", None)
-        lines = [
-            "---",
-            "library_name: transformers",
-            "license: apache-2.0",
-            "pipeline_tag: image-to-image" if self.main_input_name == "pixel_values" else "",
-            "tags:",
-            "- expression-editing",
-            f"- {self.config.model_type}",
-            "---",
-            "",
-            f"# {type(self).__name__}",
-            "",
-            self.card_summary,
-            "",
-            "## Usage",
-            "",
-            "```python",
-            "import expr_models  # registers the model types with the Auto classes",
-            "from transformers import AutoModel",
-            "",
-            'model = AutoModel.from_pretrained("path/or/hub-id")',
-            "```",
-            "",
-            "## Training data",
-            "",
-            info.get("training_data", "Not trained on any data yet (random initialisation)."),
-            "",
-            f"**Terms.** {info.get('terms', DATA_TERMS)}",
-            "",
-        ]
-        if info.get("training"):
-            lines += ["## Training", "", str(info["training"]), ""]
-        if info.get("metrics"):
-            lines += ["## Evaluation", "", "| metric | value |", "|---|---|"]
-            lines += [f"| {name} | {value} |" for name, value in info["metrics"].items()]
-            lines.append("")
-        if info.get("evaluation"):
-            # The evaluation report's own headings start at "##"; nest them under this card's section.
-            report = str(info["evaluation"]).replace("\n## ", "\n### ").removeprefix("## Evaluation").strip()
-            lines += ["## Evaluation report", "", report, ""]
-        if info.get("notes"):
-            lines += ["## Notes", "", str(info["notes"]), ""]
-        lines += ["## Configuration", "", "```json", json.dumps(config, indent=2, sort_keys=True), "```", ""]
-        return "\n".join(line for line in lines if line is not None)
+        return model_card(type(self).__name__, self.card_summary, config, self.card_info or {}, repo_id)
 
     # --- loading ----------------------------------------------------------------------------------------------
     @classmethod
@@ -135,16 +82,16 @@ class ExprPreTrainedModel(PreTrainedModel):
                                   "checkpoint is incomplete or belongs to another configuration.")
         return (model, info) if wants_info else model
 
-    def push_to_hub(self, repo_id: str, *args, **kwargs):
-        try:
-            return super().push_to_hub(repo_id, *args, **kwargs)
-        except Exception as error:  # noqa: BLE001
-            if _is_connection_error(error):
-                raise HubUnavailableError(
-                    f"Could not push to the Hub repo {repo_id!r}: the Hugging Face Hub is unreachable (offline?). "
-                    "Save locally with save_pretrained(dir) and push later."
-                ) from error
-            raise
+    def push_to_hub(self, repo_id: str, private: bool = True, commit_message: str | None = None,
+                    token: str | None = None) -> str:
+        """Upload exactly what :meth:`save_pretrained` writes (weights, config, our card) to ``repo_id``.
+
+        Private unless ``private=False``: the weights learned from research-only data (see the card's terms).
+        Returns the commit URL. Raises :class:`HubUnavailableError` when the Hub cannot be reached.
+        """
+        from .hub import push_model
+
+        return push_model(self, repo_id, private=private, commit_message=commit_message, token=token)
 
 
 def _check_model_type(cls: type, path: Path) -> None:

@@ -174,10 +174,23 @@ class ExpressionEditor:
     @classmethod
     def from_pretrained(cls, models_dir: str | os.PathLike | dict[str, Any] = "checkpoints",
                         device: str | torch.device = "cpu", **kwargs) -> "ExpressionEditor":
-        """An editor over the checkpoints in ``models_dir``, or over a ``{component: dir or Hub id}`` dict."""
-        if isinstance(models_dir, dict):
-            return cls(models_dir=None, device=device, models=models_dir, **kwargs)
-        return cls(models_dir=models_dir, device=device, **kwargs)
+        """An editor over an editor folder, an editor repo id on the Hub (``"user/repo"``, fetched with
+        ``snapshot_download``; ``revision=`` picks a branch or commit) or a ``{component: dir or Hub id}`` dict."""
+        from .hub import load_editor
+
+        return load_editor(cls, models_dir, device=device, **kwargs)
+
+    def save_pretrained(self, save_directory: str | os.PathLike, repo_id: str | None = None) -> Path:
+        """Write every component (detector included) in a subfolder, plus ``model_index.json`` and the card."""
+        from .hub import save_editor
+
+        return save_editor(self, save_directory, repo_id=repo_id)
+
+    def push_to_hub(self, repo_id: str, private: bool = True, **kwargs) -> str:
+        """Push exactly what :meth:`save_pretrained` writes; private unless ``private=False``."""
+        from .hub import push_editor
+
+        return push_editor(self, repo_id, private=private, **kwargs)
 
     # --- models ------------------------------------------------------------------------------------------------------
     def has(self, component: str) -> bool:

@@ -58,7 +58,8 @@ def test_auto_round_trip_gives_identical_outputs(family, tmp_path):
     config = TINY[family]()
     model = AutoModel.from_config(config).eval()
     model.save_pretrained(tmp_path)
-    assert sorted(os.listdir(tmp_path)) == ["README.md", "config.json", "model.safetensors"]  # never a pickle
+    # Never a pickle; the card's LICENSE.md names the terms of weights trained on research-only data.
+    assert sorted(os.listdir(tmp_path)) == ["LICENSE.md", "README.md", "config.json", "model.safetensors"]
 
     assert isinstance(AutoConfig.from_pretrained(tmp_path), type(config))
     reloaded = AutoModel.from_pretrained(tmp_path).eval()
@@ -137,7 +138,16 @@ def test_model_card_names_data_terms_and_metrics(tmp_path):
     model.save_pretrained(tmp_path)
     card = (tmp_path / "README.md").read_text()
     assert "JAFFE + FEI" in card and "research-only" in card and "| cycle L1 | 0.05 |" in card
-    assert card.startswith("---\nlibrary_name: transformers")
+    assert card.startswith("---\nlibrary_name: expr-models\nlicense: other\n")  # not apache-2.0: research-only data
+    assert "pipeline_tag: image-to-image" in card and "pip install ." in card and "import expr_models" in card
+
+
+def test_classifier_is_an_auto_image_classifier(tmp_path):
+    from transformers import AutoModelForImageClassification
+
+    em.ExpressionClassifier(TINY["classifier"]()).save_pretrained(tmp_path)
+    assert type(AutoModelForImageClassification.from_pretrained(tmp_path)) is em.ExpressionClassifier
+    assert "pipeline_tag: image-classification" in (tmp_path / "README.md").read_text()
 
 
 @pytest.mark.parametrize("damage", ["truncate", "garbage", "delete_weights", "bad_json"])

@@ -539,7 +539,7 @@ def test_push_to_hub_offline_prints_one_line_and_fails(capsys):
     from expr_models.errors import HubUnavailableError
 
     class Offline:
-        def push_to_hub(self, repo):
+        def push_to_hub(self, repo, private=True):
             raise HubUnavailableError(f"Could not push to the Hub repo {repo!r}: the Hugging Face Hub is unreachable")
 
     assert checkpoints.push_to_hub(Offline(), "me/model") == 1

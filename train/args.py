@@ -73,7 +73,9 @@ class TrainingArguments:
     eval_every_epochs: int = HfArg(default=1, help="evaluate every N epochs (0: only at the end)")
     report_to: Literal["tensorboard", "none"] = "tensorboard"
     push_to_hub: str | None = HfArg(default=None, metadata={"metavar": "REPO"},
-                                    help="push the final model to this Hub repo")
+                                    help="push the final model to this Hub repo (private unless --public)")
+    public: bool = HfArg(default=False, help="with --push-to-hub: make a new repo public (the weights learned from "
+                                             "research-only data; read the data terms first)")
     stop_after_steps: int | None = HfArg(default=None, help="stop after N steps as if killed: no final model (for "
                                                             "testing --resume)")
     debug_dump_weights: bool = HfArg(default=False, help=f"each process writes a hash of its final weights to "

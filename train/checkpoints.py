@@ -162,13 +162,13 @@ def save_final(model, final_dir: Path) -> None:
     replace_atomically(temporary, final_dir)
 
 
-def push_to_hub(model, repo: str, saved_in: Path | None = None) -> int:
+def push_to_hub(model, repo: str, saved_in: Path | None = None, private: bool = True) -> int:
     """Push the final model; offline (or without rights) print one line and return a non-zero status."""
     from expr_models.errors import HubUnavailableError
 
     where = f" The model is saved in {saved_in}; push that folder later." if saved_in else ""
     try:
-        model.push_to_hub(repo)
+        model.push_to_hub(repo, private=private)
     except HubUnavailableError as error:
         print(f"error: {' '.join(str(error).split())}{where}", file=sys.stderr)
         return 1

@@ -447,7 +447,7 @@ class Trainer:
             (Path(args.output_dir) / "training_summary.json").write_text(json.dumps(summary, indent=2))
             self.print(f"Saved the final model to {final_dir}")
             if args.push_to_hub:
-                status = push_to_hub(model, args.push_to_hub, final_dir)
+                status = push_to_hub(model, args.push_to_hub, final_dir, private=not args.public)
         accelerator.end_training()
         return status
 

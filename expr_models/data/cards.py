@@ -42,17 +42,10 @@ def source_info(source: str) -> DatasetInfo:
 
 def dataset_card(dsd: DatasetDict, name: str, sources: Iterable[str], report: BuildReport | None = None) -> str:
     """A dataset card (markdown with YAML front matter): sources, citations, terms, counts and known defects."""
+    from ..cards import dataset_card as card_with_front_matter  # DatasetCardData: licence other, tags
+
     sources = list(sources)
     lines = [
-        "---",
-        "license: other",
-        "license_name: research-only",
-        f"pretty_name: {name}",
-        "tags:",
-        "- faces",
-        "- facial-expression",
-        "- research-only",
-        "---",
         f"# {name}",
         "",
         "Packaged with `python -m train.tools.prepare_data` from the project `expr_models`.",
@@ -74,4 +67,4 @@ def dataset_card(dsd: DatasetDict, name: str, sources: Iterable[str], report: Bu
         lines += [str(subject_disjoint_check(dsd)), ""]
     if report is not None:
         lines += ["## Build report", "", "```", report.summary(), "```", ""]
-    return "\n".join(lines)
+    return card_with_front_matter(name, "\n".join(lines))

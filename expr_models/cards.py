@@ -1,0 +1,265 @@
+"""Model, editor and dataset cards, built with huggingface_hub's ``ModelCard`` / ``ModelCardData`` / ``DatasetCard``.
+
+What the Hub reads from a card's front matter, and why each value is what it is:
+
+- ``license``: the weights of every model trained here learned from research-only face data (JAFFE, FEI, FER2013,
+  CK+, WIDER FACE), so their licence is ``other`` with ``license_name: research-only-data`` and a ``LICENSE.md``
+  beside the card that names the terms. The code's Apache-2.0 does not extend to them.
+- ``pipeline_tag``: per model type (a classifier is ``image-classification``, not ``image-to-image``).
+- ``library_name: expr-models``: with ``transformers`` the Hub would show a snippet that fails without
+  ``import expr_models``; our card's own snippet installs and imports the package.
+- ``model-index``: the numbers of ``python -m expr_models evaluate`` as ``EvalResult``s.
+
+    expr-models cards checkpoints --evaluation results/evaluation.json   # rewrite the committed cards
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from huggingface_hub import DatasetCard, DatasetCardData, EvalResult, ModelCard, ModelCardData
+
+CARD_INFO_FILE = "model_card.json"
+LICENSE_FILE = "LICENSE.md"
+DATA_TERMS = (
+    "The training images are research-only and may not be redistributed: JAFFE, FEI, FER2013, CK+ and WIDER FACE "
+    "each have non-commercial, research-only licences. These weights are shared for research on expression editing; "
+    "check each dataset's licence before any other use."
+)
+RESEARCH_LICENSE = {"license": "other", "license_name": "research-only-data", "license_link": LICENSE_FILE}
+LIBRARY_NAME = "expr-models"
+# The package is not on PyPI: a card's snippet installs it from the project's source, then imports it.
+INSTALL_LINES = ["# in a checkout of the expr-models source (the package is not on PyPI yet)", "pip install ."]
+
+# model_type -> the Hub's pipeline tag for what the model does.
+PIPELINE_TAGS = {
+    "expr-cyclegan": "image-to-image",
+    "expr-average-edit": "image-to-image",
+    "expr-sagan": "image-to-image",
+    "expr-classifier": "image-classification",
+    "expr-face-segmenter": "image-segmentation",
+    "expr-style-features": "image-feature-extraction",
+}
+# The evaluation data sets, by the name ``evaluate`` gives them (the ``--data`` folder's name).
+EVAL_DATASETS = {
+    "paper": "JAFFE + FEI, held-out subjects (the study's happy/neutral set)",
+    "expressions": "JAFFE + FER2013 + CK+, held-out subjects, 7 expressions",
+    "wider": "WIDER FACE validation photos",
+}
+
+
+def license_metadata(info: dict[str, Any]) -> dict[str, str]:
+    """The card's licence fields: ``info["license"]`` (a Hub licence id, e.g. ``bsd-3-clause``) where the weights
+    have their own, else ``other`` / research-only-data (trained on the research-only faces)."""
+    if info.get("license") and info["license"] != "other":
+        return {"license": info["license"]}
+    return dict(RESEARCH_LICENSE)
+
+
+def license_text(info: dict[str, Any]) -> str | None:
+    """The LICENSE.md that ``license_link`` points at, or None for a standard licence id."""
+    if "license_link" not in license_metadata(info):
+        return None
+    return ("# Terms of use of these weights\n\n" + info.get("terms", DATA_TERMS) + "\n\n"
+            "The code that defines and runs them (the expr-models package) is Apache-2.0; these terms cover the "
+            "weights, which learned from the data above.\n")
+
+
+def model_card(class_name: str, summary: str, config: dict[str, Any], info: dict[str, Any],
+               repo_id: str | None = None) -> str:
+    """The README.md of one model folder: front matter (licence, pipeline tag, model-index) and the card text."""
+    model_type = config.get("model_type", "")
+    data = ModelCardData(
+        library_name=LIBRARY_NAME, pipeline_tag=PIPELINE_TAGS.get(model_type), **license_metadata(info),
+        tags=["expr-models", "expression-editing", "transformers", model_type],
+        model_name=class_name if info.get("eval_results") else None,
+        eval_results=[EvalResult(**result) for result in info.get("eval_results", [])] or None,
+    )
+    where = repo_id or "path/to/this/folder"
+    lines = [
+        f"# {class_name}", "", summary, "", "## Usage", "", "```bash", *INSTALL_LINES, "```", "",
+        "```python", "import expr_models  # registers the model types with transformers' Auto classes",
+        "from transformers import AutoModel", "", f'model = AutoModel.from_pretrained("{where}")', "```", "",
+        "## Training data", "", info.get("training_data", "Not trained on any data yet (random initialisation)."), "",
+        f"**Terms.** {info.get('terms', DATA_TERMS)}", "",
+    ]
+    if info.get("training"):
+        lines += ["## Training", "", str(info["training"]), ""]
+    if info.get("metrics"):
+        lines += ["## Evaluation", "", "| metric | value |", "|---|---|"]
+        lines += [f"| {name} | {value} |" for name, value in info["metrics"].items()]
+        lines.append("")
+    if info.get("evaluation"):
+        # The evaluation report's own headings start at "##"; nest them under this card's section.
+        report = str(info["evaluation"]).replace("\n## ", "\n### ").removeprefix("## Evaluation").strip()
+        lines += ["## Evaluation report", "", report, ""]
+    if info.get("notes"):
+        lines += ["## Notes", "", str(info["notes"]), ""]
+    lines += ["## Configuration", "", "```json", json.dumps(config, indent=2, sort_keys=True), "```", ""]
+    return _card(data, "\n".join(lines))
+
+
+def editor_card(components: dict[str, str], eval_results: list[dict[str, Any]], repo_id: str | None = None) -> str:
+    """The README.md of an editor repo: what each subfolder holds, how to load it, the terms."""
+    data = ModelCardData(
+        library_name=LIBRARY_NAME, pipeline_tag="image-to-image", **RESEARCH_LICENSE,
+        tags=["expr-models", "expression-editing", "cyclegan", "gan", "style-transfer"],
+        model_name="ExpressionEditor" if eval_results else None,
+        eval_results=[EvalResult(**result) for result in eval_results] or None,
+    )
+    where = repo_id or "path/to/this/folder"
+    rows = [f"| `{folder}/` | `{class_name}` |" for folder, class_name in components.items()]
+    text = "\n".join([
+        "# Expression editor (expr-models)", "",
+        "Every model the expr-models `ExpressionEditor` needs, one subfolder each, named in `model_index.json` "
+        "(the layout of a diffusers pipeline repo). It changes the expression of every face in a photo with "
+        "CycleGAN (neutral <-> happy), a class-conditional SA-GAN (7 expressions) or neural style transfer, and "
+        "pastes each edit back into the photo.", "",
+        "| folder | class |", "|---|---|", *rows, "",
+        "Each folder has its own card with its training record and evaluation.", "",
+        "## Usage", "", "```bash", *INSTALL_LINES, "```", "",
+        "```python", "import expr_models", "from expr_models.pipeline import ExpressionEditor", "",
+        f'editor = ExpressionEditor.from_pretrained("{where}")',
+        'result = editor.edit("photo.jpg", method="cyclegan", target="happy")',
+        'result.image.save("photo_happy.png")', "```", "",
+        "Command line: `expr-models edit photo.jpg --models " + where + " --method sagan --to surprise --out edited/`.",
+        "", "## Terms", "", DATA_TERMS, "",
+        "The face detector (`face_detector/`) is RetinaFace-MobileNet0.25 under the MIT licence and the style "
+        "features (`style_features/`) are torchvision's BSD-3-Clause ImageNet weights; see their cards.", "",
+    ])
+    return _card(data, text)
+
+
+def dataset_card(pretty_name: str, body: str) -> str:
+    """A dataset card for a prepared (research-only, private) dataset: front matter from ``DatasetCardData``."""
+    data = DatasetCardData(license="other", license_name="research-only-data", pretty_name=pretty_name,
+                           tags=["faces", "facial-expression", "research-only"])
+    return str(DatasetCard(f"---\n{data.to_yaml()}\n---\n{body}"))
+
+
+def _card(data: ModelCardData, text: str) -> str:
+    return str(ModelCard(f"---\n{data.to_yaml()}\n---\n\n{text}"))
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The evaluation's numbers as EvalResults
+# ---------------------------------------------------------------------------------------------------------------------
+
+def _result(task_type: str, task_name: str, dataset: str, split: str, metric_type: str, value: float,
+            metric_name: str) -> dict[str, Any]:
+    return {"task_type": task_type, "task_name": task_name, "dataset_type": dataset,
+            "dataset_name": EVAL_DATASETS.get(dataset, dataset), "dataset_split": split, "metric_type": metric_type,
+            "metric_value": value, "metric_name": metric_name}
+
+
+def eval_results_from_report(report: dict[str, Any], component: str, checkpoint: str | None = None
+                             ) -> list[dict[str, Any]]:
+    """``EvalResult`` keyword dicts for one component from ``evaluate``'s ``evaluation.json``.
+
+    ``checkpoint``: the checkpoint's name in the report (its folder name; default: the component's). Percentages
+    are rounded as the report's tables print them.
+    """
+    checkpoint = checkpoint or component
+    results: list[dict[str, Any]] = []
+    for dataset, section in report.get("datasets", {}).items():
+        split = section.get("data", {}).get("split", "test")
+        if component == "classifier" and section.get("classifier"):
+            results.append(_result("image-classification", "Facial expression recognition", dataset, split,
+                                   "accuracy", round(100 * section["classifier"]["accuracy"], 1), "accuracy (%)"))
+        for edit in section.get("edits", []):
+            if edit.get("checkpoint") != checkpoint or edit.get("method") != component:
+                continue
+            inputs = list(edit.get("inputs", {}))
+            edit_name = f"{inputs[0] if len(inputs) == 1 else 'others'} → {edit['target']}"
+            task = ("image-to-image", "Facial expression editing", dataset, split)
+            results.append(_result(*task, "accuracy", round(100 * edit["success_rate"], 1),
+                                   f"success {edit_name}, read by the classifier (%)"))
+            results.append(_result(*task, "ssim", round(edit["upper_face"]["ssim"], 3),
+                                   f"upper-face SSIM {edit_name}"))
+            if edit.get("kid") and edit["kid"].get("mean") is not None:
+                results.append(_result(*task, "kid", round(1000 * edit["kid"]["mean"], 1),
+                                       f"KID x10^3 {edit_name} (classifier features)"))
+            if edit.get("cycle_l1"):
+                results.append(_result(*task, "l1", round(edit["cycle_l1"]["[-1,1]"], 4),
+                                       f"cycle L1 {edit_name} → {inputs[0] if inputs else 'input'} ([-1, 1])"))
+    if component == "segmenter":
+        for dataset, section in report.get("detection", {}).items():
+            scores = section.get("detectors", {}).get("segmenter")
+            if scores:
+                split = section.get("data", {}).get("split", "validation")
+                results.append(_result("object-detection", "Face detection", dataset, split, "ap",
+                                       round(scores["iou_0.5"]["ap"], 3), "AP@0.5"))
+    return results
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Rewriting the cards of saved folders (without touching their weights)
+# ---------------------------------------------------------------------------------------------------------------------
+
+def write_model_card(folder: str | Path, info: dict[str, Any] | None = None, repo_id: str | None = None) -> str:
+    """Write ``README.md`` (and ``LICENSE.md``, ``model_card.json``) of a saved model folder from its
+    ``config.json`` and card record; the weights stay as they are. Returns the card."""
+    from .components import COMPONENT_BY_MODEL_TYPE, model_class
+
+    folder = Path(folder)
+    config = json.loads((folder / "config.json").read_text())
+    info_file = folder / CARD_INFO_FILE
+    if info is None:
+        info = json.loads(info_file.read_text()) if info_file.is_file() else {}
+    cls = model_class(COMPONENT_BY_MODEL_TYPE[config["model_type"]])
+    config.pop("transformers_version", None)
+    card = model_card(cls.__name__, cls.card_summary, _diff_config(cls, config), info, repo_id)
+    write_card_files(folder, card, info)
+    return card
+
+
+def write_card_files(folder: Path, card: str, info: dict[str, Any]) -> None:
+    """README.md, LICENSE.md (where the licence is ``other``) and model_card.json (the record the card came from)."""
+    (folder / "README.md").write_text(card, encoding="utf-8")
+    terms = license_text(info)
+    if terms is not None:
+        (folder / LICENSE_FILE).write_text(terms, encoding="utf-8")
+    if info:  # kept beside the card so a re-save (fp16 export, new metrics) keeps the training record
+        (folder / CARD_INFO_FILE).write_text(json.dumps(info, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def _diff_config(cls: type, config: dict[str, Any]) -> dict[str, Any]:
+    """The config as ``to_diff_dict`` gives it (only what differs from the defaults), as a model's own card shows."""
+    diff = cls.config_class.from_dict(config).to_diff_dict()
+    diff.pop("transformers_version", None)
+    return diff
+
+
+def add_cards_parser(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "cards", help="rewrite the cards of saved model folders (the weights stay as they are)",
+        description="Rewrite README.md (and LICENSE.md, model_card.json) of every model folder in FOLDER, and the "
+                    "editor card and model_index.json, from config.json and model_card.json.")
+    parser.add_argument("folder", type=Path, help="an editor folder (e.g. checkpoints) or one model folder")
+    parser.add_argument("--evaluation", type=Path, help="evaluate's evaluation.json: its numbers go in as EvalResults")
+    parser.set_defaults(func=run_cards)
+
+
+def run_cards(args: Any) -> int:
+    from .components import COMPONENT_BY_MODEL_TYPE
+    from .hub import write_editor_card
+
+    report = json.loads(args.evaluation.read_text()) if args.evaluation else None
+    folders = [args.folder] if (args.folder / "config.json").is_file() else sorted(
+        path.parent for path in args.folder.glob("*/config.json"))
+    for folder in folders:
+        info_file = folder / CARD_INFO_FILE
+        info = json.loads(info_file.read_text()) if info_file.is_file() else {}
+        if report is not None:
+            component = COMPONENT_BY_MODEL_TYPE[json.loads((folder / "config.json").read_text())["model_type"]]
+            results = eval_results_from_report(report, component, folder.name)
+            if results:
+                info["eval_results"] = results
+        write_model_card(folder, info, repo_id=str(folder))  # the snippet loads this folder, as printed
+        print(f"wrote {folder / 'README.md'}")
+    if folders and folders[0] != args.folder:
+        write_editor_card(args.folder, repo_id=str(args.folder))
+        print(f"wrote {args.folder / 'README.md'} and {args.folder / 'model_index.json'}")
+    return 0
