@@ -113,6 +113,19 @@ class AverageEditModel(ExprPreTrainedModel):
             residual = cv2.resize(residual, (size, size), interpolation=cv2.INTER_LINEAR)
         return flow, residual.reshape(size, size, -1)
 
+    def source_for(self, expression: str | None, target: str) -> str:
+        """The source expression whose pair to use for a face read as ``expression`` (``None``: unknown): its own
+        pair when there is one, else the neutral one (a face that is neither is edited as if from neutral)."""
+        pairs = set(self.config.pairs)
+        if expression is not None and pair_name(expression, target) in pairs:
+            return expression
+        if pair_name("neutral", target) in pairs:
+            return "neutral"
+        sources = [pair.split(PAIR_SEPARATOR)[0] for pair in self.config.pairs if pair.endswith(PAIR_SEPARATOR + target)]
+        if not sources:
+            raise ValueError(f"no pair edits to {target!r}; this model has {', '.join(self.config.pairs)}")
+        return sources[0]
+
     def apply(self, aligned_face: np.ndarray, source: str, target: str, intensity: float = 1.0) -> np.ndarray:
         """An aligned crop (``N x N`` or ``N x N x C`` uint8, any ``N``) edited from ``source`` to ``target``."""
         face = np.asarray(aligned_face)

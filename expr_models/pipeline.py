@@ -210,6 +210,8 @@ class ExpressionEditor:
             return EXPRESSIONS  # the reference face decides; the target is only a label
         if method == "sagan":
             return tuple(self.store.config("sagan").class_names) if self.has("sagan") else ()
+        if method == "average":
+            return tuple(self.store.config("average").targets) if self.has("average") else ()
         targets: list[str] = []
         for index in range(self.store.count("cyclegan")):
             targets += [d for d in self.store.config("cyclegan", index).domains if d not in targets]
@@ -335,8 +337,9 @@ class ExpressionEditor:
             face_progress(0.0, f"Editing face {number + 1} of {len(boxes)}")
             source_expression = max(reading, key=reading.get) if reading else None
             crop, transform = self.processor.crop(photo, box)  # full resolution; each method resizes for its model
+            points = self.processor.crop_landmarks(box, transform)
             edited = self._edit_crop(crop, method, target, intensity, source_expression, reference_crop, steps,
-                                     face_progress)
+                                     face_progress, points)
             mask = self.processor.blend_mask(transform, box, photo)
             output = self.processor.paste(output, edited, transform, mask, out=output)
             faces.append(FaceResult(box, transform, mask, time.perf_counter() - face_start, source_expression, reading))
@@ -397,10 +400,14 @@ class ExpressionEditor:
 
     def _edit_crop(self, crop: np.ndarray, method: str, target: str | None, intensity: float,
                    source_expression: str | None, reference_crop: np.ndarray | None, steps: int,
-                   progress: ProgressCallback) -> np.ndarray:
-        """One full-resolution RGB crop -> the edited crop (same size)."""
+                   progress: ProgressCallback, points: np.ndarray | None = None) -> np.ndarray:
+        """One full-resolution RGB crop (its five landmarks ``points`` in crop pixels) -> the edited crop."""
         if intensity == 0.0:
             return crop  # nothing to apply; skip the model
+        if method == "average":
+            model = self.model("average")
+            source = model.source_for(source_expression, target)
+            return self.processor.edit_aligned(crop, points, lambda face: model.apply(face, source, target, intensity))
         edit_luminance = self.processor.edit_luminance
         if method == "cyclegan":
             model = self.model("cyclegan", self._cyclegan_index(target))

@@ -91,3 +91,23 @@ def test_committed_checkpoint_edits_a_photo_within_milliseconds():
     assert time.perf_counter() - start < 0.5
     changed = np.any(edited != photo, axis=2)
     assert 0 < changed.mean() < 0.3  # the face's lower half moves, the rest is byte-identical
+
+
+@pytest.mark.skipif(not (COMMITTED / "config.json").is_file(), reason="no committed average checkpoint")
+@pytest.mark.parametrize("detector", ["retinaface", "haar"])
+def test_editor_runs_the_average_method_in_the_aligned_frame(detector, astronaut):
+    from expr_models.pipeline import ExpressionEditor
+    from test_pipeline import unchanged_outside_masks
+
+    editor = ExpressionEditor.from_pretrained(COMMITTED.parent, detector=detector)
+    assert "average" in editor.available_methods()
+    assert set(editor.supported_targets("average")) >= {"happy", "neutral", "surprise"}
+    smile = editor.edit(astronaut, method="average", target="happy")
+    changed = np.abs(np.asarray(smile.image, np.int16) - astronaut).max(axis=-1)
+    assert (changed > 8).sum() > 500  # the mouth moved (Haar gives no landmarks: estimated ones are used)
+    assert unchanged_outside_masks(smile)
+    untouched = editor.edit(astronaut, method="average", target="happy", intensity=0.0)
+    np.testing.assert_array_equal(np.asarray(untouched.image), astronaut)
+    # Any source: a face read as neither the pair's source nor neutral is edited from neutral.
+    model = editor.model("average")
+    assert model.source_for("fear", "happy") == "neutral" and model.source_for("happy", "neutral") == "happy"
