@@ -527,3 +527,20 @@ def test_committed_segmenter_finds_and_edits_the_face(astronaut):
     result = editor.edit(astronaut, method="cyclegan", target="happy")
     assert len(result.faces) >= 1
     assert unchanged_outside_masks(result)
+
+
+def test_a_training_crop_and_the_editors_crop_give_the_same_tensor(astronaut):
+    """Training and inference cut, resample and normalise a face with the same code: the crop a recipe stores
+    (``crop_training_face``, grayscale at the model's size) and the tensor the training loader makes of it equal the
+    editor's model input for the same face, up to the stored image's rounding to whole grey levels."""
+    from expr_models.data import crop_training_face
+    from expr_models.processing import to_model_tensor
+
+    box = detect_faces(astronaut)[0]
+    processor = FaceImageProcessor()
+    editor_input = processor.to_tensor(processor.crop(astronaut, box)[0], 64)
+    stored, upscaled = crop_training_face(Image.fromarray(astronaut), 64, box)
+    assert stored.mode == "L" and stored.size == (64, 64) and not upscaled
+    training_input = to_model_tensor(stored, 64)
+    assert training_input.shape == editor_input.shape
+    assert (training_input - editor_input).abs().max() <= 0.5 / 127.5 + 1e-6
