@@ -230,36 +230,3 @@ def _diff_config(cls: type, config: dict[str, Any]) -> dict[str, Any]:
     diff = cls.config_class.from_dict(config).to_diff_dict()
     diff.pop("transformers_version", None)
     return diff
-
-
-def add_cards_parser(subparsers: Any) -> None:
-    parser = subparsers.add_parser(
-        "cards", help="rewrite the cards of saved model folders (the weights stay as they are)",
-        description="Rewrite README.md (and LICENSE.md, model_card.json) of every model folder in FOLDER, and the "
-                    "editor card and model_index.json, from config.json and model_card.json.")
-    parser.add_argument("folder", type=Path, help="an editor folder (e.g. checkpoints) or one model folder")
-    parser.add_argument("--evaluation", type=Path, help="evaluate's evaluation.json: its numbers go in as EvalResults")
-    parser.set_defaults(func=run_cards)
-
-
-def run_cards(args: Any) -> int:
-    from .components import COMPONENT_BY_MODEL_TYPE
-    from .hub import write_editor_card
-
-    report = json.loads(args.evaluation.read_text()) if args.evaluation else None
-    folders = [args.folder] if (args.folder / "config.json").is_file() else sorted(
-        path.parent for path in args.folder.glob("*/config.json"))
-    for folder in folders:
-        info_file = folder / CARD_INFO_FILE
-        info = json.loads(info_file.read_text()) if info_file.is_file() else {}
-        if report is not None:
-            component = COMPONENT_BY_MODEL_TYPE[json.loads((folder / "config.json").read_text())["model_type"]]
-            results = eval_results_from_report(report, component, folder.name)
-            if results:
-                info["eval_results"] = results
-        write_model_card(folder, info, repo_id=str(folder))  # the snippet loads this folder, as printed
-        print(f"wrote {folder / 'README.md'}")
-    if folders and folders[0] != args.folder:
-        write_editor_card(args.folder, repo_id=str(args.folder))
-        print(f"wrote {args.folder / 'README.md'} and {args.folder / 'model_index.json'}")
-    return 0

@@ -101,12 +101,12 @@ def test_space_holds_exactly_what_the_app_needs(space):
     requirements = (space / "requirements.txt").read_text()
     assert "torch" in requirements and "gradio" not in requirements and "pytest" not in requirements
     # The app starts from the exported folder alone: its editor finds every method's model there.
-    code = ("from space.core import *; from expr_models.pipeline import ExpressionEditor; "
+    code = ("from space.actions import *; from expr_models.pipeline import ExpressionEditor; "
             "print(ExpressionEditor.from_pretrained('checkpoints').available_methods())")
     done = subprocess.run([sys.executable, "-c", code], cwd=space, capture_output=True, text=True, timeout=300,
                           env={"PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1", "HOME": str(space)})
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "['cyclegan', 'sagan', 'nst']" in done.stdout
+    assert "['cyclegan', 'sagan', 'nst', 'average']" in done.stdout
 
 
 def test_the_repo_readme_front_matter_is_valid_too():
