@@ -1,5 +1,7 @@
 """The Space in a real browser: headless Chromium (Debian's) driven by Playwright's sync API.
 
+Live mode is tested with Chromium's fake camera fed a .y4m written here from a package sample photo.
+
 Skips where Playwright or Chromium is missing (`pip install playwright`, `apt-get install chromium`; Playwright's own
 browser download is not needed). Saves a screenshot of an edited result to $SPACE_SCREENSHOT or
 /tmp/space_screenshot.png.
@@ -137,3 +139,121 @@ def test_a_file_that_is_not_an_image_gets_a_clear_message(browser, space_url, tm
     # The upload's face search reports it at once, in words the visitor can act on.
     page.get_by_text("holiday.jpg is not an image file").first.wait_for()
     page.close()
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Live mode with a fake camera
+# ---------------------------------------------------------------------------------------------------------------------
+
+CAMERA_SIZE = (640, 480)
+FACE_SQUARE = (120, 40, 400)  # x, y and side of the astronaut on the camera's canvas
+
+
+def camera_picture() -> np.ndarray:
+    """What the fake camera films: the astronaut (a package sample photo) on a 640 x 480 grey gradient."""
+    from skimage import data
+
+    width, height = CAMERA_SIZE
+    x, y, side = FACE_SQUARE
+    canvas = np.repeat(np.linspace(70, 170, width, dtype=np.float32)[None, :, None], height, axis=0)
+    canvas = np.repeat(canvas, 3, axis=-1).astype(np.uint8)
+    canvas[y:y + side, x:x + side] = np.asarray(Image.fromarray(data.astronaut()).resize((side, side)))
+    return canvas
+
+
+def write_y4m(path, rgb: np.ndarray, frames: int = 30, noise: float = 1.0, seed: int = 0) -> None:
+    """``rgb`` as ``frames`` frames of YUV4MPEG2 4:2:0 (BT.601 limited range, as Chromium's reader takes it), each
+    with its own faint sensor noise (``noise`` grey levels): frames that differ, as a camera's do, so every edited
+    frame is a new image."""
+    height, width = rgb.shape[:2]
+    pixels = rgb.astype(np.float32)
+    r, g, b = pixels[..., 0], pixels[..., 1], pixels[..., 2]
+    luma = 16 + (65.481 * r + 128.553 * g + 24.966 * b) / 255
+    blue = 128 + (-37.797 * r - 74.203 * g + 112.0 * b) / 255
+    red = 128 + (112.0 * r - 93.786 * g - 18.214 * b) / 255
+
+    def quarter(plane):  # 2 x 2 averages: the 4:2:0 chroma planes
+        return plane.reshape(height // 2, 2, width // 2, 2).mean(axis=(1, 3))
+
+    chroma = b"".join(np.clip(np.round(quarter(p)), 0, 255).astype(np.uint8).tobytes() for p in (blue, red))
+    rng = np.random.default_rng(seed)
+    with open(path, "wb") as file:
+        file.write(f"YUV4MPEG2 W{width} H{height} F30:1 Ip A1:1 C420jpeg\n".encode())
+        for _ in range(frames):
+            noisy = luma + rng.normal(0.0, noise, luma.shape)
+            file.write(b"FRAME\n" + np.clip(np.round(noisy), 0, 255).astype(np.uint8).tobytes() + chroma)
+
+
+@pytest.fixture(scope="module")
+def camera_page(tmp_path_factory):
+    """A page of a Chromium whose camera films :func:`camera_picture`, with camera access granted."""
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
+    executable = chromium_path()
+    if executable is None:
+        pytest.skip("Chromium is not installed (apt-get install chromium)")
+    video = tmp_path_factory.mktemp("camera") / "astronaut.y4m"
+    write_y4m(video, camera_picture())
+    args = CHROMIUM_ARGS + ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
+                            f"--use-file-for-fake-video-capture={video}"]
+    with sync_api.sync_playwright() as playwright:
+        try:
+            browser = playwright.chromium.launch(executable_path=executable, args=args, headless=True)
+        except Exception as error:  # noqa: BLE001
+            pytest.skip(f"Chromium at {executable} does not start: {error}")
+        context = browser.new_context(viewport={"width": 1280, "height": 1000}, permissions=["camera"])
+        page = context.new_page()
+        page.set_default_timeout(TIMEOUT_MS)
+        yield page
+        browser.close()
+
+
+def shown_live_frames(page, count: int, timeout_s: float = 60.0) -> tuple[list[np.ndarray], float]:
+    """The next ``count`` distinct edited frames the page shows, and how many it showed per second meanwhile."""
+    import io
+    import time
+
+    frames, seen, started, first = [], set(), time.monotonic(), None
+    while len(frames) < count:
+        if time.monotonic() - started > timeout_s:
+            pytest.fail(f"only {len(frames)} live frames shown in {timeout_s:.0f} s")
+        source = page.evaluate("() => { const i = document.querySelector('#live-output img'); return i && i.src; }")
+        if source and source not in seen:
+            seen.add(source)
+            response = page.request.get(source)
+            assert response.ok, source
+            frames.append(np.asarray(Image.open(io.BytesIO(response.body())).convert("RGB")))
+            first = first or time.monotonic()
+        page.wait_for_timeout(10)
+    return frames, (len(frames) - 1) / max(time.monotonic() - first, 1e-6)  # from the first frame shown
+
+
+def test_live_mode_edits_the_webcam_stream(camera_page, space_url):
+    page = camera_page
+    page.goto(space_url)
+    page.get_by_role("tab", name="Live webcam").click()
+    page.get_by_text("Click to Access Webcam").click()
+    page.locator("#live-input").get_by_role("button", name="capture photo").click()  # "Record": the stream starts
+    frames, per_second = shown_live_frames(page, count=6)
+    page.locator("#live-input").get_by_role("button", name="capture photo").click()  # stop
+
+    picture = camera_picture()
+    from expr_models.detection import RetinaFaceDetector
+
+    box = RetinaFaceDetector().detect(picture)[0]  # where the editor finds the face on the camera's picture
+    width, height = box.x1 - box.x0, box.y1 - box.y0
+    # CycleGAN edits the lower face (its blend mask spares the eyes); everything outside twice the box is background.
+    lower_face = (slice(int(box.y0 + 0.6 * height), int(box.y1)),
+                  slice(int(box.x0 + 0.2 * width), int(box.x1 - 0.2 * width)))
+    crop_square = np.zeros(picture.shape[:2], bool)
+    crop_square[max(0, int(box.y0 - height / 2)):int(box.y1 + height / 2),
+                max(0, int(box.x0 - width / 2)):int(box.x1 + width / 2)] = True
+    picture = picture.astype(np.int16)
+    for frame in frames:
+        assert frame.shape == picture.shape
+        # The camera may be mirrored: compare with whichever way round the frame is.
+        frame = min((frame, frame[:, ::-1]), key=lambda f: np.abs(f.astype(np.int16) - picture)[~crop_square].mean())
+        difference = np.abs(frame.astype(np.int16) - picture).mean(axis=-1)
+        background = difference[~crop_square].mean()
+        assert background < 6, f"the background moved: mean difference {background:.1f}"
+        assert difference[lower_face].mean() > background + 8, "the face was not edited"
+    print(f"\n{len(frames)} live frames shown, {per_second:.1f} per second (tiny models, headless Chromium)")
