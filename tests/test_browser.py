@@ -33,18 +33,30 @@ def chromium_path() -> str | None:
 
 
 @pytest.fixture(scope="module")
-def browser():
+def playwright():
+    """Playwright and the Chromium to launch: one Playwright per module (its sync API cannot be nested)."""
     sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
     executable = chromium_path()
     if executable is None:
         pytest.skip("Chromium is not installed (apt-get install chromium)")
     with sync_api.sync_playwright() as playwright:
-        try:
-            browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS, headless=True)
-        except Exception as error:  # noqa: BLE001 - a Chromium that cannot start here is a missing browser
-            pytest.skip(f"Chromium at {executable} does not start: {error}")
-        yield browser
-        browser.close()
+        yield playwright, executable
+
+
+def launch(playwright, extra_args=()):
+    playwright, executable = playwright
+    try:
+        return playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS + list(extra_args),
+                                          headless=True)
+    except Exception as error:  # noqa: BLE001 - a Chromium that cannot start here is a missing browser
+        pytest.skip(f"Chromium at {executable} does not start: {error}")
+
+
+@pytest.fixture(scope="module")
+def browser(playwright):
+    browser = launch(playwright)
+    yield browser
+    browser.close()
 
 
 @pytest.fixture(scope="module")
@@ -185,26 +197,17 @@ def write_y4m(path, rgb: np.ndarray, frames: int = 30, noise: float = 1.0, seed:
 
 
 @pytest.fixture(scope="module")
-def camera_page(tmp_path_factory):
+def camera_page(playwright, tmp_path_factory):
     """A page of a Chromium whose camera films :func:`camera_picture`, with camera access granted."""
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
-    executable = chromium_path()
-    if executable is None:
-        pytest.skip("Chromium is not installed (apt-get install chromium)")
     video = tmp_path_factory.mktemp("camera") / "astronaut.y4m"
     write_y4m(video, camera_picture())
-    args = CHROMIUM_ARGS + ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
-                            f"--use-file-for-fake-video-capture={video}"]
-    with sync_api.sync_playwright() as playwright:
-        try:
-            browser = playwright.chromium.launch(executable_path=executable, args=args, headless=True)
-        except Exception as error:  # noqa: BLE001
-            pytest.skip(f"Chromium at {executable} does not start: {error}")
-        context = browser.new_context(viewport={"width": 1280, "height": 1000}, permissions=["camera"])
-        page = context.new_page()
-        page.set_default_timeout(TIMEOUT_MS)
-        yield page
-        browser.close()
+    browser = launch(playwright, ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
+                                  f"--use-file-for-fake-video-capture={video}"])
+    context = browser.new_context(viewport={"width": 1280, "height": 1000}, permissions=["camera"])
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    yield page
+    browser.close()
 
 
 def shown_live_frames(page, count: int, timeout_s: float = 60.0) -> tuple[list[np.ndarray], float]:
