@@ -147,8 +147,10 @@ def display_copy(image: Image.Image | np.ndarray, max_side: int = DISPLAY_SIDE) 
         return image if isinstance(image, Image.Image) else Image.fromarray(image)
     scale = max_side / max(width, height)
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    # OpenCV's area average: the look of a good downscale, several times faster than Pillow's filters.
-    return Image.fromarray(cv2.resize(np.asarray(image), size, interpolation=cv2.INTER_AREA))
+    # OpenCV, several times faster than Pillow's filters: area averaging where it shrinks a lot (no aliasing), bilinear
+    # for a mild shrink (as good there, and area averaging at a fractional scale is slow).
+    interpolation = cv2.INTER_AREA if scale < 0.5 else cv2.INTER_LINEAR
+    return Image.fromarray(cv2.resize(np.asarray(image), size, interpolation=interpolation))
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -220,15 +222,19 @@ def faces_view(photo: Image.Image, boxes: list[FaceBox], mask: np.ndarray, capti
     shown = shown or display_copy(photo)
     scale = shown.width / photo.width
     canvas = np.array(shown, np.uint8)
-    if mask.shape != canvas.shape[:2]:
-        mask = cv2.resize(mask, shown.size, interpolation=cv2.INTER_AREA)
     rows, columns = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
-    if rows.size:  # tint only the masks' bounding box: the rest of the photo is most of it
-        region = (slice(rows[0], rows[-1] + 1), slice(columns[0], columns[-1] + 1))
+    if rows.size:  # tint only the masks' bounding box, scaled to the display: the rest is most of the photo
+        mask_height, mask_width = mask.shape
+        top, left = int(rows[0] * canvas.shape[0] / mask_height), int(columns[0] * canvas.shape[1] / mask_width)
+        bottom = max(top + 1, int(np.ceil((rows[-1] + 1) * canvas.shape[0] / mask_height)))
+        right = max(left + 1, int(np.ceil((columns[-1] + 1) * canvas.shape[1] / mask_width)))
+        part = mask[rows[0]:rows[-1] + 1, columns[0]:columns[-1] + 1].astype(np.float32)
+        if part.shape != (bottom - top, right - left):
+            part = cv2.resize(part, (right - left, bottom - top), interpolation=cv2.INTER_AREA)
         scale_to_one = 1.0 / 255.0 if mask.dtype == np.uint8 else 1.0
-        alpha = 0.45 * np.clip(mask[region].astype(np.float32) * scale_to_one, 0.0, 1.0)[..., None]
-        tinted = canvas[region].astype(np.float32) * (1.0 - alpha) + _MASK_COLOUR * alpha
-        canvas[region] = tinted.round().astype(np.uint8)
+        alpha = 0.45 * np.clip(part * scale_to_one, 0.0, 1.0)[..., None]
+        tinted = canvas[top:bottom, left:right].astype(np.float32) * (1.0 - alpha) + _MASK_COLOUR * alpha
+        canvas[top:bottom, left:right] = tinted.round().astype(np.uint8)
 
     thickness = max(2, round(max(shown.size) / 320))
     font_scale = 0.45 * thickness
