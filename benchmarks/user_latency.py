@@ -160,6 +160,8 @@ def space_round_trips(url: str, photo: Path, repeats: int) -> dict:
                                          repeats),
         "detect": round_trips(lambda: page.predict(handle_file(photo), api_name="/detect"), repeats),
         "download": round_trips(lambda: page.predict(api_name="/download"), max(3, repeats // 3)),
+        # The floor: gradio_client and the server with no model, no file and no queue.
+        "methods": round_trips(lambda: page.predict(api_name="/methods"), repeats),
         "editor_timings_total_median_s": statistics.median(totals),
     }
 
@@ -315,6 +317,8 @@ def main() -> None:
              "anchor": edit},
             {"measure": "Space /detect round trip, median", "value": space["detect"]["median_s"], "anchor": detect},
             {"measure": "Space /download (full-size PNG), median", "value": space["download"]["median_s"]},
+            {"measure": "Space /methods round trip (no model: the floor), median",
+             "value": space["methods"]["median_s"]},
         ]
         targets.append(bench.target_line("Space /edit round trip, 1 MP photo, median (new session)",
                                          space["edit_new_session"]["median_s"], EDIT_TARGET_S))

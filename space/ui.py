@@ -46,7 +46,7 @@ VIEW_QUALITY = 85  # JPEG quality of the display views; the full-size result is 
 # at most. The browser sends no frame while the last one is being edited and the server keeps only the newest, so
 # frames are dropped, never queued.
 LIVE_SECONDS = int(os.environ.get("EXPR_SPACE_LIVE_SECONDS", "90"))
-STREAM_EVERY = 0.05
+STREAM_EVERY = 0.03
 STATE_SECONDS = 1800  # how long a session keeps its upload's detection and its last edit
 
 # Most specific first: the title of the error box for each kind of ExpressionEditError.
@@ -205,8 +205,8 @@ def build_demo(models: SpaceModels | None = None, models_dir: str | os.PathLike 
 
     @guarded("find the faces")
     def find_faces(photo):
-        """Find the faces in a photo: the photo with boxes and blend masks drawn, and the boxes. What ``classify``
-        answers for this photo (its face count and the largest face's reading) is kept in the session."""
+        """Find the faces in a photo: the photo with boxes and blend masks drawn, and the boxes. The decoded photo
+        and its faces are kept in the session: the classify step that follows and an edit of the photo reuse them."""
         if photo is None:
             return None, None, None
         shown = preview(models, open_upload(photo), read=False)  # the reading is the classify step's
