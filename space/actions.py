@@ -297,7 +297,8 @@ def run_edit(models: SpaceModels, photo: str | os.PathLike | None, method: str,
         # Say the model is missing, rather than whatever the pipeline trips over first (e.g. no target to pick).
         raise CheckpointError(models.problem(method))
     result = models.editor.edit(detection or open_upload(photo), method=method, target=target or None,
-                                intensity=float(intensity), reference=open_upload(reference) if method == "nst" else None,
+                                intensity=float(intensity),
+                                reference=open_upload(reference) if method == "nst" else None,
                                 steps=int(steps) if method == "nst" and steps else None, progress_callback=progress)
 
     boxes = [face.box for face in result.faces]
