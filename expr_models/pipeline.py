@@ -283,12 +283,14 @@ class ExpressionEditor:
     # --- editing -----------------------------------------------------------------------------------------------------
     def edit(self, image: Any, method: str = "cyclegan", target: str | None = "happy", intensity: float = 1.0,
              reference: Any = None, progress_callback: ProgressCallback | None = None,
-             max_faces: int | None = -1, steps: int | None = None) -> EditResult:
+             max_faces: int | None = -1, steps: int | None = None, read_expressions: bool = True) -> EditResult:
         """Edit every face (the ``max_faces`` largest; ``-1`` means the editor's default) of ``image``.
 
         ``image``: a photo (path, bytes, file object, PIL image or array) or the :class:`Detection` of one, which skips
         decoding and detection. ``steps``: neural style transfer's optimisation steps for this call (default: the
-        editor's ``nst_steps``).
+        editor's ``nst_steps``). ``read_expressions=False`` skips the classifier's readings (``reading_before`` and
+        ``reading_after`` stay None; the SA-GAN's ``intensity`` then walks from no particular expression, a blend):
+        a live webcam frame needs none.
 
         Raises :class:`UnknownMethodError`, :class:`UnknownExpressionError`, :class:`ImageLoadError` and its
         :class:`ImageTooLargeError`, :class:`NoFaceError` (no face in the photo or in the NST ``reference``) and
@@ -324,7 +326,7 @@ class ExpressionEditor:
         reference_crop = self._reference_crop(reference) if method == "nst" else None
 
         tick = time.perf_counter()
-        readings = self.read_expressions(photo, boxes) or [None] * len(boxes)
+        readings = (self.read_expressions(photo, boxes) if read_expressions else None) or [None] * len(boxes)
         output = photo.copy()  # the faces are pasted into this one copy
         faces: list[FaceResult] = []
         for number, (box, reading) in enumerate(zip(boxes, readings)):
@@ -343,7 +345,7 @@ class ExpressionEditor:
             mask = self.processor.blend_mask(transform, box, photo)
             output = self.processor.paste(output, edited, transform, mask, out=output)
             faces.append(FaceResult(box, transform, mask, time.perf_counter() - face_start, source_expression, reading))
-        for face, reading in zip(faces, self.read_expressions(output, boxes) or []):
+        for face, reading in zip(faces, (self.read_expressions(output, boxes) if read_expressions else None) or []):
             face.reading_after = reading
         timings["edit"] = time.perf_counter() - tick
         # A Detection made earlier: its load and detect times are part of the total.

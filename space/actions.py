@@ -2,8 +2,10 @@
 
 ``space/ui.py`` wraps these functions in Blocks. Keeping them free of gradio keeps the UI thin and this logic testable.
 Every model call goes through :class:`expr_models.pipeline.ExpressionEditor`: an uploaded photo is decoded and its faces
-found once (:func:`preview`), an edit decodes and detects once (:func:`run_edit`), and the expression readings are the
-editor's own.
+found once (:func:`preview`), and an edit of it reuses that detection (:func:`run_edit`); the expression readings are
+the editor's own. What a visitor waits for is the edit: the views are returned at display size, and the full-size
+lossless PNG is written only when asked for (:func:`full_size_png`). Live mode (:func:`live_edit`) runs webcam frames
+through :class:`expr_models.live.LiveTracker`.
 """
 
 from __future__ import annotations
@@ -27,14 +29,18 @@ from PIL import Image
 from expr_models.components import METHOD_COMPONENTS, METHOD_LABELS
 from expr_models.errors import CheckpointError, ExpressionEditError, NoFaceError
 from expr_models.face import FaceBox, stamp_mask
+from expr_models.io import photo_metadata, save_image
+from expr_models.live import LiveTracker
 from expr_models.pipeline import Detection, EditResult, ExpressionEditor, Reading, find_checkpoints
 
 logger = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MODELS_DIR_ENV = "EXPR_MODELS_DIR"  # where the Space looks for checkpoints/<name>/ (default: the repo's checkpoints/)
-# The views (faces, before/after) are shown downscaled to this; the edited photo keeps the upload's size.
-DISPLAY_SIDE = 1024
+# Every view (edited, before/after, faces) is returned at most this many pixels on its longer side: the image panels
+# are 420 CSS pixels high, twice that on a high-density screen. The full-size result is the PNG download.
+DISPLAY_SIDE = 840
+LIVE_METHODS = ("cyclegan", "sagan", "average")  # fast enough for a webcam stream; NST takes seconds per frame
 EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"
 
 
@@ -134,14 +140,17 @@ def open_upload(path: str | os.PathLike | None) -> io.BytesIO | None:
     return stream
 
 
-def display_copy(image: Image.Image, max_side: int = DISPLAY_SIDE) -> Image.Image:
+def display_copy(image: Image.Image | np.ndarray, max_side: int = DISPLAY_SIDE) -> Image.Image:
     """A copy at most ``max_side`` pixels on its longer side: the views need no more and encode much faster."""
-    if max(image.size) <= max_side:
-        return image
-    scale = max_side / max(image.size)
-    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
-    # reducing_gap: box-reduce first, then filter; several times faster on phone photos, same look at display size.
-    return image.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
+    width, height = image.size if isinstance(image, Image.Image) else image.shape[1::-1]
+    if max(width, height) <= max_side:
+        return image if isinstance(image, Image.Image) else Image.fromarray(image)
+    scale = max_side / max(width, height)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    # OpenCV, several times faster than Pillow's filters: area averaging where it shrinks a lot (no aliasing), bilinear
+    # for a mild shrink (as good there, and area averaging at a fractional scale is slow).
+    interpolation = cv2.INTER_AREA if scale < 0.5 else cv2.INTER_LINEAR
+    return Image.fromarray(cv2.resize(np.asarray(image), size, interpolation=interpolation))
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -161,15 +170,19 @@ class Preview:
                 "notes": list(self.detection.notes)}
 
 
-def preview(models: SpaceModels, source: Any) -> Preview:
-    """The ``detect`` action: decode the photo and find its faces (once), draw them, and read the largest face."""
-    editor = models.editor
-    detection = editor.detect(source)
-    reading = None
-    if detection.boxes and models.has_classifier:
-        reading = (editor.read_expressions(detection.pixels, detection.boxes[:1]) or [None])[0]
-    view = faces_view(detection.image, detection.boxes, blend_masks(editor, detection))
-    return Preview(detection, view, reading)
+def preview(models: SpaceModels, source: Any, read: bool = True) -> Preview:
+    """The ``detect`` action: decode the photo and find its faces (once) and draw them; with ``read``, read the
+    largest face too (the UI leaves that to the ``classify`` step that follows, so the faces show sooner)."""
+    detection = models.editor.detect(source)
+    view = faces_view(detection.image, detection.boxes, blend_masks(models.editor, detection))
+    return Preview(detection, view, largest_face_of(models, detection) if read else None)
+
+
+def largest_face_of(models: SpaceModels, detection: Detection) -> Reading | None:
+    """The classifier's reading of the largest face found; None without a classifier or a face."""
+    if not detection.boxes or not models.has_classifier:
+        return None
+    return (models.editor.read_expressions(detection.pixels, detection.boxes[:1]) or [None])[0]
 
 
 def largest_face_reading(models: SpaceModels, faces: int, reading: Reading | None) -> Reading:
@@ -204,15 +217,24 @@ _MASK_COLOUR = np.array([255, 60, 170], np.float32)
 
 def faces_view(photo: Image.Image, boxes: list[FaceBox], mask: np.ndarray, captions: list[str] | None = None,
                shown: Image.Image | None = None) -> Image.Image:
-    """The photo with each face's box and number drawn on it and the blend mask tinted over it, at display size
-    (``shown``: the photo's display copy when there is one already)."""
+    """The photo with each face's box and number drawn on it and the blend mask (``H x W`` in [0, 1], or uint8 in
+    [0, 255]) tinted over it, at display size (``shown``: the photo's display copy when there is one already)."""
     shown = shown or display_copy(photo)
     scale = shown.width / photo.width
-    canvas = np.asarray(shown, np.float32)
-    if mask.shape != canvas.shape[:2]:
-        mask = cv2.resize(mask, shown.size, interpolation=cv2.INTER_AREA)
-    alpha = 0.45 * np.clip(mask, 0.0, 1.0)[..., None]
-    canvas = np.ascontiguousarray((canvas * (1.0 - alpha) + _MASK_COLOUR * alpha).round().astype(np.uint8))
+    canvas = np.array(shown, np.uint8)
+    rows, columns = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if rows.size:  # tint only the masks' bounding box, scaled to the display: the rest is most of the photo
+        mask_height, mask_width = mask.shape
+        top, left = int(rows[0] * canvas.shape[0] / mask_height), int(columns[0] * canvas.shape[1] / mask_width)
+        bottom = max(top + 1, int(np.ceil((rows[-1] + 1) * canvas.shape[0] / mask_height)))
+        right = max(left + 1, int(np.ceil((columns[-1] + 1) * canvas.shape[1] / mask_width)))
+        part = mask[rows[0]:rows[-1] + 1, columns[0]:columns[-1] + 1].astype(np.float32)
+        if part.shape != (bottom - top, right - left):
+            part = cv2.resize(part, (right - left, bottom - top), interpolation=cv2.INTER_AREA)
+        scale_to_one = 1.0 / 255.0 if mask.dtype == np.uint8 else 1.0
+        alpha = 0.45 * np.clip(part * scale_to_one, 0.0, 1.0)[..., None]
+        tinted = canvas[top:bottom, left:right].astype(np.float32) * (1.0 - alpha) + _MASK_COLOUR * alpha
+        canvas[top:bottom, left:right] = tinted.round().astype(np.uint8)
 
     thickness = max(2, round(max(shown.size) / 320))
     font_scale = 0.45 * thickness
@@ -240,9 +262,19 @@ def faces_info(boxes: list[FaceBox]) -> list[dict]:
 # ---------------------------------------------------------------------------------------------------------------------
 
 @dataclass
+class FullSizeResult:
+    """What the lossless download is made of, kept (in the visitor's session) until it is asked for."""
+
+    image: Image.Image  # the edited photo at the upload's size
+    metadata: dict[str, bytes]  # the upload's ICC profile and EXIF (io.photo_metadata)
+    name: str  # the file name, without suffix
+
+
+@dataclass
 class EditOutputs:
     result: EditResult
-    edited_path: str  # the full-size edited photo, written as a high-quality JPEG
+    full_size: FullSizeResult  # written as PNG only when the visitor asks for it (full_size_png)
+    edited: Image.Image  # display copy of the edited photo
     before_after: tuple[Image.Image, Image.Image]  # display copies
     faces: Image.Image  # display copy with boxes and masks
     reading_before: dict[str, float] | None  # None without a classifier checkpoint
@@ -250,10 +282,12 @@ class EditOutputs:
     details: dict
 
 
-def run_edit(models: SpaceModels, outputs: "OutputFiles", photo: str | os.PathLike | None, method: str,
+def run_edit(models: SpaceModels, photo: str | os.PathLike | None, method: str,
              target: str | None, intensity: float, reference: str | os.PathLike | None = None,
-             steps: int | None = None, progress: Callable[[float, str], None] | None = None) -> EditOutputs:
-    """The ``edit`` action. Raises the pipeline's ExpressionEditError subclasses for anything the user can fix."""
+             steps: int | None = None, progress: Callable[[float, str], None] | None = None,
+             detection: Detection | None = None) -> EditOutputs:
+    """The ``edit`` action. ``detection``: the upload's, when the detect step made one for this photo (skips decoding
+    and detection). Raises the pipeline's ExpressionEditError subclasses for anything the user can fix."""
     if photo is None:
         raise ExpressionEditError("Upload a photo first (or pick one of the examples).")
     if intensity is None or not 0.0 <= float(intensity) <= 1.0:
@@ -262,23 +296,25 @@ def run_edit(models: SpaceModels, outputs: "OutputFiles", photo: str | os.PathLi
     if method in METHOD_COMPONENTS and models.problem(method):
         # Say the model is missing, rather than whatever the pipeline trips over first (e.g. no target to pick).
         raise CheckpointError(models.problem(method))
-    result = models.editor.edit(open_upload(photo), method=method, target=target or None, intensity=float(intensity),
+    result = models.editor.edit(detection or open_upload(photo), method=method, target=target or None,
+                                intensity=float(intensity),
                                 reference=open_upload(reference) if method == "nst" else None,
                                 steps=int(steps) if method == "nst" and steps else None, progress_callback=progress)
 
     boxes = [face.box for face in result.faces]
     largest = result.faces[0]  # the editor raises NoFaceError when there is none
-    mask = np.asarray(result.mask_image(), np.float32) / 255.0
+    mask = np.asarray(result.mask_image())  # uint8; faces_view tints only around it
     captions = [face.source_expression or "" for face in result.faces]
     details = result.to_dict()
     details["faces"] = [{"face": number, **face} for number, face in enumerate(details["faces"], start=1)]
 
-    stem = Path(photo).stem
-    before = display_copy(result.original)
+    before, after = display_copy(result.original), display_copy(result.image)
     return EditOutputs(
         result=result,
-        edited_path=outputs.save(result.image, f"{stem}-{method}-{target or 'reference'}"),
-        before_after=(before, display_copy(result.image)),
+        full_size=FullSizeResult(result.image, photo_metadata(result.original),
+                                 f"{Path(photo).stem}-{method}-{result.target or 'reference'}"),
+        edited=after,
+        before_after=(before, after),
         faces=faces_view(result.original, boxes, mask, captions, shown=before),
         reading_before=largest.reading_before,
         reading_after=largest.reading_after,
@@ -286,10 +322,35 @@ def run_edit(models: SpaceModels, outputs: "OutputFiles", photo: str | os.PathLi
     )
 
 
-class OutputFiles:
-    """Writes edited photos as JPEG at quality 95 into a private temp folder and removes those older than an hour.
+def full_size_png(outputs: "OutputFiles", full_size: FullSizeResult | None) -> str:
+    """The ``download`` action: the full-size edit as a lossless PNG with the upload's colour profile and EXIF (the
+    pixels outside the faces are the upload's, byte for byte)."""
+    if full_size is None:
+        raise ExpressionEditError("Edit a photo first; its full-size result can then be downloaded.")
+    return outputs.save(full_size.image, full_size.name, format="png", metadata=full_size.metadata)
 
-    Why not let Gradio encode them: its JPEG/WebP use quality 75-80, and PNG takes seconds for a phone photo.
+
+def live_edit(models: SpaceModels, tracker: LiveTracker | None, frame: np.ndarray | None, method: str,
+              target: str | None, intensity: float) -> tuple[np.ndarray | None, LiveTracker]:
+    """The ``live`` action: one webcam frame through the viewer's tracker (made on the first frame)."""
+    tracker = tracker or LiveTracker(models.editor)
+    if frame is None:
+        return None, tracker
+    method = str(method)
+    if method not in LIVE_METHODS:
+        raise ExpressionEditError(f"Live mode runs {', '.join(METHOD_LABELS[m] for m in LIVE_METHODS)}; "
+                                  f"{METHOD_LABELS.get(method, method)} is too slow for a webcam stream.")
+    if models.problem(method):
+        raise CheckpointError(models.problem(method))
+    return tracker.edit(frame, method, target or None, float(intensity)).pixels, tracker
+
+
+class OutputFiles:
+    """Writes the Space's files (display views as JPEG, the full-size result as PNG) into a private temp folder, one
+    folder per file, and removes those older than an hour.
+
+    Why not let Gradio encode the views: it writes a returned image in place to a path named by its content, so two
+    requests making the same view rewrite the file while the first visitor downloads it (a truncated image).
     """
 
     def __init__(self, folder: str | os.PathLike | None = None, keep_seconds: float = 3600.0):
@@ -297,19 +358,24 @@ class OutputFiles:
         self.keep_seconds = keep_seconds
         self._lock = threading.Lock()
 
-    def save(self, image: Image.Image, name: str, quality: int = 95) -> str:
+    def save(self, image: Image.Image, name: str, quality: int = 95, format: str = "jpg",
+             metadata: dict[str, bytes] | None = None) -> str:
+        """Write ``image`` as ``format`` (``jpg`` or ``png``, see ``expr_models.io.save_image``); the path."""
         self._prune()
         name = re.sub(r"[^A-Za-z0-9._-]+", "_", name)[:80] or "edited"
         folder = self.folder / uuid.uuid4().hex  # a folder per file, so the download keeps a readable name
         folder.mkdir(parents=True)
-        path = folder / f"{name}.jpg"
-        image.convert("RGB").save(path, "JPEG", quality=quality, subsampling=0)
+        path = folder / f"{name}.{format}"
+        if format == "jpg":
+            image.convert("RGB").save(path, "JPEG", quality=quality, subsampling=0)
+        else:
+            save_image(image, path, format, metadata=metadata or {})
         return str(path)
 
     def _prune(self) -> None:
         cutoff = time.time() - self.keep_seconds
         with self._lock:
-            for file in self.folder.glob("*/*.jpg"):
+            for file in self.folder.glob("*/*.*"):
                 try:
                     if file.stat().st_mtime < cutoff:
                         file.unlink()

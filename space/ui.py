@@ -3,8 +3,9 @@
     from space.ui import build_demo, serve
     serve(build_demo())            # what app.py does
 
-API endpoints (gradio_client): ``/edit``, ``/detect``, ``/classify`` and ``/methods``. This is the only module,
-besides app.py, that imports gradio.
+API endpoints (gradio_client): ``/edit``, ``/detect``, ``/classify``, ``/download`` (the last edit's full-size
+PNG, in the caller's session), ``/live`` (the webcam stream) and ``/methods``. This is the only module, besides app.py,
+that imports gradio.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import functools
 import html
 import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -25,8 +27,11 @@ from gradio.utils import is_in_or_equal  # noqa: E402
 from expr_models.errors import (CheckpointError, ExpressionEditError, ImageLoadError, ImageTooLargeError,  # noqa: E402
                                 NoFaceError, UnknownExpressionError, UnknownMethodError)
 
-from .actions import (METHOD_LABELS, OutputFiles, SpaceModels, example_photos, largest_face_reading,  # noqa: E402
-                      load_models, no_face_message, open_upload, preview, run_edit)
+from expr_models.pipeline import Detection  # noqa: E402
+
+from .actions import (METHOD_LABELS, OutputFiles, SpaceModels, example_photos,  # noqa: E402
+                      full_size_png, largest_face_of, largest_face_reading, live_edit, load_models, no_face_message,
+                      open_upload, preview, run_edit)
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +41,13 @@ DEFAULT_TARGET = "happy"
 CONCURRENCY = int(os.environ.get("EXPR_SPACE_CONCURRENCY", "2"))
 QUEUE_SIZE = int(os.environ.get("EXPR_SPACE_QUEUE_SIZE", "32"))
 MAX_FILE_SIZE = os.environ.get("EXPR_SPACE_MAX_FILE_SIZE", "20mb")
-VIEW_QUALITY = 85  # JPEG quality of the display views (before/after, faces); the edited photo keeps 95
+VIEW_QUALITY = 85  # JPEG quality of the display views; the full-size result is a lossless PNG download
+# Live mode: one webcam stream at a time (two cores), each for at most this long; frames every STREAM_EVERY seconds
+# at most. The browser sends no frame while the last one is being edited and the server keeps only the newest, so
+# frames are dropped, never queued.
+LIVE_SECONDS = int(os.environ.get("EXPR_SPACE_LIVE_SECONDS", "90"))
+STREAM_EVERY = 0.03
+STATE_SECONDS = 1800  # how long a session keeps its upload's detection and its last edit
 
 # Most specific first: the title of the error box for each kind of ExpressionEditError.
 _ERROR_TITLES = (
@@ -75,6 +86,17 @@ def photo_input(**kwargs: Any) -> gr.Image:
 
     image.preprocess = preprocess
     return image
+
+
+@dataclass
+class Upload:
+    """The session's uploaded photo as the detect step found it: an edit or a reading of it reuses the detection."""
+
+    photo: str  # the upload's path in Gradio's cache
+    detection: Detection
+
+    def matches(self, photo: Any) -> bool:
+        return photo is not None and self.photo == photo
 
 
 def user_error(error: ExpressionEditError, visible: bool = True) -> gr.Error:
@@ -159,44 +181,51 @@ def build_demo(models: SpaceModels | None = None, models_dir: str | os.PathLike 
 
     # --- handlers ------------------------------------------------------------------------------------------------
     @guarded("edit the photo")
-    def edit(photo, method, target, intensity, reference=None, steps=None, progress=gr.Progress()):
-        """Edit the expression of every face in the photo. Returns the edited photo (full size, JPEG), the
-        before/after pair, the faces with their blend masks, the classifier's reading before and after (None without
-        a classifier checkpoint) and details (faces, timings, notes)."""
-        out = run_edit(models, files, photo, method, target, intensity, reference, steps,
-                       progress=lambda fraction, message: progress(fraction, desc=message))
+    def edit(photo, method, target, intensity, reference=None, steps=None, upload=None, progress=gr.Progress()):
+        """Edit the expression of every face in the photo. Returns the edited photo and the before/after pair and
+        the faces with their blend masks, all at display size (JPEG; the full-size lossless result is ``/download``),
+        the classifier's reading before and after (None without a classifier checkpoint) and details (faces,
+        timings, notes)."""
+        detection = upload.detection if upload is not None and upload.matches(photo) else None
+        out = run_edit(models, photo, method, target, intensity, reference, steps,
+                       progress=lambda fraction, message: progress(fraction, desc=message), detection=detection)
         for note in out.result.notes:
             gr.Info(html.escape(note))
         stem = Path(photo).stem
         before, after = out.before_after
-        before_after = (view_file(before, f"{stem}-before"), view_file(after, f"{stem}-after"))
-        return (out.edited_path, before_after, view_file(out.faces, f"{stem}-faces"), out.reading_before,
-                out.reading_after, out.details)
+        edited_view = view_file(after, f"{stem}-edited")
+        return (edited_view, (view_file(before, f"{stem}-before"), edited_view), view_file(out.faces, f"{stem}-faces"),
+                out.reading_before, out.reading_after, out.details, out.full_size)
+
+    @guarded("write the full-size result")
+    def download(full_size=None):
+        """The last edit in this session at full size, as a lossless PNG with the photo's colour profile: pixels
+        outside the faces are the upload's, byte for byte."""
+        return full_size_png(files, full_size)
 
     @guarded("find the faces")
     def find_faces(photo):
-        """Find the faces in a photo: the photo with boxes and blend masks drawn, and the boxes. What ``classify``
-        answers for this photo (its face count and the largest face's reading) is kept in the session."""
+        """Find the faces in a photo: the photo with boxes and blend masks drawn, and the boxes. The decoded photo
+        and its faces are kept in the session: the classify step that follows and an edit of the photo reuse them."""
         if photo is None:
             return None, None, None
-        shown = preview(models, open_upload(photo))
+        shown = preview(models, open_upload(photo), read=False)  # the reading is the classify step's
         if not shown.detection.boxes:
             gr.Warning(html.escape(no_face_message(models)))
-        reading = (photo, len(shown.detection.boxes), shown.reading)
-        return view_file(shown.view, f"{Path(photo).stem}-faces"), shown.info(), reading
+        return view_file(shown.view, f"{Path(photo).stem}-faces"), shown.info(), Upload(photo, shown.detection)
 
     @guarded("read the expression")
-    def classify(photo, upload_reading=None):
+    def classify(photo, upload=None):
         """The expression classifier's reading of the largest face in the photo."""
         if photo is None:
             return None
         if not models.has_classifier:
             # Quiet in the UI, which hides the readings then; an API caller still gets the message.
             raise user_error(CheckpointError(models.problems["classifier"]), visible=False)
-        # The reading the upload's detect step has just made in this session (the UI chains detect -> classify);
+        # The faces the upload's detect step has just found in this session (the UI chains detect -> classify);
         # an API caller's photo is decoded and searched here.
-        if upload_reading and upload_reading[0] == photo:
-            faces, reading = upload_reading[1:]
+        if upload is not None and upload.matches(photo):
+            faces, reading = len(upload.detection.boxes), largest_face_of(models, upload.detection)
         else:
             shown = preview(models, open_upload(photo))
             faces, reading = len(shown.detection.boxes), shown.reading
@@ -204,6 +233,11 @@ def build_demo(models: SpaceModels | None = None, models_dir: str | os.PathLike 
             return largest_face_reading(models, faces, reading)
         except NoFaceError as error:
             raise user_error(error, visible=False) from None  # the UI's detect step has already said so
+
+    @guarded("edit the webcam stream")
+    def live(frame, method, target, intensity, tracker=None):
+        """One webcam frame, edited (the faces tracked from frame to frame in this viewer's session)."""
+        return live_edit(models, tracker, frame, method, target, intensity)
 
     def method_changed(method):
         return (target_update(models, method), method_note(models, method), gr.update(visible=method == "nst"))
@@ -214,7 +248,7 @@ def build_demo(models: SpaceModels | None = None, models_dir: str | os.PathLike 
                     "expression, and press **Edit expression**. Every face is edited; the rest of the photo stays "
                     "as it was.")
         gr.Markdown(status_markdown(models))
-        with gr.Row(equal_height=False):
+        with gr.Tab("Photo", elem_id="photo-tab"), gr.Row(equal_height=False):
             with gr.Column(scale=1, min_width=320):
                 photo = photo_input(label="Photo", sources=["upload", "webcam", "clipboard"], height=360,
                                     elem_id="photo")
@@ -241,19 +275,33 @@ def build_demo(models: SpaceModels | None = None, models_dir: str | os.PathLike 
             with gr.Column(scale=1, min_width=320):
                 with gr.Tabs():
                     with gr.Tab("Edited"):
-                        edited = gr.Image(label="Edited photo", type="filepath", interactive=False, height=420,
-                                          buttons=["download", "fullscreen"], elem_id="edited")
+                        edited = gr.Image(label="Edited photo (display size)", type="filepath", interactive=False,
+                                          height=420, buttons=["fullscreen"], elem_id="edited")
                     with gr.Tab("Before / after"):
                         before_after = gr.ImageSlider(label="Before / after", type="pil", format="jpeg",
                                                       interactive=False, max_height=420, elem_id="before-after")
                     with gr.Tab("Faces and masks"):
                         faces = gr.Image(label="Detected faces and blend masks", format="jpeg", interactive=False,
                                          height=420, elem_id="faces")
+                with gr.Row(equal_height=True):
+                    # Written only when asked for: a phone photo's PNG takes longer than its edit.
+                    build_download = gr.Button("Full-size PNG (lossless)", size="sm", elem_id="download-build")
+                    download_file = gr.File(label="Full-size result", interactive=False, height=60,
+                                            elem_id="download")
                 with gr.Row(visible=models.has_classifier):
                     reading_before = gr.Label(label="Expression before", elem_id="reading-before")
                     reading_after = gr.Label(label="Expression after", elem_id="reading-after")
                 with gr.Accordion("Details: faces, timings, notes", open=False):
                     details = gr.JSON(label="Details", elem_id="details")
+        with gr.Tab("Live webcam", elem_id="live-tab"):
+            gr.Markdown("Start your webcam: every frame is edited with the method, target and intensity picked on "
+                        "the **Photo** tab (the GANs; style transfer is too slow for a stream). Frames are dropped "
+                        f"rather than queued, so what you see is always recent; one stream at a time, "
+                        f"{LIVE_SECONDS} s each.")
+            with gr.Row():
+                live_input = gr.Image(label="Webcam", sources=["webcam"], streaming=True, type="numpy",
+                                      elem_id="live-input")
+                live_output = gr.Image(label="Edited", format="jpeg", interactive=False, elem_id="live-output")
 
         # --- events ----------------------------------------------------------------------------------------------
         # Every model-running event shares one concurrency group, so at most CONCURRENCY of them use the CPU.
@@ -262,16 +310,24 @@ def build_demo(models: SpaceModels | None = None, models_dir: str | os.PathLike 
                       api_visibility="private")
         # A new photo clears the last one's edit at once, then its faces are found and read: one decode and one
         # detection, shared through the session's state.
-        upload_reading = gr.State(None, time_to_live=3600)  # (photo, faces found, largest face's reading)
-        photo.change(lambda: (None, None, None), outputs=[edited, before_after, reading_after], queue=False,
-                     api_visibility="private")
-        photo.change(find_faces, inputs=photo, outputs=[faces, details, upload_reading], api_name="detect",
+        upload = gr.State(None, time_to_live=STATE_SECONDS)  # Upload: the photo and its detection
+        last_edit = gr.State(None, time_to_live=STATE_SECONDS)  # FullSizeResult: what /download writes
+        photo.change(lambda: (None, None, None, None), outputs=[edited, before_after, reading_after, download_file],
+                     queue=False, api_visibility="private")
+        photo.change(find_faces, inputs=photo, outputs=[faces, details, upload], api_name="detect",
                      show_progress="minimal", **heavy
-                     ).success(classify, inputs=[photo, upload_reading], outputs=reading_before, api_name="classify",
+                     ).success(classify, inputs=[photo, upload], outputs=reading_before, api_name="classify",
                                show_progress="hidden", **heavy)
-        run.click(edit, inputs=[photo, method, target, intensity, reference, steps],
-                  outputs=[edited, before_after, faces, reading_before, reading_after, details], api_name="edit",
-                  **heavy)
+        run.click(lambda: None, outputs=download_file, queue=False, api_visibility="private")
+        run.click(edit, inputs=[photo, method, target, intensity, reference, steps, upload],
+                  outputs=[edited, before_after, faces, reading_before, reading_after, details, last_edit],
+                  api_name="edit", **heavy)
+        build_download.click(download, inputs=last_edit, outputs=download_file, api_name="download", **heavy)
+        tracker = gr.State(None, time_to_live=STATE_SECONDS)  # this viewer's LiveTracker
+        live_input.stream(live, inputs=[live_input, method, target, intensity, tracker],
+                          outputs=[live_output, tracker], api_name="live", stream_every=STREAM_EVERY,
+                          time_limit=LIVE_SECONDS, concurrency_limit=1, concurrency_id="live",
+                          show_progress="hidden")
         gr.api(models.summary, api_name="methods", queue=False,
                api_description="What each method can do here: availability, targets, and why not when missing.")
     return demo

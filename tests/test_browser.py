@@ -1,12 +1,13 @@
 """The Space in a real browser: headless Chromium (Debian's) driven by Playwright's sync API.
 
+Live mode is tested with Chromium's fake camera fed a .y4m written here from a package sample photo.
+
 Skips where Playwright or Chromium is missing (`pip install playwright`, `apt-get install chromium`; Playwright's own
 browser download is not needed). Saves a screenshot of an edited result to $SPACE_SCREENSHOT or
 /tmp/space_screenshot.png.
 """
 
 import os
-import shutil
 import socket
 from urllib.parse import urlparse
 
@@ -15,34 +16,39 @@ import pytest
 import torch
 from PIL import Image
 
+from fake_camera import CHROMIUM_ARGS, camera_picture, chromium_path, write_y4m
+
 pytestmark = pytest.mark.browser
 
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 SCREENSHOT = os.environ.get("SPACE_SCREENSHOT", "/tmp/space_screenshot.png")
 TIMEOUT_MS = 60_000
 
 
-def chromium_path() -> str | None:
-    for candidate in (os.environ.get("CHROMIUM"), "chromium", "chromium-browser", "/usr/bin/chromium"):
-        if candidate and (shutil.which(candidate) or os.path.isfile(candidate)):
-            return shutil.which(candidate) or candidate
-    return None
-
-
 @pytest.fixture(scope="module")
-def browser():
+def playwright():
+    """Playwright and the Chromium to launch: one Playwright per module (its sync API cannot be nested)."""
     sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
     executable = chromium_path()
     if executable is None:
         pytest.skip("Chromium is not installed (apt-get install chromium)")
     with sync_api.sync_playwright() as playwright:
-        try:
-            browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS, headless=True)
-        except Exception as error:  # noqa: BLE001 - a Chromium that cannot start here is a missing browser
-            pytest.skip(f"Chromium at {executable} does not start: {error}")
-        yield browser
-        browser.close()
+        yield playwright, executable
+
+
+def launch(playwright, extra_args=()):
+    playwright, executable = playwright
+    try:
+        return playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS + list(extra_args),
+                                          headless=True)
+    except Exception as error:  # noqa: BLE001 - a Chromium that cannot start here is a missing browser
+        pytest.skip(f"Chromium at {executable} does not start: {error}")
+
+
+@pytest.fixture(scope="module")
+def browser(playwright):
+    browser = launch(playwright)
+    yield browser
+    browser.close()
 
 
 @pytest.fixture(scope="module")
@@ -137,3 +143,73 @@ def test_a_file_that_is_not_an_image_gets_a_clear_message(browser, space_url, tm
     # The upload's face search reports it at once, in words the visitor can act on.
     page.get_by_text("holiday.jpg is not an image file").first.wait_for()
     page.close()
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Live mode with a fake camera
+# ---------------------------------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def camera_page(playwright, tmp_path_factory):
+    """A page of a Chromium whose camera films :func:`camera_picture`, with camera access granted."""
+    video = tmp_path_factory.mktemp("camera") / "astronaut.y4m"
+    write_y4m(video, camera_picture())
+    browser = launch(playwright, ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
+                                  f"--use-file-for-fake-video-capture={video}"])
+    context = browser.new_context(viewport={"width": 1280, "height": 1000}, permissions=["camera"])
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    yield page
+    browser.close()
+
+
+def shown_live_frames(page, count: int, timeout_s: float = 60.0) -> tuple[list[np.ndarray], float]:
+    """The next ``count`` distinct edited frames the page shows, and how many it showed per second meanwhile."""
+    import io
+    import time
+
+    frames, seen, started, first = [], set(), time.monotonic(), None
+    while len(frames) < count:
+        if time.monotonic() - started > timeout_s:
+            pytest.fail(f"only {len(frames)} live frames shown in {timeout_s:.0f} s")
+        source = page.evaluate("() => { const i = document.querySelector('#live-output img'); return i && i.src; }")
+        if source and source not in seen:
+            seen.add(source)
+            response = page.request.get(source)
+            assert response.ok, source
+            frames.append(np.asarray(Image.open(io.BytesIO(response.body())).convert("RGB")))
+            first = first or time.monotonic()
+        page.wait_for_timeout(10)
+    return frames, (len(frames) - 1) / max(time.monotonic() - first, 1e-6)  # from the first frame shown
+
+
+def test_live_mode_edits_the_webcam_stream(camera_page, space_url):
+    page = camera_page
+    page.goto(space_url)
+    page.get_by_role("tab", name="Live webcam").click()
+    page.get_by_text("Click to Access Webcam").click()
+    page.locator("#live-input").get_by_role("button", name="capture photo").click()  # "Record": the stream starts
+    frames, per_second = shown_live_frames(page, count=6)
+    page.locator("#live-input").get_by_role("button", name="capture photo").click()  # stop
+
+    picture = camera_picture()
+    from expr_models.detection import RetinaFaceDetector
+
+    box = RetinaFaceDetector().detect(picture)[0]  # where the editor finds the face on the camera's picture
+    width, height = box.x1 - box.x0, box.y1 - box.y0
+    # CycleGAN edits the lower face (its blend mask spares the eyes); everything outside twice the box is background.
+    lower_face = (slice(int(box.y0 + 0.6 * height), int(box.y1)),
+                  slice(int(box.x0 + 0.2 * width), int(box.x1 - 0.2 * width)))
+    crop_square = np.zeros(picture.shape[:2], bool)
+    crop_square[max(0, int(box.y0 - height / 2)):int(box.y1 + height / 2),
+                max(0, int(box.x0 - width / 2)):int(box.x1 + width / 2)] = True
+    picture = picture.astype(np.int16)
+    for frame in frames:
+        assert frame.shape == picture.shape
+        # The camera may be mirrored: compare with whichever way round the frame is.
+        frame = min((frame, frame[:, ::-1]), key=lambda f: np.abs(f.astype(np.int16) - picture)[~crop_square].mean())
+        difference = np.abs(frame.astype(np.int16) - picture).mean(axis=-1)
+        background = difference[~crop_square].mean()
+        assert background < 6, f"the background moved: mean difference {background:.1f}"
+        assert difference[lower_face].mean() > background + 8, "the face was not edited"
+    print(f"\n{len(frames)} live frames shown, {per_second:.1f} per second (tiny models, headless Chromium)")

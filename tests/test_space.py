@@ -67,7 +67,18 @@ def photos(tmp_path_factory):
     Image.fromarray(np.stack([ramp, ramp[::-1], ramp], -1)).save(folder / "no_face.png")
     (folder / "not_an_image.jpg").write_bytes(b"this is a text file, not a JPEG\n" * 20)
     (folder / "huge.png").write_bytes(png_header(12_000, 9_000))
+    # Larger than the display size, with a colour profile: the views come back smaller, the download at full size.
+    large = np.tile(np.linspace(40, 220, 1280, dtype=np.uint8)[None, :, None], (1024, 1, 3))
+    large[:, :1024] = np.asarray(Image.fromarray(data.astronaut()).resize((1024, 1024), Image.Resampling.BICUBIC))
+    Image.fromarray(large).save(folder / "large_with_profile.png", icc_profile=srgb_profile())
     return folder
+
+
+def srgb_profile() -> bytes:
+    """An sRGB ICC profile (Pillow's; it carries its creation time, so two calls differ)."""
+    from PIL import ImageCms
+
+    return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
 
 
 def png_header(width: int, height: int) -> bytes:
@@ -183,7 +194,7 @@ def test_detect_and_classify(space, photos):
     assert info["faces"] == []
 
 
-def test_an_upload_and_an_edit_each_detect_once(space, photos, detector):
+def test_an_upload_detects_once_and_its_edit_reuses_the_detection(space, photos, detector):
     photo = handle_file(photos / "astronaut.png")
     start = detector.calls
     # What the UI runs when a photo is uploaded: detect, then classify the same photo (one session).
@@ -192,23 +203,74 @@ def test_an_upload_and_an_edit_each_detect_once(space, photos, detector):
     assert len(info["faces"]) == 1 and len(reading["confidences"]) == 7
     assert detector.calls == start + 1
     *_, before, after, details = space.predict(photo, "cyclegan", "happy", 1.0, None, 20, api_name="/edit")
-    assert detector.calls == start + 2
+    assert detector.calls == start + 1  # the session's upload was detected already
     assert before["label"] == reading["label"]  # the edit's reading of the photo is the upload's
+    # Another photo in the same session is decoded and searched afresh.
+    space.predict(handle_file(photos / "large_with_profile.png"), "cyclegan", "happy", 1.0, None, 20,
+                  api_name="/edit")
+    assert detector.calls == start + 2
+
+
+def test_views_come_at_display_size_and_the_download_is_the_lossless_full_size_edit(space, photos):
+    from expr_models.pipeline import ExpressionEditor
+    from space.actions import DISPLAY_SIDE, blend_masks
+
+    source = photos / "large_with_profile.png"
+    edited, before_after, faces, *_ = space.predict(handle_file(source), "cyclegan", "happy", 1.0, None, 20,
+                                                    api_name="/edit")
+    for view in (edited, *before_after, faces):
+        with Image.open(view) as image:
+            assert image.size == (DISPLAY_SIDE, DISPLAY_SIDE * 1024 // 1280)
+
+    path = space.predict(api_name="/download")  # built now, from this session's last edit
+    assert path.endswith(".png")
+    with Image.open(path) as image:
+        assert image.format == "PNG" and image.size == (1280, 1024)
+        profile = image.info.get("icc_profile")
+        downloaded = np.asarray(image.convert("RGB"))
+    with Image.open(source) as image:
+        assert profile and profile == image.info["icc_profile"]  # the upload's colour profile, carried over
+        original = np.asarray(image.convert("RGB"))
+    # Outside the editor's blend masks (the same detector, so the same boxes) every pixel is the upload's.
+    editor = ExpressionEditor(models_dir=None)
+    outside = blend_masks(editor, editor.detect(source)) == 0
+    assert 0.5 < outside.mean() < 1.0
+    assert np.array_equal(downloaded[outside], original[outside])
+    assert np.abs(downloaded.astype(int) - original).sum(axis=-1)[~outside].mean() > 1  # the face was edited
+
+
+def test_download_before_any_edit_says_what_to_do(space):
+    fresh = Client(space.src, verbose=False)  # a new session: nothing edited yet
+    with pytest.raises(AppError, match="Edit a photo first"):
+        fresh.predict(api_name="/download")
 
 
 def test_actions_decode_and_detect_once(tmp_path, photos, detector):
-    from space.actions import OutputFiles, load_models, open_upload, preview, run_edit
+    from space.actions import OutputFiles, full_size_png, load_models, open_upload, preview, run_edit
 
     models = load_models(make_tiny_checkpoints(tmp_path / "checkpoints"), detector=detector)
     start = detector.calls
     shown = preview(models, open_upload(photos / "astronaut.png"))
     assert detector.calls == start + 1 and len(shown.detection.boxes) == 1
     assert shown.view.size == (640, 512) and shown.info()["faces"][0]["face"] == 1
-    out = run_edit(models, OutputFiles(tmp_path / "out"), photos / "astronaut.png", "sagan", "happy", 0.5)
+    out = run_edit(models, photos / "astronaut.png", "sagan", "happy", 0.5)
     assert detector.calls == start + 2
     face = out.result.faces[0]
     assert out.reading_before == face.reading_before == shown.reading  # the editor's readings, formatted only
     assert out.reading_after == face.reading_after and set(out.reading_after) == set(shown.reading)
+    # With the upload's detection: no second decode or detection, the same edit.
+    again = run_edit(models, photos / "astronaut.png", "sagan", "happy", 0.5, detection=shown.detection)
+    assert detector.calls == start + 2
+    assert np.array_equal(np.asarray(again.result.image), np.asarray(out.result.image))
+
+    # The download: lossless, and outside the blend masks the upload's bytes.
+    path = full_size_png(OutputFiles(tmp_path / "out"), out.full_size)
+    with Image.open(path) as image:
+        downloaded = np.asarray(image.convert("RGB"))
+    original = np.asarray(out.result.original)
+    outside = np.asarray(out.result.mask_image()) == 0
+    assert np.array_equal(downloaded, np.asarray(out.result.image))
+    assert np.array_equal(downloaded[outside], original[outside]) and not outside.all()
 
 
 def test_unexpected_errors_are_logged_and_shown_as_a_generic_message(caplog):
