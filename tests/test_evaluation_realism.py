@@ -95,3 +95,21 @@ def test_average_edit_lands_on_a_smile_made_by_it_and_doing_nothing_does_not(lon
     table = "\n".join(markdown_table(result))
     assert "| london | neutral → happy |" in table and "average edit (baseline)" in table
 
+
+
+def test_realism_ratios_go_into_the_cards_as_eval_results():
+    from expr_models.cards import eval_results_from_report
+
+    report = {"checkpoints": {"cyclegan": [{"name": "cyclegan"}, {"name": "cyclegan_other"}]},
+              "realism": {"split": "test", "rows": [
+                  {"dataset": "london", "pair": "neutral->happy", "method": "cyclegan", "median_ratio": 0.914,
+                   "subjects": 10},
+                  {"dataset": "london", "pair": "neutral->happy", "method": "average", "median_ratio": 0.64,
+                   "subjects": 10}]}}
+    results = eval_results_from_report(report, "cyclegan")
+    assert len(results) == 1
+    assert results[0]["metric_type"] == "realism_ratio" and results[0]["metric_value"] == 0.91
+    assert results[0]["dataset_type"] == "london-photos" and "London Set" in results[0]["dataset_name"]
+    assert "neutral → happy" in results[0]["metric_name"] and "10 people" in results[0]["metric_name"]
+    assert eval_results_from_report(report, "cyclegan", "cyclegan_other") == []  # the editor used the first one
+    assert [r["metric_value"] for r in eval_results_from_report(report, "average")] == [0.64]
