@@ -198,7 +198,7 @@ def test_committed_checkpoints_are_an_editor_repo():
     from expr_models.pipeline import ExpressionEditor
 
     models, detector = read_index(COMMITTED)
-    assert set(models) == {"cyclegan", "sagan", "classifier", "segmenter", "style_features"}
+    assert set(models) == {"cyclegan", "sagan", "classifier", "segmenter", "style_features", "average"}
     assert detector == COMMITTED / "face_detector" / "retinaface_mnet025.onnx"
     editor = ExpressionEditor.from_pretrained("checkpoints" if Path("checkpoints").is_dir() else COMMITTED)
     assert editor.available_methods() == ["cyclegan", "sagan", "nst", "average"]
