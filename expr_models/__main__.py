@@ -269,12 +269,14 @@ def add_evaluate_parser(subparsers: argparse._SubParsersAction) -> None:
 
 # One entry per subcommand: another command (e.g. "evaluate") adds its add_<name>_parser here.
 def _hub_parsers(subparsers: argparse._SubParsersAction) -> None:
+    from .figure import add_figure_parser
     from .hub import add_cards_parser, add_push_parser
     from .space_export import add_space_export_parser
 
     add_push_parser(subparsers)
     add_space_export_parser(subparsers)
     add_cards_parser(subparsers)
+    add_figure_parser(subparsers)
 
 
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [add_edit_parser, add_evaluate_parser, _hub_parsers]

@@ -47,6 +47,9 @@ EVAL_DATASETS = {
     "paper": "JAFFE + FEI, held-out subjects (the study's happy/neutral set)",
     "expressions": "JAFFE + FER2013 + CK+, held-out subjects, 7 expressions",
     "wider": "WIDER FACE validation photos",
+    "fei-photos": "FEI whole photos, held-out subjects (paired realism ratio)",
+    "london-photos": "Face Research Lab London Set whole colour photos, held-out people (paired realism ratio)",
+    "jaffe-photos": "JAFFE whole photos, held-out subjects (paired realism ratio)",
 }
 
 
@@ -184,6 +187,8 @@ def eval_results_from_report(report: dict[str, Any], component: str, checkpoint:
             if edit.get("cycle_l1"):
                 results.append(_result(*task, "l1", round(edit["cycle_l1"]["[-1,1]"], 4),
                                        f"cycle L1 {edit_name} → {inputs[0] if inputs else 'input'} ([-1, 1])"))
+    results += _realism_results(report.get("realism", {}), component, checkpoint,
+                                report.get("checkpoints", {}).get(component, []))
     if component == "segmenter":
         for dataset, section in report.get("detection", {}).items():
             scores = section.get("detectors", {}).get("segmenter")
@@ -191,6 +196,25 @@ def eval_results_from_report(report: dict[str, Any], component: str, checkpoint:
                 split = section.get("data", {}).get("split", "validation")
                 results.append(_result("object-detection", "Face detection", dataset, split, "ap",
                                        round(scores["iou_0.5"]["ap"], 3), "AP@0.5"))
+    return results
+
+
+def _realism_results(realism: dict[str, Any], component: str, checkpoint: str,
+                     evaluated: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The paired realism ratio rows of one editing method (median over held-out people; lower = closer to the
+    person's real expression, 1 = no closer than the unedited photo). The editor measured the first checkpoint of a
+    component, so another checkpoint of it gets none."""
+    if evaluated and checkpoint != evaluated[0].get("name"):
+        return []
+    results = []
+    for row in realism.get("rows", []):
+        if row["method"] != component or row.get("median_ratio") is None:
+            continue
+        source, target = row["pair"].split("->")
+        results.append(_result("image-to-image", "Facial expression editing", f"{row['dataset']}-photos",
+                               realism.get("split", "test"), "realism_ratio", round(row["median_ratio"], 2),
+                               f"paired realism ratio {source} → {target}, median over {row['subjects']} people "
+                               "(mouth error vs. the real photo / unedited's; lower is better)"))
     return results
 
 

@@ -293,7 +293,9 @@ def add_cards_parser(subparsers: Any) -> None:
         description="Rewrite README.md (and LICENSE.md, model_card.json) of every model folder in FOLDER, and the "
                     "editor card and model_index.json, from config.json and model_card.json.")
     parser.add_argument("folder", type=Path, help="an editor folder (e.g. checkpoints) or one model folder")
-    parser.add_argument("--evaluation", type=Path, help="evaluate's evaluation.json: its numbers go in as EvalResults")
+    parser.add_argument("--evaluation", type=Path,
+                        help="evaluate's evaluation.json: its numbers go in as EvalResults, and the evaluation.md "
+                             "beside it as the card's report")
     parser.set_defaults(func=run_cards)
 
 
@@ -302,6 +304,14 @@ def run_cards(args: Any) -> int:
     from .components import COMPONENT_BY_MODEL_TYPE
 
     report = json.loads(args.evaluation.read_text()) if args.evaluation else None
+    if report is not None:
+        markdown = args.evaluation.with_suffix(".md")  # evaluate writes both; else rebuild the tables from the JSON
+        if markdown.is_file():
+            report_text = markdown.read_text()
+        else:
+            from .evaluation.report import markdown_report
+
+            report_text = markdown_report(report)
     folders = [args.folder] if (args.folder / "config.json").is_file() else sorted(
         path.parent for path in args.folder.glob("*/config.json"))
     for folder in folders:
@@ -312,6 +322,7 @@ def run_cards(args: Any) -> int:
             results = eval_results_from_report(report, component, folder.name)
             if results:
                 info["eval_results"] = results
+                info["evaluation"] = report_text  # the card's copy of the report, of the same run
         write_model_card(folder, info, repo_id=str(folder))  # the snippet loads this folder, as printed
         print(f"wrote {folder / 'README.md'}")
     if folders and folders[0] != args.folder:

@@ -269,9 +269,13 @@ def build_demo(models: SpaceModels | None = None, models_dir: str | os.PathLike 
                                       elem_id="steps")
                 run = gr.Button("Edit expression", variant="primary", elem_id="run")
                 examples = example_photos()
+                london = sorted((Path(__file__).parent / "examples").glob("london_*.jpg"))  # held-out people
+                examples += [(path, f"London Set {path.stem.split('_', 1)[1].replace('_', ', ')}") for path in london]
                 if examples:
                     gr.Examples([[str(path)] for path, _ in examples], inputs=[photo], label="Example photos")
-                    gr.Markdown("<small>Examples: " + "; ".join(caption for _, caption in examples) + ".</small>")
+                    gr.Markdown("<small>Examples: " + "; ".join(caption for _, caption in examples) + "." + (
+                        " London Set faces: Face Research Lab London Set, DeBruine & Jones (2017), CC BY 4.0, "
+                        "doi:10.6084/m9.figshare.5047666.v5." if london else "") + "</small>")
             with gr.Column(scale=1, min_width=320):
                 with gr.Tabs():
                     with gr.Tab("Edited"):

@@ -199,6 +199,19 @@ def test_limit_keeps_n_faces_per_expression(setup):
         ("1", "neutral"), ("1", "happy"), ("2", "neutral"), ("2", "happy")]
 
 
+def test_realism_ratio_of_whole_photos_in_json_and_report(results, setup):
+    """The FEI-named photos' held-out person, edited whole by each method, against their other photo."""
+    report, markdown = results
+    realism = report["realism"]
+    assert realism["methods"] == ["cyclegan", "sagan"]  # no average-edit checkpoint among the tiny ones
+    rows = {(row["dataset"], row["pair"], row["method"]): row for row in realism["rows"]}
+    assert set(rows) == {("fei", pair, method) for pair in ("neutral->happy", "happy->neutral")
+                         for method in ("cyclegan", "sagan")}
+    for row in rows.values():
+        assert row["subjects"] == 1 and row["photo_pairs"] == 1 and row["median_ratio"] > 0
+    assert "### Paired realism ratio" in markdown and "| fei | neutral → happy |" in markdown
+
+
 def test_skips_cleanly_without_data_or_checkpoints(setup, tmp_path, capsys):
     out = tmp_path / "out"
     assert evaluation.main(evaluate_args("--models", str(setup["models"]), "--data", str(tmp_path / "absent"),
@@ -275,7 +288,7 @@ def test_real_data_and_committed_checkpoints(tmp_path):
     out = tmp_path / "results"
     # --limit bounds the 7-class set (FER2013 alone has 7,178 test faces); the paper set has 18 per class.
     status = run_cli("--models", str(checkpoints), "--data", *map(str, prepared), "--out", str(out),
-                     "--raw-data", str(RAW_DATA), "--limit", "100")
+                     "--raw-data", str(RAW_DATA), "--limit", "100", "--methods", "cyclegan", "sagan", "average")
     assert status == 0
     report = json.loads((out / "evaluation.json").read_text())
     assert report["datasets"]
@@ -284,6 +297,15 @@ def test_real_data_and_committed_checkpoints(tmp_path):
             if "whole_photos" in row:
                 assert row["whole_photos"]["changed_pixels_outside_mask"] == 0
     assert (out / "evaluation.md").read_text().startswith("## Evaluation")
+    # The paired realism ratio of every method and the baseline on held-out FEI, London Set and JAFFE people.
+    rows = {(row["dataset"], row["pair"], row["method"]): row for row in report["realism"]["rows"]}
+    for dataset in ("fei", "london"):
+        for pair in ("neutral->happy", "happy->neutral"):
+            for method in ("average", "cyclegan", "sagan"):
+                assert rows[(dataset, pair, method)]["subjects"] >= 5
+    for target in ("angry", "disgust", "fear", "happy", "sad", "surprise"):
+        assert rows[("jaffe", f"neutral->{target}", "average")]["subjects"] >= 1
+        assert rows[("jaffe", f"neutral->{target}", "sagan")]["median_ratio"] > 0
     for detection in report.get("detection", {}).values():
         assert 0.0 <= detection["detectors"]["retinaface (default)"]["iou_0.5"]["ap"] <= 1.0
         assert 0.0 <= detection["detectors"]["haar"]["iou_0.5"]["ap"] <= 1.0

@@ -4,22 +4,24 @@
 - :mod:`.editors`: each editing method as a :class:`Method`, loaded from a folder of checkpoints;
 - :mod:`.run`: one run, every editor on every dataset, measured;
 - :mod:`.detection`: the face-detection AP on WIDER FACE;
+- :mod:`.realism`: the paired realism ratio of each method on held-out people's whole photos, through the editor;
 - :mod:`.report`: the results as JSON and as Markdown tables;
 - :mod:`.cli`: the ``evaluate`` command's arguments and ``main``.
 """
 
 from .cli import add_arguments, command_line, main
 from .detection import evaluate_detectors, is_detection_dataset
-from .editors import Method, cyclegan_method, load_models, nst_method, sagan_method
+from .editors import Method, average_method, cyclegan_method, load_models, nst_method, sagan_method
 from .heldout import EvaluationDataError, Face, HeldOut, load_held_out, to_tensor
+from .realism import evaluate_realism
 from .report import markdown_report, write_results
 from .run import Judge, evaluate_dataset, evaluate_edit, run_evaluation
 
 __all__ = [
     "add_arguments", "command_line", "main",
     "evaluate_detectors", "is_detection_dataset",
-    "Method", "cyclegan_method", "load_models", "nst_method", "sagan_method",
+    "Method", "average_method", "cyclegan_method", "load_models", "nst_method", "sagan_method",
     "EvaluationDataError", "Face", "HeldOut", "load_held_out", "to_tensor",
-    "markdown_report", "write_results",
+    "evaluate_realism", "markdown_report", "write_results",
     "Judge", "evaluate_dataset", "evaluate_edit", "run_evaluation",
 ]

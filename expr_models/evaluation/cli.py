@@ -14,7 +14,11 @@ other expressions are edited and measured:
 - **preservation**: SSIM and L1 of the upper face (the top 45% of the aligned crop: eyes, brows, forehead), and on
   whole photos through the pipeline's paste-back, the pixels changed outside the blend mask (should be 0);
 - CycleGAN only: the **cycle reconstruction L1** ``mean |x - F(G(x))|``, on [-1, 1] tensors, [0, 1] and [0, 255];
-- edits to happy: the **paired error** on FEI, whose subjects each have a neutral and a smiling photo.
+- edits to happy: the **paired error** on FEI, whose subjects each have a neutral and a smiling photo;
+- the **paired realism ratio** (:mod:`expr_models.evaluation.realism`): held-out people's whole photos (FEI and London
+  Set neutral <-> happy, JAFFE neutral -> each other expression, from ``--raw-data``) edited by the editor with each
+  method and the average-edit baseline, the mouth compared with the same person's real photo of the target; skipped,
+  with a note, without the raw data.
 
 A ``--data`` folder of WIDER photos (``prepare_data --source wider``) gets the face-detection evaluation instead:
 AP@0.5 of the default RetinaFace detector, the Haar cascade and the trained segmenter
@@ -67,6 +71,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                         help="the raw data, for whole photos (default: ../shared/data beside the repository)")
     parser.add_argument("--max-photos", type=int, default=20,
                         help="whole photos edited through the pipeline per edit (default: 20; 0 skips the check)")
+    parser.add_argument("--realism-pairs", type=int, default=None, metavar="N",
+                        help="paired realism ratio: at most N photo pairs per dataset and edit (default: all; "
+                             "0 skips it)")
     parser.add_argument("--nst-steps", type=positive_int, default=30, help="NST optimisation steps (default: 30)")
     parser.add_argument("--nst-faces", type=positive_int, default=8, help="faces per NST edit (default: 8)")
     parser.add_argument("--detection-photos", type=positive_int, default=150,
@@ -88,6 +95,8 @@ def command_line(args: argparse.Namespace) -> str:
         parts.append(f"--raw-data {args.raw_data}")
     if args.max_photos != 20:
         parts.append(f"--max-photos {args.max_photos}")
+    if args.realism_pairs is not None:
+        parts.append(f"--realism-pairs {args.realism_pairs}")
     if "nst" in args.methods:
         parts.append(f"--nst-steps {args.nst_steps} --nst-faces {args.nst_faces}")
     if args.detection_photos != 150:
@@ -120,7 +129,8 @@ def main(args: argparse.Namespace) -> int:
     try:
         results = run_evaluation(args.models, data_dirs, args.methods, args.limit, args.device,
                                  raw_data if raw_data.is_dir() else None, args.split, args.max_photos,
-                                 args.nst_steps, args.nst_faces, detection_photos=args.detection_photos)
+                                 args.nst_steps, args.nst_faces, detection_photos=args.detection_photos,
+                                 realism=args.realism_pairs != 0, realism_limit=args.realism_pairs or None)
     except (EvaluationDataError, CheckpointError) as error:
         log(f"error: {error}")
         return EXIT_USAGE

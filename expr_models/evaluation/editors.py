@@ -12,11 +12,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 import torch
 
 from .. import metrics
 from ..components import METHOD_COMPONENTS, METHODS, model_class
+from ..average_edit import PAIR_SEPARATOR
 from ..face import face_mask
+from ..processing import BOX_FRAME_LANDMARKS, FaceImageProcessor
 from ..pipeline import find_checkpoints
 from ..style_transfer import run_style_transfer
 
@@ -28,7 +31,7 @@ class Method:
     """One editor: how to edit a batch of crops to a target, and which inputs each target is edited from."""
 
     name: str  # row label: the pipeline method, plus the checkpoint name when there are several
-    kind: str  # the pipeline's method: cyclegan, sagan or nst
+    kind: str  # the pipeline's method: cyclegan, sagan, nst or average
     checkpoint: str
     model: Any
     resolution: int
@@ -42,6 +45,9 @@ class Method:
         """The input expressions edited to ``target``: the other domain for two-domain editors, else all others."""
         if self.kind == "sagan":
             return tuple(name for name in self.model.config.class_names if name != target)
+        if self.kind == "average":  # the sources of the pairs it holds, e.g. only neutral -> angry
+            return tuple(pair.split(PAIR_SEPARATOR)[0] for pair in self.model.config.pairs
+                         if pair.split(PAIR_SEPARATOR)[1] == target)
         return tuple(name for name in self.targets if name != target)
 
 
@@ -63,6 +69,25 @@ def sagan_method(model, checkpoint: str) -> Method:
 
     return Method("sagan", "sagan", checkpoint, model, config.resolution, config.in_channels,
                   tuple(config.class_names), edit=edit)
+
+
+def average_method(model, checkpoint: str, channels: int = 1) -> Method:
+    """The average-edit baseline on the held-out crops, as the editor runs it on a face it has no landmarks for: the
+    crop's five points estimated from its box framing, the edit done in the aligned frame, only the change pasted."""
+    resolution = model.config.resolution
+    points = BOX_FRAME_LANDMARKS * resolution
+
+    def edit(x: torch.Tensor, target: str, references=None) -> torch.Tensor:
+        source = model.source_for(None, target)  # each target has one source pair in the baseline
+        crops = np.rint(FaceImageProcessor.from_tensor(x.cpu())).clip(0, 255).astype(np.uint8)
+        edited = [FaceImageProcessor.edit_aligned(crop[..., 0] if channels == 1 else crop, points,
+                                                  lambda face: model.apply(face, source, target)) for crop in crops]
+        tensor = torch.from_numpy(np.stack(edited).astype(np.float32) / 127.5 - 1.0)
+        tensor = tensor[:, None] if channels == 1 else tensor.permute(0, 3, 1, 2)
+        return tensor.to(x.device)
+
+    return Method("average", "average", checkpoint, model, resolution, channels, tuple(model.config.targets),
+                  edit=edit)
 
 
 def nst_method(extractor, checkpoint: str, steps: int, resolution: int = 128,
@@ -144,6 +169,8 @@ def load_models(models_dir: Path, methods: tuple[str, ...], device: torch.device
             editors.append(sagan_method(load(component, paths[0]), paths[0].name))
         elif method == "nst":
             editors.append(nst_method(load(component, paths[0]), paths[0].name, nst_steps, nst_resolution))
+        elif method == "average":
+            editors.append(average_method(load(component, paths[0]), paths[0].name))
     classifier = load("classifier", found["classifier"][0]) if found.get("classifier") else None
     return editors, classifier, used
 

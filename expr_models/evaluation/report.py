@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from .detection import markdown_table
+from .realism import markdown_table as realism_table
 
 
 def _pct(value: float | None) -> str:
@@ -151,6 +152,14 @@ def markdown_report(results: dict) -> str:
                   "**edit / unedited input** (L1 on [-1, 1], lower = closer; SSIM, higher = closer). An edit that "
                   "moves towards the real smile beats the unedited input.", ""]
         lines += _table(["data", "method", "pairs", "L1", "lower-face L1", "SSIM", "lower-face SSIM"], rows)
+
+    realism = results.get("realism")
+    if realism is not None:
+        lines += ["### Paired realism ratio (held-out people, whole photos through the editor)", ""]
+        if "rows" in realism:
+            lines += [realism["definition"] + " Below 1 the edit is closer to the person's real expression than the "
+                      "unedited photo; the average edit is the no-learning baseline every method must beat.", ""]
+        lines += realism_table(realism)
 
     for name, detection in results.get("detection", {}).items():
         lines += [f"### Face detection on WIDER FACE (`{name}`)", "",

@@ -27,6 +27,8 @@ from ..pipeline import ExpressionEditor
 from .detection import evaluate_detectors, is_detection_dataset
 from .editors import Method, load_models, load_segmenter, run_batched
 from .heldout import Face, HeldOut, load_held_out, original_photo, to_tensor, whole_photo
+from .realism import DEFINITION as REALISM_DEFINITION
+from .realism import evaluate_realism
 
 PAIRED_SOURCES = ("fei",)  # sources whose subjects have a neutral and a smiling photo, taken alike
 KID_SUBSETS, KID_SUBSET_SIZE = 100, 1000
@@ -273,12 +275,17 @@ NOTES = [
 def run_evaluation(models_dir: str | os.PathLike, data_dirs: list[str | os.PathLike], methods=("cyclegan", "sagan"),
                    limit: int | None = None, device: str = "cpu", raw_data: str | os.PathLike | None = None,
                    split: str = "test", max_photos: int = 20, nst_steps: int = 30, nst_faces: int = 8,
-                   nst_resolution: int = 128, detection_photos: int | None = 150) -> dict:
+                   nst_resolution: int = 128, detection_photos: int | None = 150, realism: bool = True,
+                   realism_limit: int | None = None) -> dict:
     """Evaluate the checkpoints in ``models_dir`` on the ``split`` of each dataset; returns the results dict.
 
     A dataset of WIDER photos (a ``faces`` column) is evaluated for face detection instead, on its ``validation``
     split (WIDER's test annotations are not public): the default RetinaFace, the Haar cascade and the segmenter
     checkpoint, if any, on the first ``detection_photos`` photos (see :mod:`expr_models.evaluation.detection`).
+
+    ``realism``: also the paired realism ratio of each method and the average edit on the ``split`` people of
+    ``raw_data`` (:mod:`expr_models.evaluation.realism`; at most ``realism_limit`` photo pairs per edit), through an
+    editor over ``models_dir``; noted as skipped without ``raw_data``.
 
     Raises :class:`EvaluationDataError` for an unusable dataset and ``CheckpointError`` for a broken checkpoint.
     """
@@ -319,5 +326,24 @@ def run_evaluation(models_dir: str | os.PathLike, data_dirs: list[str | os.PathL
         name = held_out.name if held_out.name not in results["datasets"] else str(data_dir)
         results["datasets"][name] = evaluate_dataset(held_out, editors, judge, device, raw_data, max_photos,
                                                      nst_faces)
+    if realism:
+        results["realism"] = realism_section(models_dir, methods, raw_data, split, realism_limit, device)
     results["seconds"] = round(time.perf_counter() - started, 1)
     return results
+
+
+def realism_section(models_dir, methods, raw_data: Path | None, split: str, limit: int | None,
+                    device: torch.device) -> dict:
+    """The paired realism ratio through the editor a user gets: every component of ``models_dir``, its default
+    detector and its classifier (which picks the average edit's source expression)."""
+    if raw_data is None:
+        log("[realism] skipped: no raw data (../shared/data or --raw-data)")
+        return {"skipped": "no raw data: the realism ratio needs the photos of ../shared/data (or --raw-data)"}
+    editor = ExpressionEditor(models_dir=models_dir, device=device)
+    tick = time.perf_counter()
+    section = evaluate_realism(editor, methods, raw_data, split, limit, log=log)
+    section["seconds"] = round(time.perf_counter() - tick, 1)
+    section["definition"] = REALISM_DEFINITION
+    if "skipped" in section:
+        log(f"[realism] skipped: {section['skipped']}")
+    return section

@@ -1,0 +1,115 @@
+"""The evaluation's paired realism ratio (expr_models.evaluation.realism) on generated photo pairs.
+
+The "people" are scikit-image's astronaut, lit differently per person, laid out as the London Set is
+(``neutral/NNN_03.jpg``, ``smiling/NNN_08.jpg``): the smiling photo is the neutral one moved by the committed
+average edit, so the average edit run through the editor must land close to it.
+Nothing comes from ../shared/data.
+"""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from skimage import data as skimage_data
+
+from expr_models.average_edit import AverageEditModel
+from expr_models.evaluation.realism import evaluate_realism, markdown_table, realism_pairs, summarise
+from expr_models.paired_faces import photo_pairs
+from expr_models.pipeline import ExpressionEditor
+
+torch.set_num_threads(2)
+
+CHECKPOINTS = Path(__file__).resolve().parents[1] / "checkpoints"
+needs_checkpoints = pytest.mark.skipif(not (CHECKPOINTS / "average" / "config.json").is_file(),
+                                       reason="no committed average-edit checkpoint")
+
+
+def test_summary_is_the_median_over_people_of_each_persons_median():
+    records = [{"dataset": "jaffe", "pair": "neutral->sad", "method": "sagan", "subject": "KA", "ratio": r}
+               for r in (0.2, 0.4, 0.9)]  # one person, three takes: 0.4
+    records += [{"dataset": "jaffe", "pair": "neutral->sad", "method": "sagan", "subject": "KM", "ratio": 1.0},
+                {"dataset": "jaffe", "pair": "neutral->sad", "method": "sagan", "subject": "YM", "ratio": 0.6},
+                {"dataset": "fei", "pair": "happy->neutral", "method": "average", "subject": "7", "ratio": 0.5},
+                {"dataset": "fei", "pair": "neutral->happy", "method": "cyclegan", "subject": "7", "ratio": 0.8},
+                {"dataset": "fei", "pair": "neutral->happy", "method": "average", "subject": "7", "ratio": 0.3}]
+    rows = summarise(records)
+    assert [(r["dataset"], r["pair"], r["method"]) for r in rows] == [
+        ("fei", "neutral->happy", "average"), ("fei", "neutral->happy", "cyclegan"),
+        ("fei", "happy->neutral", "average"), ("jaffe", "neutral->sad", "sagan")]
+    sad = rows[-1]
+    assert sad["median_ratio"] == pytest.approx(0.6)  # median of 0.4, 1.0, 0.6
+    assert sad["subjects"] == 3 and sad["photo_pairs"] == 5
+    assert sad["per_subject"] == {"KA": pytest.approx(0.4), "KM": 1.0, "YM": 0.6}
+
+
+def test_skips_cleanly_without_raw_data(tmp_path):
+    result = evaluate_realism(None, ["cyclegan"], tmp_path / "absent")
+    assert "skipped" in result and "no raw data" in result["skipped"]
+    assert markdown_table(result)[0].startswith("Skipped: no raw data")
+
+
+def test_jaffe_pairs_start_neutral_and_london_goes_both_ways(tmp_path):
+    (tmp_path / "jaffe").mkdir()
+    for subject in ("KA", "KL", "KM", "KR"):
+        for code in ("NE1", "HA1", "SA1", "SA2"):
+            (tmp_path / "jaffe" / f"{subject}.{code}.1.tiff").touch()
+    pairs = realism_pairs(tmp_path, split=None)
+    assert {p.source_expression for p in pairs} == {"neutral"}  # JAFFE happy -> neutral is left out
+    assert sum(p.pair == "neutral->sad" for p in pairs) == 8 and sum(p.pair == "neutral->happy" for p in pairs) == 4
+
+
+@pytest.fixture(scope="module")
+def london_like(tmp_path_factory):
+    """Three astronaut 'people' in the London Set's layout; their smiles made by the committed average edit."""
+    root = tmp_path_factory.mktemp("raw")
+    (root / "london" / "neutral").mkdir(parents=True)
+    (root / "london" / "smiling").mkdir()
+    average = AverageEditModel.from_pretrained(CHECKPOINTS / "average")
+    for number in (1, 2, 3):
+        neutral = np.clip(skimage_data.astronaut().astype(np.float32) * (0.85 + 0.05 * number), 0, 255)
+        neutral = neutral.astype(np.uint8)
+        smiling = average.edit_photo(neutral, "neutral", "happy")
+        Image.fromarray(neutral).save(root / "london" / "neutral" / f"{number:03d}_03.jpg", quality=95)
+        Image.fromarray(smiling).save(root / "london" / "smiling" / f"{number:03d}_08.jpg", quality=95)
+    split = photo_pairs(root, split=None)[0].split  # whichever split the first person falls in
+    return root, split
+
+
+@needs_checkpoints
+def test_average_edit_lands_on_a_smile_made_by_it_and_doing_nothing_does_not(london_like):
+    root, split = london_like
+    editor = ExpressionEditor(CHECKPOINTS)
+    result = evaluate_realism(editor, ["cyclegan"], root, split=split)
+    assert result["methods"] == ["cyclegan", "average"] and not result["skipped_pairs"]
+    rows = {(r["pair"], r["method"]): r for r in result["rows"]}
+    assert set(rows) == {(pair, method) for pair in ("neutral->happy", "happy->neutral")
+                         for method in ("cyclegan", "average")}
+    to_smile = rows[("neutral->happy", "average")]
+    assert to_smile["subjects"] == 1 and to_smile["dataset"] == "london"
+    # The editor's average edit (box crop, aligned frame, paste-back) against the same edit of the whole photo.
+    assert to_smile["median_ratio"] < 0.35
+    # The way back undoes part of it; the CycleGAN is measured on the same pairs, any ratio.
+    assert np.isfinite(rows[("neutral->happy", "cyclegan")]["median_ratio"])
+    table = "\n".join(markdown_table(result))
+    assert "| london | neutral → happy |" in table and "average edit (baseline)" in table
+
+
+
+def test_realism_ratios_go_into_the_cards_as_eval_results():
+    from expr_models.cards import eval_results_from_report
+
+    report = {"checkpoints": {"cyclegan": [{"name": "cyclegan"}, {"name": "cyclegan_other"}]},
+              "realism": {"split": "test", "rows": [
+                  {"dataset": "london", "pair": "neutral->happy", "method": "cyclegan", "median_ratio": 0.914,
+                   "subjects": 10},
+                  {"dataset": "london", "pair": "neutral->happy", "method": "average", "median_ratio": 0.64,
+                   "subjects": 10}]}}
+    results = eval_results_from_report(report, "cyclegan")
+    assert len(results) == 1
+    assert results[0]["metric_type"] == "realism_ratio" and results[0]["metric_value"] == 0.91
+    assert results[0]["dataset_type"] == "london-photos" and "London Set" in results[0]["dataset_name"]
+    assert "neutral → happy" in results[0]["metric_name"] and "10 people" in results[0]["metric_name"]
+    assert eval_results_from_report(report, "cyclegan", "cyclegan_other") == []  # the editor used the first one
+    assert [r["metric_value"] for r in eval_results_from_report(report, "average")] == [0.64]
