@@ -51,7 +51,7 @@ def _split_of(subjects: list[str], seed: int) -> dict[str, str]:
 
 
 def fei_pairs(root: str | Path, seed: int = 0) -> list[PhotoPair]:
-    from .data import FEI_NAME
+    from .data.sources import FEI_NAME
 
     root = Path(root)
     photos: dict[str, dict[str, Path]] = {}
@@ -70,7 +70,7 @@ def fei_pairs(root: str | Path, seed: int = 0) -> list[PhotoPair]:
 
 
 def jaffe_pairs(root: str | Path, seed: int = 0) -> list[PhotoPair]:
-    from .data import JAFFE_NAME
+    from .data.sources import JAFFE_NAME
     from .labels import canonical_expression
 
     root = Path(root)
