@@ -167,12 +167,15 @@ def drawn_face(smile: bool, seed: int, size: int = 32) -> np.ndarray:
 def save_aligned_dataset(path: Path) -> Path:
     import datasets
 
+    from train.tools.prepare_aligned import IMAGE_COLUMNS
+
     def pairs(seeds):
-        return {"neutral": [drawn_face(False, s) for s in seeds], "happy": [drawn_face(True, s) for s in seeds],
+        neutral, happy = [drawn_face(False, s) for s in seeds], [drawn_face(True, s) for s in seeds]
+        return {"neutral": neutral, "happy_in_neutral_frame": happy, "happy": happy, "neutral_in_happy_frame": neutral,
                 "dataset": ["drawn"] * len(seeds), "subject": [str(s) for s in seeds]}
 
     image = datasets.Image()
-    pair_features = datasets.Features({"neutral": image, "happy": image, "dataset": datasets.Value("string"),
+    pair_features = datasets.Features({**{name: image for name in IMAGE_COLUMNS}, "dataset": datasets.Value("string"),
                                        "subject": datasets.Value("string")})
     genki = {"image": [drawn_face(s % 2 == 1, 100 + s) for s in range(6)], "smile": [s % 2 for s in range(6)]}
     genki_features = datasets.Features({"image": image, "smile": datasets.ClassLabel(names=["no_smile", "smile"])})

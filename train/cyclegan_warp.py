@@ -8,11 +8,13 @@ Both generators are ``expr_models.warp_refine.WarpRefineGenerator``s that start 
 (``--average-edit``, default ``checkpoints/average``: its median flow and residual for each direction become the
 generators' priors), so training begins at the baseline's realism and learns per-person corrections.
 
-Each item is a subject pair (neutral ``x``, happy ``y``: the same person, the happy photo aligned into the neutral's
-frame) and, independently, one GENKI-4K face of each label (``ux``, ``uy``; unpaired). Losses:
-- ``paired``: L1 between G_xy(x) and y (and G_yx(y) and x), Gaussian-blurred to forgive what alignment leaves, over
-  the face (``alignment.frame_face_mask``), after removing the pair's exposure difference (measured on the upper
-  face, which the expression does not change);
+Each item is a subject pair, each photo in its own five-point frame as the editor aligns it (neutral ``x``, happy
+``y``) with the other photo put into that frame (``x_target``: the happy photo in x's frame; ``y_target``), and,
+independently, one GENKI-4K face of each label (``ux``, ``uy``; unpaired). Losses:
+- ``paired``: L1 between G_xy(x) and x_target (and G_yx(y) and y_target), Gaussian-blurred to forgive what alignment
+  leaves, over the face (``alignment.frame_face_mask``) with the mouth (the realism metric's window) weighted
+  ``--mouth-weight`` times more, after removing the pair's exposure difference (measured on the upper face, which
+  the expression does not change);
 - ``gan``: LSGAN PatchGAN on the lower face (the rows below the eyes), fakes from pairs and GENKI;
 - ``cycle`` (``--lambda-cycle``, 0 by default to halve the cost on CPU), ``flow_tv`` on the learned flow and ``mask``
   (L1 on the appearance mask).
@@ -95,13 +97,16 @@ def proxy_ratios(edited: torch.Tensor, source: torch.Tensor, target: torch.Tenso
     return edited_error / input_error.clamp_min(1e-6)
 
 
-class PairedAndUnpaired(AugmentedDataset):
-    """Item ``i``: pair ``i mod pairs`` (x neutral, y happy) and a random GENKI face of each label (ux, uy); each
-    image flipped left-right with probability 1/2 (a pair's two images together)."""
+PAIR_COLUMNS = {"x": "neutral", "x_target": "happy_in_neutral_frame", "y": "happy", "y_target": "neutral_in_happy_frame"}
 
-    def __init__(self, neutral: torch.Tensor, happy: torch.Tensor, unpaired_x: torch.Tensor | None,
+
+class PairedAndUnpaired(AugmentedDataset):
+    """Item ``i``: pair ``i mod pairs`` (x, x_target, y, y_target: see ``PAIR_COLUMNS``) and a random GENKI face of
+    each label (ux, uy); each flipped left-right with probability 1/2 (a pair's images together)."""
+
+    def __init__(self, pairs: dict[str, torch.Tensor], unpaired_x: torch.Tensor | None,
                  unpaired_y: torch.Tensor | None, length: int, seed: int, flip: bool = True):
-        self.neutral, self.happy, self.unpaired_x, self.unpaired_y = neutral, happy, unpaired_x, unpaired_y
+        self.pairs, self.unpaired_x, self.unpaired_y = pairs, unpaired_x, unpaired_y
         self.length, self.seed, self.flip = length, seed, flip
 
     def __len__(self) -> int:
@@ -114,9 +119,8 @@ class PairedAndUnpaired(AugmentedDataset):
 
     def __getitem__(self, index: int) -> dict:
         generator = self.generator(index)
-        pair = index % len(self.neutral)
-        x, y = self._maybe_flip([self.neutral[pair], self.happy[pair]], generator)
-        item = {"x": x, "y": y}
+        pair = index % len(self.pairs["x"])
+        item = dict(zip(self.pairs, self._maybe_flip([images[pair] for images in self.pairs.values()], generator)))
         if self.unpaired_x is not None:
             ux = self.unpaired_x[int(torch.randint(len(self.unpaired_x), (), generator=generator))]
             uy = self.unpaired_y[int(torch.randint(len(self.unpaired_y), (), generator=generator))]
@@ -125,14 +129,14 @@ class PairedAndUnpaired(AugmentedDataset):
 
 
 class ValidationPairs(torch.utils.data.Dataset):
-    def __init__(self, neutral: torch.Tensor, happy: torch.Tensor):
-        self.neutral, self.happy = neutral, happy
+    def __init__(self, pairs: dict[str, torch.Tensor]):
+        self.pairs = pairs
 
     def __len__(self) -> int:
-        return len(self.neutral)
+        return len(self.pairs["x"])
 
     def __getitem__(self, index: int) -> dict:
-        return {"x": self.neutral[index], "y": self.happy[index]}
+        return {key: images[index] for key, images in self.pairs.items()}
 
 
 @dataclass
@@ -147,6 +151,8 @@ class WarpCycleGANArguments(CycleGANArguments):
     lambda_flow_tv: float = HfArg(default=1.0, help="weight of the learned flow's total variation")
     lambda_mask: float = HfArg(default=0.05, help="L1 weight on the appearance masks, to keep them sparse")
     paired_blur: float = HfArg(default=1.0, help="sigma (px at the model resolution) of the paired loss's blur")
+    mouth_weight: float = HfArg(default=4.0, help="extra weight of the paired loss in the mouth window (the realism "
+                                                  "metric's region): 0 weighs the whole face alike")
     average_edit: Path = HfArg(default=REPO_ROOT / "checkpoints" / "average",
                                help="the average-edit baseline whose fields become the generators' priors")
     unpaired_split: str = HfArg(default="genki", help="the split of unpaired faces with a `smile` label ('' none)")
@@ -177,9 +183,9 @@ class WarpCycleGANStep(CycleGANStep):
         self.load_priors(args.average_edit)
         self.model.to(self.device)
         train = load_prepared(args.data, args.split)
-        require_columns(train, args.data, ("neutral", "happy"))
+        require_columns(train, args.data, PAIR_COLUMNS.values())
         self.train_sources = dict(zip(*np.unique(train["dataset"], return_counts=True)))
-        neutral, happy = (to_tensor(self.resized(stacked(train, column))) for column in ("neutral", "happy"))
+        pairs = {key: to_tensor(self.resized(stacked(train, column))) for key, column in PAIR_COLUMNS.items()}
         unpaired_x = unpaired_y = None
         self.unpaired_counts = (0, 0)
         if args.unpaired_split:
@@ -188,13 +194,15 @@ class WarpCycleGANStep(CycleGANStep):
             smile = torch.tensor(unpaired["smile"]) == 1
             unpaired_x, unpaired_y = images[~smile], images[smile]
             self.unpaired_counts = (len(unpaired_x), len(unpaired_y))
-        self.train_dataset = PairedAndUnpaired(neutral, happy, unpaired_x, unpaired_y,
-                                               len(neutral) * args.pair_repeats, args.seed, args.flip)
+        self.train_dataset = PairedAndUnpaired(pairs, unpaired_x, unpaired_y, len(pairs["x"]) * args.pair_repeats,
+                                               args.seed, args.flip)
         validation = load_prepared(args.data, args.eval_split, required=False)
         if validation is not None and len(validation):
-            self.eval_dataset = ValidationPairs(*(to_tensor(self.resized(stacked(validation, column)))
-                                                  for column in ("neutral", "happy")))
-        self.face_weight = torch.from_numpy(frame_face_mask(config.resolution))[None, None].to(self.device)
+            self.eval_dataset = ValidationPairs({key: to_tensor(self.resized(stacked(validation, column)))
+                                                 for key, column in PAIR_COLUMNS.items()})
+        weight = torch.from_numpy(frame_face_mask(config.resolution))[None, None]
+        band(weight, MOUTH_ROWS, MOUTH_COLUMNS).mul_(1 + args.mouth_weight)
+        self.face_weight = weight.to(self.device)
         self.pools = {}
         self.guide = None
 
@@ -233,6 +241,7 @@ class WarpCycleGANStep(CycleGANStep):
     def step(self, batch, step_index: int) -> dict[str, torch.Tensor]:
         nets, args = self.nets, self.args
         x, y = self.images(batch["x"]), self.images(batch["y"])
+        x_target, y_target = self.images(batch["x_target"]), self.images(batch["y_target"])
         count = len(x)
         if "ux" in batch:  # the generators see the pairs and the unpaired faces in one batch
             all_x, all_y = torch.cat([x, self.images(batch["ux"])]), torch.cat([y, self.images(batch["uy"])])
@@ -245,8 +254,8 @@ class WarpCycleGANStep(CycleGANStep):
         fake_y, fields_xy = nets.G_xy(all_x, return_fields=True)
         fake_x, fields_yx = nets.G_yx(all_y, return_fields=True)
         losses = {
-            "paired_xy": self.paired_loss(fake_y[:count], x, y) * args.lambda_paired,
-            "paired_yx": self.paired_loss(fake_x[:count], y, x) * args.lambda_paired,
+            "paired_xy": self.paired_loss(fake_y[:count], x, x_target) * args.lambda_paired,
+            "paired_yx": self.paired_loss(fake_x[:count], y, y_target) * args.lambda_paired,
             "gan_xy": self.gan_loss(nets.D_y(self.judged(fake_y)), True) * args.lambda_gan,
             "gan_yx": self.gan_loss(nets.D_x(self.judged(fake_x)), True) * args.lambda_gan,
             "flow_tv": args.lambda_flow_tv * sum(flow_tv(f["delta_flow"]) for f in (fields_xy, fields_yx)),
@@ -271,8 +280,8 @@ class WarpCycleGANStep(CycleGANStep):
         ratios_xy, ratios_yx = [], []
         for batch in dataloader:
             x, y = batch["x"].float(), batch["y"].float()
-            ratios_xy.append(proxy_ratios(g_xy(x), x, y))
-            ratios_yx.append(proxy_ratios(g_yx(y), y, x))
+            ratios_xy.append(proxy_ratios(g_xy(x), x, batch["x_target"].float()))
+            ratios_yx.append(proxy_ratios(g_yx(y), y, batch["y_target"].float()))
         ratios_xy = self.accelerator.gather_for_metrics(torch.cat(ratios_xy))
         ratios_yx = self.accelerator.gather_for_metrics(torch.cat(ratios_yx))
         return {"proxy_ratio_xy": float(ratios_xy.median()), "proxy_ratio_yx": float(ratios_yx.median())}
@@ -281,14 +290,15 @@ class WarpCycleGANStep(CycleGANStep):
         if self.eval_dataset is None:
             return None
         count = min(self.args.num_samples, len(self.eval_dataset))
-        return {"x": self.eval_dataset.neutral[:count], "y": self.eval_dataset.happy[:count]}
+        return {key: images[:count] for key, images in self.eval_dataset.pairs.items()}
 
     @torch.no_grad()
     def sample_rows(self, batch) -> torch.Tensor:
-        """Rows x | G_xy(x) | real y, then y | G_yx(y) | real x (validation pairs)."""
+        """Rows x | G_xy(x) | the real happy photo, then y | G_yx(y) | the real neutral one (validation pairs)."""
         g_xy, g_yx = self.unwrap(self.nets.G_xy), self.unwrap(self.nets.G_yx)
         x, y = batch["x"], batch["y"]
-        return torch.cat([torch.stack([x, g_xy(x), y], dim=1), torch.stack([y, g_yx(y), x], dim=1)]).float()
+        return torch.cat([torch.stack([x, g_xy(x), batch["x_target"]], dim=1),
+                          torch.stack([y, g_yx(y), batch["y_target"]], dim=1)]).float()
 
     def ema_module(self) -> nn.Module:
         return nn.ModuleList([self.model.generator_xy, self.model.generator_yx])

@@ -3,16 +3,18 @@
     python -m train.tools.prepare_aligned --data ../shared/data --out prepared/aligned_happy [--resolution 128]
 
 Every face goes through ``expr_models.alignment`` (the editor's frame and resampling):
-- pairs (``expr_models.paired_faces``, neutral -> happy; FEI, the London Set, JAFFE): the neutral photo is aligned by
-  its five RetinaFace points, the happy photo is put into the *neutral's* frame by its eyes and nose tip
-  (``align_to``), so head motion is removed and the smile's own motion stays. Grey photos (FEI, JAFFE) become three
-  equal channels. Splits ``train`` and ``validation`` follow the project's subject split; the ``test`` subjects are
+- pairs (``expr_models.paired_faces``; FEI, the London Set, JAFFE): each photo of a pair is aligned by its own five
+  RetinaFace points, as the editor aligns it (``neutral``, ``happy``), and the other photo is put into that frame by
+  its eyes and nose tip only (``align_to``: ``happy_in_neutral_frame``, ``neutral_in_happy_frame``), so head motion
+  is removed and the expression's own motion stays. (A smile's wider mouth corners change the five-point frame, so
+  each direction is trained on its input's own framing.) Grey photos (FEI, JAFFE) become three equal channels. Splits ``train`` and ``validation`` follow the project's subject split; the ``test`` subjects are
   never written.
 - ``genki``: every GENKI-4K photo with a face, aligned by its five points, with its smile label (1 smiling, 0 not).
   GENKI has no subject ids and no pairs: it only feeds the adversarial and cycle losses.
 
-Writes a ``datasets.DatasetDict`` (``save_to_disk``): ``train`` / ``validation`` with columns ``neutral``, ``happy``
-(images), ``dataset``, ``subject``; ``genki`` with ``image`` and ``smile``.
+Writes a ``datasets.DatasetDict`` (``save_to_disk``): ``train`` / ``validation`` with the image columns ``neutral``,
+``happy_in_neutral_frame``, ``happy``, ``neutral_in_happy_frame`` and ``dataset``, ``subject``; ``genki`` with
+``image`` and ``smile``.
 """
 
 from __future__ import annotations
@@ -36,23 +38,35 @@ def _grey3(rgb: np.ndarray) -> np.ndarray:
     return np.repeat(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)[..., None], 3, axis=2)
 
 
+IMAGE_COLUMNS = ("neutral", "happy_in_neutral_frame", "happy", "neutral_in_happy_frame")
+
+
 def pair_rows(data: Path, split: str, size: int, points: PointCache) -> tuple[dict, list[str]]:
-    rows = {"neutral": [], "happy": [], "dataset": [], "subject": []}
+    """One row per (neutral photo, happy photo) of a subject, in both photos' frames."""
+    made: dict[tuple, dict] = {}
     skipped = []
     for pair in photo_pairs(data, split):
-        if pair.pair != "neutral->happy":
+        if pair.pair not in ("neutral->happy", "happy->neutral"):
             continue
-        made = pair_crops(pair, size, points)
-        if made is None:
+        neutral_path, happy_path = ((pair.source_path, pair.target_path) if pair.pair == "neutral->happy"
+                                    else (pair.target_path, pair.source_path))
+        crops = pair_crops(pair, size, points)
+        if crops is None:
             skipped.append(f"{pair.dataset}:{pair.source_path.name}")
             continue
-        neutral, happy = made
         if pair.dataset in GRAYSCALE_SOURCES:
-            neutral, happy = _grey3(neutral), _grey3(happy)
-        rows["neutral"].append(neutral)
-        rows["happy"].append(happy)
-        rows["dataset"].append(pair.dataset)
-        rows["subject"].append(f"{pair.dataset}:{pair.subject}")
+            crops = tuple(_grey3(crop) for crop in crops)
+        row = made.setdefault((pair.dataset, pair.subject, neutral_path, happy_path),
+                              {"dataset": pair.dataset, "subject": f"{pair.dataset}:{pair.subject}"})
+        if pair.pair == "neutral->happy":
+            row["neutral"], row["happy_in_neutral_frame"] = crops
+        else:
+            row["happy"], row["neutral_in_happy_frame"] = crops
+    rows = {name: [] for name in (*IMAGE_COLUMNS, "dataset", "subject")}
+    for row in made.values():
+        if all(name in row for name in IMAGE_COLUMNS):
+            for name in rows:
+                rows[name].append(row[name])
     return rows, skipped
 
 
@@ -81,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("prepared/aligned_happy"))
     parser.add_argument("--resolution", type=int, default=128)
     parser.add_argument("--genki-limit", type=int, default=None, help="at most this many GENKI photos (quick runs)")
+    parser.add_argument("--genki-from", type=Path, default=None,
+                        help="copy the genki split of an earlier prepared folder instead of aligning it again")
     args = parser.parse_args(argv)
     if not args.data.is_dir():
         print(f"No data folder at {args.data}", file=sys.stderr)
@@ -89,14 +105,18 @@ def main(argv: list[str] | None = None) -> int:
 
     start = time.perf_counter()
     points = PointCache()
-    pair_features = Features({"neutral": Image(), "happy": Image(), "dataset": Value("string"),
+    pair_features = Features({**{name: Image() for name in IMAGE_COLUMNS}, "dataset": Value("string"),
                               "subject": Value("string")})
     splits = {}
     for split in PAIR_SPLITS:
         rows, skipped = pair_rows(args.data, split, args.resolution, points)
         splits[split] = Dataset.from_dict(rows, features=pair_features)
         print(f"{split}: {len(rows['subject'])} pairs, skipped {len(skipped)} {skipped[:5]}", flush=True)
-    if (args.data / "genki4k").is_dir():
+    if args.genki_from is not None:
+        from datasets import load_from_disk
+
+        splits["genki"] = load_from_disk(str(args.genki_from))["genki"]
+    elif (args.data / "genki4k").is_dir():
         rows, skipped = genki_rows(args.data / "genki4k", args.resolution, args.genki_limit)
         features = Features({"image": Image(), "smile": ClassLabel(names=["no_smile", "smile"])})
         splits["genki"] = Dataset.from_dict(rows, features=features)
