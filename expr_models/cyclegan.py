@@ -264,6 +264,9 @@ class CycleGANModel(ExprPreTrainedModel):
         fields = generator.fields(x.to(parameter.dtype))
         flow = fields["flow"][0].float().permute(1, 2, 0).cpu().numpy()
         appearance = fields["appearance"][0].float().permute(1, 2, 0).cpu().numpy()
+        if crop.ndim == 3 and crop.shape[2] == 3 and (crop == crop[..., :1]).all():
+            # A grey photo in three equal channels stays grey: it takes only the change's luminance.
+            return np.repeat(apply_fields(crop[..., 0], flow, appearance, intensity)[..., None], 3, axis=2)
         return apply_fields(crop, flow, appearance, intensity)
 
     def edit_photo(self, photo: np.ndarray, target: str, intensity: float = 1.0, points: np.ndarray | None = None,

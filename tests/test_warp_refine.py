@@ -115,6 +115,11 @@ def test_edit_aligned_keeps_the_crop_size_and_grey_stays_grey():
     crop = textured_crop(97)
     assert model.edit_aligned(crop, "neutral").shape == crop.shape
     assert model.edit_aligned(crop[..., 0], "neutral").shape == crop.shape[:2]
+    with torch.no_grad():
+        model.generator_yx.prior_residual[:, 0].fill_(0.3)  # a colour change
+    grey3 = np.repeat(crop[..., :1], 3, axis=2)
+    edited = model.edit_aligned(grey3, "neutral")
+    assert (edited == edited[..., :1]).all()  # three equal channels in, three equal channels out
     with pytest.raises(ValueError, match="surprise"):
         model.edit_aligned(crop, "surprise")
     with pytest.raises(ValueError, match="warp_refine"):

@@ -309,7 +309,15 @@ class WarpCycleGANStep(CycleGANStep):
                     f"{self.unpaired_counts[0]} no-smile, {self.unpaired_counts[1]} smile faces"
                     if self.args.unpaired_split else "")
         return (f"Aligned colour faces (`train.tools.prepare_aligned`): `{self.args.data}` ({self.args.split} split): "
-                f"subject pairs neutral | happy, {sources}{unpaired}. Priors: the average edit `{self.args.average_edit}`.")
+                f"subject pairs neutral | happy, {sources}{unpaired}. Priors: the average edit `{shown_path(self.args.average_edit)}`.")
+
+
+def shown_path(path: Path) -> str:
+    """A path as the model card shows it: relative to the repository when inside it."""
+    try:
+        return str(Path(path).resolve().relative_to(REPO_ROOT))
+    except ValueError:
+        return str(path)
 
 
 def flow_tv(flow: torch.Tensor) -> torch.Tensor:
