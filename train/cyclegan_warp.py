@@ -105,9 +105,9 @@ class PairedAndUnpaired(AugmentedDataset):
     each label (ux, uy); each flipped left-right with probability 1/2 (a pair's images together)."""
 
     def __init__(self, pairs: dict[str, torch.Tensor], unpaired_x: torch.Tensor | None,
-                 unpaired_y: torch.Tensor | None, length: int, seed: int, flip: bool = True):
+                 unpaired_y: torch.Tensor | None, length: int, seed: int, flip: bool = True, jitter: bool = False):
         self.pairs, self.unpaired_x, self.unpaired_y = pairs, unpaired_x, unpaired_y
-        self.length, self.seed, self.flip = length, seed, flip
+        self.length, self.seed, self.flip, self.jitter = length, seed, flip, jitter
 
     def __len__(self) -> int:
         return self.length
@@ -117,10 +117,26 @@ class PairedAndUnpaired(AugmentedDataset):
             return [image.flip(-1) for image in images]
         return images
 
+    def _jitter(self, images: list[torch.Tensor], generator: torch.Generator) -> list[torch.Tensor]:
+        """One small similarity (scale, rotation, shift) and one exposure change for all of a pair's images, so the
+        generators cannot learn a training person by their exact pixels."""
+        draw = torch.rand(6, generator=generator) * 2 - 1
+        scale, angle = 1 + 0.05 * draw[0], 0.07 * draw[1]
+        cos, sin = scale * torch.cos(angle), scale * torch.sin(angle)
+        theta = torch.tensor([[cos, -sin, 0.03 * draw[2]], [sin, cos, 0.03 * draw[3]]])[None]
+        batch = torch.stack(images)
+        grid = F.affine_grid(theta.expand(len(batch), -1, -1), list(batch.shape), align_corners=False)
+        batch = F.grid_sample(batch, grid, mode="bilinear", padding_mode="border", align_corners=False)
+        batch = ((batch + 1) * (1 + 0.15 * draw[4]) - 1 + 0.1 * draw[5]).clamp(-1, 1)
+        return list(batch)
+
     def __getitem__(self, index: int) -> dict:
         generator = self.generator(index)
         pair = index % len(self.pairs["x"])
-        item = dict(zip(self.pairs, self._maybe_flip([images[pair] for images in self.pairs.values()], generator)))
+        images = self._maybe_flip([images[pair] for images in self.pairs.values()], generator)
+        if self.jitter:
+            images = self._jitter(images, generator)
+        item = dict(zip(self.pairs, images))
         if self.unpaired_x is not None:
             ux = self.unpaired_x[int(torch.randint(len(self.unpaired_x), (), generator=generator))]
             uy = self.unpaired_y[int(torch.randint(len(self.unpaired_y), (), generator=generator))]
@@ -157,6 +173,8 @@ class WarpCycleGANArguments(CycleGANArguments):
                                help="the average-edit baseline whose fields become the generators' priors")
     unpaired_split: str = HfArg(default="genki", help="the split of unpaired faces with a `smile` label ('' none)")
     pair_repeats: int = HfArg(default=4, help="an epoch shows every training pair this many times")
+    jitter: bool = HfArg(default=False, help="a small random similarity and exposure change per pair (the same for "
+                                             "its images)")
     discriminator_region: Literal["whole", "lower_face"] = HfArg(
         default="lower_face", help="lower_face: the discriminators judge only the rows below the eyes")
     lr: float | None = HfArg(default=2e-4, help="Adam learning rate of generators and discriminators")
@@ -195,7 +213,7 @@ class WarpCycleGANStep(CycleGANStep):
             unpaired_x, unpaired_y = images[~smile], images[smile]
             self.unpaired_counts = (len(unpaired_x), len(unpaired_y))
         self.train_dataset = PairedAndUnpaired(pairs, unpaired_x, unpaired_y, len(pairs["x"]) * args.pair_repeats,
-                                               args.seed, args.flip)
+                                               args.seed, args.flip, args.jitter)
         validation = load_prepared(args.data, args.eval_split, required=False)
         if validation is not None and len(validation):
             self.eval_dataset = ValidationPairs({key: to_tensor(self.resized(stacked(validation, column)))
