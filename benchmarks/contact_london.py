@@ -1,7 +1,12 @@
-"""A contact sheet of held-out London Set people: input | average edit | CycleGAN edit | the same person's real
-expression, each the face's region of the full-resolution colour photo (no resizing).
+"""A contact sheet of held-out people: input | average edit | CycleGAN edit | warp-and-refine CycleGAN edit | the
+same person's real expression, each the face's region of the full-resolution photo (no resizing; London in colour).
 
     python benchmarks/contact_london.py --out /tmp/contact_london.png [--people 3] [--direction neutral->happy]
+    python benchmarks/contact_london.py --out /tmp/sheet.png --warp checkpoints/experimental/cyclegan_warp --no-cyclegan \
+        --dataset fei --split test
+
+Columns: the committed CycleGAN through the editor (unless ``--no-cyclegan``), a warp_refine CycleGAN (``--warp``)
+through ``CycleGANModel.edit_photo`` (``edit_aligned`` at the photo's resolution).
 
 Face Research Lab London Set, DeBruine & Jones (2017), CC BY 4.0, doi:10.6084/m9.figshare.5047666.v5.
 """
@@ -31,36 +36,54 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--people", type=int, default=3)
     parser.add_argument("--direction", default="neutral->happy", choices=("neutral->happy", "happy->neutral"))
+    parser.add_argument("--dataset", default="london", choices=("london", "fei"))
+    parser.add_argument("--split", default="test")
+    parser.add_argument("--skip", type=int, default=0, help="leave out the first N people of the split")
+    parser.add_argument("--warp", type=Path, default=None, help="a warp_refine CycleGAN checkpoint: one more column")
+    parser.add_argument("--no-cyclegan", action="store_true", help="leave out the committed CycleGAN's column")
     args = parser.parse_args(argv)
-    if not (args.data / "london").is_dir():
-        print(f"Skipped: no London Set under {args.data}")
+    if not (args.data / args.dataset).is_dir():
+        print(f"Skipped: no {args.dataset} under {args.data}")
         return 0
-    from expr_models.pipeline import ExpressionEditor
-
     average = AverageEditModel.from_pretrained(args.checkpoints / "average")
-    editor = ExpressionEditor.from_pretrained(str(args.checkpoints))
-    pairs = [p for p in photo_pairs(args.data, "test", ("london",)) if p.pair == args.direction][:args.people]
+    editor = warp = None
+    if not args.no_cyclegan:
+        from expr_models.pipeline import ExpressionEditor
+
+        editor = ExpressionEditor.from_pretrained(str(args.checkpoints))
+    if args.warp is not None:
+        from expr_models.cyclegan import CycleGANModel
+
+        warp = CycleGANModel.from_pretrained(args.warp).float().eval()
+    pairs = [p for p in photo_pairs(args.data, args.split, (args.dataset,)) if p.pair == args.direction]
+    pairs = pairs[args.skip:args.skip + args.people]
     rows = []
     for pair in pairs:
         photo = np.asarray(Image.open(pair.source_path).convert("RGB"))
         real = np.asarray(Image.open(pair.target_path).convert("RGB"))
         (box, points), (_, real_points) = retinaface_face(photo), retinaface_face(real)
         edited_average = average.edit_photo(photo, pair.source_expression, pair.target_expression, points=points)
-        edited_gan = np.asarray(editor.edit(Image.fromarray(photo), "cyclegan", pair.target_expression).image)
+        columns = [photo, edited_average]
+        if editor is not None:
+            columns.append(np.asarray(editor.edit(Image.fromarray(photo), "cyclegan", pair.target_expression).image
+                                      .convert("RGB")))
+        if warp is not None:
+            columns.append(warp.edit_photo(photo, pair.target_expression, points=points))
         # The real photo, moved onto the input's upper face as the realism ratio sees it (each channel alike).
         aligned_real = np.stack([align_upper_face(real[..., c], photo[..., c], box, real_points, points)
                                  for c in range(3)], axis=2).clip(0, 255).astype(np.uint8)
         x0, y0, x1, y1 = box.astype(int)
         pad = int(0.1 * (x1 - x0))
         window = (slice(max(0, y0 - pad), y1 + pad), slice(max(0, x0 - pad), x1 + pad))
-        tiles = [image[window] for image in (photo, edited_average, edited_gan, aligned_real)]
+        tiles = [image[window] for image in (*columns, aligned_real)]
         rows.append(np.concatenate(tiles, axis=1))
     width = min(row.shape[1] for row in rows)
     sheet = np.concatenate([row[:, :width] for row in rows], axis=0)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(args.out), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
-    print(f"Wrote {args.out} ({sheet.shape[1]}x{sheet.shape[0]}): input | average | CycleGAN | real "
-          f"({args.direction}), people {[p.subject for p in pairs]}")
+    names = ["input", "average"] + (["CycleGAN"] if editor is not None else []) + (["warp"] if warp is not None else [])
+    print(f"Wrote {args.out} ({sheet.shape[1]}x{sheet.shape[0]}): {' | '.join(names)} | real "
+          f"({args.dataset} {args.split}, {args.direction}), people {[p.subject for p in pairs]}")
     return 0
 
 

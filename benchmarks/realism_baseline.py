@@ -2,9 +2,15 @@
 CycleGAN (FEI and London Set, neutral <-> happy) and SA-GAN (JAFFE, neutral -> each other expression).
 
     python benchmarks/realism_baseline.py [--data ../shared/data] [--checkpoints checkpoints] [--split test]
+    python benchmarks/realism_baseline.py --warp checkpoints/experimental/cyclegan_warp --methods average cyclegan_warp \
+        --datasets fei london --split validation --out benchmarks/results/realism_warp_validation.json
 
 Every edit is of the whole photo, as a user gets it: the average edit through ``AverageEditModel.edit_photo`` (the
-aligned frame at the photo's resolution), the GANs through ``ExpressionEditor.edit``. The ratio is measured on the
+aligned frame at the photo's resolution), a warp-and-refine CycleGAN (``--warp``, method ``cyclegan_warp``) through
+``CycleGANModel.edit_photo`` (its ``edit_aligned`` on the same aligned frame, the same paste-back), the other GANs
+through ``ExpressionEditor.edit``. With ``checkpoints/classifier`` each edit is also judged: *success* is the share
+of edits the project's classifier reads as the target, on the Haar-framed 64-px grey crop of the input's face box
+(the framing it was trained on); the same for the unedited input and the real target photo. The ratio is measured on the
 input photo's RetinaFace box (brows to chin). Per subject the ratio is the median over its photo pairs (JAFFE has
 several takes per expression); the table gives the median over subjects. Writes benchmarks/results/realism.json.
 Skips (exit 0) without ../shared/data.
@@ -37,14 +43,52 @@ def read_rgb(path: Path) -> np.ndarray:
     return np.asarray(Image.open(path).convert("RGB"))
 
 
-def measure(data: Path, checkpoints: Path, split: str, limit: int | None = None) -> dict:
-    from expr_models.pipeline import ExpressionEditor  # moves with the editor; only this script uses it
+class Judge:
+    """The project's expression classifier on the Haar-framed grey crop of a face box (its training framing)."""
 
+    def __init__(self, checkpoint: Path):
+        from expr_models.classifier import ExpressionClassifier
+        from expr_models.face import HaarFaceDetector
+
+        self.classifier = ExpressionClassifier.from_pretrained(checkpoint).float().eval()
+        self.names = list(self.classifier.config.class_names)
+        self.detector = HaarFaceDetector()
+
+    def box(self, photo: np.ndarray):
+        boxes = self.detector.detect(photo)
+        return max(boxes, key=lambda b: b.width * b.height) if boxes else None
+
+    def reads(self, photo: np.ndarray, box) -> str:
+        import torch
+
+        from expr_models.data.crops import crop_training_face
+        from expr_models.image_utils import to_model_tensor
+
+        size = self.classifier.config.resolution
+        crop, _ = crop_training_face(Image.fromarray(photo), size, box)
+        with torch.no_grad():
+            logits = self.classifier(to_model_tensor(crop, size, self.classifier.config.in_channels)).logits
+        return self.names[int(logits.argmax())]
+
+
+def measure(data: Path, checkpoints: Path, split: str, limit: int | None = None, methods: tuple[str, ...] = (),
+            datasets: tuple[str, ...] = ("fei", "london", "jaffe"), warp: Path | None = None) -> dict:
     average = AverageEditModel.from_pretrained(checkpoints / "average")
-    editor = ExpressionEditor.from_pretrained(str(checkpoints))
-    pairs = [p for p in photo_pairs(data, split) if p.dataset != "jaffe" or p.source_expression == "neutral"]
+    methods = methods or ("average", "cyclegan", "sagan") + (("cyclegan_warp",) if warp else ())
+    editor = warp_model = None
+    if {"cyclegan", "sagan"} & set(methods):
+        from expr_models.pipeline import ExpressionEditor  # moves with the editor; only this script uses it
+
+        editor = ExpressionEditor.from_pretrained(str(checkpoints))
+    if "cyclegan_warp" in methods:
+        from expr_models.cyclegan import CycleGANModel
+
+        warp_model = CycleGANModel.from_pretrained(warp or checkpoints / "cyclegan").float().eval()
+    judge = Judge(checkpoints / "classifier") if (checkpoints / "classifier" / "config.json").is_file() else None
+    pairs = [p for p in photo_pairs(data, split, datasets) if p.dataset != "jaffe" or p.source_expression == "neutral"]
     # per (dataset, pair, method): subject -> ratios
     ratios: dict[tuple[str, str, str], dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    success: dict[tuple[str, str, str], list[bool]] = defaultdict(list)
     seconds: dict[str, list[float]] = defaultdict(list)
     skipped = []
     for number, pair in enumerate(pairs[:limit] if limit else pairs):
@@ -55,28 +99,44 @@ def measure(data: Path, checkpoints: Path, split: str, limit: int | None = None)
             continue
         box, points = found
         edits = {}
-        tick = time.perf_counter()
-        edits["average"] = average.edit_photo(photo, pair.source_expression, pair.target_expression, points=points)
-        seconds["average"].append(time.perf_counter() - tick)
+        if "average" in methods:
+            tick = time.perf_counter()
+            edits["average"] = average.edit_photo(photo, pair.source_expression, pair.target_expression,
+                                                  points=points)
+            seconds["average"].append(time.perf_counter() - tick)
         gan = GAN_FOR[pair.dataset]
-        if pair.target_expression in editor.supported_targets(gan):
+        if editor is not None and gan in methods and pair.target_expression in editor.supported_targets(gan):
             tick = time.perf_counter()
             result = editor.edit(Image.fromarray(photo), method=gan, target=pair.target_expression)
             seconds[gan].append(time.perf_counter() - tick)
             edits[gan] = np.asarray(result.image.convert("RGB"))
+        if warp_model is not None and pair.target_expression in warp_model.config.domains and \
+                pair.source_expression in warp_model.config.domains:
+            tick = time.perf_counter()
+            edits["cyclegan_warp"] = warp_model.edit_photo(photo, pair.target_expression, points=points)
+            seconds["cyclegan_warp"].append(time.perf_counter() - tick)
         for method, edited in edits.items():
             scores = paired_realism_ratio(photo, edited, real, box, input_points=points, target_points=found_real[1])
             ratios[(pair.dataset, pair.pair, method)][pair.subject].append(scores["ratio"])
+        haar_box = judge.box(photo) if judge is not None else None
+        if haar_box is not None:
+            for method, image in {**edits, "(input)": photo, "(real target)": real}.items():
+                success[(pair.dataset, pair.pair, method)].append(judge.reads(image, haar_box)
+                                                                  == pair.target_expression)
         if number % 10 == 0:
             print(f"  {number + 1}/{len(pairs)} {pair.dataset} {pair.pair} {pair.subject}", flush=True)
 
     rows = []
     for (dataset, pair, method), by_subject in sorted(ratios.items()):
         per_subject = [float(np.median(values)) for values in by_subject.values()]
+        judged = success.get((dataset, pair, method), [])
         rows.append({"dataset": dataset, "pair": pair, "method": method, "median_ratio": median_ratio(per_subject),
                      "subjects": len(per_subject), "photo_pairs": sum(len(v) for v in by_subject.values()),
+                     "success": float(np.mean(judged)) if judged else None, "judged": len(judged),
                      "per_subject": {s: float(np.median(v)) for s, v in sorted(by_subject.items())}})
-    return {"split": split, "rows": rows, "skipped": skipped,
+    references = {f"{dataset} {pair} {method}": float(np.mean(values)) for (dataset, pair, method), values
+                  in sorted(success.items()) if method.startswith("(")}
+    return {"split": split, "rows": rows, "skipped": skipped, "classifier_on_unedited": references,
             "seconds_per_photo": {m: float(np.median(v)) for m, v in seconds.items()},
             "definition": "expr_models/realism.py: mouth region 25-75% x 58-95% of the input's RetinaFace box, grey, "
                           "blur sigma 2 px per 200 px of box width, real photo aligned on the upper face; ratio = "
@@ -84,10 +144,16 @@ def measure(data: Path, checkpoints: Path, split: str, limit: int | None = None)
 
 
 def table(result: dict) -> str:
-    lines = ["| data | edit | method | median ratio | subjects | photo pairs |", "|---|---|---|---|---|---|"]
+    lines = ["| data | edit | method | median ratio | subjects | photo pairs | success |",
+             "|---|---|---|---|---|---|---|"]
     for row in result["rows"]:
+        success = "n/a" if row.get("success") is None else f"{100 * row['success']:.0f}% of {row['judged']}"
         lines.append(f"| {row['dataset']} | {row['pair']} | {row['method']} | {row['median_ratio']:.2f} | "
-                     f"{row['subjects']} | {row['photo_pairs']} |")
+                     f"{row['subjects']} | {row['photo_pairs']} | {success} |")
+    references = result.get("classifier_on_unedited", {})
+    if references:
+        lines.append("\nClassifier reads as the target: " + "; ".join(f"{key} {100 * value:.0f}%"
+                                                                       for key, value in references.items()))
     return "\n".join(lines)
 
 
@@ -97,12 +163,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoints", type=Path, default=ROOT / "checkpoints")
     parser.add_argument("--split", default="test")
     parser.add_argument("--limit", type=int, default=None, help="at most this many photo pairs (a quick check)")
+    parser.add_argument("--methods", nargs="+", default=[],
+                        choices=("average", "cyclegan", "sagan", "cyclegan_warp"),
+                        help="default: average, cyclegan, sagan (and cyclegan_warp with --warp)")
+    parser.add_argument("--datasets", nargs="+", default=["fei", "london", "jaffe"], choices=("fei", "london", "jaffe"))
+    parser.add_argument("--warp", type=Path, default=None,
+                        help="a warp_refine CycleGAN checkpoint, measured as method cyclegan_warp (edit_aligned)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "realism.json")
     args = parser.parse_args(argv)
     if not args.data.is_dir():
         print(f"Skipped: no data folder at {args.data}")
         return 0
-    result = measure(args.data, args.checkpoints, args.split, args.limit)
+    result = measure(args.data, args.checkpoints, args.split, args.limit, tuple(args.methods), tuple(args.datasets),
+                     args.warp)
     print(table(result))
     print("median seconds per photo:", {m: round(s, 3) for m, s in result["seconds_per_photo"].items()})
     if args.limit is None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from huggingface_hub.dataclasses import strict
 from torch import nn
@@ -20,6 +21,7 @@ from transformers.utils import ModelOutput
 from .layers import (ConvNormAct, PatchDiscriminator, PretrainedFeatureDiscriminator, ResidualBlock, UpConvNormAct,
                      init_gan_weights)
 from .modeling_utils import ExprPreTrainedModel
+from .warp_refine import MASK_BIAS, WarpRefineGenerator, apply_fields, to_model_resolution
 
 
 @strict
@@ -46,6 +48,11 @@ class CycleGANConfig(PreTrainedConfig):
         domain_x, domain_y: the expressions of the two domains. ``generator_xy`` maps ``domain_x`` -> ``domain_y``.
         gan_loss: ``lsgan`` (reference) or ``vanilla``. (The loss weights are training arguments, see
             ``train/cyclegan.py``.)
+        generator_type: ``resnet`` (the reference generator, painting the crop at ``resolution``) or
+            ``warp_refine`` (``expr_models.warp_refine``: a smooth flow added to the average-edit baseline's, and a
+            masked appearance change; needs ``in_channels=3``; edit full-resolution crops with ``edit_aligned``).
+        flow_resolution: warp_refine: side of the learned flow (upsampled bilinearly); ``resolution / 4`` by default.
+        max_flow: warp_refine: the learned flow's largest step, as a fraction of the crop's side.
     """
 
     model_type = "expr-cyclegan"
@@ -65,6 +72,9 @@ class CycleGANConfig(PreTrainedConfig):
     domain_x: str = "neutral"
     domain_y: str = "happy"
     gan_loss: str = "lsgan"
+    generator_type: str = "resnet"
+    flow_resolution: int = 32
+    max_flow: float = 0.06
 
     def validate_cyclegan(self):
         if self.in_channels not in (1, 3):
@@ -85,6 +95,15 @@ class CycleGANConfig(PreTrainedConfig):
             raise ValueError(f"Unknown gan_loss {self.gan_loss!r}; expected lsgan or vanilla")
         if self.domain_x == self.domain_y:
             raise ValueError("domain_x and domain_y must differ")
+        if self.generator_type not in ("resnet", "warp_refine"):
+            raise ValueError(f"Unknown generator_type {self.generator_type!r}; expected resnet or warp_refine")
+        if self.generator_type == "warp_refine":
+            if self.in_channels != 3:
+                raise ValueError("generator_type warp_refine edits colour: it needs in_channels=3")
+            if self.resolution % 16 or self.resolution % self.flow_resolution or \
+                    not self.resolution // 16 <= self.flow_resolution <= self.resolution // 2:
+                raise ValueError(f"flow_resolution {self.flow_resolution} must divide resolution {self.resolution} "
+                                 "and lie between resolution / 16 and resolution / 2 (resolution divisible by 16)")
 
     @property
     def domains(self) -> tuple[str, str]:
@@ -159,11 +178,18 @@ class CycleGANModel(ExprPreTrainedModel):
 
     def __init__(self, config: CycleGANConfig):
         super().__init__(config)
-        generator_args = (config.in_channels, config.generator_channels, config.n_downsampling,
-                          config.n_residual_blocks, config.norm, config.attention_mask)
         lower_face_only = config.mask_region == "lower_face"
-        self.generator_xy = ResnetGenerator(*generator_args, lower_face_only=lower_face_only)
-        self.generator_yx = ResnetGenerator(*generator_args, lower_face_only=lower_face_only)
+        if config.generator_type == "warp_refine":
+            window = lower_face_window if lower_face_only else None
+            self.generator_xy, self.generator_yx = (
+                WarpRefineGenerator(config.resolution, config.in_channels, config.generator_channels,
+                                    config.flow_resolution, config.max_flow, config.n_residual_blocks, config.norm,
+                                    window) for _ in range(2))
+        else:
+            generator_args = (config.in_channels, config.generator_channels, config.n_downsampling,
+                              config.n_residual_blocks, config.norm, config.attention_mask)
+            self.generator_xy = ResnetGenerator(*generator_args, lower_face_only=lower_face_only)
+            self.generator_yx = ResnetGenerator(*generator_args, lower_face_only=lower_face_only)
         if config.with_discriminators and config.discriminator_type == "pretrained_features":
             self.discriminator_x = PretrainedFeatureDiscriminator(config.in_channels, config.discriminator_channels)
             self.discriminator_y = PretrainedFeatureDiscriminator(config.in_channels, config.discriminator_channels)
@@ -178,6 +204,12 @@ class CycleGANModel(ExprPreTrainedModel):
 
     def _init_weights(self, module):
         init_gan_weights(module)
+        if isinstance(module, WarpRefineGenerator):  # start as the average-edit baseline
+            from transformers import initialization as init
+
+            init.zeros_(module.to_flow.weight)
+            init.zeros_(module.to_flow.bias)
+            init.constant_(module.to_mask.bias, MASK_BIAS)
 
     # --- lookup by expression name, so callers never juggle x/y ------------------------------------------------------
     def generator_to(self, target: str) -> ResnetGenerator:
@@ -211,6 +243,47 @@ class CycleGANModel(ExprPreTrainedModel):
     def generate(self, pixel_values: torch.Tensor, to: str | None = None) -> torch.Tensor:
         """Move face crops (``N x C x H x W`` in [-1, 1]) to the expression ``to``."""
         return self.generator_to(to or self.config.domain_y)(pixel_values)
+
+    @torch.no_grad()
+    def edit_aligned(self, crop: np.ndarray, target: str, intensity: float = 1.0) -> np.ndarray:
+        """A face crop aligned by ``expr_models.alignment`` (``N x N x 3`` or ``N x N`` uint8, any ``N``, e.g. the
+        photo's own resolution from ``native_size``) edited to the expression ``target``; returns the edited crop
+        (same shape, uint8). warp_refine only: the fields are made at ``config.resolution`` and applied to the crop
+        at its own size (the flow moves the crop's own pixels, in colour). ``intensity`` scales the flow and the
+        appearance change together; 0 gives the crop back. Paste it back with
+        ``alignment.paste_from_frame(photo, edited, face, original=crop)``."""
+        if self.config.generator_type != "warp_refine":
+            raise ValueError("edit_aligned needs a warp_refine CycleGAN; a resnet one edits through the pipeline")
+        crop = np.asarray(crop)
+        if intensity == 0:
+            return crop.copy()
+        generator = self.generator_to(target)
+        small = to_model_resolution(crop, self.config.resolution)
+        parameter = next(generator.parameters())
+        x = torch.from_numpy(small).permute(2, 0, 1)[None].to(parameter.device, torch.float32) / 127.5 - 1
+        fields = generator.fields(x.to(parameter.dtype))
+        flow = fields["flow"][0].float().permute(1, 2, 0).cpu().numpy()
+        appearance = fields["appearance"][0].float().permute(1, 2, 0).cpu().numpy()
+        if crop.ndim == 3 and crop.shape[2] == 3 and (crop == crop[..., :1]).all():
+            # A grey photo in three equal channels stays grey: it takes only the change's luminance.
+            return np.repeat(apply_fields(crop[..., 0], flow, appearance, intensity)[..., None], 3, axis=2)
+        return apply_fields(crop, flow, appearance, intensity)
+
+    def edit_photo(self, photo: np.ndarray, target: str, intensity: float = 1.0, points: np.ndarray | None = None,
+                   detector=None) -> np.ndarray:
+        """A whole photo (``H x W x 3`` or ``H x W`` uint8) with its largest face (or the face whose five landmarks
+        are ``points``) edited to ``target`` by :meth:`edit_aligned`, in the aligned frame at the photo's own
+        resolution; only the change is pasted back, inside the face's blend mask. ``ValueError`` without a face."""
+        from .alignment import align_face, native_size, paste_from_frame, retinaface_points, warp_to_frame
+
+        photo = np.asarray(photo)
+        if points is None:
+            points = retinaface_points(photo, detector)
+            if points is None:
+                raise ValueError("no face found in the photo")
+        face = align_face(points, native_size(points))
+        crop = warp_to_frame(photo, face)
+        return paste_from_frame(photo, self.edit_aligned(crop, target, intensity), face, original=crop)
 
     def without_discriminators(self) -> "CycleGANModel":
         """A copy holding the generators alone, for small inference checkpoints."""

@@ -214,3 +214,35 @@ def init_gan_weights(module: nn.Module, std: float = 0.02) -> None:
         init.zeros_(module.bias)
     elif isinstance(module, SelfAttention2d):
         init.zeros_(module.gamma)
+
+
+# --- displacement fields ------------------------------------------------------------------------------------------
+# A flow is ``N x 2 x h x w`` (x, y) in fractions of the image's side: the output at p samples the input at
+# p + flow(p). Fractions make one field valid at every resolution: upsample it and it applies to a larger crop.
+
+
+def upsample_flow(flow: torch.Tensor, size: int | tuple[int, int]) -> torch.Tensor:
+    """A low-resolution flow made smooth at ``size`` (bilinear; values stay fractions of the side)."""
+    size = (size, size) if isinstance(size, int) else tuple(size)
+    if tuple(flow.shape[-2:]) == size:
+        return flow
+    return F.interpolate(flow, size=size, mode="bilinear", align_corners=False)
+
+
+def warp_by_flow(images: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
+    """``images`` (``N x C x H x W``) sampled at p + flow(p), bilinear, the border replicated; ``flow`` is upsampled
+    to the images' size first. Differentiable in both."""
+    batch, _, height, width = images.shape
+    flow = upsample_flow(flow, (height, width)).to(images.dtype)
+    ys = torch.linspace(-1 + 1 / height, 1 - 1 / height, height, device=images.device, dtype=images.dtype)
+    xs = torch.linspace(-1 + 1 / width, 1 - 1 / width, width, device=images.device, dtype=images.dtype)
+    grid = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), dim=-1)[None]  # 1 x H x W x 2, (x, y)
+    # grid_sample's coordinates span 2 over the side, so a flow in fractions of the side counts double.
+    grid = grid + 2 * flow.permute(0, 2, 3, 1)
+    return F.grid_sample(images, grid.expand(batch, -1, -1, -1), mode="bilinear", padding_mode="border",
+                         align_corners=False)
+
+
+def flow_smoothness(flow: torch.Tensor) -> torch.Tensor:
+    """Total variation of a flow (mean absolute difference of neighbours), in fractions of the side per pixel."""
+    return ((flow[..., 1:, :] - flow[..., :-1, :]).abs().mean() + (flow[..., :, 1:] - flow[..., :, :-1]).abs().mean())

@@ -1,0 +1,146 @@
+"""A warp-and-refine generator: move the face, then paint only what moving cannot make (teeth, folds, shading).
+
+In the aligned face frame (``expr_models.alignment``) at model resolution ``S``, colour, in [-1, 1]:
+
+    flow     = prior_flow + window * upsample(delta_flow)          # 2 x S x S, fractions of the side
+    warped   = x sampled at p + intensity * flow(p)
+    output   = warped + intensity * (prior_residual + mask * change)
+
+``prior_flow`` and ``prior_residual`` are the average-edit baseline's fields for this direction
+(``expr_models.average_edit``), stored in the generator: a fresh generator (zero ``delta_flow``, a nearly closed mask)
+*is* the baseline, and training learns per-person corrections on top of it. ``delta_flow`` is predicted at
+``flow_resolution`` (S/4) and upsampled bilinearly, so it is smooth by construction; ``window`` (the lower face, for
+happy/neutral) keeps the eyes and brows still. ``mask`` (soft, GANimation-style) and ``change`` are the appearance
+part, made at ``S/2`` and upsampled bilinearly (the network never runs at ``S``: on two CPU cores that is 4x cheaper,
+and a change that is blurred by the metric and by the photo's upsampling anyway loses little).
+
+At editing time (:func:`apply_fields`) the flow is upsampled to the full-resolution aligned crop and the crop itself is
+warped, in colour, so the person's own skin texture and lip colour move; only the appearance change is upsampled from
+``S``. ``intensity`` scales both, and 0 gives the crop back unchanged.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import torch
+from torch import nn
+
+from .layers import ConvNormAct, ResidualBlock, upsample_flow, warp_by_flow
+
+# Mask-head bias at start: sigmoid(-4) ~ 0.02, so a fresh generator adds almost nothing to the baseline.
+MASK_BIAS = -4.0
+
+
+class WarpRefineGenerator(nn.Module):
+    """A small U-Net over (face, face warped by the prior), levels S/2 .. S/16: a flow head at ``flow_resolution``
+    and mask + change heads at S/2. ``window`` (optional) is a function ``rows -> 1 x 1 x rows x 1`` in [0, 1]
+    that limits the learned flow and the mask to part of the face."""
+
+    def __init__(self, resolution: int, channels: int = 3, width: int = 16, flow_resolution: int = 32,
+                 max_flow: float = 0.06, n_residual_blocks: int = 3, norm: str = "instance", window=None):
+        super().__init__()
+        if resolution % 16 or resolution % flow_resolution or not resolution // 16 <= flow_resolution <= resolution // 2:
+            raise ValueError(f"resolution {resolution} must be divisible by 16 and by flow_resolution "
+                             f"{flow_resolution}, which must lie between resolution / 16 and resolution / 2")
+        self.resolution, self.channels, self.max_flow, self.window = resolution, channels, max_flow, window
+        self.flow_level = {resolution // 16: 3, resolution // 8: 2, resolution // 4: 1, resolution // 2: 0}[flow_resolution]
+        # Parameters (not buffers) so save_pretrained keeps them and from_pretrained checks them; never trained.
+        self.prior_flow = nn.Parameter(torch.zeros(1, 2, resolution, resolution), requires_grad=False)
+        self.prior_residual = nn.Parameter(torch.zeros(1, channels, resolution, resolution), requires_grad=False)
+        widths = [width, width * 2, width * 4, width * 8]
+        self.stem = ConvNormAct(2 * channels, widths[0], 3, 2, norm, padding_mode="reflect")
+        self.down = nn.ModuleList(ConvNormAct(widths[i], widths[i + 1], 3, 2, norm) for i in range(3))
+        self.middle = nn.Sequential(*[ResidualBlock(widths[3], norm) for _ in range(n_residual_blocks)])
+        # Up path: at each level, upsample, concatenate the encoder's features of that level, conv.
+        self.up = nn.ModuleList(ConvNormAct(widths[i + 1] + widths[i], widths[i], 3, 1, norm) for i in (2, 1, 0))
+        self.to_flow = nn.Conv2d(widths[self.flow_level], 2, 3, padding=1)
+        self.to_change = nn.Conv2d(widths[0], channels, 3, padding=1)
+        self.to_mask = nn.Conv2d(widths[0], 1, 3, padding=1)
+
+    def reset_heads(self) -> None:
+        """Start as the baseline: no learned flow, a nearly closed mask (call after the weight initialisation)."""
+        nn.init.zeros_(self.to_flow.weight)
+        nn.init.zeros_(self.to_flow.bias)
+        nn.init.constant_(self.to_mask.bias, MASK_BIAS)
+
+    def _windowed(self, field: torch.Tensor) -> torch.Tensor:
+        if self.window is None:
+            return field
+        return field * self.window(field.shape[-2], field.device).to(field.dtype)
+
+    def fields(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The edit's fields for aligned faces ``x`` (``N x C x S x S``): ``flow`` (total, ``N x 2 x S x S``),
+        ``delta_flow`` (the learned part, at ``flow_resolution``), ``appearance`` (prior residual + mask * change,
+        ``N x C x S x S``), ``mask``."""
+        if x.shape[-1] != self.resolution or x.shape[-2] != self.resolution:
+            raise ValueError(f"expected {self.resolution}x{self.resolution} aligned faces, got {tuple(x.shape[-2:])}")
+        prior_flow = self.prior_flow.to(x.dtype)
+        prior_warped = warp_by_flow(x, prior_flow.expand(len(x), -1, -1, -1))
+        features = [self.stem(torch.cat([x, prior_warped], dim=1))]
+        for layer in self.down:
+            features.append(layer(features[-1]))
+        hidden = self.middle(features[-1])
+        delta_flow = None
+        for level, layer in zip((2, 1, 0), self.up):
+            if level + 1 == self.flow_level:
+                delta_flow = self.to_flow(hidden)
+            hidden = nn.functional.interpolate(hidden, scale_factor=2, mode="nearest")
+            hidden = layer(torch.cat([hidden, features[level]], dim=1))
+        if self.flow_level == 0:
+            delta_flow = self.to_flow(hidden)
+        delta_flow = self._windowed(self.max_flow * torch.tanh(delta_flow))
+        size = (self.resolution, self.resolution)
+        mask = self._windowed(torch.sigmoid(upsample_flow(self.to_mask(hidden), size)))
+        change = 2 * torch.tanh(upsample_flow(self.to_change(hidden), size))  # up to the whole [-1, 1] range
+        flow = prior_flow + upsample_flow(delta_flow, self.resolution)
+        appearance = self.prior_residual.to(x.dtype) + mask * change
+        return {"flow": flow, "delta_flow": delta_flow, "appearance": appearance, "mask": mask}
+
+    def render(self, x: torch.Tensor, fields: dict[str, torch.Tensor], intensity: float = 1.0) -> torch.Tensor:
+        return (warp_by_flow(x, intensity * fields["flow"]) + intensity * fields["appearance"]).clamp(-1, 1)
+
+    def forward(self, x: torch.Tensor, return_mask: bool = False, intensity: float = 1.0,
+                return_fields: bool = False):
+        """The edited faces; with ``return_mask`` also the mask, with ``return_fields`` all of :meth:`fields`."""
+        fields = self.fields(x)
+        image = self.render(x, fields, intensity)
+        if return_fields:
+            return image, fields
+        return (image, fields["mask"]) if return_mask else image
+
+
+def apply_fields(crop: np.ndarray, flow: np.ndarray, appearance: np.ndarray, intensity: float = 1.0) -> np.ndarray:
+    """An aligned crop (``N x N`` or ``N x N x C`` uint8, any ``N``) edited by fields made at model resolution:
+    ``flow`` (``s x s x 2``, fractions of the side) and ``appearance`` (``S x S x C`` in [-1, 1] units), both upsampled
+    bilinearly to ``N``; the crop itself is warped, so its own pixels move. ``intensity`` 0 returns a copy."""
+    crop = np.asarray(crop)
+    if crop.ndim < 2 or crop.shape[0] != crop.shape[1]:
+        raise ValueError(f"expected a square aligned crop, got shape {crop.shape}")
+    if intensity == 0:
+        return crop.copy()
+    size = crop.shape[0]
+    flow = cv2.resize(np.asarray(flow, np.float32), (size, size), interpolation=cv2.INTER_LINEAR) * size
+    appearance = cv2.resize(np.asarray(appearance, np.float32), (size, size), interpolation=cv2.INTER_LINEAR)
+    appearance = appearance.reshape(size, size, -1) * 127.5
+    grid = np.arange(size, dtype=np.float32)
+    warped = cv2.remap(crop, grid[None, :] + intensity * flow[..., 0], grid[:, None] + intensity * flow[..., 1],
+                       cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE).reshape(crop.shape).astype(np.float32)
+    if crop.ndim == 2:
+        appearance = appearance.mean(axis=2)  # a grey crop takes the change's luminance
+    elif appearance.shape[2] != crop.shape[2]:
+        appearance = np.repeat(appearance.mean(axis=2, keepdims=True), crop.shape[2], axis=2)
+    return np.clip(np.rint(warped + intensity * appearance), 0, 255).astype(np.uint8)
+
+
+def to_model_resolution(crop: np.ndarray, resolution: int) -> np.ndarray:
+    """An aligned crop of any side resampled to ``resolution`` with the alignment's one resampling (3 channels)."""
+    from .alignment import resample_affine
+
+    crop = np.asarray(crop)
+    if crop.ndim == 2:
+        crop = np.repeat(crop[..., None], 3, axis=2)
+    scale = resolution / crop.shape[0]
+    # Pixel centres at integers: output u sits at input (u + 0.5) / scale - 0.5.
+    matrix = np.array([[scale, 0, 0.5 * scale - 0.5], [0, scale, 0.5 * scale - 0.5]], np.float64)
+    return resample_affine(np.ascontiguousarray(crop[..., :3]), matrix, (resolution, resolution))

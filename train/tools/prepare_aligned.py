@@ -1,0 +1,130 @@
+"""Prepare aligned colour faces for the warp-and-refine CycleGAN: subject pairs (neutral | happy) and unpaired GENKI-4K.
+
+    python -m train.tools.prepare_aligned --data ../shared/data --out prepared/aligned_happy [--resolution 128]
+
+Every face goes through ``expr_models.alignment`` (the editor's frame and resampling):
+- pairs (``expr_models.paired_faces``; FEI, the London Set, JAFFE): each photo of a pair is aligned by its own five
+  RetinaFace points, as the editor aligns it (``neutral``, ``happy``), and the other photo is put into that frame by
+  its eyes and nose tip only (``align_to``: ``happy_in_neutral_frame``, ``neutral_in_happy_frame``), so head motion
+  is removed and the expression's own motion stays. (A smile's wider mouth corners change the five-point frame, so
+  each direction is trained on its input's own framing.) Grey photos (FEI, JAFFE) become three equal channels. Splits ``train`` and ``validation`` follow the project's subject split; the ``test`` subjects are
+  never written.
+- ``genki``: every GENKI-4K photo with a face, aligned by its five points, with its smile label (1 smiling, 0 not).
+  GENKI has no subject ids and no pairs: it only feeds the adversarial and cycle losses.
+
+Writes a ``datasets.DatasetDict`` (``save_to_disk``): ``train`` / ``validation`` with the image columns ``neutral``,
+``happy_in_neutral_frame``, ``happy``, ``neutral_in_happy_frame`` and ``dataset``, ``subject``; ``genki`` with
+``image`` and ``smile``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from expr_models.alignment import align_face, retinaface_points, warp_to_frame
+from expr_models.paired_faces import GRAYSCALE_SOURCES, photo_pairs
+from train.average_edit import PointCache, pair_crops, read_rgb
+
+PAIR_SPLITS = ("train", "validation")  # never "test": those subjects are held out from every training step
+
+
+def _grey3(rgb: np.ndarray) -> np.ndarray:
+    return np.repeat(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)[..., None], 3, axis=2)
+
+
+IMAGE_COLUMNS = ("neutral", "happy_in_neutral_frame", "happy", "neutral_in_happy_frame")
+
+
+def pair_rows(data: Path, split: str, size: int, points: PointCache) -> tuple[dict, list[str]]:
+    """One row per (neutral photo, happy photo) of a subject, in both photos' frames."""
+    made: dict[tuple, dict] = {}
+    skipped = []
+    for pair in photo_pairs(data, split):
+        if pair.pair not in ("neutral->happy", "happy->neutral"):
+            continue
+        neutral_path, happy_path = ((pair.source_path, pair.target_path) if pair.pair == "neutral->happy"
+                                    else (pair.target_path, pair.source_path))
+        crops = pair_crops(pair, size, points)
+        if crops is None:
+            skipped.append(f"{pair.dataset}:{pair.source_path.name}")
+            continue
+        if pair.dataset in GRAYSCALE_SOURCES:
+            crops = tuple(_grey3(crop) for crop in crops)
+        row = made.setdefault((pair.dataset, pair.subject, neutral_path, happy_path),
+                              {"dataset": pair.dataset, "subject": f"{pair.dataset}:{pair.subject}"})
+        if pair.pair == "neutral->happy":
+            row["neutral"], row["happy_in_neutral_frame"] = crops
+        else:
+            row["happy"], row["neutral_in_happy_frame"] = crops
+    rows = {name: [] for name in (*IMAGE_COLUMNS, "dataset", "subject")}
+    for row in made.values():
+        if all(name in row for name in IMAGE_COLUMNS):
+            for name in rows:
+                rows[name].append(row[name])
+    return rows, skipped
+
+
+def genki_rows(folder: Path, size: int, limit: int | None = None) -> tuple[dict, list[str]]:
+    labels = [int(line.split()[0]) for line in (folder / "labels.txt").read_text().split("\n") if line.strip()]
+    rows = {"image": [], "smile": []}
+    skipped = []
+    for number, smile in enumerate(labels[:limit] if limit else labels, start=1):
+        path = folder / "files" / f"file{number:04d}.jpg"
+        if not path.is_file():
+            skipped.append(path.name)
+            continue
+        photo = read_rgb(path)
+        points = retinaface_points(photo)
+        if points is None:
+            skipped.append(path.name)
+            continue
+        rows["image"].append(warp_to_frame(photo, align_face(points, size)))
+        rows["smile"].append(smile)
+    return rows, skipped
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, default=Path("../shared/data"))
+    parser.add_argument("--out", type=Path, default=Path("prepared/aligned_happy"))
+    parser.add_argument("--resolution", type=int, default=128)
+    parser.add_argument("--genki-limit", type=int, default=None, help="at most this many GENKI photos (quick runs)")
+    parser.add_argument("--genki-from", type=Path, default=None,
+                        help="copy the genki split of an earlier prepared folder instead of aligning it again")
+    args = parser.parse_args(argv)
+    if not args.data.is_dir():
+        print(f"No data folder at {args.data}", file=sys.stderr)
+        return 2
+    from datasets import ClassLabel, Dataset, DatasetDict, Features, Image, Value
+
+    start = time.perf_counter()
+    points = PointCache()
+    pair_features = Features({**{name: Image() for name in IMAGE_COLUMNS}, "dataset": Value("string"),
+                              "subject": Value("string")})
+    splits = {}
+    for split in PAIR_SPLITS:
+        rows, skipped = pair_rows(args.data, split, args.resolution, points)
+        splits[split] = Dataset.from_dict(rows, features=pair_features)
+        print(f"{split}: {len(rows['subject'])} pairs, skipped {len(skipped)} {skipped[:5]}", flush=True)
+    if args.genki_from is not None:
+        from datasets import load_from_disk
+
+        splits["genki"] = load_from_disk(str(args.genki_from))["genki"]
+    elif (args.data / "genki4k").is_dir():
+        rows, skipped = genki_rows(args.data / "genki4k", args.resolution, args.genki_limit)
+        features = Features({"image": Image(), "smile": ClassLabel(names=["no_smile", "smile"])})
+        splits["genki"] = Dataset.from_dict(rows, features=features)
+        print(f"genki: {len(rows['smile'])} faces ({sum(rows['smile'])} smiling), skipped {len(skipped)}", flush=True)
+    DatasetDict(splits).save_to_disk(str(args.out))
+    print(f"Wrote {args.out} in {time.perf_counter() - start:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
