@@ -140,8 +140,13 @@ class AverageEditModel(ExprPreTrainedModel):
         map_y = grid[:, None] + intensity * flow[..., 1]
         warped = cv2.remap(face, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         warped = warped.reshape(face.shape).astype(np.float32)
+        grey_rgb = face.ndim == 3 and np.array_equal(face[..., 0], face[..., 1]) and np.array_equal(face[..., 1],
+                                                                                                    face[..., 2])
         if face.ndim == 2:
             residual = residual.mean(axis=2)  # a grey face takes the residual's luminance
+        elif grey_rgb:
+            # A grey photo in RGB (FEI, JAFFE, old prints) stays grey: the colour residual would tint it.
+            residual = np.repeat(residual.mean(axis=2, keepdims=True), face.shape[2], axis=2)
         elif residual.shape[2] != face.shape[2]:
             residual = np.repeat(residual, face.shape[2], axis=2)  # a luminance residual goes to every channel
         return np.clip(np.rint(warped + intensity * residual), 0, 255).astype(np.uint8)

@@ -5,6 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from skimage import data
 from huggingface_hub.errors import StrictDataclassClassValidationError
 from transformers import AutoModel
@@ -111,3 +112,13 @@ def test_editor_runs_the_average_method_in_the_aligned_frame(detector, astronaut
     # Any source: a face read as neither the pair's source nor neutral is edited from neutral.
     model = editor.model("average")
     assert model.source_for("fear", "happy") == "neutral" and model.source_for("happy", "neutral") == "happy"
+
+
+@pytest.mark.skipif(not (COMMITTED / "config.json").is_file(), reason="no committed average checkpoint")
+def test_a_grey_photo_stays_grey(astronaut):
+    from expr_models.pipeline import ExpressionEditor
+
+    grey = np.repeat(np.asarray(Image.fromarray(astronaut).convert("L"))[..., None], 3, axis=2)
+    edited = np.asarray(ExpressionEditor.from_pretrained(COMMITTED.parent).edit(grey, method="average").image)
+    assert not np.array_equal(edited, grey)
+    assert np.array_equal(edited[..., 0], edited[..., 1]) and np.array_equal(edited[..., 1], edited[..., 2])
