@@ -48,7 +48,7 @@ class Judge:
 
     def __init__(self, checkpoint: Path):
         from expr_models.classifier import ExpressionClassifier
-        from expr_models.face import HaarFaceDetector
+        from expr_models.detection import HaarFaceDetector
 
         self.classifier = ExpressionClassifier.from_pretrained(checkpoint).float().eval()
         self.names = list(self.classifier.config.class_names)
@@ -62,7 +62,7 @@ class Judge:
         import torch
 
         from expr_models.data.crops import crop_training_face
-        from expr_models.image_utils import to_model_tensor
+        from expr_models.processing import to_model_tensor
 
         size = self.classifier.config.resolution
         crop, _ = crop_training_face(Image.fromarray(photo), size, box)
