@@ -200,6 +200,24 @@ def warp_to_frame(photo: np.ndarray, face: AlignedFace, size: int | None = None)
     return resample_affine(photo, face.matrix, (face.size, face.size))
 
 
+def warp_and_add(crop: np.ndarray, flow: np.ndarray, change: np.ndarray, intensity: float = 1.0) -> np.ndarray:
+    """An aligned crop (``N x N`` or ``N x N x C`` uint8) moved by ``intensity * flow`` (``N x N x 2``, pixels: each
+    output pixel samples the crop there) plus ``intensity * change`` (``N x N x C'`` grey levels). Its own pixels move,
+    so skin texture and lip colour come along. A grey crop, or a grey photo held in RGB, takes the change's luminance
+    and stays grey."""
+    crop = np.asarray(crop)
+    size = crop.shape[0]
+    grid = np.arange(size, dtype=np.float32)
+    warped = cv2.remap(crop, grid[None, :] + intensity * flow[..., 0], grid[:, None] + intensity * flow[..., 1],
+                       cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE).reshape(crop.shape).astype(np.float32)
+    change = np.asarray(change, np.float32).reshape(size, size, -1)
+    if crop.ndim == 2:
+        change = change.mean(axis=2)
+    elif change.shape[2] != crop.shape[2] or (crop[..., :1] == crop).all():
+        change = np.repeat(change.mean(axis=2, keepdims=True), crop.shape[2], axis=2)
+    return np.clip(np.rint(warped + intensity * change), 0, 255).astype(np.uint8)
+
+
 def frame_face_mask(size: int, feather: float = 0.15) -> np.ndarray:
     """``size x size`` float32 in [0, 1]: 1 on the face (``FACE_ELLIPSE``), falling smoothly to 0 over ``feather`` of
     the ellipse's radius, so an edit fades into the photo instead of ending at a seam."""

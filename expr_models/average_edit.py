@@ -28,7 +28,8 @@ from torch import nn
 from transformers import PreTrainedConfig
 from transformers.utils import ModelOutput
 
-from .alignment import AlignedFace, align_face, native_size, paste_from_frame, retinaface_points, warp_to_frame
+from .alignment import (AlignedFace, align_face, native_size, paste_from_frame, retinaface_points, warp_and_add,
+                        warp_to_frame)
 from .modeling_utils import ExprPreTrainedModel
 
 PAIR_SEPARATOR = "->"
@@ -133,23 +134,8 @@ class AverageEditModel(ExprPreTrainedModel):
             raise ValueError(f"expected a square aligned crop, got shape {face.shape}")
         if intensity == 0:
             return face.copy()
-        size = face.shape[0]
-        flow, residual = self.fields(source, target, size)
-        grid = np.arange(size, dtype=np.float32)
-        map_x = grid[None, :] + intensity * flow[..., 0]
-        map_y = grid[:, None] + intensity * flow[..., 1]
-        warped = cv2.remap(face, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        warped = warped.reshape(face.shape).astype(np.float32)
-        grey_rgb = face.ndim == 3 and np.array_equal(face[..., 0], face[..., 1]) and np.array_equal(face[..., 1],
-                                                                                                    face[..., 2])
-        if face.ndim == 2:
-            residual = residual.mean(axis=2)  # a grey face takes the residual's luminance
-        elif grey_rgb:
-            # A grey photo in RGB (FEI, JAFFE, old prints) stays grey: the colour residual would tint it.
-            residual = np.repeat(residual.mean(axis=2, keepdims=True), face.shape[2], axis=2)
-        elif residual.shape[2] != face.shape[2]:
-            residual = np.repeat(residual, face.shape[2], axis=2)  # a luminance residual goes to every channel
-        return np.clip(np.rint(warped + intensity * residual), 0, 255).astype(np.uint8)
+        flow, residual = self.fields(source, target, face.shape[0])
+        return warp_and_add(face, flow, residual, intensity)
 
     def edit_photo(self, photo: np.ndarray, source: str, target: str, intensity: float = 1.0,
                    points: np.ndarray | None = None, detector=None) -> np.ndarray:

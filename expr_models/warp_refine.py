@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .alignment import warp_and_add
 from .layers import ConvNormAct, ResidualBlock, upsample_flow, warp_by_flow
 
 # Mask-head bias at start: sigmoid(-4) ~ 0.02, so a fresh generator adds almost nothing to the baseline.
@@ -122,15 +123,7 @@ def apply_fields(crop: np.ndarray, flow: np.ndarray, appearance: np.ndarray, int
     size = crop.shape[0]
     flow = cv2.resize(np.asarray(flow, np.float32), (size, size), interpolation=cv2.INTER_LINEAR) * size
     appearance = cv2.resize(np.asarray(appearance, np.float32), (size, size), interpolation=cv2.INTER_LINEAR)
-    appearance = appearance.reshape(size, size, -1) * 127.5
-    grid = np.arange(size, dtype=np.float32)
-    warped = cv2.remap(crop, grid[None, :] + intensity * flow[..., 0], grid[:, None] + intensity * flow[..., 1],
-                       cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE).reshape(crop.shape).astype(np.float32)
-    if crop.ndim == 2:
-        appearance = appearance.mean(axis=2)  # a grey crop takes the change's luminance
-    elif appearance.shape[2] != crop.shape[2]:
-        appearance = np.repeat(appearance.mean(axis=2, keepdims=True), crop.shape[2], axis=2)
-    return np.clip(np.rint(warped + intensity * appearance), 0, 255).astype(np.uint8)
+    return warp_and_add(crop, flow, appearance.reshape(size, size, -1) * 127.5, intensity)
 
 
 def to_model_resolution(crop: np.ndarray, resolution: int) -> np.ndarray:
