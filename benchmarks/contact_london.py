@@ -2,7 +2,7 @@
 same person's real expression, each the face's region of the full-resolution photo (no resizing; London in colour).
 
     python benchmarks/contact_london.py --out /tmp/contact_london.png [--people 3] [--direction neutral->happy]
-    python benchmarks/contact_london.py --out /tmp/sheet.png --warp checkpoints/experimental/cyclegan_warp --no-cyclegan \
+    python benchmarks/contact_london.py --out /tmp/sheet.png --warp runs/warp_e/final --no-cyclegan \
         --dataset fei --split test
 
 Columns: the committed CycleGAN through the editor (unless ``--no-cyclegan``), a warp_refine CycleGAN (``--warp``)

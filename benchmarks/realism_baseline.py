@@ -2,7 +2,7 @@
 CycleGAN (FEI and London Set, neutral <-> happy) and SA-GAN (JAFFE, neutral -> each other expression).
 
     python benchmarks/realism_baseline.py [--data ../shared/data] [--checkpoints checkpoints] [--split test]
-    python benchmarks/realism_baseline.py --warp checkpoints/experimental/cyclegan_warp --methods average cyclegan_warp \
+    python benchmarks/realism_baseline.py --warp runs/warp_e/final --methods average cyclegan_warp \
         --datasets fei london --split validation --out benchmarks/results/realism_warp_validation.json
 
 Every edit is of the whole photo, as a user gets it: the average edit through ``AverageEditModel.edit_photo`` (the
