@@ -9,11 +9,15 @@ much less than the wall clock.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
 import resource
+import socket
 import statistics
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -310,3 +314,47 @@ def target_line(name: str, value: float, limit: float, unit: str = "s", higher_i
         margin = f"{value / limit:.2f}x the limit" if limit else ""
     return {"target": name, "measured": round(value, 4), "limit": limit, "unit": unit,
             "holds": bool(holds), "margin": margin}
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The Space in a subprocess
+# ---------------------------------------------------------------------------------------------------------------------
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def space_server(models: Path, log_path: Path, extra_env: dict[str, str] | None = None, timeout: float = 300):
+    """``python app.py`` as a Space runs it, on a free localhost port, serving ``models``; yields ``(process, url)``
+    once it answers, and stops it after. Raises ``RuntimeError`` (with the log's tail) if it exits or stays silent."""
+    import httpx
+
+    port = free_port()
+    env = {**os.environ, "EXPR_MODELS_DIR": str(models), "GRADIO_SERVER_NAME": "127.0.0.1",
+           "GRADIO_SERVER_PORT": str(port), "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False",
+           **(extra_env or {})}
+    with open(log_path, "w") as log:
+        process = subprocess.Popen([sys.executable, "app.py"], cwd=REPO_ROOT, env=env, stdout=log,
+                                   stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.time() + timeout
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"the Space exited with {process.returncode}:\n{log_path.read_text()[-3000:]}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(url, timeout=5).status_code == 200:
+                    break
+            if time.time() > deadline:
+                raise RuntimeError(f"the Space did not answer within {timeout:.0f} s:\n{log_path.read_text()[-3000:]}")
+            time.sleep(0.5)
+        yield process, url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()

@@ -28,12 +28,8 @@ import argparse
 import contextlib
 import io
 import json
-import os
 import shutil
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -84,44 +80,6 @@ def edit_alone(models: Path, photo: Path) -> dict:
 # ---------------------------------------------------------------------------------------------------------------------
 # The Space over gradio_client
 # ---------------------------------------------------------------------------------------------------------------------
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextlib.contextmanager
-def space_server(models: Path, log_path: Path):
-    """``python app.py`` as a Space runs it, on a free localhost port; yields its URL."""
-    import httpx
-
-    port = free_port()
-    env = {**os.environ, "EXPR_MODELS_DIR": str(models), "GRADIO_SERVER_NAME": "127.0.0.1",
-           "GRADIO_SERVER_PORT": str(port), "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False"}
-    with open(log_path, "w") as log:
-        process = subprocess.Popen([sys.executable, "app.py"], cwd=bench.REPO_ROOT, env=env, stdout=log,
-                                   stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        deadline = time.time() + 300
-        while True:
-            if process.poll() is not None:
-                raise SystemExit(f"the Space exited with {process.returncode}:\n{log_path.read_text()[-3000:]}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(url, timeout=5).status_code == 200:
-                    break
-            if time.time() > deadline:
-                raise SystemExit(f"the Space did not answer within 300 s:\n{log_path.read_text()[-3000:]}")
-            time.sleep(0.5)
-        yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-
 
 def round_trips(call, repeats: int) -> dict:
     call()  # warm-up: the first request of a session, the libraries' first calls
@@ -292,7 +250,7 @@ def main() -> None:
         if "cli" in args.only:
             payload["cli"] = cli_seconds_per_photo(models, photo, args.photos, work)
         if {"space", "browser"} & set(args.only):
-            with space_server(models, work / "space.log") as url:
+            with bench.space_server(models, work / "space.log") as (_, url):
                 if "space" in args.only:
                     payload["space"] = space_round_trips(url, photo, args.requests)
                 if "browser" in args.only:

@@ -12,8 +12,6 @@ import json
 import os
 import platform
 import statistics
-import subprocess
-import sys
 import threading
 import time
 from datetime import datetime, timezone
@@ -71,40 +69,14 @@ def percentile(values: list[float], q: float) -> float:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """``python app.py`` on a free localhost port, as a Space runs it, with tiny random checkpoints."""
-    from test_space import free_port, make_tiny_checkpoints
+    from bench_utils import space_server
+    from test_space import make_tiny_checkpoints
 
     models = make_tiny_checkpoints(tmp_path_factory.mktemp("checkpoints"))
-    port = free_port()
-    env = {**os.environ, "EXPR_MODELS_DIR": str(models), "GRADIO_SERVER_NAME": "127.0.0.1",
-           "GRADIO_SERVER_PORT": str(port), "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False",
-           "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     log_path = tmp_path_factory.mktemp("server") / "server.log"
-    with open(log_path, "w") as log:
-        process = subprocess.Popen([sys.executable, "app.py"], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        deadline = time.time() + 180
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"the server exited with {process.returncode}:\n{log_path.read_text()[-3000:]}")
-            try:
-                import httpx
-
-                if httpx.get(url, timeout=5).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.time() > deadline:
-                pytest.fail(f"the server did not answer within 180 s:\n{log_path.read_text()[-3000:]}")
-            time.sleep(0.5)
+    with space_server(models, log_path, extra_env={"OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)},
+                      timeout=180) as (process, url):
         yield process, url, log_path
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=30)
 
 
 def edit(client: Client) -> float:
