@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 
@@ -18,3 +19,13 @@ def grace_hopper():
 
     with cbook.get_sample_data("grace_hopper.jpg") as f:
         return np.asarray(Image.open(f).convert("RGB"))
+
+
+@pytest.fixture()
+def one_torch_thread():
+    """One intra-op thread, as the training subprocesses use: modest on a shared 2-core machine, and comparable runs
+    (a module opts in with ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -116,13 +116,7 @@ def save_wider_dataset(path: Path, photos: int = 6) -> Path:
     return path
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread, as the subprocesses use: modest on a shared 2-core machine, and comparable runs."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

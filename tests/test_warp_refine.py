@@ -20,12 +20,7 @@ WARP = dict(generator_type="warp_refine", in_channels=3, resolution=32, flow_res
             n_residual_blocks=1, discriminator_channels=8, discriminator_layers=2, mask_region="lower_face")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def warp_model(**overrides) -> CycleGANModel:
