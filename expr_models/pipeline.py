@@ -414,6 +414,10 @@ class ExpressionEditor:
         if method == "cyclegan":
             model = self.model("cyclegan", self._cyclegan_index(target))
             config = model.config
+            if config.generator_type == "warp_refine":  # moves the face's own pixels in the aligned frame
+                with self._generating():
+                    return self.processor.edit_aligned(crop, points,
+                                                       lambda face: model.edit_aligned(face, target, intensity))
             with self._generating():
                 return edit_luminance(crop, lambda x: model.generate(x.to(self.device), to=target),
                                       config.resolution, config.in_channels, intensity)

@@ -89,6 +89,25 @@ def test_generator_shapes_and_a_fresh_generator_is_its_prior():
     assert image.shape == (3, 3, 32, 32) and mask.shape == (3, 1, 32, 32)
 
 
+def test_the_prior_gain_starts_at_one_and_scales_the_prior_flow_and_residual():
+    model = warp_model(max_prior_gain=3.0)
+    generator = model.generator_xy
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    with torch.no_grad():
+        generator.prior_flow.fill_(0.02)
+        generator.prior_residual.fill_(0.1)
+        fresh = generator.fields(x)
+        assert torch.allclose(fresh["gain"], torch.ones(2, 1, 1, 1))  # a fresh generator is still the baseline
+        assert torch.allclose(fresh["flow"], torch.full_like(fresh["flow"], 0.02))
+        generator.to_gain.bias.fill_(0.0)  # gain = 3 * sigmoid(0) = 1.5
+        scaled = generator.fields(x)
+    assert torch.allclose(scaled["flow"], torch.full_like(scaled["flow"], 0.03))
+    assert torch.allclose(scaled["appearance"] - fresh["appearance"], torch.full_like(fresh["appearance"], 0.05),
+                          atol=1e-6)
+    with pytest.raises(Exception, match="max_prior_gain"):  # huggingface_hub wraps the config's ValueError
+        CycleGANConfig(**{**WARP, "max_prior_gain": 0.5})
+
+
 def test_intensity_zero_is_the_identity():
     model = warp_model()
     with torch.no_grad():
@@ -227,3 +246,32 @@ def test_warp_cyclegan_trains_through_the_loop_saves_and_reloads(tmp_path):
     card = (run / "final" / "README.md").read_text()
     assert "3 steps" in card and "subject pairs" in card and "genki" in card
     assert (run / "samples" / "step_0000003.png").is_file()
+
+
+# --- through the editor ---------------------------------------------------------------------------------------------
+
+def test_the_editor_edits_with_a_warp_cyclegan_in_the_aligned_frame():
+    """A warp_refine CycleGAN in the editor: its prior flow moves the face's own pixels (the astronaut's mouth region
+    changes), the upper face stays still (lower-face window, zero prior there) and nothing outside the face moves."""
+    from skimage import data
+
+    from expr_models.pipeline import ExpressionEditor
+
+    model = warp_model(resolution=64, flow_resolution=16, with_discriminators=False)
+    with torch.no_grad():  # the prior: the lower half of the frame moves up by 2% of the side
+        model.generator_xy.prior_flow[:, 1, 32:] = 0.02
+    photo = data.astronaut()
+    editor = ExpressionEditor(models_dir=None, models={"cyclegan": model}, detector="haar", precision="fp32")
+    result = editor.edit(photo, method="cyclegan", target="happy")
+    edited = np.asarray(result.image).astype(int)
+    changed = np.abs(edited - photo.astype(int)).max(axis=2) > 0
+    (face,) = result.faces
+    x0, y0, x1, y1 = (int(v) for v in (face.box.x0, face.box.y0, face.box.x1, face.box.y1))
+    height = y1 - y0
+    assert changed[y0 + height // 2:y1, x0:x1].mean() > 0.2  # the lower face moved
+    assert changed[y0:y0 + height // 4, x0:x1].mean() < 0.01  # the forehead did not
+    outside = np.ones_like(changed)
+    outside[max(0, y0 - height // 2):y1 + height // 2, max(0, x0 - height // 2):x1 + height // 2] = False
+    assert not changed[outside].any()
+    unchanged = editor.edit(photo, method="cyclegan", target="happy", intensity=0.0).image
+    assert np.array_equal(np.asarray(unchanged), photo)

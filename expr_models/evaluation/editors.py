@@ -51,8 +51,12 @@ class Method:
         return tuple(name for name in self.targets if name != target)
 
 
-def cyclegan_method(model, checkpoint: str, name: str = "cyclegan") -> Method:
+def cyclegan_method(model, checkpoint: str, name: str = "cyclegan", channels: int = 1) -> Method:
     config = model.config
+    if config.generator_type == "warp_refine":  # edits aligned faces, as the editor runs it
+        return Method(name, "cyclegan", checkpoint, model, config.resolution, channels, tuple(config.domains),
+                      edit=aligned_edit(lambda face, target: model.edit_aligned(face, target), config.resolution,
+                                        channels))
 
     def edit(x: torch.Tensor, target: str, references=None) -> torch.Tensor:
         return model.generate(x, to=target)
@@ -71,23 +75,33 @@ def sagan_method(model, checkpoint: str) -> Method:
                   tuple(config.class_names), edit=edit)
 
 
-def average_method(model, checkpoint: str, channels: int = 1) -> Method:
-    """The average-edit baseline on the held-out crops, as the editor runs it on a face it has no landmarks for: the
-    crop's five points estimated from its box framing, the edit done in the aligned frame, only the change pasted."""
-    resolution = model.config.resolution
+def aligned_edit(edit_face: Callable[[np.ndarray, str], np.ndarray], resolution: int,
+                 channels: int) -> Callable[..., torch.Tensor]:
+    """A batch edit for a model that edits aligned faces (``edit_face(aligned_uint8, target)``), run on the held-out
+    crops as the editor runs it on a face it has no landmarks for: the crop's five points estimated from its box
+    framing, the edit done in the aligned frame, only the change pasted back."""
     points = BOX_FRAME_LANDMARKS * resolution
 
     def edit(x: torch.Tensor, target: str, references=None) -> torch.Tensor:
-        source = model.source_for(None, target)  # each target has one source pair in the baseline
         crops = np.rint(FaceImageProcessor.from_tensor(x.cpu())).clip(0, 255).astype(np.uint8)
         edited = [FaceImageProcessor.edit_aligned(crop[..., 0] if channels == 1 else crop, points,
-                                                  lambda face: model.apply(face, source, target)) for crop in crops]
+                                                  lambda face: edit_face(face, target)) for crop in crops]
         tensor = torch.from_numpy(np.stack(edited).astype(np.float32) / 127.5 - 1.0)
         tensor = tensor[:, None] if channels == 1 else tensor.permute(0, 3, 1, 2)
         return tensor.to(x.device)
 
+    return edit
+
+
+def average_method(model, checkpoint: str, channels: int = 1) -> Method:
+    """The average-edit baseline on the held-out crops (see :func:`aligned_edit`)."""
+    resolution = model.config.resolution
+
+    def edit_face(face: np.ndarray, target: str) -> np.ndarray:
+        return model.apply(face, model.source_for(None, target), target)  # each target has one source pair
+
     return Method("average", "average", checkpoint, model, resolution, channels, tuple(model.config.targets),
-                  edit=edit)
+                  edit=aligned_edit(edit_face, resolution, channels))
 
 
 def nst_method(extractor, checkpoint: str, steps: int, resolution: int = 128,

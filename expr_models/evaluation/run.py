@@ -206,7 +206,7 @@ def evaluate_edit(held_out: HeldOut, method: Method, target: str, sources: list[
 
     if method.kind == "cyclegan":
         back = method.model.other_domain(target)
-        reconstructed = run_batched(lambda x: method.model.generate(x, to=back), edited, device=device)
+        reconstructed = run_batched(lambda x: method.edit(x, back), edited, device=device)  # the same edit, back
         row["cycle_l1"] = metrics.cycle_reconstruction_l1(inputs, reconstructed)
 
     if target == "happy":
