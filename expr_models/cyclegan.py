@@ -53,6 +53,8 @@ class CycleGANConfig(PreTrainedConfig):
             masked appearance change; needs ``in_channels=3``; edit full-resolution crops with ``edit_aligned``).
         flow_resolution: warp_refine: side of the learned flow (upsampled bilinearly); ``resolution / 4`` by default.
         max_flow: warp_refine: the learned flow's largest step, as a fraction of the crop's side.
+        max_prior_gain: warp_refine: above 0, each face gets a learned gain in (0, max_prior_gain), 1 at start, on
+            the baseline's flow and residual (how strongly this face takes the average expression); 0: none.
     """
 
     model_type = "expr-cyclegan"
@@ -75,6 +77,7 @@ class CycleGANConfig(PreTrainedConfig):
     generator_type: str = "resnet"
     flow_resolution: int = 32
     max_flow: float = 0.06
+    max_prior_gain: float = 0.0
 
     def validate_cyclegan(self):
         if self.in_channels not in (1, 3):
@@ -98,6 +101,8 @@ class CycleGANConfig(PreTrainedConfig):
         if self.generator_type not in ("resnet", "warp_refine"):
             raise ValueError(f"Unknown generator_type {self.generator_type!r}; expected resnet or warp_refine")
         if self.generator_type == "warp_refine":
+            if self.max_prior_gain < 0 or 0 < self.max_prior_gain <= 1:
+                raise ValueError(f"max_prior_gain must be 0 (no gain) or above 1, got {self.max_prior_gain}")
             if self.in_channels != 3:
                 raise ValueError("generator_type warp_refine edits colour: it needs in_channels=3")
             if self.resolution % 16 or self.resolution % self.flow_resolution or \
@@ -184,7 +189,7 @@ class CycleGANModel(ExprPreTrainedModel):
             self.generator_xy, self.generator_yx = (
                 WarpRefineGenerator(config.resolution, config.in_channels, config.generator_channels,
                                     config.flow_resolution, config.max_flow, config.n_residual_blocks, config.norm,
-                                    window) for _ in range(2))
+                                    window, config.max_prior_gain) for _ in range(2))
         else:
             generator_args = (config.in_channels, config.generator_channels, config.n_downsampling,
                               config.n_residual_blocks, config.norm, config.attention_mask)
@@ -210,6 +215,9 @@ class CycleGANModel(ExprPreTrainedModel):
             init.zeros_(module.to_flow.weight)
             init.zeros_(module.to_flow.bias)
             init.constant_(module.to_mask.bias, MASK_BIAS)
+            if module.to_gain is not None:  # the gain starts at 1
+                init.zeros_(module.to_gain.weight)
+                init.constant_(module.to_gain.bias, module.gain_bias())
 
     # --- lookup by expression name, so callers never juggle x/y ------------------------------------------------------
     def generator_to(self, target: str) -> ResnetGenerator:

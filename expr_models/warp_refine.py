@@ -2,15 +2,18 @@
 
 In the aligned face frame (``expr_models.alignment``) at model resolution ``S``, colour, in [-1, 1]:
 
-    flow     = prior_flow + window * upsample(delta_flow)          # 2 x S x S, fractions of the side
+    flow     = gain * prior_flow + window * upsample(delta_flow)   # 2 x S x S, fractions of the side
     warped   = x sampled at p + intensity * flow(p)
-    output   = warped + intensity * (prior_residual + mask * change)
+    output   = warped + intensity * (gain * prior_residual + mask * change)
 
 ``prior_flow`` and ``prior_residual`` are the average-edit baseline's fields for this direction
 (``expr_models.average_edit``), stored in the generator: a fresh generator (zero ``delta_flow``, a nearly closed mask)
 *is* the baseline, and training learns per-person corrections on top of it. ``delta_flow`` is predicted at
 ``flow_resolution`` (S/4) and upsampled bilinearly, so it is smooth by construction; ``window`` (the lower face, for
-happy/neutral) keeps the eyes and brows still. ``mask`` (soft, GANimation-style) and ``change`` are the appearance
+happy/neutral) keeps the eyes and brows still. ``gain`` (optional, ``max_gain > 0``) is one number per face in
+(0, max_gain), read from the pooled bottleneck and 1 at start: how strongly this face takes the average expression.
+People and photo sets differ mostly in *how much* they smile (FEI's posed smiles are about 1.5x the average edit, the
+London Set's about 0.5x), and one scalar learns that without the capacity to memorise a face. ``mask`` (soft, GANimation-style) and ``change`` are the appearance
 part, made at ``S/2`` and upsampled bilinearly (the network never runs at ``S``: on two CPU cores that is 4x cheaper,
 and a change that is blurred by the metric and by the photo's upsampling anyway loses little).
 
@@ -39,7 +42,8 @@ class WarpRefineGenerator(nn.Module):
     that limits the learned flow and the mask to part of the face."""
 
     def __init__(self, resolution: int, channels: int = 3, width: int = 16, flow_resolution: int = 32,
-                 max_flow: float = 0.06, n_residual_blocks: int = 3, norm: str = "instance", window=None):
+                 max_flow: float = 0.06, n_residual_blocks: int = 3, norm: str = "instance", window=None,
+                 max_gain: float = 0.0):
         super().__init__()
         if resolution % 16 or resolution % flow_resolution or not resolution // 16 <= flow_resolution <= resolution // 2:
             raise ValueError(f"resolution {resolution} must be divisible by 16 and by flow_resolution "
@@ -58,12 +62,29 @@ class WarpRefineGenerator(nn.Module):
         self.to_flow = nn.Conv2d(widths[self.flow_level], 2, 3, padding=1)
         self.to_change = nn.Conv2d(widths[0], channels, 3, padding=1)
         self.to_mask = nn.Conv2d(widths[0], 1, 3, padding=1)
+        self.max_gain = max_gain
+        self.gain_encoder, self.to_gain = None, None
+        if max_gain > 0:
+            # Its own small encoder without normalisation: the U-Net's instance norm removes exactly the global
+            # contrast and colour that tell one photo set's smiles from another's.
+            self.gain_encoder = nn.Sequential(
+                *[ConvNormAct(c_in, c_out, 3, 2, "none", "leaky_relu")
+                  for c_in, c_out in ((2 * channels, width), (width, 2 * width), (2 * width, 4 * width))],
+                nn.AdaptiveAvgPool2d(1), nn.Flatten())
+            self.to_gain = nn.Linear(4 * width, 1)
+
+    def gain_bias(self) -> float:
+        """The gain head's starting bias: ``max_gain * sigmoid(bias) = 1``."""
+        return float(-np.log(self.max_gain - 1.0)) if self.max_gain > 1 else 0.0
 
     def reset_heads(self) -> None:
         """Start as the baseline: no learned flow, a nearly closed mask (call after the weight initialisation)."""
         nn.init.zeros_(self.to_flow.weight)
         nn.init.zeros_(self.to_flow.bias)
         nn.init.constant_(self.to_mask.bias, MASK_BIAS)
+        if self.to_gain is not None:
+            nn.init.zeros_(self.to_gain.weight)
+            nn.init.constant_(self.to_gain.bias, self.gain_bias())
 
     def _windowed(self, field: torch.Tensor) -> torch.Tensor:
         if self.window is None:
@@ -73,7 +94,7 @@ class WarpRefineGenerator(nn.Module):
     def fields(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """The edit's fields for aligned faces ``x`` (``N x C x S x S``): ``flow`` (total, ``N x 2 x S x S``),
         ``delta_flow`` (the learned part, at ``flow_resolution``), ``appearance`` (prior residual + mask * change,
-        ``N x C x S x S``), ``mask``."""
+        ``N x C x S x S``), ``mask``, ``gain`` (``N x 1 x 1 x 1``; ones without a gain head)."""
         if x.shape[-1] != self.resolution or x.shape[-2] != self.resolution:
             raise ValueError(f"expected {self.resolution}x{self.resolution} aligned faces, got {tuple(x.shape[-2:])}")
         prior_flow = self.prior_flow.to(x.dtype)
@@ -82,6 +103,11 @@ class WarpRefineGenerator(nn.Module):
         for layer in self.down:
             features.append(layer(features[-1]))
         hidden = self.middle(features[-1])
+        if self.to_gain is not None:
+            pooled = self.gain_encoder(torch.cat([x, prior_warped], dim=1))
+            gain = self.max_gain * torch.sigmoid(self.to_gain(pooled))[:, :, None, None]
+        else:
+            gain = torch.ones(len(x), 1, 1, 1, dtype=x.dtype, device=x.device)
         delta_flow = None
         for level, layer in zip((2, 1, 0), self.up):
             if level + 1 == self.flow_level:
@@ -94,9 +120,9 @@ class WarpRefineGenerator(nn.Module):
         size = (self.resolution, self.resolution)
         mask = self._windowed(torch.sigmoid(upsample_flow(self.to_mask(hidden), size)))
         change = 2 * torch.tanh(upsample_flow(self.to_change(hidden), size))  # up to the whole [-1, 1] range
-        flow = prior_flow + upsample_flow(delta_flow, self.resolution)
-        appearance = self.prior_residual.to(x.dtype) + mask * change
-        return {"flow": flow, "delta_flow": delta_flow, "appearance": appearance, "mask": mask}
+        flow = gain * prior_flow + upsample_flow(delta_flow, self.resolution)
+        appearance = gain * self.prior_residual.to(x.dtype) + mask * change
+        return {"flow": flow, "delta_flow": delta_flow, "appearance": appearance, "mask": mask, "gain": gain}
 
     def render(self, x: torch.Tensor, fields: dict[str, torch.Tensor], intensity: float = 1.0) -> torch.Tensor:
         return (warp_by_flow(x, intensity * fields["flow"]) + intensity * fields["appearance"]).clamp(-1, 1)
