@@ -14,6 +14,10 @@ of edits the project's classifier reads as the target, on the Haar-framed 64-px 
 input photo's RetinaFace box (brows to chin). Per subject the ratio is the median over its photo pairs (JAFFE has
 several takes per expression); the table gives the median over subjects. Writes benchmarks/results/realism.json.
 Skips (exit 0) without ../shared/data.
+
+``--methods ... oracle_flow`` adds a bound, not an editor: each input warped by the optical flow to the same person's
+real target (:func:`oracle_flow_edit`), the floor a geometric edit that knew each person's own expression would reach.
+``--average-intensity`` scales the average edit (e.g. 0.25 for a weaker population edit).
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 from expr_models.alignment import retinaface_face  # noqa: E402
 from expr_models.average_edit import AverageEditModel  # noqa: E402
 from expr_models.paired_faces import photo_pairs  # noqa: E402
-from expr_models.realism import median_ratio, paired_realism_ratio  # noqa: E402
+from expr_models.realism import align_upper_face, median_ratio, paired_realism_ratio  # noqa: E402
 
 # (dataset, the GAN method measured beside the baseline on it)
 GAN_FOR = {"fei": "cyclegan", "london": "cyclegan", "jaffe": "sagan"}
@@ -71,8 +75,25 @@ class Judge:
         return self.names[int(logits.argmax())]
 
 
+def oracle_flow_edit(photo: np.ndarray, real: np.ndarray, box, points: np.ndarray,
+                     real_points: np.ndarray) -> np.ndarray:
+    """Not an editor: the input warped by the dense optical flow (DIS) to the same person's real target, aligned on
+    the upper face as the ratio aligns it. It knows the answer, so its ratio is the floor a purely geometric edit of
+    this person could reach: what is left is lighting, teeth and what the flow cannot follow."""
+    import cv2
+
+    aligned = np.clip(align_upper_face(real, photo, box, real_points, points), 0, 255).astype(np.uint8)
+    grey = cv2.cvtColor(photo, cv2.COLOR_RGB2GRAY)
+    flow = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM).calc(aligned, grey, None)
+    height, width = grey.shape
+    map_x = np.arange(width, dtype=np.float32)[None, :] + flow[..., 0]
+    map_y = np.arange(height, dtype=np.float32)[:, None] + flow[..., 1]
+    return cv2.remap(photo, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
 def measure(data: Path, checkpoints: Path, split: str, limit: int | None = None, methods: tuple[str, ...] = (),
-            datasets: tuple[str, ...] = ("fei", "london", "jaffe"), warp: Path | None = None) -> dict:
+            datasets: tuple[str, ...] = ("fei", "london", "jaffe"), warp: Path | None = None,
+            average_intensity: float = 1.0) -> dict:
     average = AverageEditModel.from_pretrained(checkpoints / "average")
     methods = methods or ("average", "cyclegan", "sagan") + (("cyclegan_warp",) if warp else ())
     editor = warp_model = None
@@ -102,8 +123,10 @@ def measure(data: Path, checkpoints: Path, split: str, limit: int | None = None,
         if "average" in methods:
             tick = time.perf_counter()
             edits["average"] = average.edit_photo(photo, pair.source_expression, pair.target_expression,
-                                                  points=points)
+                                                  intensity=average_intensity, points=points)
             seconds["average"].append(time.perf_counter() - tick)
+        if "oracle_flow" in methods:
+            edits["oracle_flow"] = oracle_flow_edit(photo, real, box, points, found_real[1])
         gan = GAN_FOR[pair.dataset]
         if editor is not None and gan in methods and pair.target_expression in editor.supported_targets(gan):
             tick = time.perf_counter()
@@ -136,7 +159,8 @@ def measure(data: Path, checkpoints: Path, split: str, limit: int | None = None,
                      "per_subject": {s: float(np.median(v)) for s, v in sorted(by_subject.items())}})
     references = {f"{dataset} {pair} {method}": float(np.mean(values)) for (dataset, pair, method), values
                   in sorted(success.items()) if method.startswith("(")}
-    return {"split": split, "rows": rows, "skipped": skipped, "classifier_on_unedited": references,
+    return {"split": split, "average_intensity": average_intensity, "rows": rows, "skipped": skipped,
+            "classifier_on_unedited": references,
             "seconds_per_photo": {m: float(np.median(v)) for m, v in seconds.items()},
             "definition": "expr_models/realism.py: mouth region 25-75% x 58-95% of the input's RetinaFace box, grey, "
                           "blur sigma 2 px per 200 px of box width, real photo aligned on the upper face; ratio = "
@@ -164,8 +188,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--split", default="test")
     parser.add_argument("--limit", type=int, default=None, help="at most this many photo pairs (a quick check)")
     parser.add_argument("--methods", nargs="+", default=[],
-                        choices=("average", "cyclegan", "sagan", "cyclegan_warp"),
-                        help="default: average, cyclegan, sagan (and cyclegan_warp with --warp)")
+                        choices=("average", "cyclegan", "sagan", "cyclegan_warp", "oracle_flow"),
+                        help="default: average, cyclegan, sagan (and cyclegan_warp with --warp); oracle_flow: the "
+                             "input warped by the optical flow to the real target (the floor of a geometric edit)")
+    parser.add_argument("--average-intensity", type=float, default=1.0, help="the average edit's intensity")
     parser.add_argument("--datasets", nargs="+", default=["fei", "london", "jaffe"], choices=("fei", "london", "jaffe"))
     parser.add_argument("--warp", type=Path, default=None,
                         help="a warp_refine CycleGAN checkpoint, measured as method cyclegan_warp (edit_aligned)")
@@ -175,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Skipped: no data folder at {args.data}")
         return 0
     result = measure(args.data, args.checkpoints, args.split, args.limit, tuple(args.methods), tuple(args.datasets),
-                     args.warp)
+                     args.warp, args.average_intensity)
     print(table(result))
     print("median seconds per photo:", {m: round(s, 3) for m, s in result["seconds_per_photo"].items()})
     if args.limit is None:
