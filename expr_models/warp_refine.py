@@ -70,7 +70,8 @@ class WarpRefineGenerator(nn.Module):
             self.gain_encoder = nn.Sequential(
                 *[ConvNormAct(c_in, c_out, 3, 2, "none", "leaky_relu")
                   for c_in, c_out in ((2 * channels, width), (width, 2 * width), (2 * width, 4 * width))],
-                nn.AdaptiveAvgPool2d(1), nn.Flatten())
+                # Unit-scale pooled features: the gain must move within a few hundred small Adam steps.
+                nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.LayerNorm(4 * width, elementwise_affine=False))
             self.to_gain = nn.Linear(4 * width, 1)
 
     def gain_bias(self) -> float:
