@@ -4,7 +4,7 @@ the same person's real expression, each the face's region of the full-resolution
     python benchmarks/contact_london.py --out /tmp/contact_london.png [--people 3] [--direction neutral->happy]
     python benchmarks/contact_london.py --out /tmp/sheet.png --warp runs/warp_e/final --no-cyclegan \
         --dataset fei --split test
-    python benchmarks/contact_london.py --out /tmp/sagan_warp.png --dataset jaffe --direction neutral->each \
+    python benchmarks/contact_london.py --out /tmp/sagan_warp.png --dataset jaffe --direction "neutral->each" \
         --people 2 --sagan-warp runs/sagan_warp/final
 
 Columns: the committed CycleGAN through the editor (unless ``--no-cyclegan``), a warp_refine CycleGAN (``--warp``)
