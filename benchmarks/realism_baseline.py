@@ -4,10 +4,13 @@ CycleGAN (FEI and London Set, neutral <-> happy) and SA-GAN (JAFFE, neutral -> e
     python benchmarks/realism_baseline.py [--data ../shared/data] [--checkpoints checkpoints] [--split test]
     python benchmarks/realism_baseline.py --warp runs/warp_e/final --methods average cyclegan_warp \
         --datasets fei london --split validation --out benchmarks/results/realism_warp_validation.json
+    python benchmarks/realism_baseline.py --sagan-warp runs/sagan_warp/final --methods average sagan sagan_warp \
+        --datasets jaffe --split validation --out benchmarks/results/realism_sagan_warp_validation.json
 
 Every edit is of the whole photo, as a user gets it: the average edit through ``AverageEditModel.edit_photo`` (the
 aligned frame at the photo's resolution), a warp-and-refine CycleGAN (``--warp``, method ``cyclegan_warp``) through
-``CycleGANModel.edit_photo`` (its ``edit_aligned`` on the same aligned frame, the same paste-back), the other GANs
+``CycleGANModel.edit_photo`` (its ``edit_aligned`` on the same aligned frame, the same paste-back), a warp-and-refine SA-GAN (``--sagan-warp``, method ``sagan_warp``) likewise
+through ``SAGANModel.edit_photo``, the other GANs
 through ``ExpressionEditor.edit``. With ``checkpoints/classifier`` each edit is also judged: *success* is the share
 of edits the project's classifier reads as the target, on the Haar-framed 64-px grey crop of the input's face box
 (the framing it was trained on); the same for the unedited input and the real target photo. The ratio is measured on the
@@ -93,10 +96,11 @@ def oracle_flow_edit(photo: np.ndarray, real: np.ndarray, box, points: np.ndarra
 
 def measure(data: Path, checkpoints: Path, split: str, limit: int | None = None, methods: tuple[str, ...] = (),
             datasets: tuple[str, ...] = ("fei", "london", "jaffe"), warp: Path | None = None,
-            average_intensity: float = 1.0) -> dict:
+            sagan_warp: Path | None = None, average_intensity: float = 1.0) -> dict:
     average = AverageEditModel.from_pretrained(checkpoints / "average")
-    methods = methods or ("average", "cyclegan", "sagan") + (("cyclegan_warp",) if warp else ())
-    editor = warp_model = None
+    methods = methods or (("average", "cyclegan", "sagan") + (("cyclegan_warp",) if warp else ())
+                          + (("sagan_warp",) if sagan_warp else ()))
+    editor = warp_model = sagan_warp_model = None
     if {"cyclegan", "sagan"} & set(methods):
         from expr_models.pipeline import ExpressionEditor  # moves with the editor; only this script uses it
 
@@ -105,6 +109,10 @@ def measure(data: Path, checkpoints: Path, split: str, limit: int | None = None,
         from expr_models.cyclegan import CycleGANModel
 
         warp_model = CycleGANModel.from_pretrained(warp or checkpoints / "cyclegan").float().eval()
+    if "sagan_warp" in methods:
+        from expr_models.sagan import SAGANModel
+
+        sagan_warp_model = SAGANModel.from_pretrained(sagan_warp or checkpoints / "sagan").float().eval()
     judge = Judge(checkpoints / "classifier") if (checkpoints / "classifier" / "config.json").is_file() else None
     pairs = [p for p in photo_pairs(data, split, datasets) if p.dataset != "jaffe" or p.source_expression == "neutral"]
     # per (dataset, pair, method): subject -> ratios
@@ -138,6 +146,10 @@ def measure(data: Path, checkpoints: Path, split: str, limit: int | None = None,
             tick = time.perf_counter()
             edits["cyclegan_warp"] = warp_model.edit_photo(photo, pair.target_expression, points=points)
             seconds["cyclegan_warp"].append(time.perf_counter() - tick)
+        if sagan_warp_model is not None and pair.target_expression in sagan_warp_model.config.class_names:
+            tick = time.perf_counter()
+            edits["sagan_warp"] = sagan_warp_model.edit_photo(photo, pair.target_expression, points=points)
+            seconds["sagan_warp"].append(time.perf_counter() - tick)
         for method, edited in edits.items():
             scores = paired_realism_ratio(photo, edited, real, box, input_points=points, target_points=found_real[1])
             ratios[(pair.dataset, pair.pair, method)][pair.subject].append(scores["ratio"])
@@ -188,20 +200,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--split", default="test")
     parser.add_argument("--limit", type=int, default=None, help="at most this many photo pairs (a quick check)")
     parser.add_argument("--methods", nargs="+", default=[],
-                        choices=("average", "cyclegan", "sagan", "cyclegan_warp", "oracle_flow"),
-                        help="default: average, cyclegan, sagan (and cyclegan_warp with --warp); oracle_flow: the "
-                             "input warped by the optical flow to the real target (the floor of a geometric edit)")
+                        choices=("average", "cyclegan", "sagan", "cyclegan_warp", "sagan_warp", "oracle_flow"),
+                        help="default: average, cyclegan, sagan (and cyclegan_warp with --warp, sagan_warp with "
+                             "--sagan-warp); oracle_flow: the input warped by the optical flow to the real target "
+                             "(the floor of a geometric edit)")
     parser.add_argument("--average-intensity", type=float, default=1.0, help="the average edit's intensity")
     parser.add_argument("--datasets", nargs="+", default=["fei", "london", "jaffe"], choices=("fei", "london", "jaffe"))
     parser.add_argument("--warp", type=Path, default=None,
                         help="a warp_refine CycleGAN checkpoint, measured as method cyclegan_warp (edit_aligned)")
+    parser.add_argument("--sagan-warp", type=Path, default=None,
+                        help="a warp_refine SA-GAN checkpoint, measured as method sagan_warp (edit_photo)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "realism.json")
     args = parser.parse_args(argv)
     if not args.data.is_dir():
         print(f"Skipped: no data folder at {args.data}")
         return 0
     result = measure(args.data, args.checkpoints, args.split, args.limit, tuple(args.methods), tuple(args.datasets),
-                     args.warp, args.average_intensity)
+                     args.warp, args.sagan_warp, args.average_intensity)
     print(table(result))
     print("median seconds per photo:", {m: round(s, 3) for m, s in result["seconds_per_photo"].items()})
     if args.limit is None:

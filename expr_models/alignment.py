@@ -218,6 +218,20 @@ def warp_and_add(crop: np.ndarray, flow: np.ndarray, change: np.ndarray, intensi
     return np.clip(np.rint(warped + intensity * change), 0, 255).astype(np.uint8)
 
 
+def edit_in_frame(photo: np.ndarray, edit_aligned, points: np.ndarray | None = None, detector: Any = None) -> np.ndarray:
+    """A whole photo (``H x W x 3`` or ``H x W`` uint8) with its largest face (or the face whose five landmarks are
+    ``points``) edited by ``edit_aligned`` (aligned crop -> edited crop) in the aligned frame at the photo's own
+    resolution; only the change is pasted back, inside the face's blend mask. ``ValueError`` without a face."""
+    photo = np.asarray(photo)
+    if points is None:
+        points = retinaface_points(photo, detector)
+        if points is None:
+            raise ValueError("no face found in the photo")
+    face = align_face(points, native_size(points))
+    crop = warp_to_frame(photo, face)
+    return paste_from_frame(photo, edit_aligned(crop), face, original=crop)
+
+
 def frame_face_mask(size: int, feather: float = 0.15) -> np.ndarray:
     """``size x size`` float32 in [0, 1]: 1 on the face (``FACE_ELLIPSE``), falling smoothly to 0 over ``feather`` of
     the ellipse's radius, so an edit fades into the photo instead of ending at a seam."""

@@ -21,7 +21,8 @@ from transformers.utils import ModelOutput
 from .layers import (ConvNormAct, PatchDiscriminator, PretrainedFeatureDiscriminator, ResidualBlock, UpConvNormAct,
                      init_gan_weights)
 from .modeling_utils import ExprPreTrainedModel
-from .warp_refine import MASK_BIAS, WarpRefineGenerator, apply_fields, to_model_resolution
+from .alignment import edit_in_frame
+from .warp_refine import MASK_BIAS, WarpRefineGenerator, edit_aligned_crop
 
 
 @strict
@@ -189,7 +190,7 @@ class CycleGANModel(ExprPreTrainedModel):
             self.generator_xy, self.generator_yx = (
                 WarpRefineGenerator(config.resolution, config.in_channels, config.generator_channels,
                                     config.flow_resolution, config.max_flow, config.n_residual_blocks, config.norm,
-                                    window, config.max_prior_gain) for _ in range(2))
+                                    window=window, max_gain=config.max_prior_gain) for _ in range(2))
         else:
             generator_args = (config.in_channels, config.generator_channels, config.n_downsampling,
                               config.n_residual_blocks, config.norm, config.attention_mask)
@@ -262,36 +263,14 @@ class CycleGANModel(ExprPreTrainedModel):
         ``alignment.paste_from_frame(photo, edited, face, original=crop)``."""
         if self.config.generator_type != "warp_refine":
             raise ValueError("edit_aligned needs a warp_refine CycleGAN; a resnet one edits through the pipeline")
-        crop = np.asarray(crop)
-        if intensity == 0:
-            return crop.copy()
-        generator = self.generator_to(target)
-        small = to_model_resolution(crop, self.config.resolution)
-        parameter = next(generator.parameters())
-        x = torch.from_numpy(small).permute(2, 0, 1)[None].to(parameter.device, torch.float32) / 127.5 - 1
-        fields = generator.fields(x.to(parameter.dtype))
-        flow = fields["flow"][0].float().permute(1, 2, 0).cpu().numpy()
-        appearance = fields["appearance"][0].float().permute(1, 2, 0).cpu().numpy()
-        if crop.ndim == 3 and crop.shape[2] == 3 and (crop == crop[..., :1]).all():
-            # A grey photo in three equal channels stays grey: it takes only the change's luminance.
-            return np.repeat(apply_fields(crop[..., 0], flow, appearance, intensity)[..., None], 3, axis=2)
-        return apply_fields(crop, flow, appearance, intensity)
+        return edit_aligned_crop(self.generator_to(target), crop, intensity)
 
     def edit_photo(self, photo: np.ndarray, target: str, intensity: float = 1.0, points: np.ndarray | None = None,
                    detector=None) -> np.ndarray:
         """A whole photo (``H x W x 3`` or ``H x W`` uint8) with its largest face (or the face whose five landmarks
         are ``points``) edited to ``target`` by :meth:`edit_aligned`, in the aligned frame at the photo's own
         resolution; only the change is pasted back, inside the face's blend mask. ``ValueError`` without a face."""
-        from .alignment import align_face, native_size, paste_from_frame, retinaface_points, warp_to_frame
-
-        photo = np.asarray(photo)
-        if points is None:
-            points = retinaface_points(photo, detector)
-            if points is None:
-                raise ValueError("no face found in the photo")
-        face = align_face(points, native_size(points))
-        crop = warp_to_frame(photo, face)
-        return paste_from_frame(photo, self.edit_aligned(crop, target, intensity), face, original=crop)
+        return edit_in_frame(photo, lambda crop: self.edit_aligned(crop, target, intensity), points, detector)
 
     def without_discriminators(self) -> "CycleGANModel":
         """A copy holding the generators alone, for small inference checkpoints."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from huggingface_hub.dataclasses import strict
@@ -21,9 +22,12 @@ from torch import nn
 from transformers import PreTrainedConfig
 from transformers.utils import ModelOutput
 
+from .alignment import edit_in_frame
+from .cyclegan import lower_face_window
 from .labels import EXPRESSIONS
 from .layers import ConvNormAct, ResidualBlock, SelfAttention2d, UpConvNormAct, conv, init_gan_weights
 from .modeling_utils import ExprPreTrainedModel
+from .warp_refine import MASK_BIAS, WarpRefineGenerator, edit_aligned_crop
 
 
 @strict
@@ -41,6 +45,12 @@ class SAGANConfig(PreTrainedConfig):
         with_discriminator: build D; False for inference checkpoints.
         objective: ``softmax_ce`` (the study's) or ``wgan_gp``. (The loss weights and ``n_critic`` are training
             arguments, see ``train/sagan.py``.)
+        generator_type: ``resnet`` (the study's generator, painting the crop at ``resolution``) or ``warp_refine``
+            (``expr_models.warp_refine``, class-conditional: per target class a smooth flow added to the average
+            edit's and a masked appearance change; needs ``in_channels=3``; edit full-resolution aligned crops with
+            ``edit_aligned``). The upper face is held still for ``WINDOWED_CLASSES``; other targets may move the brows.
+        flow_resolution: warp_refine: side of the learned flow (upsampled bilinearly).
+        max_flow: warp_refine: the learned flow's largest step, as a fraction of the crop's side.
     """
 
     model_type = "expr-sagan"
@@ -56,6 +66,9 @@ class SAGANConfig(PreTrainedConfig):
     discriminator_layers: int = 5
     with_discriminator: bool = True
     objective: str = "softmax_ce"
+    generator_type: str = "resnet"
+    flow_resolution: int = 32
+    max_flow: float = 0.06
 
     def validate_sagan(self):
         if self.in_channels not in (1, 3):
@@ -67,10 +80,31 @@ class SAGANConfig(PreTrainedConfig):
             raise ValueError(f"Unknown objective {self.objective!r}; expected softmax_ce or wgan_gp")
         if len(self.class_names) < 2 or len(set(self.class_names)) != len(self.class_names):
             raise ValueError(f"class_names needs at least two distinct names, got {self.class_names}")
+        if self.generator_type not in ("resnet", "warp_refine"):
+            raise ValueError(f"Unknown generator_type {self.generator_type!r}; expected resnet or warp_refine")
+        if self.generator_type == "warp_refine":
+            if self.in_channels != 3:
+                raise ValueError("generator_type warp_refine edits colour: it needs in_channels=3")
+            if self.resolution % 16 or self.resolution % self.flow_resolution or \
+                    not self.resolution // 16 <= self.flow_resolution <= self.resolution // 2:
+                raise ValueError(f"flow_resolution {self.flow_resolution} must divide resolution {self.resolution} "
+                                 "and lie between resolution / 16 and resolution / 2 (resolution divisible by 16)")
 
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
+
+
+# warp_refine: the targets whose edit keeps the eyes and brows still (the CycleGAN's lower-face window); the others
+# (surprise, anger, sadness, fear, disgust) move the brows, so their learned flow and mask cover the whole face.
+WINDOWED_CLASSES = ("happy", "neutral")
+
+
+def warp_refine_generator(config: SAGANConfig) -> WarpRefineGenerator:
+    return WarpRefineGenerator(config.resolution, config.in_channels, config.generator_channels,
+                               config.flow_resolution, config.max_flow, config.n_residual_blocks, "instance",
+                               window=lower_face_window, num_classes=config.num_classes,
+                               windowed_classes=tuple(name in WINDOWED_CLASSES for name in config.class_names))
 
 
 def label_maps(labels: torch.Tensor, height: int, width: int) -> torch.Tensor:
@@ -160,12 +194,25 @@ class SAGANModel(ExprPreTrainedModel):
 
     def __init__(self, config: SAGANConfig):
         super().__init__(config)
-        self.generator = ConditionalGenerator(config)
+        self.warp = config.generator_type == "warp_refine"
+        self.generator = warp_refine_generator(config) if self.warp else ConditionalGenerator(config)
         self.discriminator = ProjectionDiscriminator(config) if config.with_discriminator else None
         self.post_init()
 
     def _init_weights(self, module):
         init_gan_weights(module)
+        if isinstance(module, WarpRefineGenerator):  # start as the average-edit baseline
+            from transformers import initialization as init
+
+            init.zeros_(module.to_flow.weight)
+            init.zeros_(module.to_flow.bias)
+            init.constant_(module.to_mask.bias, MASK_BIAS)
+
+    def generate_with(self, pixel_values: torch.Tensor, labels: torch.Tensor, return_mask: bool = False):
+        """Either generator on ``N x K`` class weights (the two take the labels differently)."""
+        if self.warp:
+            return self.generator(pixel_values, return_mask=return_mask, labels=labels)
+        return self.generator(pixel_values, labels, return_mask=return_mask)
 
     def labels_for(self, target: str | int | torch.Tensor, batch_size: int) -> torch.Tensor:
         """A target expression name, index, index tensor or ``N x K`` weights -> ``N x K`` float class weights."""
@@ -183,13 +230,29 @@ class SAGANModel(ExprPreTrainedModel):
         return target.to(self.device)
 
     def forward(self, pixel_values: torch.Tensor, labels: str | int | torch.Tensor, **kwargs) -> SAGANOutput:
-        generated, mask = self.generator(pixel_values, self.labels_for(labels, len(pixel_values)), return_mask=True)
+        generated, mask = self.generate_with(pixel_values, self.labels_for(labels, len(pixel_values)), return_mask=True)
         return SAGANOutput(generated=generated, mask=mask)
 
     @torch.no_grad()
     def generate(self, pixel_values: torch.Tensor, to: str | int | torch.Tensor) -> torch.Tensor:
         """Give face crops (``N x C x H x W`` in [-1, 1]) the expression ``to`` (a name or ``N x K`` soft weights)."""
-        return self.generator(pixel_values, self.labels_for(to, len(pixel_values)))
+        return self.generate_with(pixel_values, self.labels_for(to, len(pixel_values)))
+
+    @torch.no_grad()
+    def edit_aligned(self, crop: np.ndarray, target: str | torch.Tensor, intensity: float = 1.0) -> np.ndarray:
+        """A face crop aligned by ``expr_models.alignment`` (``N x N x 3`` or ``N x N`` uint8, any ``N``) edited to
+        the expression ``target`` (a name or ``1 x K`` class weights); returns the edited crop (same shape, uint8).
+        warp_refine only: the fields are made at ``config.resolution`` and applied to the crop at its own size.
+        ``intensity`` scales the flow and the appearance change together; 0 gives the crop back."""
+        if not self.warp:
+            raise ValueError("edit_aligned needs a warp_refine SA-GAN; a resnet one edits through the pipeline")
+        return edit_aligned_crop(self.generator, crop, intensity, self.labels_for(target, 1))
+
+    def edit_photo(self, photo: np.ndarray, target: str, intensity: float = 1.0, points: np.ndarray | None = None,
+                   detector=None) -> np.ndarray:
+        """A whole photo with its largest face (or the face at ``points``) edited to ``target`` by
+        :meth:`edit_aligned` in the aligned frame at the photo's resolution; only the change is pasted back."""
+        return edit_in_frame(photo, lambda crop: self.edit_aligned(crop, target, intensity), points, detector)
 
     def without_discriminator(self) -> "SAGANModel":
         config = SAGANConfig(**{**self.config.to_dict(), "with_discriminator": False})

@@ -11,7 +11,7 @@ In the aligned face frame (``expr_models.alignment``) at model resolution ``S``,
 *is* the baseline, and training learns per-person corrections on top of it. ``delta_flow`` is predicted at
 ``flow_resolution`` (S/4) and upsampled bilinearly, so it is smooth by construction; ``window`` (the lower face, for
 happy/neutral) keeps the eyes and brows still. ``gain`` (optional, ``max_gain > 0``) is one number per face in
-(0, max_gain), read from the pooled bottleneck and 1 at start: how strongly this face takes the average expression.
+(0, max_gain), read by a small encoder of its own and 1 at start: how strongly this face takes the average expression.
 People and photo sets differ mostly in *how much* they smile (FEI's posed smiles are about 1.5x the average edit, the
 London Set's about 0.5x), and one scalar learns that without the capacity to memorise a face. ``mask`` (soft, GANimation-style) and ``change`` are the appearance
 part, made at ``S/2`` and upsampled bilinearly (the network never runs at ``S``: on two CPU cores that is 4x cheaper,
@@ -20,6 +20,11 @@ and a change that is blurred by the metric and by the photo's upsampling anyway 
 At editing time (:func:`apply_fields`) the flow is upsampled to the full-resolution aligned crop and the crop itself is
 warped, in colour, so the person's own skin texture and lip colour move; only the appearance change is upsampled from
 ``S``. ``intensity`` scales both, and 0 gives the crop back unchanged.
+
+**Class-conditional** (``num_classes`` K > 0, the SA-GAN): the target enters as K constant label planes concatenated
+to the input, as the study's generator takes it; the generator holds one prior flow and residual per target class
+(``K x 2 x S x S``, ``K x C x S x S``) and uses the label-weighted sum of them (one-hot labels pick one); the window
+applies only to the classes flagged in ``windowed_classes`` (e.g. happy and neutral), the others may move the brows.
 """
 
 from __future__ import annotations
@@ -37,24 +42,31 @@ MASK_BIAS = -4.0
 
 
 class WarpRefineGenerator(nn.Module):
-    """A small U-Net over (face, face warped by the prior), levels S/2 .. S/16: a flow head at ``flow_resolution``
-    and mask + change heads at S/2. ``window`` (optional) is a function ``rows -> 1 x 1 x rows x 1`` in [0, 1]
-    that limits the learned flow and the mask to part of the face."""
+    """A small U-Net over (face, face warped by the prior[, label planes]), levels S/2 .. S/16: a flow head at
+    ``flow_resolution`` and mask + change heads at S/2. ``window`` (optional) is a function ``rows -> 1 x 1 x rows x
+    1`` in [0, 1] that limits the learned flow and the mask to part of the face. ``num_classes`` > 0 makes it
+    class-conditional (see the module docstring); ``windowed_classes`` (K bools) says which classes the window holds."""
 
     def __init__(self, resolution: int, channels: int = 3, width: int = 16, flow_resolution: int = 32,
                  max_flow: float = 0.06, n_residual_blocks: int = 3, norm: str = "instance", window=None,
-                 max_gain: float = 0.0):
+                 num_classes: int = 0, windowed_classes: tuple[bool, ...] | None = None, max_gain: float = 0.0):
         super().__init__()
+        if windowed_classes is not None and len(windowed_classes) != num_classes:
+            raise ValueError(f"windowed_classes needs one flag per class ({num_classes}), got {len(windowed_classes)}")
+        self.num_classes = num_classes
+        # Plain floats, not a buffer: made from the config at construction, so nothing to save.
+        self.windowed_classes = [float(flag) for flag in (windowed_classes or [True] * num_classes)]
         if resolution % 16 or resolution % flow_resolution or not resolution // 16 <= flow_resolution <= resolution // 2:
             raise ValueError(f"resolution {resolution} must be divisible by 16 and by flow_resolution "
                              f"{flow_resolution}, which must lie between resolution / 16 and resolution / 2")
         self.resolution, self.channels, self.max_flow, self.window = resolution, channels, max_flow, window
         self.flow_level = {resolution // 16: 3, resolution // 8: 2, resolution // 4: 1, resolution // 2: 0}[flow_resolution]
         # Parameters (not buffers) so save_pretrained keeps them and from_pretrained checks them; never trained.
-        self.prior_flow = nn.Parameter(torch.zeros(1, 2, resolution, resolution), requires_grad=False)
-        self.prior_residual = nn.Parameter(torch.zeros(1, channels, resolution, resolution), requires_grad=False)
+        priors = max(num_classes, 1)
+        self.prior_flow = nn.Parameter(torch.zeros(priors, 2, resolution, resolution), requires_grad=False)
+        self.prior_residual = nn.Parameter(torch.zeros(priors, channels, resolution, resolution), requires_grad=False)
         widths = [width, width * 2, width * 4, width * 8]
-        self.stem = ConvNormAct(2 * channels, widths[0], 3, 2, norm, padding_mode="reflect")
+        self.stem = ConvNormAct(2 * channels + num_classes, widths[0], 3, 2, norm, padding_mode="reflect")
         self.down = nn.ModuleList(ConvNormAct(widths[i], widths[i + 1], 3, 2, norm) for i in range(3))
         self.middle = nn.Sequential(*[ResidualBlock(widths[3], norm) for _ in range(n_residual_blocks)])
         # Up path: at each level, upsample, concatenate the encoder's features of that level, conv.
@@ -87,20 +99,38 @@ class WarpRefineGenerator(nn.Module):
             nn.init.zeros_(self.to_gain.weight)
             nn.init.constant_(self.to_gain.bias, self.gain_bias())
 
-    def _windowed(self, field: torch.Tensor) -> torch.Tensor:
+    def _windowed(self, field: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
         if self.window is None:
             return field
-        return field * self.window(field.shape[-2], field.device).to(field.dtype)
+        window = self.window(field.shape[-2], field.device).to(field.dtype)
+        if labels is not None:  # per sample: the window where the target class is windowed, else the whole face
+            held = (labels @ labels.new_tensor(self.windowed_classes))[:, None, None, None]
+            window = 1 - held * (1 - window)
+        return field * window
 
-    def fields(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The edit's fields for aligned faces ``x`` (``N x C x S x S``): ``flow`` (total, ``N x 2 x S x S``),
-        ``delta_flow`` (the learned part, at ``flow_resolution``), ``appearance`` (prior residual + mask * change,
-        ``N x C x S x S``), ``mask``, ``gain`` (``N x 1 x 1 x 1``; ones without a gain head)."""
+    def priors(self, labels: torch.Tensor | None, count: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """The prior flow and residual for each of ``count`` samples: the label-weighted sum of the class priors."""
+        flow, residual = self.prior_flow.to(dtype), self.prior_residual.to(dtype)
+        if self.num_classes == 0:
+            return flow.expand(count, -1, -1, -1), residual.expand(count, -1, -1, -1)
+        weights = labels.to(dtype)
+        return torch.einsum("nk,kchw->nchw", weights, flow), torch.einsum("nk,kchw->nchw", weights, residual)
+
+    def fields(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """The edit's fields for aligned faces ``x`` (``N x C x S x S``; class-conditional: with ``labels``, ``N x K``
+        class weights): ``flow`` (total, ``N x 2 x S x S``), ``delta_flow`` (the learned part, at
+        ``flow_resolution``), ``appearance`` (prior residual + mask * change, ``N x C x S x S``), ``mask``, ``gain``
+        (``N x 1 x 1 x 1``; ones without a gain head)."""
         if x.shape[-1] != self.resolution or x.shape[-2] != self.resolution:
             raise ValueError(f"expected {self.resolution}x{self.resolution} aligned faces, got {tuple(x.shape[-2:])}")
-        prior_flow = self.prior_flow.to(x.dtype)
-        prior_warped = warp_by_flow(x, prior_flow.expand(len(x), -1, -1, -1))
-        features = [self.stem(torch.cat([x, prior_warped], dim=1))]
+        if (labels is None) != (self.num_classes == 0):
+            raise ValueError("a class-conditional generator needs labels (N x K); an unconditional one takes none")
+        prior_flow, prior_residual = self.priors(labels, len(x), x.dtype)
+        prior_warped = warp_by_flow(x, prior_flow)
+        inputs = [x, prior_warped]
+        if labels is not None:
+            inputs.append(labels.to(x.dtype)[:, :, None, None].expand(-1, -1, *x.shape[-2:]))
+        features = [self.stem(torch.cat(inputs, dim=1))]
         for layer in self.down:
             features.append(layer(features[-1]))
         hidden = self.middle(features[-1])
@@ -117,21 +147,21 @@ class WarpRefineGenerator(nn.Module):
             hidden = layer(torch.cat([hidden, features[level]], dim=1))
         if self.flow_level == 0:
             delta_flow = self.to_flow(hidden)
-        delta_flow = self._windowed(self.max_flow * torch.tanh(delta_flow))
+        delta_flow = self._windowed(self.max_flow * torch.tanh(delta_flow), labels)
         size = (self.resolution, self.resolution)
-        mask = self._windowed(torch.sigmoid(upsample_flow(self.to_mask(hidden), size)))
+        mask = self._windowed(torch.sigmoid(upsample_flow(self.to_mask(hidden), size)), labels)
         change = 2 * torch.tanh(upsample_flow(self.to_change(hidden), size))  # up to the whole [-1, 1] range
         flow = gain * prior_flow + upsample_flow(delta_flow, self.resolution)
-        appearance = gain * self.prior_residual.to(x.dtype) + mask * change
+        appearance = gain * prior_residual + mask * change
         return {"flow": flow, "delta_flow": delta_flow, "appearance": appearance, "mask": mask, "gain": gain}
 
     def render(self, x: torch.Tensor, fields: dict[str, torch.Tensor], intensity: float = 1.0) -> torch.Tensor:
         return (warp_by_flow(x, intensity * fields["flow"]) + intensity * fields["appearance"]).clamp(-1, 1)
 
     def forward(self, x: torch.Tensor, return_mask: bool = False, intensity: float = 1.0,
-                return_fields: bool = False):
+                return_fields: bool = False, labels: torch.Tensor | None = None):
         """The edited faces; with ``return_mask`` also the mask, with ``return_fields`` all of :meth:`fields`."""
-        fields = self.fields(x)
+        fields = self.fields(x, labels)
         image = self.render(x, fields, intensity)
         if return_fields:
             return image, fields
@@ -151,6 +181,29 @@ def apply_fields(crop: np.ndarray, flow: np.ndarray, appearance: np.ndarray, int
     flow = cv2.resize(np.asarray(flow, np.float32), (size, size), interpolation=cv2.INTER_LINEAR) * size
     appearance = cv2.resize(np.asarray(appearance, np.float32), (size, size), interpolation=cv2.INTER_LINEAR)
     return warp_and_add(crop, flow, appearance.reshape(size, size, -1) * 127.5, intensity)
+
+
+@torch.no_grad()
+def edit_aligned_crop(generator: WarpRefineGenerator, crop: np.ndarray, intensity: float = 1.0,
+                      labels: torch.Tensor | None = None) -> np.ndarray:
+    """An aligned crop (``N x N x 3`` or ``N x N`` uint8, any ``N``) edited by ``generator``: its fields are made at
+    the generator's resolution and applied to the crop at its own size (the flow moves the crop's own pixels, in
+    colour). ``labels`` (``1 x K``): a class-conditional generator's target. ``intensity`` 0 gives the crop back."""
+    crop = np.asarray(crop)
+    if intensity == 0:
+        return crop.copy()
+    small = to_model_resolution(crop, generator.resolution)
+    parameter = next(generator.parameters())
+    x = torch.from_numpy(small).permute(2, 0, 1)[None].to(parameter.device, parameter.dtype) / 127.5 - 1
+    if labels is not None:
+        labels = labels.to(parameter.device, parameter.dtype)
+    fields = generator.fields(x, labels)
+    flow = fields["flow"][0].float().permute(1, 2, 0).cpu().numpy()
+    appearance = fields["appearance"][0].float().permute(1, 2, 0).cpu().numpy()
+    if crop.ndim == 3 and crop.shape[2] == 3 and (crop == crop[..., :1]).all():
+        # A grey photo in three equal channels stays grey: it takes only the change's luminance.
+        return np.repeat(apply_fields(crop[..., 0], flow, appearance, intensity)[..., None], 3, axis=2)
+    return apply_fields(crop, flow, appearance, intensity)
 
 
 def to_model_resolution(crop: np.ndarray, resolution: int) -> np.ndarray:

@@ -36,66 +36,14 @@ import torch.nn.functional as F
 from torch import nn
 from transformers.hf_argparser import HfArg
 
-from expr_models.alignment import frame_face_mask
 from expr_models.cyclegan import CycleGANConfig, CycleGANModel
 from train.args import REPO_ROOT, ConfigError, make_config
 from train.cyclegan import CycleGANArguments, CycleGANStep
 from train.data import AugmentedDataset, load_prepared, require_columns
 from train.loop import main
 from train.step import set_requires_grad
-
-# The proxy's mouth window in the aligned frame (fractions of the side): the realism metric's region of the RetinaFace
-# box (25-75% of its width, 58-95% of its height) where it falls in the frame (median over 12 validation FEI and
-# London neutrals; the box is 0.62 of the side wide, so the metric's blur is ~0.8 px at 128 px).
-MOUTH_ROWS, MOUTH_COLUMNS = (0.55, 0.86), (0.35, 0.66)
-UPPER_ROWS, UPPER_COLUMNS = (0.15, 0.45), (0.2, 0.8)  # brows and eyes: the pair's exposure difference is read here
-
-
-def to_tensor(images: np.ndarray) -> torch.Tensor:
-    """``N x H x W x 3`` uint8 -> ``N x 3 x H x W`` float in [-1, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 127.5 - 1
-
-
-def stacked(dataset, column: str) -> np.ndarray:
-    return np.stack([np.asarray(image.convert("RGB")) for image in dataset[column]])
-
-
-def gaussian_blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
-    if sigma <= 0:
-        return images
-    radius = max(1, int(3 * sigma + 0.5))
-    taps = torch.arange(-radius, radius + 1, dtype=images.dtype, device=images.device)
-    kernel = torch.exp(-taps ** 2 / (2 * sigma ** 2))
-    kernel = kernel / kernel.sum()
-    channels = images.shape[1]
-    padded = F.pad(images, (radius, radius, radius, radius), mode="replicate")
-    horizontal = F.conv2d(padded, kernel.view(1, 1, 1, -1).expand(channels, 1, 1, -1), groups=channels)
-    return F.conv2d(horizontal, kernel.view(1, 1, -1, 1).expand(channels, 1, -1, 1), groups=channels)
-
-
-def band(images: torch.Tensor, rows: tuple[float, float], columns: tuple[float, float]) -> torch.Tensor:
-    height, width = images.shape[-2:]
-    return images[..., int(rows[0] * height):int(rows[1] * height), int(columns[0] * width):int(columns[1] * width)]
-
-
-def exposure_matched(target: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
-    """``target`` shifted per channel so that its upper face has ``source``'s mean level (photos of a pair differ in
-    exposure; the expression does not change the brows and eyes)."""
-    shift = (band(target, UPPER_ROWS, UPPER_COLUMNS) - band(source, UPPER_ROWS, UPPER_COLUMNS)).mean((-2, -1),
-                                                                                                    keepdim=True)
-    return target - shift
-
-
-def proxy_ratios(edited: torch.Tensor, source: torch.Tensor, target: torch.Tensor, sigma: float = 0.8) -> torch.Tensor:
-    """Per sample: error(edit, real) / error(input, real) on the grey, blurred mouth window of the aligned frame."""
-    def mouth(images):
-        return band(gaussian_blur(images.float().mean(1, keepdim=True), sigma), MOUTH_ROWS, MOUTH_COLUMNS)
-
-    real = mouth(exposure_matched(target, source))
-    edited_error = (mouth(edited) - real).abs().mean((1, 2, 3))
-    input_error = (mouth(source) - real).abs().mean((1, 2, 3))
-    return edited_error / input_error.clamp_min(1e-6)
-
+from train.warp_common import (ValidationPairs, average_edit_fields, face_weight, flow_tv, paired_l1, proxy_ratios,
+                               resized, shown_path, stacked, to_tensor)
 
 PAIR_COLUMNS = {"x": "neutral", "x_target": "happy_in_neutral_frame", "y": "happy", "y_target": "neutral_in_happy_frame"}
 
@@ -142,17 +90,6 @@ class PairedAndUnpaired(AugmentedDataset):
             uy = self.unpaired_y[int(torch.randint(len(self.unpaired_y), (), generator=generator))]
             item["ux"], item["uy"] = (self._maybe_flip([image], generator)[0] for image in (ux, uy))
         return item
-
-
-class ValidationPairs(torch.utils.data.Dataset):
-    def __init__(self, pairs: dict[str, torch.Tensor]):
-        self.pairs = pairs
-
-    def __len__(self) -> int:
-        return len(self.pairs["x"])
-
-    def __getitem__(self, index: int) -> dict:
-        return {key: images[index] for key, images in self.pairs.items()}
 
 
 @dataclass
@@ -218,19 +155,12 @@ class WarpCycleGANStep(CycleGANStep):
         if validation is not None and len(validation):
             self.eval_dataset = ValidationPairs({key: to_tensor(self.resized(stacked(validation, column)))
                                                  for key, column in PAIR_COLUMNS.items()})
-        weight = torch.from_numpy(frame_face_mask(config.resolution))[None, None]
-        band(weight, MOUTH_ROWS, MOUTH_COLUMNS).mul_(1 + args.mouth_weight)
-        self.face_weight = weight.to(self.device)
+        self.face_weight = face_weight(config.resolution, args.mouth_weight).to(self.device)
         self.pools = {}
         self.guide = None
 
     def resized(self, images: np.ndarray) -> np.ndarray:
-        from expr_models.warp_refine import to_model_resolution
-
-        size = self.config.resolution
-        if images.shape[1] == size:
-            return images
-        return np.stack([to_model_resolution(image, size) for image in images])
+        return resized(images, self.config.resolution)
 
     @torch.no_grad()
     def load_priors(self, path: Path) -> None:
@@ -238,23 +168,15 @@ class WarpCycleGANStep(CycleGANStep):
         from expr_models.average_edit import AverageEditModel
 
         average = AverageEditModel.from_pretrained(path)
-        size = self.config.resolution
         for generator, (source, target) in ((self.model.generator_xy, self.config.domains),
                                             (self.model.generator_yx, self.config.domains[::-1])):
-            index = average.pair_index(source, target)
-            flow = average.flows[index:index + 1].float()
-            residual = average.residuals[index:index + 1].float()
-            if residual.shape[1] != self.config.in_channels:
-                residual = residual.mean(1, keepdim=True).expand(-1, self.config.in_channels, -1, -1)
-            generator.prior_flow.copy_(F.interpolate(flow, size=(size, size), mode="bilinear", align_corners=False))
-            generator.prior_residual.copy_(F.interpolate(residual, size=(size, size), mode="bilinear",
-                                                         align_corners=False))
+            flow, residual = average_edit_fields(average, source, target, self.config.resolution,
+                                                 self.config.in_channels)
+            generator.prior_flow.copy_(flow)
+            generator.prior_residual.copy_(residual)
 
     def paired_loss(self, edited: torch.Tensor, source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        sigma = self.args.paired_blur
-        difference = (gaussian_blur(edited.float(), sigma) - gaussian_blur(exposure_matched(target, source).float(),
-                                                                          sigma)).abs()
-        return (difference * self.face_weight).mean() / self.face_weight.mean()
+        return paired_l1(edited, source, target, self.face_weight, self.args.paired_blur)
 
     def step(self, batch, step_index: int) -> dict[str, torch.Tensor]:
         nets, args = self.nets, self.args
@@ -328,20 +250,6 @@ class WarpCycleGANStep(CycleGANStep):
                     if self.args.unpaired_split else "")
         return (f"Aligned colour faces (`train.tools.prepare_aligned`): `{self.args.data}` ({self.args.split} split): "
                 f"subject pairs neutral | happy, {sources}{unpaired}. Priors: the average edit `{shown_path(self.args.average_edit)}`.")
-
-
-def shown_path(path: Path) -> str:
-    """A path as the model card shows it: relative to the repository when inside it."""
-    try:
-        return str(Path(path).resolve().relative_to(REPO_ROOT))
-    except ValueError:
-        return str(path)
-
-
-def flow_tv(flow: torch.Tensor) -> torch.Tensor:
-    from expr_models.layers import flow_smoothness
-
-    return flow_smoothness(flow.float())
 
 
 if __name__ == "__main__":

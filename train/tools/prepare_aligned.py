@@ -1,6 +1,8 @@
-"""Prepare aligned colour faces for the warp-and-refine CycleGAN: subject pairs (neutral | happy) and unpaired GENKI-4K.
+"""Prepare aligned colour faces for the warp-and-refine GANs: subject pairs (neutral | happy) and unpaired GENKI-4K for
+the CycleGAN; directed pairs of every expression for the SA-GAN.
 
     python -m train.tools.prepare_aligned --data ../shared/data --out prepared/aligned_happy [--resolution 128]
+    python -m train.tools.prepare_aligned --pairs expressions --out prepared/aligned_expressions
 
 Every face goes through ``expr_models.alignment`` (the editor's frame and resampling):
 - pairs (``expr_models.paired_faces``; FEI, the London Set, JAFFE): each photo of a pair is aligned by its own five
@@ -15,6 +17,13 @@ Every face goes through ``expr_models.alignment`` (the editor's frame and resamp
 Writes a ``datasets.DatasetDict`` (``save_to_disk``): ``train`` / ``validation`` with the image columns ``neutral``,
 ``happy_in_neutral_frame``, ``happy``, ``neutral_in_happy_frame`` and ``dataset``, ``subject``; ``genki`` with
 ``image`` and ``smile``.
+
+``--pairs expressions`` (the warp-and-refine SA-GAN) writes instead one row per directed photo pair: JAFFE's first
+neutral take -> each take of each other expression and each happy take -> that neutral, plus (unless
+``--jaffe-only``) FEI and London neutral <-> happy in both directions, as extra happy/neutral supervision. Columns:
+``source`` (aligned by its own five points), ``target_in_source_frame`` (the target photo put into that frame by its
+eyes and nose tip), ``source_expression``, ``target_expression`` (names from ``expr_models.labels``), ``dataset``,
+``subject``. No GENKI split. The ``test`` subjects are never written here either.
 """
 
 from __future__ import annotations
@@ -70,6 +79,29 @@ def pair_rows(data: Path, split: str, size: int, points: PointCache) -> tuple[di
     return rows, skipped
 
 
+EXPRESSION_PAIR_COLUMNS = ("source", "target_in_source_frame", "source_expression", "target_expression", "dataset",
+                           "subject")
+
+
+def expression_pair_rows(data: Path, split: str, size: int, points: PointCache,
+                         datasets: tuple[str, ...] = ("jaffe", "fei", "london")) -> tuple[dict, list[str]]:
+    """One row per directed photo pair (source photo, target photo in the source's frame) of ``split``'s subjects."""
+    rows = {name: [] for name in EXPRESSION_PAIR_COLUMNS}
+    skipped = []
+    for pair in photo_pairs(data, split, datasets):
+        crops = pair_crops(pair, size, points)
+        if crops is None:
+            skipped.append(f"{pair.dataset}:{pair.source_path.name}")
+            continue
+        if pair.dataset in GRAYSCALE_SOURCES:
+            crops = tuple(_grey3(crop) for crop in crops)
+        values = (*crops, pair.source_expression, pair.target_expression, pair.dataset,
+                  f"{pair.dataset}:{pair.subject}")
+        for name, value in zip(EXPRESSION_PAIR_COLUMNS, values):
+            rows[name].append(value)
+    return rows, skipped
+
+
 def genki_rows(folder: Path, size: int, limit: int | None = None) -> tuple[dict, list[str]]:
     labels = [int(line.split()[0]) for line in (folder / "labels.txt").read_text().split("\n") if line.strip()]
     rows = {"image": [], "smile": []}
@@ -94,6 +126,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=Path("../shared/data"))
     parser.add_argument("--out", type=Path, default=Path("prepared/aligned_happy"))
     parser.add_argument("--resolution", type=int, default=128)
+    parser.add_argument("--pairs", choices=("happy", "expressions"), default="happy",
+                        help="happy: the CycleGAN's neutral|happy pairs and GENKI; expressions: the SA-GAN's directed "
+                             "pairs of every expression")
+    parser.add_argument("--jaffe-only", action="store_true", help="expressions: JAFFE alone (no FEI/London pairs)")
     parser.add_argument("--genki-limit", type=int, default=None, help="at most this many GENKI photos (quick runs)")
     parser.add_argument("--genki-from", type=Path, default=None,
                         help="copy the genki split of an earlier prepared folder instead of aligning it again")
@@ -108,6 +144,17 @@ def main(argv: list[str] | None = None) -> int:
     pair_features = Features({**{name: Image() for name in IMAGE_COLUMNS}, "dataset": Value("string"),
                               "subject": Value("string")})
     splits = {}
+    if args.pairs == "expressions":
+        datasets = ("jaffe",) if args.jaffe_only else ("jaffe", "fei", "london")
+        features = Features({"source": Image(), "target_in_source_frame": Image(),
+                             **{name: Value("string") for name in EXPRESSION_PAIR_COLUMNS[2:]}})
+        for split in PAIR_SPLITS:
+            rows, skipped = expression_pair_rows(args.data, split, args.resolution, points, datasets)
+            splits[split] = Dataset.from_dict(rows, features=features)
+            print(f"{split}: {len(rows['subject'])} pairs, skipped {len(skipped)} {skipped[:5]}", flush=True)
+        DatasetDict(splits).save_to_disk(str(args.out))
+        print(f"Wrote {args.out} in {time.perf_counter() - start:.0f} s")
+        return 0
     for split in PAIR_SPLITS:
         rows, skipped = pair_rows(args.data, split, args.resolution, points)
         splits[split] = Dataset.from_dict(rows, features=pair_features)
