@@ -425,6 +425,10 @@ class ExpressionEditor:
         if method == "sagan":
             model = self.model("sagan")
             config = model.config
+            if config.generator_type == "warp_refine":  # intensity scales its flow and change: a real continuum
+                with self._generating():
+                    return self.processor.edit_aligned(crop, points,
+                                                       lambda face: model.edit_aligned(face, target, intensity))
             names = list(config.class_names)
             labels = torch.zeros(1, len(names))
             labels[0, names.index(target)] = 1.0

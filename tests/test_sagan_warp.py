@@ -202,3 +202,27 @@ def test_warp_sagan_trains_through_the_loop_saves_and_reloads(tmp_path):
     for index, value in enumerate((0.01, 0.02, 0.04, 0.03)):  # angry, happy, neutral, surprise
         assert torch.allclose(model.generator.prior_flow[index, 1], torch.full((32, 32), value), atol=1e-6)
     assert (run / "samples" / "step_0000003.png").is_file()
+
+
+def test_the_editor_edits_with_a_warp_sagan_and_intensity_scales_the_edit():
+    """Through ExpressionEditor: the face's region changes, pixels far outside the face stay byte-identical, and a
+    half intensity changes the photo less than a full one (the slider is continuous)."""
+    from skimage import data
+
+    from expr_models.pipeline import ExpressionEditor
+
+    model = with_priors(warp_sagan(resolution=64, flow_resolution=16))
+    photo = data.astronaut()
+    editor = ExpressionEditor(models_dir=None, models={"sagan": model}, detector="haar", precision="fp32")
+    full = editor.edit(photo, method="sagan", target="surprise")
+    half = editor.edit(photo, method="sagan", target="surprise", intensity=0.5)
+    (face,) = full.faces
+    x0, y0, x1, y1 = (int(v) for v in (face.box.x0, face.box.y0, face.box.x1, face.box.y1))
+    change_full = np.abs(np.asarray(full.image, int) - photo.astype(int))
+    change_half = np.abs(np.asarray(half.image, int) - photo.astype(int))
+    assert change_full[y0:y1, x0:x1].mean() > 1.0
+    assert 0 < change_half[y0:y1, x0:x1].mean() < change_full[y0:y1, x0:x1].mean()
+    margin = y1 - y0
+    outside = np.ones(photo.shape[:2], bool)
+    outside[max(0, y0 - margin):y1 + margin, max(0, x0 - margin):x1 + margin] = False
+    assert change_full.max(axis=2)[outside].max() == 0

@@ -65,8 +65,12 @@ def cyclegan_method(model, checkpoint: str, name: str = "cyclegan", channels: in
                   edit=edit)
 
 
-def sagan_method(model, checkpoint: str) -> Method:
+def sagan_method(model, checkpoint: str, channels: int = 1) -> Method:
     config = model.config
+    if config.generator_type == "warp_refine":  # edits aligned faces, as the editor runs it
+        return Method("sagan", "sagan", checkpoint, model, config.resolution, channels, tuple(config.class_names),
+                      edit=aligned_edit(lambda face, target: model.edit_aligned(face, target), config.resolution,
+                                        channels))
 
     def edit(x: torch.Tensor, target: str, references=None) -> torch.Tensor:
         return model.generate(x, to=target)
