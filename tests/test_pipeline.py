@@ -62,7 +62,7 @@ class MouthBrightener(torch.nn.Module):
     def __init__(self, resolution=32, in_channels=1, amount=0.6):
         super().__init__()
         self.config = SimpleNamespace(resolution=resolution, in_channels=in_channels, domain_x="neutral",
-                                      domain_y="happy", domains=("neutral", "happy"))
+                                      domain_y="happy", domains=("neutral", "happy"), generator_type="resnet")
         self.amount = amount
         self.calls = 0
 
