@@ -55,8 +55,7 @@ def cyclegan_method(model, checkpoint: str, name: str = "cyclegan", channels: in
     config = model.config
     if config.generator_type == "warp_refine":  # edits aligned faces, as the editor runs it
         return Method(name, "cyclegan", checkpoint, model, config.resolution, channels, tuple(config.domains),
-                      edit=aligned_edit(lambda face, target: model.edit_aligned(face, target), config.resolution,
-                                        channels))
+                      edit=aligned_edit(lambda face, target: model.edit_aligned(face, target), channels))
 
     def edit(x: torch.Tensor, target: str, references=None) -> torch.Tensor:
         return model.generate(x, to=target)
@@ -69,8 +68,7 @@ def sagan_method(model, checkpoint: str, channels: int = 1) -> Method:
     config = model.config
     if config.generator_type == "warp_refine":  # edits aligned faces, as the editor runs it
         return Method("sagan", "sagan", checkpoint, model, config.resolution, channels, tuple(config.class_names),
-                      edit=aligned_edit(lambda face, target: model.edit_aligned(face, target), config.resolution,
-                                        channels))
+                      edit=aligned_edit(lambda face, target: model.edit_aligned(face, target), channels))
 
     def edit(x: torch.Tensor, target: str, references=None) -> torch.Tensor:
         return model.generate(x, to=target)
@@ -79,22 +77,41 @@ def sagan_method(model, checkpoint: str, channels: int = 1) -> Method:
                   tuple(config.class_names), edit=edit)
 
 
-def aligned_edit(edit_face: Callable[[np.ndarray, str], np.ndarray], resolution: int,
-                 channels: int) -> Callable[..., torch.Tensor]:
+def aligned_edit(edit_face: Callable[[np.ndarray, str], np.ndarray], channels: int) -> Callable[..., torch.Tensor]:
     """A batch edit for a model that edits aligned faces (``edit_face(aligned_uint8, target)``), run on the held-out
-    crops as the editor runs it on a face it has no landmarks for: the crop's five points estimated from its box
-    framing, the edit done in the aligned frame, only the change pasted back."""
-    points = BOX_FRAME_LANDMARKS * resolution
+    crops as the editor runs it: the crop's five landmarks from RetinaFace (:func:`crop_points`), the edit done in the
+    aligned frame, only the change pasted back."""
 
     def edit(x: torch.Tensor, target: str, references=None) -> torch.Tensor:
         crops = np.rint(FaceImageProcessor.from_tensor(x.cpu())).clip(0, 255).astype(np.uint8)
-        edited = [FaceImageProcessor.edit_aligned(crop[..., 0] if channels == 1 else crop, points,
+        edited = [FaceImageProcessor.edit_aligned(crop[..., 0] if channels == 1 else crop, crop_points(crop),
                                                   lambda face: edit_face(face, target)) for crop in crops]
         tensor = torch.from_numpy(np.stack(edited).astype(np.float32) / 127.5 - 1.0)
         tensor = tensor[:, None] if channels == 1 else tensor.permute(0, 3, 1, 2)
         return tensor.to(x.device)
 
     return edit
+
+
+def crop_points(crop: np.ndarray) -> np.ndarray:
+    """The five landmarks of the face filling a square held-out crop, in its pixels: RetinaFace on the crop with a
+    margin around it (a detector needs to see the face's outline; small crops enlarged to 256 px first), as the
+    editor has them for a face in a photo. Where RetinaFace finds none: estimated from the box framing, as the editor
+    does for a face found without landmarks."""
+    import cv2
+
+    from ..alignment import retinaface_points
+
+    size = crop.shape[0]
+    margin = size // 2
+    padded = cv2.copyMakeBorder(np.ascontiguousarray(crop), margin, margin, margin, margin, cv2.BORDER_REPLICATE)
+    scale = max(1.0, 256 / padded.shape[0])
+    if scale > 1:
+        padded = cv2.resize(padded, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC)
+    points = retinaface_points(padded)
+    if points is None:
+        return BOX_FRAME_LANDMARKS * size
+    return points / scale - margin
 
 
 def average_method(model, checkpoint: str, channels: int = 1) -> Method:
@@ -105,7 +122,7 @@ def average_method(model, checkpoint: str, channels: int = 1) -> Method:
         return model.apply(face, model.source_for(None, target), target)  # each target has one source pair
 
     return Method("average", "average", checkpoint, model, resolution, channels, tuple(model.config.targets),
-                  edit=aligned_edit(edit_face, resolution, channels))
+                  edit=aligned_edit(edit_face, channels))
 
 
 def nst_method(extractor, checkpoint: str, steps: int, resolution: int = 128,
