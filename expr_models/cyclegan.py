@@ -176,10 +176,12 @@ class CycleGANOutput(ModelOutput):
 class CycleGANModel(ExprPreTrainedModel):
     config_class = CycleGANConfig
     card_summary = (
-        "A CycleGAN that moves a face crop between two expressions (by default neutral <-> happy), trained unpaired "
-        "with adversarial and cycle-consistency losses. Input: face crops in [-1, 1], `N x C x H x W` at "
-        "`config.resolution`. The editing pipeline in `expr_models.pipeline` finds faces in whole photos, edits their "
-        "luminance with this model and pastes them back."
+        "A CycleGAN that moves a face between two expressions (by default neutral <-> happy): two generators, one "
+        "each way. With `generator_type=\"warp_refine\"` each generator predicts, in the aligned face frame, a smooth "
+        "flow and a masked appearance change on top of the average edit's; `model.edit_aligned(crop, 'happy')` moves "
+        "the full-resolution crop's own pixels, in colour. With `generator_type=\"resnet\"` (the study's) it repaints "
+        "face crops in [-1, 1] at `config.resolution` (`model.generate(faces, to='happy')`). The pipeline in "
+        "`expr_models.pipeline` finds the faces in whole photos, edits them and pastes only the change back."
     )
 
     def __init__(self, config: CycleGANConfig):

@@ -188,8 +188,10 @@ class SAGANModel(ExprPreTrainedModel):
     card_summary = (
         "A class-conditional self-attention GAN that gives a face crop any of the configured expressions. Input: face "
         "crops in [-1, 1] (`N x C x H x W` at `config.resolution`) and target labels; the labels enter as constant "
-        "planes. `model.generate(faces, to='happy')` edits; the pipeline in `expr_models.pipeline` applies it to "
-        "whole photos."
+        "planes. `model.generate(faces, to='happy')` edits; with `generator_type=\"warp_refine\"` the generator "
+        "predicts a smooth flow and a masked appearance change on top of the average edit's for the target, and "
+        "`model.edit_aligned(crop, 'happy')` moves the full-resolution aligned crop's own pixels, in colour. The "
+        "pipeline in `expr_models.pipeline` applies it to whole photos."
     )
 
     def __init__(self, config: SAGANConfig):
