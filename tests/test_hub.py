@@ -109,10 +109,15 @@ def test_push_sends_exactly_the_saved_folder_with_our_cards(pushed):
     cyclegan_card = editor.files["cyclegan/README.md"].decode()
     assert cyclegan_card == (COMMITTED / "cyclegan" / "README.md").read_text()  # copied as committed
     results = front_matter(cyclegan_card)["model-index"][0]["results"]
-    successes = {metric["name"]: metric["value"] for result in results for metric in result["metrics"]
-                 if metric["type"] == "accuracy"}
-    assert successes["success neutral → happy, read by the classifier (%)"] in (100.0, 67.5)
-    assert "| `paper` | cyclegan | neutral → happy | 18 | 100.0% |" in cyclegan_card
+    to_happy = [metric["value"] for result in results for metric in result["metrics"]
+                if metric["type"] == "accuracy" and "neutral → happy" in metric["name"]]
+    # the committed evaluation's numbers, carried into the card's metadata and its embedded report
+    evaluation = json.loads((COMMITTED.parent / "results" / "evaluation.json").read_text())
+    measured = {dataset: next(row["success_rate"] for row in evaluation["datasets"][dataset]["edits"]
+                              if row["method"] == "cyclegan" and row["target"] == "happy")
+                for dataset in ("paper", "expressions")}
+    assert sorted(to_happy) == sorted(round(100 * value, 1) for value in measured.values())
+    assert f"| `paper` | cyclegan | neutral → happy | 18 | {100 * measured['paper']:.1f}% |" in cyclegan_card
 
     classifier = hub.repos["me/expr-classifier"].files["README.md"].decode()
     assert front_matter(classifier)["pipeline_tag"] == "image-classification"
