@@ -25,6 +25,7 @@ photo byte for byte, and every pixel outside the blend mask stays byte-identical
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -214,8 +215,12 @@ def warp_and_add(crop: np.ndarray, flow: np.ndarray, change: np.ndarray, intensi
     if crop.ndim == 2:
         change = change.mean(axis=2)
     elif change.shape[2] != crop.shape[2] or (crop[..., :1] == crop).all():
-        change = np.repeat(change.mean(axis=2, keepdims=True), crop.shape[2], axis=2)
-    return np.clip(np.rint(warped + intensity * change), 0, 255).astype(np.uint8)
+        change = change.mean(axis=2, keepdims=True)  # one luminance change, broadcast over the channels
+    # In place: on a phone photo's face these arrays are megapixels.
+    warped += intensity * change
+    np.rint(warped, out=warped)
+    np.clip(warped, 0, 255, out=warped)
+    return warped.astype(np.uint8)
 
 
 def edit_in_frame(photo: np.ndarray, edit_aligned, points: np.ndarray | None = None, detector: Any = None) -> np.ndarray:
@@ -232,16 +237,20 @@ def edit_in_frame(photo: np.ndarray, edit_aligned, points: np.ndarray | None = N
     return paste_from_frame(photo, edit_aligned(crop), face, original=crop)
 
 
+@functools.lru_cache(maxsize=16)
 def frame_face_mask(size: int, feather: float = 0.15) -> np.ndarray:
     """``size x size`` float32 in [0, 1]: 1 on the face (``FACE_ELLIPSE``), falling smoothly to 0 over ``feather`` of
-    the ellipse's radius, so an edit fades into the photo instead of ending at a seam."""
+    the ellipse's radius, so an edit fades into the photo instead of ending at a seam. Cached (every frame of a size
+    has the same mask) and read-only."""
     centre_x, centre_y, half_w, half_h = FACE_ELLIPSE
     grid = (np.arange(size, dtype=np.float64) + 0.5) / size
     dx = (grid[None, :] - centre_x) / half_w
     dy = (grid[:, None] - centre_y) / half_h
     radius = np.sqrt(dx ** 2 + dy ** 2)
     t = np.clip((1.0 + feather - radius) / feather, 0.0, 1.0)
-    return (t * t * (3 - 2 * t)).astype(np.float32)
+    mask = (t * t * (3 - 2 * t)).astype(np.float32)
+    mask.flags.writeable = False
+    return mask
 
 
 def paste_from_frame(photo: np.ndarray, edited: np.ndarray, face: AlignedFace, mask: np.ndarray | None = None,
@@ -277,21 +286,20 @@ def paste_from_frame(photo: np.ndarray, edited: np.ndarray, face: AlignedFace, m
     channels = photo.shape[2:]
     if original is not None:
         change = edited.astype(np.float32) - np.asarray(original, np.float32)
-        value = region + _expand(resample_affine(change, to_region, region_size, border=cv2.BORDER_CONSTANT),
-                                 channels)
+        delta = _expand(resample_affine(change, to_region, region_size, border=cv2.BORDER_CONSTANT), channels)
     else:
-        value = _expand(resample_affine(edited.astype(np.float32), to_region, region_size), channels)
-    weight = _expand(weight, channels)
-    blended = region + weight * (value - region)
-    changed = weight > 0
-    output[y0:y1, x0:x1] = np.where(changed, np.clip(np.rint(blended), 0, 255), region).astype(photo.dtype)
+        delta = _expand(resample_affine(edited.astype(np.float32), to_region, region_size), channels) - region
+    if channels:
+        weight = weight[..., None]
+    # Where the weight is 0 this adds exactly 0.0 to whole numbers, so those pixels keep their values bit for bit.
+    output[y0:y1, x0:x1] = np.clip(np.rint(region + weight * delta), 0, 255).astype(photo.dtype)
     return output
 
 
 def _expand(array: np.ndarray, channels: tuple[int, ...]) -> np.ndarray:
     # warpAffine drops a trailing channel axis of 1; give back the photo's layout.
     if channels and array.ndim == 2:
-        return np.repeat(array[..., None], channels[0], axis=2)
+        return array.reshape(*array.shape, 1)
     return array
 
 

@@ -74,7 +74,7 @@ BROW_ROWS, BROW_COLUMNS = (0.22, 0.47), (0.18, 0.82)
 def face_weight(resolution: int, mouth_weight: float, brow_weight: float = 0.0) -> torch.Tensor:
     """``1 x 1 x S x S``: the paired loss's weight, the face mask with the mouth window (and the brow and eye band)
     weighted ``1 + mouth_weight`` (``1 + brow_weight``) times."""
-    weight = torch.from_numpy(frame_face_mask(resolution))[None, None]
+    weight = torch.from_numpy(frame_face_mask(resolution).copy())[None, None]
     band(weight, MOUTH_ROWS, MOUTH_COLUMNS).mul_(1 + mouth_weight)
     band(weight, BROW_ROWS, BROW_COLUMNS).mul_(1 + brow_weight)
     return weight
