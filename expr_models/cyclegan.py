@@ -22,7 +22,7 @@ from .layers import (ConvNormAct, PatchDiscriminator, PretrainedFeatureDiscrimin
                      init_gan_weights)
 from .modeling_utils import ExprPreTrainedModel
 from .alignment import edit_in_frame
-from .warp_refine import MASK_BIAS, WarpRefineGenerator, edit_aligned_crop
+from .warp_refine import WarpRefineGenerator, edit_aligned_crop
 
 
 @strict
@@ -212,15 +212,8 @@ class CycleGANModel(ExprPreTrainedModel):
 
     def _init_weights(self, module):
         init_gan_weights(module)
-        if isinstance(module, WarpRefineGenerator):  # start as the average-edit baseline
-            from transformers import initialization as init
-
-            init.zeros_(module.to_flow.weight)
-            init.zeros_(module.to_flow.bias)
-            init.constant_(module.to_mask.bias, MASK_BIAS)
-            if module.to_gain is not None:  # the gain starts at 1
-                init.zeros_(module.to_gain.weight)
-                init.constant_(module.to_gain.bias, module.gain_bias())
+        if isinstance(module, WarpRefineGenerator):
+            module.reset_heads()  # start as the average-edit baseline
 
     # --- lookup by expression name, so callers never juggle x/y ------------------------------------------------------
     def generator_to(self, target: str) -> ResnetGenerator:

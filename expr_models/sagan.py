@@ -27,7 +27,7 @@ from .cyclegan import lower_face_window
 from .labels import EXPRESSIONS
 from .layers import ConvNormAct, ResidualBlock, SelfAttention2d, UpConvNormAct, conv, init_gan_weights
 from .modeling_utils import ExprPreTrainedModel
-from .warp_refine import MASK_BIAS, WarpRefineGenerator, edit_aligned_crop
+from .warp_refine import WarpRefineGenerator, edit_aligned_crop
 
 
 @strict
@@ -203,12 +203,8 @@ class SAGANModel(ExprPreTrainedModel):
 
     def _init_weights(self, module):
         init_gan_weights(module)
-        if isinstance(module, WarpRefineGenerator):  # start as the average-edit baseline
-            from transformers import initialization as init
-
-            init.zeros_(module.to_flow.weight)
-            init.zeros_(module.to_flow.bias)
-            init.constant_(module.to_mask.bias, MASK_BIAS)
+        if isinstance(module, WarpRefineGenerator):
+            module.reset_heads()  # start as the average-edit baseline
 
     def generate_with(self, pixel_values: torch.Tensor, labels: torch.Tensor, return_mask: bool = False):
         """Either generator on ``N x K`` class weights (the two take the labels differently)."""

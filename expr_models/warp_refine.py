@@ -91,13 +91,16 @@ class WarpRefineGenerator(nn.Module):
         return float(-np.log(self.max_gain - 1.0)) if self.max_gain > 1 else 0.0
 
     def reset_heads(self) -> None:
-        """Start as the baseline: no learned flow, a nearly closed mask (call after the weight initialisation)."""
-        nn.init.zeros_(self.to_flow.weight)
-        nn.init.zeros_(self.to_flow.bias)
-        nn.init.constant_(self.to_mask.bias, MASK_BIAS)
+        """Start as the average-edit baseline: no learned flow, a nearly closed mask, a gain of 1. The models call it
+        from ``_init_weights``; transformers' init functions leave weights that were loaded alone."""
+        from transformers import initialization as init
+
+        init.zeros_(self.to_flow.weight)
+        init.zeros_(self.to_flow.bias)
+        init.constant_(self.to_mask.bias, MASK_BIAS)
         if self.to_gain is not None:
-            nn.init.zeros_(self.to_gain.weight)
-            nn.init.constant_(self.to_gain.bias, self.gain_bias())
+            init.zeros_(self.to_gain.weight)
+            init.constant_(self.to_gain.bias, self.gain_bias())
 
     def _windowed(self, field: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
         if self.window is None:
