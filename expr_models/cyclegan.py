@@ -56,6 +56,7 @@ class CycleGANConfig(PreTrainedConfig):
         max_flow: warp_refine: the learned flow's largest step, as a fraction of the crop's side.
         max_prior_gain: warp_refine: above 0, each face gets a learned gain in (0, max_prior_gain), 1 at start, on
             the baseline's flow and residual (how strongly this face takes the average expression); 0: none.
+        prior_gains: with ``max_prior_gain``: 1, one gain for the flow and the residual; 2, one for each.
     """
 
     model_type = "expr-cyclegan"
@@ -79,6 +80,7 @@ class CycleGANConfig(PreTrainedConfig):
     flow_resolution: int = 32
     max_flow: float = 0.06
     max_prior_gain: float = 0.0
+    prior_gains: int = 1
 
     def validate_cyclegan(self):
         if self.in_channels not in (1, 3):
@@ -102,6 +104,8 @@ class CycleGANConfig(PreTrainedConfig):
         if self.generator_type not in ("resnet", "warp_refine"):
             raise ValueError(f"Unknown generator_type {self.generator_type!r}; expected resnet or warp_refine")
         if self.generator_type == "warp_refine":
+            if self.prior_gains not in (1, 2):
+                raise ValueError(f"prior_gains must be 1 or 2, got {self.prior_gains}")
             if self.max_prior_gain < 0 or 0 < self.max_prior_gain <= 1:
                 raise ValueError(f"max_prior_gain must be 0 (no gain) or above 1, got {self.max_prior_gain}")
             if self.in_channels != 3:
@@ -192,7 +196,8 @@ class CycleGANModel(ExprPreTrainedModel):
             self.generator_xy, self.generator_yx = (
                 WarpRefineGenerator(config.resolution, config.in_channels, config.generator_channels,
                                     config.flow_resolution, config.max_flow, config.n_residual_blocks, config.norm,
-                                    window=window, max_gain=config.max_prior_gain) for _ in range(2))
+                                    window=window, max_gain=config.max_prior_gain, prior_gains=config.prior_gains)
+                for _ in range(2))
         else:
             generator_args = (config.in_channels, config.generator_channels, config.n_downsampling,
                               config.n_residual_blocks, config.norm, config.attention_mask)

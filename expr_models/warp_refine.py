@@ -4,14 +4,15 @@ In the aligned face frame (``expr_models.alignment``) at model resolution ``S``,
 
     flow     = gain * prior_flow + window * upsample(delta_flow)   # 2 x S x S, fractions of the side
     warped   = x sampled at p + intensity * flow(p)
-    output   = warped + intensity * (gain * prior_residual + mask * change)
+    output   = warped + intensity * (gain' * prior_residual + mask * change)
 
 ``prior_flow`` and ``prior_residual`` are the average-edit baseline's fields for this direction
 (``expr_models.average_edit``), stored in the generator: a fresh generator (zero ``delta_flow``, a nearly closed mask)
 *is* the baseline, and training learns per-person corrections on top of it. ``delta_flow`` is predicted at
 ``flow_resolution`` (S/4) and upsampled bilinearly, so it is smooth by construction; ``window`` (the lower face, for
 happy/neutral) keeps the eyes and brows still. ``gain`` (optional, ``max_gain > 0``) is one number per face in
-(0, max_gain), read by a small encoder of its own and 1 at start: how strongly this face takes the average expression.
+(0, max_gain), read by a small encoder of its own and 1 at start: how strongly this face takes the average expression
+(``gain'`` is the same number, or with ``prior_gains=2`` a second one for the residual: teeth and folds).
 People and photo sets differ mostly in *how much* they smile (FEI's posed smiles are about 1.5x the average edit, the
 London Set's about 0.5x), and one scalar learns that without the capacity to memorise a face. ``mask`` (soft, GANimation-style) and ``change`` are the appearance
 part, made at ``S/2`` and upsampled bilinearly (the network never runs at ``S``: on two CPU cores that is 4x cheaper,
@@ -49,7 +50,8 @@ class WarpRefineGenerator(nn.Module):
 
     def __init__(self, resolution: int, channels: int = 3, width: int = 16, flow_resolution: int = 32,
                  max_flow: float = 0.06, n_residual_blocks: int = 3, norm: str = "instance", window=None,
-                 num_classes: int = 0, windowed_classes: tuple[bool, ...] | None = None, max_gain: float = 0.0):
+                 num_classes: int = 0, windowed_classes: tuple[bool, ...] | None = None, max_gain: float = 0.0,
+                 prior_gains: int = 1):
         super().__init__()
         if windowed_classes is not None and len(windowed_classes) != num_classes:
             raise ValueError(f"windowed_classes needs one flag per class ({num_classes}), got {len(windowed_classes)}")
@@ -84,7 +86,7 @@ class WarpRefineGenerator(nn.Module):
                   for c_in, c_out in ((2 * channels, width), (width, 2 * width), (2 * width, 4 * width))],
                 # Unit-scale pooled features: the gain must move within a few hundred small Adam steps.
                 nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.LayerNorm(4 * width, elementwise_affine=False))
-            self.to_gain = nn.Linear(4 * width, 1)
+            self.to_gain = nn.Linear(4 * width, prior_gains)
 
     def gain_bias(self) -> float:
         """The gain head's starting bias: ``max_gain * sigmoid(bias) = 1``."""
@@ -123,7 +125,7 @@ class WarpRefineGenerator(nn.Module):
         """The edit's fields for aligned faces ``x`` (``N x C x S x S``; class-conditional: with ``labels``, ``N x K``
         class weights): ``flow`` (total, ``N x 2 x S x S``), ``delta_flow`` (the learned part, at
         ``flow_resolution``), ``appearance`` (prior residual + mask * change, ``N x C x S x S``), ``mask``, ``gain``
-        (``N x 1 x 1 x 1``; ones without a gain head)."""
+        (``N x G x 1 x 1``: the flow's gain, then the residual's if it has its own; ones without a gain head)."""
         if x.shape[-1] != self.resolution or x.shape[-2] != self.resolution:
             raise ValueError(f"expected {self.resolution}x{self.resolution} aligned faces, got {tuple(x.shape[-2:])}")
         if (labels is None) != (self.num_classes == 0):
@@ -154,8 +156,8 @@ class WarpRefineGenerator(nn.Module):
         size = (self.resolution, self.resolution)
         mask = self._windowed(torch.sigmoid(upsample_flow(self.to_mask(hidden), size)), labels)
         change = 2 * torch.tanh(upsample_flow(self.to_change(hidden), size))  # up to the whole [-1, 1] range
-        flow = gain * prior_flow + upsample_flow(delta_flow, self.resolution)
-        appearance = gain * prior_residual + mask * change
+        flow = gain[:, :1] * prior_flow + upsample_flow(delta_flow, self.resolution)
+        appearance = gain[:, -1:] * prior_residual + mask * change
         return {"flow": flow, "delta_flow": delta_flow, "appearance": appearance, "mask": mask, "gain": gain}
 
     def render(self, x: torch.Tensor, fields: dict[str, torch.Tensor], intensity: float = 1.0) -> torch.Tensor:

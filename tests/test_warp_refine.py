@@ -108,6 +108,23 @@ def test_the_prior_gain_starts_at_one_and_scales_the_prior_flow_and_residual():
         CycleGANConfig(**{**WARP, "max_prior_gain": 0.5})
 
 
+def test_with_two_prior_gains_the_residual_has_its_own():
+    model = warp_model(max_prior_gain=3.0, prior_gains=2)
+    generator = model.generator_xy
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    with torch.no_grad():
+        generator.prior_flow.fill_(0.02)
+        generator.prior_residual.fill_(0.1)
+        fresh = generator.fields(x)
+        assert fresh["gain"].shape == (2, 2, 1, 1) and torch.allclose(fresh["gain"], torch.ones(2, 2, 1, 1))
+        generator.to_gain.bias[0] = 0.0  # the flow's gain: 3 * sigmoid(0) = 1.5; the residual's stays 1
+        scaled = generator.fields(x)
+    assert torch.allclose(scaled["flow"], torch.full_like(scaled["flow"], 0.03))
+    assert torch.allclose(scaled["appearance"], fresh["appearance"], atol=1e-6)
+    with pytest.raises(Exception, match="prior_gains"):
+        CycleGANConfig(**{**WARP, "max_prior_gain": 3.0, "prior_gains": 3})
+
+
 def test_intensity_zero_is_the_identity():
     model = warp_model()
     with torch.no_grad():
