@@ -13,10 +13,11 @@ In the aligned face frame (``expr_models.alignment``) at model resolution ``S``,
 happy/neutral) keeps the eyes and brows still. ``gain`` (optional, ``max_gain > 0``) is one number per face in
 (0, max_gain), read by a small encoder of its own and 1 at start: how strongly this face takes the average expression
 (``gain'`` is the same number, or with ``prior_gains=2`` a second one for the residual: teeth and folds).
-People and photo sets differ mostly in *how much* they smile (FEI's posed smiles are about 1.5x the average edit, the
-London Set's about 0.5x), and one scalar learns that without the capacity to memorise a face. ``mask`` (soft, GANimation-style) and ``change`` are the appearance
-part, made at ``S/2`` and upsampled bilinearly (the network never runs at ``S``: on two CPU cores that is 4x cheaper,
-and a change that is blurred by the metric and by the photo's upsampling anyway loses little).
+People and photo sets differ mostly in *how much* they smile (on validation people the average edit fits FEI best
+at about 1.5x its strength and the London Set at about 0.5x), and one scalar learns that without the capacity to
+memorise a face. ``mask`` (soft, GANimation-style) and ``change`` are the appearance part, made at ``S/2`` and
+upsampled bilinearly (the network never runs at ``S``: on two CPU cores that is 4x cheaper, and a change that is
+blurred by the metric and by the photo's upsampling anyway loses little).
 
 At editing time (:func:`apply_fields`) the flow is upsampled to the full-resolution aligned crop and the crop itself is
 warped, in colour, so the person's own skin texture and lip colour move; only the appearance change is upsampled from
