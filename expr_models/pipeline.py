@@ -410,14 +410,19 @@ class ExpressionEditor:
             model = self.model("average")
             source = model.source_for(source_expression, target)
             return self.processor.edit_aligned(crop, points, lambda face: model.apply(face, source, target, intensity))
+        if method in ("cyclegan", "sagan"):
+            model = (self.model("cyclegan", self._cyclegan_index(target)) if method == "cyclegan"
+                     else self.model("sagan"))
+            if model.config.generator_type == "warp_refine":
+                # Moves the face's own pixels in the aligned frame; intensity scales the flow and the change together,
+                # so the slider is a real continuum.
+                with self._generating():
+                    return self.processor.edit_aligned(crop, points,
+                                                       lambda face: model.edit_aligned(face, target, intensity))
         edit_luminance = self.processor.edit_luminance
         if method == "cyclegan":
             model = self.model("cyclegan", self._cyclegan_index(target))
             config = model.config
-            if config.generator_type == "warp_refine":  # moves the face's own pixels in the aligned frame
-                with self._generating():
-                    return self.processor.edit_aligned(crop, points,
-                                                       lambda face: model.edit_aligned(face, target, intensity))
             with self._generating():
                 return edit_luminance(crop, lambda x: model.generate(x.to(self.device), to=target),
                                       config.resolution, config.in_channels, intensity)
@@ -425,10 +430,6 @@ class ExpressionEditor:
         if method == "sagan":
             model = self.model("sagan")
             config = model.config
-            if config.generator_type == "warp_refine":  # intensity scales its flow and change: a real continuum
-                with self._generating():
-                    return self.processor.edit_aligned(crop, points,
-                                                       lambda face: model.edit_aligned(face, target, intensity))
             names = list(config.class_names)
             labels = torch.zeros(1, len(names))
             labels[0, names.index(target)] = 1.0

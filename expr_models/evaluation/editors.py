@@ -55,7 +55,7 @@ def cyclegan_method(model, checkpoint: str, name: str = "cyclegan", channels: in
     config = model.config
     if config.generator_type == "warp_refine":  # edits aligned faces, as the editor runs it
         return Method(name, "cyclegan", checkpoint, model, config.resolution, channels, tuple(config.domains),
-                      edit=aligned_edit(lambda face, target: model.edit_aligned(face, target), channels))
+                      edit=aligned_edit(model.edit_aligned, channels))
 
     def edit(x: torch.Tensor, target: str, references=None) -> torch.Tensor:
         return model.generate(x, to=target)
@@ -68,7 +68,7 @@ def sagan_method(model, checkpoint: str, channels: int = 1) -> Method:
     config = model.config
     if config.generator_type == "warp_refine":  # edits aligned faces, as the editor runs it
         return Method("sagan", "sagan", checkpoint, model, config.resolution, channels, tuple(config.class_names),
-                      edit=aligned_edit(lambda face, target: model.edit_aligned(face, target), channels))
+                      edit=aligned_edit(model.edit_aligned, channels))
 
     def edit(x: torch.Tensor, target: str, references=None) -> torch.Tensor:
         return model.generate(x, to=target)
