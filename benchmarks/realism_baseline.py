@@ -39,15 +39,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 from expr_models.alignment import retinaface_face  # noqa: E402
 from expr_models.average_edit import AverageEditModel  # noqa: E402
-from expr_models.paired_faces import photo_pairs  # noqa: E402
-from expr_models.realism import align_upper_face, median_ratio, paired_realism_ratio  # noqa: E402
+from expr_models.evaluation.realism import read_rgb, realism_pairs, summarise  # noqa: E402
+from expr_models.realism import align_upper_face, paired_realism_ratio  # noqa: E402
 
 # (dataset, the GAN method measured beside the baseline on it)
 GAN_FOR = {"fei": "cyclegan", "london": "cyclegan", "jaffe": "sagan"}
-
-
-def read_rgb(path: Path) -> np.ndarray:
-    return np.asarray(Image.open(path).convert("RGB"))
 
 
 class Judge:
@@ -114,9 +110,8 @@ def measure(data: Path, checkpoints: Path, split: str, limit: int | None = None,
 
         sagan_warp_model = SAGANModel.from_pretrained(sagan_warp or checkpoints / "sagan").float().eval()
     judge = Judge(checkpoints / "classifier") if (checkpoints / "classifier" / "config.json").is_file() else None
-    pairs = [p for p in photo_pairs(data, split, datasets) if p.dataset != "jaffe" or p.source_expression == "neutral"]
-    # per (dataset, pair, method): subject -> ratios
-    ratios: dict[tuple[str, str, str], dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    pairs = [pair for pair in realism_pairs(data, split) if pair.dataset in datasets]
+    records = []  # one per (photo pair, method), as the evaluation's realism table takes them
     success: dict[tuple[str, str, str], list[bool]] = defaultdict(list)
     seconds: dict[str, list[float]] = defaultdict(list)
     skipped = []
@@ -152,7 +147,8 @@ def measure(data: Path, checkpoints: Path, split: str, limit: int | None = None,
             seconds["sagan_warp"].append(time.perf_counter() - tick)
         for method, edited in edits.items():
             scores = paired_realism_ratio(photo, edited, real, box, input_points=points, target_points=found_real[1])
-            ratios[(pair.dataset, pair.pair, method)][pair.subject].append(scores["ratio"])
+            records.append({"dataset": pair.dataset, "pair": pair.pair, "method": method, "subject": pair.subject,
+                            "ratio": scores["ratio"]})
         haar_box = judge.box(photo) if judge is not None else None
         if haar_box is not None:
             for method, image in {**edits, "(input)": photo, "(real target)": real}.items():
@@ -161,14 +157,10 @@ def measure(data: Path, checkpoints: Path, split: str, limit: int | None = None,
         if number % 10 == 0:
             print(f"  {number + 1}/{len(pairs)} {pair.dataset} {pair.pair} {pair.subject}", flush=True)
 
-    rows = []
-    for (dataset, pair, method), by_subject in sorted(ratios.items()):
-        per_subject = [float(np.median(values)) for values in by_subject.values()]
-        judged = success.get((dataset, pair, method), [])
-        rows.append({"dataset": dataset, "pair": pair, "method": method, "median_ratio": median_ratio(per_subject),
-                     "subjects": len(per_subject), "photo_pairs": sum(len(v) for v in by_subject.values()),
-                     "success": float(np.mean(judged)) if judged else None, "judged": len(judged),
-                     "per_subject": {s: float(np.median(v)) for s, v in sorted(by_subject.items())}})
+    rows = summarise(records)  # per subject the median over its pairs, per row the median over subjects
+    for row in rows:
+        judged = success.get((row["dataset"], row["pair"], row["method"]), [])
+        row.update(success=float(np.mean(judged)) if judged else None, judged=len(judged))
     references = {f"{dataset} {pair} {method}": float(np.mean(values)) for (dataset, pair, method), values
                   in sorted(success.items()) if method.startswith("(")}
     return {"split": split, "average_intensity": average_intensity, "rows": rows, "skipped": skipped,

@@ -22,7 +22,7 @@ from .layers import (ConvNormAct, PatchDiscriminator, PretrainedFeatureDiscrimin
                      init_gan_weights)
 from .modeling_utils import ExprPreTrainedModel
 from .alignment import edit_in_frame
-from .warp_refine import WarpRefineGenerator, edit_aligned_crop
+from .warp_refine import WarpRefineGenerator, check_warp_config, edit_aligned_crop
 
 
 @strict
@@ -108,12 +108,7 @@ class CycleGANConfig(PreTrainedConfig):
                 raise ValueError(f"prior_gains must be 1 or 2, got {self.prior_gains}")
             if self.max_prior_gain < 0 or 0 < self.max_prior_gain <= 1:
                 raise ValueError(f"max_prior_gain must be 0 (no gain) or above 1, got {self.max_prior_gain}")
-            if self.in_channels != 3:
-                raise ValueError("generator_type warp_refine edits colour: it needs in_channels=3")
-            if self.resolution % 16 or self.resolution % self.flow_resolution or \
-                    not self.resolution // 16 <= self.flow_resolution <= self.resolution // 2:
-                raise ValueError(f"flow_resolution {self.flow_resolution} must divide resolution {self.resolution} "
-                                 "and lie between resolution / 16 and resolution / 2 (resolution divisible by 16)")
+            check_warp_config(self.in_channels, self.resolution, self.flow_resolution)
 
     @property
     def domains(self) -> tuple[str, str]:

@@ -27,7 +27,7 @@ from .cyclegan import lower_face_window
 from .labels import EXPRESSIONS
 from .layers import ConvNormAct, ResidualBlock, SelfAttention2d, UpConvNormAct, conv, init_gan_weights
 from .modeling_utils import ExprPreTrainedModel
-from .warp_refine import WarpRefineGenerator, edit_aligned_crop
+from .warp_refine import WarpRefineGenerator, check_warp_config, edit_aligned_crop
 
 
 @strict
@@ -83,12 +83,7 @@ class SAGANConfig(PreTrainedConfig):
         if self.generator_type not in ("resnet", "warp_refine"):
             raise ValueError(f"Unknown generator_type {self.generator_type!r}; expected resnet or warp_refine")
         if self.generator_type == "warp_refine":
-            if self.in_channels != 3:
-                raise ValueError("generator_type warp_refine edits colour: it needs in_channels=3")
-            if self.resolution % 16 or self.resolution % self.flow_resolution or \
-                    not self.resolution // 16 <= self.flow_resolution <= self.resolution // 2:
-                raise ValueError(f"flow_resolution {self.flow_resolution} must divide resolution {self.resolution} "
-                                 "and lie between resolution / 16 and resolution / 2 (resolution divisible by 16)")
+            check_warp_config(self.in_channels, self.resolution, self.flow_resolution)
 
     @property
     def num_classes(self) -> int:

@@ -43,6 +43,15 @@ from .layers import ConvNormAct, ResidualBlock, upsample_flow, warp_by_flow
 MASK_BIAS = -4.0
 
 
+def check_warp_config(in_channels: int, resolution: int, flow_resolution: int) -> None:
+    """The shape rules of a warp-and-refine generator (the configs call it too): ``ValueError`` naming the broken one."""
+    if in_channels != 3:
+        raise ValueError("generator_type warp_refine edits colour: it needs in_channels=3")
+    if resolution % 16 or resolution % flow_resolution or not resolution // 16 <= flow_resolution <= resolution // 2:
+        raise ValueError(f"flow_resolution {flow_resolution} must divide resolution {resolution} and lie between "
+                         "resolution / 16 and resolution / 2 (resolution divisible by 16)")
+
+
 class WarpRefineGenerator(nn.Module):
     """A small U-Net over (face, face warped by the prior[, label planes]), levels S/2 .. S/16: a flow head at
     ``flow_resolution`` and mask + change heads at S/2. ``window`` (optional) is a function ``rows -> 1 x 1 x rows x
@@ -59,9 +68,7 @@ class WarpRefineGenerator(nn.Module):
         self.num_classes = num_classes
         # Plain floats, not a buffer: made from the config at construction, so nothing to save.
         self.windowed_classes = [float(flag) for flag in (windowed_classes or [True] * num_classes)]
-        if resolution % 16 or resolution % flow_resolution or not resolution // 16 <= flow_resolution <= resolution // 2:
-            raise ValueError(f"resolution {resolution} must be divisible by 16 and by flow_resolution "
-                             f"{flow_resolution}, which must lie between resolution / 16 and resolution / 2")
+        check_warp_config(channels, resolution, flow_resolution)
         self.resolution, self.channels, self.max_flow, self.window = resolution, channels, max_flow, window
         self.flow_level = {resolution // 16: 3, resolution // 8: 2, resolution // 4: 1, resolution // 2: 0}[flow_resolution]
         # Parameters (not buffers) so save_pretrained keeps them and from_pretrained checks them; never trained.

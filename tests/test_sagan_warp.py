@@ -175,9 +175,7 @@ def save_average_edit(path: Path) -> Path:
 def test_warp_sagan_trains_through_the_loop_saves_and_reloads(tmp_path):
     import json
 
-    from accelerate.state import AcceleratorState, GradientState
-
-    from train import loop
+    from test_training import train_in_process
     from train.sagan_warp import WarpSAGANStep
 
     data, average, run = save_pairs(tmp_path / "pairs"), save_average_edit(tmp_path / "avg"), tmp_path / "run"
@@ -186,12 +184,7 @@ def test_warp_sagan_trains_through_the_loop_saves_and_reloads(tmp_path):
             "--classes", *CLASSES, "--datasets", "drawn", "--report-to", "none", "--log-every", "1",
             "--sample-every", "3", "--checkpointing-steps", "0", "--min-free-disk-mb", "1", "--cpu", "--ema",
             *[item for key, value in config_flags.items() for item in (f"--{key.replace('_', '-')}", str(value))]]
-    try:
-        status = loop.main(WarpSAGANStep, [str(arg) for arg in argv])
-    finally:
-        AcceleratorState._reset_state(True)
-        GradientState._reset_state()
-    assert status == 0
+    assert train_in_process(WarpSAGANStep, argv) == 0
     summary = json.loads((run / "training_summary.json").read_text())
     assert {"paired", "flow_tv", "mask"} <= set(summary["losses"])
     assert all(np.isfinite(value) for value in summary["losses"].values())

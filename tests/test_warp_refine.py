@@ -89,38 +89,30 @@ def test_generator_shapes_and_a_fresh_generator_is_its_prior():
     assert image.shape == (3, 3, 32, 32) and mask.shape == (3, 1, 32, 32)
 
 
-def test_the_prior_gain_starts_at_one_and_scales_the_prior_flow_and_residual():
-    model = warp_model(max_prior_gain=3.0)
+@pytest.mark.parametrize("prior_gains", [1, 2])
+def test_the_prior_gain_starts_at_one_and_scales_the_prior(prior_gains):
+    """One gain scales the prior flow and residual together; with two, the residual keeps its own."""
+    model = warp_model(max_prior_gain=3.0, prior_gains=prior_gains)
     generator = model.generator_xy
     x = torch.rand(2, 3, 32, 32) * 2 - 1
     with torch.no_grad():
         generator.prior_flow.fill_(0.02)
         generator.prior_residual.fill_(0.1)
         fresh = generator.fields(x)
-        assert torch.allclose(fresh["gain"], torch.ones(2, 1, 1, 1))  # a fresh generator is still the baseline
+        # a fresh generator is still the baseline
+        assert torch.allclose(fresh["gain"], torch.ones(2, prior_gains, 1, 1))
         assert torch.allclose(fresh["flow"], torch.full_like(fresh["flow"], 0.02))
-        generator.to_gain.bias.fill_(0.0)  # gain = 3 * sigmoid(0) = 1.5
+        generator.to_gain.bias[0] = 0.0  # the (flow's) gain: 3 * sigmoid(0) = 1.5
         scaled = generator.fields(x)
     assert torch.allclose(scaled["flow"], torch.full_like(scaled["flow"], 0.03))
-    assert torch.allclose(scaled["appearance"] - fresh["appearance"], torch.full_like(fresh["appearance"], 0.05),
-                          atol=1e-6)
+    residual_step = 0.05 if prior_gains == 1 else 0.0  # 0.1 * (1.5 - 1), or the residual's own gain, still 1
+    assert torch.allclose(scaled["appearance"] - fresh["appearance"],
+                          torch.full_like(fresh["appearance"], residual_step), atol=1e-6)
+
+
+def test_bad_gain_configs_are_refused():
     with pytest.raises(Exception, match="max_prior_gain"):  # huggingface_hub wraps the config's ValueError
         CycleGANConfig(**{**WARP, "max_prior_gain": 0.5})
-
-
-def test_with_two_prior_gains_the_residual_has_its_own():
-    model = warp_model(max_prior_gain=3.0, prior_gains=2)
-    generator = model.generator_xy
-    x = torch.rand(2, 3, 32, 32) * 2 - 1
-    with torch.no_grad():
-        generator.prior_flow.fill_(0.02)
-        generator.prior_residual.fill_(0.1)
-        fresh = generator.fields(x)
-        assert fresh["gain"].shape == (2, 2, 1, 1) and torch.allclose(fresh["gain"], torch.ones(2, 2, 1, 1))
-        generator.to_gain.bias[0] = 0.0  # the flow's gain: 3 * sigmoid(0) = 1.5; the residual's stays 1
-        scaled = generator.fields(x)
-    assert torch.allclose(scaled["flow"], torch.full_like(scaled["flow"], 0.03))
-    assert torch.allclose(scaled["appearance"], fresh["appearance"], atol=1e-6)
     with pytest.raises(Exception, match="prior_gains"):
         CycleGANConfig(**{**WARP, "max_prior_gain": 3.0, "prior_gains": 3})
 
@@ -247,9 +239,7 @@ def save_average_edit(path: Path) -> Path:
 
 
 def test_warp_cyclegan_trains_through_the_loop_saves_and_reloads(tmp_path):
-    from accelerate.state import AcceleratorState, GradientState
-
-    from train import loop
+    from test_training import train_in_process
     from train.cyclegan_warp import WarpCycleGANStep
 
     data, average, run = save_aligned_dataset(tmp_path / "aligned"), save_average_edit(tmp_path / "avg"), tmp_path / "run"
@@ -257,12 +247,7 @@ def test_warp_cyclegan_trains_through_the_loop_saves_and_reloads(tmp_path):
             "--lambda-cycle", "1", "--report-to", "none", "--log-every", "1", "--sample-every", "3",
             "--checkpointing-steps", "0", "--min-free-disk-mb", "1", "--cpu",
             *[item for key, value in WARP.items() for item in (f"--{key.replace('_', '-')}", str(value))]]
-    try:
-        status = loop.main(WarpCycleGANStep, [str(arg) for arg in argv])
-    finally:
-        AcceleratorState._reset_state(True)
-        GradientState._reset_state()
-    assert status == 0
+    assert train_in_process(WarpCycleGANStep, argv) == 0
     import json
 
     summary = json.loads((run / "training_summary.json").read_text())

@@ -50,6 +50,18 @@ def _grey3(rgb: np.ndarray) -> np.ndarray:
 IMAGE_COLUMNS = ("neutral", "happy_in_neutral_frame", "happy", "neutral_in_happy_frame")
 
 
+def aligned_pair(pair, size: int, points: PointCache, skipped: list[str]) -> tuple[np.ndarray, np.ndarray] | None:
+    """The pair's source photo and its target in the source's frame (grey sources as three equal channels), or
+    None, noted in ``skipped``, when a photo has no face."""
+    crops = pair_crops(pair, size, points)
+    if crops is None:
+        skipped.append(f"{pair.dataset}:{pair.source_path.name}")
+        return None
+    if pair.dataset in GRAYSCALE_SOURCES:
+        crops = tuple(_grey3(crop) for crop in crops)
+    return crops
+
+
 def pair_rows(data: Path, split: str, size: int, points: PointCache) -> tuple[dict, list[str]]:
     """One row per (neutral photo, happy photo) of a subject, in both photos' frames."""
     made: dict[tuple, dict] = {}
@@ -59,12 +71,9 @@ def pair_rows(data: Path, split: str, size: int, points: PointCache) -> tuple[di
             continue
         neutral_path, happy_path = ((pair.source_path, pair.target_path) if pair.pair == "neutral->happy"
                                     else (pair.target_path, pair.source_path))
-        crops = pair_crops(pair, size, points)
+        crops = aligned_pair(pair, size, points, skipped)
         if crops is None:
-            skipped.append(f"{pair.dataset}:{pair.source_path.name}")
             continue
-        if pair.dataset in GRAYSCALE_SOURCES:
-            crops = tuple(_grey3(crop) for crop in crops)
         row = made.setdefault((pair.dataset, pair.subject, neutral_path, happy_path),
                               {"dataset": pair.dataset, "subject": f"{pair.dataset}:{pair.subject}"})
         if pair.pair == "neutral->happy":
@@ -89,12 +98,9 @@ def expression_pair_rows(data: Path, split: str, size: int, points: PointCache,
     rows = {name: [] for name in EXPRESSION_PAIR_COLUMNS}
     skipped = []
     for pair in photo_pairs(data, split, datasets):
-        crops = pair_crops(pair, size, points)
+        crops = aligned_pair(pair, size, points, skipped)
         if crops is None:
-            skipped.append(f"{pair.dataset}:{pair.source_path.name}")
             continue
-        if pair.dataset in GRAYSCALE_SOURCES:
-            crops = tuple(_grey3(crop) for crop in crops)
         values = (*crops, pair.source_expression, pair.target_expression, pair.dataset,
                   f"{pair.dataset}:{pair.subject}")
         for name, value in zip(EXPRESSION_PAIR_COLUMNS, values):
