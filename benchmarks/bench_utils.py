@@ -185,8 +185,8 @@ def multi_face_canvas(megapixels: float, faces: int = 5, seed: int = 0):
     import numpy as np
     from PIL import Image
 
-    from expr_models.detection import detect_faces
-    from expr_models.face import crop_face
+    from expr_models.faces.detection import detect_faces
+    from expr_models.faces.geometry import crop_face
 
     height = int(round((megapixels * 1e6 * 3 / 4) ** 0.5))
     width = int(round(height * 4 / 3))

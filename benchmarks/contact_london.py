@@ -27,10 +27,10 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 
-from expr_models.alignment import retinaface_face  # noqa: E402
-from expr_models.average_edit import AverageEditModel  # noqa: E402
-from expr_models.paired_faces import photo_pairs  # noqa: E402
-from expr_models.realism import align_upper_face  # noqa: E402
+from expr_models.faces.alignment import retinaface_face  # noqa: E402
+from expr_models.models.average_edit import AverageEditModel  # noqa: E402
+from expr_models.data.paired_faces import photo_pairs  # noqa: E402
+from expr_models.evaluation.realism_ratio import align_upper_face  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,11 +59,11 @@ def main(argv: list[str] | None = None) -> int:
 
         editor = ExpressionEditor.from_pretrained(str(args.checkpoints))
     if args.warp is not None:
-        from expr_models.cyclegan import CycleGANModel
+        from expr_models.models.cyclegan import CycleGANModel
 
         warp = CycleGANModel.from_pretrained(args.warp).float().eval()
     if args.sagan_warp is not None:
-        from expr_models.sagan import SAGANModel
+        from expr_models.models.sagan import SAGANModel
 
         warp = SAGANModel.from_pretrained(args.sagan_warp).float().eval()
     pairs = photo_pairs(args.data, args.split, (args.dataset,))

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from expr_models.metrics import box_iou
+from expr_models.evaluation.metrics import box_iou
 
 import bench_utils as bu
 
@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     import cv2
     from PIL import Image
 
-    from expr_models.detection import HaarFaceDetector, RetinaFaceDetector, detect_faces
+    from expr_models.faces.detection import HaarFaceDetector, RetinaFaceDetector, detect_faces
 
     def make_detector(name: str, side: int):
         if name == "haar":

@@ -147,7 +147,7 @@ def make_photos(folder: Path, sizes: list[float], faces: list[int]) -> list[dict
 
 
 def build_editor(models_dir: Path, variant: str, nst_steps: int):
-    from expr_models.detection import HaarFaceDetector, RetinaFaceDetector
+    from expr_models.faces.detection import HaarFaceDetector, RetinaFaceDetector
     from expr_models.pipeline import ExpressionEditor
 
     settings = dict(VARIANTS[variant])

@@ -1,5 +1,5 @@
 """How RetinaFace's boxes relate to the Haar boxes every training crop was framed from, and whether the mapping in
-``expr_models.detection.retinaface`` (``framing="haar"``) gives crops the committed classifier reads as well as Haar's.
+``expr_models.faces.detection.retinaface`` (``framing="haar"``) gives crops the committed classifier reads as well as Haar's.
 
     python benchmarks/face_framing.py                  # needs ../shared/data (JAFFE, FEI; WIDER for the cross-check)
     python benchmarks/face_framing.py --wider-photos 0 # JAFFE and FEI only
@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from expr_models.metrics import box_iou
+from expr_models.evaluation.metrics import box_iou
 
 import bench_utils as bu
 
@@ -111,8 +111,8 @@ def classifier_check(photos, framings: dict[str, list], classifier) -> dict:
     import cv2
     import torch
 
-    from expr_models.face import crop_face
-    from expr_models.processing import rgb_to_ycbcr
+    from expr_models.faces.geometry import crop_face
+    from expr_models.faces.processing import rgb_to_ycbcr
 
     config = classifier.config
     names = list(config.class_names)
@@ -150,7 +150,7 @@ def wider_pairs(data: Path, photos: int):
     from PIL import Image
 
     from detector_recall import read_wider_boxes
-    from expr_models.detection import HaarFaceDetector, RetinaFaceDetector, detect_faces
+    from expr_models.faces.detection import HaarFaceDetector, RetinaFaceDetector, detect_faces
 
     haar_detector, raw_detector = HaarFaceDetector(), RetinaFaceDetector(framing="raw")
     haar, raw, landmarks = [], [], []
@@ -187,9 +187,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from PIL import Image
 
-    from expr_models.detection import retinaface
+    from expr_models.faces.detection import retinaface
     from expr_models.data import BuildReport, scan_fei, scan_jaffe
-    from expr_models.detection import HaarFaceDetector, detect_faces
+    from expr_models.faces.detection import HaarFaceDetector, detect_faces
 
     info = bu.machine()
     print(f"Machine: {bu.machine_line(info)}", flush=True)
@@ -243,8 +243,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"{check['haar_side_over_mapped_side']['median']:.3f}")
 
     if (args.classifier / "config.json").is_file():
-        from expr_models.classifier import ExpressionClassifier
-        from expr_models.detection import RetinaFaceDetector
+        from expr_models.models.classifier import ExpressionClassifier
+        from expr_models.faces.detection import RetinaFaceDetector
 
         classifier = ExpressionClassifier.from_pretrained(args.classifier).float().eval()
         photos = held_out_photos(args.data)

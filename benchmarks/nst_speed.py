@@ -4,7 +4,7 @@
     python benchmarks/nst_speed.py --device cuda   # GPU
     python benchmarks/nst_speed.py --steps 50 --repeats 1
 
-What is timed is ``expr_models.style_transfer.run_style_transfer`` as the editor calls it: the committed feature
+What is timed is ``expr_models.models.style_transfer.run_style_transfer`` as the editor calls it: the committed feature
 network (checkpoints/style_features, MobileNetV2 ImageNet features), content = Grace Hopper's face and style = the
 astronaut's (both cropped by the editor's own detector and framing, 256x256 RGB), the feathered face mask on both,
 fp32. Median of ``--repeats`` runs of ``--steps`` steps each (after a short warm-up).
@@ -36,8 +36,8 @@ TARGETS = {"cpu": 30.0, "cuda": 2.0}
 
 
 def face_tensor(photo: np.ndarray, size: int, device) -> torch.Tensor:
-    from expr_models.detection import detect_faces
-    from expr_models.face import crop_face
+    from expr_models.faces.detection import detect_faces
+    from expr_models.faces.geometry import crop_face
 
     box = detect_faces(photo)[0]
     crop, _ = crop_face(photo, box, size)
@@ -63,8 +63,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.threads:
         torch.set_num_threads(args.threads)
-    from expr_models.face import face_mask
-    from expr_models.style_transfer import (StyleFeatureConfig, StyleFeatureExtractor, load_feature_extractor,
+    from expr_models.faces.geometry import face_mask
+    from expr_models.models.style_transfer import (StyleFeatureConfig, StyleFeatureExtractor, load_feature_extractor,
                                             run_style_transfer)
 
     kind = "cuda" if args.device.startswith("cuda") else "cpu"

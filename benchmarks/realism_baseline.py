@@ -1,4 +1,4 @@
-"""Paired realism ratio (expr_models.realism) on held-out subjects: the average-edit baseline against the committed
+"""Paired realism ratio (expr_models.evaluation.realism_ratio) on held-out subjects: the average-edit baseline against the committed
 CycleGAN (FEI and London Set, neutral <-> happy) and SA-GAN (JAFFE, neutral -> each other expression).
 
     python benchmarks/realism_baseline.py [--data ../shared/data] [--checkpoints checkpoints] [--split test]
@@ -37,10 +37,10 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 
-from expr_models.alignment import retinaface_face  # noqa: E402
-from expr_models.average_edit import AverageEditModel  # noqa: E402
+from expr_models.faces.alignment import retinaface_face  # noqa: E402
+from expr_models.models.average_edit import AverageEditModel  # noqa: E402
 from expr_models.evaluation.realism import read_rgb, realism_pairs, summarise  # noqa: E402
-from expr_models.realism import align_upper_face, paired_realism_ratio  # noqa: E402
+from expr_models.evaluation.realism_ratio import align_upper_face, paired_realism_ratio  # noqa: E402
 
 # (dataset, the GAN method measured beside the baseline on it)
 GAN_FOR = {"fei": "cyclegan", "london": "cyclegan", "jaffe": "sagan"}
@@ -50,8 +50,8 @@ class Judge:
     """The project's expression classifier on the Haar-framed grey crop of a face box (its training framing)."""
 
     def __init__(self, checkpoint: Path):
-        from expr_models.classifier import ExpressionClassifier
-        from expr_models.detection import HaarFaceDetector
+        from expr_models.models.classifier import ExpressionClassifier
+        from expr_models.faces.detection import HaarFaceDetector
 
         self.classifier = ExpressionClassifier.from_pretrained(checkpoint).float().eval()
         self.names = list(self.classifier.config.class_names)
@@ -65,7 +65,7 @@ class Judge:
         import torch
 
         from expr_models.data.crops import crop_training_face
-        from expr_models.processing import to_model_tensor
+        from expr_models.faces.processing import to_model_tensor
 
         size = self.classifier.config.resolution
         crop, _ = crop_training_face(Image.fromarray(photo), size, box)
@@ -102,11 +102,11 @@ def measure(data: Path, checkpoints: Path, split: str, limit: int | None = None,
 
         editor = ExpressionEditor.from_pretrained(str(checkpoints))
     if "cyclegan_warp" in methods:
-        from expr_models.cyclegan import CycleGANModel
+        from expr_models.models.cyclegan import CycleGANModel
 
         warp_model = CycleGANModel.from_pretrained(warp or checkpoints / "cyclegan").float().eval()
     if "sagan_warp" in methods:
-        from expr_models.sagan import SAGANModel
+        from expr_models.models.sagan import SAGANModel
 
         sagan_warp_model = SAGANModel.from_pretrained(sagan_warp or checkpoints / "sagan").float().eval()
     judge = Judge(checkpoints / "classifier") if (checkpoints / "classifier" / "config.json").is_file() else None
@@ -166,7 +166,7 @@ def measure(data: Path, checkpoints: Path, split: str, limit: int | None = None,
     return {"split": split, "average_intensity": average_intensity, "rows": rows, "skipped": skipped,
             "classifier_on_unedited": references,
             "seconds_per_photo": {m: float(np.median(v)) for m, v in seconds.items()},
-            "definition": "expr_models/realism.py: mouth region 25-75% x 58-95% of the input's RetinaFace box, grey, "
+            "definition": "expr_models/evaluation/realism_ratio.py: mouth region 25-75% x 58-95% of the input's RetinaFace box, grey, "
                           "blur sigma 2 px per 200 px of box width, real photo aligned on the upper face; ratio = "
                           "error(edit, real) / error(input, real); median over subjects."}
 

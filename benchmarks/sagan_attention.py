@@ -1,4 +1,4 @@
-"""What-if for expr_models/layers.py (not changed here): the SA-GAN generator with its self-attention rewritten so that
+"""What-if for expr_models/models/layers.py (not changed here): the SA-GAN generator with its self-attention rewritten so that
 ``scaled_dot_product_attention`` can take its fused CPU kernel.
 
     python benchmarks/sagan_attention.py
@@ -48,8 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-save", action="store_true")
     args = parser.parse_args(argv)
 
-    from expr_models import layers
-    from expr_models.sagan import SAGANConfig, SAGANModel
+    from expr_models.models import layers
+    from expr_models.models.sagan import SAGANConfig, SAGANModel
 
     torch.set_num_threads(args.threads)
     info = bu.machine()

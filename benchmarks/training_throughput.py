@@ -89,7 +89,7 @@ class ReferenceStep:
     """One CycleGAN training step in plain PyTorch: fp32, no memory-format tricks, no compile, default Adam."""
 
     def __init__(self, config, weights, device: torch.device, lr: float = 5e-4, betas=(0.5, 0.999), seed: int = 0):
-        from expr_models.cyclegan import CycleGANModel
+        from expr_models.models.cyclegan import CycleGANModel
 
         torch.manual_seed(seed)
         model = CycleGANModel(config).to(device).train()

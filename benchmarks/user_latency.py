@@ -46,7 +46,7 @@ PARTS = ("cli", "space", "live", "browser")
 
 
 def cli_seconds_per_photo(models: Path, photo: Path, count: int, work: Path) -> dict:
-    from expr_models.__main__ import main
+    from expr_models.cli import main
 
     runs = iter(range(1_000))
 
@@ -154,7 +154,7 @@ def noisy_frames(picture: np.ndarray, count: int = 30, seed: int = 0) -> list[np
 def live_loop(models: Path, frames: int) -> dict:
     from PIL import Image
 
-    from expr_models.live import LiveTracker
+    from expr_models.faces.live import LiveTracker
     from expr_models.pipeline import Detection, ExpressionEditor
 
     editor = ExpressionEditor.from_pretrained(models)

@@ -6,16 +6,16 @@ Importing the package registers every model type with transformers' Auto classes
 
 from transformers import AutoConfig, AutoModel, AutoModelForImageClassification
 
-from .average_edit import AverageEditConfig, AverageEditModel
-from .classifier import ExpressionClassifier, ExpressionClassifierConfig
-from .cyclegan import CycleGANConfig, CycleGANModel
+from .models.average_edit import AverageEditConfig, AverageEditModel
+from .models.classifier import ExpressionClassifier, ExpressionClassifierConfig
+from .models.cyclegan import CycleGANConfig, CycleGANModel
 from .components import COMPONENTS, METHODS
 from .errors import (CheckpointError, ExpressionEditError, HubUnavailableError, ImageLoadError, ImageTooLargeError,
                      MissingDependencyError, NoFaceError, UnknownExpressionError, UnknownMethodError)
 from .labels import EXPRESSIONS, EXPRESSIONS_WITH_CONTEMPT
-from .sagan import SAGANConfig, SAGANModel
-from .segmenter import FaceSegmenter, FaceSegmenterConfig
-from .style_transfer import StyleFeatureConfig, StyleFeatureExtractor, run_style_transfer
+from .models.sagan import SAGANConfig, SAGANModel
+from .models.segmenter import FaceSegmenter, FaceSegmenterConfig
+from .models.style_transfer import StyleFeatureConfig, StyleFeatureExtractor, run_style_transfer
 
 __version__ = "0.1.0"
 

@@ -5,12 +5,12 @@ Every other module (the editor, the evaluation, the Space, the CLI) reads these 
 
 from __future__ import annotations
 
-from .average_edit import AverageEditConfig, AverageEditModel
-from .classifier import ExpressionClassifier, ExpressionClassifierConfig
-from .cyclegan import CycleGANConfig, CycleGANModel
-from .sagan import SAGANConfig, SAGANModel
-from .segmenter import FaceSegmenter, FaceSegmenterConfig
-from .style_transfer import StyleFeatureConfig, StyleFeatureExtractor
+from .models.average_edit import AverageEditConfig, AverageEditModel
+from .models.classifier import ExpressionClassifier, ExpressionClassifierConfig
+from .models.cyclegan import CycleGANConfig, CycleGANModel
+from .models.sagan import SAGANConfig, SAGANModel
+from .models.segmenter import FaceSegmenter, FaceSegmenterConfig
+from .models.style_transfer import StyleFeatureConfig, StyleFeatureExtractor
 
 # The editor's name for each trained component -> (config class, model class).
 COMPONENTS: dict[str, tuple[type, type]] = {

@@ -1,9 +1,9 @@
 """The editing pipeline: a whole photo in, the same photo with edited faces out.
 
 The CLI, the Gradio Space and the evaluation all go through :class:`ExpressionEditor`. :meth:`~ExpressionEditor.detect`
-decodes a photo (:func:`expr_models.io.load_image`) and finds its faces (:mod:`expr_models.detection`) into a
+decodes a photo (:func:`expr_models.io.load_image`) and finds its faces (:mod:`expr_models.faces.detection`) into a
 :class:`Detection`. :meth:`~ExpressionEditor.edit` takes a photo or a Detection; for each face the
-:class:`~expr_models.processing.FaceImageProcessor` cuts the crop at the training framing, runs the model on its
+:class:`~expr_models.faces.processing.FaceImageProcessor` cuts the crop at the training framing, runs the model on its
 luminance and adds the change to the full-resolution crop, which is blended back with a feathered face mask (pixels
 outside it stay byte-identical). ``intensity`` is how much of the change is applied; for the SA-GAN the condition
 walks from the classifier's reading of the face to the target instead. The :class:`EditResult` carries the
@@ -29,14 +29,14 @@ import torch
 from PIL import Image
 
 from .components import METHOD_COMPONENTS, METHODS, canonical_method
-from .detection import DETECTORS, RetinaFaceDetector, detect_faces, make_detector
+from .faces.detection import DETECTORS, RetinaFaceDetector, detect_faces, make_detector
 from .errors import CheckpointError, ExpressionEditError, NoFaceError, UnknownExpressionError
-from .face import CropTransform, FaceBox, face_mask, stamp_mask
+from .faces.geometry import CropTransform, FaceBox, face_mask, stamp_mask
 from .io import DEFAULT_MAX_PIXELS, load_image
 from .labels import EXPRESSIONS, canonical_expression
-from .model_store import ModelStore, find_checkpoints  # noqa: F401 - find_checkpoints: the editor's public API
-from .processing import FaceImageProcessor
-from .runtime import machine_is_busy, resolve_precision, torch_threads
+from .hub.model_store import ModelStore, find_checkpoints  # noqa: F401 - find_checkpoints: the editor's public API
+from .faces.processing import FaceImageProcessor
+from .models.runtime import machine_is_busy, resolve_precision, torch_threads
 
 logger = logging.getLogger(__name__)
 
@@ -126,7 +126,7 @@ class ExpressionEditor:
     ``detector``: ``"retinaface"`` (default: RetinaFace-MobileNet0.25 on onnxruntime, ``checkpoints/face_detector``
     or ``<models_dir>/face_detector``, boxes mapped to the training crops' Haar framing), ``"haar"`` (OpenCV's cascade,
     embedded, needs no onnxruntime), ``"segmenter"`` (the trained Mask R-CNN, whose masks then shape the blend) or
-    any object with ``detect(image) -> list[FaceBox]`` (boxes in the Haar framing, see ``expr_models.detection``).
+    any object with ``detect(image) -> list[FaceBox]`` (boxes in the Haar framing, see ``expr_models.faces.detection``).
 
     Speed (measured in benchmarks/): ``precision`` is the generators' arithmetic: ``auto`` (bfloat16 autocast on CPUs
     with native bf16, else fp32), ``fp32`` or ``bf16``. ``num_threads`` is torch's thread count while the models run:
@@ -176,19 +176,19 @@ class ExpressionEditor:
                         device: str | torch.device = "cpu", **kwargs) -> "ExpressionEditor":
         """An editor over an editor folder, an editor repo id on the Hub (``"user/repo"``, fetched with
         ``snapshot_download``; ``revision=`` picks a branch or commit) or a ``{component: dir or Hub id}`` dict."""
-        from .hub import load_editor
+        from .hub.editor_repo import load_editor
 
         return load_editor(cls, models_dir, device=device, **kwargs)
 
     def save_pretrained(self, save_directory: str | os.PathLike, repo_id: str | None = None) -> Path:
         """Write every component (detector included) in a subfolder, plus ``model_index.json`` and the card."""
-        from .hub import save_editor
+        from .hub.editor_repo import save_editor
 
         return save_editor(self, save_directory, repo_id=repo_id)
 
     def push_to_hub(self, repo_id: str, private: bool = True, **kwargs) -> str:
         """Push exactly what :meth:`save_pretrained` writes; private unless ``private=False``."""
-        from .hub import push_editor
+        from .hub.editor_repo import push_editor
 
         return push_editor(self, repo_id, private=private, **kwargs)
 
@@ -446,7 +446,7 @@ class ExpressionEditor:
                                       config.resolution, config.in_channels, amount)
 
         # Neural style transfer: optimise the crop's pixels towards the reference face's feature statistics.
-        from .style_transfer import run_style_transfer
+        from .models.style_transfer import run_style_transfer
 
         extractor = self.model("style_features")
         size = self.nst_resolution

@@ -5,7 +5,7 @@ Every model call goes through :class:`expr_models.pipeline.ExpressionEditor`: an
 found once (:func:`preview`), and an edit of it reuses that detection (:func:`run_edit`); the expression readings are
 the editor's own. What a visitor waits for is the edit: the views are returned at display size, and the full-size
 lossless PNG is written only when asked for (:func:`full_size_png`). Live mode (:func:`live_edit`) runs webcam frames
-through :class:`expr_models.live.LiveTracker`.
+through :class:`expr_models.faces.live.LiveTracker`.
 """
 
 from __future__ import annotations
@@ -28,9 +28,9 @@ from PIL import Image
 
 from expr_models.components import METHOD_COMPONENTS, METHOD_LABELS
 from expr_models.errors import CheckpointError, ExpressionEditError, NoFaceError
-from expr_models.face import FaceBox, stamp_mask
+from expr_models.faces.geometry import FaceBox, stamp_mask
 from expr_models.io import photo_metadata, save_image
-from expr_models.live import LiveTracker
+from expr_models.faces.live import LiveTracker
 from expr_models.pipeline import Detection, EditResult, ExpressionEditor, Reading, find_checkpoints
 
 logger = logging.getLogger(__name__)

@@ -71,8 +71,8 @@ def astronaut() -> np.ndarray:
 @lru_cache(maxsize=1)
 def face_crop() -> np.ndarray:
     """The astronaut's face with a margin (twice the detector's box), to tile into test photos."""
-    from expr_models.detection import detect_faces
-    from expr_models.face import crop_face
+    from expr_models.faces.detection import detect_faces
+    from expr_models.faces.geometry import crop_face
 
     photo = astronaut()
     crop, _ = crop_face(photo, detect_faces(photo)[0], scale=2.0)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from skimage import data
 
-from expr_models.alignment import (TEMPLATE, align_face, align_to, apply_affine, frame_face_mask, invert_affine,
+from expr_models.faces.alignment import (TEMPLATE, align_face, align_to, apply_affine, frame_face_mask, invert_affine,
                                    native_size, paste_from_frame, resample_affine, similarity_transform,
                                    template_points, tem_points, warp_to_frame)
 

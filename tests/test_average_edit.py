@@ -11,7 +11,7 @@ from huggingface_hub.errors import StrictDataclassClassValidationError
 from transformers import AutoModel
 
 import expr_models  # noqa: F401 - registers the Auto classes
-from expr_models.average_edit import AverageEditConfig, AverageEditModel
+from expr_models.models.average_edit import AverageEditConfig, AverageEditModel
 from expr_models.components import METHOD_COMPONENTS, canonical_method, model_class
 
 COMMITTED = Path(__file__).resolve().parents[1] / "checkpoints" / "average"

@@ -24,7 +24,7 @@ def one_thread():
 
 
 def test_photos_have_the_size_and_faces_asked_for():
-    from expr_models.detection import detect_faces
+    from expr_models.faces.detection import detect_faces
 
     photo = bu.photo_of_size(0.3)
     assert abs(photo.shape[0] * photo.shape[1] / 1e6 - 0.3) < 0.01
@@ -100,7 +100,7 @@ def test_detector_recall_skips_without_data(tmp_path, capsys):
 def test_face_framing_skips_without_data_and_its_statistics(tmp_path, capsys, astronaut):
     import face_framing
 
-    from expr_models.detection import retinaface
+    from expr_models.faces.detection import retinaface
 
     assert face_framing.main(["--data", str(tmp_path / "nowhere"), "--no-save"]) == 0
     assert "SKIP" in capsys.readouterr().out
@@ -119,7 +119,7 @@ def test_face_framing_skips_without_data_and_its_statistics(tmp_path, capsys, as
 def test_edit_latency_detector_variants(tmp_path):
     import edit_latency
 
-    from expr_models.detection import HaarFaceDetector, RetinaFaceDetector
+    from expr_models.faces.detection import HaarFaceDetector, RetinaFaceDetector
 
     assert isinstance(edit_latency.build_editor(tmp_path, "default", 1).face_detector(), RetinaFaceDetector)
     haar = edit_latency.build_editor(tmp_path, "haar", 1).face_detector()
@@ -131,7 +131,7 @@ def test_edit_latency_detector_variants(tmp_path):
 # --- the pipeline's speed settings --------------------------------------------------------------------------------
 
 def test_torch_threads_restores_the_setting():
-    from expr_models.runtime import torch_threads
+    from expr_models.models.runtime import torch_threads
 
     before = torch.get_num_threads()
     with torch_threads(1):
@@ -143,7 +143,7 @@ def test_torch_threads_restores_the_setting():
 
 def test_precision_and_thread_settings_are_checked():
     from expr_models.pipeline import ExpressionEditor
-    from expr_models.runtime import resolve_precision
+    from expr_models.models.runtime import resolve_precision
 
     assert resolve_precision("fp32", torch.device("cpu")) is None
     assert resolve_precision("bf16", torch.device("cpu")) == torch.bfloat16
@@ -170,8 +170,8 @@ def test_bf16_edit_stays_close_to_fp32():
 
 
 def test_paste_back_in_place_matches_a_copy():
-    from expr_models.detection import detect_faces
-    from expr_models.face import crop_face, face_mask, paste_back
+    from expr_models.faces.detection import detect_faces
+    from expr_models.faces.geometry import crop_face, face_mask, paste_back
 
     photo = bu.astronaut()
     box = detect_faces(photo)[0]

@@ -193,7 +193,7 @@ def test_live_mode_edits_the_webcam_stream(camera_page, space_url):
     page.locator("#live-input").get_by_role("button", name="capture photo").click()  # stop
 
     picture = camera_picture()
-    from expr_models.detection import RetinaFaceDetector
+    from expr_models.faces.detection import RetinaFaceDetector
 
     box = RetinaFaceDetector().detect(picture)[0]  # where the editor finds the face on the camera's picture
     width, height = box.x1 - box.x0, box.y1 - box.y0

@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from expr_models.__main__ import build_parser, main, safe_stem
+from expr_models.cli import build_parser, main, safe_stem
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -149,7 +149,7 @@ def test_detector_choice(tmp_path, photos, models, capsys, monkeypatch):
         summary = json.loads(capsys.readouterr().out)
         assert code == 0 and len(summary["files"][0]["faces"]) == 1
     # Without onnxruntime the default detector stops the run at once and says what to do; Haar still works.
-    import expr_models.detection.retinaface as retinaface
+    import expr_models.faces.detection.retinaface as retinaface
 
     monkeypatch.setitem(sys.modules, "onnxruntime", None)
     retinaface._load_session.cache_clear()
@@ -243,7 +243,7 @@ def test_png_output_is_lossless_outside_the_faces(tmp_path, photos, models, caps
 
 
 def test_a_failed_write_is_reported_and_the_batch_goes_on(tmp_path, photos, models, capsys, monkeypatch):
-    from expr_models import __main__ as cli
+    from expr_models import cli
 
     for name in ("a", "b", "c"):
         photos["astronaut"].save(tmp_path / f"{name}.jpg")

@@ -298,8 +298,8 @@ def test_build_wider_reports_every_defect_and_keeps_good_records(shared):
 @pytest.fixture
 def fake_detector(monkeypatch):
     """The real crop_face with a stand-in detector: a box on the 32x32 JAFFE fixtures, nothing on FEI's."""
-    face = pytest.importorskip("expr_models.face")
-    detection = pytest.importorskip("expr_models.detection")
+    face = pytest.importorskip("expr_models.faces.geometry")
+    detection = pytest.importorskip("expr_models.faces.detection")
     calls = []
 
     def detect_faces(image, detector=None):
@@ -362,7 +362,7 @@ def test_expressions_recipe_seven_classes_at_one_size(shared, fake_detector):
 
 
 def test_crop_training_face_frames_the_box_or_else_the_centre_square():
-    face = pytest.importorskip("expr_models.face")
+    face = pytest.importorskip("expr_models.faces.geometry")
     # A dark RGB photo with one bright orange 20x20 "face"; the crop is grayscale, framed by the box's scaled square.
     photo = np.zeros((60, 80, 3), np.uint8)
     photo[10:30, 40:60] = (255, 128, 0)
@@ -384,7 +384,7 @@ def test_crop_training_face_frames_the_box_or_else_the_centre_square():
 
 
 def test_paper_with_the_real_detector_falls_back_on_faceless_fixtures(shared):
-    pytest.importorskip("expr_models.face")
+    pytest.importorskip("expr_models.faces.geometry")
     report = BuildReport("paper")
     dsd = build_paper(shared.root, crop_size=16, report=report)
     kept = sum(len(ds) for ds in dsd.values())

@@ -19,8 +19,8 @@ from skimage import data as skimage_data
 
 import expr_models as em
 from expr_models import evaluation
-from expr_models.detection import HaarFaceDetector, detect_faces
-from expr_models.face import crop_face
+from expr_models.faces.detection import HaarFaceDetector, detect_faces
+from expr_models.faces.geometry import crop_face
 from expr_models.labels import EXPRESSIONS, EXPRESSIONS_WITH_CONTEMPT
 
 torch.set_num_threads(2)
@@ -93,7 +93,7 @@ def evaluate_args(*argv: str) -> argparse.Namespace:
 
 def run_cli(*argv: str) -> int:
     """Through the package's command line when it has the evaluate command, else through evaluation.main."""
-    from expr_models import __main__ as cli
+    from expr_models import cli
 
     if any(getattr(add, "__name__", "") == "add_evaluate_parser" for add in getattr(cli, "COMMANDS", [])):
         return cli.main(["evaluate", *argv])

@@ -14,9 +14,9 @@ import torch
 from PIL import Image
 from skimage import data as skimage_data
 
-from expr_models.average_edit import AverageEditModel
+from expr_models.models.average_edit import AverageEditModel
 from expr_models.evaluation.realism import evaluate_realism, markdown_table, realism_pairs, summarise
-from expr_models.paired_faces import photo_pairs
+from expr_models.data.paired_faces import photo_pairs
 from expr_models.pipeline import ExpressionEditor
 
 torch.set_num_threads(2)
@@ -98,7 +98,7 @@ def test_average_edit_lands_on_a_smile_made_by_it_and_doing_nothing_does_not(lon
 
 
 def test_realism_ratios_go_into_the_cards_as_eval_results():
-    from expr_models.cards import eval_results_from_report
+    from expr_models.hub.cards import eval_results_from_report
 
     report = {"checkpoints": {"cyclegan": [{"name": "cyclegan"}, {"name": "cyclegan_other"}]},
               "realism": {"split": "test", "rows": [

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from expr_models.detection import FaceDetector, HaarFaceDetector, detect_faces
-from expr_models.face import CROP_SCALE, CropTransform, FaceBox, crop_face, face_mask, paste_back
+from expr_models.faces.detection import FaceDetector, HaarFaceDetector, detect_faces
+from expr_models.faces.geometry import CROP_SCALE, CropTransform, FaceBox, crop_face, face_mask, paste_back
 
 
 # astronaut and grace_hopper come from tests/conftest.py

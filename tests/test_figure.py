@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from expr_models.figure import PANEL, make_figure, packaged_photos
+from expr_models.evaluation.figure import PANEL, make_figure, packaged_photos
 
 CHECKPOINTS = Path(__file__).resolve().parents[1] / "checkpoints"
 

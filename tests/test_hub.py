@@ -199,7 +199,7 @@ def test_editor_repo_id_offline_fails_clearly(monkeypatch):
 
 
 def test_committed_checkpoints_are_an_editor_repo():
-    from expr_models.hub import read_index
+    from expr_models.hub.editor_repo import read_index
     from expr_models.pipeline import ExpressionEditor
 
     models, detector = read_index(COMMITTED)
@@ -218,7 +218,7 @@ def test_committed_cards_are_honest_and_rebuilt_identically(folder, tag, licence
     """Each committed card is what the card builder makes from config.json + model_card.json (no hand edits)."""
     import shutil
 
-    from expr_models.cards import write_model_card
+    from expr_models.hub.cards import write_model_card
 
     card = (COMMITTED / folder / "README.md").read_text()
     meta = front_matter(card)
@@ -235,7 +235,7 @@ def test_committed_cards_are_honest_and_rebuilt_identically(folder, tag, licence
 def test_dataset_cards_come_from_dataset_card_data():
     from huggingface_hub import DatasetCard
 
-    from expr_models.cards import dataset_card
+    from expr_models.hub.cards import dataset_card
 
     card = DatasetCard(dataset_card("paper", "# paper\n\nResearch-only faces.\n"))
     assert card.data.license == "other" and card.data.license_name == "research-only-data"

@@ -1,4 +1,4 @@
-"""Live mode's tracking core (expr_models/live.py): detection kept while the face stays put, redone when it moves,
+"""Live mode's tracking core (expr_models/faces/live.py): detection kept while the face stays put, redone when it moves,
 the edit confined to the face, and editor.edit(read_expressions=False)."""
 
 import numpy as np
@@ -6,8 +6,8 @@ import pytest
 import torch
 from PIL import Image
 
-from expr_models.detection import RetinaFaceDetector
-from expr_models.live import LiveTracker, as_rgb_frame
+from expr_models.faces.detection import RetinaFaceDetector
+from expr_models.faces.live import LiveTracker, as_rgb_frame
 from expr_models.pipeline import ExpressionEditor
 
 

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 import expr_models as em
-from expr_models import metrics
+from expr_models.evaluation import metrics
 
 torch.set_num_threads(2)
 

@@ -304,7 +304,7 @@ def test_training_record_survives_an_fp16_export(tmp_path):
 
 def test_self_attention_matches_the_sagan_formula():
     """The padded fused-SDPA path must give softmax(q k^T / sqrt(K)) v exactly as written out."""
-    from expr_models.layers import SelfAttention2d
+    from expr_models.models.layers import SelfAttention2d
 
     torch.manual_seed(0)
     attention = SelfAttention2d(32)
@@ -326,8 +326,8 @@ def test_self_attention_matches_the_sagan_formula():
 
 
 def test_pretrained_feature_discriminator_keeps_its_trunk_frozen():
-    from expr_models.layers import PretrainedFeatureDiscriminator
-    from expr_models.style_transfer import StyleFeatureExtractor, StyleFeatureConfig
+    from expr_models.models.layers import PretrainedFeatureDiscriminator
+    from expr_models.models.style_transfer import StyleFeatureExtractor, StyleFeatureConfig
 
     discriminator = PretrainedFeatureDiscriminator(in_channels=1, head_channels=8)
     assert all(name.startswith("heads.") for name, _ in discriminator.named_parameters())
@@ -353,7 +353,7 @@ def test_pretrained_feature_discriminator_keeps_its_trunk_frozen():
 def test_lower_face_cyclegan_never_changes_the_upper_face(tmp_path):
     """mask_region=lower_face copies the rows above the window through exactly, also after an fp16 save and load at
     another resolution (the window is rebuilt from the config, never read from uninitialised buffers)."""
-    from expr_models.cyclegan import LOWER_FACE_WINDOW
+    from expr_models.models.cyclegan import LOWER_FACE_WINDOW
 
     model = em.CycleGANModel(TINY["cyclegan"]())
     model.config.mask_region = "lower_face"

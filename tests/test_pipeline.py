@@ -12,12 +12,12 @@ from PIL import Image, ImageFile
 
 from expr_models.errors import (CheckpointError, ExpressionEditError, ImageLoadError, ImageTooLargeError, NoFaceError,
                                 UnknownExpressionError, UnknownMethodError)
-from expr_models.detection import detect_faces
-from expr_models.face import crop_face
+from expr_models.faces.detection import detect_faces
+from expr_models.faces.geometry import crop_face
 from expr_models.io import load_image
 from expr_models.labels import EXPRESSIONS
 from expr_models.pipeline import Detection, ExpressionEditor, find_checkpoints
-from expr_models.processing import FaceImageProcessor, rgb_to_ycbcr
+from expr_models.faces.processing import FaceImageProcessor, rgb_to_ycbcr
 
 edit_luminance = FaceImageProcessor().edit_luminance
 
@@ -256,7 +256,7 @@ class InputRecorder(FixedClassifier):
 
 
 def test_processor_is_deterministic_and_matches_the_training_path(astronaut):
-    from expr_models.processing import to_model_tensor
+    from expr_models.faces.processing import to_model_tensor
 
     processor = FaceImageProcessor()
     box = detect_faces(astronaut)[0]
@@ -408,7 +408,7 @@ def test_detect_once_then_edit_the_detection(fake_editor, astronaut):
 
 
 def test_readings_before_and_after(astronaut):
-    from expr_models.style_transfer import StyleFeatureConfig, StyleFeatureExtractor
+    from expr_models.models.style_transfer import StyleFeatureConfig, StyleFeatureExtractor
 
     editor = ExpressionEditor(models_dir=None, models={"cyclegan": MouthBrightener(),
                                                          "classifier": FixedClassifier("sad")})
@@ -534,7 +534,7 @@ def test_a_training_crop_and_the_editors_crop_give_the_same_tensor(astronaut):
     (``crop_training_face``, grayscale at the model's size) and the tensor the training loader makes of it equal the
     editor's model input for the same face, up to the stored image's rounding to whole grey levels."""
     from expr_models.data import crop_training_face
-    from expr_models.processing import to_model_tensor
+    from expr_models.faces.processing import to_model_tensor
 
     box = detect_faces(astronaut)[0]
     processor = FaceImageProcessor()

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from skimage import data
 
-from expr_models.realism import align_upper_face, median_ratio, mouth_region, paired_realism_ratio
+from expr_models.evaluation.realism_ratio import align_upper_face, median_ratio, mouth_region, paired_realism_ratio
 
 BOX = (150, 30, 330, 260)  # around the astronaut's face: x0, y0, x1, y1
 

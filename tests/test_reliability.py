@@ -163,7 +163,7 @@ def test_broken_checkpoints_through_the_editor_and_recovery(tiny_checkpoints, tm
 
 
 def test_cli_batch_of_awkward_files(tmp_path, tiny_checkpoints, capsys):
-    from expr_models.__main__ import main
+    from expr_models.cli import main
 
     folder = tmp_path / "in"
     cases = write_catalog(folder)
@@ -189,7 +189,7 @@ def test_cli_batch_of_awkward_files(tmp_path, tiny_checkpoints, capsys):
 
 
 def test_cli_goes_on_after_an_unexpected_error(tmp_path, tiny_checkpoints, monkeypatch, capsys):
-    from expr_models.__main__ import main
+    from expr_models.cli import main
 
     original = ExpressionEditor._edit_crop
     calls = []
@@ -219,7 +219,7 @@ def test_cli_goes_on_after_an_unexpected_error(tmp_path, tiny_checkpoints, monke
 def test_cli_broken_checkpoint_stops_before_any_photo(tmp_path, tiny_checkpoints, capsys, damage, message):
     import shutil
 
-    from expr_models.__main__ import main
+    from expr_models.cli import main
 
     models = tmp_path / "models"
     shutil.copytree(tiny_checkpoints / "cyclegan", models / "cyclegan")
@@ -237,7 +237,7 @@ def test_cli_broken_checkpoint_stops_before_any_photo(tmp_path, tiny_checkpoints
 
 
 def test_cli_unknown_method_is_a_usage_error(capsys):
-    from expr_models.__main__ import main
+    from expr_models.cli import main
 
     with pytest.raises(SystemExit) as exit_info:
         main(["edit", "a.png", "--out", "o", "--method", "pix2pix"])

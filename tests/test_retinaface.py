@@ -1,4 +1,4 @@
-"""The default face detector: RetinaFace-MobileNet0.25 on onnxruntime (expr_models/detection/retinaface.py), its framing, and
+"""The default face detector: RetinaFace-MobileNet0.25 on onnxruntime (expr_models/faces/detection/retinaface.py), its framing, and
 its errors. Photos: scikit-image's and matplotlib's samples (tests/conftest.py), and canvases made from them."""
 
 import sys
@@ -9,11 +9,11 @@ import pytest
 from PIL import Image
 
 from expr_models.errors import CheckpointError, ExpressionEditError, MissingDependencyError
-from expr_models.detection import HaarFaceDetector, default_detector, detect_faces
-from expr_models.detection.retinaface import (DEFAULT_MODEL_PATH, MODEL_FILENAME, MODEL_SHA256, RetinaFaceDetector,
+from expr_models.faces.detection import HaarFaceDetector, default_detector, detect_faces
+from expr_models.faces.detection.retinaface import (DEFAULT_MODEL_PATH, MODEL_FILENAME, MODEL_SHA256, RetinaFaceDetector,
                                               haar_framing, haar_framing_arrays, roll_degrees)
-from expr_models.face import FaceBox, crop_face
-from expr_models.metrics import box_iou
+from expr_models.faces.geometry import FaceBox, crop_face
+from expr_models.evaluation.metrics import box_iou
 from expr_models.pipeline import ExpressionEditor
 
 pytest.importorskip("onnxruntime")

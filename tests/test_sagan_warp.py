@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from expr_models.average_edit import AverageEditConfig, AverageEditModel
-from expr_models.cyclegan import LOWER_FACE_WINDOW
-from expr_models.sagan import SAGANConfig, SAGANModel
+from expr_models.models.average_edit import AverageEditConfig, AverageEditModel
+from expr_models.models.cyclegan import LOWER_FACE_WINDOW
+from expr_models.models.sagan import SAGANConfig, SAGANModel
 
 WARP = dict(generator_type="warp_refine", in_channels=3, resolution=32, flow_resolution=8, generator_channels=4,
             n_residual_blocks=1, with_discriminator=False)
@@ -54,7 +54,7 @@ def test_a_fresh_generator_is_its_class_prior():
     assert float(fields["mask"].max()) < 0.05  # a nearly closed mask: the appearance is the prior residual
     assert torch.allclose(fields["appearance"], model.generator.prior_residual, atol=0.1)
     edited = model.generate(x[:1], to="surprise")
-    from expr_models.layers import warp_by_flow
+    from expr_models.models.layers import warp_by_flow
 
     prior_edit = (warp_by_flow(x[:1], model.generator.prior_flow[3:4]) + model.generator.prior_residual[3:4]).clamp(-1, 1)
     assert (edited - prior_edit).abs().max() < 0.1

@@ -230,7 +230,7 @@ def files_under(folder: Path) -> set[Path]:
 
 
 def test_cli_writes_only_inside_out_whatever_the_input_names(tmp_path, photo, tiny_checkpoints, monkeypatch, capsys):
-    from expr_models.__main__ import main
+    from expr_models.cli import main
 
     work = tmp_path / "a" / "b"
     work.mkdir(parents=True)
@@ -254,7 +254,7 @@ def test_cli_writes_only_inside_out_whatever_the_input_names(tmp_path, photo, ti
 
 
 def test_cli_does_not_follow_links_planted_in_out(tmp_path, photo, tiny_checkpoints, capsys):
-    from expr_models.__main__ import main
+    from expr_models.cli import main
 
     victim = tmp_path / "victim.txt"
     victim.write_text("precious")
@@ -272,7 +272,7 @@ def test_cli_does_not_follow_links_planted_in_out(tmp_path, photo, tiny_checkpoi
 
 
 def test_cli_refuses_a_file_as_out(tmp_path, photo, tiny_checkpoints, capsys):
-    from expr_models.__main__ import main
+    from expr_models.cli import main
 
     (tmp_path / "a.png").write_bytes(photo.read_bytes())
     (tmp_path / "out").write_text("not a folder")

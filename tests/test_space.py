@@ -36,7 +36,7 @@ class CountingDetector:
     """The editor's default detector (RetinaFace), counting how often the Space runs it."""
 
     def __init__(self):
-        from expr_models.detection import RetinaFaceDetector
+        from expr_models.faces.detection import RetinaFaceDetector
 
         self.inner = RetinaFaceDetector()
         self.calls = 0

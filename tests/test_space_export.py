@@ -114,7 +114,7 @@ def test_the_repo_readme_front_matter_is_valid_too():
 
 
 def test_export_refuses_a_folder_that_is_not_empty(tmp_path):
-    from expr_models.space_export import export_space
+    from expr_models.hub.space_export import export_space
 
     (tmp_path / "keep.txt").write_text("mine")
     with pytest.raises(FileExistsError):

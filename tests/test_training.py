@@ -280,7 +280,7 @@ def test_cyclegan_trains_saves_and_reloads(data, tmp_path):
 def test_cyclegan_with_a_pretrained_feature_discriminator(data, tmp_path):
     """ImageNet MobileNetV2 trunk (the committed style features, or a random one saved here), lower-face judging and a
     discriminator warm-up: the warm-up steps train the discriminators alone, then the usual losses appear."""
-    from expr_models.style_transfer import StyleFeatureConfig, StyleFeatureExtractor
+    from expr_models.models.style_transfer import StyleFeatureConfig, StyleFeatureExtractor
 
     features = REPO / "checkpoints" / "style_features"
     if not (features / "config.json").is_file():
@@ -318,7 +318,7 @@ def test_cyclegan_with_an_expression_guide(data, tmp_path):
     assert torch.isfinite(loaded.loss(faces, torch.tensor([0, 1, 1]), ("happy", "neutral")))
     assert not any(parameter.requires_grad for parameter in loaded.parameters())
     # A saved ExpressionClassifier works as a guide too.
-    from expr_models.classifier import ExpressionClassifier, ExpressionClassifierConfig
+    from expr_models.models.classifier import ExpressionClassifier, ExpressionClassifierConfig
 
     ExpressionClassifier(ExpressionClassifierConfig(resolution=32, widths=(8, 8))).save_pretrained(tmp_path / "clf")
     classifier_guide = load_expression_guide(tmp_path / "clf")
@@ -621,8 +621,8 @@ def test_kill_9_mid_run_then_resume_matches_an_uninterrupted_run(data, tmp_path)
 
 
 def test_segmenter_backbone_starts_from_the_committed_imagenet_features():
-    from expr_models.segmenter import FaceSegmenter, FaceSegmenterConfig
-    from expr_models.style_transfer import StyleFeatureExtractor
+    from expr_models.models.segmenter import FaceSegmenter, FaceSegmenterConfig
+    from expr_models.models.style_transfer import StyleFeatureExtractor
     from train.segmenter import load_imagenet_backbone
 
     model = FaceSegmenter(FaceSegmenterConfig(backbone="mobilenet_v2", fpn_channels=16, box_head_size=32))

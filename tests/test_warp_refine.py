@@ -1,4 +1,4 @@
-"""The warp-and-refine CycleGAN generator (expr_models.warp_refine), its flow helpers (expr_models.layers), its
+"""The warp-and-refine CycleGAN generator (expr_models.models.warp_refine), its flow helpers (expr_models.models.layers), its
 full-resolution edit (CycleGANModel.edit_aligned) and a tiny training run of train.cyclegan_warp through the loop.
 Every image is drawn here."""
 
@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from expr_models.average_edit import AverageEditConfig, AverageEditModel
-from expr_models.cyclegan import CycleGANConfig, CycleGANModel
-from expr_models.layers import flow_smoothness, upsample_flow, warp_by_flow
-from expr_models.warp_refine import apply_fields, to_model_resolution
+from expr_models.models.average_edit import AverageEditConfig, AverageEditModel
+from expr_models.models.cyclegan import CycleGANConfig, CycleGANModel
+from expr_models.models.layers import flow_smoothness, upsample_flow, warp_by_flow
+from expr_models.models.warp_refine import apply_fields, to_model_resolution
 
 REPO = Path(__file__).resolve().parents[1]
 WARP = dict(generator_type="warp_refine", in_channels=3, resolution=32, flow_resolution=8, generator_channels=4,

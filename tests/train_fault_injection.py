@@ -64,7 +64,7 @@ def install(fault: str) -> None:
 
         checkpoints._fsync_tree = fsync_tree
     elif kind == "kill-in-final":
-        from expr_models.modeling_utils import ExprPreTrainedModel
+        from expr_models.models.modeling_utils import ExprPreTrainedModel
 
         original_save = ExprPreTrainedModel.save_pretrained
 

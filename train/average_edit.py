@@ -1,9 +1,9 @@
-"""Build the average-edit baseline (``expr_models.average_edit``): median optical flow and median residual of real
+"""Build the average-edit baseline (``expr_models.models.average_edit``): median optical flow and median residual of real
 photo pairs in the aligned face frame. Not a GAN and no training: a few seconds per hundred pairs on one core.
 
     python train/average_edit.py --data ../shared/data --out checkpoints/average
 
-For every training subject's pair (``expr_models.paired_faces``: FEI neutral <-> smiling, JAFFE neutral -> the six
+For every training subject's pair (``expr_models.data.paired_faces``: FEI neutral <-> smiling, JAFFE neutral -> the six
 other expressions and happy -> neutral, the London Set neutral <-> smiling):
 1. the source photo is aligned to the frame by its five landmarks; the target photo is put into the *source's* frame
    by its eyes and nose tip only (``alignment.align_to``), so head motion between the photos is removed and the
@@ -32,10 +32,10 @@ import numpy as np
 import torch
 
 
-from expr_models.alignment import (align_face, align_to, frame_face_mask, retinaface_points, tem_points,  # noqa: E402
+from expr_models.faces.alignment import (align_face, align_to, frame_face_mask, retinaface_points, tem_points,  # noqa: E402
                                    warp_to_frame)
-from expr_models.average_edit import AverageEditConfig, AverageEditModel  # noqa: E402
-from expr_models.paired_faces import GRAYSCALE_SOURCES, SOURCES, PhotoPair, photo_pairs  # noqa: E402
+from expr_models.models.average_edit import AverageEditConfig, AverageEditModel  # noqa: E402
+from expr_models.data.paired_faces import GRAYSCALE_SOURCES, SOURCES, PhotoPair, photo_pairs  # noqa: E402
 
 LONDON_TERMS = ("Face Research Lab London Set, DeBruine & Jones (2017), CC BY 4.0, doi:10.6084/m9.figshare.5047666.v5")
 
@@ -183,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     model.card_info = {
         "training_data": (
             f"Median optical flow and residual over the {args.split} subjects' photo pairs of {', '.join(used)} "
-            "(subject split of `expr_models.paired_faces`; FEI and JAFFE as in `expr_models.data`). Pairs and "
+            "(subject split of `expr_models.data.paired_faces`; FEI and JAFFE as in `expr_models.data`). Pairs and "
             "subjects: " + "; ".join(f"{name}: {c['subjects']} subjects, {c['photo_pairs']} photo pairs"
                                      for name, c in record["pairs"].items()) + "."),
         "terms": ("FEI and JAFFE are research-only (non-commercial) and their images may not be redistributed; these "
@@ -191,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
                   "non-happy targets) and are shared for research only. The London Set: " + LONDON_TERMS + "."),
         "training": (
             f"`python train/average_edit.py --data {args.data} --out {args.out}` ({time.perf_counter() - start:.0f} s). "
-            f"Aligned frame {args.flow_size} px (expr_models.alignment), DIS flow (medium preset) target -> source, "
+            f"Aligned frame {args.flow_size} px (expr_models.faces.alignment), DIS flow (medium preset) target -> source, "
             f"per-pixel median, flow smoothed with sigma {args.flow_sigma} px and residual with sigma "
             f"{args.residual_sigma} px at the stored {args.resolution} px. London neutral landmarks: "
             f"{args.london_neutral_points}. Skipped: {len(record['skipped'])} {record['skipped'][:5]}."),

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers.hf_argparser import HfArg
 
-from expr_models.cyclegan import CycleGANConfig, CycleGANModel
+from expr_models.models.cyclegan import CycleGANConfig, CycleGANModel
 from train.args import REPO_ROOT, ConfigError, TrainingArguments, make_config
 from train.data import AugmentedDataset, FaceCrops, describe_rows, expression_rows
 from train.expression_guide import ExpressionGuideArguments, check_guide_arguments, load_guide_for
@@ -33,7 +33,7 @@ from train.loop import main
 from train.step import OptimizerSpec, TrainingStep, set_requires_grad
 
 
-# The aligned crop's rows from here down hold the nose, mouth and chin (expr_models.metrics.UPPER_FACE_FRACTION is
+# The aligned crop's rows from here down hold the nose, mouth and chin (expr_models.evaluation.metrics.UPPER_FACE_FRACTION is
 # 0.45: the upper face the evaluation expects a mouth edit to leave alone).
 LOWER_FACE_START = 0.4
 
@@ -163,7 +163,7 @@ class CycleGANStep(TrainingStep):
         self.guide = load_guide_for(args, config.domains, self.device)
 
     def load_discriminator_trunks(self, path: Path) -> None:
-        from expr_models.style_transfer import StyleFeatureExtractor
+        from expr_models.models.style_transfer import StyleFeatureExtractor
 
         extractor = StyleFeatureExtractor.from_pretrained(path)
         if extractor.config.architecture != "mobilenet_v2":

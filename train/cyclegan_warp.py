@@ -4,7 +4,7 @@ a pair, adversarial (and optionally cycle) losses on everything.
     python -m train.tools.prepare_aligned --out prepared/aligned_happy          # FEI, London, JAFFE pairs; GENKI-4K
     python -m train.cyclegan_warp --data prepared/aligned_happy --output-dir runs/cg_warp --cpu --max-steps 1500
 
-Both generators are ``expr_models.warp_refine.WarpRefineGenerator``s that start as the average-edit baseline
+Both generators are ``expr_models.models.warp_refine.WarpRefineGenerator``s that start as the average-edit baseline
 (``--average-edit``, default ``checkpoints/average``: its median flow and residual for each direction become the
 generators' priors), so training begins at the baseline's realism and learns per-person corrections.
 
@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers.hf_argparser import HfArg
 
-from expr_models.cyclegan import CycleGANConfig, CycleGANModel
+from expr_models.models.cyclegan import CycleGANConfig, CycleGANModel
 from train.args import REPO_ROOT, ConfigError, make_config
 from train.cyclegan import CycleGANArguments, CycleGANStep
 from train.data import AugmentedDataset, load_prepared, require_columns
@@ -165,7 +165,7 @@ class WarpCycleGANStep(CycleGANStep):
     @torch.no_grad()
     def load_priors(self, path: Path) -> None:
         """The average edit's flow and residual for each direction, at the model's resolution, into the generators."""
-        from expr_models.average_edit import AverageEditModel
+        from expr_models.models.average_edit import AverageEditModel
 
         average = AverageEditModel.from_pretrained(path)
         for generator, (source, target) in ((self.model.generator_xy, self.config.domains),

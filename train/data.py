@@ -141,7 +141,7 @@ class FaceCrops(AugmentedDataset):
 
     def load(self, index: int) -> torch.Tensor:
         """The image at ``index`` without augmentation."""
-        from expr_models.processing import to_model_tensor
+        from expr_models.faces.processing import to_model_tensor
 
         part, position = self.index[index]
         rows = self.parts[part]

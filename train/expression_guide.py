@@ -186,7 +186,7 @@ def load_expression_guide(path: str | Path) -> ExpressionGuide:
                              f"rebuild it with python -m train.expression_guide") from error
         return ExpressionGuide(network.float(), spec["class_names"], spec["resolution"], spec.get("in_channels", 1))
     if (folder / "config.json").is_file():
-        from expr_models.classifier import ExpressionClassifier
+        from expr_models.models.classifier import ExpressionClassifier
 
         classifier = ExpressionClassifier.from_pretrained(folder).float()
 

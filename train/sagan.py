@@ -34,7 +34,7 @@ from torch import nn
 from transformers.hf_argparser import HfArg
 
 from expr_models.labels import EXPRESSIONS
-from expr_models.sagan import SAGANConfig, SAGANModel
+from expr_models.models.sagan import SAGANConfig, SAGANModel
 from train.args import ConfigError, TrainingArguments, make_config
 from train.data import FaceCrops, describe_rows, expression_rows
 from train.expression_guide import ExpressionGuideArguments, check_guide_arguments, load_guide_for

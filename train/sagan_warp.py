@@ -6,7 +6,7 @@ colour photo pairs, by paired supervision against the same person's real target.
         --generator-type warp_refine --in-channels 3 --resolution 128 --generator-channels 16 \
         --n-residual-blocks 3 --max-steps 300
 
-The generator (``expr_models.warp_refine.WarpRefineGenerator`` with the target's label planes) holds one prior per
+The generator (``expr_models.models.warp_refine.WarpRefineGenerator`` with the target's label planes) holds one prior per
 target class from the average-edit baseline (``--average-edit``): neutral -> target for every target but neutral,
 happy -> neutral for neutral. A fresh generator is that baseline; training learns per-person corrections.
 
@@ -35,7 +35,7 @@ from torch import nn
 from transformers.hf_argparser import HfArg
 
 from expr_models.labels import EXPRESSIONS
-from expr_models.sagan import WINDOWED_CLASSES, SAGANConfig, SAGANModel
+from expr_models.models.sagan import WINDOWED_CLASSES, SAGANConfig, SAGANModel
 from train.args import REPO_ROOT, ConfigError, TrainingArguments, make_config
 from train.data import AugmentedDataset, load_prepared, require_columns
 from train.expression_guide import ExpressionGuideArguments, check_guide_arguments, load_guide_for
@@ -45,7 +45,7 @@ from train.warp_common import (average_edit_fields, face_weight, flow_tv, paired
                                shown_path, stacked, to_tensor)
 
 PAIR_COLUMNS = ("source", "target_in_source_frame")
-# The face box in the aligned frame (rows, columns as fractions of the side; expr_models.alignment.FACE_ELLIPSE):
+# The face box in the aligned frame (rows, columns as fractions of the side; expr_models.faces.alignment.FACE_ELLIPSE):
 # what the expression guide judges, close to the framing classifiers are trained on.
 GUIDE_BOX = (0.15, 0.95), (0.1, 0.9)
 
@@ -155,7 +155,7 @@ class WarpSAGANStep(TrainingStep):
     @torch.no_grad()
     def load_priors(self, path: Path) -> None:
         """Per target class, the average edit's flow and residual (``prior_pair``) into the generator."""
-        from expr_models.average_edit import AverageEditModel
+        from expr_models.models.average_edit import AverageEditModel
 
         average = AverageEditModel.from_pretrained(path)
         generator, config = self.model.generator, self.config

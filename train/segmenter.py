@@ -24,7 +24,7 @@ from PIL import Image
 from torch import nn
 from transformers.hf_argparser import HfArg
 
-from expr_models.segmenter import FaceSegmenter, FaceSegmenterConfig
+from expr_models.models.segmenter import FaceSegmenter, FaceSegmenterConfig
 from train.args import ConfigError, TrainingArguments, make_config
 from train.data import AugmentedDataset, load_prepared, require_columns
 from train.loop import main
@@ -53,7 +53,7 @@ def ellipse_masks(boxes: torch.Tensor, height: int, width: int) -> torch.Tensor:
 def load_imagenet_backbone(model: FaceSegmenter, folder: Path) -> None:
     """Copy ImageNet classifier features (an offline ``StyleFeatureExtractor`` checkpoint) into the detector's
     backbone: a detector trained from ImageNet features needs far less data and compute than one from scratch."""
-    from expr_models.style_transfer import StyleFeatureExtractor
+    from expr_models.models.style_transfer import StyleFeatureExtractor
 
     features = StyleFeatureExtractor.from_pretrained(folder)
     if features.config.architecture != model.config.backbone:

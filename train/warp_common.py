@@ -11,7 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from expr_models.alignment import frame_face_mask
+from expr_models.faces.alignment import frame_face_mask
 from train.args import REPO_ROOT
 
 # The proxy's mouth window in the aligned frame (fractions of the side): the realism metric's region of the RetinaFace
@@ -91,7 +91,7 @@ def paired_l1(edited: torch.Tensor, source: torch.Tensor, target: torch.Tensor, 
 
 def resized(images: np.ndarray, size: int) -> np.ndarray:
     """Aligned crops (``N x H x H x 3``) at the model's resolution, by the alignment's one resampling."""
-    from expr_models.warp_refine import to_model_resolution
+    from expr_models.models.warp_refine import to_model_resolution
 
     if images.shape[1] == size:
         return images
@@ -131,7 +131,7 @@ def shown_path(path: Path) -> str:
 
 
 def flow_tv(flow: torch.Tensor) -> torch.Tensor:
-    from expr_models.layers import flow_smoothness
+    from expr_models.models.layers import flow_smoothness
 
     return flow_smoothness(flow.float())
 

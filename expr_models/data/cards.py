@@ -42,7 +42,7 @@ def source_info(source: str) -> DatasetInfo:
 
 def dataset_card(dsd: DatasetDict, name: str, sources: Iterable[str], report: BuildReport | None = None) -> str:
     """A dataset card (markdown with YAML front matter): sources, citations, terms, counts and known defects."""
-    from ..cards import dataset_card as card_with_front_matter  # DatasetCardData: licence other, tags
+    from ..hub.cards import dataset_card as card_with_front_matter  # DatasetCardData: licence other, tags
 
     sources = list(sources)
     lines = [

@@ -14,7 +14,7 @@ from PIL import Image as PILImage
 from .records import BuildReport, ExpressionRecord, ImageProcess
 
 if TYPE_CHECKING:
-    from ..face import FaceBox
+    from ..faces.geometry import FaceBox
 
 
 def _centre_square(image: PILImage.Image) -> PILImage.Image:
@@ -27,12 +27,12 @@ def _centre_square(image: PILImage.Image) -> PILImage.Image:
 def crop_training_face(image: PILImage.Image, size: int, box: FaceBox | None = None) -> tuple[PILImage.Image, bool]:
     """The ``size x size`` grayscale training crop of a face, and whether it was enlarged to reach ``size``.
 
-    Cut and resampled by the editor's own :class:`~expr_models.processing.FaceImageProcessor`, so a model sees the
+    Cut and resampled by the editor's own :class:`~expr_models.faces.processing.FaceImageProcessor`, so a model sees the
     same pixels in training and in use. With a detector ``box`` the crop has the editor's framing (the box's square
     scaled by ``CROP_SCALE``), made from the RGB image and converted to grayscale after. Without a box (a source that
     is already a face crop, or a photo where no face was found) the grayscale image's centre square is resized.
     """
-    from ..processing import FaceImageProcessor  # OpenCV is only needed when cropping
+    from ..faces.processing import FaceImageProcessor  # OpenCV is only needed when cropping
 
     processor = FaceImageProcessor()
     if box is not None:
@@ -43,7 +43,7 @@ def crop_training_face(image: PILImage.Image, size: int, box: FaceBox | None = N
 
 
 class FaceCropper:
-    """Aligned grayscale face crops with the editor's own framing (``expr_models.face``).
+    """Aligned grayscale face crops with the editor's own framing (``expr_models.faces.geometry``).
 
     The boxes come from the Haar cascade (``HaarFaceDetector``), not the editor's default detector: every committed
     model was trained on Haar-framed crops, and the editor maps RetinaFace's boxes to that framing. If no face is found
@@ -51,7 +51,7 @@ class FaceCropper:
     """
 
     def __init__(self, size: int, report: BuildReport):
-        from .. import detection  # OpenCV is only needed when cropping
+        from ..faces import detection  # OpenCV is only needed when cropping
 
         self.detection = detection
         self.detector = detection.HaarFaceDetector()

@@ -35,7 +35,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..cli_types import positive_int
+from ..cli.types import positive_int
 from ..components import METHOD_COMPONENTS, METHODS
 from ..errors import CheckpointError
 from ..pipeline import find_checkpoints

@@ -3,7 +3,7 @@
     python -m expr_models evaluate --models checkpoints --data prepared/wider --limit 150
 
 A ``--data`` folder whose rows carry WIDER's ``faces`` column (``python -m train.tools.prepare_data --source wider``) is
-evaluated here instead of as expression faces. Every detector runs through ``expr_models.face.detect_faces``, as the
+evaluated here instead of as expression faces. Every detector runs through ``expr_models.faces.geometry.detect_faces``, as the
 editing pipeline calls it, with the same smallest face (``min_face`` pixels) and the same score threshold. RetinaFace
 is scored on its own boxes (``framing="raw"``, brows to chin, like WIDER's) and at any roll, not on the Haar-framed
 squares the editor crops from, of the upright faces it edits: those are the editor's choices, the detection is the
@@ -13,7 +13,7 @@ Ground truth: the valid WIDER faces whose longer side is at least ``min_face`` p
 faces smaller than ``min_face`` are *ignored*: a detection on one counts neither way (the editor would not edit a face
 it cannot crop, and a detector is not blamed for finding one). Matching is PASCAL VOC's: detections in order of score,
 each taking the unmatched ground-truth face it overlaps most, at IoU >= the threshold; AP is the area under the
-interpolated precision-recall curve (:func:`expr_models.metrics.average_precision`).
+interpolated precision-recall curve (:func:`expr_models.evaluation.metrics.average_precision`).
 
 Haar boxes run from the brows to the mouth while WIDER's enclose the whole head, so at IoU 0.5 a correct Haar
 detection often counts as a miss; AP at IoU 0.3 is reported beside it for that reason. Detectors report only boxes
@@ -32,8 +32,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from .. import metrics
-from ..detection import HaarFaceDetector, RetinaFaceDetector, detect_faces
+from . import metrics
+from ..faces.detection import HaarFaceDetector, RetinaFaceDetector, detect_faces
 
 IOU_THRESHOLDS = (0.5, 0.3)
 DEFAULT_MIN_FACE = 24  # the editing pipeline's default smallest face, in pixels

@@ -15,13 +15,13 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from .. import metrics
+from . import metrics
 from ..components import METHOD_COMPONENTS, METHODS, model_class
-from ..average_edit import PAIR_SEPARATOR
-from ..face import face_mask
-from ..processing import BOX_FRAME_LANDMARKS, FaceImageProcessor
+from ..models.average_edit import PAIR_SEPARATOR
+from ..faces.geometry import face_mask
+from ..faces.processing import BOX_FRAME_LANDMARKS, FaceImageProcessor
 from ..pipeline import find_checkpoints
-from ..style_transfer import run_style_transfer
+from ..models.style_transfer import run_style_transfer
 
 BATCH_SIZE = 16
 
@@ -100,7 +100,7 @@ def crop_points(crop: np.ndarray) -> np.ndarray:
     does for a face found without landmarks."""
     import cv2
 
-    from ..alignment import retinaface_points
+    from ..faces.alignment import retinaface_points
 
     size = crop.shape[0]
     margin = size // 2

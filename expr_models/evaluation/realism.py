@@ -1,9 +1,9 @@
 """The paired realism ratio of each editing method on held-out people, through the editor a user gets.
 
-For every held-out person photographed in two expressions (``expr_models.paired_faces``: FEI neutral <-> happy, the
+For every held-out person photographed in two expressions (``expr_models.data.paired_faces``: FEI neutral <-> happy, the
 London Set neutral <-> happy in colour, JAFFE neutral -> each other expression), the whole source photo is edited with
 ``ExpressionEditor.edit`` (default detector, paste-back and all) towards the target, and the edit's mouth region is
-compared with the same person's real photo of the target (``expr_models.realism``: the real photo aligned on the upper
+compared with the same person's real photo of the target (``expr_models.evaluation.realism_ratio``: the real photo aligned on the upper
 face, grey, blurred; ratio = error(edit, real) / error(unedited, real); below 1 = closer to the real expression). The
 face box and landmarks that place the region come from RetinaFace on the unedited photos, so every method is measured
 on the same region. Per person the ratio is the median over its photo pairs (JAFFE has several takes per expression);
@@ -22,10 +22,10 @@ from typing import Any, Callable, Sequence
 import numpy as np
 from PIL import Image
 
-from ..alignment import retinaface_face
+from ..faces.alignment import retinaface_face
 from ..errors import NoFaceError
-from ..paired_faces import PhotoPair, photo_pairs
-from ..realism import median_ratio, paired_realism_ratio
+from ..data.paired_faces import PhotoPair, photo_pairs
+from .realism_ratio import median_ratio, paired_realism_ratio
 
 DATASET_ORDER = ("fei", "london", "jaffe")
 SLOW_METHODS = ("nst",)  # minutes per photo on a CPU: left out of the realism ratio
@@ -37,7 +37,7 @@ DEFINITION = (
     "200 px of box width. Ratio = mean |edit - real| / mean |unedited - real| there: 0 = the real expression, 1 = no "
     "closer than leaving the face alone, above 1 = further. Per person the median over its photo pairs (JAFFE: each "
     "take of the target); the table gives the median over people (their count in brackets). Definition in "
-    "expr_models/realism.py."
+    "expr_models/evaluation/realism_ratio.py."
 )
 
 

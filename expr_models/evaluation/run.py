@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .. import metrics
+from . import metrics
 from ..components import METHOD_COMPONENTS
 from ..errors import NoFaceError
 from ..pipeline import ExpressionEditor

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from expr_models.style_transfer import StyleFeatureExtractor
+from expr_models.models.style_transfer import StyleFeatureExtractor
 
 
 def fdet_mobilenet_path() -> Path:

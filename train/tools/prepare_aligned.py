@@ -4,8 +4,8 @@ the CycleGAN; directed pairs of every expression for the SA-GAN.
     python -m train.tools.prepare_aligned --data ../shared/data --out prepared/aligned_happy [--resolution 128]
     python -m train.tools.prepare_aligned --pairs expressions --out prepared/aligned_expressions
 
-Every face goes through ``expr_models.alignment`` (the editor's frame and resampling):
-- pairs (``expr_models.paired_faces``; FEI, the London Set, JAFFE): each photo of a pair is aligned by its own five
+Every face goes through ``expr_models.faces.alignment`` (the editor's frame and resampling):
+- pairs (``expr_models.data.paired_faces``; FEI, the London Set, JAFFE): each photo of a pair is aligned by its own five
   RetinaFace points, as the editor aligns it (``neutral``, ``happy``), and the other photo is put into that frame by
   its eyes and nose tip only (``align_to``: ``happy_in_neutral_frame``, ``neutral_in_happy_frame``), so head motion
   is removed and the expression's own motion stays. (A smile's wider mouth corners change the five-point frame, so
@@ -36,8 +36,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from expr_models.alignment import align_face, retinaface_points, warp_to_frame
-from expr_models.paired_faces import GRAYSCALE_SOURCES, photo_pairs
+from expr_models.faces.alignment import align_face, retinaface_points, warp_to_frame
+from expr_models.data.paired_faces import GRAYSCALE_SOURCES, photo_pairs
 from train.average_edit import PointCache, pair_crops, read_rgb
 
 PAIR_SPLITS = ("train", "validation")  # never "test": those subjects are held out from every training step

@@ -11,8 +11,8 @@ from typing import Any
 
 import torch
 
-from .components import COMPONENT_BY_MODEL_TYPE, model_class
-from .errors import CheckpointError, HubUnavailableError
+from ..components import COMPONENT_BY_MODEL_TYPE, model_class
+from ..errors import CheckpointError, HubUnavailableError
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ class ModelStore:
                 sources = self.sources.get(component) or []
                 if index >= len(sources):
                     if component == "style_features" and index == 0:
-                        from .style_transfer import load_feature_extractor
+                        from ..models.style_transfer import load_feature_extractor
 
                         # Its error says how to get ImageNet features offline.
                         self._loaded[key] = load_feature_extractor(self.models_dir, device=self.device)

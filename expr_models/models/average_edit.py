@@ -1,6 +1,6 @@
 """The average-edit baseline: no learning, the median motion and the median appearance change of real faces.
 
-For each (source, target) expression pair the model holds, in the aligned face frame (``expr_models.alignment``):
+For each (source, target) expression pair the model holds, in the aligned face frame (``expr_models.faces.alignment``):
 - ``flow``: a smooth displacement field ``2 x S x S`` (x, y; in fractions of the frame's side), the per-pixel median
   over training subjects of the optical flow from their target photo to their source photo: the target face at frame
   position p looks like the source face at p + flow(p);
@@ -28,7 +28,7 @@ from torch import nn
 from transformers import PreTrainedConfig
 from transformers.utils import ModelOutput
 
-from .alignment import (AlignedFace, align_face, native_size, paste_from_frame, retinaface_points, warp_and_add,
+from ..faces.alignment import (AlignedFace, align_face, native_size, paste_from_frame, retinaface_points, warp_and_add,
                         warp_to_frame)
 from .modeling_utils import ExprPreTrainedModel
 
@@ -81,7 +81,7 @@ class AverageEditModel(ExprPreTrainedModel):
     config_class = AverageEditConfig
     card_summary = (
         "The average-edit baseline: for each pair of expressions, the median optical flow and the median residual "
-        "of real people's photo pairs in the aligned face frame (`expr_models.alignment`). No learning: it is the bar "
+        "of real people's photo pairs in the aligned face frame (`expr_models.faces.alignment`). No learning: it is the bar "
         "every learned editor must beat on realism, and a deterministic fallback. Input: a face aligned to the frame "
         "(any size, colour or grey). `model.edit_photo(photo, 'neutral', 'happy')` edits a whole photo."
     )

@@ -10,9 +10,9 @@ from typing import Any
 import torch
 from transformers import PreTrainedModel
 
-from .cards import CARD_INFO_FILE, DATA_TERMS, model_card, write_card_files  # noqa: F401  (re-exported)
-from .errors import CheckpointError, HubUnavailableError
-from .hub import is_connection_error as _is_connection_error  # noqa: F401  (re-exported)
+from ..hub.cards import CARD_INFO_FILE, DATA_TERMS, model_card, write_card_files  # noqa: F401  (re-exported)
+from ..errors import CheckpointError, HubUnavailableError
+from ..hub.editor_repo import is_connection_error as _is_connection_error  # noqa: F401  (re-exported)
 
 
 class ExprPreTrainedModel(PreTrainedModel):
@@ -44,7 +44,7 @@ class ExprPreTrainedModel(PreTrainedModel):
         result = super().save_pretrained(save_directory, *args, **kwargs)
         write_card_files(Path(save_directory), self.model_card(repo_id or str(save_directory)), self.card_info)
         if push:
-            from .hub import push_folder
+            from ..hub.editor_repo import push_folder
 
             push_folder(save_directory, repo_id or Path(save_directory).name, private=True)
         return result
@@ -89,7 +89,7 @@ class ExprPreTrainedModel(PreTrainedModel):
         Private unless ``private=False``: the weights learned from research-only data (see the card's terms).
         Returns the commit URL. Raises :class:`HubUnavailableError` when the Hub cannot be reached.
         """
-        from .hub import push_model
+        from ..hub.editor_repo import push_model
 
         return push_model(self, repo_id, private=private, commit_message=commit_message, token=token)
 

@@ -22,11 +22,11 @@ import torch.nn.functional as F
 from skimage.metrics import structural_similarity
 from torch import nn
 
-# In an aligned crop (expr_models.face framing) the eyes, brows and forehead fill the top ~45% of the rows; the
+# In an aligned crop (expr_models.faces.geometry framing) the eyes, brows and forehead fill the top ~45% of the rows; the
 # mouth starts lower. A mouth edit should leave this band alone.
 UPPER_FACE_FRACTION = 0.45
 
-# ITU-R BT.601 luma weights, the same as expr_models.processing.rgb_to_ycbcr.
+# ITU-R BT.601 luma weights, the same as expr_models.faces.processing.rgb_to_ycbcr.
 _LUMA = (0.299, 0.587, 0.114)
 
 

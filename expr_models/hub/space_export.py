@@ -4,8 +4,8 @@
     expr-models space-export build/space --models me/expr-models
 
 The folder holds ``README.md`` (the Space's front matter, built with ``SpaceCardData``), ``app.py``, ``space/``,
-the ``expr_models`` package source (it is not on PyPI), ``checkpoints/`` (an editor repo, see ``expr_models.hub``),
-a ``requirements.txt`` and a ``.gitattributes`` that stores every binary file with LFS (the Hub refuses a git push
+the ``expr_models`` package source (it is not on PyPI), ``checkpoints/`` (an editor repo, see
+``expr_models.hub.editor_repo``), a ``requirements.txt`` and a ``.gitattributes`` that stores every binary file with LFS (the Hub refuses a git push
 with ``.safetensors``, ``.onnx`` or image files outside LFS/Xet). Nothing from ``../shared/data`` is copied.
 """
 
@@ -19,7 +19,8 @@ from typing import Any
 
 from huggingface_hub import SpaceCard, SpaceCardData
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+PACKAGE_DIR = Path(__file__).resolve().parents[1]  # expr_models/
+REPO_ROOT = PACKAGE_DIR.parent
 SHORT_DESCRIPTION = "Change facial expressions in photos: CycleGAN, SA-GAN, NST"  # the Hub allows 60 characters
 # Stored with LFS: the Hub's default .gitattributes patterns for model files, plus ONNX, images and archives.
 LFS_PATTERNS = (
@@ -85,11 +86,11 @@ def export_space(out: str | Path, models: Any = None, force: bool = False) -> Pa
     ``models``: what goes into ``checkpoints/``: an editor folder or repo id (default: this checkout's
     ``checkpoints``), or an ``ExpressionEditor``.
     """
-    from .hub import save_editor
-    from .pipeline import ExpressionEditor
+    from .editor_repo import save_editor
+    from ..pipeline import ExpressionEditor
 
     if not (REPO_ROOT / "app.py").is_file() or not (REPO_ROOT / "space").is_dir():
-        raise FileNotFoundError(f"The Space's app (app.py, space/) is not next to {Path(__file__).parent}: run "
+        raise FileNotFoundError(f"The Space's app (app.py, space/) is not next to {PACKAGE_DIR}: run "
                                 "space-export from a checkout of the expr-models source.")
     out = Path(out)
     if out.exists() and any(out.iterdir()):
@@ -100,7 +101,7 @@ def export_space(out: str | Path, models: Any = None, force: bool = False) -> Pa
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".*")
     shutil.copy2(REPO_ROOT / "app.py", out / "app.py")
     shutil.copytree(REPO_ROOT / "space", out / "space", ignore=ignore)
-    shutil.copytree(Path(__file__).resolve().parent, out / "expr_models", ignore=ignore)
+    shutil.copytree(PACKAGE_DIR, out / "expr_models", ignore=ignore)
     editor = models if isinstance(models, ExpressionEditor) else ExpressionEditor.from_pretrained(
         models if models is not None else REPO_ROOT / "checkpoints")
     save_editor(editor, out / "checkpoints")

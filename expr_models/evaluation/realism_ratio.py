@@ -22,7 +22,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from .alignment import invert_affine, similarity_transform
+from ..faces.alignment import invert_affine, similarity_transform
 
 MOUTH_COLUMNS = (0.25, 0.75)
 MOUTH_ROWS = (0.58, 0.95)

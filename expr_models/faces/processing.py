@@ -10,7 +10,7 @@ Training data goes through the same calls: a prepared dataset's face image (PIL 
 ``processor.to_tensor(image, resolution, channels)``, and a training crop is ``processor.crop(photo, box, size)``.
 The conventions (CONTRIBUTING.md): tensors ``N x C x H x W`` float32 in [-1, 1]; ``C`` is 1 (luminance Y of YCbCr,
 ITU-R BT.601, full range: what PIL's ``convert("L")`` computes, unrounded) or 3 (RGB). Every resize is
-:func:`expr_models.face.resize_square` (area when shrinking, bicubic when enlarging; it says why).
+:func:`expr_models.faces.geometry.resize_square` (area when shrinking, bicubic when enlarging; it says why).
 """
 
 from __future__ import annotations
@@ -22,11 +22,11 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .face import CROP_SCALE, CropTransform, FaceBox, crop_face, crop_square, face_mask, paste_back, resize_square
+from .geometry import CROP_SCALE, CropTransform, FaceBox, crop_face, crop_square, face_mask, paste_back, resize_square
 
 # How a face's square is placed in the photo. "box": CROP_SCALE times the detector's (Haar-framed) box around its
 # centre, axis-aligned; the luminance GANs were trained on it. Models that work in the frame aligned on the five
-# landmarks (expr_models.alignment) go one step further inside that square: :meth:`FaceImageProcessor.edit_aligned`.
+# landmarks (expr_models.faces.alignment) go one step further inside that square: :meth:`FaceImageProcessor.edit_aligned`.
 FRAMINGS = ("box",)
 
 # Where RetinaFace's five landmarks fall, on average, in the box-framed square (fractions of its side; measured on 61

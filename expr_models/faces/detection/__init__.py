@@ -3,7 +3,7 @@
     boxes = detect_faces(photo)                          # RetinaFace, largest first, boxes in the Haar framing
     boxes = detect_faces(photo, detector=make_detector("haar"))
 
-Every detector returns face boxes (:class:`~expr_models.face.FaceBox`) in the framing the training crops were cut
+Every detector returns face boxes (:class:`~expr_models.faces.geometry.FaceBox`) in the framing the training crops were cut
 with (the Haar cascade's): RetinaFace (:mod:`.retinaface`, the default; onnxruntime, the model committed in
 checkpoints/face_detector/) maps its own boxes to it, and OpenCV's Haar cascade (:mod:`.haar`) draws it. Any object
 with ``detect(image) -> list[FaceBox]`` (e.g. the trained ``FaceSegmenter``) can be used instead.
@@ -18,7 +18,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 from PIL import Image
 
-from ..face import FaceBox
+from ..geometry import FaceBox
 from .common import as_rgb_array, min_size_pixels
 from .haar import HaarFaceDetector
 from .retinaface import DEFAULT_MODEL_PATH, MODEL_FILENAME, RetinaFaceDetector

@@ -1,7 +1,7 @@
 """Face geometry: boxes, the square crop at the training framing, blend masks and paste-back.
 
-Nothing here finds faces (that is :mod:`expr_models.detection`) or prepares model tensors (that is
-:class:`expr_models.processing.FaceImageProcessor`, which uses these functions):
+Nothing here finds faces (that is :mod:`expr_models.faces.detection`) or prepares model tensors (that is
+:class:`expr_models.faces.processing.FaceImageProcessor`, which uses these functions):
 
     crop, transform = crop_face(photo, box)           # square around the box, CROP_SCALE times its size
     ...edit crop...
@@ -9,7 +9,7 @@ Nothing here finds faces (that is :mod:`expr_models.detection`) or prepares mode
     photo = paste_back(photo, edited, transform, mask)
 
 Boxes are in the Haar cascade's framing, the one every training crop was cut with; detectors that draw other boxes map
-theirs to it (see :mod:`expr_models.detection.retinaface`).
+theirs to it (see :mod:`expr_models.faces.detection.retinaface`).
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ from transformers.utils import ModelOutput
 from .layers import (ConvNormAct, PatchDiscriminator, PretrainedFeatureDiscriminator, ResidualBlock, UpConvNormAct,
                      init_gan_weights)
 from .modeling_utils import ExprPreTrainedModel
-from .alignment import edit_in_frame
+from ..faces.alignment import edit_in_frame
 from .warp_refine import WarpRefineGenerator, check_warp_config, edit_aligned_crop
 
 
@@ -50,7 +50,7 @@ class CycleGANConfig(PreTrainedConfig):
         gan_loss: ``lsgan`` (reference) or ``vanilla``. (The loss weights are training arguments, see
             ``train/cyclegan.py``.)
         generator_type: ``resnet`` (the reference generator, painting the crop at ``resolution``) or
-            ``warp_refine`` (``expr_models.warp_refine``: a smooth flow added to the average-edit baseline's, and a
+            ``warp_refine`` (``expr_models.models.warp_refine``: a smooth flow added to the average-edit baseline's, and a
             masked appearance change; needs ``in_channels=3``; edit full-resolution crops with ``edit_aligned``).
         flow_resolution: warp_refine: side of the learned flow (upsampled bilinearly); ``resolution / 4`` by default.
         max_flow: warp_refine: the learned flow's largest step, as a fraction of the crop's side.
@@ -116,7 +116,7 @@ class CycleGANConfig(PreTrainedConfig):
 
 
 # Rows of the aligned crop (fractions of its height) where the lower-face window rises from 0 to 1. The eyes sit at
-# about 0.4; expr_models.metrics.UPPER_FACE_FRACTION (0.45) is where the evaluation's "upper face" ends.
+# about 0.4; expr_models.evaluation.metrics.UPPER_FACE_FRACTION (0.45) is where the evaluation's "upper face" ends.
 LOWER_FACE_WINDOW = (0.45, 0.55)
 
 
@@ -250,7 +250,7 @@ class CycleGANModel(ExprPreTrainedModel):
 
     @torch.no_grad()
     def edit_aligned(self, crop: np.ndarray, target: str, intensity: float = 1.0) -> np.ndarray:
-        """A face crop aligned by ``expr_models.alignment`` (``N x N x 3`` or ``N x N`` uint8, any ``N``, e.g. the
+        """A face crop aligned by ``expr_models.faces.alignment`` (``N x N x 3`` or ``N x N`` uint8, any ``N``, e.g. the
         photo's own resolution from ``native_size``) edited to the expression ``target``; returns the edited crop
         (same shape, uint8). warp_refine only: the fields are made at ``config.resolution`` and applied to the crop
         at its own size (the flow moves the crop's own pixels, in colour). ``intensity`` scales the flow and the

@@ -8,7 +8,7 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
-from ..face import FaceBox
+from ..geometry import FaceBox
 from .common import as_rgb_array, min_size_pixels
 
 

@@ -45,13 +45,13 @@ class PhotoPair:
 
 
 def _split_of(subjects: list[str], seed: int) -> dict[str, str]:
-    from .data import split_subjects  # expr_models.data (moving to expr_models/data/); the project's one split
+    from . import split_subjects  # expr_models.data (moving to expr_models/data/); the project's one split
 
     return split_subjects(subjects, seed)
 
 
 def fei_pairs(root: str | Path, seed: int = 0) -> list[PhotoPair]:
-    from .data.sources import FEI_NAME
+    from .sources import FEI_NAME
 
     root = Path(root)
     photos: dict[str, dict[str, Path]] = {}
@@ -70,8 +70,8 @@ def fei_pairs(root: str | Path, seed: int = 0) -> list[PhotoPair]:
 
 
 def jaffe_pairs(root: str | Path, seed: int = 0) -> list[PhotoPair]:
-    from .data.sources import JAFFE_NAME
-    from .labels import canonical_expression
+    from .sources import JAFFE_NAME
+    from ..labels import canonical_expression
 
     root = Path(root)
     takes: dict[str, dict[str, list[Path]]] = {}

@@ -26,7 +26,7 @@ from huggingface_hub.dataclasses import strict
 from torch import nn
 from transformers import PreTrainedConfig
 
-from .errors import CheckpointError, HubUnavailableError
+from ..errors import CheckpointError, HubUnavailableError
 from .modeling_utils import ExprPreTrainedModel
 
 logger = logging.getLogger(__name__)

@@ -22,9 +22,9 @@ from torch import nn
 from transformers import PreTrainedConfig
 from transformers.utils import ModelOutput
 
-from .alignment import edit_in_frame
+from ..faces.alignment import edit_in_frame
 from .cyclegan import lower_face_window
-from .labels import EXPRESSIONS
+from ..labels import EXPRESSIONS
 from .layers import ConvNormAct, ResidualBlock, SelfAttention2d, UpConvNormAct, conv, init_gan_weights
 from .modeling_utils import ExprPreTrainedModel
 from .warp_refine import WarpRefineGenerator, check_warp_config, edit_aligned_crop
@@ -46,7 +46,7 @@ class SAGANConfig(PreTrainedConfig):
         objective: ``softmax_ce`` (the study's) or ``wgan_gp``. (The loss weights and ``n_critic`` are training
             arguments, see ``train/sagan.py``.)
         generator_type: ``resnet`` (the study's generator, painting the crop at ``resolution``) or ``warp_refine``
-            (``expr_models.warp_refine``, class-conditional: per target class a smooth flow added to the average
+            (``expr_models.models.warp_refine``, class-conditional: per target class a smooth flow added to the average
             edit's and a masked appearance change; needs ``in_channels=3``; edit full-resolution aligned crops with
             ``edit_aligned``). The upper face is held still for ``WINDOWED_CLASSES``; other targets may move the brows.
         flow_resolution: warp_refine: side of the learned flow (upsampled bilinearly).
@@ -233,7 +233,7 @@ class SAGANModel(ExprPreTrainedModel):
 
     @torch.no_grad()
     def edit_aligned(self, crop: np.ndarray, target: str | torch.Tensor, intensity: float = 1.0) -> np.ndarray:
-        """A face crop aligned by ``expr_models.alignment`` (``N x N x 3`` or ``N x N`` uint8, any ``N``) edited to
+        """A face crop aligned by ``expr_models.faces.alignment`` (``N x N x 3`` or ``N x N`` uint8, any ``N``) edited to
         the expression ``target`` (a name or ``1 x K`` class weights); returns the edited crop (same shape, uint8).
         warp_refine only: the fields are made at ``config.resolution`` and applied to the crop at its own size.
         ``intensity`` scales the flow and the appearance change together; 0 gives the crop back."""

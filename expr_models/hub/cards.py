@@ -225,7 +225,7 @@ def _realism_results(realism: dict[str, Any], component: str, checkpoint: str,
 def write_model_card(folder: str | Path, info: dict[str, Any] | None = None, repo_id: str | None = None) -> str:
     """Write ``README.md`` (and ``LICENSE.md``, ``model_card.json``) of a saved model folder from its
     ``config.json`` and card record; the weights stay as they are. Returns the card."""
-    from .components import COMPONENT_BY_MODEL_TYPE, model_class
+    from ..components import COMPONENT_BY_MODEL_TYPE, model_class
 
     folder = Path(folder)
     config = json.loads((folder / "config.json").read_text())

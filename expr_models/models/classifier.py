@@ -8,7 +8,7 @@ from torch import nn
 from transformers import PreTrainedConfig
 from transformers.modeling_outputs import ImageClassifierOutput
 
-from .labels import EXPRESSIONS
+from ..labels import EXPRESSIONS
 from .layers import ConvNormAct
 from .modeling_utils import ExprPreTrainedModel
 

@@ -25,7 +25,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from .errors import CheckpointError, ExpressionEditError, HubUnavailableError
+from ..errors import CheckpointError, ExpressionEditError, HubUnavailableError
 
 logger = logging.getLogger(__name__)
 
@@ -106,14 +106,14 @@ def push_model(model: Any, repo_id: str, *, private: bool = True, commit_message
 # ---------------------------------------------------------------------------------------------------------------------
 
 def _class_to_component() -> dict[str, str]:
-    from .components import COMPONENTS
+    from ..components import COMPONENTS
 
     return {model_cls.__name__: name for name, (_, model_cls) in COMPONENTS.items()}
 
 
 def detector_file(editor: Any) -> Path | None:
     """The RetinaFace ONNX file the editor uses (its models folder's copy, else the checkout's), if it exists."""
-    from .detection.retinaface import DEFAULT_MODEL_PATH, MODEL_FILENAME
+    from ..faces.detection.retinaface import DEFAULT_MODEL_PATH, MODEL_FILENAME
 
     candidates = [Path(editor.models_dir) / DETECTOR_FOLDER / MODEL_FILENAME] if editor.models_dir else []
     candidates.append(DEFAULT_MODEL_PATH)
@@ -126,7 +126,7 @@ def save_editor(editor: Any, save_directory: str | os.PathLike, repo_id: str | N
     Components given as local folders are copied byte for byte (fp16 weights stay fp16); Hub ids and model objects
     are saved with ``save_pretrained``.
     """
-    from .detection.retinaface import MODEL_FILENAME
+    from ..faces.detection.retinaface import MODEL_FILENAME
 
     out = Path(save_directory)
     out.mkdir(parents=True, exist_ok=True)
@@ -152,8 +152,8 @@ def save_editor(editor: Any, save_directory: str | os.PathLike, repo_id: str | N
 def write_editor_card(folder: str | os.PathLike, repo_id: str | None = None) -> dict[str, Any]:
     """Write ``model_index.json``, ``README.md`` and ``LICENSE.md`` of an editor folder from its subfolders."""
     from .cards import editor_card, license_text
-    from .components import COMPONENT_BY_MODEL_TYPE, COMPONENTS
-    from .detection.retinaface import MODEL_FILENAME
+    from ..components import COMPONENT_BY_MODEL_TYPE, COMPONENTS
+    from ..faces.detection.retinaface import MODEL_FILENAME
 
     folder = Path(folder)
     index: dict[str, Any] = {"_class_name": "ExpressionEditor", "_expr_models_version": _version()}
@@ -182,14 +182,14 @@ def write_editor_card(folder: str | os.PathLike, repo_id: str | None = None) -> 
 
 
 def _version() -> str:
-    from . import __version__
+    from .. import __version__
 
     return __version__
 
 
 def read_index(folder: Path) -> tuple[dict[str, list[Path]], Path | None]:
     """The components (``{component: [folders]}``) and the detector file an editor folder's index names."""
-    from .detection.retinaface import MODEL_FILENAME
+    from ..faces.detection.retinaface import MODEL_FILENAME
 
     index_file = folder / INDEX_FILE
     try:
@@ -301,7 +301,7 @@ def add_cards_parser(subparsers: Any) -> None:
 
 def run_cards(args: Any) -> int:
     from .cards import CARD_INFO_FILE, eval_results_from_report, write_model_card
-    from .components import COMPONENT_BY_MODEL_TYPE
+    from ..components import COMPONENT_BY_MODEL_TYPE
 
     report = json.loads(args.evaluation.read_text()) if args.evaluation else None
     if report is not None:
@@ -309,7 +309,7 @@ def run_cards(args: Any) -> int:
         if markdown.is_file():
             report_text = markdown.read_text()
         else:
-            from .evaluation.report import markdown_report
+            from ..evaluation.report import markdown_report
 
             report_text = markdown_report(report)
     folders = [args.folder] if (args.folder / "config.json").is_file() else sorted(

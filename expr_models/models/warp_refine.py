@@ -1,13 +1,13 @@
 """A warp-and-refine generator: move the face, then paint only what moving cannot make (teeth, folds, shading).
 
-In the aligned face frame (``expr_models.alignment``) at model resolution ``S``, colour, in [-1, 1]:
+In the aligned face frame (``expr_models.faces.alignment``) at model resolution ``S``, colour, in [-1, 1]:
 
     flow     = gain * prior_flow + window * upsample(delta_flow)   # 2 x S x S, fractions of the side
     warped   = x sampled at p + intensity * flow(p)
     output   = warped + intensity * (gain' * prior_residual + mask * change)
 
 ``prior_flow`` and ``prior_residual`` are the average-edit baseline's fields for this direction
-(``expr_models.average_edit``), stored in the generator: a fresh generator (zero ``delta_flow``, a nearly closed mask)
+(``expr_models.models.average_edit``), stored in the generator: a fresh generator (zero ``delta_flow``, a nearly closed mask)
 *is* the baseline, and training learns per-person corrections on top of it. ``delta_flow`` is predicted at
 ``flow_resolution`` (S/4) and upsampled bilinearly, so it is smooth by construction; ``window`` (the lower face, for
 happy/neutral) keeps the eyes and brows still. ``gain`` (optional, ``max_gain > 0``) is one number per face in
@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .alignment import warp_and_add
+from ..faces.alignment import warp_and_add
 from .layers import ConvNormAct, ResidualBlock, upsample_flow, warp_by_flow
 
 # Mask-head bias at start: sigmoid(-4) ~ 0.02, so a fresh generator adds almost nothing to the baseline.
@@ -221,7 +221,7 @@ def edit_aligned_crop(generator: WarpRefineGenerator, crop: np.ndarray, intensit
 
 def to_model_resolution(crop: np.ndarray, resolution: int) -> np.ndarray:
     """An aligned crop of any side resampled to ``resolution`` with the alignment's one resampling (3 channels)."""
-    from .alignment import resample_affine
+    from ..faces.alignment import resample_affine
 
     crop = np.asarray(crop)
     if crop.ndim == 2:

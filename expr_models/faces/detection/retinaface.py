@@ -1,7 +1,7 @@
 """The default face detector: RetinaFace with a MobileNet-0.25 backbone, run by onnxruntime.
 
     detector = RetinaFaceDetector()          # boxes in the editor's (Haar) framing, with 5 landmarks each
-    boxes = detector.detect(rgb_uint8)       # or expr_models.detection.detect_faces(photo), which uses it by default
+    boxes = detector.detect(rgb_uint8)       # or expr_models.faces.detection.detect_faces(photo), which uses it by default
     raw = RetinaFaceDetector(framing="raw")  # RetinaFace's own boxes (brows to chin), e.g. to score on WIDER FACE
 
 The model is biubug6/Pytorch_Retinaface's ``mobilenet0.25_Final.pth`` (MIT, trained on WIDER FACE) as an ONNX graph,
@@ -31,13 +31,13 @@ from typing import Any
 import cv2
 import numpy as np
 
-from ..errors import CheckpointError, MissingDependencyError
-from ..face import FaceBox
+from ...errors import CheckpointError, MissingDependencyError
+from ..geometry import FaceBox
 from .common import as_rgb_array, min_size_pixels
 
 MODEL_FILENAME = "retinaface_mnet025.onnx"
 MODEL_SHA256 = "b7a7acab55e104dce6f32cdfff929bd83946da5cd869b9e2e9bdffafd1b7e4a5"
-DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[2] / "checkpoints" / "face_detector"
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[3] / "checkpoints" / "face_detector"
 DEFAULT_MODEL_PATH = DEFAULT_MODEL_DIR / MODEL_FILENAME
 
 # The network's input and anchors, as biubug6/Pytorch_Retinaface (data/config.py ``cfg_mnet``, layers/functions/

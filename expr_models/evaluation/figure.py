@@ -4,7 +4,7 @@
     python -m expr_models figure --out docs/figure.jpg --models checkpoints --raw-data ../shared/data --people 2
 
 Faces: scikit-image's astronaut, matplotlib's Grace Hopper and ``--people`` held-out people of the London Set (the test
-split of ``expr_models.paired_faces``; CC BY 4.0, "Face Research Lab London Set, DeBruine & Jones (2017), CC BY 4.0,
+split of ``expr_models.data.paired_faces``; CC BY 4.0, "Face Research Lab London Set, DeBruine & Jones (2017), CC BY 4.0,
 doi:10.6084/m9.figshare.5047666.v5"), never a research-only photo. Without ``../shared/data`` the figure has the two
 packaged photos only. Each row is one face, edited through ``ExpressionEditor.edit`` on the whole photo (the path a
 user gets); the first panel row shows the head, the second the mouth region cut from the full-resolution photo and
@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from .components import METHOD_LABELS
+from ..components import METHOD_LABELS
 
 # (method, target) of each column after the input; a column is left out when the editor lacks the method.
 COLUMNS = (("average", "happy"), ("cyclegan", "happy"), ("sagan", "happy"), ("average", "neutral"),
@@ -43,7 +43,7 @@ def packaged_photos() -> list[tuple[str, np.ndarray]]:
 
 def london_photos(raw_data: Path, people: int) -> list[tuple[str, np.ndarray]]:
     """The neutral photos of the first ``people`` held-out London Set people (the test split)."""
-    from .paired_faces import photo_pairs
+    from ..data.paired_faces import photo_pairs
 
     pairs = [p for p in photo_pairs(raw_data, "test", sources=("london",)) if p.source_expression == "neutral"]
     photos = []
@@ -138,8 +138,8 @@ def add_figure_parser(subparsers: Any) -> None:
 
 
 def run_figure(args: argparse.Namespace) -> int:
-    from .evaluation.cli import default_raw_data
-    from .pipeline import ExpressionEditor
+    from .cli import default_raw_data
+    from ..pipeline import ExpressionEditor
 
     raw_data = args.raw_data if args.raw_data is not None else default_raw_data()
     photos = london_photos(raw_data, args.people) if (raw_data / "london").is_dir() else []
