@@ -40,3 +40,16 @@ class UnknownExpressionError(ExpressionEditError, ValueError):
 
 class HubUnavailableError(CheckpointError):
     """A Hub model id was given but the Hub cannot be reached and the model is not cached locally."""
+
+
+def is_connection_error(error: BaseException | None) -> bool:
+    """True when ``error`` (or what caused it) means the Hub could not be reached."""
+    names = {"ConnectionError", "ConnectError", "OfflineModeIsEnabled", "LocalEntryNotFoundError", "Timeout",
+             "ConnectTimeout", "ReadTimeout", "MaxRetryError", "NameResolutionError"}
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if type(error).__name__ in names or "offline" in str(error).lower():
+            return True
+        error = error.__cause__ or error.__context__
+    return False

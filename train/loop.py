@@ -140,7 +140,7 @@ class Trainer:
             torch.backends.cudnn.allow_tf32 = True
 
         step = self.step = self.step_class(args, accelerator)
-        step._trainer = self
+        step._update = self.update
         step.build()
         if step.train_dataset is None or len(step.train_dataset) == 0:
             raise ConfigError(f"--data {args.data}: no training examples left after filtering")

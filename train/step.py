@@ -5,16 +5,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from types import SimpleNamespace
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import Any, Callable, Iterable
 
 import torch
 from torch import nn
 from torch.utils.data import Dataset
 
 from train.args import TrainingArguments
-
-if TYPE_CHECKING:
-    from train.loop import Trainer
 
 
 @dataclass
@@ -55,7 +52,8 @@ class TrainingStep:
         self.train_dataset: Dataset | None = None
         self.eval_dataset: Dataset | None = None
         self.nets = SimpleNamespace()  # prepared modules, filled in by the loop
-        self._trainer: "Trainer | None" = None
+        # The loop's Trainer.update, set by the loop (the step does not import the loop that runs it).
+        self._update: Callable[[str, torch.Tensor], None] | None = None
 
     # --- set-up ---------------------------------------------------------------------------------------------------
     @classmethod
@@ -90,7 +88,7 @@ class TrainingStep:
 
     def update(self, name: str, loss: torch.Tensor) -> None:
         """Backpropagate ``loss`` and step optimiser ``name`` (accelerate skips the step while accumulating)."""
-        self._trainer.update(name, loss)
+        self._update(name, loss)
 
     def unwrap(self, module: nn.Module) -> nn.Module:
         return self.accelerator.unwrap_model(module)

@@ -21,7 +21,8 @@ from typing import Any
 
 from huggingface_hub import DatasetCard, DatasetCardData, EvalResult, ModelCard, ModelCardData
 
-CARD_INFO_FILE = "model_card.json"
+from ..models.modeling_utils import CARD_INFO_FILE
+
 LICENSE_FILE = "LICENSE.md"
 DATA_TERMS = (
     "The training images are research-only and may not be redistributed: JAFFE, FEI, FER2013, CK+ and WIDER FACE "

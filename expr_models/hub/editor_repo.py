@@ -1,4 +1,4 @@
-"""The Hub side of expr_models: one editor repo (as diffusers lays out a pipeline), pushes that keep our cards.
+"""One editor repo (as diffusers lays out a pipeline): saving, loading and pushing it, and the ``cards`` command.
 
 An editor repo holds one subfolder per component, the face detector included, and a ``model_index.json`` that names
 each folder's class::
@@ -10,14 +10,12 @@ each folder's class::
 
 ``ExpressionEditor.save_pretrained(dir)`` writes it, ``ExpressionEditor.from_pretrained(dir | "user/repo")`` reads it
 (Hub ids through ``snapshot_download``), and every ``push_to_hub`` uploads exactly the folder ``save_pretrained``
-wrote, with ``HfApi.upload_folder``, to a private repo unless asked otherwise. transformers' own ``push_to_hub`` is
-never used: it replaces the card with its template, or with the card already on the Hub.
+wrote (:mod:`.push`), to a private repo unless asked otherwise.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import os
 import re
 import shutil
@@ -25,9 +23,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from ..errors import CheckpointError, ExpressionEditError, HubUnavailableError
-
-logger = logging.getLogger(__name__)
+from ..errors import CheckpointError, HubUnavailableError, is_connection_error
+from .push import push_folder
 
 INDEX_FILE = "model_index.json"
 DETECTOR_FOLDER = "face_detector"
@@ -35,70 +32,6 @@ DETECTOR_CLASS = "RetinaFaceDetector"
 LIBRARY = "expr_models"
 # A Hub repo id: "name" or "owner/name" (letters, digits, "-", "_", "."); anything else is a local path.
 _REPO_ID = re.compile(r"^(?:[\w.-]+/)?[\w.-]+$")
-PUBLIC_NOTICE = ("This makes the weights public. They were trained on research-only face data (JAFFE, FEI, FER2013, "
-                 "CK+, WIDER FACE: non-commercial research licences); the card and LICENSE.md say so. Publish them "
-                 "only where those terms allow it.")
-
-
-class HubPushError(ExpressionEditError):
-    """The Hub refused a push (no token, no rights, a public repo where a private one was asked for)."""
-
-
-def is_connection_error(error: BaseException | None) -> bool:
-    """True when ``error`` (or what caused it) means the Hub could not be reached."""
-    names = {"ConnectionError", "ConnectError", "OfflineModeIsEnabled", "LocalEntryNotFoundError", "Timeout",
-             "ConnectTimeout", "ReadTimeout", "MaxRetryError", "NameResolutionError"}
-    seen = set()
-    while error is not None and id(error) not in seen:
-        seen.add(id(error))
-        if type(error).__name__ in names or "offline" in str(error).lower():
-            return True
-        error = error.__cause__ or error.__context__
-    return False
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# Pushing a folder
-# ---------------------------------------------------------------------------------------------------------------------
-
-def push_folder(folder: str | os.PathLike, repo_id: str, *, private: bool = True, commit_message: str | None = None,
-                token: str | None = None) -> str:
-    """Upload every file of ``folder`` as it is to the model repo ``repo_id`` (created if needed); returns the commit
-    URL. Private unless ``private=False``; an existing public repo is refused when a private one is asked for."""
-    from huggingface_hub import HfApi
-    from huggingface_hub.errors import HfHubHTTPError
-
-    if not private:
-        logger.warning("%s (%s)", PUBLIC_NOTICE, repo_id)
-    api = HfApi(token=token)
-    try:
-        api.create_repo(repo_id, private=private, exist_ok=True)
-        if private and not api.repo_info(repo_id).private:
-            raise HubPushError(f"{repo_id} exists and is public; refusing to push weights trained on research-only "
-                               "data there (push with private=False / --public to publish them on purpose).")
-        commit = api.upload_folder(folder_path=str(folder), repo_id=repo_id, ignore_patterns=["__pycache__/*"],
-                                   commit_message=commit_message or "Upload with expr_models")
-    except HubPushError:
-        raise
-    except Exception as error:  # noqa: BLE001 - one clear error instead of a stack of HTTP internals
-        if is_connection_error(error):
-            raise HubUnavailableError(
-                f"Could not push to the Hub repo {repo_id!r}: the Hugging Face Hub is unreachable (offline?). The "
-                f"folder {folder} is complete; push it later (expr-models push {folder} {repo_id})."
-            ) from error
-        if isinstance(error, HfHubHTTPError):
-            first_line = (str(error).strip().splitlines() or [""])[0]
-            raise HubPushError(f"The Hub refused the push to {repo_id!r}: {first_line}") from error
-        raise
-    return str(commit.commit_url)
-
-
-def push_model(model: Any, repo_id: str, *, private: bool = True, commit_message: str | None = None,
-               token: str | None = None) -> str:
-    """``model.save_pretrained`` into a fresh folder, then push exactly that folder."""
-    with tempfile.TemporaryDirectory(prefix="expr-push-") as folder:
-        model.save_pretrained(folder, repo_id=repo_id)
-        return push_folder(folder, repo_id, private=private, commit_message=commit_message, token=token)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -182,9 +115,13 @@ def write_editor_card(folder: str | os.PathLike, repo_id: str | None = None) -> 
 
 
 def _version() -> str:
-    from .. import __version__
+    """The installed expr-models version (pyproject.toml reads it from ``expr_models.__version__``)."""
+    from importlib.metadata import PackageNotFoundError, version
 
-    return __version__
+    try:
+        return version("expr-models")
+    except PackageNotFoundError:  # a source copy that was never installed, e.g. a Space
+        return "unknown"
 
 
 def read_index(folder: Path) -> tuple[dict[str, list[Path]], Path | None]:
@@ -258,34 +195,8 @@ def push_editor(editor: Any, repo_id: str, *, private: bool = True, commit_messa
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# Command line: expr-models push FOLDER REPO [--public]
+# Command line: expr-models cards FOLDER [--evaluation evaluation.json]
 # ---------------------------------------------------------------------------------------------------------------------
-
-def add_push_parser(subparsers: Any) -> None:
-    parser = subparsers.add_parser(
-        "push", help="upload an editor folder (e.g. checkpoints) or one model folder to a Hub model repo",
-        description="Upload FOLDER as it is (its cards included) to the Hub model repo REPO. The repo is private "
-                    "unless --public is given: the weights were trained on research-only face data.")
-    parser.add_argument("folder", type=Path, help="an editor folder (model_index.json) or a model folder")
-    parser.add_argument("repo", help="the Hub repo id, e.g. me/expr-models")
-    parser.add_argument("--public", action="store_true",
-                        help="make a new repo public; you state that the data terms allow it (they are printed)")
-    parser.add_argument("--message", help="the commit message")
-    parser.set_defaults(func=run_push)
-
-
-def run_push(args: Any) -> int:
-    import sys
-
-    if not args.folder.is_dir():
-        print(f"error: {args.folder} is not a folder", file=sys.stderr)
-        return 2
-    if args.public:
-        print(f"note: {PUBLIC_NOTICE}", file=sys.stderr)
-    url = push_folder(args.folder, args.repo, private=not args.public, commit_message=args.message)
-    print(f"Pushed {args.folder} to {args.repo} ({'public' if args.public else 'private'}): {url}")
-    return 0
-
 
 def add_cards_parser(subparsers: Any) -> None:
     parser = subparsers.add_parser(

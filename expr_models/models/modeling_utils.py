@@ -4,15 +4,26 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Protocol
 
 import torch
 from transformers import PreTrainedModel
 
-from ..hub.cards import CARD_INFO_FILE, DATA_TERMS, model_card, write_card_files  # noqa: F401  (re-exported)
-from ..errors import CheckpointError, HubUnavailableError
-from ..hub.editor_repo import is_connection_error as _is_connection_error  # noqa: F401  (re-exported)
+from ..errors import CheckpointError, HubUnavailableError, is_connection_error
+
+CARD_INFO_FILE = "model_card.json"  # the card's record beside the weights, read back into ``card_info`` on loading
+
+
+class ModelPublisher(Protocol):
+    """What saving and pushing a model needs from the Hub side: ``expr_models.hub.push.HubPublisher``, which
+    ``expr_models/__init__.py`` registers as :attr:`ExprPreTrainedModel.publisher`. Models do not import publishing."""
+
+    def write_card(self, model: "ExprPreTrainedModel", folder: Path, repo_id: str) -> None: ...
+
+    def push_folder(self, folder: str | os.PathLike, repo_id: str, *, private: bool = True,
+                    commit_message: str | None = None, token: str | None = None) -> str: ...
 
 
 class ExprPreTrainedModel(PreTrainedModel):
@@ -26,6 +37,7 @@ class ExprPreTrainedModel(PreTrainedModel):
     main_input_name = "pixel_values"
     # The card's one-paragraph description of the family; subclasses override it.
     card_summary = "An expression-editing model from expr_models."
+    publisher: ClassVar[ModelPublisher | None] = None  # registered by expr_models/__init__.py
 
     def __init__(self, config, *inputs, **kwargs):
         super().__init__(config, *inputs, **kwargs)
@@ -42,17 +54,16 @@ class ExprPreTrainedModel(PreTrainedModel):
         kwargs["safe_serialization"] = True  # never pickle
         push = kwargs.pop("push_to_hub", False)
         result = super().save_pretrained(save_directory, *args, **kwargs)
-        write_card_files(Path(save_directory), self.model_card(repo_id or str(save_directory)), self.card_info)
+        self._publisher().write_card(self, Path(save_directory), repo_id or str(save_directory))
         if push:
-            from ..hub.editor_repo import push_folder
-
-            push_folder(save_directory, repo_id or Path(save_directory).name, private=True)
+            self._publisher().push_folder(save_directory, repo_id or Path(save_directory).name, private=True)
         return result
 
-    def model_card(self, repo_id: str | None = None) -> str:
-        config = self.config.to_diff_dict()
-        config.pop("transformers_version", None)
-        return model_card(type(self).__name__, self.card_summary, config, self.card_info or {}, repo_id)
+    @classmethod
+    def _publisher(cls) -> ModelPublisher:
+        if cls.publisher is None:
+            raise RuntimeError("No model publisher registered; `import expr_models` registers the Hub's.")
+        return cls.publisher
 
     # --- loading ----------------------------------------------------------------------------------------------
     @classmethod
@@ -89,9 +100,10 @@ class ExprPreTrainedModel(PreTrainedModel):
         Private unless ``private=False``: the weights learned from research-only data (see the card's terms).
         Returns the commit URL. Raises :class:`HubUnavailableError` when the Hub cannot be reached.
         """
-        from ..hub.editor_repo import push_model
-
-        return push_model(self, repo_id, private=private, commit_message=commit_message, token=token)
+        with tempfile.TemporaryDirectory(prefix="expr-push-") as folder:
+            self.save_pretrained(folder, repo_id=repo_id)
+            return self._publisher().push_folder(folder, repo_id, private=private, commit_message=commit_message,
+                                                 token=token)
 
 
 def _check_model_type(cls: type, path: Path) -> None:
@@ -124,7 +136,7 @@ def _loading_error(cls: type, path: str, error: Exception) -> Exception:
             return CheckpointError(f"{config_file} is not valid JSON ({json_error}).")
         return CheckpointError(f"Could not load {cls.__name__} from {weights}: the file is corrupt, truncated or of "
                                f"another model type ({type(error).__name__}: {error}).")
-    if _is_connection_error(error) or "/" in path:
+    if is_connection_error(error) or "/" in path:
         return HubUnavailableError(
             f"Could not load {path!r}: it is not a local folder, and the Hugging Face Hub could not be reached or has no "
             f"such repo ({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}). Use a local "
