@@ -218,7 +218,9 @@ def time_generator(editor, method: str, repeats: int) -> dict | None:
     if method not in ("cyclegan", "sagan"):
         return None
     if method == "cyclegan":
-        model = editor.model("cyclegan", editor._cyclegan_index("happy"))
+        from expr_models.methods.cyclegan import checkpoint_for
+
+        model = editor.model("cyclegan", checkpoint_for(editor, "happy"))
         call = lambda x: model.generate(x, to="happy")  # noqa: E731
     else:
         model = editor.model("sagan")
@@ -226,7 +228,7 @@ def time_generator(editor, method: str, repeats: int) -> dict | None:
         call = lambda x: model.generate(x, to=labels)  # noqa: E731
     config = model.config
     pixels = torch.rand(1, config.in_channels, config.resolution, config.resolution) * 2 - 1
-    with editor._generating():
+    with editor.generating():
         stats = bu.measure(lambda: call(pixels), repeats=max(repeats, 9), warmup=2)
     return {"resolution": config.resolution, "channels": config.in_channels, **stats}
 

@@ -1,5 +1,6 @@
 """How RetinaFace's boxes relate to the Haar boxes every training crop was framed from, and whether the mapping in
-``expr_models.faces.detection.retinaface`` (``framing="haar"``) gives crops the committed classifier reads as well as Haar's.
+``expr_models.faces.detection.retinaface`` (``framing="haar"``) gives crops the committed classifier reads as well as
+Haar's.
 
     python benchmarks/face_framing.py                  # needs ../shared/data (JAFFE, FEI; WIDER for the cross-check)
     python benchmarks/face_framing.py --wider-photos 0 # JAFFE and FEI only

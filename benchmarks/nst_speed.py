@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     from expr_models.faces.geometry import face_mask
     from expr_models.models.style_transfer import (StyleFeatureConfig, StyleFeatureExtractor, load_feature_extractor,
-                                            run_style_transfer)
+                                                   run_style_transfer)
 
     kind = "cuda" if args.device.startswith("cuda") else "cpu"
     device = torch.device(args.device)

@@ -1,5 +1,5 @@
-"""Paired realism ratio (expr_models.evaluation.realism_ratio) on held-out subjects: the average-edit baseline against the committed
-CycleGAN (FEI and London Set, neutral <-> happy) and SA-GAN (JAFFE, neutral -> each other expression).
+"""Paired realism ratio (expr_models.evaluation.realism_ratio) on held-out subjects: the average-edit baseline against
+the committed CycleGAN (FEI and London Set, neutral <-> happy) and SA-GAN (JAFFE, neutral -> each other expression).
 
     python benchmarks/realism_baseline.py [--data ../shared/data] [--checkpoints checkpoints] [--split test]
     python benchmarks/realism_baseline.py --warp runs/warp_e/final --methods average cyclegan_warp \
@@ -166,9 +166,9 @@ def measure(data: Path, checkpoints: Path, split: str, limit: int | None = None,
     return {"split": split, "average_intensity": average_intensity, "rows": rows, "skipped": skipped,
             "classifier_on_unedited": references,
             "seconds_per_photo": {m: float(np.median(v)) for m, v in seconds.items()},
-            "definition": "expr_models/evaluation/realism_ratio.py: mouth region 25-75% x 58-95% of the input's RetinaFace box, grey, "
-                          "blur sigma 2 px per 200 px of box width, real photo aligned on the upper face; ratio = "
-                          "error(edit, real) / error(input, real); median over subjects."}
+            "definition": "expr_models/evaluation/realism_ratio.py: mouth region 25-75% x 58-95% of the input's "
+                          "RetinaFace box, grey, blur sigma 2 px per 200 px of box width, real photo aligned on the "
+                          "upper face; ratio = error(edit, real) / error(input, real); median over subjects."}
 
 
 def table(result: dict) -> str:

@@ -1,5 +1,5 @@
-"""What-if for expr_models/models/layers.py (not changed here): the SA-GAN generator with its self-attention rewritten so that
-``scaled_dot_product_attention`` can take its fused CPU kernel.
+"""What-if for expr_models/models/layers.py (not changed here): the SA-GAN generator with its self-attention rewritten
+so that ``scaled_dot_product_attention`` can take its fused CPU kernel.
 
     python benchmarks/sagan_attention.py
 

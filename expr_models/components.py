@@ -1,10 +1,19 @@
-"""One registry for the editor's parts: component name -> model class, checkpoint type -> component, method -> component.
+"""One registry for the editor's parts: component name -> model class, checkpoint type -> component, and the editing
+methods (name -> :class:`~expr_models.methods.base.EditingMethod`, each naming the component it needs).
 
-Every other module (the editor, the evaluation, the Space, the CLI) reads these facts from here.
+Every other module (the editor, the evaluation, the Space, the CLI) reads these facts from here. A new model family
+adds one line to ``COMPONENTS``; a new editing method adds its module in ``expr_models/methods/`` and one line to
+``EDITING_METHODS``.
 """
 
 from __future__ import annotations
 
+from .errors import UnknownMethodError
+from .methods.average import AverageEdit
+from .methods.base import EditingMethod
+from .methods.cyclegan import CycleGANEdit
+from .methods.nst import StyleTransferEdit
+from .methods.sagan import SAGANEdit
 from .models.average_edit import AverageEditConfig, AverageEditModel
 from .models.classifier import ExpressionClassifier, ExpressionClassifierConfig
 from .models.cyclegan import CycleGANConfig, CycleGANModel
@@ -25,14 +34,14 @@ COMPONENTS: dict[str, tuple[type, type]] = {
 # model_type in a checkpoint's config.json -> the component it is.
 COMPONENT_BY_MODEL_TYPE: dict[str, str] = {config.model_type: name for name, (config, _) in COMPONENTS.items()}
 
-# Editing methods, in the order the CLI and the Space list them, and the component each one needs.
-METHOD_COMPONENTS: dict[str, str] = {"cyclegan": "cyclegan", "sagan": "sagan", "nst": "style_features",
-                                     "average": "average"}
-METHODS: tuple[str, ...] = tuple(METHOD_COMPONENTS)
-METHOD_LABELS: dict[str, str] = {"cyclegan": "CycleGAN", "sagan": "SA-GAN", "nst": "NST", "average": "Average edit"}
-
-_METHOD_ALIASES = {"cyclegan": "cyclegan", "sagan": "sagan", "nst": "nst", "styletransfer": "nst",
-                   "neuralstyletransfer": "nst", "average": "average", "averageedit": "average"}
+# The editing methods, in the order the CLI and the Space list them.
+EDITING_METHODS: dict[str, EditingMethod] = {method.name: method for method in (
+    CycleGANEdit(),
+    SAGANEdit(),
+    StyleTransferEdit(),
+    AverageEdit(),
+)}
+METHODS: tuple[str, ...] = tuple(EDITING_METHODS)
 
 
 def model_class(component: str) -> type:
@@ -43,11 +52,19 @@ def model_class(component: str) -> type:
         raise ValueError(f"Unknown model component {component!r}; expected one of {sorted(COMPONENTS)}") from None
 
 
+def editing_method(method: str) -> EditingMethod:
+    """The method called ``method`` (its name or an alias; case, dashes and underscores do not matter)."""
+    key = _key(method)
+    for found in EDITING_METHODS.values():
+        if key in {_key(name) for name in (found.name, *found.aliases)}:
+            return found
+    raise UnknownMethodError(f"Unknown editing method {method!r}; expected one of {', '.join(EDITING_METHODS)}.")
+
+
 def canonical_method(method: str) -> str:
     """``method`` as one of METHODS (case, dashes and the long NST names accepted)."""
-    from .errors import UnknownMethodError
+    return editing_method(method).name
 
-    name = str(method).strip().lower().replace("-", "").replace("_", "")
-    if name not in _METHOD_ALIASES:
-        raise UnknownMethodError(f"Unknown editing method {method!r}; expected one of {', '.join(METHODS)}.")
-    return _METHOD_ALIASES[name]
+
+def _key(name: str) -> str:
+    return str(name).strip().lower().replace("-", "").replace("_", "")

@@ -22,25 +22,25 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
 
-from .components import METHOD_COMPONENTS, METHODS, canonical_method
-from .faces.detection import DETECTORS, RetinaFaceDetector, detect_faces, make_detector
+from .components import EDITING_METHODS, editing_method
 from .errors import CheckpointError, ExpressionEditError, NoFaceError, UnknownExpressionError
-from .faces.geometry import CropTransform, FaceBox, face_mask, stamp_mask
-from .io import DEFAULT_MAX_PIXELS, load_image
-from .labels import EXPRESSIONS, canonical_expression
-from .hub.model_store import ModelStore, find_checkpoints  # noqa: F401 - find_checkpoints: the editor's public API
+from .faces.detection import DETECTORS, RetinaFaceDetector, detect_faces, make_detector
+from .faces.geometry import CropTransform, FaceBox, stamp_mask
 from .faces.processing import FaceImageProcessor
-from .models.runtime import machine_is_busy, resolve_precision, torch_threads
+from .hub.model_store import ModelStore, find_checkpoints  # noqa: F401 - find_checkpoints: the editor's public API
+from .io import DEFAULT_MAX_PIXELS, load_image
+from .labels import canonical_expression
+from .methods.base import FaceToEdit, ProgressCallback, no_progress
+from .models.runtime import resolve_precision, torch_threads
 
 logger = logging.getLogger(__name__)
 
-ProgressCallback = Callable[[float, str], None]  # (fraction done in [0, 1], what is happening); gr.Progress fits
 Reading = dict[str, float]  # the classifier's probability of each expression, in its class order
 
 
@@ -197,7 +197,7 @@ class ExpressionEditor:
         return self.store.count(component) > 0
 
     def available_methods(self) -> list[str]:
-        return [method for method in METHODS if self.has(METHOD_COMPONENTS[method])]
+        return [name for name, method in EDITING_METHODS.items() if self.has(method.component)]
 
     def model(self, component: str, index: int = 0) -> Any:
         """The loaded model of a component (loaded on first use, then cached)."""
@@ -205,17 +205,7 @@ class ExpressionEditor:
 
     def supported_targets(self, method: str) -> tuple[str, ...]:
         """The expressions ``method`` can produce with the models at hand (empty when its checkpoint is missing)."""
-        method = canonical_method(method)
-        if method == "nst":
-            return EXPRESSIONS  # the reference face decides; the target is only a label
-        if method == "sagan":
-            return tuple(self.store.config("sagan").class_names) if self.has("sagan") else ()
-        if method == "average":
-            return tuple(self.store.config("average").targets) if self.has("average") else ()
-        targets: list[str] = []
-        for index in range(self.store.count("cyclegan")):
-            targets += [d for d in self.store.config("cyclegan", index).domains if d not in targets]
-        return tuple(name for name in EXPRESSIONS if name in targets) + tuple(t for t in targets if t not in EXPRESSIONS)
+        return editing_method(method).targets(self)
 
     # --- finding faces -----------------------------------------------------------------------------------------------
     def face_detector(self) -> Any:
@@ -283,23 +273,26 @@ class ExpressionEditor:
     # --- editing -----------------------------------------------------------------------------------------------------
     def edit(self, image: Any, method: str = "cyclegan", target: str | None = "happy", intensity: float = 1.0,
              reference: Any = None, progress_callback: ProgressCallback | None = None,
-             max_faces: int | None = -1, steps: int | None = None, read_expressions: bool = True) -> EditResult:
+             max_faces: int | None = -1, steps: int | None = None, read_expressions: bool = True,
+             **controls: Any) -> EditResult:
         """Edit every face (the ``max_faces`` largest; ``-1`` means the editor's default) of ``image``.
 
         ``image``: a photo (path, bytes, file object, PIL image or array) or the :class:`Detection` of one, which skips
         decoding and detection. ``steps``: neural style transfer's optimisation steps for this call (default: the
         editor's ``nst_steps``). ``read_expressions=False`` skips the classifier's readings (``reading_before`` and
         ``reading_after`` stay None; the SA-GAN's ``intensity`` then walks from no particular expression, a blend):
-        a live webcam frame needs none.
+        a live webcam frame needs none. ``controls``: the method's own options (``EditingMethod.controls``); a name
+        the method does not take raises ``TypeError``.
 
         Raises :class:`UnknownMethodError`, :class:`UnknownExpressionError`, :class:`ImageLoadError` and its
         :class:`ImageTooLargeError`, :class:`NoFaceError` (no face in the photo or in the NST ``reference``) and
         :class:`CheckpointError` (the method's model is missing); all derive from ``ExpressionEditError``.
         """
         start = time.perf_counter()
-        report = progress_callback or (lambda fraction, message: None)
-        method = canonical_method(method)
-        target = self.check_target(method, target)
+        report = progress_callback or no_progress
+        spec = editing_method(method)
+        target = self.check_target(spec.name, target)
+        controls = spec.check_controls(controls)
         if not 0.0 <= float(intensity) <= 1.0:
             raise ValueError(f"intensity must be in [0, 1], got {intensity}")
         intensity = float(intensity)
@@ -307,8 +300,8 @@ class ExpressionEditor:
         steps = self.nst_steps if steps is None else int(steps)
         if steps < 1:
             raise ValueError(f"steps must be at least 1, got {steps}")
-        if method == "nst" and reference is None:
-            raise ExpressionEditError("Neural style transfer needs a reference face photo (the expression to copy).")
+        if spec.needs_reference and reference is None:
+            raise ExpressionEditError(f"{spec.label} needs a reference face photo (the expression to copy).")
 
         if isinstance(image, Detection):
             detection = image
@@ -323,7 +316,7 @@ class ExpressionEditor:
             notes.append(f"Found {len(boxes)} faces; edited the {max_faces} largest.")
             boxes = boxes[:max_faces]
 
-        reference_crop = self._reference_crop(reference) if method == "nst" else None
+        reference_crop = self._reference_crop(spec, reference) if spec.needs_reference else None
 
         tick = time.perf_counter()
         readings = (self.read_expressions(photo, boxes) if read_expressions else None) or [None] * len(boxes)
@@ -339,9 +332,10 @@ class ExpressionEditor:
             face_progress(0.0, f"Editing face {number + 1} of {len(boxes)}")
             source_expression = max(reading, key=reading.get) if reading else None
             crop, transform = self.processor.crop(photo, box)  # full resolution; each method resizes for its model
-            points = self.processor.crop_landmarks(box, transform)
-            edited = self._edit_crop(crop, method, target, intensity, source_expression, reference_crop, steps,
-                                     face_progress, points)
+            face = FaceToEdit(crop, self.processor.crop_landmarks(box, transform), photo, box, transform, target,
+                              intensity, source_expression, reference_crop, steps, face_progress, controls)
+            # Intensity 0: nothing to apply; the model is skipped.
+            edited = crop if intensity == 0.0 else spec.edit_face(self, face)
             mask = self.processor.blend_mask(transform, box, photo)
             output = self.processor.paste(output, edited, transform, mask, out=output)
             faces.append(FaceResult(box, transform, mask, time.perf_counter() - face_start, source_expression, reading))
@@ -351,128 +345,51 @@ class ExpressionEditor:
         # A Detection made earlier: its load and detect times are part of the total.
         timings["total"] = time.perf_counter() - start + (sum(detection.timings.values()) if detection is image else 0)
         report(1.0, "Done")
-        return EditResult(Image.fromarray(output), detection.image, faces, method, target, intensity, timings, notes)
+        return EditResult(Image.fromarray(output), detection.image, faces, spec.name, target, intensity, timings, notes)
 
     def prepare(self, method: str, target: str | None = "happy") -> str | None:
         """Check ``method`` and ``target`` and load the models they need now (not on the first photo).
 
         Returns the target's canonical name. Raises the errors :meth:`edit` would raise for every photo.
         """
-        method = canonical_method(method)
-        target = self.check_target(method, target)
-        if method == "cyclegan":
-            self.model("cyclegan", self._cyclegan_index(target))
-        else:
-            self.model(METHOD_COMPONENTS[method])
+        spec = editing_method(method)
+        target = self.check_target(spec.name, target)
+        spec.prepare(self, target)
         self._classifier()
         detector = self.face_detector()  # loads the segmenter's checkpoint when that is the detector
         if isinstance(detector, RetinaFaceDetector):
             detector.load()  # onnxruntime and the model file, checked now
         return target
 
-    def _cyclegan_index(self, target: str) -> int:
-        return next(i for i in range(self.store.count("cyclegan"))
-                    if target in self.store.config("cyclegan", i).domains)
-
     def check_target(self, method: str, target: str | None) -> str | None:
         """``target``'s canonical name, if ``method`` can produce it with the models at hand."""
-        method = canonical_method(method)
+        spec = editing_method(method)
         if target is None:
-            if method == "nst":
+            if not spec.needs_target:
                 return None
-            raise UnknownExpressionError(f"{method} needs a target expression, e.g. 'happy'.")
+            raise UnknownExpressionError(f"{spec.name} needs a target expression, e.g. 'happy'.")
         try:
             target = canonical_expression(target)
         except ValueError as error:
             raise UnknownExpressionError(str(error)) from None
-        supported = self.supported_targets(method)
+        supported = spec.targets(self)
         if not supported:
-            raise CheckpointError(self.store.missing_message(METHOD_COMPONENTS[method]))
+            raise CheckpointError(self.store.missing_message(spec.component))
         if target not in supported:
-            raise UnknownExpressionError(f"{method} here can produce {', '.join(supported)}, not {target!r}.")
+            raise UnknownExpressionError(f"{spec.name} here can produce {', '.join(supported)}, not {target!r}.")
         return target
 
-    def _reference_crop(self, reference: Any) -> np.ndarray:
+    def _reference_crop(self, spec, reference: Any) -> np.ndarray:
         reference_image = np.asarray(load_image(reference, self.max_pixels))
         boxes = self.detect_faces(reference_image)
         if not boxes:
-            raise NoFaceError("No face found in the reference photo for style transfer.")
-        crop, _ = self.processor.crop(reference_image, boxes[0], self.nst_resolution)
-        return crop
-
-    def _edit_crop(self, crop: np.ndarray, method: str, target: str | None, intensity: float,
-                   source_expression: str | None, reference_crop: np.ndarray | None, steps: int,
-                   progress: ProgressCallback, points: np.ndarray | None = None) -> np.ndarray:
-        """One full-resolution RGB crop (its five landmarks ``points`` in crop pixels) -> the edited crop."""
-        if intensity == 0.0:
-            return crop  # nothing to apply; skip the model
-        if method == "average":
-            model = self.model("average")
-            source = model.source_for(source_expression, target)
-            return self.processor.edit_aligned(crop, points, lambda face: model.apply(face, source, target, intensity))
-        if method in ("cyclegan", "sagan"):
-            model = (self.model("cyclegan", self._cyclegan_index(target)) if method == "cyclegan"
-                     else self.model("sagan"))
-            if model.config.generator_type == "warp_refine":
-                # Moves the face's own pixels in the aligned frame; intensity scales the flow and the change together,
-                # so the slider is a real continuum.
-                with self._generating():
-                    return self.processor.edit_aligned(crop, points,
-                                                       lambda face: model.edit_aligned(face, target, intensity))
-        edit_luminance = self.processor.edit_luminance
-        if method == "cyclegan":
-            model = self.model("cyclegan", self._cyclegan_index(target))
-            config = model.config
-            with self._generating():
-                return edit_luminance(crop, lambda x: model.generate(x.to(self.device), to=target),
-                                      config.resolution, config.in_channels, intensity)
-
-        if method == "sagan":
-            model = self.model("sagan")
-            config = model.config
-            names = list(config.class_names)
-            labels = torch.zeros(1, len(names))
-            labels[0, names.index(target)] = 1.0
-            amount = intensity
-            if self.sagan_intensity == "condition" and source_expression in names and intensity < 1.0:
-                # Walk the condition from the face's own expression to the target: a real in-between expression,
-                # not a cross-fade of two mouths.
-                source = torch.zeros(1, len(names))
-                source[0, names.index(source_expression)] = 1.0
-                labels = (1.0 - intensity) * source + intensity * labels
-                amount = 1.0
-            with self._generating():
-                return edit_luminance(crop, lambda x: model.generate(x.to(self.device), to=labels.to(self.device)),
-                                      config.resolution, config.in_channels, amount)
-
-        # Neural style transfer: optimise the crop's pixels towards the reference face's feature statistics.
-        from .models.style_transfer import run_style_transfer
-
-        extractor = self.model("style_features")
-        size = self.nst_resolution
-        # Everything on the extractor's device up front: run_style_transfer moves content, style and mask, not
-        # style_mask.
-        mask = torch.from_numpy(face_mask(size))[None, None].to(self.device)
-        style = torch.from_numpy(reference_crop.astype(np.float32) / 255.0).permute(2, 0, 1)[None].to(self.device)
-
-        def transfer(pixels: torch.Tensor) -> torch.Tensor:
-            content = ((pixels + 1.0) / 2.0).to(self.device)  # [-1, 1] -> [0, 1]
-            result = run_style_transfer(content, style, extractor, mask=mask, style_mask=mask, steps=steps,
-                                        callback=lambda step, total, loss: progress(step / total, f"Style transfer "
-                                                                                      f"step {step}/{total}"))
-            return result * 2.0 - 1.0
-
-        with torch_threads(self._nst_threads()):
-            return edit_luminance(crop, transfer, size, 3, intensity)
-
-    def _nst_threads(self) -> int | None:
-        if self.num_threads != "auto":
-            return self.num_threads
-        return 1 if machine_is_busy() else None
+            raise NoFaceError(f"No face found in the reference photo for {spec.label}.")
+        return spec.reference_crop(self, reference_image, boxes[0])
 
     @contextlib.contextmanager
-    def _generating(self):
-        """Inference mode, the editor's thread cap and, where it pays (``precision``), bfloat16 autocast."""
+    def generating(self):
+        """Inference mode, the editor's thread cap and, where it pays (``precision``), bfloat16 autocast: how the
+        methods run their generators."""
         with contextlib.ExitStack() as stack:
             stack.enter_context(torch_threads(self._gan_threads))
             stack.enter_context(torch.inference_mode())

@@ -26,11 +26,11 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from expr_models.components import METHOD_COMPONENTS, METHOD_LABELS
+from expr_models.components import EDITING_METHODS, editing_method
 from expr_models.errors import CheckpointError, ExpressionEditError, NoFaceError
 from expr_models.faces.geometry import FaceBox, stamp_mask
-from expr_models.io import photo_metadata, save_image
 from expr_models.faces.live import LiveTracker
+from expr_models.io import photo_metadata, save_image
 from expr_models.pipeline import Detection, EditResult, ExpressionEditor, Reading, find_checkpoints
 
 logger = logging.getLogger(__name__)
@@ -40,7 +40,7 @@ MODELS_DIR_ENV = "EXPR_MODELS_DIR"  # where the Space looks for checkpoints/<nam
 # Every view (edited, before/after, faces) is returned at most this many pixels on its longer side: the image panels
 # are 420 CSS pixels high, twice that on a high-density screen. The full-size result is the PNG download.
 DISPLAY_SIDE = 840
-LIVE_METHODS = ("cyclegan", "sagan", "average")  # fast enough for a webcam stream; NST takes seconds per frame
+LIVE_METHODS = tuple(name for name, method in EDITING_METHODS.items() if method.live)  # NST: seconds per frame
 EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"
 
 
@@ -59,11 +59,11 @@ class SpaceModels:
 
     def problem(self, method: str) -> str | None:
         """Why ``method`` cannot run here (a missing or broken checkpoint), or None when it can."""
-        component = METHOD_COMPONENTS[method]
+        component = EDITING_METHODS[method].component
         if component in self.problems:
             return self.problems[component]
         if not self.targets.get(method):
-            return f"The {METHOD_LABELS[method]} checkpoint in {self.models_dir} names no target expression."
+            return f"The {EDITING_METHODS[method].label} checkpoint in {self.models_dir} names no target expression."
         return None
 
     def available(self, method: str) -> bool:
@@ -75,9 +75,9 @@ class SpaceModels:
 
     def summary(self) -> dict[str, Any]:
         """What the ``methods`` API endpoint returns."""
-        methods = {method: {"label": METHOD_LABELS[method], "available": self.available(method),
-                            "targets": list(self.targets.get(method, ())), "problem": self.problem(method)}
-                   for method in METHOD_LABELS}
+        methods = {name: {"label": method.label, "available": self.available(name),
+                          "targets": list(self.targets.get(name, ())), "problem": self.problem(name)}
+                   for name, method in EDITING_METHODS.items()}
         return {"methods": methods,
                 "classifier": {"available": self.has_classifier, "problem": self.problems.get("classifier")}}
 
@@ -96,7 +96,8 @@ def load_models(models_dir: str | os.PathLike | None = None, **editor_kwargs: An
     editor = ExpressionEditor.from_pretrained(models_dir, **editor_kwargs)
     found = find_checkpoints(models_dir)
     problems: dict[str, str] = {}
-    for component in ("cyclegan", "sagan", "style_features", "classifier"):
+    # Every method's component, and the classifier.
+    for component in dict.fromkeys([method.component for method in EDITING_METHODS.values()] + ["classifier"]):
         try:
             # A missing component raises the pipeline's own CheckpointError, whose message says what to do.
             for index in range(max(1, len(found.get(component, [])))):
@@ -108,17 +109,17 @@ def load_models(models_dir: str | os.PathLike | None = None, **editor_kwargs: An
             problems[component] = f"Could not load the {component} checkpoint in {models_dir}: {error}"
 
     targets: dict[str, tuple[str, ...]] = {}
-    for method, component in METHOD_COMPONENTS.items():
-        targets[method] = ()
-        if component in problems:
+    for name, method in EDITING_METHODS.items():
+        targets[name] = ()
+        if method.component in problems:
             continue
         try:
-            targets[method] = tuple(editor.supported_targets(method))
+            targets[name] = tuple(method.targets(editor))
         except ExpressionEditError as error:
-            problems[component] = str(error)
+            problems[method.component] = str(error)
     models = SpaceModels(editor, models_dir, problems, targets)
     logger.info("Loaded the models in %s in %.1f s: %s", models_dir, time.perf_counter() - start,
-                {m: "ok" if models.available(m) else "missing" for m in METHOD_LABELS})
+                {m: "ok" if models.available(m) else "missing" for m in EDITING_METHODS})
     return models
 
 
@@ -292,14 +293,16 @@ def run_edit(models: SpaceModels, photo: str | os.PathLike | None, method: str,
         raise ExpressionEditError("Upload a photo first (or pick one of the examples).")
     if intensity is None or not 0.0 <= float(intensity) <= 1.0:
         raise ExpressionEditError(f"Intensity must be between 0 and 1, not {intensity}.")
-    method = str(method)
-    if method in METHOD_COMPONENTS and models.problem(method):
+    spec = editing_method(str(method))  # an unknown method raises UnknownMethodError
+    method = spec.name
+    if models.problem(method):
         # Say the model is missing, rather than whatever the pipeline trips over first (e.g. no target to pick).
         raise CheckpointError(models.problem(method))
     result = models.editor.edit(detection or open_upload(photo), method=method, target=target or None,
                                 intensity=float(intensity),
-                                reference=open_upload(reference) if method == "nst" else None,
-                                steps=int(steps) if method == "nst" and steps else None, progress_callback=progress)
+                                reference=open_upload(reference) if spec.needs_reference else None,
+                                steps=int(steps) if spec.needs_reference and steps else None,
+                                progress_callback=progress)
 
     boxes = [face.box for face in result.faces]
     largest = result.faces[0]  # the editor raises NoFaceError when there is none
@@ -336,10 +339,11 @@ def live_edit(models: SpaceModels, tracker: LiveTracker | None, frame: np.ndarra
     tracker = tracker or LiveTracker(models.editor)
     if frame is None:
         return None, tracker
-    method = str(method)
+    spec = editing_method(str(method))
+    method = spec.name
     if method not in LIVE_METHODS:
-        raise ExpressionEditError(f"Live mode runs {', '.join(METHOD_LABELS[m] for m in LIVE_METHODS)}; "
-                                  f"{METHOD_LABELS.get(method, method)} is too slow for a webcam stream.")
+        raise ExpressionEditError(f"Live mode runs {', '.join(EDITING_METHODS[m].label for m in LIVE_METHODS)}; "
+                                  f"{spec.label} is too slow for a webcam stream.")
     if models.problem(method):
         raise CheckpointError(models.problem(method))
     return tracker.edit(frame, method, target or None, float(intensity)).pixels, tracker

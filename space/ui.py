@@ -24,12 +24,12 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 import gradio as gr  # noqa: E402
 from gradio.utils import is_in_or_equal  # noqa: E402
 
+from expr_models.components import EDITING_METHODS  # noqa: E402
 from expr_models.errors import (CheckpointError, ExpressionEditError, ImageLoadError, ImageTooLargeError,  # noqa: E402
                                 NoFaceError, UnknownExpressionError, UnknownMethodError)
-
 from expr_models.pipeline import Detection  # noqa: E402
 
-from .actions import (METHOD_LABELS, OutputFiles, SpaceModels, example_photos,  # noqa: E402
+from .actions import (OutputFiles, SpaceModels, example_photos,  # noqa: E402
                       full_size_png, largest_face_of, largest_face_reading, live_edit, load_models, no_face_message,
                       open_upload, preview, run_edit)
 
@@ -134,24 +134,24 @@ def guarded(action: str) -> Callable:
 # ---------------------------------------------------------------------------------------------------------------------
 
 def method_choices(models: SpaceModels) -> list[tuple[str, str]]:
-    return [(label if models.available(method) else f"{label} (unavailable)", method)
-            for method, label in METHOD_LABELS.items()]
+    return [(method.label if models.available(name) else f"{method.label} (unavailable)", name)
+            for name, method in EDITING_METHODS.items()]
 
 
 def method_note(models: SpaceModels, method: str) -> str:
+    spec = EDITING_METHODS[method]
     problem = models.problem(method)
     if problem:
-        return f"**{METHOD_LABELS[method]} is not available here.** {problem}"
-    if method == "nst":
-        return ("Neural style transfer copies the expression of the **reference face** onto the photo. It optimises "
-                "the pixels step by step, so it is much slower than the GANs; the target is only a label.")
+        return f"**{spec.label} is not available here.** {problem}"
+    if spec.note:
+        return spec.note
     targets = ", ".join(models.targets[method])
-    return f"{METHOD_LABELS[method]} can produce: {targets}."
+    return f"{spec.label} can produce: {targets}."
 
 
 def status_markdown(models: SpaceModels) -> str:
-    parts = [f"{label}: {'ready' if models.available(method) else 'missing'}"
-             for method, label in METHOD_LABELS.items()]
+    parts = [f"{method.label}: {'ready' if models.available(name) else 'missing'}"
+             for name, method in EDITING_METHODS.items()]
     parts.append(f"expression classifier: {'ready' if models.has_classifier else 'missing'}")
     return f"<small>Models in `{models.models_dir.name}/` &mdash; {' · '.join(parts)}</small>"
 
@@ -171,7 +171,7 @@ def build_demo(models: SpaceModels | None = None, models_dir: str | os.PathLike 
     loaded once here and shared by every request."""
     models = models or load_models(models_dir)
     files = OutputFiles()
-    default_method = next((m for m in METHOD_LABELS if models.available(m)), "cyclegan")
+    default_method = next((m for m in EDITING_METHODS if models.available(m)), "cyclegan")
 
     def view_file(image: Any, name: str) -> str:
         """A display view as a file of its own. Gradio writes a returned PIL image in place, without a rename, to a
@@ -240,7 +240,8 @@ def build_demo(models: SpaceModels | None = None, models_dir: str | os.PathLike 
         return live_edit(models, tracker, frame, method, target, intensity)
 
     def method_changed(method):
-        return (target_update(models, method), method_note(models, method), gr.update(visible=method == "nst"))
+        return (target_update(models, method), method_note(models, method),
+                gr.update(visible=EDITING_METHODS[method].needs_reference))
 
     # --- layout --------------------------------------------------------------------------------------------------
     with gr.Blocks(title="Expression editor", delete_cache=(1800, 3600)) as demo:
@@ -261,7 +262,7 @@ def build_demo(models: SpaceModels | None = None, models_dir: str | os.PathLike 
                                      allow_custom_value=True, label="Target expression", elem_id="target")
                 intensity = gr.Slider(0.0, 1.0, value=1.0, step=0.05, label="Intensity",
                                       info="0 keeps the photo, 1 applies the full edit", elem_id="intensity")
-                with gr.Group(visible=default_method == "nst") as nst_options:
+                with gr.Group(visible=EDITING_METHODS[default_method].needs_reference) as nst_options:
                     reference = photo_input(label="Reference face (its expression is copied)",
                                             sources=["upload", "clipboard"], height=220, elem_id="reference")
                     steps = gr.Slider(5, 300, value=min(models.editor.nst_steps, 50), step=5, precision=0,

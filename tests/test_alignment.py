@@ -5,8 +5,8 @@ import pytest
 from skimage import data
 
 from expr_models.faces.alignment import (TEMPLATE, align_face, align_to, apply_affine, frame_face_mask, invert_affine,
-                                   native_size, paste_from_frame, resample_affine, similarity_transform,
-                                   template_points, tem_points, warp_to_frame)
+                                         native_size, paste_from_frame, resample_affine, similarity_transform,
+                                         template_points, tem_points, warp_to_frame)
 
 
 def _similarity(angle_degrees, scale, shift):

@@ -12,7 +12,7 @@ from transformers import AutoModel
 
 import expr_models  # noqa: F401 - registers the Auto classes
 from expr_models.models.average_edit import AverageEditConfig, AverageEditModel
-from expr_models.components import METHOD_COMPONENTS, canonical_method, model_class
+from expr_models.components import EDITING_METHODS, canonical_method, model_class
 
 COMMITTED = Path(__file__).resolve().parents[1] / "checkpoints" / "average"
 
@@ -74,7 +74,7 @@ def test_unknown_pair_and_bad_config_are_refused():
 
 
 def test_registered_as_component_and_method():
-    assert METHOD_COMPONENTS["average"] == "average" and model_class("average") is AverageEditModel
+    assert EDITING_METHODS["average"].component == "average" and model_class("average") is AverageEditModel
     assert canonical_method("Average") == "average"
 
 

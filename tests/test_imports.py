@@ -132,7 +132,8 @@ def test_the_check_finds_a_planted_cycle(tmp_path):
     (package / "c.py").write_text("from typing import TYPE_CHECKING\n\nVALUE = 1\nif TYPE_CHECKING:\n"
                                   "    from planted.a import f\n")
     (package / "clean.py").write_text("from .b import VALUE\nimport planted.c\n")
-    assert cycles(tmp_path, ("planted",)) == ["planted.a -> planted.b -> planted.c -> planted.a  (3 modules in this knot)"]
+    assert cycles(tmp_path, ("planted",)) == [
+        "planted.a -> planted.b -> planted.c -> planted.a  (3 modules in this knot)"]
 
     (package / "c.py").write_text("VALUE = 1\n")  # cut the cycle: nothing left
     assert cycles(tmp_path, ("planted",)) == []

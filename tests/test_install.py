@@ -1,8 +1,11 @@
 """``pip install .`` gives a working ``expr-models`` command.
 
-A venv with ``--system-site-packages`` (and ``--without-pip``, so the system's pip and setuptools build it) sees the
-already installed dependencies (torch and the rest are GBs), and ``--no-index`` forbids pip to download anything: so the install fails if pyproject.toml declares a dependency that
-is not installed, or misses the console script, and the command then runs from the venv's copy of the package.
+The install goes into a fresh venv (``--without-pip``) that sees exactly the packages of the interpreter running the
+tests, through a ``.pth`` file that adds each of its site directories: the system's, or those of the virtual
+environment the tests run in (``--system-site-packages`` would show the *base* interpreter's instead, which in a venv
+hold neither torch nor setuptools). So pip and setuptools build it from what is installed (torch and the rest are
+GBs), and ``--no-index`` forbids pip to download anything: the install fails if pyproject.toml declares a dependency
+that is not installed, or misses the console script, and the command then runs from the venv's copy of the package.
 """
 
 from __future__ import annotations
@@ -15,6 +18,24 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
+def site_dirs() -> list[str]:
+    """The site directories this interpreter imports installed packages from."""
+    return [entry for entry in sys.path
+            if Path(entry).name in ("site-packages", "dist-packages") and Path(entry).is_dir()]
+
+
+def venv_seeing_these_packages(venv: Path) -> Path:
+    """A venv whose python imports this interpreter's installed packages after its own (their ``.pth`` files too, as
+    the interpreter itself reads them)."""
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=300)
+    python = venv / "bin" / "python"
+    purelib = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+                             capture_output=True, text=True, check=True, timeout=300).stdout.strip()
+    lines = [f"import site; site.addsitedir({entry!r})\n" for entry in site_dirs()]
+    (Path(purelib) / "_tested_interpreter_site.pth").write_text("".join(lines))
+    return python
+
+
 def test_pip_install_gives_a_working_command(tmp_path, astronaut):
     from PIL import Image
 
@@ -23,9 +44,8 @@ def test_pip_install_gives_a_working_command(tmp_path, astronaut):
     shutil.copy2(REPO_ROOT / "pyproject.toml", source)  # built from a copy: no build/ or egg-info in the checkout
     shutil.copytree(REPO_ROOT / "expr_models", source / "expr_models", ignore=shutil.ignore_patterns("__pycache__"))
     venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(venv)],
-                   check=True, timeout=300)
-    pip = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "--no-index", "--no-build-isolation",
+    python = venv_seeing_these_packages(venv)
+    pip = subprocess.run([str(python), "-m", "pip", "install", "--no-index", "--no-build-isolation",
                           "--disable-pip-version-check", "-q", str(source)],
                          capture_output=True, text=True, timeout=600)
     assert pip.returncode == 0, pip.stdout[-2000:] + pip.stderr[-3000:]
@@ -42,6 +62,6 @@ def test_pip_install_gives_a_working_command(tmp_path, astronaut):
     edited = run("edit", "astronaut.jpg", "--models", str(REPO_ROOT / "checkpoints"), "--out", "edited", "--json")
     assert edited.returncode == 0, edited.stderr[-3000:]
     assert (tmp_path / "edited" / "astronaut.png").is_file()
-    where = subprocess.run([str(venv / "bin" / "python"), "-c", "import expr_models; print(expr_models.__file__)"],
+    where = subprocess.run([str(python), "-c", "import expr_models; print(expr_models.__file__)"],
                            cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert str(venv) in where.stdout, where.stdout + where.stderr

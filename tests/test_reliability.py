@@ -190,8 +190,10 @@ def test_cli_batch_of_awkward_files(tmp_path, tiny_checkpoints, capsys):
 
 def test_cli_goes_on_after_an_unexpected_error(tmp_path, tiny_checkpoints, monkeypatch, capsys):
     from expr_models.cli import main
+    from expr_models.components import EDITING_METHODS
 
-    original = ExpressionEditor._edit_crop
+    method = EDITING_METHODS["cyclegan"]
+    original = type(method).edit_face
     calls = []
 
     def fails_once(self, *args, **kwargs):
@@ -200,7 +202,7 @@ def test_cli_goes_on_after_an_unexpected_error(tmp_path, tiny_checkpoints, monke
             raise RuntimeError("simulated fault in a model")
         return original(self, *args, **kwargs)
 
-    monkeypatch.setattr(ExpressionEditor, "_edit_crop", fails_once)
+    monkeypatch.setattr(type(method), "edit_face", fails_once)
     for name in ("a.png", "b.png"):
         (tmp_path / name).write_bytes(CATALOG["gray.png"].data)
     code = main(["edit", str(tmp_path / "a.png"), str(tmp_path / "b.png"), "--models", str(tiny_checkpoints),

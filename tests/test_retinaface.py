@@ -1,5 +1,6 @@
-"""The default face detector: RetinaFace-MobileNet0.25 on onnxruntime (expr_models/faces/detection/retinaface.py), its framing, and
-its errors. Photos: scikit-image's and matplotlib's samples (tests/conftest.py), and canvases made from them."""
+"""The default face detector: RetinaFace-MobileNet0.25 on onnxruntime (expr_models/faces/detection/retinaface.py), its
+framing, and its errors. Photos: scikit-image's and matplotlib's samples (tests/conftest.py), and canvases made from
+them."""
 
 import sys
 import threading
@@ -10,8 +11,9 @@ from PIL import Image
 
 from expr_models.errors import CheckpointError, ExpressionEditError, MissingDependencyError
 from expr_models.faces.detection import HaarFaceDetector, default_detector, detect_faces
-from expr_models.faces.detection.retinaface import (DEFAULT_MODEL_PATH, MODEL_FILENAME, MODEL_SHA256, RetinaFaceDetector,
-                                              haar_framing, haar_framing_arrays, roll_degrees)
+from expr_models.faces.detection.retinaface import (DEFAULT_MODEL_PATH, MODEL_FILENAME, MODEL_SHA256,
+                                                    RetinaFaceDetector, haar_framing, haar_framing_arrays,
+                                                    roll_degrees)
 from expr_models.faces.geometry import FaceBox, crop_face
 from expr_models.evaluation.metrics import box_iou
 from expr_models.pipeline import ExpressionEditor

@@ -113,6 +113,31 @@ def test_the_repo_readme_front_matter_is_valid_too():
     check_space_front_matter(front_matter((REPO_ROOT / "README.md").read_text()))
 
 
+def test_the_repo_carries_the_space_lfs_rules_and_its_files_stay_real():
+    """The repo is a Space too: its .gitattributes is the one space-export writes, so a git push sends every binary
+    it ships with LFS. The rules only act where git-lfs is installed: in a checkout without it the committed weights
+    and images are their own bytes (no LFS pointers), and git sees them unchanged."""
+    from expr_models.hub.space_export import gitattributes
+
+    assert (REPO_ROOT / ".gitattributes").read_text() == gitattributes()
+    if not (REPO_ROOT / ".git").exists():
+        pytest.skip("not a git checkout")
+    # git's index: "mode blob stage\tpath" per file.
+    index = subprocess.run(["git", "ls-files", "-s", "-z"], cwd=REPO_ROOT, capture_output=True, check=True).stdout
+    blobs = {entry.split("\t", 1)[1]: entry.split()[1] for entry in index.decode().split("\0") if entry}
+    binaries = [name for name in blobs if is_binary(REPO_ROOT / name)]
+    assert {Path(name).suffix for name in binaries} >= {".safetensors", ".onnx", ".jpg"}
+    patterns = lfs_patterns(gitattributes())
+    for name in binaries:
+        assert stored_with_lfs(name, patterns), f"{name} is binary but no .gitattributes pattern stores it with LFS"
+        assert not (REPO_ROOT / name).read_bytes().startswith(b"version https://git-lfs"), f"{name} is a pointer"
+    lfs_filter = subprocess.run(["git", "config", "--get", "filter.lfs.clean"], cwd=REPO_ROOT, capture_output=True)
+    if lfs_filter.returncode != 0:  # no git-lfs here: the attributes are inert, git hashes the files as they are
+        hashed = subprocess.run(["git", "hash-object", "--", *binaries], cwd=REPO_ROOT, capture_output=True,
+                                text=True, check=True).stdout.split()
+        assert hashed == [blobs[name] for name in binaries]
+
+
 def test_export_refuses_a_folder_that_is_not_empty(tmp_path):
     from expr_models.hub.space_export import export_space
 

@@ -1,6 +1,6 @@
-"""The warp-and-refine CycleGAN generator (expr_models.models.warp_refine), its flow helpers (expr_models.models.layers), its
-full-resolution edit (CycleGANModel.edit_aligned) and a tiny training run of train.cyclegan_warp through the loop.
-Every image is drawn here."""
+"""The warp-and-refine CycleGAN generator (expr_models.models.warp_refine), its flow helpers
+(expr_models.models.layers), its full-resolution edit (CycleGANModel.edit_aligned) and a tiny training run of
+train.cyclegan_warp through the loop. Every image is drawn here."""
 
 from __future__ import annotations
 

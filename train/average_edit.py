@@ -1,5 +1,5 @@
-"""Build the average-edit baseline (``expr_models.models.average_edit``): median optical flow and median residual of real
-photo pairs in the aligned face frame. Not a GAN and no training: a few seconds per hundred pairs on one core.
+"""Build the average-edit baseline (``expr_models.models.average_edit``): median optical flow and median residual of
+real photo pairs in the aligned face frame. Not a GAN and no training: a few seconds per hundred pairs on one core.
 
     python train/average_edit.py --data ../shared/data --out checkpoints/average
 
@@ -32,8 +32,8 @@ import numpy as np
 import torch
 
 
-from expr_models.faces.alignment import (align_face, align_to, frame_face_mask, retinaface_points, tem_points,  # noqa: E402
-                                   warp_to_frame)
+from expr_models.faces.alignment import (align_face, align_to, frame_face_mask, retinaface_points,  # noqa: E402
+                                         tem_points, warp_to_frame)
 from expr_models.models.average_edit import AverageEditConfig, AverageEditModel  # noqa: E402
 from expr_models.data.paired_faces import GRAYSCALE_SOURCES, SOURCES, PhotoPair, photo_pairs  # noqa: E402
 
@@ -191,8 +191,8 @@ def main(argv: list[str] | None = None) -> int:
                   "non-happy targets) and are shared for research only. The London Set: " + LONDON_TERMS + "."),
         "training": (
             f"`python train/average_edit.py --data {args.data} --out {args.out}` ({time.perf_counter() - start:.0f} s). "
-            f"Aligned frame {args.flow_size} px (expr_models.faces.alignment), DIS flow (medium preset) target -> source, "
-            f"per-pixel median, flow smoothed with sigma {args.flow_sigma} px and residual with sigma "
+            f"Aligned frame {args.flow_size} px (expr_models.faces.alignment), DIS flow (medium preset) target -> "
+            f"source, per-pixel median, flow smoothed with sigma {args.flow_sigma} px and residual with sigma "
             f"{args.residual_sigma} px at the stored {args.resolution} px. London neutral landmarks: "
             f"{args.london_neutral_points}. Skipped: {len(record['skipped'])} {record['skipped'][:5]}."),
         "notes": "Deterministic: the same data gives the same fields. Grey sources give a luminance residual.",

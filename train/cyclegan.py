@@ -33,8 +33,9 @@ from train.loop import main
 from train.step import OptimizerSpec, TrainingStep, set_requires_grad
 
 
-# The aligned crop's rows from here down hold the nose, mouth and chin (expr_models.evaluation.metrics.UPPER_FACE_FRACTION is
-# 0.45: the upper face the evaluation expects a mouth edit to leave alone).
+# The aligned crop's rows from here down hold the nose, mouth and chin
+# (expr_models.evaluation.metrics.UPPER_FACE_FRACTION is 0.45: the upper face the evaluation expects a mouth edit to
+# leave alone).
 LOWER_FACE_START = 0.4
 
 

@@ -6,8 +6,8 @@ colour photo pairs, by paired supervision against the same person's real target.
         --generator-type warp_refine --in-channels 3 --resolution 128 --generator-channels 16 \
         --n-residual-blocks 3 --max-steps 300
 
-The generator (``expr_models.models.warp_refine.WarpRefineGenerator`` with the target's label planes) holds one prior per
-target class from the average-edit baseline (``--average-edit``): neutral -> target for every target but neutral,
+The generator (``expr_models.models.warp_refine.WarpRefineGenerator`` with the target's label planes) holds one prior
+per target class from the average-edit baseline (``--average-edit``): neutral -> target for every target but neutral,
 happy -> neutral for neutral. A fresh generator is that baseline; training learns per-person corrections.
 
 Each item is a directed photo pair (``source``, ``target_in_source_frame``: the same person's target photo in the

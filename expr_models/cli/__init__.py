@@ -20,11 +20,11 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, Iterator
 
-from .types import positive_int
+from ..components import EDITING_METHODS, METHODS, editing_method
 from ..errors import ExpressionEditError, ImageLoadError
-from ..components import METHODS
 from ..io import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, OUTPUT_FORMATS, load_image, photo_metadata, save_image
 from ..pipeline import DETECTORS, ExpressionEditor
+from .types import positive_int
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -97,14 +97,19 @@ def add_edit_parser(subparsers: argparse._SubParsersAction) -> None:
         description="Edit the facial expression of every face in each photo; writes OUT/<name>.png (or --format). "
                     "The input's colour profile and EXIF (less the orientation, already applied) are kept.",
     )
+    with_reference = " and ".join(name for name, method in EDITING_METHODS.items() if method.needs_reference)
     parser.add_argument("inputs", nargs="+", metavar="INPUT",
                         help="image files, or folders (their images and those of their direct subfolders)")
-    parser.add_argument("--method", choices=METHODS, default="cyclegan", help="editing method (default: cyclegan)")
+    parser.add_argument("--method", choices=METHODS, default="cyclegan",
+                        help="editing method: " + ", ".join(f"{name} ({method.label})" for name, method in
+                                                            EDITING_METHODS.items()) + " (default: cyclegan)")
     parser.add_argument("--to", dest="target", default=None,
-                        help="target expression, e.g. happy, neutral, surprise (default: happy; for nst a label only)")
+                        help=f"target expression, e.g. happy, neutral, surprise (default: happy; for {with_reference} "
+                             "a label only)")
     parser.add_argument("--intensity", type=_unit_interval, default=1.0,
                         help="how much of the edit to apply, 0..1 (default: 1)")
-    parser.add_argument("--reference", help="a photo of a face with the wanted expression (required for nst)")
+    parser.add_argument("--reference", help=f"a photo of a face with the wanted expression (required for "
+                                             f"{with_reference})")
     parser.add_argument("--models", default="checkpoints", help="folder of checkpoints (default: checkpoints)")
     parser.add_argument("--out", required=True, type=Path, help="output folder (created if needed)")
     parser.add_argument("--format", choices=OUTPUT_FORMATS, default="png",
@@ -127,10 +132,12 @@ def run_edit(args: argparse.Namespace) -> int:
     if args.out.exists() and not args.out.is_dir():
         print(f"error: --out {args.out} exists and is not a folder", file=sys.stderr)
         return EXIT_USAGE
-    if args.method == "nst" and not args.reference:
-        print("error: --method nst needs --reference FACE (a photo with the expression to copy)", file=sys.stderr)
+    method = editing_method(args.method)
+    if method.needs_reference and not args.reference:
+        print(f"error: --method {method.name} needs --reference FACE (a photo with the expression to copy)",
+              file=sys.stderr)
         return EXIT_USAGE
-    target = args.target if args.target is not None else (None if args.method == "nst" else "happy")
+    target = args.target if args.target is not None else ("happy" if method.needs_target else None)
 
     editor = ExpressionEditor.from_pretrained(args.models, device=args.device, detector=args.detector,
                                               max_pixels=args.max_pixels, max_faces=args.max_faces,

@@ -36,7 +36,7 @@ import argparse
 from pathlib import Path
 
 from ..cli.types import positive_int
-from ..components import METHOD_COMPONENTS, METHODS
+from ..components import METHODS, editing_method
 from ..errors import CheckpointError
 from ..pipeline import find_checkpoints
 from .heldout import EvaluationDataError
@@ -119,7 +119,7 @@ def main(args: argparse.Namespace) -> int:
         return EXIT_OK
 
     found = find_checkpoints(args.models)
-    if not any(found.get(METHOD_COMPONENTS[method]) for method in args.methods):
+    if not any(found.get(editing_method(method).component) for method in args.methods):
         log(f"skipped: no checkpoint for {', '.join(args.methods)} in {args.models} (expected "
             f"{args.models}/<name>/config.json + model.safetensors; train them with train/ or point --models at them)")
         return EXIT_OK

@@ -3,11 +3,11 @@
     python -m expr_models evaluate --models checkpoints --data prepared/wider --limit 150
 
 A ``--data`` folder whose rows carry WIDER's ``faces`` column (``python -m train.tools.prepare_data --source wider``) is
-evaluated here instead of as expression faces. Every detector runs through ``expr_models.faces.geometry.detect_faces``, as the
-editing pipeline calls it, with the same smallest face (``min_face`` pixels) and the same score threshold. RetinaFace
-is scored on its own boxes (``framing="raw"``, brows to chin, like WIDER's) and at any roll, not on the Haar-framed
-squares the editor crops from, of the upright faces it edits: those are the editor's choices, the detection is the
-same.
+evaluated here instead of as expression faces. Every detector runs through ``expr_models.faces.detection.detect_faces``,
+as the editing pipeline calls it, with the same smallest face (``min_face`` pixels) and the same score threshold.
+RetinaFace is scored on its own boxes (``framing="raw"``, brows to chin, like WIDER's) and at any roll, not on the
+Haar-framed squares the editor crops from, of the upright faces it edits: those are the editor's choices, the detection
+is the same.
 
 Ground truth: the valid WIDER faces whose longer side is at least ``min_face`` pixels. Faces WIDER flags invalid and
 faces smaller than ``min_face`` are *ignored*: a detection on one counts neither way (the editor would not edit a face

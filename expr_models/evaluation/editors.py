@@ -1,7 +1,9 @@
 """The editors under test: each editing method wrapped as a :class:`Method`, loaded from a folder of checkpoints.
 
 Checkpoints are found by ``model_type`` (:func:`expr_models.pipeline.find_checkpoints`) and loaded with the classes of
-:mod:`expr_models.components`, the registry the editor and the Space use too.
+:mod:`expr_models.components`, the registry the editor and the Space use too. The held-out crops are edited in
+batches by a wrapper per method (:data:`WRAPPERS`); a registered method without one is measured on whole photos only
+(the realism ratio, through the editor).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import numpy as np
 import torch
 
 from . import metrics
-from ..components import METHOD_COMPONENTS, METHODS, model_class
+from ..components import EDITING_METHODS, editing_method, model_class
 from ..models.average_edit import PAIR_SEPARATOR
 from ..faces.geometry import face_mask
 from ..faces.processing import BOX_FRAME_LANDMARKS, FaceImageProcessor
@@ -37,9 +39,12 @@ class Method:
     resolution: int
     channels: int
     targets: tuple[str, ...]
-    needs_reference: bool = False
     edit: Callable[..., torch.Tensor] = field(repr=False, default=None)
     editor_options: dict = field(default_factory=dict)  # ExpressionEditor arguments for the whole-photo check
+
+    @property
+    def needs_reference(self) -> bool:
+        return editing_method(self.kind).needs_reference
 
     def sources_for(self, target: str) -> tuple[str, ...]:
         """The input expressions edited to ``target``: the other domain for two-domain editors, else all others."""
@@ -144,7 +149,7 @@ def nst_method(extractor, checkpoint: str, steps: int, resolution: int = 128,
             outputs.append(metrics.match_input(result.cpu() * 2 - 1, None, 1))  # back to [-1, 1] luma
         return torch.cat(outputs)
 
-    return Method("nst", "nst", checkpoint, extractor, resolution, 1, targets, needs_reference=True, edit=edit,
+    return Method("nst", "nst", checkpoint, extractor, resolution, 1, targets, edit=edit,
                   editor_options={"nst_steps": steps, "nst_resolution": resolution})
 
 
@@ -180,33 +185,39 @@ def checkpoint_info(path: Path) -> dict:
     return info
 
 
+# Each method's batch edit of held-out crops: (the method's checkpoints in the folder, load, settings) -> Methods.
+WRAPPERS: dict[str, Callable[..., list[Method]]] = {
+    # Each CycleGAN covers its own two domains: every one is evaluated.
+    "cyclegan": lambda paths, load, settings: [
+        cyclegan_method(load(path), path.name, "cyclegan" if len(paths) == 1 else f"cyclegan:{path.name}")
+        for path in paths],
+    "sagan": lambda paths, load, settings: [sagan_method(load(paths[0]), paths[0].name)],
+    "nst": lambda paths, load, settings: [nst_method(load(paths[0]), paths[0].name, settings["nst_steps"],
+                                                     settings["nst_resolution"])],
+    "average": lambda paths, load, settings: [average_method(load(paths[0]), paths[0].name)],
+}
+
+
 def load_models(models_dir: Path, methods: tuple[str, ...], device: torch.device, nst_steps: int,
                 nst_resolution: int) -> tuple[list[Method], Any, dict[str, list[dict]]]:
     """The editors to evaluate, the classifier (or None) and the checkpoints' provenance."""
     found = find_checkpoints(models_dir)
     used: dict[str, list[dict]] = {}  # component -> checkpoint_info of each checkpoint loaded
 
-    def load(component: str, path: Path):
-        used.setdefault(component, []).append(checkpoint_info(path))
-        return model_class(component).from_pretrained(path).to(device).eval()
+    def loader(component: str) -> Callable[[Path], Any]:
+        def load(path: Path):
+            used.setdefault(component, []).append(checkpoint_info(path))
+            return model_class(component).from_pretrained(path).to(device).eval()
 
+        return load
+
+    settings = {"nst_steps": nst_steps, "nst_resolution": nst_resolution}
     editors: list[Method] = []
-    for method in METHODS:  # the registry's order, whatever the order asked for
-        component = METHOD_COMPONENTS[method]
-        paths = found.get(component, [])
-        if method not in methods or not paths:
-            continue
-        if method == "cyclegan":  # each CycleGAN covers its own two domains: evaluate every one
-            for path in paths:
-                name = "cyclegan" if len(paths) == 1 else f"cyclegan:{path.name}"
-                editors.append(cyclegan_method(load(component, path), path.name, name))
-        elif method == "sagan":
-            editors.append(sagan_method(load(component, paths[0]), paths[0].name))
-        elif method == "nst":
-            editors.append(nst_method(load(component, paths[0]), paths[0].name, nst_steps, nst_resolution))
-        elif method == "average":
-            editors.append(average_method(load(component, paths[0]), paths[0].name))
-    classifier = load("classifier", found["classifier"][0]) if found.get("classifier") else None
+    for name, method in EDITING_METHODS.items():  # the registry's order, whatever the order asked for
+        paths = found.get(method.component, [])
+        if name in methods and paths and name in WRAPPERS:
+            editors += WRAPPERS[name](paths, loader(method.component), settings)
+    classifier = loader("classifier")(found["classifier"][0]) if found.get("classifier") else None
     return editors, classifier, used
 
 

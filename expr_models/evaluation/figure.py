@@ -4,9 +4,9 @@
     python -m expr_models figure --out docs/figure.jpg --models checkpoints --raw-data ../shared/data --people 2
 
 Faces: scikit-image's astronaut, matplotlib's Grace Hopper and ``--people`` held-out people of the London Set (the test
-split of ``expr_models.data.paired_faces``; CC BY 4.0, "Face Research Lab London Set, DeBruine & Jones (2017), CC BY 4.0,
-doi:10.6084/m9.figshare.5047666.v5"), never a research-only photo. Without ``../shared/data`` the figure has the two
-packaged photos only. Each row is one face, edited through ``ExpressionEditor.edit`` on the whole photo (the path a
+split of ``expr_models.data.paired_faces``; CC BY 4.0, "Face Research Lab London Set, DeBruine & Jones (2017), CC BY
+4.0, doi:10.6084/m9.figshare.5047666.v5"), never a research-only photo. Without ``../shared/data`` the figure has the
+two packaged photos only. Each row is one face, edited through ``ExpressionEditor.edit`` on the whole photo (the path a
 user gets); the first panel row shows the head, the second the mouth region cut from the full-resolution photo and
 enlarged with nearest-neighbour sampling, so every pixel the edit changed shows as it is.
 """
@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from ..components import METHOD_LABELS
+from ..components import editing_method
 
 # (method, target) of each column after the input; a column is left out when the editor lacks the method.
 COLUMNS = (("average", "happy"), ("cyclegan", "happy"), ("sagan", "happy"), ("average", "neutral"),
@@ -87,8 +87,9 @@ def make_figure(editor: Any, photos: list[tuple[str, np.ndarray]], columns=COLUM
                 footer: str | None = None) -> Image.Image:
     """One row pair (head, mouth) per photo; columns: the input, then each (method, target) the editor has."""
     columns = [(m, t) for m, t in columns  # NST needs a reference photo: not drawn here
-               if m != "nst" and m in editor.available_methods() and t in editor.supported_targets(m)]
-    titles = ["input"] + [f"{METHOD_LABELS[m]} to {t}" for m, t in columns]
+               if not editing_method(m).needs_reference and m in editor.available_methods()
+               and t in editor.supported_targets(m)]
+    titles = ["input"] + [f"{editing_method(m).label} to {t}" for m, t in columns]
     width = PANEL * len(titles)
     blocks = []
     font, small = _font(17), _font(14)

@@ -22,8 +22,8 @@ import torch.nn.functional as F
 from skimage.metrics import structural_similarity
 from torch import nn
 
-# In an aligned crop (expr_models.faces.geometry framing) the eyes, brows and forehead fill the top ~45% of the rows; the
-# mouth starts lower. A mouth edit should leave this band alone.
+# In an aligned crop (expr_models.faces.geometry framing) the eyes, brows and forehead fill the top ~45% of the rows;
+# the mouth starts lower. A mouth edit should leave this band alone.
 UPPER_FACE_FRACTION = 0.45
 
 # ITU-R BT.601 luma weights, the same as expr_models.faces.processing.rgb_to_ycbcr.

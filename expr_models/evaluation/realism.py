@@ -3,11 +3,11 @@
 For every held-out person photographed in two expressions (``expr_models.data.paired_faces``: FEI neutral <-> happy, the
 London Set neutral <-> happy in colour, JAFFE neutral -> each other expression), the whole source photo is edited with
 ``ExpressionEditor.edit`` (default detector, paste-back and all) towards the target, and the edit's mouth region is
-compared with the same person's real photo of the target (``expr_models.evaluation.realism_ratio``: the real photo aligned on the upper
-face, grey, blurred; ratio = error(edit, real) / error(unedited, real); below 1 = closer to the real expression). The
-face box and landmarks that place the region come from RetinaFace on the unedited photos, so every method is measured
-on the same region. Per person the ratio is the median over its photo pairs (JAFFE has several takes per expression);
-the report gives the median over people and their count.
+compared with the same person's real photo of the target (``expr_models.evaluation.realism_ratio``: the real photo
+aligned on the upper face, grey, blurred; ratio = error(edit, real) / error(unedited, real); below 1 = closer to the
+real expression). The face box and landmarks that place the region come from RetinaFace on the unedited photos, so every
+method is measured on the same region. Per person the ratio is the median over its photo pairs (JAFFE has several takes
+per expression); the report gives the median over people and their count.
 
     result = evaluate_realism(editor, ["cyclegan", "sagan", "average"], Path("../shared/data"), split="test")
 """
@@ -22,13 +22,13 @@ from typing import Any, Callable, Sequence
 import numpy as np
 from PIL import Image
 
-from ..faces.alignment import retinaface_face
-from ..errors import NoFaceError
+from ..components import editing_method
 from ..data.paired_faces import PhotoPair, photo_pairs
+from ..errors import NoFaceError
+from ..faces.alignment import retinaface_face
 from .realism_ratio import median_ratio, paired_realism_ratio
 
 DATASET_ORDER = ("fei", "london", "jaffe")
-SLOW_METHODS = ("nst",)  # minutes per photo on a CPU: left out of the realism ratio
 DEFINITION = (
     "Paired realism ratio: a held-out person's photo in the source expression, edited whole by the editor "
     "(`ExpressionEditor.edit`, default detector) towards the target, against the same person's real photo of the "
@@ -86,8 +86,9 @@ def _first_of_each_edit(pairs: list[PhotoPair], limit: int) -> list[PhotoPair]:
 
 
 def realism_methods(editor: Any, methods: Sequence[str]) -> list[str]:
-    """The methods measured: those evaluated that the editor has (NST left out: too slow), plus the average edit."""
-    wanted = [m for m in methods if m not in SLOW_METHODS] + ["average"]
+    """The methods measured: those evaluated that the editor has, plus the average edit. Methods that need a reference
+    photo are left out (NST: there is none here, and it takes minutes per photo on a CPU)."""
+    wanted = [m for m in methods if not editing_method(m).needs_reference] + ["average"]
     return [m for m in dict.fromkeys(wanted) if m in editor.available_methods()]
 
 

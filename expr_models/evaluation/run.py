@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from . import metrics
-from ..components import METHOD_COMPONENTS
+from ..components import editing_method
 from ..errors import NoFaceError
 from ..pipeline import ExpressionEditor
 from .detection import evaluate_detectors, is_detection_dataset
@@ -115,7 +115,7 @@ def whole_photo_check(method: Method, target: str, sources: list[Face], referenc
                       raw_data: Path | None, device: torch.device, max_photos: int) -> dict:
     """Edit whole photos through the pipeline (detect, crop, edit, paste back) and count the pixels changed outside
     the blend mask, which paste-back promises to leave byte-identical."""
-    component = METHOD_COMPONENTS[method.kind]
+    component = editing_method(method.kind).component
     editor = ExpressionEditor(models_dir=None, device=device, models={component: method.model},
                               **method.editor_options)
     # Faces with an original photo first: FER2013/CK+ are 48x48 crops with no photo around them.
@@ -150,7 +150,7 @@ def evaluate_dataset(held_out: HeldOut, editors: list[Method], judge: Judge, dev
     for method in editors:
         for target in method.targets:
             sources = [f for f in faces if f.expression in method.sources_for(target)]
-            if method.kind == "nst":
+            if method.needs_reference:  # NST: minutes per face
                 sources = sources[:nst_faces]
             if not sources:
                 log(f"[{held_out.name}] {method.name} -> {target}: no inputs of {', '.join(method.sources_for(target))}"

@@ -26,7 +26,8 @@ from .geometry import CROP_SCALE, CropTransform, FaceBox, crop_face, crop_square
 
 # How a face's square is placed in the photo. "box": CROP_SCALE times the detector's (Haar-framed) box around its
 # centre, axis-aligned; the luminance GANs were trained on it. Models that work in the frame aligned on the five
-# landmarks (expr_models.faces.alignment) go one step further inside that square: :meth:`FaceImageProcessor.edit_aligned`.
+# landmarks (expr_models.faces.alignment) go one step further inside that square:
+# :meth:`FaceImageProcessor.edit_aligned`.
 FRAMINGS = ("box",)
 
 # Where RetinaFace's five landmarks fall, on average, in the box-framed square (fractions of its side; measured on 61

@@ -3,10 +3,11 @@
     expr-models space-export build/space               # then: cd build/space && git init && git lfs install ...
     expr-models space-export build/space --models me/expr-models
 
-The folder holds ``README.md`` (the Space's front matter, built with ``SpaceCardData``), ``app.py``, ``space/``,
-the ``expr_models`` package source (it is not on PyPI), ``checkpoints/`` (an editor repo, see
-``expr_models.hub.editor_repo``), a ``requirements.txt`` and a ``.gitattributes`` that stores every binary file with LFS (the Hub refuses a git push
-with ``.safetensors``, ``.onnx`` or image files outside LFS/Xet). Nothing from ``../shared/data`` is copied.
+The folder holds ``README.md`` (the Space's front matter, built with ``SpaceCardData``), ``app.py``, ``space/``, the
+``expr_models`` package source (it is not on PyPI), ``checkpoints/`` (an editor repo, see
+``expr_models.hub.editor_repo``), a ``requirements.txt`` and a ``.gitattributes`` that stores every binary file with LFS
+(the Hub refuses a git push with ``.safetensors``, ``.onnx`` or image files outside LFS/Xet). Nothing from
+``../shared/data`` is copied.
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ from transformers import PreTrainedConfig
 from transformers.utils import ModelOutput
 
 from ..faces.alignment import (AlignedFace, align_face, native_size, paste_from_frame, retinaface_points, warp_and_add,
-                        warp_to_frame)
+                               warp_to_frame)
 from .modeling_utils import ExprPreTrainedModel
 
 PAIR_SEPARATOR = "->"
@@ -81,9 +81,9 @@ class AverageEditModel(ExprPreTrainedModel):
     config_class = AverageEditConfig
     card_summary = (
         "The average-edit baseline: for each pair of expressions, the median optical flow and the median residual "
-        "of real people's photo pairs in the aligned face frame (`expr_models.faces.alignment`). No learning: it is the bar "
-        "every learned editor must beat on realism, and a deterministic fallback. Input: a face aligned to the frame "
-        "(any size, colour or grey). `model.edit_photo(photo, 'neutral', 'happy')` edits a whole photo."
+        "of real people's photo pairs in the aligned face frame (`expr_models.faces.alignment`). No learning: it is "
+        "the bar every learned editor must beat on realism, and a deterministic fallback. Input: a face aligned to the "
+        "frame (any size, colour or grey). `model.edit_photo(photo, 'neutral', 'happy')` edits a whole photo."
     )
 
     def __init__(self, config: AverageEditConfig):

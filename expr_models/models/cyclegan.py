@@ -50,8 +50,8 @@ class CycleGANConfig(PreTrainedConfig):
         gan_loss: ``lsgan`` (reference) or ``vanilla``. (The loss weights are training arguments, see
             ``train/cyclegan.py``.)
         generator_type: ``resnet`` (the reference generator, painting the crop at ``resolution``) or
-            ``warp_refine`` (``expr_models.models.warp_refine``: a smooth flow added to the average-edit baseline's, and a
-            masked appearance change; needs ``in_channels=3``; edit full-resolution crops with ``edit_aligned``).
+            ``warp_refine`` (``expr_models.models.warp_refine``: a smooth flow added to the average-edit baseline's, and
+            a masked appearance change; needs ``in_channels=3``; edit full-resolution crops with ``edit_aligned``).
         flow_resolution: warp_refine: side of the learned flow (upsampled bilinearly); ``resolution / 4`` by default.
         max_flow: warp_refine: the learned flow's largest step, as a fraction of the crop's side.
         max_prior_gain: warp_refine: above 0, each face gets a learned gain in (0, max_prior_gain), 1 at start, on

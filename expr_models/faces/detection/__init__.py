@@ -3,10 +3,10 @@
     boxes = detect_faces(photo)                          # RetinaFace, largest first, boxes in the Haar framing
     boxes = detect_faces(photo, detector=make_detector("haar"))
 
-Every detector returns face boxes (:class:`~expr_models.faces.geometry.FaceBox`) in the framing the training crops were cut
-with (the Haar cascade's): RetinaFace (:mod:`.retinaface`, the default; onnxruntime, the model committed in
-checkpoints/face_detector/) maps its own boxes to it, and OpenCV's Haar cascade (:mod:`.haar`) draws it. Any object
-with ``detect(image) -> list[FaceBox]`` (e.g. the trained ``FaceSegmenter``) can be used instead.
+Every detector returns face boxes (:class:`~expr_models.faces.geometry.FaceBox`) in the framing the training crops were
+cut with (the Haar cascade's): RetinaFace (:mod:`.retinaface`, the default; onnxruntime, the model committed in
+checkpoints/face_detector/) maps its own boxes to it, and OpenCV's Haar cascade (:mod:`.haar`) draws it. Any object with
+``detect(image) -> list[FaceBox]`` (e.g. the trained ``FaceSegmenter``) can be used instead.
 """
 
 from __future__ import annotations

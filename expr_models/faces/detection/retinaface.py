@@ -1,7 +1,7 @@
 """The default face detector: RetinaFace with a MobileNet-0.25 backbone, run by onnxruntime.
 
     detector = RetinaFaceDetector()          # boxes in the editor's (Haar) framing, with 5 landmarks each
-    boxes = detector.detect(rgb_uint8)       # or expr_models.faces.detection.detect_faces(photo), which uses it by default
+    boxes = detector.detect(rgb_uint8)       # or expr_models.faces.detection.detect_faces(photo), which uses it
     raw = RetinaFaceDetector(framing="raw")  # RetinaFace's own boxes (brows to chin), e.g. to score on WIDER FACE
 
 The model is biubug6/Pytorch_Retinaface's ``mobilenet0.25_Final.pth`` (MIT, trained on WIDER FACE) as an ONNX graph,
