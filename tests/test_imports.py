@@ -1,4 +1,4 @@
-"""No import cycles, of any length, among the modules of ``expr_models/``, ``train/`` and ``space/``.
+"""No import cycles, of any length, among the modules of ``expr_models/``, ``train/`` and ``space/``; small rooms.
 
 The graph is read with ``ast`` from the source, so imports inside functions and under ``TYPE_CHECKING`` count as much
 as those at the top of a file. ``from pkg import name`` is an edge to the module ``pkg.name`` when there is one, else
@@ -147,3 +147,15 @@ def test_two_modules_that_import_each_other_are_a_cycle(tmp_path):
     (package / "x.py").write_text("from .sub import y\n")
     (package / "sub" / "y.py").write_text("import pair.x\n")
     assert cycles(tmp_path, ("pair",)) == ["pair.sub.y -> pair.x -> pair.sub.y  (2 modules in this knot)"]
+
+
+def test_the_rooms_stay_small():
+    """At most 14 entries at the top of ``expr_models/`` (the rooms, not every module), no file of the library, the
+    training code or the Space over 500 lines."""
+    top = sorted(path.name for path in (REPO_ROOT / "expr_models").iterdir()
+                 if path.name != "__pycache__" and not path.name.startswith(".") and not path.name.endswith(".pyc"))
+    assert len(top) <= 14, top
+    long = {str(path.relative_to(REPO_ROOT)): lines
+            for package in PACKAGES for path in (REPO_ROOT / package).rglob("*.py")
+            if (lines := len(path.read_text().splitlines())) > 500}
+    assert long == {}, f"files over 500 lines: {long}"

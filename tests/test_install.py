@@ -45,6 +45,9 @@ def test_pip_install_gives_a_working_command(tmp_path, astronaut):
     shutil.copytree(REPO_ROOT / "expr_models", source / "expr_models", ignore=shutil.ignore_patterns("__pycache__"))
     venv = tmp_path / "venv"
     python = venv_seeing_these_packages(venv)
+    seen = subprocess.run([str(python), "-c", "import sys; print(*sys.path, sep='\\n')"], capture_output=True,
+                          text=True, check=True, timeout=300).stdout.splitlines()
+    assert set(site_dirs()) <= set(seen), "the install venv does not see this interpreter's packages"
     pip = subprocess.run([str(python), "-m", "pip", "install", "--no-index", "--no-build-isolation",
                           "--disable-pip-version-check", "-q", str(source)],
                          capture_output=True, text=True, timeout=600)
