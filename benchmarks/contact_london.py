@@ -27,10 +27,10 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 
-from expr_models.faces.alignment import retinaface_face  # noqa: E402
-from expr_models.models.average_edit import AverageEditModel  # noqa: E402
 from expr_models.data.paired_faces import photo_pairs  # noqa: E402
 from expr_models.evaluation.realism_ratio import align_upper_face  # noqa: E402
+from expr_models.faces.alignment import retinaface_face  # noqa: E402
+from expr_models.models.average_edit import AverageEditModel  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

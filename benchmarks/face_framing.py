@@ -188,8 +188,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from PIL import Image
 
-    from expr_models.faces.detection import retinaface
     from expr_models.data import BuildReport, scan_fei, scan_jaffe
+    from expr_models.faces.detection import retinaface
     from expr_models.faces.detection import HaarFaceDetector, detect_faces
 
     info = bu.machine()
@@ -244,8 +244,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"{check['haar_side_over_mapped_side']['median']:.3f}")
 
     if (args.classifier / "config.json").is_file():
-        from expr_models.models.classifier import ExpressionClassifier
         from expr_models.faces.detection import RetinaFaceDetector
+        from expr_models.models.classifier import ExpressionClassifier
 
         classifier = ExpressionClassifier.from_pretrained(args.classifier).float().eval()
         photos = held_out_photos(args.data)

@@ -37,10 +37,10 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 
-from expr_models.faces.alignment import retinaface_face  # noqa: E402
-from expr_models.models.average_edit import AverageEditModel  # noqa: E402
 from expr_models.evaluation.realism import read_rgb, realism_pairs, summarise  # noqa: E402
 from expr_models.evaluation.realism_ratio import align_upper_face, paired_realism_ratio  # noqa: E402
+from expr_models.faces.alignment import retinaface_face  # noqa: E402
+from expr_models.models.average_edit import AverageEditModel  # noqa: E402
 
 # (dataset, the GAN method measured beside the baseline on it)
 GAN_FOR = {"fei": "cyclegan", "london": "cyclegan", "jaffe": "sagan"}
@@ -50,8 +50,8 @@ class Judge:
     """The project's expression classifier on the Haar-framed grey crop of a face box (its training framing)."""
 
     def __init__(self, checkpoint: Path):
-        from expr_models.models.classifier import ExpressionClassifier
         from expr_models.faces.detection import HaarFaceDetector
+        from expr_models.models.classifier import ExpressionClassifier
 
         self.classifier = ExpressionClassifier.from_pretrained(checkpoint).float().eval()
         self.names = list(self.classifier.config.class_names)

@@ -11,8 +11,8 @@ from huggingface_hub.errors import StrictDataclassClassValidationError
 from transformers import AutoModel
 
 import expr_models  # noqa: F401 - registers the Auto classes
-from expr_models.models.average_edit import AverageEditConfig, AverageEditModel
 from expr_models.components import EDITING_METHODS, canonical_method, model_class
+from expr_models.models.average_edit import AverageEditConfig, AverageEditModel
 
 COMMITTED = Path(__file__).resolve().parents[1] / "checkpoints" / "average"
 

@@ -142,8 +142,8 @@ def test_torch_threads_restores_the_setting():
 
 
 def test_precision_and_thread_settings_are_checked():
-    from expr_models.pipeline import ExpressionEditor
     from expr_models.models.runtime import resolve_precision
+    from expr_models.pipeline import ExpressionEditor
 
     assert resolve_precision("fp32", torch.device("cpu")) is None
     assert resolve_precision("bf16", torch.device("cpu")) == torch.bfloat16

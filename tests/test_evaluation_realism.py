@@ -14,9 +14,9 @@ import torch
 from PIL import Image
 from skimage import data as skimage_data
 
-from expr_models.models.average_edit import AverageEditModel
-from expr_models.evaluation.realism import evaluate_realism, markdown_table, realism_pairs, summarise
 from expr_models.data.paired_faces import photo_pairs
+from expr_models.evaluation.realism import evaluate_realism, markdown_table, realism_pairs, summarise
+from expr_models.models.average_edit import AverageEditModel
 from expr_models.pipeline import ExpressionEditor
 
 torch.set_num_threads(2)

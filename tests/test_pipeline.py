@@ -14,10 +14,10 @@ from expr_models.errors import (CheckpointError, ExpressionEditError, ImageLoadE
                                 UnknownExpressionError, UnknownMethodError)
 from expr_models.faces.detection import detect_faces
 from expr_models.faces.geometry import crop_face
+from expr_models.faces.processing import FaceImageProcessor, rgb_to_ycbcr
 from expr_models.io import load_image
 from expr_models.labels import EXPRESSIONS
 from expr_models.pipeline import Detection, ExpressionEditor, find_checkpoints
-from expr_models.faces.processing import FaceImageProcessor, rgb_to_ycbcr
 
 edit_luminance = FaceImageProcessor().edit_luminance
 

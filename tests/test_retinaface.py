@@ -10,12 +10,12 @@ import pytest
 from PIL import Image
 
 from expr_models.errors import CheckpointError, ExpressionEditError, MissingDependencyError
+from expr_models.evaluation.metrics import box_iou
 from expr_models.faces.detection import HaarFaceDetector, default_detector, detect_faces
 from expr_models.faces.detection.retinaface import (DEFAULT_MODEL_PATH, MODEL_FILENAME, MODEL_SHA256,
                                                     RetinaFaceDetector, haar_framing, haar_framing_arrays,
                                                     roll_degrees)
 from expr_models.faces.geometry import FaceBox, crop_face
-from expr_models.evaluation.metrics import box_iou
 from expr_models.pipeline import ExpressionEditor
 
 pytest.importorskip("onnxruntime")

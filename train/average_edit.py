@@ -32,10 +32,10 @@ import numpy as np
 import torch
 
 
+from expr_models.data.paired_faces import GRAYSCALE_SOURCES, SOURCES, PhotoPair, photo_pairs  # noqa: E402
 from expr_models.faces.alignment import (align_face, align_to, frame_face_mask, retinaface_points,  # noqa: E402
                                          tem_points, warp_to_frame)
 from expr_models.models.average_edit import AverageEditConfig, AverageEditModel  # noqa: E402
-from expr_models.data.paired_faces import GRAYSCALE_SOURCES, SOURCES, PhotoPair, photo_pairs  # noqa: E402
 
 LONDON_TERMS = ("Face Research Lab London Set, DeBruine & Jones (2017), CC BY 4.0, doi:10.6084/m9.figshare.5047666.v5")
 

@@ -22,8 +22,8 @@ import torch.nn.functional as F
 from torch import nn
 from transformers.hf_argparser import HfArg
 
-from expr_models.models.classifier import ExpressionClassifier, ExpressionClassifierConfig
 from expr_models.labels import EXPRESSIONS
+from expr_models.models.classifier import ExpressionClassifier, ExpressionClassifierConfig
 from train.args import ConfigError, TrainingArguments, make_config
 from train.data import FaceCrops, describe_rows, expression_rows
 from train.loop import main

@@ -70,8 +70,8 @@ def fei_pairs(root: str | Path, seed: int = 0) -> list[PhotoPair]:
 
 
 def jaffe_pairs(root: str | Path, seed: int = 0) -> list[PhotoPair]:
-    from .sources import JAFFE_NAME
     from ..labels import canonical_expression
+    from .sources import JAFFE_NAME
 
     root = Path(root)
     takes: dict[str, dict[str, list[Path]]] = {}

@@ -32,8 +32,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from . import metrics
 from ..faces.detection import HaarFaceDetector, RetinaFaceDetector, detect_faces
+from . import metrics
 
 IOU_THRESHOLDS = (0.5, 0.3)
 DEFAULT_MIN_FACE = 24  # the editing pipeline's default smallest face, in pixels

@@ -17,13 +17,13 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from . import metrics
 from ..components import EDITING_METHODS, editing_method, model_class
-from ..models.average_edit import PAIR_SEPARATOR
 from ..faces.geometry import face_mask
 from ..faces.processing import BOX_FRAME_LANDMARKS, FaceImageProcessor
-from ..pipeline import find_checkpoints
+from ..models.average_edit import PAIR_SEPARATOR
 from ..models.style_transfer import run_style_transfer
+from ..pipeline import find_checkpoints
+from . import metrics
 
 BATCH_SIZE = 16
 

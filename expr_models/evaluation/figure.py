@@ -139,8 +139,8 @@ def add_figure_parser(subparsers: Any) -> None:
 
 
 def run_figure(args: argparse.Namespace) -> int:
-    from .cli import default_raw_data
     from ..pipeline import ExpressionEditor
+    from .cli import default_raw_data
 
     raw_data = args.raw_data if args.raw_data is not None else default_raw_data()
     photos = london_photos(raw_data, args.people) if (raw_data / "london").is_dir() else []

@@ -20,10 +20,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import metrics
 from ..components import editing_method
 from ..errors import NoFaceError
 from ..pipeline import ExpressionEditor
+from . import metrics
 from .detection import evaluate_detectors, is_detection_dataset
 from .editors import Method, load_models, load_segmenter, run_batched
 from .heldout import Face, HeldOut, load_held_out, original_photo, to_tensor, whole_photo

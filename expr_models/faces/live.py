@@ -21,8 +21,8 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from .geometry import FaceBox
 from ..pipeline import Detection, ExpressionEditor
+from .geometry import FaceBox
 
 THUMBNAIL_SIDE = 24  # pixels per side of the grey face thumbnails compared between frames
 

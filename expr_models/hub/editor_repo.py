@@ -84,9 +84,9 @@ def save_editor(editor: Any, save_directory: str | os.PathLike, repo_id: str | N
 
 def write_editor_card(folder: str | os.PathLike, repo_id: str | None = None) -> dict[str, Any]:
     """Write ``model_index.json``, ``README.md`` and ``LICENSE.md`` of an editor folder from its subfolders."""
-    from .cards import editor_card, license_text
     from ..components import COMPONENT_BY_MODEL_TYPE, COMPONENTS
     from ..faces.detection.retinaface import MODEL_FILENAME
+    from .cards import editor_card, license_text
 
     folder = Path(folder)
     index: dict[str, Any] = {"_class_name": "ExpressionEditor", "_expr_models_version": _version()}
@@ -211,8 +211,8 @@ def add_cards_parser(subparsers: Any) -> None:
 
 
 def run_cards(args: Any) -> int:
-    from .cards import CARD_INFO_FILE, eval_results_from_report, write_model_card
     from ..components import COMPONENT_BY_MODEL_TYPE
+    from .cards import CARD_INFO_FILE, eval_results_from_report, write_model_card
 
     report = json.loads(args.evaluation.read_text()) if args.evaluation else None
     if report is not None:

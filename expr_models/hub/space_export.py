@@ -87,8 +87,8 @@ def export_space(out: str | Path, models: Any = None, force: bool = False) -> Pa
     ``models``: what goes into ``checkpoints/``: an editor folder or repo id (default: this checkout's
     ``checkpoints``), or an ``ExpressionEditor``.
     """
-    from .editor_repo import save_editor
     from ..pipeline import ExpressionEditor
+    from .editor_repo import save_editor
 
     if not (REPO_ROOT / "app.py").is_file() or not (REPO_ROOT / "space").is_dir():
         raise FileNotFoundError(f"The Space's app (app.py, space/) is not next to {PACKAGE_DIR}: run "

@@ -18,10 +18,10 @@ from torch import nn
 from transformers import PreTrainedConfig
 from transformers.utils import ModelOutput
 
+from ..faces.alignment import edit_in_frame
 from .layers import (ConvNormAct, PatchDiscriminator, PretrainedFeatureDiscriminator, ResidualBlock, UpConvNormAct,
                      init_gan_weights)
 from .modeling_utils import ExprPreTrainedModel
-from ..faces.alignment import edit_in_frame
 from .warp_refine import WarpRefineGenerator, check_warp_config, edit_aligned_crop
 
 

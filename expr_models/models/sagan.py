@@ -23,8 +23,8 @@ from transformers import PreTrainedConfig
 from transformers.utils import ModelOutput
 
 from ..faces.alignment import edit_in_frame
-from .cyclegan import lower_face_window
 from ..labels import EXPRESSIONS
+from .cyclegan import lower_face_window
 from .layers import ConvNormAct, ResidualBlock, SelfAttention2d, UpConvNormAct, conv, init_gan_weights
 from .modeling_utils import ExprPreTrainedModel
 from .warp_refine import WarpRefineGenerator, check_warp_config, edit_aligned_crop

@@ -36,8 +36,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from expr_models.faces.alignment import align_face, retinaface_points, warp_to_frame
 from expr_models.data.paired_faces import GRAYSCALE_SOURCES, photo_pairs
+from expr_models.faces.alignment import align_face, retinaface_points, warp_to_frame
 from train.average_edit import PointCache, pair_crops, read_rgb
 
 PAIR_SPLITS = ("train", "validation")  # never "test": those subjects are held out from every training step
