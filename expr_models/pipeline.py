@@ -3,11 +3,11 @@
 The CLI, the Gradio Space and the evaluation all go through :class:`ExpressionEditor`. :meth:`~ExpressionEditor.detect`
 decodes a photo (:func:`expr_models.io.load_image`) and finds its faces (:mod:`expr_models.faces.detection`) into a
 :class:`Detection`. :meth:`~ExpressionEditor.edit` takes a photo or a Detection; for each face the
-:class:`~expr_models.faces.processing.FaceImageProcessor` cuts the crop at the training framing, runs the model on its
-luminance and adds the change to the full-resolution crop, which is blended back with a feathered face mask (pixels
-outside it stay byte-identical). ``intensity`` is how much of the change is applied; for the SA-GAN the condition
-walks from the classifier's reading of the face to the target instead. The :class:`EditResult` carries the
-classifier's reading of each face before and after.
+:class:`~expr_models.faces.processing.FaceImageProcessor` cuts the full-resolution crop at the training framing, the
+editing method (:mod:`expr_models.methods`, found by name in :data:`expr_models.components.EDITING_METHODS`) edits it,
+and the crop is blended back with a feathered face mask (pixels outside it stay byte-identical). ``intensity`` is how
+much of the change is applied. The :class:`EditResult` carries the classifier's reading of each face before and
+after.
 
     editor = ExpressionEditor.from_pretrained("checkpoints")
     result = editor.edit("photo.jpg", method="cyclegan", target="happy")

@@ -109,8 +109,9 @@ class LiveTracker:
             return list(self._boxes), detected
 
     def edit(self, frame: np.ndarray, method: str = "cyclegan", target: str | None = "happy",
-             intensity: float = 1.0) -> LiveFrame:
-        """The edited frame; a frame with no face comes back unchanged (``faces == 0``)."""
+             intensity: float = 1.0, **controls) -> LiveFrame:
+        """The edited frame; a frame with no face comes back unchanged (``faces == 0``). ``controls``: the method's
+        own options, as for ``ExpressionEditor.edit``."""
         frame = as_rgb_frame(frame)
         start = time.perf_counter()
         boxes, detected = self._boxes_for(frame)
@@ -120,6 +121,6 @@ class LiveTracker:
         # A Detection made here: no decoding, and the editor keeps the max_faces largest as for a photo.
         detection = Detection(Image.fromarray(frame), frame, boxes)
         result = self.editor.edit(detection, method=method, target=target, intensity=intensity,
-                                  read_expressions=False)
+                                  read_expressions=False, **controls)
         timings["edit"] = result.timings.get("edit", 0.0)
         return LiveFrame(np.asarray(result.image), detected, len(result.faces), timings)
