@@ -9,7 +9,8 @@ runs). Its constant tensors (float16, dequantised by the graph) are copied into 
 a tensor left over or a parameter left unfilled stops the conversion. Then both networks run on real faces (the
 astronaut of scikit-image and matplotlib's Grace Hopper, plus London Set photos with ``--london``), crops cut by
 ``expr_models.faces.mesh``, and the point differences in crop pixels are printed and written to the card. The weights
-are stored in float16, as in the .tflite (so nothing is rounded); they load as float32.
+are stored in float16, as in the .tflite (so nothing is rounded); they load as float32. The wheel's Apache-2.0 text is
+written beside them as LICENSE.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import torch
 from expr_models.models.face_mesh import FaceMeshConfig, FaceMeshModel
 
 MEMBER = "mediapipe/modules/face_landmark/face_landmark.tflite"
+LICENSE_MEMBER = "mediapipe-0.10.21.dist-info/LICENSE"
 WHEEL_NAME = "mediapipe-0.10.21-cp311-cp311-manylinux_2_28_x86_64.whl"
 TFLITE_SHA256 = "1055cb9d4a9ca8b8c688902a3a5194311138ba256bcc94e336d8373a5f30c814"
 
@@ -152,16 +154,17 @@ def model_card_info(sha256: str, wheel_sha256: str, check: str) -> dict:
               f"[mediapipe 0.10.21](https://pypi.org/project/mediapipe/0.10.21/) (`{WHEEL_NAME}`, sha256 "
               f"`{wheel_sha256}`; the .tflite's sha256 `{sha256}`), Apache License 2.0, Copyright The MediaPipe "
               "Authors. Ported to PyTorch by `python -m train.tools.convert_face_mesh` (the weights copied unchanged, "
-              "float16 as in the .tflite). The model card of the original: "
-              "https://storage.googleapis.com/mediapipe-assets/Model%20Card%20MediaPipe%20Face%20Mesh.pdf")
+              "float16 as in the .tflite). Google describes the model's training and limits in MediaPipe Face Mesh's own "
+              "model card (MediaPipe documentation).")
     return {
         "license": "apache-2.0",
         "training_data": "Trained by Google (see the original model card); no data of this project was used. " + source,
         "terms": "Apache License 2.0 (http://www.apache.org/licenses/LICENSE-2.0), as MediaPipe publishes the model. "
                  "No research-only data of this project went into these weights.",
         "metrics": {"agreement with the .tflite (ai-edge-litert 2.3.0), crop pixels of 192": check},
-        "notes": "Used by `expr_models.faces.mesh` (crop: eyes level from RetinaFace's five landmarks, about 1.6 face "
-                 "widths of margin; points mapped back to the photo, z scaled like x and y). The point topology "
+        "notes": "Used by `expr_models.faces.mesh`: the crop is turned so the eyes are level and is about 1.5 times the "
+                 "face's extent, placed from RetinaFace's five landmarks; the points are mapped back to the photo, z "
+                 "scaled like x and y. The point topology "
                  "(lips, eyes, brows, face oval, triangles) is MediaPipe's `face_mesh_connections.py`, also Apache-2.0.",
     }
 
@@ -179,23 +182,29 @@ def main(argv: list[str] | None = None) -> int:
     with zipfile.ZipFile(args.wheel) as archive, tempfile.TemporaryDirectory() as tmp:
         tflite = Path(tmp) / "face_landmark.tflite"
         tflite.write_bytes(archive.read(MEMBER))
+        # The Apache-2.0 text that ships with the model (the wheel's LICENSE, before its third-party notices).
+        licence = archive.read(LICENSE_MEMBER).decode("utf-8").split("=" * 20)[0].rstrip() + "\n"
         sha256 = hashlib.sha256(tflite.read_bytes()).hexdigest()
         if sha256 != TFLITE_SHA256:
             raise SystemExit(f"{MEMBER} in {args.wheel} has sha256 {sha256}, not {TFLITE_SHA256}: another build")
         model = convert(tflite)
         names, crops = check_faces(args.london, args.limit)
         reference, reference_logits = litert_predict(tflite, crops)
-    points, presence = model.float().predict(crops)
+    model.float()  # the stored float16 weights, computed in float32 as the .tflite computes them
+    with torch.inference_mode():
+        output = model(torch.from_numpy(crops).permute(0, 3, 1, 2).float() / 127.5 - 1)
+    points, logits = output.landmarks.numpy(), output.presence_logits.numpy()
     distance = np.linalg.norm(points[..., :2] - reference[..., :2], axis=-1)  # N x 468, crop pixels
     depth = np.abs(points[..., 2] - reference[..., 2])
-    logit_gap = np.abs(np.log(presence / (1 - presence)) - reference_logits)
-    check = (f"{len(names)} real faces: x-y point difference mean {distance.mean():.4f}, max {distance.max():.4f} px; "
-             f"z mean {depth.mean():.4f}, max {depth.max():.4f}; presence logit max {logit_gap.max():.4f}")
+    logit_gap = np.abs(logits - reference_logits)
+    check = (f"{len(names)} real faces: x-y point difference mean {distance.mean():.1e}, max {distance.max():.1e} "
+             f"px; z mean {depth.mean():.1e}, max {depth.max():.1e}; presence logit max {logit_gap.max():.1e}")
     print(check)
     if distance.mean() >= 0.1:
         raise SystemExit("The port disagrees with the .tflite by 0.1 px or more on average; not written.")
     model.card_info = model_card_info(sha256, hashlib.sha256(args.wheel.read_bytes()).hexdigest(), check)
     model.half().save_pretrained(args.out)
+    (args.out / "LICENSE").write_text(licence)
     print(f"Wrote {args.out} ({sum(p.stat().st_size for p in args.out.iterdir()):,} bytes)")
     return 0
 
