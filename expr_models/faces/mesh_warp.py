@@ -231,10 +231,12 @@ def _polygon_mask(shape: tuple[int, int], polygon: np.ndarray) -> np.ndarray:
 
 
 def new_gap(shape: tuple[int, int], source_lips: np.ndarray, target_lips: np.ndarray, map_x: np.ndarray,
-            map_y: np.ndarray, box: tuple[int, int, int, int], feather: float = 1.5) -> np.ndarray | None:
-    """Alpha (H x W float32) of the target mouth's pixels whose backward map lands outside the source mouth: the
-    gap the warp would fill with stretched lip. Rises from 0 at the gap's edge to 1 over ``feather`` pixels inside
-    it, so nothing outside the gap changes. ``None`` where there is no such pixel."""
+            map_y: np.ndarray, box: tuple[int, int, int, int], feather: float = 1.5,
+            stretch: float = 2.0) -> np.ndarray | None:
+    """Alpha (H x W float32) of the target mouth's pixels that the warp would fill with stretched lip or seam: those
+    whose backward map lands outside the source mouth, or that sample a patch of the source at least ``stretch``
+    times smaller (a few pixels of a closed mouth's seam spread over a parted one). Rises from 0 at the gap's edge to
+    1 over ``feather`` pixels inside it, so nothing outside the gap changes. ``None`` where there is no such pixel."""
     height, width = shape
     # Eroded by a pixel: a closed mouth's polygon (its seam) is empty, so a mouth that stays shut gets no fill, and a
     # pixel that samples the seam of a closed source mouth counts as stretched.
@@ -249,16 +251,25 @@ def new_gap(shape: tuple[int, int], source_lips: np.ndarray, target_lips: np.nda
     sx, sy = xs.astype(np.float32), ys.astype(np.float32)
     sx[inside_box] = map_x[ys[inside_box] - y0, xs[inside_box] - x0]
     sy[inside_box] = map_y[ys[inside_box] - y0, xs[inside_box] - x0]
+    # Source area per target pixel: the map's Jacobian determinant (central differences).
+    area = np.ones(len(ys), np.float32)
+    gy_x, gx_x = np.gradient(map_x)
+    gy_y, gx_y = np.gradient(map_y)
+    jacobian = np.abs(gx_x * gy_y - gy_x * gx_y)
+    area[inside_box] = jacobian[ys[inside_box] - y0, xs[inside_box] - x0]
     sx = np.clip(np.round(sx).astype(int), 0, width - 1)
     sy = np.clip(np.round(sy).astype(int), 0, height - 1)
-    stretched = source_mask[sy, sx] == 0
+    stretched = (source_mask[sy, sx] == 0) | (area < 1.0 / stretch)
     if not stretched.any():
         return None
     gap = np.zeros(shape, np.uint8)
     gap[ys[stretched], xs[stretched]] = 1
-    # Distance to the nearest pixel outside the gap: 1 at the edge pixel, so alpha = distance / (feather + 1).
+    gap = cv2.morphologyEx(gap, cv2.MORPH_CLOSE, kernel) & target_mask  # no single-pixel holes
+    # Distance to the nearest pixel outside the gap: 1 at the edge pixel, so alpha = distance / (feather + 1); then
+    # softened a little so the pixel staircase of the mask does not show, and cut to the gap again.
     distance = cv2.distanceTransform(gap, cv2.DIST_L2, 3)
-    return np.clip(distance / (feather + 1.0), 0.0, 1.0).astype(np.float32) * gap
+    alpha = np.clip(distance / (feather + 1.0), 0.0, 1.0).astype(np.float32)
+    return cv2.GaussianBlur(alpha, (0, 0), 0.7) * gap
 
 
 def cavity_colour(crop: np.ndarray, source_lips: np.ndarray) -> np.ndarray:
