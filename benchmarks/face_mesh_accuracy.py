@@ -53,7 +53,7 @@ def read_template(path: Path) -> np.ndarray:
 def london_meshes(london: Path, model, limit: int | None = None) -> dict:
     from PIL import Image
 
-    from expr_models.detection import make_detector
+    from expr_models.faces.detection import make_detector
     from expr_models.faces.mesh import face_mesh_batch
 
     detector = make_detector("retinaface", bu.REPO_ROOT / "checkpoints")
@@ -109,7 +109,7 @@ def plot(path: Path, photo: np.ndarray, template: np.ndarray, mesh: np.ndarray) 
 def timing(model, repeats: int) -> list[dict]:
     import torch
 
-    from expr_models.detection import make_detector
+    from expr_models.faces.detection import make_detector
     from expr_models.faces.mesh import face_mesh, mesh_crop
 
     detector = make_detector("retinaface", bu.REPO_ROOT / "checkpoints")

@@ -9,9 +9,9 @@ import cv2
 import numpy as np
 import pytest
 
-from expr_models.detection import make_detector
+from expr_models.faces.detection import make_detector
 from expr_models.errors import CheckpointError
-from expr_models.face import FaceBox
+from expr_models.faces.geometry import FaceBox
 from expr_models.faces import mesh
 from expr_models.models.face_mesh import FaceMeshModel
 

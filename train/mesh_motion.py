@@ -35,7 +35,7 @@ from expr_models.faces.mesh_topology import (FACE_OVAL, LEFT_BROW, LEFT_CHEEK, L
                                              LIPS_INNER_LOWER, LIPS_INNER_UPPER, LIPS_OUTER, MOUTH_CORNERS,
                                              RIGHT_BROW, RIGHT_CHEEK, RIGHT_EYE_LOWER, RIGHT_EYE_UPPER)
 from expr_models.models.mesh_motion import CONTROLS, MeshMotionConfig, MeshMotionModel, pair_name
-from expr_models.paired_faces import photo_pairs
+from expr_models.data.paired_faces import photo_pairs
 
 EXPRESSION_ORDER = ("happy", "surprise", "sad", "angry", "fear", "disgust")
 

@@ -41,7 +41,7 @@ class PhotoMesher:
     ``.npz`` beside nothing of the data (``cache``: a folder under ``prepared/``)."""
 
     def __init__(self, mesh_model, detector=None, cache: Path | None = None):
-        from ..detection import default_detector
+        from ..faces.detection import default_detector
 
         self.model = mesh_model
         self.detector = detector or default_detector()
@@ -58,7 +58,7 @@ class PhotoMesher:
             return self.memory[key]
         file = self.cache / f"{key}.npz" if self.cache else None
         if file is not None and file.is_file():
-            from ..face import FaceBox
+            from ..faces.geometry import FaceBox
 
             stored = np.load(file)
             box = FaceBox(*stored["box"][:5].tolist(), landmarks=stored["landmarks"]) if len(stored["box"]) else None
@@ -76,7 +76,7 @@ class PhotoMesher:
     def mesh_of(self, photo: np.ndarray, box=None):
         """``(box, mesh)`` of a photo array; ``box`` given: mesh that face (no detection)."""
         if box is None:
-            from ..detection import detect_faces
+            from ..faces.detection import detect_faces
 
             boxes = detect_faces(photo, detector=self.detector)
             if not boxes:
@@ -179,7 +179,7 @@ def contact_sheet(images, path: Path, footer: str | None = None) -> None:
 def main(argv: list[str] | None = None) -> int:
     from ..models.face_mesh import FaceMeshModel
     from ..models.mesh_motion import MeshMotionModel
-    from ..paired_faces import photo_pairs
+    from ..data.paired_faces import photo_pairs
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="checkpoints/mesh_motion")

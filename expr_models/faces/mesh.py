@@ -19,7 +19,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from ..face import FaceBox
+from .geometry import FaceBox
 from .mesh_topology import (CHIN, EYE_TRIANGLES, FACE_OVAL, GROUPS, LEFT_BROW, LEFT_BROW_LOWER,  # noqa: F401
                             LEFT_BROW_UPPER, LEFT_CHEEK, LEFT_EYE, LEFT_EYE_LOWER, LEFT_EYE_UPPER, LIPS_INNER,
                             LIPS_INNER_LOWER, LIPS_INNER_UPPER, LIPS_OUTER, LIPS_OUTER_LOWER, LIPS_OUTER_UPPER,

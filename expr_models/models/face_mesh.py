@@ -22,7 +22,7 @@ from torch import nn
 from transformers import PreTrainedConfig
 from transformers.utils import ModelOutput
 
-from ..modeling_utils import ExprPreTrainedModel
+from .modeling_utils import ExprPreTrainedModel
 
 
 @strict

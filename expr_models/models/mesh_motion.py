@@ -29,7 +29,7 @@ from torch import nn
 from transformers import PreTrainedConfig
 
 from ..faces.mesh_motion import normalise
-from ..modeling_utils import ExprPreTrainedModel
+from .modeling_utils import ExprPreTrainedModel
 
 PAIR_SEPARATOR = "->"
 CONTROLS = ("smile", "mouth_open", "brows", "eyes")
