@@ -21,6 +21,7 @@ from transformers.utils import ModelOutput
 from ..faces.alignment import edit_in_frame
 from .layers import (ConvNormAct, PatchDiscriminator, PretrainedFeatureDiscriminator, ResidualBlock, UpConvNormAct,
                      init_gan_weights)
+from .mesh_gan import MeshDiscriminator, MeshMotionGenerator
 from .modeling_utils import ExprPreTrainedModel
 from .warp_refine import WarpRefineGenerator, check_warp_config, edit_aligned_crop
 
@@ -57,6 +58,10 @@ class CycleGANConfig(PreTrainedConfig):
         max_prior_gain: warp_refine: above 0, each face gets a learned gain in (0, max_prior_gain), 1 at start, on
             the baseline's flow and residual (how strongly this face takes the average expression); 0: none.
         prior_gains: with ``max_prior_gain``: 1, one gain for the flow and the residual; 2, one for each.
+        mesh_points, mesh_dims, mesh_hidden, max_mesh_gain, max_mesh_residual: ``generator_type="mesh"``
+            (``expr_models.models.mesh_gan``): each generator moves a face's canonical 468-point mesh by the median
+            motion of real pairs times a per-face gain in ``[1 / max_mesh_gain, max_mesh_gain]``, plus a residual of
+            at most ``max_mesh_residual`` eye distances per point; the discriminators read canonical meshes.
     """
 
     model_type = "expr-cyclegan"
@@ -81,6 +86,11 @@ class CycleGANConfig(PreTrainedConfig):
     max_flow: float = 0.06
     max_prior_gain: float = 0.0
     prior_gains: int = 1
+    mesh_points: int = 468
+    mesh_dims: int = 3
+    mesh_hidden: int = 256
+    max_mesh_gain: float = 2.0
+    max_mesh_residual: float = 0.03
 
     def validate_cyclegan(self):
         if self.in_channels not in (1, 3):
@@ -101,8 +111,10 @@ class CycleGANConfig(PreTrainedConfig):
             raise ValueError(f"Unknown gan_loss {self.gan_loss!r}; expected lsgan or vanilla")
         if self.domain_x == self.domain_y:
             raise ValueError("domain_x and domain_y must differ")
-        if self.generator_type not in ("resnet", "warp_refine"):
-            raise ValueError(f"Unknown generator_type {self.generator_type!r}; expected resnet or warp_refine")
+        if self.generator_type not in ("resnet", "warp_refine", "mesh"):
+            raise ValueError(f"Unknown generator_type {self.generator_type!r}; expected resnet, warp_refine or mesh")
+        if self.generator_type == "mesh" and (self.max_mesh_gain < 1 or self.max_mesh_residual < 0):
+            raise ValueError("max_mesh_gain must be at least 1 and max_mesh_residual at least 0")
         if self.generator_type == "warp_refine":
             if self.prior_gains not in (1, 2):
                 raise ValueError(f"prior_gains must be 1 or 2, got {self.prior_gains}")
@@ -186,7 +198,11 @@ class CycleGANModel(ExprPreTrainedModel):
     def __init__(self, config: CycleGANConfig):
         super().__init__(config)
         lower_face_only = config.mask_region == "lower_face"
-        if config.generator_type == "warp_refine":
+        if config.generator_type == "mesh":
+            self.generator_xy, self.generator_yx = (
+                MeshMotionGenerator(config.mesh_points, 1, config.mesh_hidden, config.max_mesh_gain,
+                                    config.max_mesh_residual, config.mesh_dims) for _ in range(2))
+        elif config.generator_type == "warp_refine":
             window = lower_face_window if lower_face_only else None
             self.generator_xy, self.generator_yx = (
                 WarpRefineGenerator(config.resolution, config.in_channels, config.generator_channels,
@@ -198,7 +214,11 @@ class CycleGANModel(ExprPreTrainedModel):
                               config.n_residual_blocks, config.norm, config.attention_mask)
             self.generator_xy = ResnetGenerator(*generator_args, lower_face_only=lower_face_only)
             self.generator_yx = ResnetGenerator(*generator_args, lower_face_only=lower_face_only)
-        if config.with_discriminators and config.discriminator_type == "pretrained_features":
+        if config.with_discriminators and config.generator_type == "mesh":
+            self.discriminator_x, self.discriminator_y = (MeshDiscriminator(config.mesh_points, 1, config.mesh_hidden,
+                                                                            dims=config.mesh_dims)
+                                                          for _ in range(2))
+        elif config.with_discriminators and config.discriminator_type == "pretrained_features":
             self.discriminator_x = PretrainedFeatureDiscriminator(config.in_channels, config.discriminator_channels)
             self.discriminator_y = PretrainedFeatureDiscriminator(config.in_channels, config.discriminator_channels)
         elif config.with_discriminators:
@@ -212,8 +232,8 @@ class CycleGANModel(ExprPreTrainedModel):
 
     def _init_weights(self, module):
         init_gan_weights(module)
-        if isinstance(module, WarpRefineGenerator):
-            module.reset_heads()  # start as the average-edit baseline
+        if isinstance(module, (WarpRefineGenerator, MeshMotionGenerator)):
+            module.reset_heads()  # start as the baseline (the average edit's fields, the median mesh motion)
 
     # --- lookup by expression name, so callers never juggle x/y ------------------------------------------------------
     def generator_to(self, target: str) -> ResnetGenerator:
@@ -259,6 +279,16 @@ class CycleGANModel(ExprPreTrainedModel):
         if self.config.generator_type != "warp_refine":
             raise ValueError("edit_aligned needs a warp_refine CycleGAN; a resnet one edits through the pipeline")
         return edit_aligned_crop(self.generator_to(target), crop, intensity)
+
+    @torch.no_grad()
+    def move_mesh(self, canonical: torch.Tensor, target: str, intensity: float | torch.Tensor = 1.0) -> torch.Tensor:
+        """mesh only: canonical face meshes (``N x P x 2``, ``expr_models.faces.mesh_motion.normalise`` against the
+        generator's ``mean_shape``) moved to the expression ``target``; ``intensity`` scales the motion."""
+        if self.config.generator_type != "mesh":
+            raise ValueError("move_mesh needs a mesh CycleGAN (generator_type='mesh')")
+        generator = self.generator_to(target)
+        canonical = canonical.to(generator.mean_shape)
+        return generator(canonical, canonical.new_ones(len(canonical), 1), intensity)
 
     def edit_photo(self, photo: np.ndarray, target: str, intensity: float = 1.0, points: np.ndarray | None = None,
                    detector=None) -> np.ndarray:

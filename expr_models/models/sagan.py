@@ -26,6 +26,7 @@ from ..faces.alignment import edit_in_frame
 from ..labels import EXPRESSIONS
 from .cyclegan import lower_face_window
 from .layers import ConvNormAct, ResidualBlock, SelfAttention2d, UpConvNormAct, conv, init_gan_weights
+from .mesh_gan import MeshDiscriminator, MeshMotionGenerator
 from .modeling_utils import ExprPreTrainedModel
 from .warp_refine import WarpRefineGenerator, check_warp_config, edit_aligned_crop
 
@@ -51,6 +52,11 @@ class SAGANConfig(PreTrainedConfig):
             ``edit_aligned``). The upper face is held still for ``WINDOWED_CLASSES``; other targets may move the brows.
         flow_resolution: warp_refine: side of the learned flow (upsampled bilinearly).
         max_flow: warp_refine: the learned flow's largest step, as a fraction of the crop's side.
+        mesh_points, mesh_dims, mesh_hidden, max_mesh_gain, max_mesh_residual: ``generator_type="mesh"``
+            (``expr_models.models.mesh_gan``): the generator moves a face's canonical 468-point mesh by the median
+            motion of real pairs from the source class to the target class (through neutral), times a per-face gain,
+            plus a bounded residual; the discriminator reads canonical meshes with the same two heads as the image
+            one.
     """
 
     model_type = "expr-sagan"
@@ -69,6 +75,11 @@ class SAGANConfig(PreTrainedConfig):
     generator_type: str = "resnet"
     flow_resolution: int = 32
     max_flow: float = 0.06
+    mesh_points: int = 468
+    mesh_dims: int = 3
+    mesh_hidden: int = 256
+    max_mesh_gain: float = 2.0
+    max_mesh_residual: float = 0.03
 
     def validate_sagan(self):
         if self.in_channels not in (1, 3):
@@ -80,8 +91,10 @@ class SAGANConfig(PreTrainedConfig):
             raise ValueError(f"Unknown objective {self.objective!r}; expected softmax_ce or wgan_gp")
         if len(self.class_names) < 2 or len(set(self.class_names)) != len(self.class_names):
             raise ValueError(f"class_names needs at least two distinct names, got {self.class_names}")
-        if self.generator_type not in ("resnet", "warp_refine"):
-            raise ValueError(f"Unknown generator_type {self.generator_type!r}; expected resnet or warp_refine")
+        if self.generator_type not in ("resnet", "warp_refine", "mesh"):
+            raise ValueError(f"Unknown generator_type {self.generator_type!r}; expected resnet, warp_refine or mesh")
+        if self.generator_type == "mesh" and (self.max_mesh_gain < 1 or self.max_mesh_residual < 0):
+            raise ValueError("max_mesh_gain must be at least 1 and max_mesh_residual at least 0")
         if self.generator_type == "warp_refine":
             check_warp_config(self.in_channels, self.resolution, self.flow_resolution)
 
@@ -172,6 +185,18 @@ class ProjectionDiscriminator(nn.Module):
         return DiscriminatorOutput(critic=self.critic(features), class_logits=self.classifier(features.sum((2, 3))))
 
 
+class MeshClassDiscriminator(MeshDiscriminator):
+    """The mesh discriminator with the image one's two heads: ``num_classes + 1`` class logits (the last meaning
+    "generated") and a critic score."""
+
+    def __init__(self, config: SAGANConfig):
+        super().__init__(config.mesh_points, config.num_classes + 2, config.mesh_hidden, dims=config.mesh_dims)
+
+    def forward(self, meshes: torch.Tensor) -> DiscriminatorOutput:
+        logits = super().forward(meshes)
+        return DiscriminatorOutput(critic=logits[:, -1:], class_logits=logits[:, :-1])
+
+
 @dataclass
 class SAGANOutput(ModelOutput):
     generated: torch.Tensor | None = None
@@ -192,14 +217,20 @@ class SAGANModel(ExprPreTrainedModel):
     def __init__(self, config: SAGANConfig):
         super().__init__(config)
         self.warp = config.generator_type == "warp_refine"
-        self.generator = warp_refine_generator(config) if self.warp else ConditionalGenerator(config)
-        self.discriminator = ProjectionDiscriminator(config) if config.with_discriminator else None
+        if config.generator_type == "mesh":
+            self.generator = MeshMotionGenerator(config.mesh_points, config.num_classes, config.mesh_hidden,
+                                                 config.max_mesh_gain, config.max_mesh_residual, config.mesh_dims)
+            discriminator = MeshClassDiscriminator
+        else:
+            self.generator = warp_refine_generator(config) if self.warp else ConditionalGenerator(config)
+            discriminator = ProjectionDiscriminator
+        self.discriminator = discriminator(config) if config.with_discriminator else None
         self.post_init()
 
     def _init_weights(self, module):
         init_gan_weights(module)
-        if isinstance(module, WarpRefineGenerator):
-            module.reset_heads()  # start as the average-edit baseline
+        if isinstance(module, (WarpRefineGenerator, MeshMotionGenerator)):
+            module.reset_heads()  # start as the baseline (the average edit's fields, the median mesh motion)
 
     def generate_with(self, pixel_values: torch.Tensor, labels: torch.Tensor, return_mask: bool = False):
         """Either generator on ``N x K`` class weights (the two take the labels differently)."""
@@ -240,6 +271,24 @@ class SAGANModel(ExprPreTrainedModel):
         if not self.warp:
             raise ValueError("edit_aligned needs a warp_refine SA-GAN; a resnet one edits through the pipeline")
         return edit_aligned_crop(self.generator, crop, intensity, self.labels_for(target, 1))
+
+    def mesh_conditions(self, target: str, source: str | None, batch_size: int) -> torch.Tensor:
+        """mesh: ``N x K`` weights of the priors, one-hot target minus one-hot source, so the prior is the median
+        motion source -> neutral -> target. An unknown source counts as neutral."""
+        conditions = self.labels_for(target, batch_size).clone()
+        if source in self.config.class_names:
+            conditions = conditions - self.labels_for(source, batch_size)
+        return conditions
+
+    @torch.no_grad()
+    def move_mesh(self, canonical: torch.Tensor, target: str, source: str | None = None,
+                  intensity: float | torch.Tensor = 1.0) -> torch.Tensor:
+        """mesh only: canonical face meshes (``N x P x 2``) of the expression ``source`` (None: unknown) moved to
+        ``target``; ``intensity`` scales the motion."""
+        if self.config.generator_type != "mesh":
+            raise ValueError("move_mesh needs a mesh SA-GAN (generator_type='mesh')")
+        canonical = canonical.to(self.generator.mean_shape)
+        return self.generator(canonical, self.mesh_conditions(target, source, len(canonical)), intensity)
 
     def edit_photo(self, photo: np.ndarray, target: str, intensity: float = 1.0, points: np.ndarray | None = None,
                    detector=None) -> np.ndarray:

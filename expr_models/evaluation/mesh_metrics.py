@@ -1,0 +1,73 @@
+"""What a person sees of an edit, measured with face meshes (468 MediaPipe points):
+
+- **mesh-motion gain and cosine**: the edit's motion (input mesh -> edited photo's mesh) against the real motion
+  (input mesh -> the same person's real photo of the target expression), both in the canonical frame of
+  ``expr_models.faces.mesh_motion`` with each mesh fitted on its own stable points, so a head move between the two
+  photos does not count. Gain = the edit's motion projected on the real one over the real one's length (1: as far as
+  the real expression; 0.5: half-way); cosine = the angle between the two (1: the same direction).
+- **mouth opening**: the inner-lip gap over the eye distance (``expr_models.faces.mesh.inner_lip_gap``), of the
+  edit and of the real photo.
+- **mouth sharpness**: the Laplacian variance of the luminance in the mouth region, edit over input (1: as sharp).
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from ..faces.mesh import inner_lip_gap
+from ..faces.mesh_motion import canonical_displacement, normalise
+from ..faces.mesh_topology import LIPS_OUTER
+
+
+def motion_gain_cosine(source: np.ndarray, edit: np.ndarray, real: np.ndarray,
+                       points: np.ndarray | None = None) -> tuple[float, float]:
+    """(gain, cosine) of the edit's mesh motion against the real motion; meshes 468 x 2+ in their photos' pixels
+    (the edit's and the input's in the same photo frame; the real photo's anywhere). ``points``: only these indices.
+    NaN where the real motion is zero."""
+    reference, _ = normalise(source)
+    edit_motion = canonical_displacement(source, edit, reference)
+    real_motion = canonical_displacement(source, real, reference)
+    if points is not None:
+        edit_motion, real_motion = edit_motion[points], real_motion[points]
+    e, r = edit_motion.ravel(), real_motion.ravel()
+    real_length = float(np.linalg.norm(r))
+    if real_length < 1e-12:
+        return float("nan"), float("nan")
+    edit_length = float(np.linalg.norm(e))
+    gain = float(e @ r) / real_length ** 2
+    cosine = float(e @ r) / (real_length * edit_length) if edit_length > 1e-12 else 0.0
+    return gain, cosine
+
+
+def mouth_region(points: np.ndarray, shape: tuple[int, int], margin: float = 0.2) -> tuple[slice, slice]:
+    """The outer lips' bounding box, widened by ``margin`` of the mouth's width on every side, inside ``shape``."""
+    lips = np.asarray(points, np.float64)[list(LIPS_OUTER), :2]
+    low, high = lips.min(0), lips.max(0)
+    pad = margin * (high[0] - low[0])
+    x0, y0 = np.maximum(np.floor(low - pad).astype(int), 0)
+    x1, y1 = np.minimum(np.ceil(high + pad).astype(int) + 1, [shape[1], shape[0]])
+    return slice(int(y0), int(y1)), slice(int(x0), int(x1))
+
+
+def laplacian_variance(image: np.ndarray, region: tuple[slice, slice]) -> float:
+    """Variance of the Laplacian of the luminance inside ``region`` (a photo's sharpness there)."""
+    image = np.asarray(image)
+    gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY) if image.ndim == 3 and image.shape[2] == 3 else image.squeeze()
+    laplacian = cv2.Laplacian(gray.astype(np.float32), cv2.CV_32F)  # whole image first: no edge effects at the box
+    return float(laplacian[region].var())
+
+
+def mouth_sharpness(input_image: np.ndarray, edit_image: np.ndarray, input_points: np.ndarray,
+                    edit_points: np.ndarray) -> float:
+    """Laplacian variance of the edit's mouth over the input's, each region from its own mesh."""
+    before = laplacian_variance(input_image, mouth_region(input_points, np.asarray(input_image).shape[:2]))
+    after = laplacian_variance(edit_image, mouth_region(edit_points, np.asarray(edit_image).shape[:2]))
+    return after / before if before > 0 else float("nan")
+
+
+def mesh_scores(source: np.ndarray, edit: np.ndarray, real: np.ndarray) -> dict[str, float]:
+    """Gain, cosine and the two mouth openings for one edit (meshes as in :func:`motion_gain_cosine`)."""
+    gain, cosine = motion_gain_cosine(source, edit, real)
+    return {"gain": gain, "cosine": cosine, "gap_edit": inner_lip_gap(edit), "gap_real": inner_lip_gap(real),
+            "gap_source": inner_lip_gap(source)}

@@ -1,0 +1,305 @@
+"""One sharp warp of a face crop at full resolution, driven by mesh points.
+
+    result = warp_crop(crop, source_points, target_points, inner_lips=INNER_LIPS)
+    result.image        # the warped crop: pixels outside the moved triangles are the input's own bytes
+
+How: a ring of fixed anchors around the points (so the motion falls to zero before the crop's edge), one Delaunay
+triangulation of the target points and anchors (it covers the mouth interior between the inner lips), the backward
+piecewise-affine map (each output pixel of a target triangle -> its barycentric coordinates -> the same place in the
+source triangle), and one cubic sample of the crop inside the moved region's bounding box. No pixel is resampled
+twice and none leaves the crop's own resolution, so the mouth stays sharp.
+
+Where the target's inner lips part wider than the source's, the map would stretch lip texture across the new gap;
+those pixels get a plain dark mouth cavity instead (:func:`mouth_cavity`), an interim fill until a learned mouth does
+better. Where the lips close over teeth the map needs no help: every output pixel of a lip samples the source's lip.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from scipy.spatial import Delaunay  # scipy ships with scikit-image, a dependency
+
+# Sub-pixel precision of the rasterised triangles (cv2.fillPoly's ``shift``): 1/16 px.
+_SHIFT = 4
+# A map within this distance of the identity leaves the pixel's bytes as they are (cubic weights at 1/64 px ~ 0).
+_IDENTITY_TOLERANCE = 1.0 / 64
+
+
+@dataclass
+class WarpResult:
+    """The warped crop and where it changed."""
+
+    image: np.ndarray          # H x W x C uint8, the input's bytes wherever the map is the identity
+    box: tuple[int, int, int, int] | None  # (x0, y0, x1, y1) holding every changed pixel; None: nothing moved
+    gap: np.ndarray | None     # H x W float32 alpha of the dark cavity painted into a newly opened mouth, or None
+
+
+def anchor_ring(points: np.ndarray, shape: tuple[int, int], scale: float = 1.2, count: int = 32,
+                margin: float = 2.0) -> np.ndarray:
+    """``count`` fixed points on an ellipse ``scale`` times the one through the farthest point (around the points'
+    box centre), pulled inside the crop ``shape`` (H, W) by ``margin`` pixels."""
+    points = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    low, high = points.min(0), points.max(0)
+    centre, half = (low + high) / 2, np.maximum((high - low) / 2, 1.0)
+    reach = np.sqrt((((points - centre) / half) ** 2).sum(1)).max()  # the farthest point, in half-extents
+    angles = np.linspace(0, 2 * np.pi, count, endpoint=False)
+    ring = centre + half * reach * scale * np.stack([np.cos(angles), np.sin(angles)], 1)
+    height, width = shape
+    return np.clip(ring, margin, [width - 1 - margin, height - 1 - margin])
+
+
+def _affines(target: np.ndarray, source: np.ndarray, triangles: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per triangle, the 3 x 2 matrix ``M`` with ``[x, y, 1] @ M`` = the source position of target pixel (x, y);
+    and which triangles are non-degenerate."""
+    t = np.concatenate([target[triangles], np.ones(triangles.shape + (1,))], axis=2)  # K x 3 x 3
+    area2 = np.linalg.det(t)
+    valid = np.abs(area2) > 1e-6
+    matrices = np.zeros((len(triangles), 3, 2))
+    matrices[valid] = np.linalg.solve(t[valid], source[triangles[valid]])
+    return matrices, valid
+
+
+def _area2(points: np.ndarray, triangles: np.ndarray) -> np.ndarray:
+    """Twice the signed area of each triangle."""
+    a, b, c = points[triangles[:, 0]], points[triangles[:, 1]], points[triangles[:, 2]]
+    return (b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (b[:, 1] - a[:, 1]) * (c[:, 0] - a[:, 0])
+
+
+def _rasterise(target: np.ndarray, triangles: np.ndarray, box: tuple[int, int, int, int],
+               folded: np.ndarray) -> np.ndarray:
+    """An int32 image of ``box``'s size: the index of the target triangle covering each pixel, -1 where none.
+
+    ``folded`` triangles are drawn first and only where no other triangle reaches; their pixels then take the index
+    of a neighbouring unfolded triangle (its affine map extended by a pixel or two)."""
+    x0, y0, x1, y1 = box
+    index = np.full((y1 - y0, x1 - x0), -1, dtype=np.int32)
+    corners = np.round((target[triangles] - [x0, y0]) * (1 << _SHIFT)).astype(np.int32)  # K x 3 x 2
+    for k in np.flatnonzero(folded):  # one call each: fillPoly's even-odd rule would leave overlaps empty
+        cv2.fillPoly(index, [corners[k]], -2, lineType=cv2.LINE_8, shift=_SHIFT)
+    for k in np.flatnonzero(~folded):
+        cv2.fillPoly(index, [corners[k]], int(k), lineType=cv2.LINE_8, shift=_SHIFT)
+    for _ in range(3):  # a collapsed mouth is a pixel or two high
+        holes = index == -2
+        if not holes.any():
+            break
+        # Triangle indices are below 2**24, exact in float32; the 3 x 3 maximum is a neighbouring triangle.
+        grown = cv2.dilate(np.where(holes, -1, index).astype(np.float32), np.ones((3, 3), np.uint8)).astype(np.int32)
+        index[holes] = np.where(grown[holes] >= 0, grown[holes], -2)
+    index[index == -2] = -1
+    return index
+
+
+def backward_map(shape: tuple[int, int], source: np.ndarray, target: np.ndarray, ring_scale: float = 1.2,
+                 triangulate_source: bool = False
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[int, int, int, int]] | None:
+    """The backward piecewise-affine map of the points' motion inside a crop of ``shape`` (H, W).
+
+    The triangles are the Delaunay triangulation of the target points (``triangulate_source``: of the source
+    points). Triangulate the face whose mouth is open wider: its inner lips are far apart, so no triangle crosses
+    from the upper lip to the lower one, and the mouth's own triangles collapse when it closes. A triangle that flips
+    between the two layouts is drawn first, so the unflipped ones around it win.
+
+    Returns ``(map_x, map_y, moved, box)``: float32 source coordinates for every pixel of ``box`` (x0, y0, x1, y1),
+    the bounding box of the triangles that move, and the mask of pixels inside a moving triangle (the others map to
+    themselves); ``None`` when no point moves.
+    """
+    source = np.asarray(source, dtype=np.float64)[:, :2]
+    target = np.asarray(target, dtype=np.float64)[:, :2]
+    moving = np.abs(target - source).max(1) > _IDENTITY_TOLERANCE
+    if not moving.any():
+        return None
+    ring = anchor_ring(np.concatenate([source, target]), shape, ring_scale)
+    all_source = np.concatenate([source, ring])
+    all_target = np.concatenate([target, ring])
+    triangles = Delaunay(all_source if triangulate_source else all_target).simplices
+    moving = np.concatenate([moving, np.zeros(len(ring), bool)])
+    triangles = triangles[moving[triangles].any(1)]  # the triangles with a still corner only are the identity
+    matrices, valid = _affines(all_target, all_source, triangles)
+    triangles, matrices = triangles[valid], matrices[valid]
+    # A triangle that flips, or collapses to under a quarter of its source area (a mouth closing over teeth), would
+    # sample what the lips now cover; its pixels take a neighbouring triangle's map instead.
+    area_target, area_source = _area2(all_target, triangles), _area2(all_source, triangles)
+    folded = (np.sign(area_target) != np.sign(area_source)) | (np.abs(area_target) < 0.25 * np.abs(area_source))
+
+    height, width = shape
+    corners = all_target[triangles].reshape(-1, 2)
+    x0, y0 = np.maximum(np.floor(corners.min(0)).astype(int) - 1, 0)
+    x1, y1 = np.minimum(np.ceil(corners.max(0)).astype(int) + 2, [width, height])
+    box = (int(x0), int(y0), int(x1), int(y1))
+    index = _rasterise(all_target, triangles, box, folded)
+
+    # Index -1 (no moving triangle) picks the identity matrix appended last. One row gather of the flattened 3 x 2
+    # matrices (x->sx, x->sy, y->sx, y->sy, 1->sx, 1->sy) per pixel.
+    table = np.concatenate([matrices, [[[1, 0], [0, 1], [0, 0]]]]).reshape(-1, 6).astype(np.float32)
+    rows = np.take(table, index, axis=0)  # h x w x 6
+    xs = np.arange(x0, x1, dtype=np.float32)[None, :]
+    ys = np.arange(y0, y1, dtype=np.float32)[:, None]
+    map_x = xs * rows[..., 0] + ys * rows[..., 2] + rows[..., 4]
+    map_y = xs * rows[..., 1] + ys * rows[..., 3] + rows[..., 5]
+    return map_x, map_y, index >= 0, box
+
+
+def warp_crop(crop: np.ndarray, source: np.ndarray, target: np.ndarray, inner_lips: np.ndarray | None = None,
+              ring_scale: float = 1.2, feather: float = 1.5) -> WarpResult:
+    """Move ``crop``'s ``source`` points (N x 2 or N x 3, crop pixels) to ``target``, sampling the crop once.
+
+    ``inner_lips``: the indices of the inner-lip contour in order around the mouth; with them, pixels inside the
+    target's inner lips that would sample from outside the source's inner lips (lip stretched over a newly opened
+    gap) get a dark mouth cavity, feathered over ``feather`` pixels inside the gap's edge.
+    """
+    crop = np.asarray(crop)
+    if crop.dtype != np.uint8 or crop.ndim not in (2, 3):
+        raise ValueError(f"warp_crop expects an H x W (x C) uint8 crop, got {crop.dtype} {crop.shape}")
+    source = np.asarray(source, dtype=np.float64)[:, :2]
+    target = np.asarray(target, dtype=np.float64)[:, :2]
+    if source.shape != target.shape:
+        raise ValueError(f"source and target points differ in shape: {source.shape} vs {target.shape}")
+    wider_source = inner_lips is not None and \
+        abs(_area2(source, _fan(inner_lips)).sum()) > abs(_area2(target, _fan(inner_lips)).sum())
+    sample_from = _into_the_lips(source, target, inner_lips) if wider_source else source
+    mapped = backward_map(crop.shape[:2], sample_from, target, ring_scale, triangulate_source=wider_source)
+    if mapped is None:
+        return WarpResult(crop.copy(), None, None)
+    map_x, map_y, changed, (x0, y0, x1, y1) = mapped
+    sampled = cv2.remap(crop, map_x, map_y, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT)
+    out = crop.copy()
+    region = out[y0:y1, x0:x1]
+    np.copyto(region, sampled, where=changed if crop.ndim == 2 else changed[..., None])
+
+    gap = None
+    if wider_source:
+        out = _seam(out, target[inner_lips], cavity_colour(crop, source[inner_lips]))
+    elif inner_lips is not None:
+        gap_box = new_gap(crop.shape[:2], source[inner_lips], target[inner_lips], map_x, map_y, (x0, y0, x1, y1),
+                          feather)
+        if gap_box is not None:
+            gap = gap_box
+            colour = cavity_colour(crop, source[inner_lips])
+            out = mouth_cavity(out, gap, colour, target[inner_lips])
+    box = (x0, y0, x1, y1)  # the moving triangles' bounds
+    if gap is not None:
+        gy, gx = np.nonzero(gap > 0)
+        box = (min(x0, int(gx.min())), min(y0, int(gy.min())), max(x1, int(gx.max()) + 1), max(y1, int(gy.max()) + 1))
+    return WarpResult(out, box, gap)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The newly opened mouth
+# ---------------------------------------------------------------------------------------------------------------------
+
+def _into_the_lips(source: np.ndarray, target: np.ndarray, inner_lips: np.ndarray, depth: float = 1.5) -> np.ndarray:
+    """Where the lips close, their inner edges are sampled ``depth`` px inside the lips (away from the mouth's
+    centre, in proportion to how far it closes): the photo's soft lip-to-teeth edge would otherwise show as a pale
+    line where the lips meet."""
+    closing = 1.0 - abs(_area2(target, _fan(inner_lips)).sum()) / max(abs(_area2(source, _fan(inner_lips)).sum()), 1e-6)
+    lips = source[inner_lips]
+    outward = lips - lips.mean(0)
+    outward /= np.maximum(np.linalg.norm(outward, axis=1, keepdims=True), 1e-6)
+    pulled = source.copy()
+    pulled[inner_lips] = lips + outward * depth * float(np.clip(closing, 0.0, 1.0))
+    return pulled
+
+
+def _seam(image: np.ndarray, target_lips: np.ndarray, colour: np.ndarray, alpha: float = 0.7) -> np.ndarray:
+    """A thin dark line where closed lips meet (the seam the person's teeth were behind), anti-aliased."""
+    contour = np.round(np.asarray(target_lips)[:, :2] * (1 << _SHIFT)).astype(np.int32)
+    mask = np.zeros(image.shape[:2], np.uint8)
+    cv2.polylines(mask, [contour], True, 255, thickness=1, lineType=cv2.LINE_AA, shift=_SHIFT)
+    ys, xs = np.nonzero(mask)
+    a = (mask[ys, xs].astype(np.float32) / 255 * alpha)[:, None]
+    out = image.copy()
+    current = out[ys, xs].reshape(len(ys), -1).astype(np.float32)
+    out[ys, xs] = np.clip(np.round(current * (1 - a) + colour[None, :] * a), 0, 255).astype(np.uint8).reshape(
+        out[ys, xs].shape)
+    return out
+
+
+def _fan(polygon: np.ndarray) -> np.ndarray:
+    """A polygon's indices as a fan of triangles from its first corner (their signed areas sum to its area)."""
+    polygon = np.asarray(polygon)
+    return np.stack([np.full(len(polygon) - 2, polygon[0]), polygon[1:-1], polygon[2:]], 1)
+
+
+def _polygon_mask(shape: tuple[int, int], polygon: np.ndarray) -> np.ndarray:
+    mask = np.zeros(shape, np.uint8)
+    cv2.fillPoly(mask, [np.round(np.asarray(polygon)[:, :2] * (1 << _SHIFT)).astype(np.int32)], 1,
+                 lineType=cv2.LINE_8, shift=_SHIFT)
+    return mask
+
+
+def new_gap(shape: tuple[int, int], source_lips: np.ndarray, target_lips: np.ndarray, map_x: np.ndarray,
+            map_y: np.ndarray, box: tuple[int, int, int, int], feather: float = 1.5,
+            stretch: float = 2.0) -> np.ndarray | None:
+    """Alpha (H x W float32) of the target mouth's pixels that the warp would fill with stretched lip or seam: those
+    whose backward map lands outside the source mouth, or that sample a patch of the source at least ``stretch``
+    times smaller (a few pixels of a closed mouth's seam spread over a parted one). Rises from 0 at the gap's edge to
+    1 over ``feather`` pixels inside it, so nothing outside the gap changes. ``None`` where there is no such pixel."""
+    height, width = shape
+    # Eroded by a pixel: a closed mouth's polygon (its seam) is empty, so a mouth that stays shut gets no fill, and a
+    # pixel that samples the seam of a closed source mouth counts as stretched.
+    kernel = np.ones((3, 3), np.uint8)
+    target_mask = cv2.erode(_polygon_mask(shape, target_lips), kernel)
+    if not target_mask.any():
+        return None
+    source_mask = cv2.erode(_polygon_mask(shape, source_lips), kernel)
+    x0, y0, x1, y1 = box
+    ys, xs = np.nonzero(target_mask)
+    inside_box = (xs >= x0) & (xs < x1) & (ys >= y0) & (ys < y1)
+    sx, sy = xs.astype(np.float32), ys.astype(np.float32)
+    sx[inside_box] = map_x[ys[inside_box] - y0, xs[inside_box] - x0]
+    sy[inside_box] = map_y[ys[inside_box] - y0, xs[inside_box] - x0]
+    # Source area per target pixel: the map's Jacobian determinant (central differences).
+    area = np.ones(len(ys), np.float32)
+    gy_x, gx_x = np.gradient(map_x)
+    gy_y, gx_y = np.gradient(map_y)
+    jacobian = np.abs(gx_x * gy_y - gy_x * gx_y)
+    area[inside_box] = jacobian[ys[inside_box] - y0, xs[inside_box] - x0]
+    sx = np.clip(np.round(sx).astype(int), 0, width - 1)
+    sy = np.clip(np.round(sy).astype(int), 0, height - 1)
+    stretched = (source_mask[sy, sx] == 0) | (area < 1.0 / stretch)
+    if not stretched.any():
+        return None
+    gap = np.zeros(shape, np.uint8)
+    gap[ys[stretched], xs[stretched]] = 1
+    gap = cv2.morphologyEx(gap, cv2.MORPH_CLOSE, kernel) & target_mask  # no single-pixel holes
+    # Distance to the nearest pixel outside the gap: 1 at the edge pixel, so alpha = distance / (feather + 1); then
+    # softened a little so the pixel staircase of the mask does not show, and cut to the gap again.
+    distance = cv2.distanceTransform(gap, cv2.DIST_L2, 3)
+    alpha = np.clip(distance / (feather + 1.0), 0.0, 1.0).astype(np.float32)
+    return cv2.GaussianBlur(alpha, (0, 0), 0.7) * gap
+
+
+def cavity_colour(crop: np.ndarray, source_lips: np.ndarray) -> np.ndarray:
+    """The person's own darkest lip-seam colour: the median of the darkest tenth of pixels within 2 px of the
+    source's inner-lip contour (the seam, or the mouth already open), darkened to 60%."""
+    shape = crop.shape[:2]
+    seam = _polygon_mask(shape, source_lips)
+    contour = np.round(np.asarray(source_lips)[:, :2] * (1 << _SHIFT)).astype(np.int32)
+    cv2.polylines(seam, [contour], True, 1, thickness=1, lineType=cv2.LINE_8, shift=_SHIFT)
+    seam = cv2.dilate(seam, np.ones((5, 5), np.uint8))
+    pixels = crop[seam > 0].reshape(-1, 1 if crop.ndim == 2 else crop.shape[2]).astype(np.float32)
+    if not len(pixels):
+        return np.full(1 if crop.ndim == 2 else crop.shape[2], 30.0, np.float32)
+    luminance = pixels.mean(1)
+    darkest = pixels[luminance <= np.quantile(luminance, 0.1)]
+    return np.median(darkest, axis=0) * 0.6
+
+
+def mouth_cavity(image: np.ndarray, alpha: np.ndarray, colour: np.ndarray, target_lips: np.ndarray) -> np.ndarray:
+    """Blend a plain cavity of ``colour`` into ``image`` with ``alpha``; a soft vertical shading darkens it under
+    the upper lip (the shadow) and lightens it a little towards the lower lip."""
+    ys, xs = np.nonzero(alpha > 0)
+    if not len(ys):
+        return image
+    top, bottom = np.asarray(target_lips)[:, 1].min(), np.asarray(target_lips)[:, 1].max()
+    t = np.clip((ys - top) / max(bottom - top, 1.0), 0.0, 1.0)[:, None]
+    shade = colour[None, :] * (0.75 + 0.4 * t)  # 0.75x under the upper lip .. 1.15x at the lower lip
+    a = alpha[ys, xs][:, None]
+    out = image.copy()
+    current = out[ys, xs].reshape(len(ys), -1).astype(np.float32)
+    blended = current * (1 - a) + shade * a
+    out[ys, xs] = np.clip(np.round(blended), 0, 255).astype(np.uint8).reshape(out[ys, xs].shape)
+    return out

@@ -1,0 +1,94 @@
+"""The mesh-motion parts shared by the CycleGAN and the SA-GAN when they move faces by their dense mesh
+(``generator_type="mesh"``).
+
+A face is its 468-point mesh in the canonical frame (``expr_models.faces.mesh_motion``: the similarity that fits
+its stable points to the mean face, one eye distance apart; ``dims`` coordinates per point). A generator maps a source mesh and a target to the target mesh:
+
+    target = source + gain(source, target) * prior(target) + residual(source, target)
+
+``prior`` is the median motion of real training pairs (the mesh-motion baseline), ``gain`` a per-face amplitude (1
+at the start, within ``[1 / max_gain, max_gain]``) and ``residual`` a small learned correction, bounded so that with a
+few hundred pairs it cannot memorise faces. Both heads start at zero, so an untrained generator is the baseline.
+The discriminators read canonical meshes, so unpaired photos of each expression (GENKI-4K, CK+, FER2013) teach
+what real target meshes look like, beside the pairs' direct supervision.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn.utils import spectral_norm
+
+
+class MeshEncoder(nn.Sequential):
+    """Flattened (mesh - mean shape) and a condition vector -> features (LayerNorm MLP)."""
+
+    def __init__(self, in_features: int, hidden: int, layers: int = 2):
+        blocks: list[nn.Module] = []
+        for index in range(layers):
+            blocks += [nn.Linear(in_features if index == 0 else hidden, hidden), nn.LayerNorm(hidden), nn.SiLU()]
+        super().__init__(*blocks)
+
+
+class MeshMotionGenerator(nn.Module):
+    """``(N, P, D)`` canonical source meshes and ``(N, C)`` conditions -> ``(N, P, D)`` target meshes.
+
+    ``conditions`` weighs the ``C`` priors (one-hot for one target; the SA-GAN's target class, or a single column for
+    one direction of the CycleGAN); ``intensity`` scales the whole motion, so 0 returns the source.
+    """
+
+    def __init__(self, n_points: int, n_conditions: int, hidden: int = 256, max_gain: float = 2.0,
+                 max_residual: float = 0.03, dims: int = 3):
+        super().__init__()
+        self.n_points, self.n_conditions = n_points, n_conditions
+        self.max_gain, self.max_residual = max_gain, max_residual
+        # Set from the mesh-motion baseline before training and saved with the weights.
+        self.register_buffer("mean_shape", torch.zeros(n_points, dims))
+        self.register_buffer("priors", torch.zeros(n_conditions, n_points, dims))
+        self.encoder = MeshEncoder(n_points * dims + n_conditions, hidden)
+        self.to_gain = nn.Linear(hidden, 1)
+        self.to_residual = nn.Linear(hidden, n_points * dims)
+
+    def reset_heads(self) -> None:
+        """Start as the baseline: gain 1, no residual. transformers' init functions leave loaded weights alone."""
+        from transformers import initialization as init
+
+        for head in (self.to_gain, self.to_residual):
+            init.zeros_(head.weight)
+            init.zeros_(head.bias)
+
+    def motion(self, meshes: torch.Tensor, conditions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The predicted displacement ``(N, P, D)`` and the per-face gain ``(N,)``."""
+        centred = (meshes - self.mean_shape).flatten(1)
+        features = self.encoder(torch.cat([centred, conditions.to(centred.dtype)], dim=1))
+        gain = self.max_gain ** torch.tanh(self.to_gain(features)).squeeze(1)
+        prior = torch.einsum("nc,cpd->npd", conditions.to(self.priors.dtype), self.priors)
+        residual = self.max_residual * torch.tanh(self.to_residual(features)).view_as(meshes)
+        return gain.view(-1, 1, 1) * prior + residual, gain
+
+    def forward(self, meshes: torch.Tensor, conditions: torch.Tensor, intensity: float | torch.Tensor = 1.0
+                ) -> torch.Tensor:
+        displacement, _ = self.motion(meshes, conditions)
+        if torch.is_tensor(intensity):
+            intensity = intensity.view(-1, 1, 1)
+        return meshes + intensity * displacement
+
+
+class MeshDiscriminator(nn.Module):
+    """Canonical meshes ``(N, P, D)`` -> ``(N, outputs)`` logits: a spectral-normed MLP on the shape's deviation from
+    the mean. Small Gaussian noise on real and fake alike during training keeps it from separating them by jitter."""
+
+    def __init__(self, n_points: int, outputs: int = 1, hidden: int = 256, noise: float = 0.002, dims: int = 3):
+        super().__init__()
+        self.noise = noise
+        self.register_buffer("mean_shape", torch.zeros(n_points, dims))
+        self.body = nn.Sequential(
+            spectral_norm(nn.Linear(n_points * dims, hidden)), nn.LeakyReLU(0.2),
+            spectral_norm(nn.Linear(hidden, hidden)), nn.LeakyReLU(0.2))
+        self.head = spectral_norm(nn.Linear(hidden, outputs))
+
+    def forward(self, meshes: torch.Tensor) -> torch.Tensor:
+        centred = meshes - self.mean_shape
+        if self.training and self.noise > 0:
+            centred = centred + self.noise * torch.randn_like(centred)
+        return self.head(self.body(centred.flatten(1)))

@@ -1,0 +1,168 @@
+"""Mesh motion: where each of a face's 468 mesh points goes for a target expression, plus four sliders.
+
+    model = MeshMotionModel.from_pretrained("checkpoints/mesh_motion")
+    target = model.target_points(points, "neutral", "happy", intensity=1.0,
+                                 controls={"smile": 0.3, "mouth_open": 0.0, "brows": 0.5, "eyes": -0.2})
+    # 468 x 2 photo pixels, for expr_models.faces.mesh_warp.warp_crop(crop, points, target, ...)
+
+It holds, in the canonical frame of ``expr_models.faces.mesh_motion`` (eyes level, eye distance 1):
+- ``mean_mesh``: the training faces' mean mesh, the reference each face is fitted to on its stable points;
+- ``motions``: per (source, target) expression pair with data, the median over training people of the displacement
+  from their source mesh to their target mesh (the baseline). A pair without its own median goes through neutral
+  (source -> neutral -> target);
+- ``directions``: one per control, zero outside the points it may move: ``smile`` (lips and cheeks), ``mouth_open``
+  (lower lip, chin and jaw), ``brows`` (the brows; + raises), ``eyes`` (the lids; + opens).
+
+The expression's motion is scaled by ``intensity`` (0 to ``max_intensity``), each control's direction by its value in
+[-1, 1], and the sum is turned and scaled back onto the face. Points that nothing moves keep their exact coordinates.
+``train/mesh_motion.py`` builds it from FEI, London Set and JAFFE meshes of training people.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import numpy as np
+import torch
+from huggingface_hub.dataclasses import strict
+from torch import nn
+from transformers import PreTrainedConfig
+
+from ..faces.mesh_motion import normalise
+from .modeling_utils import ExprPreTrainedModel
+
+PAIR_SEPARATOR = "->"
+CONTROLS = ("smile", "mouth_open", "brows", "eyes")
+NUM_POINTS = 468
+
+
+def pair_name(source: str, target: str) -> str:
+    return f"{source}{PAIR_SEPARATOR}{target}"
+
+
+@strict
+class MeshMotionConfig(PreTrainedConfig):
+    r"""
+    Args:
+        pairs: the expression pairs with a measured median motion, ``"source->target"``, in the order of ``motions``.
+        subjects: how many training people each pair's median was taken over (same order; for the card).
+        controls: the control names, in the order of ``directions``.
+        control_points: for each control, the mesh point indices its direction may move.
+        max_intensity: the largest intensity accepted (the expression's median motion times this).
+        num_points: mesh points (MediaPipe Face Mesh: 468).
+    """
+
+    model_type = "mesh_motion"
+
+    pairs: list[str] | tuple[str, ...] = ("neutral->happy", "happy->neutral")
+    subjects: list[int] | tuple[int, ...] = ()
+    controls: list[str] | tuple[str, ...] = CONTROLS
+    control_points: list[list[int]] | tuple[tuple[int, ...], ...] = ((), (), (), ())
+    max_intensity: float = 1.5
+    num_points: int = NUM_POINTS
+
+    def validate_mesh_motion(self):
+        if not self.pairs or len(set(self.pairs)) != len(self.pairs):
+            raise ValueError(f"pairs must be distinct and at least one, got {self.pairs}")
+        for pair in self.pairs:
+            parts = pair.split(PAIR_SEPARATOR)
+            if len(parts) != 2 or parts[0] == parts[1]:
+                raise ValueError(f"a pair is 'source->target' with two different expressions, not {pair!r}")
+        if len(self.control_points) != len(self.controls):
+            raise ValueError(f"{len(self.controls)} controls but {len(self.control_points)} point sets")
+        for name, points in zip(self.controls, self.control_points):
+            if any(not 0 <= int(i) < self.num_points for i in points):
+                raise ValueError(f"control {name!r} names a point outside 0..{self.num_points - 1}")
+
+    @property
+    def expressions(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(part for pair in self.pairs for part in pair.split(PAIR_SEPARATOR)))
+
+
+class MeshMotionModel(ExprPreTrainedModel):
+    config_class = MeshMotionConfig
+    main_input_name = "canonical_points"
+    card_summary = (
+        "Mesh motion for expression edits: the median displacement of the 468 MediaPipe Face Mesh points between "
+        "real people's photos of two expressions, in a canonical frame (eyes level, eye distance 1), and four "
+        "control directions (smile, mouth open, brows, eyes) that move only their own points. "
+        "`model.target_points(points, 'neutral', 'happy', intensity, controls)` gives where a face's points go; "
+        "`expr_models.faces.mesh_warp.warp_crop` moves the photo's pixels there."
+    )
+
+    def __init__(self, config: MeshMotionConfig):
+        super().__init__(config)
+        n = config.num_points
+        # Parameters (not buffers) so that save_pretrained stores them and from_pretrained checks they are there;
+        # float32 (what from_pretrained loads), used in float64 numpy.
+        self.mean_mesh = nn.Parameter(torch.zeros(n, 2), requires_grad=False)
+        self.motions = nn.Parameter(torch.zeros(len(config.pairs), n, 2), requires_grad=False)
+        self.directions = nn.Parameter(torch.zeros(len(config.controls), n, 2),
+                                       requires_grad=False)
+        self.post_init()
+
+    def _init_weights(self, module):
+        pass  # measured, not initialised; zeros are no motion
+
+    # --- the motion in the canonical frame ------------------------------------------------------------------------
+    def pair_motion(self, source: str, target: str) -> np.ndarray:
+        """The median motion ``source -> target`` (468 x 2, eye distances): its own, else through neutral."""
+        if source == target:
+            return np.zeros((self.config.num_points, 2))
+        pairs = list(self.config.pairs)
+        name = pair_name(source, target)
+        if name in pairs:
+            return self.motions[pairs.index(name)].detach().cpu().numpy().astype(np.float64)
+        legs = [pair_name(a, b) for a, b in ((source, "neutral"), ("neutral", target)) if a != b]
+        if all(leg in pairs for leg in legs):
+            return sum(self.motions[pairs.index(leg)].detach().cpu().numpy().astype(np.float64) for leg in legs)
+        raise ValueError(f"This mesh motion has no {name!r} (it holds {', '.join(pairs)})")
+
+    def control_motion(self, controls: Mapping[str, float] | None) -> np.ndarray:
+        """The controls' summed motion (468 x 2); each value is clipped to [-1, 1]."""
+        motion = np.zeros((self.config.num_points, 2))
+        for name, value in (controls or {}).items():
+            if name not in self.config.controls:
+                raise ValueError(f"unknown control {name!r}; the controls are {', '.join(self.config.controls)}")
+            value = float(np.clip(value, -1.0, 1.0))
+            if value:
+                index = list(self.config.controls).index(name)
+                motion += value * self.directions[index].detach().cpu().numpy().astype(np.float64)
+        return motion
+
+    def motion(self, source: str, target: str, intensity: float = 1.0,
+               controls: Mapping[str, float] | None = None) -> np.ndarray:
+        """The canonical displacement (468 x 2) of an edit: the expression's, scaled, plus the controls'."""
+        intensity = float(np.clip(intensity, 0.0, self.config.max_intensity))
+        motion = self.control_motion(controls)
+        if intensity and source != target:
+            motion = motion + intensity * self.pair_motion(source, target)
+        return motion
+
+    # --- onto a face ----------------------------------------------------------------------------------------------
+    def target_points(self, points: np.ndarray, source: str, target: str, intensity: float = 1.0,
+                      controls: Mapping[str, float] | None = None) -> np.ndarray:
+        """Where a face's mesh points (468 x 2+, photo or crop pixels) go for the edit (468 x 2, same pixels).
+
+        The canonical motion is turned and scaled onto this face by the similarity that fits its stable points to
+        the mean mesh. A point with no motion keeps its coordinates bit for bit."""
+        points = np.asarray(points, np.float64)
+        if points.shape[0] != self.config.num_points:
+            raise ValueError(f"expected {self.config.num_points} mesh points, got {points.shape}")
+        motion = self.motion(source, target, intensity, controls)
+        result = points[:, :2].copy()
+        moved = np.any(motion != 0, axis=1)
+        if moved.any():
+            _, frame = normalise(points, self.mean_mesh.detach().cpu().numpy())
+            result[moved] += frame.vectors_to_photo(motion[moved])
+        return result
+
+    def forward(self, canonical_points: torch.Tensor, pair_index: torch.Tensor, intensity: torch.Tensor,
+                controls: torch.Tensor | None = None) -> torch.Tensor:
+        """Batched, in the canonical frame: ``N x 468 x 2`` points, ``N`` pair indices (into ``config.pairs``) and
+        intensities, optional ``N x 4`` control values -> the moved canonical points."""
+        motion = intensity.to(self.motions.dtype)[:, None, None] * self.motions[pair_index]
+        if controls is not None:
+            motion = motion + torch.einsum("nc,cpd->npd", controls.to(self.directions.dtype).clamp(-1, 1),
+                                           self.directions)
+        return canonical_points.to(motion.dtype) + motion

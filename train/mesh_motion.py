@@ -1,0 +1,171 @@
+"""Build the mesh-motion model (``expr_models.models.mesh_motion``): median mesh motions of real photo pairs of
+training people, and four control directions. No learning; a minute on one core (most of it meshing the photos).
+
+    python -m train.mesh_motion --data ../shared/data --out checkpoints/mesh_motion
+
+1. Every photo of the training people's pairs (``expr_models.paired_faces``, the project's subject split: FEI
+   neutral <-> smiling, the London Set neutral <-> smiling, JAFFE neutral -> each expression and happy -> neutral) is
+   meshed: RetinaFace, then the face mesh refined once (cached under ``--cache``).
+2. The mean mesh: the canonical mean (``faces.mesh_motion.mean_mesh``) of the training people's neutral meshes.
+3. Each pair's motion: ``canonical_displacement(source mesh, target mesh, mean)``; per person the median over their
+   photo pairs of that expression pair (JAFFE has several takes), then the median over people. JAFFE's neutral ->
+   X pairs also give X -> neutral (the same photos read the other way).
+4. Controls, each zero outside its points: ``smile`` = neutral -> happy on the lips and cheeks; ``mouth_open`` =
+   neutral -> surprise on the lower lip, chin and jaw, scaled so that +1 parts the inner lips by ``--mouth-open``
+   eye distances; ``brows`` = neutral -> surprise on the brows, scaled to raise them ``--brow-raise`` on average;
+   ``eyes``: the lids alone, built geometrically (upper lid up, lower lid down, most at the lid's middle).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from expr_models.evaluation.mesh_heldout import PhotoMesher
+from expr_models.faces.mesh import inner_lip_gap
+from expr_models.faces.mesh_motion import canonical_displacement, mean_mesh, normalise
+from expr_models.faces.mesh_topology import (FACE_OVAL, LEFT_BROW, LEFT_CHEEK, LEFT_EYE_LOWER, LEFT_EYE_UPPER,
+                                             LIPS_INNER_LOWER, LIPS_INNER_UPPER, LIPS_OUTER, MOUTH_CORNERS,
+                                             RIGHT_BROW, RIGHT_CHEEK, RIGHT_EYE_LOWER, RIGHT_EYE_UPPER)
+from expr_models.models.mesh_motion import CONTROLS, MeshMotionConfig, MeshMotionModel, pair_name
+from expr_models.data.paired_faces import photo_pairs
+
+EXPRESSION_ORDER = ("happy", "surprise", "sad", "angry", "fear", "disgust")
+
+
+def _inside(points: np.ndarray, polygon: np.ndarray, margin: float = 1e-3) -> np.ndarray:
+    contour = polygon.astype(np.float32).reshape(-1, 1, 2)
+    return np.array([cv2.pointPolygonTest(contour, (float(x), float(y)), True) >= -margin for x, y in points])
+
+
+def control_point_sets(mean: np.ndarray) -> dict[str, list[int]]:
+    """The points each control may move, from the mean mesh (canonical: y grows downwards)."""
+    lips = np.flatnonzero(_inside(mean, mean[list(LIPS_OUTER)]))
+    corners = mean[list(MOUTH_CORNERS)]
+    corner_y = corners[:, 1].mean()
+    oval = _inside(mean, mean[list(FACE_OVAL)], margin=1e-2)
+    upper_lip = set(LIPS_INNER_UPPER) | {int(i) for i in lips if mean[i, 1] < corner_y}
+    lower = [i for i in range(len(mean)) if oval[i] and mean[i, 1] > corner_y + 0.02 and i not in upper_lip]
+    lower = sorted(set(lower) | set(LIPS_INNER_LOWER[1:-1]))
+    lids = [i for group in (RIGHT_EYE_UPPER, RIGHT_EYE_LOWER, LEFT_EYE_UPPER, LEFT_EYE_LOWER) for i in group[1:-1]]
+    return {"smile": sorted({int(i) for i in lips} | set(RIGHT_CHEEK) | set(LEFT_CHEEK)),
+            "mouth_open": [int(i) for i in lower],
+            "brows": sorted(set(RIGHT_BROW) | set(LEFT_BROW)),
+            "eyes": sorted(lids)}
+
+
+def eyelid_direction(mean: np.ndarray, upper: float = 0.045, lower: float = 0.02) -> np.ndarray:
+    """Lids opening: each upper-lid point up, each lower-lid point down, by ``sin(pi t)`` of the most (t: the point's
+    place between the eye's corners), in eye distances."""
+    direction = np.zeros_like(mean)
+    for group, amount in ((RIGHT_EYE_UPPER, -upper), (LEFT_EYE_UPPER, -upper), (RIGHT_EYE_LOWER, lower),
+                          (LEFT_EYE_LOWER, lower)):
+        a, b = mean[group[0]], mean[group[-1]]
+        for i in group[1:-1]:
+            t = np.clip((mean[i] - a) @ (b - a) / ((b - a) @ (b - a)), 0, 1)
+            direction[i, 1] = amount * np.sin(np.pi * t)
+    return direction
+
+
+def restricted(motion: np.ndarray, points: list[int]) -> np.ndarray:
+    out = np.zeros_like(motion)
+    out[points] = motion[points]
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", default="../shared/data")
+    parser.add_argument("--out", default="checkpoints/mesh_motion")
+    parser.add_argument("--mesh-model", default="checkpoints/face_mesh")
+    parser.add_argument("--cache", default="prepared/meshes_photos")
+    parser.add_argument("--split", default="train", help="whose pairs to learn from (default: the training people)")
+    parser.add_argument("--mouth-open", type=float, default=0.3, help="inner-lip parting at mouth_open=+1, eye dist.")
+    parser.add_argument("--brow-raise", type=float, default=0.06, help="mean brow raise at brows=+1, eye distances")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+
+    from expr_models.models.face_mesh import FaceMeshModel
+
+    mesher = PhotoMesher(FaceMeshModel.from_pretrained(args.mesh_model).eval(), cache=Path(args.cache))
+    pairs = photo_pairs(args.data, args.split)
+    print(f"{len(pairs)} {args.split} pairs", file=sys.stderr)
+    with torch.inference_mode():
+        meshes = {}
+        for pair in pairs:
+            for path in (pair.source_path, pair.target_path):
+                if path not in meshes:
+                    meshes[path] = mesher.photo(path)[1]
+    missing = [str(p) for p, m in meshes.items() if m is None]
+    print(f"{len(meshes)} photos meshed, no face in {len(missing)}: {missing[:5]}", file=sys.stderr)
+
+    neutrals = {p.source_path for p in pairs if p.source_expression == "neutral" and meshes[p.source_path] is not None}
+    mean = mean_mesh([meshes[path] for path in sorted(neutrals)])
+
+    per_person: dict[str, dict[tuple[str, str], list[np.ndarray]]] = defaultdict(lambda: defaultdict(list))
+    for pair in pairs:
+        source, target = meshes[pair.source_path], meshes[pair.target_path]
+        if source is None or target is None:
+            continue
+        person = (pair.dataset, pair.subject)
+        per_person[pair.pair][person].append(canonical_displacement(source, target, mean))
+        if pair.dataset == "jaffe" and pair.source_expression == "neutral" and pair.target_expression != "happy":
+            reverse = pair_name(pair.target_expression, "neutral")
+            per_person[reverse][person].append(canonical_displacement(target, source, mean))
+    names = [pair_name("neutral", e) for e in EXPRESSION_ORDER] + [pair_name(e, "neutral") for e in EXPRESSION_ORDER]
+    names = [n for n in names if per_person.get(n)]
+    motions, subjects = [], []
+    for name in names:
+        people = per_person[name]
+        motions.append(np.median(np.stack([np.median(np.stack(v), 0) for v in people.values()]), 0))
+        subjects.append(len(people))
+        datasets = sorted({d for d, _ in people})
+        print(f"{name:20s} {len(people):3d} people ({', '.join(datasets)})", file=sys.stderr)
+
+    point_sets = control_point_sets(mean)
+    by_name = dict(zip(names, motions))
+    smile = restricted(by_name["neutral->happy"], point_sets["smile"])
+    surprise = by_name["neutral->surprise"]
+    mouth = restricted(surprise, point_sets["mouth_open"])
+    parting = inner_lip_gap(mean + mouth) - inner_lip_gap(mean)
+    mouth *= args.mouth_open / parting
+    brows = restricted(surprise, point_sets["brows"])
+    raise_ = -brows[point_sets["brows"], 1].mean()
+    brows *= args.brow_raise / raise_
+    eyes = eyelid_direction(mean)
+    print(f"mouth_open: surprise parts the lips {parting:.3f} (scaled x{args.mouth_open / parting:.2f}); brows: "
+          f"surprise raises them {raise_:.3f} (scaled x{args.brow_raise / raise_:.2f})", file=sys.stderr)
+
+    config = MeshMotionConfig(pairs=names, subjects=subjects, controls=list(CONTROLS),
+                              control_points=[point_sets[c] for c in CONTROLS])
+    model = MeshMotionModel(config)
+    with torch.no_grad():
+        model.mean_mesh.copy_(torch.from_numpy(mean))
+        model.motions.copy_(torch.from_numpy(np.stack(motions)))
+        model.directions.copy_(torch.from_numpy(np.stack([smile, mouth, brows, eyes])))
+    counts = {dataset: len({p.subject for p in pairs if p.dataset == dataset}) for dataset in ("fei", "london", "jaffe")}
+    model.card_info = {
+        "training_data": (f"Mesh motions of the training people of the project's subject split (seed 0): FEI "
+                          f"{counts['fei']}, London Set {counts['london']}, JAFFE {counts['jaffe']} people; meshes by "
+                          "the committed RetinaFace and face mesh (refined once)."),
+        "training": ("No learning: per expression pair, the median over people (each person's own median first) of "
+                     "the canonical mesh displacement. Controls: smile = the happy median on lips and cheeks; "
+                     f"mouth_open = the surprise median on the lower lip, chin and jaw, +1 parts the lips by "
+                     f"{args.mouth_open} eye distances; brows = the surprise median on the brows, +1 raises them "
+                     f"{args.brow_raise} on average; eyes = geometric lid opening (upper lid 0.045, lower 0.02)."),
+        "notes": "Built by `python -m train.mesh_motion`; measured by `python -m expr_models.evaluation.mesh_heldout`.",
+    }
+    model.save_pretrained(args.out)
+    print(f"saved {args.out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
