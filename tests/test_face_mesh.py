@@ -136,7 +136,7 @@ def test_a_broken_checkpoint_raises_checkpoint_error(tmp_path):
         FaceMeshModel.from_pretrained(truncated)
     other = tmp_path / "other"
     shutil.copytree(CHECKPOINT, other)
-    (other / "config.json").write_text((other / "config.json").read_text().replace('"face_mesh"', '"expr-sagan"'))
+    (other / "config.json").write_text((other / "config.json").read_text().replace('"expr-face-mesh"', '"expr-sagan"'))
     with pytest.raises(CheckpointError):
         FaceMeshModel.from_pretrained(other)
 
