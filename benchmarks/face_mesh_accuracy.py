@@ -136,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoint", type=Path, default=bu.REPO_ROOT / "checkpoints" / "face_mesh")
     parser.add_argument("--limit", type=int, default=None, help="at most this many London faces")
     parser.add_argument("--repeats", type=int, default=50, help="timed runs per setting")
+    parser.add_argument("--no-timing", action="store_true", help="measure the error only")
     parser.add_argument("--plot", type=Path, default=None, help="draw the first face's template and matches here")
     parser.add_argument("--output", type=Path)
     parser.add_argument("--no-save", action="store_true")
@@ -171,11 +172,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"plot of {found['names'][0]}: {args.plot}")
     else:
         print(f"SKIP the error: no London Set under {london} (the research data is not on this machine)")
-    result["timing"] = timing(model, args.repeats)
-    print("\nTime per face (median ms; crop + model + mapping, and the model's forward alone):\n")
-    print(bu.format_table(result["timing"], [("photo", "photo"), ("threads", "torch threads"),
-                                             ("face_mesh_ms", "face_mesh"), ("refine_ms", "refine=True"),
-                                             ("forward_ms", "forward"), ("face_mesh_cpu_ms", "face_mesh CPU")]))
+    if not args.no_timing:
+        result["timing"] = timing(model, args.repeats)
+        print("\nTime per face (median ms; crop + model + mapping, and the model's forward alone):\n")
+        print(bu.format_table(result["timing"], [("photo", "photo"), ("threads", "torch threads"),
+                                                 ("face_mesh_ms", "face_mesh"), ("refine_ms", "refine=True"),
+                                                 ("forward_ms", "forward"), ("face_mesh_cpu_ms", "face_mesh CPU")]))
     if not args.no_save:
         print(f"\nwrote {bu.save_results('face_mesh_accuracy', result, args.output)}")
     return 0
