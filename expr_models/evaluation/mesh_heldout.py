@@ -116,8 +116,7 @@ def evaluate_pairs(pairs, motion_model, mesher: PhotoMesher, intensity: float = 
                # the bare warp's sharpness (no cavity, whose flat dark patch and edges change the measure)
                "sharpness_warp": mouth_sharpness(photo, edit_photo(photo, mesh, motion_model, pair.source_expression,
                                                                    pair.target_expression, intensity, None, False)[0],
-                                                 mesh, edit_mesh),
-               "noise_gain": mesh_scores(mesh, mesher.mesh_of(photo, box)[1], real)["gain"]}
+                                                 mesh, edit_mesh)}
         rows.append(row)
         if len(images) < keep_images:
             images.append((pair, photo, edited, read_rgb(pair.target_path), box))
@@ -134,8 +133,7 @@ def summarise(rows: list[dict]) -> dict:
     for name, group in sorted(groups.items()):
         summary[name] = {"pairs": len(group), "missing": sum(1 for r in rows if r.get("missing") and
                                                             f"{r['dataset']} {r['pair']}" == name)}
-        for key in ("gain", "cosine", "gap_source", "gap_edit", "gap_real", "sharpness", "sharpness_warp",
-                    "noise_gain"):
+        for key in ("gain", "cosine", "gap_source", "gap_edit", "gap_real", "sharpness", "sharpness_warp"):
             values = np.array([r[key] for r in group], np.float64)
             summary[name][key] = float(np.nanmedian(values))
         summary[name]["gain_mean"] = float(np.nanmean([r["gain"] for r in group]))
@@ -202,8 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, values in summary.items():
         print(f"{name:32s} n={values['pairs']:3d} gain {values['gain']:.2f} (mean {values['gain_mean']:.2f}) "
               f"cos {values['cosine']:.2f} gap src {values['gap_source']:.3f} edit {values['gap_edit']:.3f} "
-              f"real {values['gap_real']:.3f} sharp {values['sharpness']:.2f} warp-only {values['sharpness_warp']:.2f} "
-              f"noise {values['noise_gain']:.2f}")
+              f"real {values['gap_real']:.3f} sharp {values['sharpness']:.2f} warp-only {values['sharpness_warp']:.2f}")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"intensity": args.intensity, "split": args.split, "summary": summary,
