@@ -9,7 +9,7 @@ WebMorph templates, and its time per face.
    template point below is matched to one mesh point: the nearest of the named mesh group in the median over the 67
    faces (``MATCHES`` lists them; the template's numbering was read off a plot of ``002_03`` with ``--plot``). The
    error is the distance over the template's own pupil distance (points 0 and 1), per group: mean, median, 90th
-   percentile. Reads the research data at run time only; the JSON holds statistics, no image.
+   percentile; the jaw is also scored as the distance to the mesh's face-oval line (contour points slide along it). Reads the research data at run time only; the JSON holds statistics, no image.
 2. Time per face for the crop, the model and the mapping back (``face_mesh``), on scikit-image's astronaut (512 px)
    and Grace Hopper resized to 1 MP, on one and two torch threads; the anchor is the model's forward alone.
 """
@@ -74,7 +74,22 @@ def london_meshes(london: Path, model, limit: int | None = None) -> dict:
             "names": names, "missed": missed, "photos": photos}
 
 
+# Contour points slide along their curve from one annotator's convention to another's, so the jaw is also scored by
+# the distance from each template jaw point to the mesh's face-oval polyline.
+JAW_POINTS = (126, 127, 128, 129, 130, 131, 132)
+
+
+def distance_to_polyline(point: np.ndarray, line: np.ndarray) -> float:
+    """The shortest distance from ``point`` to the closed polyline through ``line`` (``K x 2``)."""
+    start, end = line, np.roll(line, -1, axis=0)
+    along = end - start
+    t = np.clip(((point - start) * along).sum(1) / np.maximum((along * along).sum(1), 1e-12), 0, 1)
+    return float(np.linalg.norm(start + t[:, None] * along - point, axis=1).min())
+
+
 def errors(templates: np.ndarray, meshes: np.ndarray) -> dict:
+    from expr_models.faces.mesh import FACE_OVAL
+
     pupils = np.linalg.norm(templates[:, 0] - templates[:, 1], axis=1)
     table = {}
     for group, pairs in MATCHES.items():
@@ -82,6 +97,11 @@ def errors(templates: np.ndarray, meshes: np.ndarray) -> dict:
                                    for t, m in pairs.items()])
         table[group] = {"mean": float(distance.mean()), "median": float(np.median(distance)),
                         "p90": float(np.percentile(distance, 90)), "points": int(distance.size)}
+    distance = np.array([distance_to_polyline(template[t], mesh[list(FACE_OVAL), :2]) / pupil
+                         for template, mesh, pupil in zip(templates, meshes, pupils) for t in JAW_POINTS])
+    table["jaw and chin, to the face oval's line"] = {
+        "mean": float(distance.mean()), "median": float(np.median(distance)),
+        "p90": float(np.percentile(distance, 90)), "points": int(distance.size)}
     return table
 
 
@@ -136,6 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoint", type=Path, default=bu.REPO_ROOT / "checkpoints" / "face_mesh")
     parser.add_argument("--limit", type=int, default=None, help="at most this many London faces")
     parser.add_argument("--repeats", type=int, default=50, help="timed runs per setting")
+    parser.add_argument("--no-timing", action="store_true", help="measure the error only")
     parser.add_argument("--plot", type=Path, default=None, help="draw the first face's template and matches here")
     parser.add_argument("--output", type=Path)
     parser.add_argument("--no-save", action="store_true")
@@ -171,11 +192,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"plot of {found['names'][0]}: {args.plot}")
     else:
         print(f"SKIP the error: no London Set under {london} (the research data is not on this machine)")
-    result["timing"] = timing(model, args.repeats)
-    print("\nTime per face (median ms; crop + model + mapping, and the model's forward alone):\n")
-    print(bu.format_table(result["timing"], [("photo", "photo"), ("threads", "torch threads"),
-                                             ("face_mesh_ms", "face_mesh"), ("refine_ms", "refine=True"),
-                                             ("forward_ms", "forward"), ("face_mesh_cpu_ms", "face_mesh CPU")]))
+    if not args.no_timing:
+        result["timing"] = timing(model, args.repeats)
+        print("\nTime per face (median ms; crop + model + mapping, and the model's forward alone):\n")
+        print(bu.format_table(result["timing"], [("photo", "photo"), ("threads", "torch threads"),
+                                                 ("face_mesh_ms", "face_mesh"), ("refine_ms", "refine=True"),
+                                                 ("forward_ms", "forward"), ("face_mesh_cpu_ms", "face_mesh CPU")]))
     if not args.no_save:
         print(f"\nwrote {bu.save_results('face_mesh_accuracy', result, args.output)}")
     return 0

@@ -136,7 +136,7 @@ def test_a_broken_checkpoint_raises_checkpoint_error(tmp_path):
         FaceMeshModel.from_pretrained(truncated)
     other = tmp_path / "other"
     shutil.copytree(CHECKPOINT, other)
-    (other / "config.json").write_text((other / "config.json").read_text().replace('"face_mesh"', '"expr-sagan"'))
+    (other / "config.json").write_text((other / "config.json").read_text().replace('"expr-face-mesh"', '"expr-sagan"'))
     with pytest.raises(CheckpointError):
         FaceMeshModel.from_pretrained(other)
 
@@ -147,3 +147,26 @@ def test_the_model_outputs_crop_pixels(model):
     points, presence = model.predict(np.full((2, 192, 192, 3), 128, np.uint8))
     assert points.shape == (2, 468, 3) and points.dtype == np.float32 and presence.shape == (2,)
     assert (presence < 0.5).all()  # a flat grey crop holds no face
+
+
+def test_the_accuracy_benchmark_skips_without_data_and_scores_templates(tmp_path, capsys, astronaut, model, detector):
+    import face_mesh_accuracy as bench
+
+    assert bench.main(["--data", str(tmp_path / "nowhere"), "--no-save", "--no-timing"]) == 0
+    assert "SKIP" in capsys.readouterr().out
+    # A WebMorph file whose matched points are the mesh's own scores 0; moving the mouth corners scores them alone.
+    points = mesh.face_mesh(astronaut, detector.detect(astronaut)[0], model)
+    template = np.zeros((189, 2))
+    template[0], template[1] = mesh.eye_centres(points)
+    for pairs in bench.MATCHES.values():
+        for t, m in pairs.items():
+            template[t] = points[m, :2]
+    tem = tmp_path / "001_03.tem"
+    tem.write_text("189\n" + "".join(f"{x:.3f} {y:.3f}\n" for x, y in template) + "1\n0\n2\n0 0\n")
+    read = bench.read_template(tem)
+    assert read.shape == (189, 2) and np.allclose(read, template, atol=1e-3)
+    assert all(row["mean"] < 1e-4 for row in bench.errors(read[None], points[None]).values())
+    read[[87, 93], 0] += 0.1 * np.linalg.norm(read[1] - read[0])
+    table = bench.errors(read[None], points[None])
+    assert table["mouth corners"]["mean"] == pytest.approx(0.1, abs=1e-3)
+    assert all(row["mean"] < 1e-4 for group, row in table.items() if group != "mouth corners")

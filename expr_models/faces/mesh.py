@@ -46,7 +46,8 @@ CENTRE_DOWN_MOUTH = 0.18
 CENTRE_DOWN_EYES = 0.28
 SIDE_PER_EYE = 2.26
 SIDE_PER_MOUTH = 1.67
-# Without landmarks: a square BOX_SCALE times the box's longer side, BOX_CENTRE_DOWN of that side below the box's centre.
+# Without landmarks: a square BOX_SCALE times the box's longer side, BOX_CENTRE_DOWN of that side below the box's
+# centre.
 # The converged tracking square measured 1.50 and 0.074 times a Haar-framed box (the 495 faces above), and 1.42 and
 # 0.047 (FER2013, 192 crops) or 1.38 and 0.062 (CK+, 197) times a whole 48x48 face crop: one value between serves both.
 BOX_SCALE = 1.45
@@ -178,7 +179,8 @@ def face_mesh_batch(photos: Sequence[np.ndarray], boxes: Sequence[FaceBox], mode
     for _ in range(2 if refine else 1):
         points, presence = [], []
         for start in range(0, len(photos), batch_size):
-            cut = [mesh_crop(photos[i], boxes[i], roi=rois[i]) for i in range(start, min(start + batch_size, len(photos)))]
+            chunk = range(start, min(start + batch_size, len(photos)))
+            cut = [mesh_crop(photos[i], boxes[i], roi=rois[i]) for i in chunk]
             crop_points, crop_presence = model.predict(np.stack([crop for crop, _ in cut]))
             points += [crop_to_photo(p, matrix) for p, (_, matrix) in zip(crop_points, cut)]
             presence.append(crop_presence)

@@ -41,7 +41,7 @@ class FaceMeshConfig(PreTrainedConfig):
         weights_source: where the weights came from, recorded for the model card.
     """
 
-    model_type = "face_mesh"
+    model_type = "expr-face-mesh"
 
     image_size: int = 192
     num_landmarks: int = 468

@@ -95,7 +95,8 @@ def convert(tflite_path: Path) -> FaceMeshModel:
             if source not in constants or source in used:
                 raise SystemExit(f"{source} is missing from the .tflite or used twice")
             used.add(source)
-            state[f"{prefix}.{suffix}"] = torch.from_numpy(to_torch(prefix, source, constants[source]).astype(np.float32))
+            value = to_torch(prefix, source, constants[source]).astype(np.float32)
+            state[f"{prefix}.{suffix}"] = torch.from_numpy(value)
     unused = sorted(set(constants) - used)
     expected = dict(model.state_dict())
     if unused or set(state) != set(expected):
@@ -135,8 +136,9 @@ def check_faces(london: Path | None, limit: int) -> tuple[list[str], np.ndarray]
     from expr_models.faces.mesh import mesh_crop
 
     detector = make_detector("retinaface")
-    photos = {"astronaut": skimage.data.astronaut(),
-              "grace_hopper": np.asarray(Image.open(matplotlib.cbook.get_sample_data("grace_hopper.jpg")).convert("RGB"))}
+    with matplotlib.cbook.get_sample_data("grace_hopper.jpg") as handle:
+        grace_hopper = np.asarray(Image.open(handle).convert("RGB"))
+    photos = {"astronaut": skimage.data.astronaut(), "grace_hopper": grace_hopper}
     if london is not None:
         for path in sorted(london.glob("*/*.jpg"))[:limit]:
             photos[f"london/{path.parent.name}/{path.stem}"] = np.asarray(Image.open(path).convert("RGB"))
@@ -154,18 +156,18 @@ def model_card_info(sha256: str, wheel_sha256: str, check: str) -> dict:
               f"[mediapipe 0.10.21](https://pypi.org/project/mediapipe/0.10.21/) (`{WHEEL_NAME}`, sha256 "
               f"`{wheel_sha256}`; the .tflite's sha256 `{sha256}`), Apache License 2.0, Copyright The MediaPipe "
               "Authors. Ported to PyTorch by `python -m train.tools.convert_face_mesh` (the weights copied unchanged, "
-              "float16 as in the .tflite). Google describes the model's training and limits in MediaPipe Face Mesh's own "
-              "model card (MediaPipe documentation).")
+              "float16 as in the .tflite). Google describes the model's training and limits in MediaPipe Face "
+              "Mesh's own model card (MediaPipe documentation).")
     return {
         "license": "apache-2.0",
         "training_data": "Trained by Google (see the original model card); no data of this project was used. " + source,
         "terms": "Apache License 2.0 (http://www.apache.org/licenses/LICENSE-2.0), as MediaPipe publishes the model. "
                  "No research-only data of this project went into these weights.",
         "metrics": {"agreement with the .tflite (ai-edge-litert 2.3.0), crop pixels of 192": check},
-        "notes": "Used by `expr_models.faces.mesh`: the crop is turned so the eyes are level and is about 1.5 times the "
-                 "face's extent, placed from RetinaFace's five landmarks; the points are mapped back to the photo, z "
-                 "scaled like x and y. The point topology "
-                 "(lips, eyes, brows, face oval, triangles) is MediaPipe's `face_mesh_connections.py`, also Apache-2.0.",
+        "notes": "Used by `expr_models.faces.mesh`: the crop is turned so the eyes are level and is about 1.5 "
+                 "times the face's extent, placed from RetinaFace's five landmarks; the points are mapped back to "
+                 "the photo, z scaled like x and y. The point topology (lips, eyes, brows, face oval, triangles) is "
+                 "MediaPipe's `face_mesh_connections.py`, also Apache-2.0.",
     }
 
 
