@@ -159,7 +159,8 @@ def main(argv: list[str] | None = None) -> int:
         model.mean_mesh.copy_(torch.from_numpy(mean))
         model.motions.copy_(torch.from_numpy(np.stack(motions)))
         model.directions.copy_(torch.from_numpy(np.stack([smile, mouth, brows, eyes])))
-    counts = {dataset: len({p.subject for p in pairs if p.dataset == dataset}) for dataset in ("fei", "london", "jaffe")}
+    counts = {dataset: len({p.subject for p in pairs if p.dataset == dataset})
+              for dataset in ("fei", "london", "jaffe")}
     model.card_info = {
         "training_data": (f"Mesh motions of the training people of the project's subject split (seed 0): FEI "
                           f"{counts['fei']}, London Set {counts['london']}, JAFFE {counts['jaffe']} people; meshes by "
