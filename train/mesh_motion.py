@@ -5,7 +5,8 @@ training people, and four control directions. No learning; a minute on one core 
 
 1. Every photo of the training people's pairs (``expr_models.paired_faces``, the project's subject split: FEI
    neutral <-> smiling, the London Set neutral <-> smiling, JAFFE neutral -> each expression and happy -> neutral) is
-   meshed: RetinaFace, then the face mesh refined once (cached under ``--cache``).
+   meshed: RetinaFace, then the face mesh, one pass: read from the mesh helper's caches (``--mesh-caches``,
+   ``train.tools.cache_meshes``) where present, else made here (``--refine``: refined once, as the evaluation does).
 2. The mean mesh: the canonical mean (``faces.mesh_motion.mean_mesh``) of the training people's neutral meshes.
 3. Each pair's motion: ``canonical_displacement(source mesh, target mesh, mean)``; per person the median over their
    photo pairs of that expression pair (JAFFE has several takes), then the median over people. JAFFE's neutral ->
@@ -28,7 +29,7 @@ import cv2
 import numpy as np
 import torch
 
-from expr_models.evaluation.mesh_heldout import PhotoMesher
+from expr_models.evaluation.mesh_heldout import PhotoMesher, load_mesh_caches
 from expr_models.faces.mesh import inner_lip_gap
 from expr_models.faces.mesh_motion import canonical_displacement, mean_mesh, normalise
 from expr_models.faces.mesh_topology import (FACE_OVAL, LEFT_BROW, LEFT_CHEEK, LEFT_EYE_LOWER, LEFT_EYE_UPPER,
@@ -85,7 +86,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", default="../shared/data")
     parser.add_argument("--out", default="checkpoints/mesh_motion")
     parser.add_argument("--mesh-model", default="checkpoints/face_mesh")
-    parser.add_argument("--cache", default="prepared/meshes_photos")
+    parser.add_argument("--cache", default="prepared/meshes_photos", help="per-photo meshes made here when needed")
+    parser.add_argument("--mesh-caches", type=Path, default=Path("prepared/meshes"),
+                        help="the mesh caches of train.tools.cache_meshes (one pass), used where present")
+    parser.add_argument("--refine", action="store_true",
+                        help="mesh every photo here, refined once, instead of reading --mesh-caches")
     parser.add_argument("--split", default="train", help="whose pairs to learn from (default: the training people)")
     parser.add_argument("--mouth-open", type=float, default=0.3, help="inner-lip parting at mouth_open=+1, eye dist.")
     parser.add_argument("--brow-raise", type=float, default=0.06, help="mean brow raise at brows=+1, eye distances")
@@ -94,7 +99,11 @@ def main(argv: list[str] | None = None) -> int:
 
     from expr_models.models.face_mesh import FaceMeshModel
 
-    mesher = PhotoMesher(FaceMeshModel.from_pretrained(args.mesh_model).eval(), cache=Path(args.cache))
+    use_caches = not args.refine and args.mesh_caches.is_dir()
+    precomputed = load_mesh_caches(args.mesh_caches, Path(args.data)) if use_caches else None
+    mesher = PhotoMesher(FaceMeshModel.from_pretrained(args.mesh_model).eval(), cache=Path(args.cache),
+                         refine=args.refine, precomputed=precomputed)
+    print(f"meshes: {'the caches in ' + str(args.mesh_caches) if use_caches else 'made here'}", file=sys.stderr)
     pairs = photo_pairs(args.data, args.split)
     print(f"{len(pairs)} {args.split} pairs", file=sys.stderr)
     with torch.inference_mode():
@@ -150,11 +159,13 @@ def main(argv: list[str] | None = None) -> int:
         model.mean_mesh.copy_(torch.from_numpy(mean))
         model.motions.copy_(torch.from_numpy(np.stack(motions)))
         model.directions.copy_(torch.from_numpy(np.stack([smile, mouth, brows, eyes])))
-    counts = {dataset: len({p.subject for p in pairs if p.dataset == dataset}) for dataset in ("fei", "london", "jaffe")}
+    counts = {dataset: len({p.subject for p in pairs if p.dataset == dataset})
+              for dataset in ("fei", "london", "jaffe")}
     model.card_info = {
         "training_data": (f"Mesh motions of the training people of the project's subject split (seed 0): FEI "
                           f"{counts['fei']}, London Set {counts['london']}, JAFFE {counts['jaffe']} people; meshes by "
-                          "the committed RetinaFace and face mesh (refined once)."),
+                          "the committed RetinaFace and face mesh ("
+                          + ("refined once" if args.refine else "one pass, train.tools.cache_meshes") + ")."),
         "training": ("No learning: per expression pair, the median over people (each person's own median first) of "
                      "the canonical mesh displacement. Controls: smile = the happy median on lips and cheeks; "
                      f"mouth_open = the surprise median on the lower lip, chin and jaw, +1 parts the lips by "

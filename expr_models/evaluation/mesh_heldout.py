@@ -36,27 +36,53 @@ def read_rgb(path: Path) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
-class PhotoMesher:
-    """Box and mesh of a photo's largest face (RetinaFace, then the face mesh refined once), cached per file in an
-    ``.npz`` beside nothing of the data (``cache``: a folder under ``prepared/``)."""
+def load_mesh_caches(folder: Path, data_root: Path, sets: tuple[str, ...] = ("fei", "london", "jaffe")) -> dict:
+    """The mesh helper's caches (``train.tools.cache_meshes``: ``<folder>/<set>.npz`` with ``ids`` relative to the
+    data root, ``points``, ``boxes``, ``landmarks``, ``presence``) of ``sets`` as ``{resolved photo path: (box,
+    mesh)}``; faces the mesh model scored under 0.5 map to ``(None, None)``."""
+    from ..faces.geometry import FaceBox
 
-    def __init__(self, mesh_model, detector=None, cache: Path | None = None):
+    meshes = {}
+    for name in sets:
+        file = Path(folder) / f"{name}.npz"
+        if not file.is_file():
+            continue
+        with np.load(file) as stored:  # each array read once (indexing the NpzFile re-reads the whole array)
+            ids, points, boxes = stored["ids"], stored["points"], stored["boxes"]
+            landmarks, presence = stored["landmarks"], stored["presence"]
+        for i, photo_id in enumerate(ids):
+            marks = None if np.isnan(landmarks[i]).any() else landmarks[i].astype(np.float64)
+            box = FaceBox(*map(float, boxes[i]), landmarks=marks)
+            meshes[str((Path(data_root) / str(photo_id)).resolve())] = \
+                (box, points[i].astype(np.float64)) if presence[i] >= 0.5 else (None, None)
+    return meshes
+
+
+class PhotoMesher:
+    """Box and mesh of a photo's largest face (RetinaFace, then the face mesh; ``refine``: re-cropped once around the
+    first mesh), cached per file in an ``.npz`` under ``cache`` (a folder under ``prepared/``). ``precomputed``:
+    ``{resolved path: (box, mesh)}`` (:func:`load_mesh_caches`) used first."""
+
+    def __init__(self, mesh_model, detector=None, cache: Path | None = None, refine: bool = True,
+                 precomputed: dict | None = None):
         from ..faces.detection import default_detector
 
         self.model = mesh_model
         self.detector = detector or default_detector()
         self.cache = Path(cache) if cache else None
-        self.memory: dict[str, tuple] = {}
+        self.refine = refine
+        self.memory: dict[str, tuple] = dict(precomputed or {})
 
-    def _key(self, path: Path) -> str:
-        return "_".join(Path(path).resolve().parts[-3:]).replace(".", "_")
+    def _file(self, path: Path) -> Path | None:
+        name = "_".join(Path(path).resolve().parts[-3:]).replace(".", "_")
+        return self.cache / f"{name}{'' if self.refine else '_one_pass'}.npz" if self.cache else None
 
     def photo(self, path: Path):
         """``(box, mesh)`` for the photo at ``path`` (``None, None`` where no face is found)."""
-        key = self._key(path)
+        key = str(Path(path).resolve())
         if key in self.memory:
             return self.memory[key]
-        file = self.cache / f"{key}.npz" if self.cache else None
+        file = self._file(path)
         if file is not None and file.is_file():
             from ..faces.geometry import FaceBox
 
@@ -85,7 +111,7 @@ class PhotoMesher:
         import torch
 
         with torch.inference_mode():
-            return box, face_mesh(photo, box, self.model, refine=True).astype(np.float64)
+            return box, face_mesh(photo, box, self.model, refine=self.refine).astype(np.float64)
 
 
 def edit_photo(photo: np.ndarray, mesh: np.ndarray, motion_model, source: str, target: str, intensity: float = 1.0,
@@ -116,8 +142,7 @@ def evaluate_pairs(pairs, motion_model, mesher: PhotoMesher, intensity: float = 
                # the bare warp's sharpness (no cavity, whose flat dark patch and edges change the measure)
                "sharpness_warp": mouth_sharpness(photo, edit_photo(photo, mesh, motion_model, pair.source_expression,
                                                                    pair.target_expression, intensity, None, False)[0],
-                                                 mesh, edit_mesh),
-               "noise_gain": mesh_scores(mesh, mesher.mesh_of(photo, box)[1], real)["gain"]}
+                                                 mesh, edit_mesh)}
         rows.append(row)
         if len(images) < keep_images:
             images.append((pair, photo, edited, read_rgb(pair.target_path), box))
@@ -134,8 +159,7 @@ def summarise(rows: list[dict]) -> dict:
     for name, group in sorted(groups.items()):
         summary[name] = {"pairs": len(group), "missing": sum(1 for r in rows if r.get("missing") and
                                                             f"{r['dataset']} {r['pair']}" == name)}
-        for key in ("gain", "cosine", "gap_source", "gap_edit", "gap_real", "sharpness", "sharpness_warp",
-                    "noise_gain"):
+        for key in ("gain", "cosine", "gap_source", "gap_edit", "gap_real", "sharpness", "sharpness_warp"):
             values = np.array([r[key] for r in group], np.float64)
             summary[name][key] = float(np.nanmedian(values))
         summary[name]["gain_mean"] = float(np.nanmean([r["gain"] for r in group]))
@@ -189,21 +213,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sources", nargs="+", default=["fei", "london", "jaffe"])
     parser.add_argument("--intensity", type=float, default=1.0)
     parser.add_argument("--cache", default="prepared/meshes_photos", help="per-photo mesh cache (git-ignored)")
+    parser.add_argument("--one-pass", action="store_true", help="mesh without the refining second pass")
+    parser.add_argument("--mesh-caches", type=Path, default=None,
+                        help="the mesh helper's prepared/meshes folder: source and real photos' meshes from it "
+                             "(needs --one-pass, the protocol they were made with)")
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--sheet", type=Path, default=None, help="contact sheet of London and FEI people")
     parser.add_argument("--sheet-people", type=int, default=6)
     args = parser.parse_args(argv)
 
     motion_model = MeshMotionModel.from_pretrained(args.model)
-    mesher = PhotoMesher(FaceMeshModel.from_pretrained(args.mesh_model).eval(), cache=Path(args.cache))
+    precomputed = load_mesh_caches(args.mesh_caches, Path(args.data)) if args.mesh_caches else None
+    mesher = PhotoMesher(FaceMeshModel.from_pretrained(args.mesh_model).eval(), cache=Path(args.cache),
+                         refine=not args.one_pass, precomputed=precomputed)
     pairs = photo_pairs(args.data, args.split, sources=tuple(args.sources))
     rows, _ = evaluate_pairs(pairs, motion_model, mesher, args.intensity)
     summary = summarise(rows)
     for name, values in summary.items():
         print(f"{name:32s} n={values['pairs']:3d} gain {values['gain']:.2f} (mean {values['gain_mean']:.2f}) "
               f"cos {values['cosine']:.2f} gap src {values['gap_source']:.3f} edit {values['gap_edit']:.3f} "
-              f"real {values['gap_real']:.3f} sharp {values['sharpness']:.2f} warp-only {values['sharpness_warp']:.2f} "
-              f"noise {values['noise_gain']:.2f}")
+              f"real {values['gap_real']:.3f} sharp {values['sharpness']:.2f} warp-only {values['sharpness_warp']:.2f}")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"intensity": args.intensity, "split": args.split, "summary": summary,

@@ -24,8 +24,9 @@ from scipy.spatial import Delaunay  # scipy ships with scikit-image, a dependenc
 
 # Sub-pixel precision of the rasterised triangles (cv2.fillPoly's ``shift``): 1/16 px.
 _SHIFT = 4
-# A map within this distance of the identity leaves the pixel's bytes as they are (cubic weights at 1/64 px ~ 0).
-_IDENTITY_TOLERANCE = 1.0 / 64
+# A point that moves less than this (px) counts as still: triangles whose corners are all still are left as they are
+# (the seam to a moving neighbour is under a tenth of a pixel), so a smile does not resample the forehead and hair.
+_STILL = 0.1
 
 
 @dataclass
@@ -108,7 +109,7 @@ def backward_map(shape: tuple[int, int], source: np.ndarray, target: np.ndarray,
     """
     source = np.asarray(source, dtype=np.float64)[:, :2]
     target = np.asarray(target, dtype=np.float64)[:, :2]
-    moving = np.abs(target - source).max(1) > _IDENTITY_TOLERANCE
+    moving = np.abs(target - source).max(1) > _STILL
     if not moving.any():
         return None
     ring = anchor_ring(np.concatenate([source, target]), shape, ring_scale)
@@ -181,8 +182,8 @@ def warp_crop(crop: np.ndarray, source: np.ndarray, target: np.ndarray, inner_li
             out = mouth_cavity(out, gap, colour, target[inner_lips])
     box = (x0, y0, x1, y1)  # the moving triangles' bounds
     if gap is not None:
-        gy, gx = np.nonzero(gap > 0)
-        box = (min(x0, int(gx.min())), min(y0, int(gy.min())), max(x1, int(gx.max()) + 1), max(y1, int(gy.max()) + 1))
+        gx0, gy0, gx1, gy1 = _window(crop.shape[:2], target[inner_lips], margin=1)
+        box = (min(x0, gx0), min(y0, gy0), max(x1, gx1), max(y1, gy1))
     return WarpResult(out, box, gap)
 
 
@@ -204,17 +205,18 @@ def _into_the_lips(source: np.ndarray, target: np.ndarray, inner_lips: np.ndarra
 
 
 def _seam(image: np.ndarray, target_lips: np.ndarray, colour: np.ndarray, alpha: float = 0.7) -> np.ndarray:
-    """A thin dark line where closed lips meet (the seam the person's teeth were behind), anti-aliased."""
-    contour = np.round(np.asarray(target_lips)[:, :2] * (1 << _SHIFT)).astype(np.int32)
-    mask = np.zeros(image.shape[:2], np.uint8)
+    """A thin dark line (in place) where closed lips meet (the seam the person's teeth were behind), anti-aliased."""
+    x0, y0, x1, y1 = _window(image.shape[:2], target_lips)
+    contour = np.round((np.asarray(target_lips)[:, :2] - [x0, y0]) * (1 << _SHIFT)).astype(np.int32)
+    mask = np.zeros((y1 - y0, x1 - x0), np.uint8)
     cv2.polylines(mask, [contour], True, 255, thickness=1, lineType=cv2.LINE_AA, shift=_SHIFT)
     ys, xs = np.nonzero(mask)
     a = (mask[ys, xs].astype(np.float32) / 255 * alpha)[:, None]
-    out = image.copy()
-    current = out[ys, xs].reshape(len(ys), -1).astype(np.float32)
-    out[ys, xs] = np.clip(np.round(current * (1 - a) + colour[None, :] * a), 0, 255).astype(np.uint8).reshape(
-        out[ys, xs].shape)
-    return out
+    ys, xs = ys + y0, xs + x0
+    current = image[ys, xs].reshape(len(ys), -1).astype(np.float32)
+    image[ys, xs] = np.clip(np.round(current * (1 - a) + colour[None, :] * a), 0, 255).astype(np.uint8).reshape(
+        image[ys, xs].shape)
+    return image
 
 
 def _fan(polygon: np.ndarray) -> np.ndarray:
@@ -230,6 +232,14 @@ def _polygon_mask(shape: tuple[int, int], polygon: np.ndarray) -> np.ndarray:
     return mask
 
 
+def _window(shape: tuple[int, int], *polygons: np.ndarray, margin: int = 4) -> tuple[int, int, int, int]:
+    """The box (x0, y0, x1, y1) around ``polygons`` plus ``margin`` pixels, inside ``shape``."""
+    points = np.concatenate([np.asarray(p)[:, :2] for p in polygons])
+    x0, y0 = np.maximum(np.floor(points.min(0)).astype(int) - margin, 0)
+    x1, y1 = np.minimum(np.ceil(points.max(0)).astype(int) + margin + 1, [shape[1], shape[0]])
+    return int(x0), int(y0), int(max(x1, x0 + 1)), int(max(y1, y0 + 1))
+
+
 def new_gap(shape: tuple[int, int], source_lips: np.ndarray, target_lips: np.ndarray, map_x: np.ndarray,
             map_y: np.ndarray, box: tuple[int, int, int, int], feather: float = 1.5,
             stretch: float = 2.0) -> np.ndarray | None:
@@ -237,50 +247,57 @@ def new_gap(shape: tuple[int, int], source_lips: np.ndarray, target_lips: np.nda
     whose backward map lands outside the source mouth, or that sample a patch of the source at least ``stretch``
     times smaller (a few pixels of a closed mouth's seam spread over a parted one). Rises from 0 at the gap's edge to
     1 over ``feather`` pixels inside it, so nothing outside the gap changes. ``None`` where there is no such pixel."""
-    height, width = shape
+    kernel = np.ones((3, 3), np.uint8)
+    # Everything happens in windows around the two mouths: the rest of the crop is not looked at.
+    wx0, wy0, wx1, wy1 = _window(shape, target_lips)
+    sx0, sy0, sx1, sy1 = _window(shape, source_lips)
     # Eroded by a pixel: a closed mouth's polygon (its seam) is empty, so a mouth that stays shut gets no fill, and a
     # pixel that samples the seam of a closed source mouth counts as stretched.
-    kernel = np.ones((3, 3), np.uint8)
-    target_mask = cv2.erode(_polygon_mask(shape, target_lips), kernel)
+    target_mask = cv2.erode(_polygon_mask((wy1 - wy0, wx1 - wx0), np.asarray(target_lips)[:, :2] - [wx0, wy0]), kernel)
     if not target_mask.any():
         return None
-    source_mask = cv2.erode(_polygon_mask(shape, source_lips), kernel)
+    source_mask = cv2.erode(_polygon_mask((sy1 - sy0, sx1 - sx0), np.asarray(source_lips)[:, :2] - [sx0, sy0]), kernel)
     x0, y0, x1, y1 = box
-    ys, xs = np.nonzero(target_mask)
-    inside_box = (xs >= x0) & (xs < x1) & (ys >= y0) & (ys < y1)
-    sx, sy = xs.astype(np.float32), ys.astype(np.float32)
-    sx[inside_box] = map_x[ys[inside_box] - y0, xs[inside_box] - x0]
-    sy[inside_box] = map_y[ys[inside_box] - y0, xs[inside_box] - x0]
+    # The maps over the target window (identity outside the moved box).
+    mx = np.broadcast_to(np.arange(wx0, wx1, dtype=np.float32)[None, :], target_mask.shape).copy()
+    my = np.broadcast_to(np.arange(wy0, wy1, dtype=np.float32)[:, None], target_mask.shape).copy()
+    ix0, iy0, ix1, iy1 = max(wx0, x0), max(wy0, y0), min(wx1, x1), min(wy1, y1)
+    if ix1 > ix0 and iy1 > iy0:
+        mx[iy0 - wy0:iy1 - wy0, ix0 - wx0:ix1 - wx0] = map_x[iy0 - y0:iy1 - y0, ix0 - x0:ix1 - x0]
+        my[iy0 - wy0:iy1 - wy0, ix0 - wx0:ix1 - wx0] = map_y[iy0 - y0:iy1 - y0, ix0 - x0:ix1 - x0]
     # Source area per target pixel: the map's Jacobian determinant (central differences).
-    area = np.ones(len(ys), np.float32)
-    gy_x, gx_x = np.gradient(map_x)
-    gy_y, gx_y = np.gradient(map_y)
-    jacobian = np.abs(gx_x * gy_y - gy_x * gx_y)
-    area[inside_box] = jacobian[ys[inside_box] - y0, xs[inside_box] - x0]
-    sx = np.clip(np.round(sx).astype(int), 0, width - 1)
-    sy = np.clip(np.round(sy).astype(int), 0, height - 1)
-    stretched = (source_mask[sy, sx] == 0) | (area < 1.0 / stretch)
-    if not stretched.any():
+    gy_x, gx_x = np.gradient(mx)
+    gy_y, gx_y = np.gradient(my)
+    area = np.abs(gx_x * gy_y - gy_x * gx_y)
+    col = np.round(mx).astype(int) - sx0
+    row = np.round(my).astype(int) - sy0
+    inside = (col >= 0) & (col < sx1 - sx0) & (row >= 0) & (row < sy1 - sy0)
+    in_source = np.zeros_like(inside)
+    in_source[inside] = source_mask[row[inside], col[inside]] > 0
+    gap = (target_mask > 0) & (~in_source | (area < 1.0 / stretch))
+    if not gap.any():
         return None
-    gap = np.zeros(shape, np.uint8)
-    gap[ys[stretched], xs[stretched]] = 1
-    gap = cv2.morphologyEx(gap, cv2.MORPH_CLOSE, kernel) & target_mask  # no single-pixel holes
+    gap = cv2.morphologyEx(gap.astype(np.uint8), cv2.MORPH_CLOSE, kernel) & target_mask  # no one-pixel holes
     # Distance to the nearest pixel outside the gap: 1 at the edge pixel, so alpha = distance / (feather + 1); then
     # softened a little so the pixel staircase of the mask does not show, and cut to the gap again.
-    distance = cv2.distanceTransform(gap, cv2.DIST_L2, 3)
+    distance = cv2.distanceTransform(np.pad(gap, 1), cv2.DIST_L2, 3)[1:-1, 1:-1]
     alpha = np.clip(distance / (feather + 1.0), 0.0, 1.0).astype(np.float32)
-    return cv2.GaussianBlur(alpha, (0, 0), 0.7) * gap
+    full = np.zeros(shape, np.float32)
+    full[wy0:wy1, wx0:wx1] = cv2.GaussianBlur(alpha, (0, 0), 0.7) * gap
+    return full
 
 
 def cavity_colour(crop: np.ndarray, source_lips: np.ndarray) -> np.ndarray:
     """The person's own darkest lip-seam colour: the median of the darkest tenth of pixels within 2 px of the
     source's inner-lip contour (the seam, or the mouth already open), darkened to 60%."""
-    shape = crop.shape[:2]
-    seam = _polygon_mask(shape, source_lips)
-    contour = np.round(np.asarray(source_lips)[:, :2] * (1 << _SHIFT)).astype(np.int32)
+    x0, y0, x1, y1 = _window(crop.shape[:2], source_lips)
+    window = crop[y0:y1, x0:x1]
+    lips = np.asarray(source_lips)[:, :2] - [x0, y0]
+    seam = _polygon_mask(window.shape[:2], lips)
+    contour = np.round(lips * (1 << _SHIFT)).astype(np.int32)
     cv2.polylines(seam, [contour], True, 1, thickness=1, lineType=cv2.LINE_8, shift=_SHIFT)
     seam = cv2.dilate(seam, np.ones((5, 5), np.uint8))
-    pixels = crop[seam > 0].reshape(-1, 1 if crop.ndim == 2 else crop.shape[2]).astype(np.float32)
+    pixels = window[seam > 0].reshape(-1, 1 if crop.ndim == 2 else crop.shape[2]).astype(np.float32)
     if not len(pixels):
         return np.full(1 if crop.ndim == 2 else crop.shape[2], 30.0, np.float32)
     luminance = pixels.mean(1)
@@ -289,17 +306,18 @@ def cavity_colour(crop: np.ndarray, source_lips: np.ndarray) -> np.ndarray:
 
 
 def mouth_cavity(image: np.ndarray, alpha: np.ndarray, colour: np.ndarray, target_lips: np.ndarray) -> np.ndarray:
-    """Blend a plain cavity of ``colour`` into ``image`` with ``alpha``; a soft vertical shading darkens it under
-    the upper lip (the shadow) and lightens it a little towards the lower lip."""
-    ys, xs = np.nonzero(alpha > 0)
+    """Blend a plain cavity of ``colour`` into ``image`` (in place) with ``alpha``; a soft vertical shading darkens
+    it under the upper lip (the shadow) and lightens it a little towards the lower lip."""
+    x0, y0, x1, y1 = _window(image.shape[:2], target_lips)
+    ys, xs = np.nonzero(alpha[y0:y1, x0:x1] > 0)
     if not len(ys):
         return image
+    ys, xs = ys + y0, xs + x0
     top, bottom = np.asarray(target_lips)[:, 1].min(), np.asarray(target_lips)[:, 1].max()
     t = np.clip((ys - top) / max(bottom - top, 1.0), 0.0, 1.0)[:, None]
     shade = colour[None, :] * (0.75 + 0.4 * t)  # 0.75x under the upper lip .. 1.15x at the lower lip
     a = alpha[ys, xs][:, None]
-    out = image.copy()
-    current = out[ys, xs].reshape(len(ys), -1).astype(np.float32)
+    current = image[ys, xs].reshape(len(ys), -1).astype(np.float32)
     blended = current * (1 - a) + shade * a
-    out[ys, xs] = np.clip(np.round(blended), 0, 255).astype(np.uint8).reshape(out[ys, xs].shape)
-    return out
+    image[ys, xs] = np.clip(np.round(blended), 0, 255).astype(np.uint8).reshape(image[ys, xs].shape)
+    return image

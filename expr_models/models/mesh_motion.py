@@ -52,7 +52,7 @@ class MeshMotionConfig(PreTrainedConfig):
         num_points: mesh points (MediaPipe Face Mesh: 468).
     """
 
-    model_type = "mesh_motion"
+    model_type = "expr-mesh-motion"  # the repo's configs all start with expr-
 
     pairs: list[str] | tuple[str, ...] = ("neutral->happy", "happy->neutral")
     subjects: list[int] | tuple[int, ...] = ()

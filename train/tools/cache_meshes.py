@@ -49,8 +49,8 @@ def list_files(data: Path, name: str) -> list[Path]:
 def run_chunk(paths: list[Path], data: Path, whole_image: bool, model, detector) -> dict:
     from PIL import Image
 
-    from expr_models.detection import detect_faces
-    from expr_models.face import FaceBox
+    from expr_models.faces.detection import detect_faces
+    from expr_models.faces.geometry import FaceBox
     from expr_models.faces.mesh import face_mesh_batch
 
     photos, boxes, detected = [], [], []

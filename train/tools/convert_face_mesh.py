@@ -132,7 +132,7 @@ def check_faces(london: Path | None, limit: int) -> tuple[list[str], np.ndarray]
     import skimage.data
     from PIL import Image
 
-    from expr_models.detection import make_detector
+    from expr_models.faces.detection import make_detector
     from expr_models.faces.mesh import mesh_crop
 
     detector = make_detector("retinaface")
