@@ -12,11 +12,14 @@ from .errors import UnknownMethodError
 from .methods.average import AverageEdit
 from .methods.base import EditingMethod
 from .methods.cyclegan import CycleGANEdit
+from .methods.mesh import MeshMotionEdit
 from .methods.nst import StyleTransferEdit
 from .methods.sagan import SAGANEdit
 from .models.average_edit import AverageEditConfig, AverageEditModel
 from .models.classifier import ExpressionClassifier, ExpressionClassifierConfig
 from .models.cyclegan import CycleGANConfig, CycleGANModel
+from .models.face_mesh import FaceMeshConfig, FaceMeshModel
+from .models.mesh_motion import MeshMotionConfig, MeshMotionModel
 from .models.sagan import SAGANConfig, SAGANModel
 from .models.segmenter import FaceSegmenter, FaceSegmenterConfig
 from .models.style_transfer import StyleFeatureConfig, StyleFeatureExtractor
@@ -29,6 +32,8 @@ COMPONENTS: dict[str, tuple[type, type]] = {
     "segmenter": (FaceSegmenterConfig, FaceSegmenter),
     "style_features": (StyleFeatureConfig, StyleFeatureExtractor),
     "average": (AverageEditConfig, AverageEditModel),
+    "face_mesh": (FaceMeshConfig, FaceMeshModel),
+    "mesh_motion": (MeshMotionConfig, MeshMotionModel),
 }
 
 # model_type in a checkpoint's config.json -> the component it is.
@@ -40,6 +45,7 @@ EDITING_METHODS: dict[str, EditingMethod] = {method.name: method for method in (
     SAGANEdit(),
     StyleTransferEdit(),
     AverageEdit(),
+    MeshMotionEdit(),
 )}
 METHODS: tuple[str, ...] = tuple(EDITING_METHODS)
 

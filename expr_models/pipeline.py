@@ -293,8 +293,9 @@ class ExpressionEditor:
         spec = editing_method(method)
         target = self.check_target(spec.name, target)
         controls = spec.check_controls(controls)
-        if not 0.0 <= float(intensity) <= 1.0:
-            raise ValueError(f"intensity must be in [0, 1], got {intensity}")
+        highest = spec.max_intensity(self)
+        if not 0.0 <= float(intensity) <= highest:
+            raise ValueError(f"intensity must be in [0, {highest:g}] for {spec.label}, got {intensity}")
         intensity = float(intensity)
         max_faces = self.max_faces if max_faces == -1 else max_faces
         steps = self.nst_steps if steps is None else int(steps)
@@ -334,8 +335,8 @@ class ExpressionEditor:
             crop, transform = self.processor.crop(photo, box)  # full resolution; each method resizes for its model
             face = FaceToEdit(crop, self.processor.crop_landmarks(box, transform), photo, box, transform, target,
                               intensity, source_expression, reference_crop, steps, face_progress, controls)
-            # Intensity 0: nothing to apply; the model is skipped.
-            edited = crop if intensity == 0.0 else spec.edit_face(self, face)
+            # Intensity 0 and no control set: nothing to apply; the model is skipped.
+            edited = crop if intensity == 0.0 and not any(controls.values()) else spec.edit_face(self, face)
             mask = self.processor.blend_mask(transform, box, photo)
             output = self.processor.paste(output, edited, transform, mask, out=output)
             faces.append(FaceResult(box, transform, mask, time.perf_counter() - face_start, source_expression, reading))

@@ -16,14 +16,14 @@ CHECKPOINTS = Path(__file__).resolve().parents[1] / "checkpoints"
 
 
 def test_every_method_names_a_component_and_answers_to_its_aliases():
-    assert METHODS == ("cyclegan", "sagan", "nst", "average")  # the order the CLI and the Space list them
+    assert METHODS == ("cyclegan", "sagan", "nst", "average", "mesh")  # the order the CLI and the Space list them
     for name, method in EDITING_METHODS.items():
         assert isinstance(method, EditingMethod) and method.name == name and method.label
         assert method.component in COMPONENTS
         for alias in (name, name.upper(), *method.aliases):
             assert editing_method(alias) is method
     assert editing_method("Neural-Style_Transfer").name == "nst"
-    with pytest.raises(UnknownMethodError, match="expected one of cyclegan, sagan, nst, average"):
+    with pytest.raises(UnknownMethodError, match="expected one of cyclegan, sagan, nst, average, mesh"):
         editing_method("pix2pix")
 
 

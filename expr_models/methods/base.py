@@ -56,7 +56,7 @@ class FaceToEdit:
     box: FaceBox  # the face's box in the photo
     transform: CropTransform  # crop <-> photo coordinates
     target: str | None  # the canonical target expression (None: a method that needs no target)
-    intensity: float  # in (0, 1]: how much of the change to apply (0 never reaches a method)
+    intensity: float  # in [0, the method's max_intensity]: how much of the expression's change to apply
     source_expression: str | None = None  # the classifier's reading of the face, when there is one
     reference_crop: np.ndarray | None = None  # the reference face, for methods that need one
     steps: int = 100  # optimisation steps, for methods that optimise
@@ -81,6 +81,10 @@ class EditingMethod:
     def targets(self, editor: Editor) -> tuple[str, ...]:
         """The expressions it can produce with the editor's models (empty when its checkpoint is missing)."""
         raise NotImplementedError
+
+    def max_intensity(self, editor: Editor) -> float:
+        """The largest ``intensity`` it takes: 1 (the whole expression) unless it can go further."""
+        return 1.0
 
     def prepare(self, editor: Editor, target: str | None) -> None:
         """Load what editing to ``target`` needs, now rather than on the first face."""

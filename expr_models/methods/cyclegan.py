@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+from typing import Any, Mapping
+
 import numpy as np
 
 from ..labels import EXPRESSIONS
+from ..models.mesh_motion import CONTROLS
 from .base import EditingMethod, Editor, FaceToEdit, warp_refine_edit
+from .mesh import MAX_INTENSITY, check_controls, generator_motion, mesh_warp_edit, refuse_controls
 
 
 class CycleGANEdit(EditingMethod):
     name = "cyclegan"
     label = "CycleGAN"
     component = "cyclegan"
+    controls = CONTROLS  # with mesh generators (generator_type="mesh")
 
     def targets(self, editor: Editor) -> tuple[str, ...]:
         found: list[str] = []
@@ -19,11 +24,25 @@ class CycleGANEdit(EditingMethod):
             found += [d for d in editor.store.config("cyclegan", index).domains if d not in found]
         return tuple(name for name in EXPRESSIONS if name in found) + tuple(t for t in found if t not in EXPRESSIONS)
 
+    def max_intensity(self, editor: Editor) -> float:
+        moves_meshes = editor.has("cyclegan") and all(
+            editor.store.config("cyclegan", i).generator_type == "mesh" for i in range(editor.store.count("cyclegan")))
+        return MAX_INTENSITY if moves_meshes else 1.0
+
     def prepare(self, editor: Editor, target: str | None) -> None:
-        editor.model("cyclegan", checkpoint_for(editor, target))
+        model = editor.model("cyclegan", checkpoint_for(editor, target))
+        if model.config.generator_type == "mesh":
+            editor.model("face_mesh")
+
+    def check_controls(self, controls: Mapping[str, Any]) -> dict[str, Any]:
+        return check_controls(super().check_controls(controls))
 
     def edit_face(self, editor: Editor, face: FaceToEdit) -> np.ndarray:
         model = editor.model("cyclegan", checkpoint_for(editor, face.target))
+        if model.config.generator_type == "mesh":
+            return mesh_warp_edit(editor, face, generator_motion(
+                editor, model, face, lambda meshes: model.move_mesh(meshes, face.target, face.intensity)))
+        refuse_controls(self, model, face)
         if model.config.generator_type == "warp_refine":
             return warp_refine_edit(editor, model, face)
         # The study's generator repaints the luminance at its resolution; intensity blends the change.

@@ -2,22 +2,44 @@
 
 from __future__ import annotations
 
+from typing import Any, Mapping
+
 import numpy as np
 import torch
 
+from ..models.mesh_motion import CONTROLS
 from .base import EditingMethod, Editor, FaceToEdit, warp_refine_edit
+from .mesh import MAX_INTENSITY, check_controls, generator_motion, mesh_warp_edit, refuse_controls
 
 
 class SAGANEdit(EditingMethod):
     name = "sagan"
     label = "SA-GAN"
     component = "sagan"
+    controls = CONTROLS  # with a mesh generator (generator_type="mesh")
 
     def targets(self, editor: Editor) -> tuple[str, ...]:
         return tuple(editor.store.config("sagan").class_names) if editor.has("sagan") else ()
 
+    def max_intensity(self, editor: Editor) -> float:
+        moves_meshes = editor.has("sagan") and editor.store.config("sagan").generator_type == "mesh"
+        return MAX_INTENSITY if moves_meshes else 1.0
+
+    def prepare(self, editor: Editor, target: str | None) -> None:
+        if editor.model("sagan").config.generator_type == "mesh":
+            editor.model("face_mesh")
+
+    def check_controls(self, controls: Mapping[str, Any]) -> dict[str, Any]:
+        return check_controls(super().check_controls(controls))
+
     def edit_face(self, editor: Editor, face: FaceToEdit) -> np.ndarray:
         model = editor.model("sagan")
+        if model.config.generator_type == "mesh":
+            # The prior is the median motion source -> neutral -> target: from the face's own reading.
+            return mesh_warp_edit(editor, face, generator_motion(
+                editor, model, face,
+                lambda meshes: model.move_mesh(meshes, face.target, face.source_expression, face.intensity)))
+        refuse_controls(self, model, face)
         if model.config.generator_type == "warp_refine":
             return warp_refine_edit(editor, model, face)
         config = model.config

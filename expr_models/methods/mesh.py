@@ -1,0 +1,130 @@
+"""Edits that move the face's dense mesh, then warp the photo's own pixels once, at full resolution.
+
+The face mesh (``face_mesh``: MediaPipe's 468 points) is read from the photo; a motion model says where each point
+goes; :func:`expr_models.faces.mesh_warp.warp_crop` moves the crop's pixels there with one cubic sample. The motion
+comes from the mesh-motion baseline (real people's median motion, :class:`MeshMotionEdit`) or from the CycleGAN's and
+SA-GAN's mesh generators (``generator_type="mesh"``, see :mod:`.cyclegan` and :mod:`.sagan`), and four controls add
+motions of their own: ``smile``, ``mouth_open``, ``brows`` and ``eyes``, each in [-1, 1], each moving only its own
+points, combined with any target expression.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping
+
+import numpy as np
+import torch
+
+from ..errors import ExpressionEditError
+from ..faces.mesh import face_mesh
+from ..faces.mesh_motion import normalise
+from ..faces.mesh_topology import LIPS_INNER
+from ..faces.mesh_warp import warp_crop
+from ..models.mesh_motion import CONTROLS
+from .base import EditingMethod, Editor, FaceToEdit
+
+MAX_INTENSITY = 1.5  # past 1 for users who want more than the real expression's amplitude
+INNER_LIPS = np.array(LIPS_INNER)
+
+# (face mesh in crop pixels, 468 x 3) -> where its points go (468 x 2, crop pixels)
+MeshMotion = Callable[[np.ndarray], np.ndarray]
+
+
+def crop_mesh(editor: Editor, face: FaceToEdit) -> np.ndarray:
+    """The face's 468 mesh points (x, y, z) in crop pixels, read from the photo around its box and landmarks."""
+    with editor.generating():
+        points = face_mesh(face.photo, face.box, editor.model("face_mesh"), refine=True).astype(np.float64)
+    transform = face.transform
+    points[:, 0] -= transform.x0
+    points[:, 1] -= transform.y0
+    return points * transform.scale
+
+
+def check_controls(controls: Mapping[str, Any]) -> dict[str, float]:
+    """The four controls as floats in [-1, 1] (a value out of range or not a number is refused)."""
+    checked = {}
+    for name, value in controls.items():
+        try:
+            value = float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"control {name} must be a number in [-1, 1], got {value!r}") from None
+        if not -1.0 <= value <= 1.0:
+            raise ValueError(f"control {name} must be in [-1, 1], got {value}")
+        checked[name] = value
+    return checked
+
+
+def refuse_controls(method: EditingMethod, model: Any, face: FaceToEdit) -> None:
+    """The controls move mesh points: a generator that paints or moves pixels in a frame has none to move."""
+    if any(face.controls.values()):
+        raise ExpressionEditError(f"This {method.label} checkpoint ({model.config.generator_type} generator) takes no "
+                                  "smile / mouth / brows / eyes controls; they need a mesh generator.")
+
+
+def mesh_warp_edit(editor: Editor, face: FaceToEdit, motion: MeshMotion) -> np.ndarray:
+    """Move the face's mesh by ``motion`` and warp the crop's own pixels there once (a newly opened mouth gets a
+    dark cavity rather than stretched lips)."""
+    points = crop_mesh(editor, face)
+    return warp_crop(face.crop, points[:, :2], motion(points), inner_lips=INNER_LIPS).image
+
+
+def control_motion(editor: Editor, points: np.ndarray, controls: Mapping[str, float]) -> np.ndarray:
+    """The controls' motion of these mesh points (468 x 2, their pixels); zero without the mesh-motion model's
+    directions when no control is set."""
+    if not any(controls.values()):
+        return np.zeros((len(points), 2))
+    if not editor.has("mesh_motion"):
+        raise ExpressionEditError("The smile / mouth / brows / eyes controls need the mesh_motion checkpoint.")
+    model = editor.model("mesh_motion")
+    return model.target_points(points, "neutral", "neutral", 0.0, controls) - points[:, :2]
+
+
+def generator_motion(editor: Editor, model: Any, face: FaceToEdit, move: Callable[[torch.Tensor], torch.Tensor]
+                     ) -> MeshMotion:
+    """A mesh generator's motion (``move``: canonical meshes -> moved canonical meshes) plus the controls'."""
+    generator_mean = model_mean(model)
+
+    def motion(points: np.ndarray) -> np.ndarray:
+        canonical, frame = normalise(points[:, :generator_mean.shape[1]], generator_mean)
+        with editor.generating():
+            moved = move(torch.from_numpy(canonical).float()[None])[0].double().cpu().numpy()
+        displacement = frame.vectors_to_photo(moved - canonical)[:, :2]
+        return points[:, :2] + displacement + control_motion(editor, points, face.controls)
+
+    return motion
+
+
+def model_mean(model: Any) -> np.ndarray:
+    generator = getattr(model, "generator", None) or model.generator_xy
+    return generator.mean_shape.detach().double().cpu().numpy()
+
+
+class MeshMotionEdit(EditingMethod):
+    """The mesh-motion baseline: every face moves by real people's median motion, scaled by the intensity."""
+
+    name = "mesh"
+    label = "Mesh motion (baseline)"
+    component = "mesh_motion"
+    aliases = ("meshmotion",)
+    controls = CONTROLS
+
+    def targets(self, editor: Editor) -> tuple[str, ...]:
+        if not (editor.has("mesh_motion") and editor.has("face_mesh")):
+            return ()
+        return tuple(editor.store.config("mesh_motion").expressions)
+
+    def max_intensity(self, editor: Editor) -> float:
+        return MAX_INTENSITY
+
+    def prepare(self, editor: Editor, target: str | None) -> None:
+        editor.model("mesh_motion")
+        editor.model("face_mesh")
+
+    def check_controls(self, controls: Mapping[str, Any]) -> dict[str, Any]:
+        return check_controls(super().check_controls(controls))
+
+    def edit_face(self, editor: Editor, face: FaceToEdit) -> np.ndarray:
+        model = editor.model("mesh_motion")
+        source = face.source_expression if face.source_expression in model.config.expressions else "neutral"
+        return mesh_warp_edit(editor, face, lambda points: model.target_points(
+            points, source, face.target, face.intensity, face.controls))

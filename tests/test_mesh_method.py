@@ -1,0 +1,83 @@
+"""The mesh-motion edits through the editor: the four controls move only their own part of the face, the intensity
+goes to 1.5, and every pixel outside the moved region keeps its bytes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from expr_models.errors import ExpressionEditError
+from expr_models.faces.mesh import face_mesh
+from expr_models.faces.mesh_topology import LEFT_BROW, LEFT_EYE, LIPS_OUTER, RIGHT_BROW, RIGHT_EYE
+from expr_models.pipeline import ExpressionEditor
+
+CHECKPOINTS = Path(__file__).resolve().parents[1] / "checkpoints"
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+@pytest.fixture(scope="module")
+def editor():
+    return ExpressionEditor.from_pretrained(CHECKPOINTS, num_threads=1)
+
+
+@pytest.fixture(scope="module")
+def mesh(editor, astronaut):
+    box = editor.detect_faces(astronaut)[0]
+    return face_mesh(astronaut, box, editor.model("face_mesh"), refine=True)
+
+
+def changed_rows_and_columns(before: np.ndarray, after: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    changed = np.abs(before.astype(int) - np.asarray(after).astype(int)).max(2) > 2
+    assert changed.any(), "the edit changed nothing"
+    ys, xs = np.nonzero(changed)
+    return ys, xs
+
+
+@pytest.mark.parametrize("control", ["smile", "mouth_open", "brows", "eyes"])
+def test_each_control_moves_its_own_part_of_the_face_and_nothing_else(editor, astronaut, mesh, control):
+    result = editor.edit(astronaut, method="mesh", target="neutral", intensity=0.0, **{control: 1.0},
+                         read_expressions=False)
+    ys, xs = changed_rows_and_columns(astronaut, result.image)
+    eye_line = mesh[list(RIGHT_EYE) + list(LEFT_EYE), 1].mean()
+    brow_line = mesh[list(RIGHT_BROW) + list(LEFT_BROW), 1].mean()
+    eye_distance = np.linalg.norm(mesh[list(RIGHT_EYE), :2].mean(0) - mesh[list(LEFT_EYE), :2].mean(0))
+    mouth_top = mesh[list(LIPS_OUTER), 1].min()
+    if control == "brows":  # the brows and forehead, nothing at the mouth
+        assert ys.max() < eye_line + 0.2 * eye_distance
+    elif control == "eyes":  # the lids: around the eyes only
+        assert ys.min() > brow_line - 0.2 * eye_distance and ys.max() < mouth_top - 0.2 * eye_distance
+    elif control == "smile":  # the lips and cheeks (which lift up to the lower lids); the eyes and brows stay put
+        assert ys.min() > eye_line
+    else:  # the lower lip, chin and jaw
+        assert ys.min() > eye_line + 0.4 * eye_distance
+
+
+def test_controls_combine_with_a_target_and_the_intensity_goes_to_one_and_a_half(editor, astronaut):
+    plain = np.asarray(editor.edit(astronaut, method="mesh", target="surprise", read_expressions=False).image)
+    more = np.asarray(editor.edit(astronaut, method="mesh", target="surprise", intensity=1.5,
+                                  read_expressions=False).image)
+    with_brows = np.asarray(editor.edit(astronaut, method="mesh", target="surprise", brows=-1.0,
+                                        read_expressions=False).image)
+    assert not np.array_equal(plain, more) and not np.array_equal(plain, with_brows)
+    with pytest.raises(ValueError, match=r"intensity must be in \[0, 1.5\]"):
+        editor.edit(astronaut, method="mesh", target="happy", intensity=1.6)
+    with pytest.raises(ValueError, match=r"control smile must be in \[-1, 1\]"):
+        editor.edit(astronaut, method="mesh", target="happy", smile=2)
+    with pytest.raises(TypeError, match="does not take 'grin'"):
+        editor.edit(astronaut, method="mesh", target="happy", grin=1)
+
+
+def test_a_mesh_edit_keeps_every_pixel_outside_the_blend_mask(editor, astronaut):
+    result = editor.edit(astronaut, method="mesh", target="surprise")
+    alpha = np.asarray(result.mask_image())
+    assert np.array_equal(astronaut[alpha == 0], np.asarray(result.image)[alpha == 0])
+    assert not np.array_equal(astronaut, np.asarray(result.image))
+
+
+def test_generators_that_move_no_mesh_refuse_the_controls(editor, astronaut):
+    if editor.store.config("cyclegan").generator_type == "mesh":
+        pytest.skip("the committed CycleGAN moves meshes")
+    with pytest.raises(ExpressionEditError, match="takes no smile / mouth / brows / eyes controls"):
+        editor.edit(astronaut, method="cyclegan", target="happy", smile=0.5)
