@@ -337,7 +337,9 @@ class ExpressionEditor:
                               intensity, source_expression, reference_crop, steps, face_progress, controls)
             # Intensity 0 and no control set: nothing to apply; the model is skipped.
             edited = crop if intensity == 0.0 and not any(controls.values()) else spec.edit_face(self, face)
-            mask = self.processor.blend_mask(transform, box, photo)
+            mask = spec.blend_mask(self, face)
+            if mask is None:
+                mask = self.processor.blend_mask(transform, box, photo)
             output = self.processor.paste(output, edited, transform, mask, out=output)
             faces.append(FaceResult(box, transform, mask, time.perf_counter() - face_start, source_expression, reading))
         for face, reading in zip(faces, (self.read_expressions(output, boxes) if read_expressions else None) or []):

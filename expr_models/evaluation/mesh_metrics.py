@@ -2,8 +2,8 @@
 
 - **mesh-motion gain and cosine**: the edit's motion (input mesh -> edited photo's mesh) against the real motion
   (input mesh -> the same person's real photo of the target expression), both in the canonical frame of
-  ``expr_models.faces.mesh_motion`` with each mesh fitted on its own stable points, so a head move between the two
-  photos does not count. Gain = the edit's motion projected on the real one over the real one's length (1: as far as
+  ``expr_models.faces.mesh_motion`` with each mesh fitted in 3D (x, y and the mesh's depth) on its own stable points,
+  so a head move or turn between the two photos does not count; compared in the frontal plane (x, y). Gain = the edit's motion projected on the real one over the real one's length (1: as far as
   the real expression; 0.5: half-way); cosine = the angle between the two (1: the same direction).
 - **mouth opening**: the inner-lip gap over the eye distance (``expr_models.faces.mesh.inner_lip_gap``), of the
   edit and of the real photo.
@@ -30,7 +30,8 @@ def motion_gain_cosine(source: np.ndarray, edit: np.ndarray, real: np.ndarray,
     real_motion = canonical_displacement(source, real, reference)
     if points is not None:
         edit_motion, real_motion = edit_motion[points], real_motion[points]
-    e, r = edit_motion.ravel(), real_motion.ravel()
+    # In the frontal image plane of the canonical frame: the depth a mesh model guesses for a photo is not measured.
+    e, r = edit_motion[:, :2].ravel(), real_motion[:, :2].ravel()
     real_length = float(np.linalg.norm(r))
     if real_length < 1e-12:
         return float("nan"), float("nan")

@@ -106,6 +106,11 @@ class EditingMethod:
         """The edited full-resolution crop (same shape and dtype as ``face.crop``)."""
         raise NotImplementedError
 
+    def blend_mask(self, editor: Editor, face: FaceToEdit) -> np.ndarray | None:
+        """The mask (``side x side`` float32 in [0, 1]) that pastes the edited crop back, or None for the editor's
+        feathered face mask."""
+        return None
+
 
 def warp_refine_edit(editor: Editor, model: Any, face: FaceToEdit) -> np.ndarray:
     """A ``warp_refine`` generator (the committed CycleGAN and SA-GAN) on one face: it moves the face's own pixels in

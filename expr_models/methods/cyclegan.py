@@ -9,7 +9,7 @@ import numpy as np
 from ..labels import EXPRESSIONS
 from ..models.mesh_motion import CONTROLS
 from .base import EditingMethod, Editor, FaceToEdit, warp_refine_edit
-from .mesh import MAX_INTENSITY, check_controls, generator_motion, mesh_warp_edit, refuse_controls
+from .mesh import MAX_INTENSITY, check_controls, generator_motion, mesh_warp_edit, refuse_controls, whole_crop
 
 
 class CycleGANEdit(EditingMethod):
@@ -36,6 +36,10 @@ class CycleGANEdit(EditingMethod):
 
     def check_controls(self, controls: Mapping[str, Any]) -> dict[str, Any]:
         return check_controls(super().check_controls(controls))
+
+    def blend_mask(self, editor: Editor, face: FaceToEdit) -> np.ndarray | None:
+        model = editor.model("cyclegan", checkpoint_for(editor, face.target))
+        return whole_crop(face) if model.config.generator_type == "mesh" else None
 
     def edit_face(self, editor: Editor, face: FaceToEdit) -> np.ndarray:
         model = editor.model("cyclegan", checkpoint_for(editor, face.target))

@@ -61,6 +61,13 @@ def refuse_controls(method: EditingMethod, model: Any, face: FaceToEdit) -> None
                                   "smile / mouth / brows / eyes controls; they need a mesh generator.")
 
 
+def whole_crop(face: FaceToEdit) -> np.ndarray:
+    """The paste mask of a mesh warp: the whole crop. The warp is the identity beyond its ring of fixed anchors, so
+    every pixel it does not move keeps its bytes; the feathered face ellipse would blend the original back over a
+    jaw or brow that moved past it."""
+    return np.ones(face.crop.shape[:2], np.float32)
+
+
 def mesh_warp_edit(editor: Editor, face: FaceToEdit, motion: MeshMotion) -> np.ndarray:
     """Move the face's mesh by ``motion`` and warp the crop's own pixels there once (a newly opened mouth gets a
     dark cavity rather than stretched lips)."""
@@ -122,6 +129,9 @@ class MeshMotionEdit(EditingMethod):
 
     def check_controls(self, controls: Mapping[str, Any]) -> dict[str, Any]:
         return check_controls(super().check_controls(controls))
+
+    def blend_mask(self, editor: Editor, face: FaceToEdit) -> np.ndarray:
+        return whole_crop(face)
 
     def edit_face(self, editor: Editor, face: FaceToEdit) -> np.ndarray:
         model = editor.model("mesh_motion")

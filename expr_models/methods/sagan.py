@@ -9,7 +9,7 @@ import torch
 
 from ..models.mesh_motion import CONTROLS
 from .base import EditingMethod, Editor, FaceToEdit, warp_refine_edit
-from .mesh import MAX_INTENSITY, check_controls, generator_motion, mesh_warp_edit, refuse_controls
+from .mesh import MAX_INTENSITY, check_controls, generator_motion, mesh_warp_edit, refuse_controls, whole_crop
 
 
 class SAGANEdit(EditingMethod):
@@ -31,6 +31,9 @@ class SAGANEdit(EditingMethod):
 
     def check_controls(self, controls: Mapping[str, Any]) -> dict[str, Any]:
         return check_controls(super().check_controls(controls))
+
+    def blend_mask(self, editor: Editor, face: FaceToEdit) -> np.ndarray | None:
+        return whole_crop(face) if editor.model("sagan").config.generator_type == "mesh" else None
 
     def edit_face(self, editor: Editor, face: FaceToEdit) -> np.ndarray:
         model = editor.model("sagan")

@@ -3,9 +3,10 @@
     model = MeshMotionModel.from_pretrained("checkpoints/mesh_motion")
     target = model.target_points(points, "neutral", "happy", intensity=1.0,
                                  controls={"smile": 0.3, "mouth_open": 0.0, "brows": 0.5, "eyes": -0.2})
-    # 468 x 2 photo pixels, for expr_models.faces.mesh_warp.warp_crop(crop, points, target, ...)
+    # points: 468 x 3 (x, y, depth), as expr_models.faces.mesh.face_mesh gives them; target: 468 x 2 photo pixels,
+    # for expr_models.faces.mesh_warp.warp_crop(crop, points, target, ...)
 
-It holds, in the canonical frame of ``expr_models.faces.mesh_motion`` (eyes level, eye distance 1):
+It holds, in the canonical frame of ``expr_models.faces.mesh_motion`` (3D: head pose taken out; eye distance 1):
 - ``mean_mesh``: the training faces' mean mesh, the reference each face is fitted to on its stable points;
 - ``motions``: per (source, target) expression pair with data, the median over training people of the displacement
   from their source mesh to their target mesh (the baseline). A pair without its own median goes through neutral
@@ -50,6 +51,8 @@ class MeshMotionConfig(PreTrainedConfig):
         control_points: for each control, the mesh point indices its direction may move.
         max_intensity: the largest intensity accepted (the expression's median motion times this).
         num_points: mesh points (MediaPipe Face Mesh: 468).
+        dims: coordinates per point of the canonical frame: 3 (x, y and the mesh's depth, so head turns are taken
+            out in 3D) or 2 (the image plane).
     """
 
     model_type = "expr-mesh-motion"  # the repo's configs all start with expr-
@@ -60,8 +63,11 @@ class MeshMotionConfig(PreTrainedConfig):
     control_points: list[list[int]] | tuple[tuple[int, ...], ...] = ((), (), (), ())
     max_intensity: float = 1.5
     num_points: int = NUM_POINTS
+    dims: int = 3
 
     def validate_mesh_motion(self):
+        if self.dims not in (2, 3):
+            raise ValueError(f"dims must be 2 or 3, got {self.dims}")
         if not self.pairs or len(set(self.pairs)) != len(self.pairs):
             raise ValueError(f"pairs must be distinct and at least one, got {self.pairs}")
         for pair in self.pairs:
@@ -95,9 +101,10 @@ class MeshMotionModel(ExprPreTrainedModel):
         n = config.num_points
         # Parameters (not buffers) so that save_pretrained stores them and from_pretrained checks they are there;
         # float32 (what from_pretrained loads), used in float64 numpy.
-        self.mean_mesh = nn.Parameter(torch.zeros(n, 2), requires_grad=False)
-        self.motions = nn.Parameter(torch.zeros(len(config.pairs), n, 2), requires_grad=False)
-        self.directions = nn.Parameter(torch.zeros(len(config.controls), n, 2),
+        d = config.dims
+        self.mean_mesh = nn.Parameter(torch.zeros(n, d), requires_grad=False)
+        self.motions = nn.Parameter(torch.zeros(len(config.pairs), n, d), requires_grad=False)
+        self.directions = nn.Parameter(torch.zeros(len(config.controls), n, d),
                                        requires_grad=False)
         self.post_init()
 
@@ -106,9 +113,9 @@ class MeshMotionModel(ExprPreTrainedModel):
 
     # --- the motion in the canonical frame ------------------------------------------------------------------------
     def pair_motion(self, source: str, target: str) -> np.ndarray:
-        """The median motion ``source -> target`` (468 x 2, eye distances): its own, else through neutral."""
+        """The median motion ``source -> target`` (468 x dims, eye distances): its own, else through neutral."""
         if source == target:
-            return np.zeros((self.config.num_points, 2))
+            return np.zeros((self.config.num_points, self.config.dims))
         pairs = list(self.config.pairs)
         name = pair_name(source, target)
         if name in pairs:
@@ -119,8 +126,8 @@ class MeshMotionModel(ExprPreTrainedModel):
         raise ValueError(f"This mesh motion has no {name!r} (it holds {', '.join(pairs)})")
 
     def control_motion(self, controls: Mapping[str, float] | None) -> np.ndarray:
-        """The controls' summed motion (468 x 2); each value is clipped to [-1, 1]."""
-        motion = np.zeros((self.config.num_points, 2))
+        """The controls' summed motion (468 x dims); each value is clipped to [-1, 1]."""
+        motion = np.zeros((self.config.num_points, self.config.dims))
         for name, value in (controls or {}).items():
             if name not in self.config.controls:
                 raise ValueError(f"unknown control {name!r}; the controls are {', '.join(self.config.controls)}")
@@ -132,7 +139,7 @@ class MeshMotionModel(ExprPreTrainedModel):
 
     def motion(self, source: str, target: str, intensity: float = 1.0,
                controls: Mapping[str, float] | None = None) -> np.ndarray:
-        """The canonical displacement (468 x 2) of an edit: the expression's, scaled, plus the controls'."""
+        """The canonical displacement (468 x dims) of an edit: the expression's, scaled, plus the controls'."""
         intensity = float(np.clip(intensity, 0.0, self.config.max_intensity))
         motion = self.control_motion(controls)
         if intensity and source != target:
@@ -142,24 +149,26 @@ class MeshMotionModel(ExprPreTrainedModel):
     # --- onto a face ----------------------------------------------------------------------------------------------
     def target_points(self, points: np.ndarray, source: str, target: str, intensity: float = 1.0,
                       controls: Mapping[str, float] | None = None) -> np.ndarray:
-        """Where a face's mesh points (468 x 2+, photo or crop pixels) go for the edit (468 x 2, same pixels).
+        """Where a face's mesh points (468 x dims, photo or crop pixels; x, y and the mesh's depth for a 3D model) go
+        for the edit (468 x 2, same pixels).
 
         The canonical motion is turned and scaled onto this face by the similarity that fits its stable points to
-        the mean mesh. A point with no motion keeps its coordinates bit for bit."""
+        the mean mesh (in 3D: the head's own turn too), and seen in the image plane. A point with no motion keeps
+        its coordinates bit for bit."""
         points = np.asarray(points, np.float64)
-        if points.shape[0] != self.config.num_points:
-            raise ValueError(f"expected {self.config.num_points} mesh points, got {points.shape}")
+        if points.shape[0] != self.config.num_points or points.shape[1] < self.config.dims:
+            raise ValueError(f"expected {self.config.num_points} x {self.config.dims} mesh points, got {points.shape}")
         motion = self.motion(source, target, intensity, controls)
         result = points[:, :2].copy()
         moved = np.any(motion != 0, axis=1)
         if moved.any():
             _, frame = normalise(points, self.mean_mesh.detach().cpu().numpy())
-            result[moved] += frame.vectors_to_photo(motion[moved])
+            result[moved] += frame.vectors_to_photo(motion[moved])[:, :2]
         return result
 
     def forward(self, canonical_points: torch.Tensor, pair_index: torch.Tensor, intensity: torch.Tensor,
                 controls: torch.Tensor | None = None) -> torch.Tensor:
-        """Batched, in the canonical frame: ``N x 468 x 2`` points, ``N`` pair indices (into ``config.pairs``) and
+        """Batched, in the canonical frame: ``N x 468 x dims`` points, ``N`` pair indices (into ``config.pairs``) and
         intensities, optional ``N x 4`` control values -> the moved canonical points."""
         motion = intensity.to(self.motions.dtype)[:, None, None] * self.motions[pair_index]
         if controls is not None:
