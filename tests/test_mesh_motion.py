@@ -20,8 +20,17 @@ def _mesh(seed: int = 0) -> np.ndarray:
 
 
 def _similarity(points: np.ndarray, angle: float, scale: float, shift) -> np.ndarray:
+    """Turned in the image plane, scaled and shifted; the depth column (when there is one) scaled alike."""
     c, s = np.cos(angle), np.sin(angle)
-    return scale * points[:, :2] @ np.array([[c, s], [-s, c]]) + np.asarray(shift)
+    return np.concatenate([scale * points[:, :2] @ np.array([[c, s], [-s, c]]) + np.asarray(shift),
+                           scale * points[:, 2:]], 1)
+
+
+def _turned_in_depth(points: np.ndarray, yaw: float) -> np.ndarray:
+    """The head turned about the vertical axis (x and depth mix), around the points' centre."""
+    c, s = np.cos(yaw), np.sin(yaw)
+    centre = points.mean(0)
+    return (points - centre) @ np.array([[c, 0, -s], [0, 1, 0], [s, 0, c]]) + centre
 
 
 def _model(seed: int = 0) -> MeshMotionModel:
@@ -33,19 +42,19 @@ def _model(seed: int = 0) -> MeshMotionModel:
     reference, _ = normalise(_mesh(seed))
     with torch.no_grad():
         model.mean_mesh.copy_(torch.from_numpy(reference))
-        model.motions.copy_(torch.from_numpy(rng.normal(0, 0.02, (3, N, 2))))
+        model.motions.copy_(torch.from_numpy(rng.normal(0, 0.02, (3, N, 3))))
         for k, points in enumerate(point_sets):
-            model.directions[k, points] = torch.from_numpy(rng.normal(0, 0.03, (len(points), 2))).float()
+            model.directions[k, points] = torch.from_numpy(rng.normal(0, 0.03, (len(points), 3))).float()
     return model
 
 
 def test_normalise_round_trip_and_eye_frame():
     points = _mesh()
     canonical, frame = normalise(points)
-    assert np.allclose(denormalise(canonical, frame), points[:, :2])
+    assert np.allclose(denormalise(canonical, frame), points)
     from expr_models.faces.mesh_topology import LEFT_EYE, RIGHT_EYE
 
-    right, left = canonical[list(RIGHT_EYE)].mean(0), canonical[list(LEFT_EYE)].mean(0)
+    right, left = canonical[list(RIGHT_EYE), :2].mean(0), canonical[list(LEFT_EYE), :2].mean(0)
     assert np.allclose(right, [-0.5, 0], atol=1e-9) and np.allclose(left, [0.5, 0], atol=1e-9)
 
 
@@ -59,7 +68,14 @@ def test_a_head_move_is_no_motion_and_an_expression_is():
     assert not set(moving) & set(STABLE_POINTS)
     motion = canonical_displacement(source, _similarity(expression, 0.2, 1.3, [40, -25]))
     still = np.setdiff1d(np.arange(N), moving)
-    assert np.abs(motion[still]).max() < 1e-9 and np.abs(motion[moving]).min() > 0.01
+    assert np.abs(motion[still]).max() < 1e-9 and np.linalg.norm(motion[moving, :2], axis=1).min() > 0.01
+
+
+def test_a_head_turned_in_depth_is_no_motion_in_3d_but_is_in_2d():
+    source = _mesh()
+    turned = _turned_in_depth(source, 0.25)
+    assert np.abs(canonical_displacement(source, turned)).max() < 1e-9
+    assert np.abs(canonical_displacement(source[:, :2], turned[:, :2])).max() > 0.01  # the plane frame cannot undo it
 
 
 def test_mean_mesh_has_unit_eye_distance():
@@ -106,10 +122,13 @@ def test_a_pair_without_data_goes_through_neutral():
 def test_the_motion_follows_the_face_size_and_roll():
     model = _model()
     points = _mesh(3)
-    turned = np.concatenate([_similarity(points, 0.3, 2.0, [10, 20]), points[:, 2:]], 1)
+    turned = _similarity(points, 0.3, 2.0, [10, 20])
     motion = model.target_points(points, "neutral", "happy") - points[:, :2]
     motion_turned = model.target_points(turned, "neutral", "happy") - turned[:, :2]
     assert np.allclose(_similarity(motion, 0.3, 2.0, [0, 0]), motion_turned, atol=1e-6)
+    yawed = _turned_in_depth(points, 0.3)  # a turned head: the motion turns with it, as a 3D face would move
+    motion_yawed = model.target_points(yawed, "neutral", "happy") - yawed[:, :2]
+    assert not np.allclose(motion, motion_yawed, atol=1e-3) and np.isfinite(motion_yawed).all()
 
 
 def test_save_and_load_round_trip(tmp_path):

@@ -95,7 +95,9 @@ def mirror_permutation(mean_mesh: np.ndarray) -> torch.Tensor:
 
 def mirrored(meshes: torch.Tensor, permutation: torch.Tensor) -> torch.Tensor:
     """Canonical meshes ``(..., P, 2)`` of the mirror-image faces."""
-    return meshes[..., permutation, :] * meshes.new_tensor([-1.0, 1.0])
+    flip = meshes.new_ones(meshes.shape[-1])
+    flip[0] = -1.0  # x changes sign; y (and depth) stay
+    return meshes[..., permutation, :] * flip
 
 
 def gain_and_cosine(edited: torch.Tensor, sources: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

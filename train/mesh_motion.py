@@ -48,6 +48,7 @@ def _inside(points: np.ndarray, polygon: np.ndarray, margin: float = 1e-3) -> np
 
 def control_point_sets(mean: np.ndarray) -> dict[str, list[int]]:
     """The points each control may move, from the mean mesh (canonical: y grows downwards)."""
+    mean = mean[:, :2]  # the regions are drawn in the frontal plane
     lips = np.flatnonzero(_inside(mean, mean[list(LIPS_OUTER)]))
     corners = mean[list(MOUTH_CORNERS)]
     corner_y = corners[:, 1].mean()
