@@ -22,8 +22,8 @@ import cv2
 import numpy as np
 
 from ..faces.mesh import face_mesh
-from ..faces.mesh_topology import LIPS_INNER
-from ..faces.mesh_warp import warp_crop
+from ..faces.mesh_topology import EYE_TRIANGLES, FACE_OVAL, LIPS_INNER, MOUTH_TRIANGLES, TRIANGLES
+from ..faces.mesh_warp import warp_crop, warp_face
 from .mesh_metrics import mesh_scores, mouth_sharpness
 
 INNER_LIPS = np.array(LIPS_INNER)
@@ -120,8 +120,11 @@ def edit_photo(photo: np.ndarray, mesh: np.ndarray, motion_model, source: str, t
     region is touched). ``fill_mouth=False``: no cavity in a newly opened mouth (the bare warp). Returns
     ``(edited, target_points)``."""
     target_points = motion_model.target_points(mesh, source, target, intensity, controls)
-    inner = INNER_LIPS if fill_mouth else None
-    return warp_crop(photo, mesh[:, :2], target_points, inner_lips=inner).image, target_points
+    if fill_mouth:
+        return warp_face(photo, mesh[:, :2], target_points).image, target_points
+    triangles = np.array(TRIANGLES + MOUTH_TRIANGLES + EYE_TRIANGLES)
+    return warp_crop(photo, mesh[:, :2], target_points, triangles=triangles, boundary=np.array(FACE_OVAL)).image, \
+        target_points
 
 
 def evaluate_pairs(pairs, motion_model, mesher: PhotoMesher, intensity: float = 1.0, keep_images: int = 0):
