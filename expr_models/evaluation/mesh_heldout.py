@@ -142,6 +142,7 @@ def evaluate_pairs(pairs, motion_model, mesher: PhotoMesher, intensity: float = 
         row = {"dataset": pair.dataset, "subject": pair.subject, "pair": pair.pair,
                **mesh_scores(mesh, edit_mesh, real),
                "sharpness": mouth_sharpness(photo, edited, mesh, edit_mesh),
+               "sharpness_half": mouth_sharpness(photo, edited, mesh, edit_mesh, scale=0.5),
                # the bare warp's sharpness (no cavity, whose flat dark patch and edges change the measure)
                "sharpness_warp": mouth_sharpness(photo, edit_photo(photo, mesh, motion_model, pair.source_expression,
                                                                    pair.target_expression, intensity, None, False)[0],
@@ -162,7 +163,8 @@ def summarise(rows: list[dict]) -> dict:
     for name, group in sorted(groups.items()):
         summary[name] = {"pairs": len(group), "missing": sum(1 for r in rows if r.get("missing") and
                                                             f"{r['dataset']} {r['pair']}" == name)}
-        for key in ("gain", "cosine", "gap_source", "gap_edit", "gap_real", "sharpness", "sharpness_warp"):
+        for key in ("gain", "cosine", "gap_source", "gap_edit", "gap_real", "sharpness", "sharpness_half",
+                    "sharpness_warp"):
             values = np.array([r[key] for r in group], np.float64)
             summary[name][key] = float(np.nanmedian(values))
         summary[name]["gain_mean"] = float(np.nanmean([r["gain"] for r in group]))
@@ -235,7 +237,8 @@ def main(argv: list[str] | None = None) -> int:
     for name, values in summary.items():
         print(f"{name:32s} n={values['pairs']:3d} gain {values['gain']:.2f} (mean {values['gain_mean']:.2f}) "
               f"cos {values['cosine']:.2f} gap src {values['gap_source']:.3f} edit {values['gap_edit']:.3f} "
-              f"real {values['gap_real']:.3f} sharp {values['sharpness']:.2f} warp-only {values['sharpness_warp']:.2f}")
+              f"real {values['gap_real']:.3f} sharp {values['sharpness']:.2f} (half-res {values['sharpness_half']:.2f}, "
+              f"warp-only {values['sharpness_warp']:.2f})")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"intensity": args.intensity, "split": args.split, "summary": summary,
