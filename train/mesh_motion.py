@@ -1,7 +1,8 @@
 """Build the mesh-motion model (``expr_models.models.mesh_motion``): median mesh motions of real photo pairs of
 training people, and four control directions. No learning; a minute on one core (most of it meshing the photos).
 
-    python -m train.mesh_motion --data ../shared/data --out checkpoints/mesh_motion
+    python -m train.mesh_motion --refine --data ../shared/data --out checkpoints/mesh_motion   # the committed one
+    python -m train.mesh_motion --out runs/mesh_motion_onepass        # from the mesh helper's one-pass caches
 
 1. Every photo of the training people's pairs (``expr_models.paired_faces``, the project's subject split: FEI
    neutral <-> smiling, the London Set neutral <-> smiling, JAFFE neutral -> each expression and happy -> neutral) is
