@@ -29,7 +29,7 @@ def test_mesh_caches_are_read_by_photo_path(tmp_path):
 
 def test_summary_takes_medians_per_dataset_and_pair():
     scores = {"cosine": 0.9, "gap_source": 0.02, "gap_edit": 0.06, "gap_real": 0.15, "sharpness": 1.0,
-              "sharpness_half": 1.0, "sharpness_warp": 1.0}
+              "sharpness_half": 1.0, "sharpness_warp": 1.0, "tracked": 0.7}
     rows = [{"dataset": "fei", "subject": str(i), "pair": "neutral->happy", "gain": gain, **scores}
             for i, gain in enumerate([0.2, 0.4, 0.9])]
     rows.append({"dataset": "fei", "subject": "9", "pair": "neutral->happy", "missing": True})
