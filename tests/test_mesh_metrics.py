@@ -70,5 +70,7 @@ def test_mouth_sharpness_falls_when_the_mouth_is_blurred():
     rows, cols = mouth_region(points, photo.shape[:2])
     blurred[rows, cols] = cv2.GaussianBlur(photo, (0, 0), 1.5)[rows, cols]
     assert mouth_sharpness(photo, blurred, points, points) < 0.3
+    assert mouth_sharpness(photo, photo.copy(), points, points, scale=0.5) == 1.0
+    assert mouth_sharpness(photo, blurred, points, points, scale=0.5) < 0.6
     lips = points[list(LIPS_OUTER)]
     assert rows.start <= lips[:, 1].min() and cols.stop >= lips[:, 0].max()

@@ -165,3 +165,23 @@ def test_grayscale_and_colour_crops(channels):
     target, _ = _points(10)
     result = warp_crop(photo[..., 0] if channels == 1 else photo, points, target, inner_lips=inner)
     assert result.image.shape == (photo.shape[:2] if channels == 1 else photo.shape)
+
+
+def test_mesh_topology_path_is_exact_where_nothing_moves_and_affine_where_all_does():
+    """warp_face: MediaPipe's own triangles inside the face oval, Delaunay only out to the anchor ring."""
+    from expr_models.faces.mesh_warp import warp_face
+    from expr_models.models.mesh_motion import MeshMotionModel
+
+    mean = MeshMotionModel.from_pretrained("checkpoints/mesh_motion").mean_mesh.detach().numpy().astype(np.float64)
+    points = mean * 130 + [200, 190]  # eye distance 130 px, in a 400 px crop
+    rng = np.random.default_rng(0)
+    photo = cv2.GaussianBlur(rng.integers(0, 256, (SIZE, SIZE, 3), dtype=np.uint8), (0, 0), 1.0)
+    assert warp_face(photo, points, points.copy()).image.tobytes() == photo.tobytes()
+    shifted = warp_face(photo, points, points + [2.5, -1.25]).image
+    expected = cv2.warpAffine(photo, np.float32([[1, 0, 2.5], [0, 1, -1.25]]), (SIZE, SIZE), flags=cv2.INTER_CUBIC,
+                              borderMode=cv2.BORDER_REFLECT)
+    hull = np.zeros((SIZE, SIZE), np.uint8)
+    cv2.fillConvexPoly(hull, cv2.convexHull(np.round(points + [2.5, -1.25]).astype(np.int32)), 1)
+    hull = cv2.erode(hull, np.ones((5, 5), np.uint8)) > 0
+    difference = np.abs(shifted.astype(int) - expected.astype(int))[hull]
+    assert difference.mean() < 0.1 and (difference > 1).mean() < 0.005

@@ -1,7 +1,8 @@
 """Build the mesh-motion model (``expr_models.models.mesh_motion``): median mesh motions of real photo pairs of
 training people, and four control directions. No learning; a minute on one core (most of it meshing the photos).
 
-    python -m train.mesh_motion --data ../shared/data --out checkpoints/mesh_motion
+    python -m train.mesh_motion --refine --data ../shared/data --out checkpoints/mesh_motion   # the committed one
+    python -m train.mesh_motion --out runs/mesh_motion_onepass        # from the mesh helper's one-pass caches
 
 1. Every photo of the training people's pairs (``expr_models.paired_faces``, the project's subject split: FEI
    neutral <-> smiling, the London Set neutral <-> smiling, JAFFE neutral -> each expression and happy -> neutral) is
@@ -11,10 +12,13 @@ training people, and four control directions. No learning; a minute on one core 
 3. Each pair's motion: ``canonical_displacement(source mesh, target mesh, mean)``; per person the median over their
    photo pairs of that expression pair (JAFFE has several takes), then the median over people. JAFFE's neutral ->
    X pairs also give X -> neutral (the same photos read the other way).
-4. Controls, each zero outside its points: ``smile`` = neutral -> happy on the lips and cheeks; ``mouth_open`` =
+4. Controls, each zero outside its points: ``smile`` = neutral -> happy on the lips and cheeks, with each facing pair
+   of inner-lip points moved alike (the smile does not part the lips; ``mouth_open`` does); ``mouth_open`` =
    neutral -> surprise on the lower lip, chin and jaw, scaled so that +1 parts the inner lips by ``--mouth-open``
    eye distances; ``brows`` = neutral -> surprise on the brows, scaled to raise them ``--brow-raise`` on average;
-   ``eyes``: the lids alone, built geometrically (upper lid up, lower lid down, most at the lid's middle).
+   ``eyes``: the lids alone, built geometrically (upper lid up, lower lid down, most at the lid's middle). Smile,
+   brows and eyes fade out over the skin around their features (``tapered``: 0.2, 0.12 and 0.06 eye distances), so a
+   slider leaves no crease where moved points meet still ones; those points are part of what each may move.
 """
 
 from __future__ import annotations
@@ -74,6 +78,35 @@ def eyelid_direction(mean: np.ndarray, upper: float = 0.045, lower: float = 0.02
             t = np.clip((mean[i] - a) @ (b - a) / ((b - a) @ (b - a)), 0, 1)
             direction[i, 1] = amount * np.sin(np.pi * t)
     return direction
+
+
+def closed_lips(motion: np.ndarray) -> np.ndarray:
+    """``motion`` with each facing pair of inner-lip points moved alike (their mean): the mouth parts no further."""
+    out = motion.copy()
+    pairs = np.array([LIPS_INNER_UPPER, LIPS_INNER_LOWER])
+    out[pairs[0]] = out[pairs[1]] = (motion[pairs[0]] + motion[pairs[1]]) / 2
+    return out
+
+
+def tapered(motion: np.ndarray, core: list[int], mean: np.ndarray, band: float,
+            exclude: set[int] = frozenset()) -> tuple[np.ndarray, list[int]]:
+    """``motion`` on its ``core`` points, fading out over the points within ``band`` eye distances of them (each takes
+    its nearest core point's motion times a smoothstep of the distance), zero beyond: a slider moves the skin around
+    its features too, so no crease forms where moved points meet still ones. Returns the motion and every point it
+    moves (core + band, less ``exclude``)."""
+    out = np.zeros_like(motion)
+    out[core] = motion[core]
+    core_points = mean[core]
+    moved = set(core)
+    for i in range(len(mean)):
+        if i in moved or i in exclude:
+            continue
+        distances = np.linalg.norm(core_points - mean[i], axis=1)
+        t = 1.0 - distances.min() / band
+        if t > 0:
+            out[i] = motion[core[int(distances.argmin())]] * t * t * (3 - 2 * t)
+            moved.add(i)
+    return out, sorted(moved)
 
 
 def restricted(motion: np.ndarray, points: list[int]) -> np.ndarray:
@@ -141,7 +174,13 @@ def main(argv: list[str] | None = None) -> int:
 
     point_sets = control_point_sets(mean)
     by_name = dict(zip(names, motions))
-    smile = restricted(by_name["neutral->happy"], point_sets["smile"])
+    # The smile slider widens and lifts; parting the lips is mouth_open's job (real smiles range from closed, the
+    # London Set's, to open, FEI's), so the two combine freely.
+    # Lips and cheeks move fully, the skin within 0.2 eye distances of them fades out.
+    smile, point_sets["smile"] = tapered(closed_lips(by_name["neutral->happy"]), point_sets["smile"], mean, 0.2)
+    happy_parting = inner_lip_gap(mean + by_name["neutral->happy"]) - inner_lip_gap(mean)
+    print(f"smile: the happy median parts the lips {happy_parting:.3f}, the smile control "
+          f"{inner_lip_gap(mean + smile) - inner_lip_gap(mean):.3f}", file=sys.stderr)
     surprise = by_name["neutral->surprise"]
     mouth = restricted(surprise, point_sets["mouth_open"])
     parting = inner_lip_gap(mean + mouth) - inner_lip_gap(mean)
@@ -149,7 +188,11 @@ def main(argv: list[str] | None = None) -> int:
     brows = restricted(surprise, point_sets["brows"])
     raise_ = -brows[point_sets["brows"], 1].mean()
     brows *= args.brow_raise / raise_
-    eyes = eyelid_direction(mean)
+    lids = {i for group in (RIGHT_EYE_UPPER, RIGHT_EYE_LOWER, LEFT_EYE_UPPER, LEFT_EYE_LOWER) for i in group}
+    brows, point_sets["brows"] = tapered(brows, point_sets["brows"], mean, 0.12, exclude=lids)
+    # The lids, and the skin within 0.06 eye distances of them (not the eye corners, not the brows) fading out.
+    eyes, point_sets["eyes"] = tapered(eyelid_direction(mean), point_sets["eyes"], mean, 0.06,
+                                       exclude=set(point_sets["brows"]) | {33, 133, 362, 263})
     print(f"mouth_open: surprise parts the lips {parting:.3f} (scaled x{args.mouth_open / parting:.2f}); brows: "
           f"surprise raises them {raise_:.3f} (scaled x{args.brow_raise / raise_:.2f})", file=sys.stderr)
 
@@ -168,7 +211,8 @@ def main(argv: list[str] | None = None) -> int:
                           "the committed RetinaFace and face mesh ("
                           + ("refined once" if args.refine else "one pass, train.tools.cache_meshes") + ")."),
         "training": ("No learning: per expression pair, the median over people (each person's own median first) of "
-                     "the canonical mesh displacement. Controls: smile = the happy median on lips and cheeks; "
+                     "the canonical mesh displacement. Controls: smile = the happy median on lips and cheeks, "
+                     "lips kept closed (facing inner-lip points moved alike); "
                      f"mouth_open = the surprise median on the lower lip, chin and jaw, +1 parts the lips by "
                      f"{args.mouth_open} eye distances; brows = the surprise median on the brows, +1 raises them "
                      f"{args.brow_raise} on average; eyes = geometric lid opening (upper lid 0.045, lower 0.02)."),

@@ -22,9 +22,9 @@ import cv2
 import numpy as np
 
 from ..faces.mesh import face_mesh
-from ..faces.mesh_topology import LIPS_INNER
-from ..faces.mesh_warp import warp_crop
-from .mesh_metrics import mesh_scores, mouth_sharpness
+from ..faces.mesh_topology import EYE_TRIANGLES, FACE_OVAL, LIPS_INNER, MOUTH_TRIANGLES, TRIANGLES
+from ..faces.mesh_warp import warp_crop, warp_face
+from .mesh_metrics import mesh_scores, motion_gain_cosine, mouth_sharpness
 
 INNER_LIPS = np.array(LIPS_INNER)
 
@@ -120,8 +120,11 @@ def edit_photo(photo: np.ndarray, mesh: np.ndarray, motion_model, source: str, t
     region is touched). ``fill_mouth=False``: no cavity in a newly opened mouth (the bare warp). Returns
     ``(edited, target_points)``."""
     target_points = motion_model.target_points(mesh, source, target, intensity, controls)
-    inner = INNER_LIPS if fill_mouth else None
-    return warp_crop(photo, mesh[:, :2], target_points, inner_lips=inner).image, target_points
+    if fill_mouth:
+        return warp_face(photo, mesh[:, :2], target_points).image, target_points
+    triangles = np.array(TRIANGLES + MOUTH_TRIANGLES + EYE_TRIANGLES)
+    return warp_crop(photo, mesh[:, :2], target_points, triangles=triangles, boundary=np.array(FACE_OVAL)).image, \
+        target_points
 
 
 def evaluate_pairs(pairs, motion_model, mesher: PhotoMesher, intensity: float = 1.0, keep_images: int = 0):
@@ -134,11 +137,15 @@ def evaluate_pairs(pairs, motion_model, mesher: PhotoMesher, intensity: float = 
             rows.append({"dataset": pair.dataset, "subject": pair.subject, "pair": pair.pair, "missing": True})
             continue
         photo = read_rgb(pair.source_path)
-        edited, _ = edit_photo(photo, mesh, motion_model, pair.source_expression, pair.target_expression, intensity)
+        edited, intended = edit_photo(photo, mesh, motion_model, pair.source_expression, pair.target_expression,
+                                      intensity)
         _, edit_mesh = mesher.mesh_of(edited, box)
+        # How much of the motion the warp was given the re-mesh finds (the gain's ceiling with this protocol).
+        tracked = motion_gain_cosine(mesh, edit_mesh, intended)[0]
         row = {"dataset": pair.dataset, "subject": pair.subject, "pair": pair.pair,
-               **mesh_scores(mesh, edit_mesh, real),
+               **mesh_scores(mesh, edit_mesh, real), "tracked": tracked,
                "sharpness": mouth_sharpness(photo, edited, mesh, edit_mesh),
+               "sharpness_half": mouth_sharpness(photo, edited, mesh, edit_mesh, scale=0.5),
                # the bare warp's sharpness (no cavity, whose flat dark patch and edges change the measure)
                "sharpness_warp": mouth_sharpness(photo, edit_photo(photo, mesh, motion_model, pair.source_expression,
                                                                    pair.target_expression, intensity, None, False)[0],
@@ -159,7 +166,8 @@ def summarise(rows: list[dict]) -> dict:
     for name, group in sorted(groups.items()):
         summary[name] = {"pairs": len(group), "missing": sum(1 for r in rows if r.get("missing") and
                                                             f"{r['dataset']} {r['pair']}" == name)}
-        for key in ("gain", "cosine", "gap_source", "gap_edit", "gap_real", "sharpness", "sharpness_warp"):
+        for key in ("gain", "cosine", "gap_source", "gap_edit", "gap_real", "sharpness", "sharpness_half",
+                    "sharpness_warp", "tracked"):
             values = np.array([r[key] for r in group], np.float64)
             summary[name][key] = float(np.nanmedian(values))
         summary[name]["gain_mean"] = float(np.nanmean([r["gain"] for r in group]))
@@ -232,7 +240,8 @@ def main(argv: list[str] | None = None) -> int:
     for name, values in summary.items():
         print(f"{name:32s} n={values['pairs']:3d} gain {values['gain']:.2f} (mean {values['gain_mean']:.2f}) "
               f"cos {values['cosine']:.2f} gap src {values['gap_source']:.3f} edit {values['gap_edit']:.3f} "
-              f"real {values['gap_real']:.3f} sharp {values['sharpness']:.2f} warp-only {values['sharpness_warp']:.2f}")
+              f"real {values['gap_real']:.3f} sharp {values['sharpness']:.2f} (half-res {values['sharpness_half']:.2f}, "
+              f"warp-only {values['sharpness_warp']:.2f}) tracked {values['tracked']:.2f}")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"intensity": args.intensity, "split": args.split, "summary": summary,

@@ -60,8 +60,16 @@ def laplacian_variance(image: np.ndarray, region: tuple[slice, slice]) -> float:
 
 
 def mouth_sharpness(input_image: np.ndarray, edit_image: np.ndarray, input_points: np.ndarray,
-                    edit_points: np.ndarray) -> float:
-    """Laplacian variance of the edit's mouth over the input's, each region from its own mesh."""
+                    edit_points: np.ndarray, scale: float = 1.0) -> float:
+    """Laplacian variance of the edit's mouth over the input's, each region from its own mesh. ``scale`` < 1: both
+    photos shrunk first (area), which weighs the detail a viewer sees over pixel grain: on these photos a pure
+    half-pixel cubic shift alone already gives 0.4-0.7 at full scale."""
+    if scale != 1.0:
+        shrink = [cv2.resize(np.asarray(image), None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+                  for image in (input_image, edit_image)]
+        # pixel centres: x' = (x + 0.5) * scale - 0.5
+        return mouth_sharpness(shrink[0], shrink[1], (np.asarray(input_points)[:, :2] + 0.5) * scale - 0.5,
+                               (np.asarray(edit_points)[:, :2] + 0.5) * scale - 0.5)
     before = laplacian_variance(input_image, mouth_region(input_points, np.asarray(input_image).shape[:2]))
     after = laplacian_variance(edit_image, mouth_region(edit_points, np.asarray(edit_image).shape[:2]))
     return after / before if before > 0 else float("nan")

@@ -93,15 +93,29 @@ def _rasterise(target: np.ndarray, triangles: np.ndarray, box: tuple[int, int, i
     return index
 
 
+def _ring_triangles(target: np.ndarray, boundary: np.ndarray, ring: np.ndarray) -> np.ndarray:
+    """Delaunay triangles between the mesh's outer ``boundary`` and the anchor ``ring`` (indices into points + ring):
+    those of the boundary points and anchors whose centre lies outside the boundary polygon."""
+    points = np.concatenate([target[boundary], ring])
+    simplices = Delaunay(points).simplices
+    centres = points[simplices].mean(1)
+    polygon = target[boundary].astype(np.float32).reshape(-1, 1, 2)
+    outside = np.array([cv2.pointPolygonTest(polygon, (float(x), float(y)), False) < 0 for x, y in centres])
+    index = np.concatenate([boundary, len(target) + np.arange(len(ring))])
+    return index[simplices[outside]]
+
+
 def backward_map(shape: tuple[int, int], source: np.ndarray, target: np.ndarray, ring_scale: float = 1.2,
-                 triangulate_source: bool = False
+                 triangulate_source: bool = False, triangles: np.ndarray | None = None,
+                 boundary: np.ndarray | None = None
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[int, int, int, int]] | None:
     """The backward piecewise-affine map of the points' motion inside a crop of ``shape`` (H, W).
 
-    The triangles are the Delaunay triangulation of the target points (``triangulate_source``: of the source
-    points). Triangulate the face whose mouth is open wider: its inner lips are far apart, so no triangle crosses
-    from the upper lip to the lower one, and the mouth's own triangles collapse when it closes. A triangle that flips
-    between the two layouts is drawn first, so the unflipped ones around it win.
+    ``triangles`` (K x 3 point indices) with their outer ``boundary`` (point indices in order): the mesh's own
+    triangles inside, Delaunay only between the boundary and the anchor ring. Without them, the Delaunay
+    triangulation of all target points (``triangulate_source``: of the source points; triangulate the face whose
+    mouth is open wider: its inner lips are far apart, so no triangle crosses from the upper lip to the lower one).
+    A triangle that flips or collapses between the two layouts takes a neighbour's map (see ``_rasterise``).
 
     Returns ``(map_x, map_y, moved, box)``: float32 source coordinates for every pixel of ``box`` (x0, y0, x1, y1),
     the bounding box of the triangles that move, and the mask of pixels inside a moving triangle (the others map to
@@ -115,7 +129,11 @@ def backward_map(shape: tuple[int, int], source: np.ndarray, target: np.ndarray,
     ring = anchor_ring(np.concatenate([source, target]), shape, ring_scale)
     all_source = np.concatenate([source, ring])
     all_target = np.concatenate([target, ring])
-    triangles = Delaunay(all_source if triangulate_source else all_target).simplices
+    if triangles is None:
+        triangles = Delaunay(all_source if triangulate_source else all_target).simplices
+    else:
+        triangles = np.concatenate([np.asarray(triangles, dtype=np.int64),
+                                    _ring_triangles(target, np.asarray(boundary), ring)])
     moving = np.concatenate([moving, np.zeros(len(ring), bool)])
     triangles = triangles[moving[triangles].any(1)]  # the triangles with a still corner only are the identity
     matrices, valid = _affines(all_target, all_source, triangles)
@@ -144,12 +162,15 @@ def backward_map(shape: tuple[int, int], source: np.ndarray, target: np.ndarray,
 
 
 def warp_crop(crop: np.ndarray, source: np.ndarray, target: np.ndarray, inner_lips: np.ndarray | None = None,
-              ring_scale: float = 1.2, feather: float = 1.5) -> WarpResult:
+              ring_scale: float = 1.2, feather: float = 1.5, triangles: np.ndarray | None = None,
+              boundary: np.ndarray | None = None) -> WarpResult:
     """Move ``crop``'s ``source`` points (N x 2 or N x 3, crop pixels) to ``target``, sampling the crop once.
 
     ``inner_lips``: the indices of the inner-lip contour in order around the mouth; with them, pixels inside the
     target's inner lips that would sample from outside the source's inner lips (lip stretched over a newly opened
-    gap) get a dark mouth cavity, feathered over ``feather`` pixels inside the gap's edge.
+    gap) get a dark mouth cavity, feathered over ``feather`` pixels inside the gap's edge. ``triangles`` and
+    ``boundary``: the mesh's own triangles and outer contour (see :func:`backward_map`; :func:`warp_face` passes
+    MediaPipe's); without them the points are Delaunay-triangulated.
     """
     crop = np.asarray(crop)
     if crop.dtype != np.uint8 or crop.ndim not in (2, 3):
@@ -161,7 +182,8 @@ def warp_crop(crop: np.ndarray, source: np.ndarray, target: np.ndarray, inner_li
     wider_source = inner_lips is not None and \
         abs(_area2(source, _fan(inner_lips)).sum()) > abs(_area2(target, _fan(inner_lips)).sum())
     sample_from = _into_the_lips(source, target, inner_lips) if wider_source else source
-    mapped = backward_map(crop.shape[:2], sample_from, target, ring_scale, triangulate_source=wider_source)
+    mapped = backward_map(crop.shape[:2], sample_from, target, ring_scale, triangulate_source=wider_source,
+                          triangles=triangles, boundary=boundary)
     if mapped is None:
         return WarpResult(crop.copy(), None, None)
     map_x, map_y, changed, (x0, y0, x1, y1) = mapped
@@ -185,6 +207,16 @@ def warp_crop(crop: np.ndarray, source: np.ndarray, target: np.ndarray, inner_li
         gx0, gy0, gx1, gy1 = _window(crop.shape[:2], target[inner_lips], margin=1)
         box = (min(x0, gx0), min(y0, gy0), max(x1, gx1), max(y1, gy1))
     return WarpResult(out, box, gap)
+
+
+def warp_face(crop: np.ndarray, source: np.ndarray, target: np.ndarray, **options) -> WarpResult:
+    """:func:`warp_crop` for MediaPipe Face Mesh points (468): its triangles (with the mouth and eye strips), its face
+    oval as the boundary to the anchor ring, its inner lips for the mouth."""
+    from .mesh_topology import EYE_TRIANGLES, FACE_OVAL, LIPS_INNER, MOUTH_TRIANGLES, TRIANGLES
+
+    return warp_crop(crop, source, target, inner_lips=np.array(LIPS_INNER),
+                     triangles=np.array(TRIANGLES + MOUTH_TRIANGLES + EYE_TRIANGLES), boundary=np.array(FACE_OVAL),
+                     **options)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
