@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from expr_models.evaluation.mesh_heldout import contact_sheet, load_mesh_caches, summarise
-from expr_models.face import FaceBox
+from expr_models.faces.geometry import FaceBox
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 
@@ -55,7 +55,7 @@ def test_one_held_out_london_smile_moves_towards_the_real_one():
     from expr_models.evaluation.mesh_heldout import PhotoMesher, evaluate_pairs
     from expr_models.models.face_mesh import FaceMeshModel
     from expr_models.models.mesh_motion import MeshMotionModel
-    from expr_models.paired_faces import photo_pairs
+    from expr_models.data.paired_faces import photo_pairs
 
     pair = [p for p in photo_pairs(DATA, "test", sources=("london",)) if p.source_expression == "neutral"][0]
     mesher = PhotoMesher(FaceMeshModel.from_pretrained("checkpoints/face_mesh").eval())

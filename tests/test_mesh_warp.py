@@ -172,7 +172,7 @@ def test_mesh_topology_path_is_exact_where_nothing_moves_and_affine_where_all_do
     from expr_models.faces.mesh_warp import warp_face
     from expr_models.models.mesh_motion import MeshMotionModel
 
-    mean = MeshMotionModel.from_pretrained("checkpoints/mesh_motion").mean_mesh.detach().numpy().astype(np.float64)
+    mean = MeshMotionModel.from_pretrained("checkpoints/mesh_motion").mean_mesh.detach().numpy().astype(np.float64)[:, :2]
     points = mean * 130 + [200, 190]  # eye distance 130 px, in a 400 px crop
     rng = np.random.default_rng(0)
     photo = cv2.GaussianBlur(rng.integers(0, 256, (SIZE, SIZE, 3), dtype=np.uint8), (0, 0), 1.0)

@@ -25,6 +25,9 @@ def motion_gain_cosine(source: np.ndarray, edit: np.ndarray, real: np.ndarray,
     """(gain, cosine) of the edit's mesh motion against the real motion; meshes 468 x 2+ in their photos' pixels
     (the edit's and the input's in the same photo frame; the real photo's anywhere). ``points``: only these indices.
     NaN where the real motion is zero."""
+    # In 3D where every mesh has its depth; in the plane when one of them is only x, y (e.g. a warp's target points).
+    dims = min(np.shape(mesh)[1] for mesh in (source, edit, real))
+    source, edit, real = (np.asarray(mesh, np.float64)[:, :dims] for mesh in (source, edit, real))
     reference, _ = normalise(source)
     edit_motion = canonical_displacement(source, edit, reference)
     real_motion = canonical_displacement(source, real, reference)

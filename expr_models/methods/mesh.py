@@ -1,7 +1,7 @@
 """Edits that move the face's dense mesh, then warp the photo's own pixels once, at full resolution.
 
 The face mesh (``face_mesh``: MediaPipe's 468 points) is read from the photo; a motion model says where each point
-goes; :func:`expr_models.faces.mesh_warp.warp_crop` moves the crop's pixels there with one cubic sample. The motion
+goes; :func:`expr_models.faces.mesh_warp.warp_face` moves the crop's pixels there with one cubic sample. The motion
 comes from the mesh-motion baseline (real people's median motion, :class:`MeshMotionEdit`) or from the CycleGAN's and
 SA-GAN's mesh generators (``generator_type="mesh"``, see :mod:`.cyclegan` and :mod:`.sagan`), and four controls add
 motions of their own: ``smile``, ``mouth_open``, ``brows`` and ``eyes``, each in [-1, 1], each moving only its own
@@ -18,13 +18,11 @@ import torch
 from ..errors import ExpressionEditError
 from ..faces.mesh import face_mesh
 from ..faces.mesh_motion import normalise
-from ..faces.mesh_topology import LIPS_INNER
-from ..faces.mesh_warp import warp_crop
+from ..faces.mesh_warp import warp_face
 from ..models.mesh_motion import CONTROLS
 from .base import EditingMethod, Editor, FaceToEdit
 
 MAX_INTENSITY = 1.5  # past 1 for users who want more than the real expression's amplitude
-INNER_LIPS = np.array(LIPS_INNER)
 
 # (face mesh in crop pixels, 468 x 3) -> where its points go (468 x 2, crop pixels)
 MeshMotion = Callable[[np.ndarray], np.ndarray]
@@ -72,7 +70,7 @@ def mesh_warp_edit(editor: Editor, face: FaceToEdit, motion: MeshMotion) -> np.n
     """Move the face's mesh by ``motion`` and warp the crop's own pixels there once (a newly opened mouth gets a
     dark cavity rather than stretched lips)."""
     points = crop_mesh(editor, face)
-    return warp_crop(face.crop, points[:, :2], motion(points), inner_lips=INNER_LIPS).image
+    return warp_face(face.crop, points[:, :2], motion(points)).image
 
 
 def control_motion(editor: Editor, points: np.ndarray, controls: Mapping[str, float]) -> np.ndarray:
