@@ -288,7 +288,7 @@ def test_real_data_and_committed_checkpoints(tmp_path):
     out = tmp_path / "results"
     # --limit bounds the 7-class set (FER2013 alone has 7,178 test faces); the paper set has 18 per class.
     status = run_cli("--models", str(checkpoints), "--data", *map(str, prepared), "--out", str(out),
-                     "--raw-data", str(RAW_DATA), "--limit", "100", "--methods", "cyclegan", "sagan", "average")
+                     "--raw-data", str(RAW_DATA), "--limit", "100", "--methods", "cyclegan", "sagan", "average", "mesh")
     assert status == 0
     report = json.loads((out / "evaluation.json").read_text())
     assert report["datasets"]
@@ -301,8 +301,11 @@ def test_real_data_and_committed_checkpoints(tmp_path):
     rows = {(row["dataset"], row["pair"], row["method"]): row for row in report["realism"]["rows"]}
     for dataset in ("fei", "london"):
         for pair in ("neutral->happy", "happy->neutral"):
-            for method in ("average", "cyclegan", "sagan"):
-                assert rows[(dataset, pair, method)]["subjects"] >= 5
+            for method in ("average", "cyclegan", "sagan", "mesh"):
+                row = rows[(dataset, pair, method)]
+                assert row["subjects"] >= 5 and row["changed_outside_mask"] == 0
+                # what a person sees, on the same edits
+                assert -1.0 <= row["mesh"]["cosine"]["median"] <= 1.0 and row["mesh"]["sharpness"]["median"] > 0
     for target in ("angry", "disgust", "fear", "happy", "sad", "surprise"):
         assert rows[("jaffe", f"neutral->{target}", "average")]["subjects"] >= 1
         assert rows[("jaffe", f"neutral->{target}", "sagan")]["median_ratio"] > 0

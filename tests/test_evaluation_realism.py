@@ -15,7 +15,7 @@ from PIL import Image
 from skimage import data as skimage_data
 
 from expr_models.data.paired_faces import photo_pairs
-from expr_models.evaluation.realism import evaluate_realism, markdown_table, realism_pairs, summarise
+from expr_models.evaluation.realism import evaluate_realism, markdown_table, mesh_tables, realism_pairs, summarise
 from expr_models.models.average_edit import AverageEditModel
 from expr_models.pipeline import ExpressionEditor
 
@@ -94,6 +94,13 @@ def test_average_edit_lands_on_a_smile_made_by_it_and_doing_nothing_does_not(lon
     assert np.isfinite(rows[("neutral->happy", "cyclegan")]["median_ratio"])
     table = "\n".join(markdown_table(result))
     assert "| london | neutral → happy |" in table and "average edit (baseline)" in table
+    # The same edits meshed: the average edit moves the face as far as, and the way of, the smile it made.
+    mesh = to_smile["mesh"]
+    assert 0.8 < mesh["gain"]["median"] < 1.2 and mesh["cosine"]["median"] > 0.9 and mesh["gain"]["subjects"] == 1
+    for row in rows.values():
+        assert -1.0 <= row["mesh"]["cosine"]["median"] <= 1.0 and row["mesh"]["sharpness"]["median"] > 0
+        assert row["changed_outside_mask"] == 0 and row["pixels_outside_mask"] > 0
+    assert "**Mesh-motion gain / cosine**" in "\n".join(mesh_tables(result))
 
 
 
@@ -113,3 +120,18 @@ def test_realism_ratios_go_into_the_cards_as_eval_results():
     assert "neutral → happy" in results[0]["metric_name"] and "10 people" in results[0]["metric_name"]
     assert eval_results_from_report(report, "cyclegan", "cyclegan_other") == []  # the editor used the first one
     assert [r["metric_value"] for r in eval_results_from_report(report, "average")] == [0.64]
+
+
+def test_mesh_measures_go_into_the_card_of_the_methods_component():
+    from expr_models.hub.cards import eval_results_from_report
+
+    mesh = {"photo_pairs": 12, "gain": {"median": 0.614, "subjects": 11}, "cosine": {"median": 0.9, "subjects": 11},
+            "gap_ratio": {"median": 0.4, "subjects": 11}, "sharpness": {"median": None, "subjects": 0}}
+    report = {"realism": {"split": "test", "rows": [
+        {"dataset": "fei", "pair": "neutral->happy", "method": "mesh", "median_ratio": 0.8, "subjects": 12,
+         "mesh": mesh}]}}
+    results = eval_results_from_report(report, "mesh_motion")  # the mesh method's checkpoint
+    assert [(r["metric_type"], r["metric_value"]) for r in results] == [
+        ("realism_ratio", 0.8), ("mesh_gain", 0.61), ("mesh_cosine", 0.9)]  # no sharpness measured: none
+    assert "11 people" in results[1]["metric_name"] and "neutral → happy" in results[1]["metric_name"]
+    assert eval_results_from_report(report, "cyclegan") == []

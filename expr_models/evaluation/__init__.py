@@ -4,7 +4,8 @@
 - :mod:`.editors`: each editing method as a :class:`Method`, loaded from a folder of checkpoints;
 - :mod:`.run`: one run, every editor on every dataset, measured;
 - :mod:`.detection`: the face-detection AP on WIDER FACE;
-- :mod:`.realism`: the paired realism ratio of each method on held-out people's whole photos, through the editor;
+- :mod:`.realism`: the paired realism ratio of each method on held-out people's whole photos, through the editor,
+  and the mesh measures of the same edits (:mod:`.mesh_metrics`: gain, cosine, mouth opening, sharpness);
 - :mod:`.report`: the results as JSON and as Markdown tables;
 - :mod:`.cli`: the ``evaluate`` command's arguments and ``main``.
 """

@@ -18,7 +18,10 @@ other expressions are edited and measured:
 - the **paired realism ratio** (:mod:`expr_models.evaluation.realism`): held-out people's whole photos (FEI and London
   Set neutral <-> happy, JAFFE neutral -> each other expression, from ``--raw-data``) edited by the editor with each
   method and the average-edit baseline, the mouth compared with the same person's real photo of the target; skipped,
-  with a note, without the raw data.
+  with a note, without the raw data;
+- on the same edits, **what a person sees**: the face mesh's motion from input to edit against the motion to the real
+  photo (gain and cosine), the mouth opening of the edit against the real photo's, the mouth's sharpness (edit over
+  input) and the pixels changed outside the blend mask.
 
 A ``--data`` folder of WIDER photos (``prepare_data --source wider``) gets the face-detection evaluation instead:
 AP@0.5 of the default RetinaFace detector, the Haar cascade and the trained segmenter
@@ -41,7 +44,7 @@ from ..errors import CheckpointError
 from ..pipeline import find_checkpoints
 from .heldout import EvaluationDataError
 from .report import markdown_report, write_results
-from .run import log, run_evaluation
+from .run import DEFAULT_METHODS, log, run_evaluation
 
 EXIT_OK, EXIT_USAGE = 0, 2
 
@@ -62,8 +65,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                         help="DatasetDicts saved by train.tools.prepare_data (default: those of prepared/paper and "
                              "prepared/expressions that exist)")
     parser.add_argument("--out", type=Path, default=Path("results"), help="output folder (default: results)")
-    parser.add_argument("--methods", nargs="+", choices=METHODS, default=["cyclegan", "sagan"],
-                        help="editors to evaluate (default: cyclegan sagan; nst is slow)")
+    parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(DEFAULT_METHODS),
+                        help=f"editors to evaluate (default: {' '.join(DEFAULT_METHODS)}; nst is slow; the average "
+                             "edit is always the realism ratio's baseline)")
     parser.add_argument("--limit", type=positive_int, help="at most N held-out faces per expression and dataset")
     parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
     parser.add_argument("--split", default="test", help="the held-out split (default: test)")

@@ -83,3 +83,13 @@ def mesh_scores(source: np.ndarray, edit: np.ndarray, real: np.ndarray) -> dict[
     gain, cosine = motion_gain_cosine(source, edit, real)
     return {"gain": gain, "cosine": cosine, "gap_edit": inner_lip_gap(edit), "gap_real": inner_lip_gap(real),
             "gap_source": inner_lip_gap(source)}
+
+
+def photo_scores(source_image: np.ndarray, edit_image: np.ndarray, source: np.ndarray, edit: np.ndarray,
+                 real: np.ndarray) -> dict[str, float]:
+    """Everything :func:`mesh_scores` gives, plus ``gap_ratio`` (the edit's mouth opening over the real photo's; NaN
+    where the real gap is not positive) and ``sharpness`` (:func:`mouth_sharpness`), for one edit of a photo."""
+    scores = mesh_scores(source, edit, real)
+    scores["gap_ratio"] = scores["gap_edit"] / scores["gap_real"] if scores["gap_real"] > 0 else float("nan")
+    scores["sharpness"] = mouth_sharpness(source_image, edit_image, source, edit)
+    return scores

@@ -9,6 +9,11 @@ real expression). The face box and landmarks that place the region come from Ret
 method is measured on the same region. Per person the ratio is the median over its photo pairs (JAFFE has several takes
 per expression); the report gives the median over people and their count.
 
+The same edits are measured as a person sees them (``expr_models.evaluation.mesh_metrics``): the input, the edit and
+the real photo are meshed with the editor's face mesh, giving the mesh-motion gain and cosine against the real motion,
+the mouth opening of the edit and of the real photo, and the mouth's sharpness, summarised the same way. The pixels
+each edit changed outside its blend mask are counted too (paste-back promises none).
+
     result = evaluate_realism(editor, ["cyclegan", "sagan", "average"], Path("../shared/data"), split="test")
 """
 
@@ -26,6 +31,10 @@ from ..components import editing_method
 from ..data.paired_faces import PhotoPair, photo_pairs
 from ..errors import NoFaceError
 from ..faces.alignment import retinaface_face
+from ..faces.geometry import FaceBox
+from ..faces.mesh import face_mesh
+from .metrics import changed_pixels_outside_mask
+from .mesh_metrics import photo_scores
 from .realism_ratio import median_ratio, paired_realism_ratio
 
 DATASET_ORDER = ("fei", "london", "jaffe")
@@ -39,6 +48,22 @@ DEFINITION = (
     "take of the target); the table gives the median over people (their count in brackets). Definition in "
     "expr_models/evaluation/realism_ratio.py."
 )
+MESH_DEFINITION = (
+    "What a person sees, on the same edits: the input, the edit and the real photo of the target are each meshed "
+    "with the editor's face mesh (468 MediaPipe points, the square from RetinaFace's landmarks, refined once; the "
+    "edit in the input's face). Mesh-motion gain: the edit's motion (input mesh -> edit's mesh) projected on the real "
+    "motion (input mesh -> real photo's mesh) over the real motion's length, both in the canonical frame with each "
+    "mesh fitted on its stable points, so a head move between the two photos does not count (1 = as far as the real "
+    "expression, 0 = no move towards it). Cosine: between the two motions (1 = the same direction). Mouth opening: "
+    "the inner-lip gap over the eye distance (about 0.02 closed); edit over real = the edit's gap over the real "
+    "photo's. Mouth sharpness: Laplacian variance of the luminance in the mouth (the outer lips' box widened by 20% "
+    "of the mouth's width on each side), edit over input (1 = as sharp). Per person the median over its photo pairs, "
+    "then the median over people (their count in brackets); a photo the mesh scores below 0.5 face presence is left "
+    "out. Definitions in expr_models/evaluation/mesh_metrics.py."
+)
+# What the mesh measures record per edit, and the presence score below which a mesh is not trusted.
+MESH_MEASURES = ("gain", "cosine", "gap_edit", "gap_real", "gap_ratio", "sharpness")
+MIN_MESH_PRESENCE = 0.5
 
 
 def realism_pairs(raw_data: str | Path, split: str = "test") -> list[PhotoPair]:
@@ -54,20 +79,50 @@ def read_rgb(path: str | Path) -> np.ndarray:
 
 
 def summarise(records: Sequence[dict]) -> list[dict]:
-    """Rows of the realism table from one record per (photo pair, method): ``{"dataset", "pair", "method",
-    "subject", "ratio"}``. Per subject the median over its pairs; per row the median over subjects."""
-    grouped: dict[tuple[str, str, str], dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    """Rows of the realism tables from one record per (photo pair, method): ``{"dataset", "pair", "method",
+    "subject", "ratio"}`` and, where measured, the mesh measures (``MESH_MEASURES``) and the pixels changed outside
+    the blend mask (``changed_outside_mask``, ``pixels_outside_mask``). Per subject the median over its pairs; per
+    row the median over subjects (``mesh``: each measure's ``{"median", "subjects"}``); the pixel counts are summed."""
+    grouped: dict[tuple[str, str, str], dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
     for record in records:
-        grouped[(record["dataset"], record["pair"], record["method"])][record["subject"]].append(record["ratio"])
+        grouped[(record["dataset"], record["pair"], record["method"])][record["subject"]].append(record)
     rows = []
     for (dataset, pair, method), by_subject in grouped.items():
-        per_subject = {subject: float(np.median(values)) for subject, values in sorted(by_subject.items())}
-        rows.append({"dataset": dataset, "pair": pair, "method": method,
-                     "median_ratio": median_ratio(list(per_subject.values())), "subjects": len(per_subject),
-                     "photo_pairs": sum(len(values) for values in by_subject.values()), "per_subject": per_subject})
+        per_subject = {subject: float(np.median([r["ratio"] for r in found]))
+                       for subject, found in sorted(by_subject.items())}
+        row = {"dataset": dataset, "pair": pair, "method": method,
+               "median_ratio": median_ratio(list(per_subject.values())), "subjects": len(per_subject),
+               "photo_pairs": sum(len(found) for found in by_subject.values()), "per_subject": per_subject}
+        mesh = mesh_summary(by_subject)
+        if mesh:
+            row["mesh"] = mesh
+        counted = [r for found in by_subject.values() for r in found if "changed_outside_mask" in r]
+        if counted:
+            row["changed_outside_mask"] = int(sum(r["changed_outside_mask"] for r in counted))
+            row["pixels_outside_mask"] = int(sum(r["pixels_outside_mask"] for r in counted))
+        rows.append(row)
     order = {name: number for number, name in enumerate(DATASET_ORDER)}
     return sorted(rows, key=lambda r: (order.get(r["dataset"], len(order)), _pair_key(r["pair"]),
                                        r["method"] != "average", r["method"]))
+
+
+def mesh_summary(by_subject: dict[str, list[dict]]) -> dict:
+    """Each mesh measure's median over subjects of their median over pairs (undefined values, NaN or missing, left
+    out) and the number of subjects behind it; ``photo_pairs``: the pairs with a mesh measure; empty when none."""
+    measured = {subject: [r for r in found if r.get("gain") is not None] for subject, found in by_subject.items()}
+    measured = {subject: found for subject, found in sorted(measured.items()) if found}
+    if not measured:
+        return {}
+    summary: dict[str, Any] = {"photo_pairs": sum(len(found) for found in measured.values())}
+    for measure in MESH_MEASURES:
+        per_subject = {}
+        for subject, found in measured.items():
+            values = [r[measure] for r in found if r.get(measure) is not None and np.isfinite(r[measure])]
+            if values:
+                per_subject[subject] = float(np.median(values))
+        summary[measure] = {"median": float(np.median(list(per_subject.values()))) if per_subject else None,
+                            "subjects": len(per_subject)}
+    return summary
 
 
 def _pair_key(pair: str) -> tuple[int, str]:
@@ -113,6 +168,7 @@ def evaluate_realism(editor: Any, methods: Sequence[str], raw_data: str | Path |
     records: list[dict] = []
     skipped: list[str] = []
     seconds: dict[str, list[float]] = defaultdict(list)
+    meshing = editor.has("face_mesh")
     for number, pair in enumerate(pairs):
         if number % 20 == 0:
             log(f"[realism] {number + 1}/{len(pairs)}: {pair.dataset} {pair.pair} {pair.subject}")
@@ -123,6 +179,8 @@ def evaluate_realism(editor: Any, methods: Sequence[str], raw_data: str | Path |
             continue
         box, points = found
         detection = editor.detect(Image.fromarray(photo))  # once per photo; every method edits the same faces
+        # the input's and the real photo's meshes, once per pair (None where the mesh sees no face)
+        meshes = (photo_mesh(editor, photo, found), photo_mesh(editor, real, found_real)) if meshing else (None, None)
         for method in measured:
             if pair.target_expression not in editor.supported_targets(method):
                 continue
@@ -133,35 +191,131 @@ def evaluate_realism(editor: Any, methods: Sequence[str], raw_data: str | Path |
                 skipped.append(f"{pair.dataset} {pair.source_path.name}: the editor found no face")
                 break
             seconds[method].append(time.perf_counter() - tick)
-            scores = paired_realism_ratio(photo, np.asarray(result.image.convert("RGB")), real, box,
-                                          input_points=points, target_points=found_real[1])
-            records.append({"dataset": pair.dataset, "pair": pair.pair, "method": method, "subject": pair.subject,
-                            "ratio": scores["ratio"], "photo": pair.source_path.name, "real": pair.target_path.name})
+            edited = np.asarray(result.image.convert("RGB"))
+            scores = paired_realism_ratio(photo, edited, real, box, input_points=points, target_points=found_real[1])
+            counted = changed_pixels_outside_mask(np.asarray(result.original.convert("RGB")), edited,
+                                                  np.asarray(result.mask_image()))
+            record = {"dataset": pair.dataset, "pair": pair.pair, "method": method, "subject": pair.subject,
+                      "ratio": scores["ratio"], "photo": pair.source_path.name, "real": pair.target_path.name,
+                      "changed_outside_mask": counted["changed"], "pixels_outside_mask": counted["outside"]}
+            record.update(edit_mesh_scores(editor, photo, edited, found, *meshes))
+            records.append(record)
     return {"split": split, "raw_data": str(raw_data), "methods": measured, "rows": summarise(records),
             "photo_pairs": len(pairs), "skipped_pairs": skipped,
             "seconds_per_photo": {m: round(float(np.median(v)), 3) for m, v in seconds.items()},
-            "limit_per_edit": limit}
+            "limit_per_edit": limit,
+            **({} if meshing else {"mesh_skipped": "the editor has no face_mesh checkpoint"})}
+
+
+def photo_mesh(editor: Any, photo: np.ndarray, found: tuple[np.ndarray, np.ndarray]) -> np.ndarray | None:
+    """The 468 x 3 mesh (photo pixels) of the face RetinaFace found (``(box, five landmarks)``), with the editor's
+    face mesh refined once; None where the mesh model scores the crop below ``MIN_MESH_PRESENCE``."""
+    box, points = found
+    face = FaceBox(*(float(v) for v in box[:4]), landmarks=np.asarray(points, np.float64))
+    with editor.generating():
+        mesh, presence = face_mesh(photo, face, editor.model("face_mesh"), refine=True, return_presence=True)
+    return mesh.astype(np.float64) if presence >= MIN_MESH_PRESENCE else None
+
+
+def edit_mesh_scores(editor: Any, photo: np.ndarray, edited: np.ndarray, found: tuple[np.ndarray, np.ndarray],
+                     source_mesh: np.ndarray | None, real_mesh: np.ndarray | None) -> dict[str, float]:
+    """The mesh measures of one edit (:func:`~expr_models.evaluation.mesh_metrics.photo_scores`); the edit is meshed
+    in the input's face (it has the input's geometry). Empty where a mesh is missing."""
+    if source_mesh is None or real_mesh is None:
+        return {}
+    edit_mesh = photo_mesh(editor, edited, found)
+    if edit_mesh is None:
+        return {}
+    scores = photo_scores(photo, edited, source_mesh, edit_mesh, real_mesh)
+    return {measure: scores[measure] for measure in (*MESH_MEASURES, "gap_source")}
 
 
 def markdown_table(realism: dict) -> list[str]:
     """The realism section of the report: one row per (data, edit), one column per method."""
     if "rows" not in realism:
         return [f"Skipped: {realism.get('skipped', 'not run')}.", ""]
-    methods = realism["methods"]
-    cells: dict[tuple[str, str], dict[str, str]] = {}
-    for row in realism["rows"]:
-        ratio = row["median_ratio"]
-        text = "n/a" if ratio is None or not np.isfinite(ratio) else f"{ratio:.2f} ({row['subjects']})"
-        cells.setdefault((row["dataset"], row["pair"]), {})[row["method"]] = text
-    header = ["data", "edit"] + [("average edit (baseline)" if m == "average" else m) for m in methods]
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    for (dataset, pair), by_method in cells.items():
-        source, target = pair.split("->")
-        lines.append("| " + " | ".join([dataset, f"{source} → {target}"] + [by_method.get(m, "–") for m in methods])
-                     + " |")
-    lines.append("")
+    lines = _grid(realism, lambda row: _ratio_text(row["median_ratio"], row["subjects"]))
     if realism.get("skipped_pairs"):
         lines += [f"Left out: {len(realism['skipped_pairs'])} photo pairs where no face was found "
                   f"({'; '.join(realism['skipped_pairs'][:5])}{'; …' if len(realism['skipped_pairs']) > 5 else ''}).",
                   ""]
     return lines
+
+
+def mesh_tables(realism: dict) -> list[str]:
+    """The mesh measures of the same edits: gain / cosine, mouth opening edit over real, mouth sharpness; and the
+    pixels each method changed outside its blend masks."""
+    rows = realism.get("rows", [])
+    lines: list[str] = []
+    if any("mesh" in row for row in rows):
+        def measure(row: dict, name: str) -> dict:
+            return row.get("mesh", {}).get(name, {})
+
+        def gain_cosine(row: dict) -> str:
+            gain, cosine = measure(row, "gain"), measure(row, "cosine")
+            if gain.get("median") is None:
+                return "n/a"
+            return f"{_value(gain['median'])} / {_value(cosine.get('median'))} ({gain['subjects']})"
+
+        def opening(row: dict) -> str:
+            ratio, gap = measure(row, "gap_ratio"), measure(row, "gap_edit")
+            return "n/a" if gap.get("median") is None else f"{_value(ratio.get('median'))} ({gap['median']:.3f})"
+
+        def real_gap(by_method: dict[str, dict]) -> str:
+            found = [measure(row, "gap_real").get("median") for row in by_method.values()]
+            found = [value for value in found if value is not None]
+            return f"{found[0]:.3f}" if found else "n/a"
+
+        lines += ["**Mesh-motion gain / cosine** against the same person's real photo (people in brackets):", ""]
+        lines += _grid(realism, gain_cosine)
+        lines += ["**Mouth opening, edit over real** (the edit's inner-lip gap in eye distances in brackets; the real "
+                  "photo's beside the edit):", ""]
+        lines += _grid(realism, opening, ("real gap", real_gap))
+        lines += ["**Mouth sharpness**, Laplacian variance of the edit's mouth over the input's (people in brackets):",
+                  ""]
+        lines += _grid(realism, lambda row: _ratio_text(measure(row, "sharpness").get("median"),
+                                                         measure(row, "sharpness").get("subjects", 0)))
+    elif realism.get("mesh_skipped"):
+        lines += [f"Mesh measures skipped: {realism['mesh_skipped']}.", ""]
+    changed: dict[str, list[int]] = {}
+    for row in rows:
+        if "changed_outside_mask" in row:
+            total = changed.setdefault(row["method"], [0, 0, 0])
+            total[0] += row["changed_outside_mask"]
+            total[1] += row["pixels_outside_mask"]
+            total[2] += row["photo_pairs"]
+    if changed:
+        lines += ["Pixels these edits changed outside the blend mask (should be 0): " + "; ".join(
+            f"{_method_name(method)} {c} of {n} ({photos} photos)" for method, (c, n, photos) in changed.items())
+            + ".", ""]
+    return lines
+
+
+def _value(value: float | None) -> str:
+    return "n/a" if value is None or not np.isfinite(value) else f"{value:.2f}"
+
+
+def _ratio_text(value: float | None, subjects: int) -> str:
+    return "n/a" if value is None or not np.isfinite(value) else f"{value:.2f} ({subjects})"
+
+
+def _method_name(method: str) -> str:
+    return "average edit (baseline)" if method == "average" else method
+
+
+def _grid(realism: dict, cell: Callable[[dict], str],
+          extra: tuple[str, Callable[[dict[str, dict]], str]] | None = None) -> list[str]:
+    """One row per (data, edit) of ``realism["rows"]``, one column per method, ``cell(row)`` in each; ``extra``:
+    a column (header, ``{method: row} -> text``) before the methods'."""
+    methods = realism["methods"]
+    by_edit: dict[tuple[str, str], dict[str, dict]] = {}
+    for row in realism["rows"]:
+        by_edit.setdefault((row["dataset"], row["pair"]), {})[row["method"]] = row
+    header = ["data", "edit"] + ([extra[0]] if extra else []) + [_method_name(m) for m in methods]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    for (dataset, pair), by_method in by_edit.items():
+        source, target = pair.split("->")
+        cells = [dataset, f"{source} → {target}"] + ([extra[1](by_method)] if extra else [])
+        cells += [cell(by_method[m]) if m in by_method else "–" for m in methods]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines + [""]

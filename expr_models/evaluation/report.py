@@ -10,6 +10,7 @@ from typing import Any
 
 from .detection import markdown_table
 from .realism import markdown_table as realism_table
+from .realism import mesh_tables
 
 
 def _pct(value: float | None) -> str:
@@ -160,6 +161,12 @@ def markdown_report(results: dict) -> str:
             lines += [realism["definition"] + " Below 1 the edit is closer to the person's real expression than the "
                       "unedited photo; the average edit is the no-learning baseline every method must beat.", ""]
         lines += realism_table(realism)
+        mesh = mesh_tables(realism)
+        if mesh:
+            lines += ["### What a person sees: mesh motion, mouth opening, sharpness (the same edits)", ""]
+            if realism.get("mesh_definition") and any("mesh" in row for row in realism.get("rows", [])):
+                lines += [realism["mesh_definition"], ""]
+            lines += mesh
 
     for name, detection in results.get("detection", {}).items():
         lines += [f"### Face detection on WIDER FACE (`{name}`)", "",

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..components import editing_method
+from ..components import EDITING_METHODS, editing_method
 from ..errors import NoFaceError
 from ..pipeline import ExpressionEditor
 from . import metrics
@@ -28,8 +28,12 @@ from .detection import evaluate_detectors, is_detection_dataset
 from .editors import Method, load_models, load_segmenter, run_batched
 from .heldout import Face, HeldOut, load_held_out, original_photo, to_tensor, whole_photo
 from .realism import DEFINITION as REALISM_DEFINITION
-from .realism import evaluate_realism
+from .realism import MESH_DEFINITION, evaluate_realism
 
+# Every registered method but those that need a reference photo (NST: minutes per face; ask for it by name) and the
+# average edit (the realism ratio's baseline, measured there whatever is asked).
+DEFAULT_METHODS = tuple(name for name, method in EDITING_METHODS.items()
+                        if not method.needs_reference and name != "average")
 PAIRED_SOURCES = ("fei",)  # sources whose subjects have a neutral and a smiling photo, taken alike
 KID_SUBSETS, KID_SUBSET_SIZE = 100, 1000
 
@@ -272,7 +276,7 @@ NOTES = [
 ]
 
 
-def run_evaluation(models_dir: str | os.PathLike, data_dirs: list[str | os.PathLike], methods=("cyclegan", "sagan"),
+def run_evaluation(models_dir: str | os.PathLike, data_dirs: list[str | os.PathLike], methods=DEFAULT_METHODS,
                    limit: int | None = None, device: str = "cpu", raw_data: str | os.PathLike | None = None,
                    split: str = "test", max_photos: int = 20, nst_steps: int = 30, nst_faces: int = 8,
                    nst_resolution: int = 128, detection_photos: int | None = 150, realism: bool = True,
@@ -344,6 +348,7 @@ def realism_section(models_dir, methods, raw_data: Path | None, split: str, limi
     section = evaluate_realism(editor, methods, raw_data, split, limit, log=log)
     section["seconds"] = round(time.perf_counter() - tick, 1)
     section["definition"] = REALISM_DEFINITION
+    section["mesh_definition"] = MESH_DEFINITION
     if "skipped" in section:
         log(f"[realism] skipped: {section['skipped']}")
     return section

@@ -202,21 +202,40 @@ def eval_results_from_report(report: dict[str, Any], component: str, checkpoint:
 
 def _realism_results(realism: dict[str, Any], component: str, checkpoint: str,
                      evaluated: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The paired realism ratio rows of one editing method (median over held-out people; lower = closer to the
-    person's real expression, 1 = no closer than the unedited photo). The editor measured the first checkpoint of a
-    component, so another checkpoint of it gets none."""
+    """The paired realism ratio rows of one component's editing method (median over held-out people; lower = closer
+    to the person's real expression, 1 = no closer than the unedited photo) and, where measured, the mesh-motion gain
+    and cosine and the mouth sharpness of the same edits. The editor measured the first checkpoint of a component, so
+    another checkpoint of it gets none."""
+    from ..components import EDITING_METHODS
+
     if evaluated and checkpoint != evaluated[0].get("name"):
         return []
     results = []
     for row in realism.get("rows", []):
-        if row["method"] != component or row.get("median_ratio") is None:
+        method = EDITING_METHODS.get(row["method"])
+        if method is None or method.component != component:
             continue
         source, target = row["pair"].split("->")
-        results.append(_result("image-to-image", "Facial expression editing", f"{row['dataset']}-photos",
-                               realism.get("split", "test"), "realism_ratio", round(row["median_ratio"], 2),
-                               f"paired realism ratio {source} → {target}, median over {row['subjects']} people "
-                               "(mouth error vs. the real photo / unedited's; lower is better)"))
+        where = ("image-to-image", "Facial expression editing", f"{row['dataset']}-photos",
+                 realism.get("split", "test"))
+        if row.get("median_ratio") is not None:
+            results.append(_result(*where, "realism_ratio", round(row["median_ratio"], 2),
+                                   f"paired realism ratio {source} → {target}, median over {row['subjects']} people "
+                                   "(mouth error vs. the real photo / unedited's; lower is better)"))
+        for measure, metric_type, text in MESH_RESULTS:
+            found = row.get("mesh", {}).get(measure, {})
+            if found.get("median") is not None:
+                results.append(_result(*where, metric_type, round(found["median"], 2),
+                                       f"{text} {source} → {target}, median over {found['subjects']} people"))
     return results
+
+
+# The mesh measures that go into the cards: (the evaluation's name, metric type, what the card says).
+MESH_RESULTS = (
+    ("gain", "mesh_gain", "mesh-motion gain vs. the real photo (1 = as far as the real expression)"),
+    ("cosine", "mesh_cosine", "mesh-motion cosine vs. the real photo (1 = the same direction)"),
+    ("sharpness", "mouth_sharpness", "mouth sharpness, edit over input (Laplacian variance; 1 = as sharp)"),
+)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
