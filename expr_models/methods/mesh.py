@@ -59,6 +59,15 @@ def refuse_controls(method: EditingMethod, model: Any, face: FaceToEdit) -> None
                                   "smile / mouth / brows / eyes controls; they need a mesh generator.")
 
 
+def source_for(reading: str | None, target: str, expressions: tuple[str, ...]) -> str:
+    """The expression a face is edited from: the classifier's reading when it is another expression the model knows;
+    else neutral, and for a neutral target happy (a face read as already showing the target is edited as from the
+    commonest other expression, as the average edit does, rather than left alone)."""
+    if reading in expressions and reading != target:
+        return reading
+    return "happy" if target == "neutral" else "neutral"
+
+
 def whole_crop(face: FaceToEdit) -> np.ndarray:
     """The paste mask of a mesh warp: the whole crop. The warp is the identity beyond its ring of fixed anchors, so
     every pixel it does not move keeps its bytes; the feathered face ellipse would blend the original back over a
@@ -133,6 +142,6 @@ class MeshMotionEdit(EditingMethod):
 
     def edit_face(self, editor: Editor, face: FaceToEdit) -> np.ndarray:
         model = editor.model("mesh_motion")
-        source = face.source_expression if face.source_expression in model.config.expressions else "neutral"
+        source = source_for(face.source_expression, face.target, model.config.expressions)
         return mesh_warp_edit(editor, face, lambda points: model.target_points(
             points, source, face.target, face.intensity, face.controls))

@@ -9,7 +9,8 @@ import torch
 
 from ..models.mesh_motion import CONTROLS
 from .base import EditingMethod, Editor, FaceToEdit, warp_refine_edit
-from .mesh import MAX_INTENSITY, check_controls, generator_motion, mesh_warp_edit, refuse_controls, whole_crop
+from .mesh import (MAX_INTENSITY, check_controls, generator_motion, mesh_warp_edit, refuse_controls, source_for,
+                   whole_crop)
 
 
 class SAGANEdit(EditingMethod):
@@ -39,9 +40,9 @@ class SAGANEdit(EditingMethod):
         model = editor.model("sagan")
         if model.config.generator_type == "mesh":
             # The prior is the median motion source -> neutral -> target: from the face's own reading.
+            source = source_for(face.source_expression, face.target, tuple(model.config.class_names))
             return mesh_warp_edit(editor, face, generator_motion(
-                editor, model, face,
-                lambda meshes: model.move_mesh(meshes, face.target, face.source_expression, face.intensity)))
+                editor, model, face, lambda meshes: model.move_mesh(meshes, face.target, source, face.intensity)))
         refuse_controls(self, model, face)
         if model.config.generator_type == "warp_refine":
             return warp_refine_edit(editor, model, face)
