@@ -5,7 +5,8 @@ Every model call goes through :class:`expr_models.pipeline.ExpressionEditor`: an
 found once (:func:`preview`), and an edit of it reuses that detection (:func:`run_edit`); the expression readings are
 the editor's own. What a visitor waits for is the edit: the views are returned at display size, and the full-size
 lossless PNG is written only when asked for (:func:`full_size_png`). Live mode (:func:`live_edit`) runs webcam frames
-through :class:`expr_models.faces.live.LiveTracker`.
+through :class:`expr_models.faces.live.LiveTracker`. The controls (smile, mouth open, brows, eyes:
+:data:`CONTROL_LABELS`) reach a method that takes them with the checkpoints at hand (:func:`edit_controls`).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from expr_models.errors import CheckpointError, ExpressionEditError, NoFaceError
 from expr_models.faces.geometry import FaceBox, stamp_mask
 from expr_models.faces.live import LiveTracker
 from expr_models.io import photo_metadata, save_image
+from expr_models.models.mesh_motion import CONTROLS
 from expr_models.pipeline import Detection, EditResult, ExpressionEditor, Reading, find_checkpoints
 
 logger = logging.getLogger(__name__)
@@ -42,6 +44,9 @@ MODELS_DIR_ENV = "EXPR_MODELS_DIR"  # where the Space looks for checkpoints/<nam
 DISPLAY_SIDE = 840
 LIVE_METHODS = tuple(name for name, method in EDITING_METHODS.items() if method.live)  # NST: seconds per frame
 EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"
+# The controls a mesh-moving method takes on top of its target, in slider order, with what the sliders say.
+CONTROL_LABELS = {name: {"smile": "Smile", "mouth_open": "Mouth open", "brows": "Brows", "eyes": "Eyes"}.get(
+    name, name.replace("_", " ").capitalize()) for name in CONTROLS}
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -56,6 +61,8 @@ class SpaceModels:
     models_dir: Path
     problems: dict[str, str] = field(default_factory=dict)  # component -> why it cannot be used
     targets: dict[str, tuple[str, ...]] = field(default_factory=dict)  # method -> expressions it can produce
+    controls: dict[str, tuple[str, ...]] = field(default_factory=dict)  # method -> the controls it takes here
+    max_intensity: dict[str, float] = field(default_factory=dict)  # method -> the largest intensity it takes here
 
     def problem(self, method: str) -> str | None:
         """Why ``method`` cannot run here (a missing or broken checkpoint), or None when it can."""
@@ -69,6 +76,10 @@ class SpaceModels:
     def available(self, method: str) -> bool:
         return self.problem(method) is None
 
+    def highest(self, method: str) -> float:
+        """The largest intensity ``method`` takes here (1 where it cannot run)."""
+        return self.max_intensity.get(method, 1.0)
+
     @property
     def has_classifier(self) -> bool:
         return "classifier" not in self.problems
@@ -76,7 +87,8 @@ class SpaceModels:
     def summary(self) -> dict[str, Any]:
         """What the ``methods`` API endpoint returns."""
         methods = {name: {"label": method.label, "available": self.available(name),
-                          "targets": list(self.targets.get(name, ())), "problem": self.problem(name)}
+                          "targets": list(self.targets.get(name, ())), "problem": self.problem(name),
+                          "controls": list(self.controls.get(name, ())), "max_intensity": self.highest(name)}
                    for name, method in EDITING_METHODS.items()}
         return {"methods": methods,
                 "classifier": {"available": self.has_classifier, "problem": self.problems.get("classifier")}}
@@ -109,15 +121,19 @@ def load_models(models_dir: str | os.PathLike | None = None, **editor_kwargs: An
             problems[component] = f"Could not load the {component} checkpoint in {models_dir}: {error}"
 
     targets: dict[str, tuple[str, ...]] = {}
+    controls: dict[str, tuple[str, ...]] = {}
+    max_intensity: dict[str, float] = {}
     for name, method in EDITING_METHODS.items():
-        targets[name] = ()
+        targets[name], controls[name], max_intensity[name] = (), (), 1.0
         if method.component in problems:
             continue
         try:
             targets[name] = tuple(method.targets(editor))
+            controls[name] = editor.supported_controls(name)
+            max_intensity[name] = float(method.max_intensity(editor))
         except ExpressionEditError as error:
             problems[method.component] = str(error)
-    models = SpaceModels(editor, models_dir, problems, targets)
+    models = SpaceModels(editor, models_dir, problems, targets, controls, max_intensity)
     logger.info("Loaded the models in %s in %.1f s: %s", models_dir, time.perf_counter() - start,
                 {m: "ok" if models.available(m) else "missing" for m in EDITING_METHODS})
     return models
@@ -283,26 +299,67 @@ class EditOutputs:
     details: dict
 
 
+def edit_controls(models: SpaceModels, method: str, values: dict[str, Any] | None) -> dict[str, float]:
+    """The controls to pass to ``edit`` for ``method``: each value checked (-1..1, a missing one is 0), and only to a
+    method that takes them here. A control set on a method that takes none raises ExpressionEditError."""
+    checked = {}
+    for name, value in (values or {}).items():
+        if name not in CONTROL_LABELS:
+            raise ExpressionEditError(f"Unknown control {name!r}; the controls are {', '.join(CONTROL_LABELS)}.")
+        try:
+            number = 0.0 if value is None else float(value)
+        except (TypeError, ValueError):
+            number = float("nan")
+        if not -1.0 <= number <= 1.0:  # NaN included
+            raise ExpressionEditError(f"{CONTROL_LABELS[name]} must be between -1 and 1, not {value}.")
+        checked[name] = number
+    taken = models.controls.get(method, ())
+    refused = [CONTROL_LABELS[name] for name, number in checked.items() if number and name not in taken]
+    if refused:
+        spec = EDITING_METHODS[method]
+        why = ("the generator of its checkpoint moves no face mesh" if spec.controls
+               else "only the methods that move the face mesh take them")
+        others = " or ".join(EDITING_METHODS[name].label for name, taken in models.controls.items() if taken)
+        raise ExpressionEditError(f"{spec.label} takes no {' / '.join(refused).lower()} control"
+                                  f"{'s' * (len(refused) > 1)} ({why}); set "
+                                  f"{'it' if len(refused) == 1 else 'them'} to 0"
+                                  + (f" or pick {others}." if others else "."))
+    return {name: checked.get(name, 0.0) for name in taken}
+
+
+def check_intensity(models: SpaceModels, method: str, intensity: Any) -> float:
+    highest = models.highest(method)
+    try:
+        value = float(intensity)
+    except (TypeError, ValueError):
+        value = float("nan")
+    if not 0.0 <= value <= highest:
+        raise ExpressionEditError(f"Intensity must be between 0 and {highest:g} for {EDITING_METHODS[method].label}, "
+                                  f"not {intensity}.")
+    return value
+
+
 def run_edit(models: SpaceModels, photo: str | os.PathLike | None, method: str,
              target: str | None, intensity: float, reference: str | os.PathLike | None = None,
              steps: int | None = None, progress: Callable[[float, str], None] | None = None,
-             detection: Detection | None = None) -> EditOutputs:
+             detection: Detection | None = None, controls: dict[str, Any] | None = None) -> EditOutputs:
     """The ``edit`` action. ``detection``: the upload's, when the detect step made one for this photo (skips decoding
-    and detection). Raises the pipeline's ExpressionEditError subclasses for anything the user can fix."""
+    and detection). ``controls``: ``{name: -1..1}`` (:data:`CONTROL_LABELS`). Raises the pipeline's
+    ExpressionEditError subclasses for anything the user can fix."""
     if photo is None:
         raise ExpressionEditError("Upload a photo first (or pick one of the examples).")
-    if intensity is None or not 0.0 <= float(intensity) <= 1.0:
-        raise ExpressionEditError(f"Intensity must be between 0 and 1, not {intensity}.")
     spec = editing_method(str(method))  # an unknown method raises UnknownMethodError
     method = spec.name
     if models.problem(method):
         # Say the model is missing, rather than whatever the pipeline trips over first (e.g. no target to pick).
         raise CheckpointError(models.problem(method))
+    intensity = check_intensity(models, method, intensity)
+    controls = edit_controls(models, method, controls)
     result = models.editor.edit(detection or open_upload(photo), method=method, target=target or None,
-                                intensity=float(intensity),
+                                intensity=intensity,
                                 reference=open_upload(reference) if spec.needs_reference else None,
                                 steps=int(steps) if spec.needs_reference and steps else None,
-                                progress_callback=progress)
+                                progress_callback=progress, **controls)
 
     boxes = [face.box for face in result.faces]
     largest = result.faces[0]  # the editor raises NoFaceError when there is none
@@ -310,6 +367,7 @@ def run_edit(models: SpaceModels, photo: str | os.PathLike | None, method: str,
     captions = [face.source_expression or "" for face in result.faces]
     details = result.to_dict()
     details["faces"] = [{"face": number, **face} for number, face in enumerate(details["faces"], start=1)]
+    details["controls"] = controls
 
     before, after = display_copy(result.original), display_copy(result.image)
     return EditOutputs(
@@ -334,8 +392,10 @@ def full_size_png(outputs: "OutputFiles", full_size: FullSizeResult | None) -> s
 
 
 def live_edit(models: SpaceModels, tracker: LiveTracker | None, frame: np.ndarray | None, method: str,
-              target: str | None, intensity: float) -> tuple[np.ndarray | None, LiveTracker]:
-    """The ``live`` action: one webcam frame through the viewer's tracker (made on the first frame)."""
+              target: str | None, intensity: float, controls: dict[str, Any] | None = None
+              ) -> tuple[np.ndarray | None, LiveTracker]:
+    """The ``live`` action: one webcam frame through the viewer's tracker (made on the first frame), with the
+    controls as for :func:`run_edit`."""
     tracker = tracker or LiveTracker(models.editor)
     if frame is None:
         return None, tracker
@@ -346,7 +406,9 @@ def live_edit(models: SpaceModels, tracker: LiveTracker | None, frame: np.ndarra
                                   f"{spec.label} is too slow for a webcam stream.")
     if models.problem(method):
         raise CheckpointError(models.problem(method))
-    return tracker.edit(frame, method, target or None, float(intensity)).pixels, tracker
+    intensity = check_intensity(models, method, intensity)
+    controls = edit_controls(models, method, controls)
+    return tracker.edit(frame, method, target or None, intensity, **controls).pixels, tracker
 
 
 class OutputFiles:

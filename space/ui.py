@@ -4,8 +4,9 @@
     serve(build_demo())            # what app.py does
 
 API endpoints (gradio_client): ``/edit``, ``/detect``, ``/classify``, ``/download`` (the last edit's full-size
-PNG, in the caller's session), ``/live`` (the webcam stream) and ``/methods``. This is the only module, besides app.py,
-that imports gradio.
+PNG, in the caller's session), ``/live`` (the webcam stream) and ``/methods``. ``/edit`` and ``/live`` take the
+controls ``smile``, ``mouth_open``, ``brows`` and ``eyes`` (-1..1, default 0) after their other inputs. This is the
+only module, besides app.py, that imports gradio.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from expr_models.errors import (CheckpointError, ExpressionEditError, ImageLoadE
                                 NoFaceError, UnknownExpressionError, UnknownMethodError)
 from expr_models.pipeline import Detection  # noqa: E402
 
-from .actions import (OutputFiles, SpaceModels, example_photos,  # noqa: E402
+from .actions import (CONTROL_LABELS, OutputFiles, SpaceModels, example_photos,  # noqa: E402
                       full_size_png, largest_face_of, largest_face_reading, live_edit, load_models, no_face_message,
                       open_upload, preview, run_edit)
 
@@ -162,6 +163,18 @@ def target_update(models: SpaceModels, method: str) -> dict:
     return gr.update(choices=targets, value=value, interactive=bool(targets))
 
 
+def intensity_info(highest: float) -> str:
+    more = f", up to {highest:g} for more" if highest > 1 else ""
+    return f"0 keeps the photo, 1 applies the full edit{more}"
+
+
+def intensity_update(models: SpaceModels, method: str, value: float | None) -> dict:
+    """The intensity slider for ``method``: its maximum is the method's (1.5 for those that move the face mesh)."""
+    highest = models.highest(method)
+    return gr.update(maximum=highest, value=min(float(value if value is not None else 1.0), highest),
+                     info=intensity_info(highest))
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # The Blocks
 # ---------------------------------------------------------------------------------------------------------------------
@@ -181,14 +194,18 @@ def build_demo(models: SpaceModels | None = None, models_dir: str | os.PathLike 
 
     # --- handlers ------------------------------------------------------------------------------------------------
     @guarded("edit the photo")
-    def edit(photo, method, target, intensity, reference=None, steps=None, upload=None, progress=gr.Progress()):
-        """Edit the expression of every face in the photo. Returns the edited photo and the before/after pair and
-        the faces with their blend masks, all at display size (JPEG; the full-size lossless result is ``/download``),
-        the classifier's reading before and after (None without a classifier checkpoint) and details (faces,
-        timings, notes)."""
+    def edit(photo, method, target, intensity, reference=None, steps=None, smile=0.0, mouth_open=0.0, brows=0.0,
+             eyes=0.0, upload=None, progress=gr.Progress()):
+        """Edit the expression of every face in the photo; ``smile``, ``mouth_open``, ``brows`` and ``eyes`` (-1..1)
+        move those parts on top of the target, for the methods that move the face mesh. Returns the edited photo and
+        the before/after pair and the faces with their blend masks, all at display size (JPEG; the full-size lossless
+        result is ``/download``), the classifier's reading before and after (None without a classifier checkpoint)
+        and details (faces, timings, notes, controls)."""
         detection = upload.detection if upload is not None and upload.matches(photo) else None
+        controls = dict(zip(CONTROL_LABELS, (smile, mouth_open, brows, eyes)))
         out = run_edit(models, photo, method, target, intensity, reference, steps,
-                       progress=lambda fraction, message: progress(fraction, desc=message), detection=detection)
+                       progress=lambda fraction, message: progress(fraction, desc=message), detection=detection,
+                       controls=controls)
         for note in out.result.notes:
             gr.Info(html.escape(note))
         stem = Path(photo).stem
@@ -196,6 +213,12 @@ def build_demo(models: SpaceModels | None = None, models_dir: str | os.PathLike 
         edited_view = view_file(after, f"{stem}-edited")
         return (edited_view, (view_file(before, f"{stem}-before"), edited_view), view_file(out.faces, f"{stem}-faces"),
                 out.reading_before, out.reading_after, out.details, out.full_size)
+
+    def control_preview(photo, *args, progress=gr.Progress()):
+        """A released control slider: the edit again, on the upload (its detection reused); nothing without one."""
+        if photo is None:
+            return (gr.skip(),) * 7
+        return edit(photo, *args, progress=progress)
 
     @guarded("write the full-size result")
     def download(full_size=None):
@@ -235,13 +258,18 @@ def build_demo(models: SpaceModels | None = None, models_dir: str | os.PathLike 
             raise user_error(error, visible=False) from None  # the UI's detect step has already said so
 
     @guarded("edit the webcam stream")
-    def live(frame, method, target, intensity, tracker=None):
+    def live(frame, method, target, intensity, smile=0.0, mouth_open=0.0, brows=0.0, eyes=0.0, tracker=None):
         """One webcam frame, edited (the faces tracked from frame to frame in this viewer's session)."""
-        return live_edit(models, tracker, frame, method, target, intensity)
+        controls = dict(zip(CONTROL_LABELS, (smile, mouth_open, brows, eyes)))
+        return live_edit(models, tracker, frame, method, target, intensity, controls)
 
-    def method_changed(method):
+    def method_changed(method, intensity_value):
+        # Controls show for a method that takes them here; hidden ones go back to 0, so they cannot refuse an edit.
+        takes = bool(models.controls.get(method))
         return (target_update(models, method), method_note(models, method),
-                gr.update(visible=EDITING_METHODS[method].needs_reference))
+                gr.update(visible=EDITING_METHODS[method].needs_reference),
+                intensity_update(models, method, intensity_value), gr.update(visible=takes),
+                *(gr.update(interactive=True) if takes else gr.update(value=0.0) for _ in CONTROL_LABELS))
 
     # --- layout --------------------------------------------------------------------------------------------------
     with gr.Blocks(title="Expression editor", delete_cache=(1800, 3600)) as demo:
@@ -260,8 +288,16 @@ def build_demo(models: SpaceModels | None = None, models_dir: str | os.PathLike 
                                      interactive=bool(models.targets.get(default_method)),
                                      # API callers may name any expression; the pipeline says if it can't make it.
                                      allow_custom_value=True, label="Target expression", elem_id="target")
-                intensity = gr.Slider(0.0, 1.0, value=1.0, step=0.05, label="Intensity",
-                                      info="0 keeps the photo, 1 applies the full edit", elem_id="intensity")
+                # Built with the largest maximum of any method, which is what Gradio lets an API caller send; each
+                # page narrows it to its method's when it loads and when the method changes.
+                intensity = gr.Slider(0.0, max(map(models.highest, EDITING_METHODS)), value=1.0, step=0.05,
+                                      label="Intensity", info=intensity_info(models.highest(default_method)),
+                                      elem_id="intensity")
+                with gr.Group(visible=bool(models.controls.get(default_method)), elem_id="controls") as control_box:
+                    sliders = [gr.Slider(-1.0, 1.0, value=0.0, step=0.05, label=label,
+                                         info="on top of the target; the edit previews when you let go" if index == 0
+                                         else None, elem_id=f"control-{name.replace('_', '-')}")
+                               for index, (name, label) in enumerate(CONTROL_LABELS.items())]
                 with gr.Group(visible=EDITING_METHODS[default_method].needs_reference) as nst_options:
                     reference = photo_input(label="Reference face (its expression is copied)",
                                             sources=["upload", "clipboard"], height=220, elem_id="reference")
@@ -299,8 +335,8 @@ def build_demo(models: SpaceModels | None = None, models_dir: str | os.PathLike 
                 with gr.Accordion("Details: faces, timings, notes", open=False):
                     details = gr.JSON(label="Details", elem_id="details")
         with gr.Tab("Live webcam", elem_id="live-tab"):
-            gr.Markdown("Start your webcam: every frame is edited with the method, target and intensity picked on "
-                        "the **Photo** tab (the GANs; style transfer is too slow for a stream). Frames are dropped "
+            gr.Markdown("Start your webcam: every frame is edited with the method, target, intensity and controls "
+                        "picked on the **Photo** tab (style transfer is too slow for a stream). Frames are dropped "
                         f"rather than queued, so what you see is always recent; one stream at a time, "
                         f"{LIVE_SECONDS} s each.")
             with gr.Row():
@@ -311,7 +347,10 @@ def build_demo(models: SpaceModels | None = None, models_dir: str | os.PathLike 
         # --- events ----------------------------------------------------------------------------------------------
         # Every model-running event shares one concurrency group, so at most CONCURRENCY of them use the CPU.
         heavy = dict(concurrency_id="cpu", concurrency_limit=CONCURRENCY)
-        method.change(method_changed, inputs=method, outputs=[target, note, nst_options], queue=False,
+        demo.load(lambda value: intensity_update(models, default_method, value), inputs=intensity,
+                  outputs=intensity, queue=False, api_visibility="private")
+        method.change(method_changed, inputs=[method, intensity],
+                      outputs=[target, note, nst_options, intensity, control_box, *sliders], queue=False,
                       api_visibility="private")
         # A new photo clears the last one's edit at once, then its faces are found and read: one decode and one
         # detection, shared through the session's state.
@@ -323,13 +362,19 @@ def build_demo(models: SpaceModels | None = None, models_dir: str | os.PathLike 
                      show_progress="minimal", **heavy
                      ).success(classify, inputs=[photo, upload], outputs=reading_before, api_name="classify",
                                show_progress="hidden", **heavy)
+        edit_inputs = [photo, method, target, intensity, reference, steps, *sliders, upload]
+        edit_outputs = [edited, before_after, faces, reading_before, reading_after, details, last_edit]
         run.click(lambda: None, outputs=download_file, queue=False, api_visibility="private")
-        run.click(edit, inputs=[photo, method, target, intensity, reference, steps, upload],
-                  outputs=[edited, before_after, faces, reading_before, reading_after, details, last_edit],
-                  api_name="edit", **heavy)
+        run.click(edit, inputs=edit_inputs, outputs=edit_outputs, api_name="edit", **heavy)
+        # Each control previews live: let go of it and the upload is edited again (its detection reused); while an
+        # edit runs, only the last release waits.
+        for slider in sliders:
+            slider.release(lambda: None, outputs=download_file, queue=False, api_visibility="private")
+            slider.release(control_preview, inputs=edit_inputs, outputs=edit_outputs, trigger_mode="always_last",
+                           api_visibility="private", show_progress="minimal", **heavy)
         build_download.click(download, inputs=last_edit, outputs=download_file, api_name="download", **heavy)
         tracker = gr.State(None, time_to_live=STATE_SECONDS)  # this viewer's LiveTracker
-        live_input.stream(live, inputs=[live_input, method, target, intensity, tracker],
+        live_input.stream(live, inputs=[live_input, method, target, intensity, *sliders, tracker],
                           outputs=[live_output, tracker], api_name="live", stream_every=STREAM_EVERY,
                           time_limit=LIVE_SECONDS, concurrency_limit=1, concurrency_id="live",
                           show_progress="hidden")

@@ -1,5 +1,6 @@
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -27,6 +28,8 @@ def models(tmp_path_factory):
     SAGANModel(SAGANConfig(resolution=32, generator_channels=4, n_residual_blocks=1,
                            with_discriminator=False)).save_pretrained(root / "sagan")
     StyleFeatureExtractor(StyleFeatureConfig(architecture="mobilenet_v2")).save_pretrained(root / "style_features")
+    for component in ("face_mesh", "mesh_motion"):  # the committed mesh parts: the mesh method and its controls
+        shutil.copytree(ROOT / "checkpoints" / component, root / component)
     return root
 
 
@@ -67,7 +70,7 @@ def test_parser_has_edit_subcommand():
     args = build_parser().parse_args(["edit", "a.jpg", "--out", "o", "--to", "sad", "--method", "sagan"])
     assert args.command == "edit" and args.target == "sad" and args.func.__name__ == "run_edit"
     with pytest.raises(SystemExit):
-        build_parser().parse_args(["edit", "a.jpg", "--out", "o", "--intensity", "1.5"])
+        build_parser().parse_args(["edit", "a.jpg", "--out", "o", "--intensity", "1.6"])
     with pytest.raises(SystemExit):
         build_parser().parse_args([])
 
@@ -265,3 +268,61 @@ def test_a_failed_write_is_reported_and_the_batch_goes_on(tmp_path, photos, mode
     assert errors[0] is None and errors[2] is None and "No space left" in errors[1]
     assert summary["files"][1]["output"] is None
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png", "c.png"]
+
+
+def test_control_flags_are_parsed_and_checked(capsys):
+    args = build_parser().parse_args(["edit", "a.jpg", "--out", "o", "--smile", "0.5", "--mouth-open", "-1",
+                                      "--brows", "1", "--intensity", "1.5"])
+    assert (args.smile, args.mouth_open, args.brows, args.eyes, args.intensity) == (0.5, -1.0, 1.0, 0.0, 1.5)
+    for flag, value, message in [("--smile", "1.5", "must be between -1 and 1, got 1.5"),
+                                 ("--eyes", "wide", "must be a number, got 'wide'"),
+                                 ("--brows", "nan", "must be a number, got 'nan'")]:
+        with pytest.raises(SystemExit):
+            build_parser().parse_args(["edit", "a.jpg", "--out", "o", flag, value])
+        assert f"{flag}: {message}" in capsys.readouterr().err
+
+
+def test_mesh_edit_with_controls_records_them_and_applies_them(tmp_path, photos, models, capsys):
+    from expr_models.pipeline import ExpressionEditor
+
+    photos["astronaut"].save(tmp_path / "a.png")
+    code = main(["edit", str(tmp_path / "a.png"), "--method", "mesh", "--to", "happy", "--intensity", "1.2",
+                 "--smile", "0.6", "--brows", "-0.3", "--models", str(models), "--out", str(tmp_path / "out"),
+                 "--json"])
+    summary = json.loads(capsys.readouterr().out)
+    controls = {"smile": 0.6, "mouth_open": 0.0, "brows": -0.3, "eyes": 0.0}
+    assert code == 0 and summary["controls"] == controls and summary["intensity"] == 1.2
+    record = summary["files"][0]
+    assert record["error"] is None and record["controls"] == controls and record["intensity"] == 1.2
+    # The file is the editor's own edit with those controls, and they changed it.
+    editor = ExpressionEditor.from_pretrained(models, num_threads=1)
+    expected = editor.edit(photos["astronaut"], method="mesh", target="happy", intensity=1.2, smile=0.6, brows=-0.3)
+    plain = editor.edit(photos["astronaut"], method="mesh", target="happy", intensity=1.2)
+    with Image.open(tmp_path / "out" / "a.png") as written:
+        written = np.asarray(written.convert("RGB"))
+    assert np.array_equal(written, np.asarray(expected.image))
+    assert not np.array_equal(written, np.asarray(plain.image))
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--method", "nst", "--reference", "REF", "--smile", "0.5"],
+     "--method nst takes no --smile 0.5 (only methods that move the face mesh take them)"),
+    (["--method", "cyclegan", "--brows", "-0.25", "--eyes", "1"],
+     "--method cyclegan takes no --brows -0.25 --eyes 1 (its checkpoints' generators move no face mesh)"),
+    (["--method", "sagan", "--to", "sad", "--intensity", "1.2"], "--intensity goes up to 1 for --method sagan"),
+])
+def test_controls_and_intensity_a_method_cannot_take_stop_early(tmp_path, photos, models, capsys, extra, message):
+    photos["astronaut"].save(tmp_path / "a.png")
+    extra = [str(tmp_path / "a.png") if item == "REF" else item for item in extra]
+    code = main(["edit", str(tmp_path / "a.png"), "--models", str(models), "--out", str(tmp_path / "out"), *extra])
+    error = capsys.readouterr().err
+    assert code == 2 and message in error and "Traceback" not in error
+    assert not (tmp_path / "out" / "a.png").exists()
+
+
+def test_zero_controls_leave_methods_without_them_alone(tmp_path, photos, models, capsys):
+    photos["astronaut"].save(tmp_path / "a.png")
+    code = main(["edit", str(tmp_path / "a.png"), "--method", "sagan", "--to", "sad", "--smile", "0",
+                 "--models", str(models), "--out", str(tmp_path / "out"), "--json"])
+    summary = json.loads(capsys.readouterr().out)
+    assert code == 0 and summary["controls"] == {"smile": 0.0, "mouth_open": 0.0, "brows": 0.0, "eyes": 0.0}

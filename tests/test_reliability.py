@@ -317,7 +317,8 @@ def test_space_refuses_bad_arguments_clearly(space):
         (("pix2pix", "happy", 1.0), "not in the list of choices"),
         (("cyclegan", "ecstatic", 1.0), "Unknown expression"),
         (("cyclegan", "sad", 1.0), "can produce happy, neutral"),
-        (("cyclegan", "happy", 1.5), "greater than maximum"),
+        (("cyclegan", "happy", 1.5), "Intensity must be between 0 and 1 for CycleGAN"),  # the method's own limit
+        (("mesh", "happy", 1.6), "greater than maximum"),  # past any method's
         (("cyclegan", "happy", -0.5), "less than minimum"),
     ]:
         with pytest.raises(AppError, match=message):

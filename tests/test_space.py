@@ -2,6 +2,7 @@
 gradio_client, as a visitor's script would."""
 
 import os
+import shutil
 import socket
 import struct
 import threading
@@ -17,9 +18,14 @@ gradio_client = pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 
+from expr_models.errors import ExpressionEditError  # noqa: E402
+
+CHECKPOINTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "checkpoints")
+
 
 def make_tiny_checkpoints(root):
-    """Random tiny CycleGAN (neutral <-> happy), SA-GAN and classifier; no style features, so NST is missing."""
+    """Random tiny CycleGAN (neutral <-> happy), SA-GAN and classifier, and the committed average edit, face mesh and
+    mesh motion (the mesh method and its controls); no style features, so NST is missing."""
     from expr_models import (CycleGANConfig, CycleGANModel, ExpressionClassifier, ExpressionClassifierConfig,
                              SAGANConfig, SAGANModel)
 
@@ -29,6 +35,8 @@ def make_tiny_checkpoints(root):
     SAGANModel(SAGANConfig(resolution=32, generator_channels=4, n_residual_blocks=1,
                            with_discriminator=False)).save_pretrained(root / "sagan")
     ExpressionClassifier(ExpressionClassifierConfig(resolution=32, widths=(4, 8))).save_pretrained(root / "classifier")
+    for component in ("average", "face_mesh", "mesh_motion"):
+        shutil.copytree(os.path.join(CHECKPOINTS, component), root / component)
     return root
 
 
@@ -117,6 +125,12 @@ def test_methods_endpoint_reports_what_is_available(space):
     assert methods["sagan"]["available"] and "sad" in methods["sagan"]["targets"]
     assert not methods["nst"]["available"] and "style" in methods["nst"]["problem"]
     assert summary["classifier"]["available"]
+    # The mesh method takes the four controls and goes to 1.5; these CycleGAN and SA-GAN generators move no mesh.
+    assert methods["mesh"]["available"] and methods["mesh"]["label"] == "Mesh motion (baseline)"
+    assert methods["mesh"]["controls"] == ["smile", "mouth_open", "brows", "eyes"]
+    assert methods["mesh"]["max_intensity"] == 1.5
+    for name in ("cyclegan", "sagan", "average"):
+        assert methods[name]["controls"] == [] and methods[name]["max_intensity"] == 1.0
 
 
 def test_edit_returns_the_photo_at_its_size_with_readings(space, photos):
@@ -295,3 +309,114 @@ def test_a_broken_checkpoint_does_not_stop_the_space(tmp_path):
     models = load_models(tmp_path)
     assert not models.available("cyclegan") and "model.safetensors" in models.problem("cyclegan")
     assert models.available("sagan") and models.has_classifier
+
+
+def changed_rows(before: np.ndarray, after: np.ndarray) -> np.ndarray:
+    changed = np.abs(before.astype(int) - after.astype(int)).max(axis=-1) > 2
+    assert changed.any(), "the edit changed nothing"
+    return np.nonzero(changed)[0]
+
+
+def test_control_sliders_move_only_their_part_and_reuse_the_uploads_detection(space, photos, detector):
+    from expr_models.faces.mesh import face_mesh
+    from expr_models.faces.mesh_topology import LEFT_BROW, LEFT_EYE, LIPS_OUTER, RIGHT_BROW, RIGHT_EYE
+    from expr_models.pipeline import ExpressionEditor
+
+    source = photos / "astronaut.png"
+    with Image.open(source) as image:
+        original = np.asarray(image.convert("RGB"))
+    editor = ExpressionEditor.from_pretrained(CHECKPOINTS, num_threads=1)
+    mesh = face_mesh(original, editor.detect_faces(original)[0], editor.model("face_mesh"), refine=True)
+    eye_line = mesh[list(RIGHT_EYE) + list(LEFT_EYE), 1].mean()
+    brow_line = mesh[list(RIGHT_BROW) + list(LEFT_BROW), 1].mean()
+    eye_distance = np.linalg.norm(mesh[list(RIGHT_EYE), :2].mean(0) - mesh[list(LEFT_EYE), :2].mean(0))
+    mouth_top = mesh[list(LIPS_OUTER), 1].min()
+
+    session = Client(space.src, verbose=False)
+    photo = handle_file(source)
+    start = detector.calls
+    session.predict(photo, api_name="/detect")  # the upload: what a slider's release edits again
+    assert detector.calls == start + 1
+    for control in ("smile", "brows", "eyes"):
+        *_, details = session.predict(photo, "mesh", "neutral", 0.0, None, 20, api_name="/edit", **{control: 1.0})
+        assert details["controls"] == {name: float(name == control) for name in ("smile", "mouth_open", "brows",
+                                                                                   "eyes")}
+        with Image.open(session.predict(api_name="/download")) as image:  # lossless, full size
+            rows = changed_rows(original, np.asarray(image.convert("RGB")))
+        if control == "smile":  # the lips and cheeks; the eyes and brows stay put
+            assert rows.min() > eye_line
+        elif control == "brows":  # the brows and forehead, nothing at the mouth
+            assert rows.max() < eye_line + 0.2 * eye_distance
+        else:  # the lids
+            assert rows.min() > brow_line - 0.2 * eye_distance and rows.max() < mouth_top - 0.2 * eye_distance
+    # A target with a control and an intensity past 1, as the mesh method allows.
+    *_, details = session.predict(photo, "mesh", "happy", 1.5, None, 20, mouth_open=-0.5, api_name="/edit")
+    assert details["intensity"] == 1.5 and details["controls"]["mouth_open"] == -0.5
+    assert detector.calls == start + 1  # every edit reused the upload's detection
+
+
+def test_controls_and_intensity_a_method_cannot_take_give_clear_errors(space, photos):
+    photo = handle_file(photos / "astronaut.png")
+    with pytest.raises(AppError, match=r"Average edit takes no smile control \(only the methods that move the face "
+                                       r"mesh take them\); set it to 0 or pick Mesh motion"):
+        space.predict(photo, "average", "happy", 1.0, None, 20, 0.5, api_name="/edit")
+    with pytest.raises(AppError, match=r"SA-GAN takes no brows / eyes controls \(the generator of its checkpoint "
+                                       r"moves no face mesh\); set them to 0"):
+        space.predict(photo, "sagan", "sad", 1.0, None, 20, brows=0.3, eyes=-1.0, api_name="/edit")
+    with pytest.raises(AppError, match="Intensity must be between 0 and 1 for CycleGAN"):
+        space.predict(photo, "cyclegan", "happy", 1.2, None, 20, api_name="/edit")
+    with pytest.raises(AppError, match="Value 1.5 is greater than maximum value 1.0"):  # Gradio's slider says so
+        space.predict(photo, "mesh", "happy", 1.0, None, 20, mouth_open=1.5, api_name="/edit")
+    # Zero controls are no controls: a method without them edits as before.
+    *_, details = space.predict(photo, "average", "happy", 1.0, None, 20, 0.0, 0.0, 0.0, 0.0, api_name="/edit")
+    assert details["method"] == "average" and details["controls"] == {}
+
+
+def test_method_change_shows_the_controls_and_sets_the_intensity_range(tmp_path, detector):
+    from space.actions import load_models
+    from space.ui import build_demo
+
+    demo = build_demo(load_models(make_tiny_checkpoints(tmp_path), detector=detector))
+    method_changed = next(block.fn for block in demo.fns.values() if block.name == "method_changed")
+    target, note, nst_options, intensity, controls, *sliders = method_changed("mesh", 1.0)
+    assert controls["visible"] and intensity["maximum"] == 1.5 and intensity["value"] == 1.0
+    assert len(sliders) == 4 and all("value" not in slider for slider in sliders)  # the visitor's values stay
+    target, note, nst_options, intensity, controls, *sliders = method_changed("cyclegan", 1.4)
+    assert not controls["visible"] and intensity["maximum"] == 1.0 and intensity["value"] == 1.0
+    assert all(slider["value"] == 0.0 for slider in sliders)  # hidden controls go back to 0
+
+
+def test_releasing_a_control_slider_edits_the_upload_again(tmp_path, photos, detector):
+    from space.actions import load_models, open_upload, preview
+    from space.ui import Upload, build_demo
+
+    models = load_models(make_tiny_checkpoints(tmp_path), detector=detector)
+    demo = build_demo(models)
+    releases = [block for block in demo.fns.values() if block.name == "control_preview"]
+    assert len(releases) == 4  # one per slider, in the session's queue with the other model-running events
+    assert all(block.trigger_mode == "always_last" and block.concurrency_id == "cpu" for block in releases)
+    control_preview = releases[0].fn
+    assert all(isinstance(update, dict) and update.get("__type__") == "update"
+               for update in control_preview(None, "mesh", "neutral", 0.0, None, 20, 1.0, 0.0, 0.0, 0.0, None))
+
+    path = str(photos / "astronaut.png")
+    upload = Upload(path, preview(models, open_upload(path), read=False).detection)
+    start = detector.calls
+    edited, before_after, faces, before, after, details, full_size = control_preview(
+        path, "mesh", "neutral", 0.0, None, 20, 0.0, 0.0, -1.0, 0.0, upload)
+    assert detector.calls == start and details["controls"]["brows"] == -1.0
+    assert not np.array_equal(np.asarray(full_size.image), np.asarray(upload.detection.image))
+
+
+def test_live_frames_take_the_controls(tmp_path, photos, detector):
+    from space.actions import live_edit, load_models
+
+    models = load_models(make_tiny_checkpoints(tmp_path), detector=detector)
+    with Image.open(photos / "astronaut.png") as image:
+        frame = np.asarray(image.convert("RGB"))
+    plain, tracker = live_edit(models, None, frame, "mesh", "neutral", 0.0)
+    assert np.array_equal(plain, frame)  # intensity 0 and no control: the frame as it came
+    eyes, tracker = live_edit(models, tracker, frame, "mesh", "neutral", 0.0, {"eyes": 1.0})
+    assert not np.array_equal(eyes, frame) and tracker.detections == 1  # the same face, tracked
+    with pytest.raises(ExpressionEditError, match="CycleGAN takes no smile control"):
+        live_edit(models, tracker, frame, "cyclegan", "happy", 1.0, {"smile": 0.5})

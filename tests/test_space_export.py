@@ -106,7 +106,7 @@ def test_space_holds_exactly_what_the_app_needs(space):
     done = subprocess.run([sys.executable, "-c", code], cwd=space, capture_output=True, text=True, timeout=300,
                           env={"PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1", "HOME": str(space)})
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "['cyclegan', 'sagan', 'nst', 'average']" in done.stdout
+    assert "['cyclegan', 'sagan', 'nst', 'average', 'mesh']" in done.stdout
 
 
 def test_the_repo_readme_front_matter_is_valid_too():

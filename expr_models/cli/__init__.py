@@ -23,10 +23,14 @@ from typing import Callable, Iterator
 from ..components import EDITING_METHODS, METHODS, editing_method
 from ..errors import ExpressionEditError, ImageLoadError
 from ..io import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, OUTPUT_FORMATS, load_image, photo_metadata, save_image
+from ..methods.mesh import MAX_INTENSITY  # the most any method takes; the chosen one's own limit is checked at start
+from ..models.mesh_motion import CONTROLS
 from ..pipeline import DETECTORS, ExpressionEditor
 from .types import positive_int
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
+CONTROL_HELP = {"smile": "smile: lifts and widens the mouth corners", "mouth_open": "opens (or closes) the mouth",
+                "brows": "raises (or lowers) the brows", "eyes": "opens (or narrows) the eyes"}
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -106,8 +110,13 @@ def add_edit_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--to", dest="target", default=None,
                         help=f"target expression, e.g. happy, neutral, surprise (default: happy; for {with_reference} "
                              "a label only)")
-    parser.add_argument("--intensity", type=_unit_interval, default=1.0,
-                        help="how much of the edit to apply, 0..1 (default: 1)")
+    parser.add_argument("--intensity", type=_intensity, default=1.0,
+                        help=f"how much of the edit to apply, 0..1 (default: 1); up to {MAX_INTENSITY:g} for a method "
+                             "that moves the face mesh (mesh, and CycleGAN / SA-GAN with mesh generators)")
+    for name in CONTROLS:
+        parser.add_argument("--" + name.replace("_", "-"), dest=name, type=_control, default=0.0, metavar="X",
+                            help=f"-1..1 (default: 0): {CONTROL_HELP.get(name, name)}, on top of the target; for "
+                                 "methods that move the face mesh")
     parser.add_argument("--reference", help=f"a photo of a face with the wanted expression (required for "
                                              f"{with_reference})")
     parser.add_argument("--models", default="checkpoints", help="folder of checkpoints (default: checkpoints)")
@@ -138,6 +147,7 @@ def run_edit(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return EXIT_USAGE
     target = args.target if args.target is not None else ("happy" if method.needs_target else None)
+    controls = {name: getattr(args, name) for name in CONTROLS}
 
     editor = ExpressionEditor.from_pretrained(args.models, device=args.device, detector=args.detector,
                                               max_pixels=args.max_pixels, max_faces=args.max_faces,
@@ -148,6 +158,12 @@ def run_edit(args: argparse.Namespace) -> int:
     except ExpressionEditError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USAGE
+    problem = _setup_problem(editor, method, args.intensity, controls)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return EXIT_USAGE
+    # Passed only to a method that takes them (the editor refuses a keyword its method does not know).
+    controls = {name: value for name, value in controls.items() if name in method.controls}
     reference = None
     if args.reference:
         try:
@@ -172,9 +188,9 @@ def run_edit(args: argparse.Namespace) -> int:
             start = time.perf_counter()
             try:
                 result = editor.edit(photo.result(), method=args.method, target=target, intensity=args.intensity,
-                                     reference=reference, max_faces=args.max_faces)
+                                     reference=reference, max_faces=args.max_faces, **controls)
                 output = names(path)
-                record.update(output=str(output), **result.to_dict())
+                record.update(output=str(output), **result.to_dict(), controls=controls)
                 writes.append((record, writer.submit(_write, result, output, args.format)))
             except Exception as error:  # noqa: BLE001 - one odd file must not stop the batch; it is still reported
                 _fail(record, error)
@@ -189,12 +205,26 @@ def run_edit(args: argparse.Namespace) -> int:
 
     failed = sum(record["error"] is not None for record in records)
     if args.json:
-        json.dump({"command": "edit", "method": args.method, "target": target, "files": records,
+        json.dump({"command": "edit", "method": args.method, "target": target, "intensity": args.intensity,
+                   "controls": controls, "files": records,
                    "succeeded": len(records) - failed, "failed": failed}, sys.stdout, indent=2)
         sys.stdout.write("\n")
     if failed:
         print(f"{failed} of {len(records)} inputs failed", file=sys.stderr)
     return EXIT_SOME_FAILED if failed else EXIT_OK
+
+
+def _setup_problem(editor: ExpressionEditor, method, intensity: float, controls: dict[str, float]) -> str | None:
+    """What in the arguments would fail every photo with this method and these checkpoints, or None."""
+    highest = method.max_intensity(editor)
+    if intensity > highest:
+        return f"--intensity goes up to {highest:g} for --method {method.name}, got {intensity:g}"
+    flags = " ".join(f"--{name.replace('_', '-')} {value:g}" for name, value in controls.items() if value)
+    if flags and not editor.supported_controls(method.name):
+        why = ("its checkpoints' generators move no face mesh" if method.controls
+               else "only methods that move the face mesh take them")
+        return f"--method {method.name} takes no {flags} ({why}); try --method mesh"
+    return None
 
 
 def _read_ahead(paths: list[Path], reader: ThreadPoolExecutor, max_pixels: int) -> Iterator[Future]:
@@ -246,10 +276,27 @@ def _read_bytes(path: str) -> bytes:
 # Plumbing
 # ---------------------------------------------------------------------------------------------------------------------
 
-def _unit_interval(text: str) -> float:
-    value = float(text)
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
+def _number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+    if value != value:  # NaN passes every comparison below
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}")
+    return value
+
+
+def _intensity(text: str) -> float:
+    value = _number(text)
+    if not 0.0 <= value <= MAX_INTENSITY:
+        raise argparse.ArgumentTypeError(f"must be between 0 and {MAX_INTENSITY:g}, got {text}")
+    return value
+
+
+def _control(text: str) -> float:
+    value = _number(text)
+    if not -1.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be between -1 and 1, got {text}")
     return value
 
 
