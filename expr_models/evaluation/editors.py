@@ -18,7 +18,10 @@ import numpy as np
 import torch
 
 from ..components import EDITING_METHODS, editing_method, model_class
-from ..faces.geometry import face_mask
+from ..faces.geometry import FaceBox, face_mask
+from ..faces.mesh import face_mesh
+from ..faces.mesh_warp import warp_face
+from ..methods.mesh import generator_points, source_for
 from ..faces.processing import BOX_FRAME_LANDMARKS, FaceImageProcessor
 from ..models.average_edit import PAIR_SEPARATOR
 from ..models.style_transfer import run_style_transfer
@@ -26,6 +29,7 @@ from ..pipeline import find_checkpoints
 from . import metrics
 
 BATCH_SIZE = 16
+MESH_CROP = 128  # the crop side mesh methods are measured at (the paper crops'; the 64 px expression crops upscaled)
 
 
 @dataclass
@@ -41,6 +45,7 @@ class Method:
     targets: tuple[str, ...]
     edit: Callable[..., torch.Tensor] = field(repr=False, default=None)
     editor_options: dict = field(default_factory=dict)  # ExpressionEditor arguments for the whole-photo check
+    extra_models: dict = field(default_factory=dict)  # other components the editor needs for it (the face mesh)
 
     @property
     def needs_reference(self) -> bool:
@@ -56,8 +61,14 @@ class Method:
         return tuple(name for name in self.targets if name != target)
 
 
-def cyclegan_method(model, checkpoint: str, name: str = "cyclegan", channels: int = 1) -> Method:
+def cyclegan_method(model, checkpoint: str, name: str = "cyclegan", channels: int = 1,
+                    face_mesh_model: Any = None) -> Method:
     config = model.config
+    if config.generator_type == "mesh":  # moves the face mesh, as the editor runs it
+        return Method(name, "cyclegan", checkpoint, model, MESH_CROP, channels, tuple(config.domains),
+                      edit=mesh_edit(lambda points, target: generator_points(
+                          model, points, lambda meshes: model.move_mesh(meshes, target)), face_mesh_model, channels),
+                      extra_models={"face_mesh": face_mesh_model})
     if config.generator_type == "warp_refine":  # edits aligned faces, as the editor runs it
         return Method(name, "cyclegan", checkpoint, model, config.resolution, channels, tuple(config.domains),
                       edit=aligned_edit(model.edit_aligned, channels))
@@ -69,8 +80,14 @@ def cyclegan_method(model, checkpoint: str, name: str = "cyclegan", channels: in
                   edit=edit)
 
 
-def sagan_method(model, checkpoint: str, channels: int = 1) -> Method:
+def sagan_method(model, checkpoint: str, channels: int = 1, face_mesh_model: Any = None) -> Method:
     config = model.config
+    if config.generator_type == "mesh":  # moves the face mesh, as the editor runs it (the source read as unknown)
+        names = tuple(config.class_names)
+        return Method("sagan", "sagan", checkpoint, model, MESH_CROP, channels, names,
+                      edit=mesh_edit(lambda points, target: generator_points(
+                          model, points, lambda meshes: model.move_mesh(meshes, target, source_for(None, target, names))),
+                          face_mesh_model, channels), extra_models={"face_mesh": face_mesh_model})
     if config.generator_type == "warp_refine":  # edits aligned faces, as the editor runs it
         return Method("sagan", "sagan", checkpoint, model, config.resolution, channels, tuple(config.class_names),
                       edit=aligned_edit(model.edit_aligned, channels))
@@ -93,6 +110,31 @@ def aligned_edit(edit_face: Callable[[np.ndarray, str], np.ndarray], channels: i
                                                   lambda face: edit_face(face, target)) for crop in crops]
         tensor = torch.from_numpy(np.stack(edited).astype(np.float32) / 127.5 - 1.0)
         tensor = tensor[:, None] if channels == 1 else tensor.permute(0, 3, 1, 2)
+        return tensor.to(x.device)
+
+    return edit
+
+
+def mesh_edit(target_points: Callable[[np.ndarray, str], np.ndarray], face_mesh_model: Any,
+              channels: int) -> Callable[..., torch.Tensor]:
+    """A batch edit for a method that moves the face mesh (``target_points(mesh 468 x 3, target) -> 468 x 2``), run
+    on the held-out crops as the editor runs it: the mesh found from the crop's RetinaFace landmarks
+    (:func:`crop_points`), then one warp of the crop's own pixels (grey crops warped as grey)."""
+    if face_mesh_model is None:
+        raise ValueError("a mesh method needs the face_mesh checkpoint beside it")
+
+    def edit(x: torch.Tensor, target: str, references=None) -> torch.Tensor:
+        crops = np.rint(FaceImageProcessor.from_tensor(x.cpu())).clip(0, 255).astype(np.uint8)
+        edited = []
+        for crop in crops:
+            rgb = np.repeat(crop, 3, axis=2) if crop.shape[2] == 1 else crop
+            size = rgb.shape[0]
+            box = FaceBox(0, 0, size, size, landmarks=crop_points(rgb))
+            with torch.inference_mode():
+                points = face_mesh(rgb, box, face_mesh_model, refine=True).astype(np.float64)
+            moved = warp_face(rgb, points[:, :2], target_points(points, target)).image
+            edited.append(moved[..., :1] if channels == 1 else moved)
+        tensor = torch.from_numpy(np.stack(edited).astype(np.float32) / 127.5 - 1.0).permute(0, 3, 1, 2)
         return tensor.to(x.device)
 
     return edit
@@ -128,6 +170,17 @@ def average_method(model, checkpoint: str, channels: int = 1) -> Method:
 
     return Method("average", "average", checkpoint, model, resolution, channels, tuple(model.config.targets),
                   edit=aligned_edit(edit_face, channels))
+
+
+def mesh_motion_method(model, checkpoint: str, face_mesh_model: Any, channels: int = 1) -> Method:
+    """The mesh-motion baseline on the held-out crops (see :func:`mesh_edit`), edited as from an unknown source."""
+    names = tuple(model.config.expressions)
+
+    def target_points(points: np.ndarray, target: str) -> np.ndarray:
+        return model.target_points(points, source_for(None, target, names), target)
+
+    return Method("mesh", "mesh", checkpoint, model, MESH_CROP, channels, names,
+                  edit=mesh_edit(target_points, face_mesh_model, channels), extra_models={"face_mesh": face_mesh_model})
 
 
 def nst_method(extractor, checkpoint: str, steps: int, resolution: int = 128,
@@ -189,12 +242,14 @@ def checkpoint_info(path: Path) -> dict:
 WRAPPERS: dict[str, Callable[..., list[Method]]] = {
     # Each CycleGAN covers its own two domains: every one is evaluated.
     "cyclegan": lambda paths, load, settings: [
-        cyclegan_method(load(path), path.name, "cyclegan" if len(paths) == 1 else f"cyclegan:{path.name}")
-        for path in paths],
-    "sagan": lambda paths, load, settings: [sagan_method(load(paths[0]), paths[0].name)],
+        cyclegan_method(load(path), path.name, "cyclegan" if len(paths) == 1 else f"cyclegan:{path.name}",
+                        face_mesh_model=settings["face_mesh"]()) for path in paths],
+    "sagan": lambda paths, load, settings: [sagan_method(load(paths[0]), paths[0].name,
+                                                         face_mesh_model=settings["face_mesh"]())],
     "nst": lambda paths, load, settings: [nst_method(load(paths[0]), paths[0].name, settings["nst_steps"],
                                                      settings["nst_resolution"])],
     "average": lambda paths, load, settings: [average_method(load(paths[0]), paths[0].name)],
+    "mesh": lambda paths, load, settings: [mesh_motion_method(load(paths[0]), paths[0].name, settings["face_mesh"]())],
 }
 
 
@@ -211,7 +266,13 @@ def load_models(models_dir: Path, methods: tuple[str, ...], device: torch.device
 
         return load
 
-    settings = {"nst_steps": nst_steps, "nst_resolution": nst_resolution}
+    def face_mesh_model():  # loaded once, when a mesh method asks for it
+        if "face_mesh" not in meshers and found.get("face_mesh"):
+            meshers["face_mesh"] = loader("face_mesh")(found["face_mesh"][0])
+        return meshers.get("face_mesh")
+
+    meshers: dict[str, Any] = {}
+    settings = {"nst_steps": nst_steps, "nst_resolution": nst_resolution, "face_mesh": face_mesh_model}
     editors: list[Method] = []
     for name, method in EDITING_METHODS.items():  # the registry's order, whatever the order asked for
         paths = found.get(method.component, [])

@@ -120,7 +120,7 @@ def whole_photo_check(method: Method, target: str, sources: list[Face], referenc
     """Edit whole photos through the pipeline (detect, crop, edit, paste back) and count the pixels changed outside
     the blend mask, which paste-back promises to leave byte-identical."""
     component = editing_method(method.kind).component
-    editor = ExpressionEditor(models_dir=None, device=device, models={component: method.model},
+    editor = ExpressionEditor(models_dir=None, device=device, models={component: method.model, **method.extra_models},
                               **method.editor_options)
     # Faces with an original photo first: FER2013/CK+ are 48x48 crops with no photo around them.
     order = sorted(range(len(sources)), key=lambda i: original_photo(sources[i], raw_data) is None)

@@ -93,17 +93,25 @@ def control_motion(editor: Editor, points: np.ndarray, controls: Mapping[str, fl
     return model.target_points(points, "neutral", "neutral", 0.0, controls) - points[:, :2]
 
 
+def generator_points(model: Any, points: np.ndarray, move: Callable[[torch.Tensor], torch.Tensor]) -> np.ndarray:
+    """Where a mesh generator sends a face's points (468 x 3 -> 468 x 2, the same pixels): the face put in the
+    generator's canonical frame, moved there (``move``: canonical meshes -> moved canonical meshes), and the motion
+    turned and scaled back onto the face."""
+    mean = model_mean(model)
+    canonical, frame = normalise(points[:, :mean.shape[1]], mean)
+    with torch.inference_mode():
+        moved = move(torch.from_numpy(canonical).float()[None])[0].double().cpu().numpy()
+    return points[:, :2] + frame.vectors_to_photo(moved - canonical)[:, :2]
+
+
 def generator_motion(editor: Editor, model: Any, face: FaceToEdit, move: Callable[[torch.Tensor], torch.Tensor]
                      ) -> MeshMotion:
-    """A mesh generator's motion (``move``: canonical meshes -> moved canonical meshes) plus the controls'."""
-    generator_mean = model_mean(model)
+    """A mesh generator's motion plus the controls'."""
 
     def motion(points: np.ndarray) -> np.ndarray:
-        canonical, frame = normalise(points[:, :generator_mean.shape[1]], generator_mean)
         with editor.generating():
-            moved = move(torch.from_numpy(canonical).float()[None])[0].double().cpu().numpy()
-        displacement = frame.vectors_to_photo(moved - canonical)[:, :2]
-        return points[:, :2] + displacement + control_motion(editor, points, face.controls)
+            moved = generator_points(model, points, move)
+        return moved + control_motion(editor, points, face.controls)
 
     return motion
 
