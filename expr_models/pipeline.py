@@ -208,15 +208,8 @@ class ExpressionEditor:
         return editing_method(method).targets(self)
 
     def supported_controls(self, method: str) -> tuple[str, ...]:
-        """The controls (``edit(..., smile=0.5)``) ``method`` takes with the checkpoints at hand: its own, unless a
-        checkpoint of it has a generator that moves no mesh (such a generator refuses them); empty without one."""
-        spec = editing_method(method)
-        count = self.store.count(spec.component)
-        if not spec.controls or not count:
-            return ()
-        moves_meshes = all(getattr(self.store.config(spec.component, index), "generator_type", "mesh") == "mesh"
-                           for index in range(count))
-        return tuple(spec.controls) if moves_meshes else ()
+        """The controls (``edit(..., smile=0.5)``) ``method`` takes with the checkpoints at hand."""
+        return editing_method(method).supported_controls(self)
 
     # --- finding faces -----------------------------------------------------------------------------------------------
     def face_detector(self) -> Any:

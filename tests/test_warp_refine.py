@@ -171,19 +171,6 @@ def test_save_and_load_round_trip_keeps_the_priors_and_the_edit(tmp_path):
     assert np.array_equal(loaded.edit_aligned(crop, "happy"), model.edit_aligned(crop, "happy"))
 
 
-def test_the_committed_cyclegan_is_a_warp_model_that_edits_a_crop_both_ways():
-    model = CycleGANModel.from_pretrained(REPO / "checkpoints" / "cyclegan").float().eval()
-    assert model.config.generator_type == "warp_refine" and model.config.max_prior_gain > 1
-    crop = textured_crop(160)
-    for target in ("happy", "neutral"):
-        edited = model.edit_aligned(crop, target)
-        assert edited.shape == crop.shape and np.abs(edited.astype(int) - crop).mean() > 0.5
-        change = np.abs(edited.astype(int) - crop).mean(axis=(1, 2))
-        # the average edit's prior narrows the eyes a little, as real smiles do; the mouth moves most, and the
-        # frame's border above the face not at all
-        assert change[96:128].mean() > 1.5 * change[16:48].mean() and change[:8].mean() < 1.0
-
-
 def test_a_resnet_cyclegan_still_builds_and_generates():
     model = CycleGANModel(CycleGANConfig(resolution=32, generator_channels=8, n_residual_blocks=1,
                                          with_discriminators=False)).eval()

@@ -82,6 +82,10 @@ class EditingMethod:
         """The expressions it can produce with the editor's models (empty when its checkpoint is missing)."""
         raise NotImplementedError
 
+    def supported_controls(self, editor: Editor) -> tuple[str, ...]:
+        """The controls it takes with the editor's checkpoints (empty without its checkpoint)."""
+        return tuple(self.controls) if editor.has(self.component) else ()
+
     def max_intensity(self, editor: Editor) -> float:
         """The largest ``intensity`` it takes: 1 (the whole expression) unless it can go further."""
         return 1.0

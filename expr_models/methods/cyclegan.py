@@ -9,7 +9,8 @@ import numpy as np
 from ..labels import EXPRESSIONS
 from ..models.mesh_motion import CONTROLS
 from .base import EditingMethod, Editor, FaceToEdit, warp_refine_edit
-from .mesh import MAX_INTENSITY, check_controls, generator_motion, mesh_warp_edit, refuse_controls, whole_crop
+from .mesh import (MAX_INTENSITY, check_controls, generator_motion, mesh_warp_edit, moves_meshes, refuse_controls,
+                   whole_crop)
 
 
 class CycleGANEdit(EditingMethod):
@@ -24,10 +25,11 @@ class CycleGANEdit(EditingMethod):
             found += [d for d in editor.store.config("cyclegan", index).domains if d not in found]
         return tuple(name for name in EXPRESSIONS if name in found) + tuple(t for t in found if t not in EXPRESSIONS)
 
+    def supported_controls(self, editor: Editor) -> tuple[str, ...]:
+        return tuple(self.controls) if moves_meshes(editor, "cyclegan") else ()
+
     def max_intensity(self, editor: Editor) -> float:
-        moves_meshes = editor.has("cyclegan") and all(
-            editor.store.config("cyclegan", i).generator_type == "mesh" for i in range(editor.store.count("cyclegan")))
-        return MAX_INTENSITY if moves_meshes else 1.0
+        return MAX_INTENSITY if moves_meshes(editor, "cyclegan") else 1.0
 
     def prepare(self, editor: Editor, target: str | None) -> None:
         model = editor.model("cyclegan", checkpoint_for(editor, target))

@@ -52,6 +52,12 @@ def check_controls(controls: Mapping[str, Any]) -> dict[str, float]:
     return checked
 
 
+def moves_meshes(editor: Editor, component: str) -> bool:
+    """Whether every checkpoint of a GAN component has a mesh generator (``generator_type="mesh"``)."""
+    count = editor.store.count(component)
+    return count > 0 and all(editor.store.config(component, index).generator_type == "mesh" for index in range(count))
+
+
 def refuse_controls(method: EditingMethod, model: Any, face: FaceToEdit) -> None:
     """The controls move mesh points: a generator that paints or moves pixels in a frame has none to move."""
     if any(face.controls.values()):

@@ -9,8 +9,8 @@ import torch
 
 from ..models.mesh_motion import CONTROLS
 from .base import EditingMethod, Editor, FaceToEdit, warp_refine_edit
-from .mesh import (MAX_INTENSITY, check_controls, generator_motion, mesh_warp_edit, refuse_controls, source_for,
-                   whole_crop)
+from .mesh import (MAX_INTENSITY, check_controls, generator_motion, mesh_warp_edit, moves_meshes, refuse_controls,
+                   source_for, whole_crop)
 
 
 class SAGANEdit(EditingMethod):
@@ -22,9 +22,11 @@ class SAGANEdit(EditingMethod):
     def targets(self, editor: Editor) -> tuple[str, ...]:
         return tuple(editor.store.config("sagan").class_names) if editor.has("sagan") else ()
 
+    def supported_controls(self, editor: Editor) -> tuple[str, ...]:
+        return tuple(self.controls) if moves_meshes(editor, "sagan") else ()
+
     def max_intensity(self, editor: Editor) -> float:
-        moves_meshes = editor.has("sagan") and editor.store.config("sagan").generator_type == "mesh"
-        return MAX_INTENSITY if moves_meshes else 1.0
+        return MAX_INTENSITY if moves_meshes(editor, "sagan") else 1.0
 
     def prepare(self, editor: Editor, target: str | None) -> None:
         if editor.model("sagan").config.generator_type == "mesh":

@@ -1,0 +1,100 @@
+"""The mesh GANs: the committed CycleGAN and SA-GAN move a face's canonical mesh (``generator_type="mesh"``), start as
+the mesh-motion baseline, and train through the one loop on a mesh DatasetDict."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from datasets import Dataset, DatasetDict
+
+from expr_models.faces.mesh import inner_lip_gap
+from expr_models.faces.mesh_topology import LEFT_BROW, MOUTH_CORNERS, RIGHT_BROW
+from expr_models.labels import EXPRESSIONS
+from expr_models.models.cyclegan import CycleGANConfig, CycleGANModel
+from expr_models.models.mesh_motion import MeshMotionModel
+from expr_models.models.sagan import SAGANModel
+from tests.test_training import train_in_process
+from train.tools.prepare_meshes import MESH_FEATURES, PAIR_FEATURES
+
+REPO = Path(__file__).resolve().parents[1]
+CHECKPOINTS = REPO / "checkpoints"
+
+
+@pytest.fixture(scope="module")
+def mean_mesh() -> torch.Tensor:
+    return MeshMotionModel.from_pretrained(CHECKPOINTS / "mesh_motion").mean_mesh.detach().float()
+
+
+def mouth_width(mesh: torch.Tensor) -> float:
+    left, right = mesh[list(MOUTH_CORNERS)]
+    return float(torch.linalg.norm(left[:2] - right[:2]))
+
+
+def test_the_committed_cyclegan_widens_a_mouth_to_happy_and_narrows_it_back(mean_mesh):
+    model = CycleGANModel.from_pretrained(CHECKPOINTS / "cyclegan").float().eval()
+    assert model.config.generator_type == "mesh" and model.discriminator_x is None
+    happy = model.move_mesh(mean_mesh[None], "happy")[0]
+    back = model.move_mesh(happy[None], "neutral")[0]
+    assert mouth_width(happy) > mouth_width(mean_mesh) + 0.03 and mouth_width(back) < mouth_width(happy) - 0.03
+    corners = list(MOUTH_CORNERS)
+    assert happy[corners, 1].mean() < mean_mesh[corners, 1].mean()  # the corners rise (y grows downwards)
+    assert torch.equal(model.move_mesh(mean_mesh[None], "happy", intensity=0.0)[0], mean_mesh)
+
+
+def test_the_committed_sagan_opens_the_mouth_and_lifts_the_brows_to_surprise(mean_mesh):
+    model = SAGANModel.from_pretrained(CHECKPOINTS / "sagan").float().eval()
+    assert model.config.generator_type == "mesh" and tuple(model.config.class_names) == EXPRESSIONS
+    surprise = model.move_mesh(mean_mesh[None], "surprise", "neutral")[0]
+    assert inner_lip_gap(surprise.numpy()) > inner_lip_gap(mean_mesh.numpy()) + 0.08
+    brows = list(LEFT_BROW) + list(RIGHT_BROW)
+    assert surprise[brows, 1].mean() < mean_mesh[brows, 1].mean() - 0.01
+
+
+def test_an_untrained_mesh_generator_is_the_baseline(mean_mesh):
+    model = CycleGANModel(CycleGANConfig(generator_type="mesh", in_channels=3, with_discriminators=False)).eval()
+    prior = torch.randn(468, 3) * 0.02
+    with torch.no_grad():
+        model.generator_xy.mean_shape.copy_(mean_mesh)
+        model.generator_xy.priors[0].copy_(prior)
+    moved = model.move_mesh(mean_mesh[None], "happy", intensity=0.5)[0]
+    assert torch.allclose(moved, mean_mesh + 0.5 * prior, atol=1e-6)
+
+
+def tiny_mesh_dataset(path: Path, mean: np.ndarray) -> Path:
+    """Real-shaped meshes in photo pixels (the mean, scaled and jittered), with pairs and every class."""
+    rng = np.random.default_rng(0)
+
+    def mesh() -> np.ndarray:
+        return (mean * 120 + [200, 240, 0] + rng.normal(0, 0.5, mean.shape)).astype(np.float32)
+
+    rows = {split: [{"id": f"{split}{i}", "dataset": "fei", "expression": i % 7, "points": mesh()} for i in range(14)]
+            for split in ("train", "validation")}
+    pairs = {split: [{"dataset": "fei", "subject": str(i), "source_id": "a", "target_id": "b",
+                      "source_expression": EXPRESSIONS.index(s), "target_expression": EXPRESSIONS.index(t),
+                      "source_points": mesh(), "target_points": mesh()}
+                     for i, (s, t) in enumerate([("neutral", "happy"), ("happy", "neutral")] * 3 + [("neutral", "sad")])]
+             for split in ("train", "validation")}
+    dataset = DatasetDict({**{s: Dataset.from_list(r, features=MESH_FEATURES) for s, r in rows.items()},
+                           **{f"pairs_{s}": Dataset.from_list(r, features=PAIR_FEATURES) for s, r in pairs.items()}})
+    dataset.save_to_disk(str(path))
+    return path
+
+
+@pytest.mark.parametrize("script", ["cyclegan_mesh", "sagan_mesh"])
+def test_a_mesh_gan_trains_through_the_loop(tmp_path, mean_mesh, script, one_torch_thread):
+    import importlib
+
+    step = {"cyclegan_mesh": "MeshCycleGANStep", "sagan_mesh": "MeshSAGANStep"}[script]
+    step_class = getattr(importlib.import_module(f"train.{script}"), step)
+    data = tiny_mesh_dataset(tmp_path / "meshes", mean_mesh.numpy())
+    code = train_in_process(step_class, ["--data", data, "--output-dir", tmp_path / "run", "--cpu", "--max-steps", 3,
+                                         "--generator-type", "mesh", "--in-channels", 3, "--batch-size", 2,
+                                         "--report-to", "none", "--sample-every", 0, "--checkpointing-steps", 0,
+                                         "--mesh-hidden", 16])
+    assert code == 0
+    final = tmp_path / "run" / "final"
+    model = (CycleGANModel if script == "cyclegan_mesh" else SAGANModel).from_pretrained(final)
+    assert model.config.generator_type == "mesh" and (final / "README.md").is_file()
