@@ -207,6 +207,10 @@ class ExpressionEditor:
         """The expressions ``method`` can produce with the models at hand (empty when its checkpoint is missing)."""
         return editing_method(method).targets(self)
 
+    def max_intensity(self, method: str) -> float:
+        """The largest ``intensity`` ``method`` takes with the checkpoints at hand (1, or 1.5 for mesh edits)."""
+        return editing_method(method).max_intensity(self)
+
     def supported_controls(self, method: str) -> tuple[str, ...]:
         """The controls (``edit(..., smile=0.5)``) ``method`` takes with the checkpoints at hand."""
         return editing_method(method).supported_controls(self)
@@ -297,7 +301,7 @@ class ExpressionEditor:
         spec = editing_method(method)
         target = self.check_target(spec.name, target)
         controls = spec.check_controls(controls)
-        highest = spec.max_intensity(self)
+        highest = self.max_intensity(spec.name)
         if not 0.0 <= float(intensity) <= highest:
             raise ValueError(f"intensity must be in [0, {highest:g}] for {spec.label}, got {intensity}")
         intensity = float(intensity)

@@ -219,3 +219,21 @@ def inner_lip_gap(points: np.ndarray) -> float:
     upper = points[list(LIPS_INNER_UPPER[1:-1]), :2]
     lower = points[list(LIPS_INNER_LOWER[1:-1]), :2]
     return float(np.mean((lower - upper) @ down) / eye_distance(points))
+
+
+def keep_lips_closed(source: np.ndarray, target: np.ndarray, slack: float = 0.0) -> np.ndarray:
+    """``target`` (468 x 2) with each pair of matching inner-lip points parted at most ``slack`` eye distances more
+    than in ``source`` (468 x 2+), measured across the mouth: the two points meet half-way. A warp can move lips but
+    cannot draw the teeth and dark mouth a newly opened mouth shows; until a mouth model fills it, a smile stays a
+    closed-mouth smile. Lips that close are left alone."""
+    source, target = np.asarray(source, np.float64), np.array(target, np.float64)
+    right, left = eye_centres(source)
+    along = (left - right) / np.linalg.norm(left - right)
+    down = np.array([-along[1], along[0]])
+    allowed = slack * eye_distance(source)
+    upper, lower = list(LIPS_INNER_UPPER[1:-1]), list(LIPS_INNER_LOWER[1:-1])
+    source_gap = np.maximum((source[lower, :2] - source[upper, :2]) @ down, 0.0)
+    excess = np.maximum((target[lower] - target[upper]) @ down - source_gap - allowed, 0.0)
+    target[upper] += (excess / 2)[:, None] * down
+    target[lower] -= (excess / 2)[:, None] * down
+    return target

@@ -179,7 +179,9 @@ def warp_crop(crop: np.ndarray, source: np.ndarray, target: np.ndarray, inner_li
     target = np.asarray(target, dtype=np.float64)[:, :2]
     if source.shape != target.shape:
         raise ValueError(f"source and target points differ in shape: {source.shape} vs {target.shape}")
-    wider_source = inner_lips is not None and \
+    # A closing mouth: the source's lips parted (teeth or a dark mouth between them) and the target's less so. Lips
+    # that were already together get no seam and no inward sampling, whatever their area's small changes.
+    wider_source = inner_lips is not None and _open(source, inner_lips) and \
         abs(_area2(source, _fan(inner_lips)).sum()) > abs(_area2(target, _fan(inner_lips)).sum())
     sample_from = _into_the_lips(source, target, inner_lips) if wider_source else source
     mapped = backward_map(crop.shape[:2], sample_from, target, ring_scale, triangulate_source=wider_source,
@@ -234,6 +236,13 @@ def _into_the_lips(source: np.ndarray, target: np.ndarray, inner_lips: np.ndarra
     pulled = source.copy()
     pulled[inner_lips] = lips + outward * depth * float(np.clip(closing, 0.0, 1.0))
     return pulled
+
+
+def _open(points: np.ndarray, inner_lips: np.ndarray, fraction: float = 0.04) -> bool:
+    """Whether the inner lips part by more than ``fraction`` of the mouth's width on average (closed: about 0.02)."""
+    lips = points[inner_lips]
+    width = float(np.linalg.norm(lips.max(0) - lips.min(0)))
+    return abs(_area2(points, _fan(inner_lips)).sum()) / 2 > fraction * width ** 2
 
 
 def _seam(image: np.ndarray, target_lips: np.ndarray, colour: np.ndarray, alpha: float = 0.7) -> np.ndarray:

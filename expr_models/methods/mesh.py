@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from ..errors import ExpressionEditError
-from ..faces.mesh import face_mesh
+from ..faces.mesh import face_mesh, keep_lips_closed
 from ..faces.mesh_motion import normalise
 from ..faces.mesh_warp import warp_face
 from ..models.mesh_motion import CONTROLS
@@ -82,10 +82,14 @@ def whole_crop(face: FaceToEdit) -> np.ndarray:
 
 
 def mesh_warp_edit(editor: Editor, face: FaceToEdit, motion: MeshMotion) -> np.ndarray:
-    """Move the face's mesh by ``motion`` and warp the crop's own pixels there once (a newly opened mouth gets a
-    dark cavity rather than stretched lips)."""
+    """Move the face's mesh by ``motion`` and warp the crop's own pixels there once. The lips part no further than
+    they were unless the user asks for it (``mouth_open`` > 0): a mouth the warp opens has no teeth to show, only a
+    dark cavity, which reads as a gasp rather than a smile."""
     points = crop_mesh(editor, face)
-    return warp_face(face.crop, points[:, :2], motion(points)).image
+    target = motion(points)
+    if face.controls.get("mouth_open", 0.0) <= 0:
+        target = keep_lips_closed(points, target)
+    return warp_face(face.crop, points[:, :2], target).image
 
 
 def control_motion(editor: Editor, points: np.ndarray, controls: Mapping[str, float]) -> np.ndarray:

@@ -1,0 +1,119 @@
+"""A contact sheet of held-out people: input | each method's edit through the editor | the same person's real photo of
+the target, each the face's region of the full-resolution photo (no resizing; London in colour; the real photo's own
+face region, scaled to the same size).
+
+    python benchmarks/contact_sheet.py --out runs/contact_london.jpg --dataset london --people 4
+    python benchmarks/contact_sheet.py --out runs/contact_fei.jpg --dataset fei --direction "happy->neutral"
+    python benchmarks/contact_sheet.py --out runs/contact_jaffe.jpg --dataset jaffe --direction "neutral->each" \
+        --methods sagan mesh --people 2
+
+``--people`` takes the first held-out people of the split (``--subjects`` names them instead); ``--direction
+neutral->each``: per person, the first take of each other expression. Face Research Lab London Set, DeBruine & Jones
+(2017), CC BY 4.0, doi:10.6084/m9.figshare.5047666.v5. Other sets are research-only: keep their sheets out of the repo.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from expr_models.data.paired_faces import photo_pairs
+from expr_models.faces.alignment import retinaface_face
+from expr_models.pipeline import ExpressionEditor
+
+ROOT = Path(__file__).resolve().parents[1]
+LABEL = 22
+
+
+def chosen_pairs(data: Path, dataset: str, split: str, direction: str, people: int, subjects: list[str] | None):
+    pairs = [p for p in photo_pairs(data, split, sources=(dataset,))]
+    if direction == "neutral->each":
+        seen, kept = set(), []
+        for pair in pairs:
+            if pair.source_expression == "neutral" and (pair.subject, pair.target_expression) not in seen:
+                seen.add((pair.subject, pair.target_expression))
+                kept.append(pair)
+        pairs = kept
+    else:
+        source, target = direction.split("->")
+        pairs = [p for p in pairs if (p.source_expression, p.target_expression) == (source, target)]
+    order = subjects or list(dict.fromkeys(p.subject for p in pairs))[:people]
+    return [p for s in order for p in pairs if p.subject == s]
+
+
+def face_square(photo: np.ndarray, box, scale: float = 1.5) -> tuple[int, int, int, int]:
+    x0, y0, x1, y1 = box[:4]
+    side = int(min(max(x1 - x0, y1 - y0) * scale, photo.shape[0], photo.shape[1]))
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    left = int(min(max(cx - side / 2, 0), photo.shape[1] - side))
+    top = int(min(max(cy - side / 2, 0), photo.shape[0] - side))
+    return left, top, left + side, top + side
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
+    parser.add_argument("--checkpoints", type=Path, default=ROOT / "checkpoints")
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--dataset", default="london", choices=("london", "fei", "jaffe"))
+    parser.add_argument("--split", default="test")
+    parser.add_argument("--direction", default="neutral->happy")
+    parser.add_argument("--methods", nargs="+", default=["average", "cyclegan", "sagan", "mesh"])
+    parser.add_argument("--people", type=int, default=3)
+    parser.add_argument("--subjects", nargs="+", default=None)
+    parser.add_argument("--intensity", type=float, default=1.0)
+    args = parser.parse_args(argv)
+    if not (args.data / args.dataset).is_dir():
+        print(f"skipped: no {args.dataset} under {args.data}")
+        return 0
+
+    editor = ExpressionEditor.from_pretrained(args.checkpoints, num_threads=1)
+    rows = []
+    for pair in chosen_pairs(args.data, args.dataset, args.split, args.direction, args.people, args.subjects):
+        with Image.open(pair.source_path) as image:
+            photo = np.asarray(image.convert("RGB"))
+        with Image.open(pair.target_path) as image:
+            real = np.asarray(image.convert("RGB"))
+        found, found_real = retinaface_face(photo), retinaface_face(real)
+        if found is None or found_real is None:
+            print(f"{pair.source_path.name}: no face, left out", file=sys.stderr)
+            continue
+        box = found[0]
+        real_square = face_square(real, found_real[0])
+        detection = editor.detect(Image.fromarray(photo))
+        panels = [("input", photo)]
+        for method in args.methods:
+            if pair.target_expression in editor.supported_targets(method):
+                intensity = min(args.intensity, editor.max_intensity(method))
+                result = editor.edit(detection, method=method, target=pair.target_expression, intensity=intensity)
+                panels.append((method, np.asarray(result.image.convert("RGB"))))
+        square = face_square(photo, box)
+        side = square[2] - square[0]
+        panels.append(("real", np.asarray(Image.fromarray(real).crop(real_square).resize((side, side), Image.LANCZOS))))
+        row = Image.new("RGB", (side * len(panels), side + LABEL), "white")
+        draw = ImageDraw.Draw(row)
+        for number, (name, image) in enumerate(panels):
+            face = Image.fromarray(image)
+            row.paste(face if face.size == (side, side) else face.crop(square), (number * side, LABEL))
+            draw.text((number * side + 4, 4), f"{pair.dataset} {pair.subject} {pair.pair}: {name}", fill="black")
+        rows.append(row)
+    if not rows:
+        print("no pairs")
+        return 1
+    sheet = Image.new("RGB", (max(r.width for r in rows), sum(r.height for r in rows)), "white")
+    top = 0
+    for row in rows:
+        sheet.paste(row, (0, top))
+        top += row.height
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(args.out, quality=92)
+    print(f"wrote {args.out} ({sheet.width}x{sheet.height})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
