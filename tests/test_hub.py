@@ -203,16 +203,18 @@ def test_committed_checkpoints_are_an_editor_repo():
     from expr_models.pipeline import ExpressionEditor
 
     models, detector = read_index(COMMITTED)
-    assert set(models) == {"average", "cyclegan", "sagan", "classifier", "segmenter", "style_features"}
+    assert set(models) == {"average", "cyclegan", "sagan", "classifier", "segmenter", "style_features", "face_mesh",
+                           "mesh_motion"}
     assert detector == COMMITTED / "face_detector" / "retinaface_mnet025.onnx"
     editor = ExpressionEditor.from_pretrained("checkpoints" if Path("checkpoints").is_dir() else COMMITTED)
-    assert editor.available_methods() == ["cyclegan", "sagan", "nst", "average"]
+    assert editor.available_methods() == ["cyclegan", "sagan", "nst", "average", "mesh"]
 
 
 @pytest.mark.parametrize("folder, tag, licence", [
     ("cyclegan", "image-to-image", "other"), ("sagan", "image-to-image", "other"),
     ("classifier", "image-classification", "other"), ("segmenter", "image-segmentation", "other"),
-    ("style_features", "image-feature-extraction", "bsd-3-clause"),
+    ("style_features", "image-feature-extraction", "bsd-3-clause"), ("face_mesh", "keypoint-detection", "apache-2.0"),
+    ("mesh_motion", "image-to-image", "other"),
 ])
 def test_committed_cards_are_honest_and_rebuilt_identically(folder, tag, licence, tmp_path):
     """Each committed card is what the card builder makes from config.json + model_card.json (no hand edits)."""

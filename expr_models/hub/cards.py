@@ -42,6 +42,8 @@ PIPELINE_TAGS = {
     "expr-classifier": "image-classification",
     "expr-face-segmenter": "image-segmentation",
     "expr-style-features": "image-feature-extraction",
+    "expr-face-mesh": "keypoint-detection",
+    "expr-mesh-motion": "image-to-image",  # it drives an image edit (points -> a warp of the photo)
 }
 # The evaluation data sets, by the name ``evaluate`` gives them (the ``--data`` folder's name).
 EVAL_DATASETS = {
