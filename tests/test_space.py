@@ -126,7 +126,7 @@ def test_methods_endpoint_reports_what_is_available(space):
     assert not methods["nst"]["available"] and "style" in methods["nst"]["problem"]
     assert summary["classifier"]["available"]
     # The mesh method takes the four controls and goes to 1.5; these CycleGAN and SA-GAN generators move no mesh.
-    assert methods["mesh"]["available"] and methods["mesh"]["label"] == "Mesh motion (baseline)"
+    assert methods["mesh"]["available"] and methods["mesh"]["label"] == "Mesh motion"
     assert methods["mesh"]["controls"] == ["smile", "mouth_open", "brows", "eyes"]
     assert methods["mesh"]["max_intensity"] == 1.5
     for name in ("cyclegan", "sagan", "average"):

@@ -23,8 +23,8 @@ from PIL import Image, ImageDraw, ImageFont
 from ..components import editing_method
 
 # (method, target) of each column after the input; a column is left out when the editor lacks the method.
-COLUMNS = (("average", "happy"), ("cyclegan", "happy"), ("sagan", "happy"), ("average", "neutral"),
-           ("cyclegan", "neutral"), ("average", "surprise"), ("sagan", "surprise"), ("sagan", "sad"))
+COLUMNS = (("average", "happy"), ("mesh", "happy"), ("cyclegan", "happy"), ("sagan", "happy"), ("cyclegan", "neutral"),
+           ("mesh", "surprise"), ("sagan", "surprise"), ("sagan", "sad"), ("sagan", "angry"))
 PANEL = 220  # pixels per panel side
 LABEL_HEIGHT = 26
 LONDON_ATTRIBUTION = ("London Set faces: Face Research Lab London Set, DeBruine & Jones (2017), CC BY 4.0, "
