@@ -76,8 +76,18 @@ def test_a_mesh_edit_keeps_every_pixel_outside_the_blend_mask(editor, astronaut)
     assert not np.array_equal(astronaut, np.asarray(result.image))
 
 
-def test_generators_that_move_no_mesh_refuse_the_controls(editor, astronaut):
-    if editor.store.config("cyclegan").generator_type == "mesh":
-        pytest.skip("the committed CycleGAN moves meshes")
+def test_generators_that_move_no_mesh_refuse_the_controls(astronaut):
+    from expr_models.models.cyclegan import CycleGANConfig, CycleGANModel
+
+    painter = CycleGANModel(CycleGANConfig(resolution=32, generator_channels=8, n_residual_blocks=1,
+                                           with_discriminators=False)).eval()
+    editor = ExpressionEditor(models_dir=None, models={"cyclegan": painter}, num_threads=1)
+    assert editor.supported_controls("cyclegan") == () and editor.max_intensity("cyclegan") == 1.0
     with pytest.raises(ExpressionEditError, match="takes no smile / mouth / brows / eyes controls"):
-        editor.edit(astronaut, method="cyclegan", target="happy", smile=0.5)
+        editor.edit(astronaut, method="cyclegan", target="happy", smile=0.5, read_expressions=False)
+
+
+def test_the_committed_gans_move_meshes_and_take_the_controls(editor):
+    for method in ("cyclegan", "sagan", "mesh"):
+        assert editor.supported_controls(method) == ("smile", "mouth_open", "brows", "eyes")
+        assert editor.max_intensity(method) == 1.5
