@@ -188,11 +188,13 @@ class CycleGANModel(ExprPreTrainedModel):
     config_class = CycleGANConfig
     card_summary = (
         "A CycleGAN that moves a face between two expressions (by default neutral <-> happy): two generators, one "
-        "each way. With `generator_type=\"warp_refine\"` each generator predicts, in the aligned face frame, a smooth "
-        "flow and a masked appearance change on top of the average edit's; `model.edit_aligned(crop, 'happy')` moves "
-        "the full-resolution crop's own pixels, in colour. With `generator_type=\"resnet\"` (the study's) it repaints "
-        "face crops in [-1, 1] at `config.resolution` (`model.generate(faces, to='happy')`). The pipeline in "
-        "`expr_models.pipeline` finds the faces in whole photos, edits them and pastes only the change back."
+        "each way. With `generator_type=\"mesh\"` (the committed one) each generator moves the face's 468-point "
+        "MediaPipe mesh in a 3D canonical frame (`model.move_mesh(canonical_meshes, 'happy')`): the median motion of "
+        "real photo pairs, times a per-face gain, plus a bounded residual; the editor (`expr_models.pipeline`) warps "
+        "the photo's own pixels to the moved mesh once, at full resolution, in colour. With "
+        "`generator_type=\"warp_refine\"` each generator predicts a flow and a masked change in the aligned face "
+        "frame; with `\"resnet\"` (the study's) it repaints face crops in [-1, 1] (`model.generate(faces, "
+        "to='happy')`). The pipeline finds the faces in whole photos, edits them and pastes only the change back."
     )
 
     def __init__(self, config: CycleGANConfig):

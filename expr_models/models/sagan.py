@@ -206,12 +206,14 @@ class SAGANOutput(ModelOutput):
 class SAGANModel(ExprPreTrainedModel):
     config_class = SAGANConfig
     card_summary = (
-        "A class-conditional self-attention GAN that gives a face crop any of the configured expressions. Input: face "
-        "crops in [-1, 1] (`N x C x H x W` at `config.resolution`) and target labels; the labels enter as constant "
-        "planes. `model.generate(faces, to='happy')` edits; with `generator_type=\"warp_refine\"` the generator "
-        "predicts a smooth flow and a masked appearance change on top of the average edit's for the target, and "
-        "`model.edit_aligned(crop, 'happy')` moves the full-resolution aligned crop's own pixels, in colour. The "
-        "pipeline in `expr_models.pipeline` applies it to whole photos."
+        "A class-conditional self-attention GAN that gives a face any of the configured expressions. With "
+        "`generator_type=\"mesh\"` (the committed one) the generator moves the face's 468-point MediaPipe mesh in a "
+        "3D canonical frame (`model.move_mesh(canonical_meshes, 'surprise', source='neutral')`): the median motion "
+        "source -> neutral -> target of real photo pairs, times a per-face gain, plus a bounded residual; its "
+        "discriminator reads real meshes of every expression with the study's class head. The editor "
+        "(`expr_models.pipeline`) warps the photo's own pixels to the moved mesh once, at full resolution. The "
+        "image generators (`resnet`, the study's: crops in [-1, 1] and label planes, `model.generate(faces, "
+        "to='happy')`; `warp_refine`: a flow and a masked change in the aligned frame) are kept."
     )
 
     def __init__(self, config: SAGANConfig):
