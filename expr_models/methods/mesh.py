@@ -77,9 +77,11 @@ def whole_crop(face: FaceToEdit) -> np.ndarray:
 
 def mesh_warp_edit(editor: Editor, face: FaceToEdit, motion: MeshMotion) -> np.ndarray:
     """Move the face's mesh by ``motion`` and warp the crop's own pixels there once (a newly opened mouth gets a
-    dark cavity rather than stretched lips)."""
+    real mouth's interior from the mouth exemplars where they are present, else a dark cavity, rather than stretched
+    lips)."""
     points = crop_mesh(editor, face)
-    return warp_face(face.crop, points[:, :2], motion(points)).image
+    mouth = editor.model("mouth_exemplars") if editor.has("mouth_exemplars") else None
+    return warp_face(face.crop, points[:, :2], motion(points), mouth=mouth).image
 
 
 def control_motion(editor: Editor, points: np.ndarray, controls: Mapping[str, float]) -> np.ndarray:
