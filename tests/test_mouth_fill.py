@@ -28,10 +28,10 @@ def mesh_motion():
 
 
 def _face(mesh_motion) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A closed mouth on textured skin (the mean mesh, eye distance 130 px), and where mouth_open=+1 moves it."""
+    """A closed mouth on textured skin (the mean mesh, eye distance 130 px), and where a broad smile moves it."""
     mean = mesh_motion.mean_mesh.detach().numpy().astype(np.float64)
     points = mean * 130 + [200, 190, 0]
-    target = mesh_motion.target_points(points, "neutral", "neutral", 0.0, {"mouth_open": 1.0})
+    target = mesh_motion.target_points(points, "neutral", "happy", 1.5)
     rng = np.random.default_rng(0)
     skin = np.array([190, 140, 115], np.float32) + rng.normal(0, 12, (SIZE, SIZE, 1)).astype(np.float32)
     photo = np.clip(skin, 0, 255).astype(np.uint8)
@@ -110,3 +110,13 @@ def test_a_grey_photo_gets_a_grey_fill(bank, mesh_motion):
     grey = np.repeat(cv2.cvtColor(photo, cv2.COLOR_RGB2GRAY)[..., None], 3, axis=2)
     filled = warp_face(grey, points[:, :2], target, mouth=bank).image
     assert not np.diff(filled.astype(int), axis=2).any()
+
+
+def test_a_round_open_mouth_keeps_the_dark_cavity(bank, mesh_motion):
+    """No smile's teeth in a mouth no exemplar is shaped like (mouth_open=+1 parts the lips by 0.3 eye distances)."""
+    photo, points, _ = _face(mesh_motion)
+    target = mesh_motion.target_points(points, "neutral", "neutral", 0.0, {"mouth_open": 1.0})
+    assert bank.closest(target[list(LIPS_INNER)]) is None
+    cavity = warp_face(photo, points[:, :2], target)
+    assert cavity.gap is not None
+    assert warp_face(photo, points[:, :2], target, mouth=bank).image.tobytes() == cavity.image.tobytes()

@@ -11,6 +11,8 @@ smiles of training people. No learning; under a minute on one core with the mesh
    by the mouth's width, and the mean colours of its lips and of the skin around the mouth are kept, if its teeth
    show (``faces.mouth_fill.teeth_contrast`` at least ``--min-contrast``: lips parted over a dark cavity, or a mesh
    that put its inner lips on the lip, is no exemplar for a smile).
+3. The reach (``max_distance``): a target mouth farther from every exemplar than the farthest exemplar lies from its
+   nearest neighbour keeps the dark cavity (a round surprised mouth is no smile).
 
 Only London Set photos (CC BY 4.0) go in: the checkpoint ships their pixels, with the attribution in its card.
 """
@@ -92,18 +94,25 @@ def main(argv: list[str] | None = None) -> int:
             gaps.append(round(float(gap), 4))
     if not kept:
         raise SystemExit("no open-mouth smile found")
-    config = MouthExemplarsConfig(num_exemplars=len(kept), subjects=subjects, gaps=gaps)
+    shapes = np.stack([k["shape"] for k in kept])
+    # The retrieval's reach: the farthest any exemplar lies from its nearest other one (a target no farther from
+    # the bank than that is as well matched as the bank's own mouths are to each other).
+    distances = np.linalg.norm(shapes[:, None] - shapes[None], axis=3).mean(2)
+    np.fill_diagonal(distances, np.inf)
+    reach = round(float(distances.min(1).max()), 4)
+    config = MouthExemplarsConfig(num_exemplars=len(kept), subjects=subjects, gaps=gaps, max_distance=reach)
     model = MouthExemplarsModel(config)
     with torch.no_grad():
         model.interiors.copy_(torch.from_numpy(np.stack([k["interior"] for k in kept]).astype(np.float16)))
-        model.shapes.copy_(torch.from_numpy(np.stack([k["shape"] for k in kept])).float())
+        model.shapes.copy_(torch.from_numpy(shapes).float())
         model.lip_colours.copy_(torch.from_numpy(np.stack([k["lips"] for k in kept])).float())
         model.skin_colours.copy_(torch.from_numpy(np.stack([k["skin"] for k in kept])).float())
     model.card_info = {
         "license": "cc-by-4.0",  # the London Set's own licence: these are its pixels, not weights learned elsewhere
         "terms": (f"The stored interiors are London Set photos, altered (cropped, resized, warped): {ATTRIBUTION}. "
                   "Reuse them under CC BY 4.0 with this attribution. No research-only data went in."),
-        "training_data": (f"{len(kept)} open-mouth smiles (inner-lip gap over {args.min_gap} eye distances, teeth showing) of the "
+        "training_data": (f"{len(kept)} open-mouth smiles (inner-lip gap over {args.min_gap} eye distances, teeth "
+                          "showing) of the "
                           f"{len(smiles)} London Set training people of the project's subject split (seed 0): "
                           f"{ATTRIBUTION}. The interiors are the photos' own pixels, resized and warped into a "
                           f"{config.frame_height} x {config.frame_width} mouth frame; the London Set's licence "
@@ -113,7 +122,8 @@ def main(argv: list[str] | None = None) -> int:
                  "(`expr_models.faces.mesh_warp.warp_face(..., mouth=model)`).",
     }
     model.save_pretrained(args.out)
-    print(f"{len(kept)} exemplars (gaps {min(gaps):.3f}..{max(gaps):.3f}) -> {args.out}", file=sys.stderr)
+    print(f"{len(kept)} exemplars (gaps {min(gaps):.3f}..{max(gaps):.3f}, reach {reach}) -> {args.out}",
+          file=sys.stderr)
     return 0
 
 

@@ -67,7 +67,8 @@ def cyclegan_method(model, checkpoint: str, name: str = "cyclegan", channels: in
     if config.generator_type == "mesh":  # moves the face mesh, as the editor runs it
         return Method(name, "cyclegan", checkpoint, model, MESH_CROP, channels, tuple(config.domains),
                       edit=mesh_edit(lambda points, target: generator_points(
-                          model, points, lambda meshes: model.move_mesh(meshes, target)), face_mesh_model, channels, mouth),
+                          model, points, lambda meshes: model.move_mesh(meshes, target)),
+                          face_mesh_model, channels, mouth),
                       extra_models={"face_mesh": face_mesh_model})
     if config.generator_type == "warp_refine":  # edits aligned faces, as the editor runs it
         return Method(name, "cyclegan", checkpoint, model, config.resolution, channels, tuple(config.domains),

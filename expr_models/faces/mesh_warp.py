@@ -220,8 +220,8 @@ def warp_crop(crop: np.ndarray, source: np.ndarray, target: np.ndarray, inner_li
 def warp_face(crop: np.ndarray, source: np.ndarray, target: np.ndarray, mouth=None, **options) -> WarpResult:
     """:func:`warp_crop` for MediaPipe Face Mesh points (468): its triangles (with the mouth and eye strips), its face
     oval as the boundary to the anchor ring, its inner lips for the mouth. ``mouth``: a bank of open mouths (anything
-    with ``closest(inner_lips) -> mouth_fill.Exemplar``, e.g. ``MouthExemplarsModel``) whose nearest interior fills
-    a newly opened mouth of a colour crop (:func:`exemplar_fill`); without it, the dark cavity."""
+    with ``closest(inner_lips) -> mouth_fill.Exemplar | None``, e.g. ``MouthExemplarsModel``) whose nearest
+    interior fills a newly opened mouth of a colour crop (:func:`exemplar_fill`); without it, the dark cavity."""
     from .mesh_topology import EYE_TRIANGLES, FACE_OVAL, LIPS_INNER, MOUTH_TRIANGLES, TRIANGLES
 
     if mouth is not None and np.asarray(crop).ndim == 3:
@@ -232,7 +232,8 @@ def warp_face(crop: np.ndarray, source: np.ndarray, target: np.ndarray, mouth=No
 
 
 def exemplar_fill(mouth) -> MouthFill:
-    """The fill that warps ``mouth.closest(target inner lips)`` into the new gap, relit to the source's lips."""
+    """The fill that warps ``mouth.closest(target inner lips)`` into the new gap, relit to the source's lips (the
+    dark cavity where it has none close enough)."""
     from .mesh_topology import LIPS_INNER, LIPS_OUTER
     from .mouth_fill import fill_mouth, region_mean
 
@@ -241,8 +242,11 @@ def exemplar_fill(mouth) -> MouthFill:
         x0, y0, x1, y1 = _window(crop.shape[:2], source[outer], target[outer])
         window = crop[y0:y1, x0:x1, :3].astype(np.int16)
         grey = not np.abs(np.diff(window, axis=2)).any()  # a grey photo in RGB gets grey teeth
+        exemplar = mouth.closest(target[inner])
+        if exemplar is None:  # no stored mouth has this shape: the dark cavity
+            return mouth_cavity(image, gap, cavity_colour(crop, source[inner]), target[inner])
         person_lips = region_mean(crop[..., :3], source[outer], source[inner])
-        return fill_mouth(image, gap, target[inner], mouth.closest(target[inner]), person_lips, grey=grey)
+        return fill_mouth(image, gap, target[inner], exemplar, person_lips, grey=grey)
 
     return fill
 

@@ -37,6 +37,8 @@ class MouthExemplarsConfig(PreTrainedConfig):
         frame_width: the mouth frame's width in pixels.
         subjects: the London Set id of each exemplar's person (same order; for the card and attribution).
         gaps: each exemplar's inner-lip gap in eye distances (``faces.mesh.inner_lip_gap``).
+        max_distance: a target inner-lip shape farther than this from every exemplar (mean point distance, mouth
+            widths) gets none: a smile's teeth do not fit a round surprised mouth. None: no limit.
     """
 
     model_type = "expr-mouth-exemplars"
@@ -46,6 +48,7 @@ class MouthExemplarsConfig(PreTrainedConfig):
     frame_width: int = FRAME_WIDTH
     subjects: list[str] | tuple[str, ...] = ()
     gaps: list[float] | tuple[float, ...] = ()
+    max_distance: float | None = None
 
     def validate_mouth_exemplars(self):
         if self.num_exemplars < 1:
@@ -90,9 +93,13 @@ class MouthExemplarsModel(ExprPreTrainedModel):
         return Exemplar(np.clip(np.round(interior), 0, 255).astype(np.uint8),
                         self.lip_colours[index].detach().cpu().float().numpy())
 
-    def closest(self, inner_lips: np.ndarray) -> Exemplar:
-        """The exemplar whose inner-lip shape is nearest to ``inner_lips`` (20 x 2, any pixels)."""
-        return self.exemplar(int(np.argmin(self.distances(inner_lips))))
+    def closest(self, inner_lips: np.ndarray) -> Exemplar | None:
+        """The exemplar whose inner-lip shape is nearest to ``inner_lips`` (20 x 2, any pixels); None where even
+        that one is farther than ``config.max_distance``."""
+        distances = self.distances(inner_lips)
+        best = int(np.argmin(distances))
+        limit = self.config.max_distance
+        return None if limit is not None and distances[best] > limit else self.exemplar(best)
 
     def forward(self, shapes: torch.Tensor) -> torch.Tensor:
         """Batched retrieval: ``N x 20 x 2`` normalised inner-lip shapes -> ``N`` exemplar indices."""
