@@ -2,7 +2,7 @@
 
     model = MouthExemplarsModel.from_pretrained("checkpoints/mouth_exemplars")
     exemplar = model.closest(target_inner_lips)        # the stored mouth whose inner-lip shape is nearest
-    # exemplar.interior: 48 x 96 x 3 uint8 in the mouth frame of expr_models.faces.mouth_fill; exemplar.lip_colour
+    # exemplar.interior: 48 x 128 x 3 uint8 in the mouth frame of expr_models.faces.mouth_fill; exemplar.lip_colour
 
 It holds, per exemplar (one open smile of a London Set training person, CC BY 4.0):
 - ``interiors``: the interior inside the inner lips, mapped onto the fixed template polygon of
