@@ -20,6 +20,7 @@ from .models.classifier import ExpressionClassifier, ExpressionClassifierConfig
 from .models.cyclegan import CycleGANConfig, CycleGANModel
 from .models.face_mesh import FaceMeshConfig, FaceMeshModel
 from .models.mesh_motion import MeshMotionConfig, MeshMotionModel
+from .models.mouth_exemplars import MouthExemplarsConfig, MouthExemplarsModel
 from .models.sagan import SAGANConfig, SAGANModel
 from .models.segmenter import FaceSegmenter, FaceSegmenterConfig
 from .models.style_transfer import StyleFeatureConfig, StyleFeatureExtractor
@@ -34,6 +35,7 @@ COMPONENTS: dict[str, tuple[type, type]] = {
     "average": (AverageEditConfig, AverageEditModel),
     "face_mesh": (FaceMeshConfig, FaceMeshModel),
     "mesh_motion": (MeshMotionConfig, MeshMotionModel),
+    "mouth_exemplars": (MouthExemplarsConfig, MouthExemplarsModel),
 }
 
 # model_type in a checkpoint's config.json -> the component it is.

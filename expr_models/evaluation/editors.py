@@ -62,12 +62,13 @@ class Method:
 
 
 def cyclegan_method(model, checkpoint: str, name: str = "cyclegan", channels: int = 1,
-                    face_mesh_model: Any = None) -> Method:
+                    face_mesh_model: Any = None, mouth: Any = None) -> Method:
     config = model.config
     if config.generator_type == "mesh":  # moves the face mesh, as the editor runs it
         return Method(name, "cyclegan", checkpoint, model, MESH_CROP, channels, tuple(config.domains),
                       edit=mesh_edit(lambda points, target: generator_points(
-                          model, points, lambda meshes: model.move_mesh(meshes, target)), face_mesh_model, channels),
+                          model, points, lambda meshes: model.move_mesh(meshes, target)),
+                          face_mesh_model, channels, mouth),
                       extra_models={"face_mesh": face_mesh_model})
     if config.generator_type == "warp_refine":  # edits aligned faces, as the editor runs it
         return Method(name, "cyclegan", checkpoint, model, config.resolution, channels, tuple(config.domains),
@@ -80,14 +81,15 @@ def cyclegan_method(model, checkpoint: str, name: str = "cyclegan", channels: in
                   edit=edit)
 
 
-def sagan_method(model, checkpoint: str, channels: int = 1, face_mesh_model: Any = None) -> Method:
+def sagan_method(model, checkpoint: str, channels: int = 1, face_mesh_model: Any = None,
+                 mouth: Any = None) -> Method:
     config = model.config
     if config.generator_type == "mesh":  # moves the face mesh, as the editor runs it (the source read as unknown)
         names = tuple(config.class_names)
         return Method("sagan", "sagan", checkpoint, model, MESH_CROP, channels, names,
                       edit=mesh_edit(lambda points, target: generator_points(
                           model, points, lambda meshes: model.move_mesh(meshes, target, source_for(None, target, names))),
-                          face_mesh_model, channels), extra_models={"face_mesh": face_mesh_model})
+                          face_mesh_model, channels, mouth), extra_models={"face_mesh": face_mesh_model})
     if config.generator_type == "warp_refine":  # edits aligned faces, as the editor runs it
         return Method("sagan", "sagan", checkpoint, model, config.resolution, channels, tuple(config.class_names),
                       edit=aligned_edit(model.edit_aligned, channels))
@@ -116,10 +118,11 @@ def aligned_edit(edit_face: Callable[[np.ndarray, str], np.ndarray], channels: i
 
 
 def mesh_edit(target_points: Callable[[np.ndarray, str], np.ndarray], face_mesh_model: Any,
-              channels: int) -> Callable[..., torch.Tensor]:
+              channels: int, mouth: Any = None) -> Callable[..., torch.Tensor]:
     """A batch edit for a method that moves the face mesh (``target_points(mesh 468 x 3, target) -> 468 x 2``), run
     on the held-out crops as the editor runs it: the mesh found from the crop's RetinaFace landmarks
-    (:func:`crop_points`), then one warp of the crop's own pixels (grey crops warped as grey)."""
+    (:func:`crop_points`), then one warp of the crop's own pixels (grey crops warped as grey; ``mouth``: the mouth
+    exemplars that fill a newly opened mouth, as the editor uses them where present)."""
     if face_mesh_model is None:
         raise ValueError("a mesh method needs the face_mesh checkpoint beside it")
 
@@ -132,7 +135,7 @@ def mesh_edit(target_points: Callable[[np.ndarray, str], np.ndarray], face_mesh_
             box = FaceBox(0, 0, size, size, landmarks=crop_points(rgb))
             with torch.inference_mode():
                 points = face_mesh(rgb, box, face_mesh_model, refine=True).astype(np.float64)
-            moved = warp_face(rgb, points[:, :2], target_points(points, target)).image
+            moved = warp_face(rgb, points[:, :2], target_points(points, target), mouth=mouth).image
             edited.append(moved[..., :1] if channels == 1 else moved)
         tensor = torch.from_numpy(np.stack(edited).astype(np.float32) / 127.5 - 1.0).permute(0, 3, 1, 2)
         return tensor.to(x.device)
@@ -172,7 +175,7 @@ def average_method(model, checkpoint: str, channels: int = 1) -> Method:
                   edit=aligned_edit(edit_face, channels))
 
 
-def mesh_motion_method(model, checkpoint: str, face_mesh_model: Any, channels: int = 1) -> Method:
+def mesh_motion_method(model, checkpoint: str, face_mesh_model: Any, channels: int = 1, mouth: Any = None) -> Method:
     """The mesh-motion baseline on the held-out crops (see :func:`mesh_edit`), edited as from an unknown source."""
     names = tuple(model.config.expressions)
 
@@ -180,7 +183,8 @@ def mesh_motion_method(model, checkpoint: str, face_mesh_model: Any, channels: i
         return model.target_points(points, source_for(None, target, names), target)
 
     return Method("mesh", "mesh", checkpoint, model, MESH_CROP, channels, names,
-                  edit=mesh_edit(target_points, face_mesh_model, channels), extra_models={"face_mesh": face_mesh_model})
+                  edit=mesh_edit(target_points, face_mesh_model, channels, mouth),
+                  extra_models={"face_mesh": face_mesh_model})
 
 
 def nst_method(extractor, checkpoint: str, steps: int, resolution: int = 128,
@@ -243,13 +247,15 @@ WRAPPERS: dict[str, Callable[..., list[Method]]] = {
     # Each CycleGAN covers its own two domains: every one is evaluated.
     "cyclegan": lambda paths, load, settings: [
         cyclegan_method(load(path), path.name, "cyclegan" if len(paths) == 1 else f"cyclegan:{path.name}",
-                        face_mesh_model=settings["face_mesh"]()) for path in paths],
+                        face_mesh_model=settings["face_mesh"](), mouth=settings["mouth"]()) for path in paths],
     "sagan": lambda paths, load, settings: [sagan_method(load(paths[0]), paths[0].name,
-                                                         face_mesh_model=settings["face_mesh"]())],
+                                                         face_mesh_model=settings["face_mesh"](),
+                                                         mouth=settings["mouth"]())],
     "nst": lambda paths, load, settings: [nst_method(load(paths[0]), paths[0].name, settings["nst_steps"],
                                                      settings["nst_resolution"])],
     "average": lambda paths, load, settings: [average_method(load(paths[0]), paths[0].name)],
-    "mesh": lambda paths, load, settings: [mesh_motion_method(load(paths[0]), paths[0].name, settings["face_mesh"]())],
+    "mesh": lambda paths, load, settings: [mesh_motion_method(load(paths[0]), paths[0].name, settings["face_mesh"](),
+                                                              mouth=settings["mouth"]())],
 }
 
 
@@ -271,8 +277,14 @@ def load_models(models_dir: Path, methods: tuple[str, ...], device: torch.device
             meshers["face_mesh"] = loader("face_mesh")(found["face_mesh"][0])
         return meshers.get("face_mesh")
 
+    def mouth_model():  # the mouth exemplars, where present (the mesh methods use them as the editor does)
+        if "mouth_exemplars" not in meshers and found.get("mouth_exemplars"):
+            meshers["mouth_exemplars"] = loader("mouth_exemplars")(found["mouth_exemplars"][0])
+        return meshers.get("mouth_exemplars")
+
     meshers: dict[str, Any] = {}
-    settings = {"nst_steps": nst_steps, "nst_resolution": nst_resolution, "face_mesh": face_mesh_model}
+    settings = {"nst_steps": nst_steps, "nst_resolution": nst_resolution, "face_mesh": face_mesh_model,
+                "mouth": mouth_model}
     editors: list[Method] = []
     for name, method in EDITING_METHODS.items():  # the registry's order, whatever the order asked for
         paths = found.get(method.component, [])

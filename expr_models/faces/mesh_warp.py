@@ -17,6 +17,7 @@ better. Where the lips close over teeth the map needs no help: every output pixe
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import cv2
 import numpy as np
@@ -161,16 +162,21 @@ def backward_map(shape: tuple[int, int], source: np.ndarray, target: np.ndarray,
     return map_x, map_y, index >= 0, box
 
 
+# (image, gap alpha, input crop, source points, target points) -> the image with the new gap filled (in place)
+MouthFill = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+
+
 def warp_crop(crop: np.ndarray, source: np.ndarray, target: np.ndarray, inner_lips: np.ndarray | None = None,
               ring_scale: float = 1.2, feather: float = 1.5, triangles: np.ndarray | None = None,
-              boundary: np.ndarray | None = None) -> WarpResult:
+              boundary: np.ndarray | None = None, fill: MouthFill | None = None) -> WarpResult:
     """Move ``crop``'s ``source`` points (N x 2 or N x 3, crop pixels) to ``target``, sampling the crop once.
 
     ``inner_lips``: the indices of the inner-lip contour in order around the mouth; with them, pixels inside the
     target's inner lips that would sample from outside the source's inner lips (lip stretched over a newly opened
     gap) get a dark mouth cavity, feathered over ``feather`` pixels inside the gap's edge. ``triangles`` and
     ``boundary``: the mesh's own triangles and outer contour (see :func:`backward_map`; :func:`warp_face` passes
-    MediaPipe's); without them the points are Delaunay-triangulated.
+    MediaPipe's); without them the points are Delaunay-triangulated. ``fill``: what goes into the new gap instead
+    of the dark cavity (e.g. a real mouth's interior, :func:`exemplar_fill`).
     """
     crop = np.asarray(crop)
     if crop.dtype != np.uint8 or crop.ndim not in (2, 3):
@@ -202,8 +208,10 @@ def warp_crop(crop: np.ndarray, source: np.ndarray, target: np.ndarray, inner_li
                           feather)
         if gap_box is not None:
             gap = gap_box
-            colour = cavity_colour(crop, source[inner_lips])
-            out = mouth_cavity(out, gap, colour, target[inner_lips])
+            if fill is not None:
+                out = fill(out, gap, crop, source, target)
+            else:
+                out = mouth_cavity(out, gap, cavity_colour(crop, source[inner_lips]), target[inner_lips])
     box = (x0, y0, x1, y1)  # the moving triangles' bounds
     if gap is not None:
         gx0, gy0, gx1, gy1 = _window(crop.shape[:2], target[inner_lips], margin=1)
@@ -211,14 +219,38 @@ def warp_crop(crop: np.ndarray, source: np.ndarray, target: np.ndarray, inner_li
     return WarpResult(out, box, gap)
 
 
-def warp_face(crop: np.ndarray, source: np.ndarray, target: np.ndarray, **options) -> WarpResult:
+def warp_face(crop: np.ndarray, source: np.ndarray, target: np.ndarray, mouth=None, **options) -> WarpResult:
     """:func:`warp_crop` for MediaPipe Face Mesh points (468): its triangles (with the mouth and eye strips), its face
-    oval as the boundary to the anchor ring, its inner lips for the mouth."""
+    oval as the boundary to the anchor ring, its inner lips for the mouth. ``mouth``: a bank of open mouths (anything
+    with ``closest(inner_lips) -> mouth_fill.Exemplar | None``, e.g. ``MouthExemplarsModel``) whose nearest
+    interior fills a newly opened mouth of a colour crop (:func:`exemplar_fill`); without it, the dark cavity."""
     from .mesh_topology import EYE_TRIANGLES, FACE_OVAL, LIPS_INNER, MOUTH_TRIANGLES, TRIANGLES
 
+    if mouth is not None and np.asarray(crop).ndim == 3:
+        options["fill"] = exemplar_fill(mouth)
     return warp_crop(crop, source, target, inner_lips=np.array(LIPS_INNER),
                      triangles=np.array(TRIANGLES + MOUTH_TRIANGLES + EYE_TRIANGLES), boundary=np.array(FACE_OVAL),
                      **options)
+
+
+def exemplar_fill(mouth) -> MouthFill:
+    """The fill that warps ``mouth.closest(target inner lips)`` into the new gap, relit to the source's lips (the
+    dark cavity where it has none close enough)."""
+    from .mesh_topology import LIPS_INNER, LIPS_OUTER
+    from .mouth_fill import fill_mouth, region_mean
+
+    def fill(image, gap, crop, source, target):
+        inner, outer = list(LIPS_INNER), list(LIPS_OUTER)
+        x0, y0, x1, y1 = _window(crop.shape[:2], source[outer], target[outer])
+        window = crop[y0:y1, x0:x1, :3].astype(np.int16)
+        grey = not np.abs(np.diff(window, axis=2)).any()  # a grey photo in RGB gets grey teeth
+        exemplar = mouth.closest(target[inner])
+        if exemplar is None:  # no stored mouth has this shape: the dark cavity
+            return mouth_cavity(image, gap, cavity_colour(crop, source[inner]), target[inner])
+        person_lips = region_mean(crop[..., :3], source[outer], source[inner])
+        return fill_mouth(image, gap, target[inner], exemplar, person_lips, grey=grey)
+
+    return fill
 
 
 # ---------------------------------------------------------------------------------------------------------------------

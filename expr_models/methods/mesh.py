@@ -23,7 +23,7 @@ from ..models.mesh_motion import CONTROLS
 from .base import EditingMethod, Editor, FaceToEdit
 
 MAX_INTENSITY = 1.5  # past 1 for users who want more than the real expression's amplitude
-CLOSED_MOUTH_TARGETS = ("happy",)  # smiles show teeth where they open, which a warp cannot draw
+CLOSED_MOUTH_TARGETS = ("happy",)  # smiles show teeth where they open: without a mouth filler they stay closed
 
 # (face mesh in crop pixels, 468 x 3) -> where its points go (468 x 2, crop pixels)
 MeshMotion = Callable[[np.ndarray], np.ndarray]
@@ -83,15 +83,17 @@ def whole_crop(face: FaceToEdit) -> np.ndarray:
 
 
 def mesh_warp_edit(editor: Editor, face: FaceToEdit, motion: MeshMotion) -> np.ndarray:
-    """Move the face's mesh by ``motion`` and warp the crop's own pixels there once. For a smile the lips part no
-    further than they were unless the user asks for it (``mouth_open`` > 0): a mouth the warp opens has no teeth to
-    show, only a dark cavity, which reads as a gasp rather than a smile. Where the real expression drops the jaw
-    (surprise, fear, ...) the mouth opens onto the dark cavity: held shut, the lips would stretch over the gap."""
+    """Move the face's mesh by ``motion`` and warp the crop's own pixels there once. A newly opened mouth gets a
+    real mouth's interior from the mouth exemplars (teeth, relit to the person) where they are present. Without
+    them it could only get a dark cavity, which reads as a gasp rather than a smile: a smile then keeps the lips
+    together unless the user asks (``mouth_open`` > 0). Where the real expression drops the jaw (surprise, fear)
+    the mouth opens either way: held shut, the lips would stretch over the gap."""
     points = crop_mesh(editor, face)
     target = motion(points)
-    if face.target in CLOSED_MOUTH_TARGETS and face.controls.get("mouth_open", 0.0) <= 0:
+    mouth = editor.model("mouth_exemplars") if editor.has("mouth_exemplars") else None
+    if mouth is None and face.target in CLOSED_MOUTH_TARGETS and face.controls.get("mouth_open", 0.0) <= 0:
         target = keep_lips_closed(points, target)
-    return warp_face(face.crop, points[:, :2], target).image
+    return warp_face(face.crop, points[:, :2], target, mouth=mouth).image
 
 
 def control_motion(editor: Editor, points: np.ndarray, controls: Mapping[str, float]) -> np.ndarray:

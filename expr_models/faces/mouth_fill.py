@@ -1,0 +1,205 @@
+"""A newly opened mouth filled with a real open mouth's interior (teeth, gums, cavity), warped and relit.
+
+    frame = to_mouth_frame(photo, inner_lips)                 # 48 x 128 interior in the fixed template polygon
+    shape = lip_shape(inner_lips)                             # 20 x 2, normalised by the mouth's width
+    image = fill_mouth(image, gap, target_lips, exemplar, person)   # blended where ``gap`` > 0
+
+The mouth frame: the 20 inner-lip points (``mesh_topology.LIPS_INNER``: 11 upper from corner to corner, then 9 lower
+back) go to a fixed template polygon, and the quads between facing upper and lower points (two triangles each, as
+MediaPipe's mouth strip) are mapped piecewise-affinely. The same strip maps a stored interior into any target
+polygon, point for point, so an exemplar's teeth follow the target's corners and lip line.
+
+Relighting (:func:`relight`): the exemplar's interior is scaled by the person's lip luminance over the exemplar's own,
+a gain clipped to a moderate range, and its highlights are compressed so that teeth never burn out to pure white;
+near the lips it is tinted toward the person's lip colour (the lip's inner edge, in shadow).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+FRAME_WIDTH = 128  # about a London smile's inner-lip width (103-140 px in the 1024 px photos): teeth stay sharp
+FRAME_HEIGHT = 48
+UPPER = 11  # inner-lip points from corner to corner along the upper lip; the lower lip's 9 follow, back
+GAIN_RANGE = (0.7, 1.25)  # how far the exemplar's brightness may be scaled toward the person's
+HIGHLIGHT_KNEE = 200.0    # above it, values are compressed toward HIGHLIGHT_MAX (no pure-white teeth)
+HIGHLIGHT_MAX = 235.0
+SHADE = 0.3               # how much darker the fill is at the lip line than in the middle
+
+
+def _strip() -> np.ndarray:
+    """Triangles (indices into the 20-point polygon) between facing upper and lower points."""
+    upper = list(range(UPPER))
+    lower = [0] + list(range(2 * UPPER - 3, UPPER - 1, -1)) + [UPPER - 1]  # 0, 19, 18, ..., 11, 10
+    triangles = []
+    for k in range(UPPER - 1):
+        a, b, c, d = upper[k], upper[k + 1], lower[k], lower[k + 1]
+        for tri in ((a, b, d), (a, d, c)):
+            if len(set(tri)) == 3:
+                triangles.append(tri)
+    return np.array(triangles)
+
+
+STRIP = _strip()
+
+
+def template_polygon(width: int = FRAME_WIDTH, height: int = FRAME_HEIGHT) -> np.ndarray:
+    """The fixed polygon (20 x 2, frame pixels) the inner lips are mapped onto: corners at mid-height, the upper and
+    lower points at the same ``x`` on a half-ellipse each."""
+    t = np.linspace(0.0, 1.0, UPPER)
+    x = 1.0 + (width - 3.0) * t
+    bulge = (height / 2 - 1.0) * np.sin(np.pi * t)
+    upper = np.stack([x, height / 2 - bulge], 1)
+    lower = np.stack([x, height / 2 + bulge], 1)[1:-1][::-1]
+    return np.concatenate([upper, lower])
+
+
+TEMPLATE = template_polygon()
+
+
+def piecewise_affine(image: np.ndarray, source: np.ndarray, target: np.ndarray, shape: tuple[int, int],
+                     offset: tuple[float, float] = (0.0, 0.0), interpolation: int = cv2.INTER_LINEAR
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """``image`` sampled so that its ``source`` polygon (20 x 2) lands on ``target`` (in an output of ``shape``,
+    whose pixel (0, 0) is ``offset`` in the target's coordinates), strip triangle by strip triangle. Returns the
+    output and the mask of pixels a triangle covers (the rest sample the nearest border)."""
+    height, width = shape
+    target = np.asarray(target, np.float64) - offset
+    source = np.asarray(source, np.float64)
+    index = np.full(shape, -1, np.int32)
+    table = []
+    for k, tri in enumerate(STRIP):
+        t = np.concatenate([target[tri], np.ones((3, 1))], 1)
+        if abs(np.linalg.det(t)) < 1e-6:
+            table.append(np.zeros((3, 2)))
+            continue
+        table.append(np.linalg.solve(t, source[tri]))
+        cv2.fillPoly(index, [np.round(target[tri] * 16).astype(np.int32)], k, lineType=cv2.LINE_8, shift=4)
+    covered = index >= 0
+    if covered.any() and not covered.all():
+        # Pixels just outside the polygon take the nearest covered pixel's triangle (a pixel or two at the rim).
+        _, labels = cv2.distanceTransformWithLabels((~covered).astype(np.uint8), cv2.DIST_L2, 3,
+                                                    labelType=cv2.DIST_LABEL_PIXEL)
+        ys, xs = np.nonzero(covered)
+        nearest = np.zeros(labels.max() + 1, np.int32)
+        nearest[labels[ys, xs]] = index[ys, xs]
+        index = nearest[labels]
+    rows = np.asarray(table).reshape(-1, 6)[np.maximum(index, 0)]
+    xs = np.arange(width, dtype=np.float64)[None, :]
+    ys = np.arange(height, dtype=np.float64)[:, None]
+    map_x = (xs * rows[..., 0] + ys * rows[..., 2] + rows[..., 4]).astype(np.float32)
+    map_y = (xs * rows[..., 1] + ys * rows[..., 3] + rows[..., 5]).astype(np.float32)
+    out = cv2.remap(image, map_x, map_y, interpolation, borderMode=cv2.BORDER_REPLICATE)
+    return out, covered
+
+
+def inset(inner_lips: np.ndarray, amount: float) -> np.ndarray:
+    """``inner_lips`` (20 x 2) with each upper point and its facing lower point moved toward each other by
+    ``amount`` of their distance (the mesh's inner-lip line often lies a little on the lip)."""
+    lips = np.asarray(inner_lips, np.float64)[:, :2].copy()
+    upper = np.arange(1, UPPER - 1)
+    lower = 2 * UPPER - 2 - upper  # upper k faces polygon point 20 - k
+    step = (lips[lower] - lips[upper]) * amount
+    lips[upper] += step
+    lips[lower] -= step
+    return lips
+
+
+def to_mouth_frame(photo: np.ndarray, inner_lips: np.ndarray, amount: float = 0.1) -> np.ndarray:
+    """The open mouth's interior inside ``inner_lips`` (20 x 2, photo pixels; inset by ``amount``, see
+    :func:`inset`) in the mouth frame (48 x 128 x 3)."""
+    return piecewise_affine(photo, inset(inner_lips, amount), TEMPLATE, (FRAME_HEIGHT, FRAME_WIDTH))[0]
+
+
+def teeth_contrast(interior: np.ndarray, lip_colour: np.ndarray) -> float:
+    """The 75th percentile luminance of the frame's middle (half its width, a third of its height) over the lips':
+    about 1.5 or more where teeth show, about 1 for lips or a dark cavity."""
+    h, w = interior.shape[:2]
+    middle = luminance(interior[h // 3:2 * h // 3, w // 4:3 * w // 4])
+    return float(np.percentile(middle, 75) / max(float(luminance(lip_colour)), 1.0))
+
+
+def lip_shape(inner_lips: np.ndarray) -> np.ndarray:
+    """The inner-lip polygon (20 x 2) in the mouth's own frame: inner corners at (-0.5, 0) and (0.5, 0)."""
+    lips = np.asarray(inner_lips, np.float64)[:, :2]
+    left, right = lips[0], lips[UPPER - 1]
+    along = right - left
+    width = max(float(np.linalg.norm(along)), 1e-6)
+    along /= width
+    down = np.array([-along[1], along[0]])
+    centred = lips - (left + right) / 2
+    return np.stack([centred @ along, centred @ down], 1) / width
+
+
+def region_mean(photo: np.ndarray, outer: np.ndarray, inner: np.ndarray | None = None) -> np.ndarray:
+    """The mean colour (float32, C) inside polygon ``outer`` less polygon ``inner``."""
+    points = np.concatenate([outer] + ([inner] if inner is not None else []))[:, :2]
+    x0, y0 = np.maximum(np.floor(points.min(0)).astype(int) - 1, 0)
+    x1, y1 = np.minimum(np.ceil(points.max(0)).astype(int) + 2, [photo.shape[1], photo.shape[0]])
+    window = photo[y0:y1, x0:x1].reshape(y1 - y0, x1 - x0, -1)
+    mask = np.zeros(window.shape[:2], np.uint8)
+    cv2.fillPoly(mask, [np.round((outer[:, :2] - [x0, y0]) * 16).astype(np.int32)], 1, shift=4)
+    if inner is not None:
+        cv2.fillPoly(mask, [np.round((inner[:, :2] - [x0, y0]) * 16).astype(np.int32)], 0, shift=4)
+    pixels = window[mask > 0].astype(np.float32)
+    return pixels.mean(0) if len(pixels) else window.reshape(-1, window.shape[2]).astype(np.float32).mean(0)
+
+
+def luminance(rgb: np.ndarray) -> np.ndarray:
+    rgb = np.asarray(rgb, np.float32)
+    return rgb[..., 0] * 0.299 + rgb[..., 1] * 0.587 + rgb[..., 2] * 0.114
+
+
+@dataclass
+class Exemplar:
+    """One stored open mouth: its interior in the mouth frame (48 x 128 x 3 uint8) and its lips' mean colour."""
+
+    interior: np.ndarray
+    lip_colour: np.ndarray  # RGB float32
+
+
+def relight(interior: np.ndarray, exemplar_lips: np.ndarray, person_lips: np.ndarray) -> np.ndarray:
+    """``interior`` (float32 RGB) scaled by the person's lip luminance over the exemplar's (clipped to
+    ``GAIN_RANGE``), highlights above ``HIGHLIGHT_KNEE`` compressed toward ``HIGHLIGHT_MAX``."""
+    gain = float(np.clip(luminance(person_lips) / max(float(luminance(exemplar_lips)), 1.0), *GAIN_RANGE))
+    lit = interior * gain
+    room = HIGHLIGHT_MAX - HIGHLIGHT_KNEE
+    over = np.maximum(lit - HIGHLIGHT_KNEE, 0.0)
+    return np.where(lit > HIGHLIGHT_KNEE, HIGHLIGHT_KNEE + room * (1.0 - np.exp(-over / room)), lit)
+
+
+def fill_mouth(image: np.ndarray, gap: np.ndarray, target_lips: np.ndarray, exemplar: Exemplar,
+               person_lips: np.ndarray, edge: float = 0.18, grey: bool = False) -> np.ndarray:
+    """Blend the exemplar's relit interior, warped into ``target_lips`` (20 x 2, image pixels), into ``image`` (in
+    place, H x W x 3 uint8) with alpha ``gap``; pixels where ``gap`` is 0 keep their bytes. Within ``edge`` of the
+    mouth's height from the lips the fill takes the person's lip colour's hue (the exemplar's lips may differ) and
+    darkens by up to ``SHADE``.
+    ``grey``: the fill is made grey (its luminance in every channel), for a grey photo."""
+    lips = np.asarray(target_lips, np.float64)[:, :2]
+    ys, xs = np.nonzero(gap > 0)
+    if not len(ys) or image.ndim != 3:
+        return image
+    y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+    # Cubic: the stored frame is usually enlarged a little, and the teeth's edges should stay crisp.
+    warped, _ = piecewise_affine(exemplar.interior, TEMPLATE, lips, (y1 - y0, x1 - x0), (x0, y0), cv2.INTER_CUBIC)
+    fill = relight(warped.astype(np.float32), exemplar.lip_colour, person_lips)
+    # Tint toward the person's lips near the lip line: the exemplar's colour ratio swapped for the person's.
+    mask = np.zeros((y1 - y0, x1 - x0), np.uint8)
+    cv2.fillPoly(mask, [np.round((lips - [x0, y0]) * 16).astype(np.int32)], 1, shift=4)
+    distance = cv2.distanceTransform(np.pad(mask, 1), cv2.DIST_L2, 3)[1:-1, 1:-1]
+    height = max(float(np.ptp(lip_shape(lips)[:, 1])) * float(np.linalg.norm(lips[UPPER - 1] - lips[0])), 2.0)
+    near = np.exp(-distance / max(edge * height, 0.5))[..., None]
+    ratio = (np.maximum(person_lips, 1.0) / max(float(luminance(person_lips)), 1.0)) / \
+        (np.maximum(exemplar.lip_colour, 1.0) / max(float(luminance(exemplar.lip_colour)), 1.0))
+    # ... and is shaded there (the lips and cheeks hide the light from the mouth's rim and corners).
+    fill = fill * (1.0 - near * (1.0 - ratio[None, None, :])) * (1.0 - SHADE * near)
+    if grey:
+        fill = np.repeat(luminance(fill)[..., None], 3, axis=2)
+    a = gap[y0:y1, x0:x1][..., None]
+    region = image[y0:y1, x0:x1]
+    blended = np.clip(np.round(region * (1.0 - a) + fill * a), 0, 255).astype(np.uint8)
+    np.copyto(region, blended, where=a > 0)
+    return image

@@ -1,0 +1,122 @@
+"""The mouth exemplars: the committed bank loads, and a newly opened mouth gets a real mouth's interior (teeth at the
+top, brighter than the dark cavity, never blown out) only where the gap is."""
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from expr_models.components import COMPONENT_BY_MODEL_TYPE, model_class
+from expr_models.faces.mesh_topology import LIPS_INNER, LIPS_OUTER
+from expr_models.faces.mesh_warp import warp_face
+from expr_models.faces.mouth_fill import (HIGHLIGHT_MAX, TEMPLATE, inset, lip_shape, luminance, relight,
+                                          to_mouth_frame)
+
+BANK = Path("checkpoints/mouth_exemplars")
+SIZE = 400
+
+
+@pytest.fixture(scope="module")
+def bank():
+    return model_class("mouth_exemplars").from_pretrained(BANK)
+
+
+@pytest.fixture(scope="module")
+def mesh_motion():
+    return model_class("mesh_motion").from_pretrained("checkpoints/mesh_motion")
+
+
+def _face(mesh_motion) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A closed mouth on textured skin (the mean mesh, eye distance 130 px), and where a broad smile moves it."""
+    mean = mesh_motion.mean_mesh.detach().numpy().astype(np.float64)
+    points = mean * 130 + [200, 190, 0]
+    target = mesh_motion.target_points(points, "neutral", "happy", 1.5)
+    rng = np.random.default_rng(0)
+    skin = np.array([190, 140, 115], np.float32) + rng.normal(0, 12, (SIZE, SIZE, 1)).astype(np.float32)
+    photo = np.clip(skin, 0, 255).astype(np.uint8)
+    cv2.fillPoly(photo, [np.round(points[list(LIPS_OUTER), :2]).astype(np.int32)], (165, 70, 80))
+    cv2.polylines(photo, [np.round(points[list(LIPS_INNER), :2]).astype(np.int32)], True, (50, 15, 20), 2)
+    return cv2.GaussianBlur(photo, (0, 0), 1.0), points, target
+
+
+def test_the_bank_loads_small_and_attributed(bank):
+    assert COMPONENT_BY_MODEL_TYPE["expr-mouth-exemplars"] == "mouth_exemplars"
+    n = bank.config.num_exemplars
+    assert n >= 10 and len(bank.config.subjects) == n and min(bank.config.gaps) > 0.05
+    interiors = bank.interiors.detach().float().numpy()
+    assert interiors.shape == (n, 48, 128, 3) and interiors.min() >= 0 and interiors.max() <= 255
+    assert np.array_equal(interiors, np.round(interiors))  # whole 0..255 values, exact in float16
+    assert sum(f.stat().st_size for f in BANK.iterdir()) < 2 * 2 ** 20
+    assert "doi:10.6084/m9.figshare.5047666.v5" in (BANK / "README.md").read_text()
+    # The teeth are in the middle of each interior: brighter than its lips.
+    middle = luminance(interiors[:, 16:32, 32:96]).mean((1, 2))
+    assert (middle > luminance(bank.lip_colours.detach().numpy())).all()
+
+
+def test_retrieval_picks_the_nearest_shape(bank):
+    shapes = bank.shapes.detach().double().numpy()
+    for index in (0, len(shapes) - 1):
+        lips = shapes[index] * 120 + [300, 200]  # any scale and place: the shape is normalised
+        assert np.array_equal(bank.closest(lips).interior, bank.exemplar(index).interior)
+
+
+def test_the_mouth_frame_round_trips_a_polygon():
+    lips = TEMPLATE * [1.5, 1.0] + [20, 30]
+    photo = np.zeros((120, 250, 3), np.uint8)
+    photo[:, :, 0] = np.arange(250)[None, :]
+    frame = to_mouth_frame(photo, lips, amount=0.0)
+    assert np.abs(frame[:, :, 0].astype(float) - (np.arange(128) * 1.5 + 20)).max() < 1.5
+    assert np.allclose(lip_shape(lips), lip_shape(TEMPLATE * [1.5, 1.0]))
+    assert np.allclose(inset(lips, 0.0), lips) and not np.allclose(inset(lips, 0.1), lips)
+
+
+def test_relight_clips_the_gain_and_never_burns_out():
+    interior = np.full((4, 4, 3), 250.0, np.float32)
+    lit = relight(interior, np.array([80.0, 60, 60]), np.array([250.0, 250, 250]))  # far brighter lips
+    assert lit.max() < HIGHLIGHT_MAX
+    dark = relight(np.full((4, 4, 3), 100.0, np.float32), np.array([160.0, 100, 100]), np.array([20.0, 10, 10]))
+    assert dark.min() >= 0.7 * 100 - 1e-3  # the gain stops at 0.7 however dark the person's lips
+
+
+def test_a_new_gap_gets_teeth_only_inside_it(bank, mesh_motion):
+    photo, points, target = _face(mesh_motion)
+    cavity = warp_face(photo, points[:, :2], target)
+    filled = warp_face(photo, points[:, :2], target, mouth=bank)
+    assert cavity.gap is not None and np.array_equal(cavity.gap, filled.gap)
+    outside = cavity.gap <= 0
+    assert np.array_equal(filled.image[outside], cavity.image[outside])
+    core = cavity.gap >= 1
+    rows = np.nonzero(core.any(1))[0]
+    top = core & (np.arange(SIZE)[:, None] < rows.min() + (rows.max() - rows.min()) / 2)
+    lum_filled, lum_cavity = luminance(filled.image), luminance(cavity.image)
+    assert lum_filled[core].std() > 2 * lum_cavity[core].std() + 5  # not flat
+    assert lum_filled[top].mean() > lum_cavity[top].mean() + 60  # teeth at the top, not a dark slot
+    assert filled.image[core].max() < 250  # no pure-white teeth
+
+
+def test_no_new_gap_means_identical_bytes(bank, mesh_motion):
+    photo, points, target = _face(mesh_motion)
+    smile = mesh_motion.target_points(points, "neutral", "happy", 0.3)
+    for moved in (points[:, :2].copy(), smile):
+        plain = warp_face(photo, points[:, :2], moved)
+        if plain.gap is None:
+            assert warp_face(photo, points[:, :2], moved, mouth=bank).image.tobytes() == plain.image.tobytes()
+    assert warp_face(photo, points[:, :2], points[:, :2].copy(), mouth=bank).image.tobytes() == photo.tobytes()
+
+
+def test_a_grey_photo_gets_a_grey_fill(bank, mesh_motion):
+    photo, points, target = _face(mesh_motion)
+    grey = np.repeat(cv2.cvtColor(photo, cv2.COLOR_RGB2GRAY)[..., None], 3, axis=2)
+    filled = warp_face(grey, points[:, :2], target, mouth=bank).image
+    assert not np.diff(filled.astype(int), axis=2).any()
+
+
+def test_a_round_open_mouth_keeps_the_dark_cavity(bank, mesh_motion):
+    """No smile's teeth in a mouth no exemplar is shaped like (mouth_open=+1 parts the lips by 0.3 eye distances)."""
+    photo, points, _ = _face(mesh_motion)
+    target = mesh_motion.target_points(points, "neutral", "neutral", 0.0, {"mouth_open": 1.0})
+    assert bank.closest(target[list(LIPS_INNER)]) is None
+    cavity = warp_face(photo, points[:, :2], target)
+    assert cavity.gap is not None
+    assert warp_face(photo, points[:, :2], target, mouth=bank).image.tobytes() == cavity.image.tobytes()
