@@ -44,6 +44,7 @@ PIPELINE_TAGS = {
     "expr-style-features": "image-feature-extraction",
     "expr-face-mesh": "keypoint-detection",
     "expr-mesh-motion": "image-to-image",  # it drives an image edit (points -> a warp of the photo)
+    "expr-mouth-exemplars": "image-to-image",  # mouth interiors filled into edited photos
 }
 # The evaluation data sets, by the name ``evaluate`` gives them (the ``--data`` folder's name).
 EVAL_DATASETS = {
