@@ -214,8 +214,9 @@ def worker(args) -> dict:
 
 def time_generator(editor, method: str, repeats: int) -> dict | None:
     """The model alone, as the editor runs it (its precision and threads, inference mode): one face tensor at the
-    model's resolution through ``generate``."""
-    if method not in ("cyclegan", "sagan"):
+    model's resolution through ``generate``; a mesh generator (which moves a face's mesh, not pixels) is not timed
+    here, its cost is the face mesh and the warp, which the edit's own time counts."""
+    if method not in ("cyclegan", "sagan") or editor.store.config(method).generator_type == "mesh":
         return None
     if method == "cyclegan":
         from expr_models.methods.cyclegan import checkpoint_for
