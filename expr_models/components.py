@@ -9,6 +9,7 @@ from .average_edit import AverageEditConfig, AverageEditModel
 from .classifier import ExpressionClassifier, ExpressionClassifierConfig
 from .cyclegan import CycleGANConfig, CycleGANModel
 from .sagan import SAGANConfig, SAGANModel
+from .second_reader import SecondReader, SecondReaderConfig
 from .segmenter import FaceSegmenter, FaceSegmenterConfig
 from .style_transfer import StyleFeatureConfig, StyleFeatureExtractor
 
@@ -20,6 +21,7 @@ COMPONENTS: dict[str, tuple[type, type]] = {
     "segmenter": (FaceSegmenterConfig, FaceSegmenter),
     "style_features": (StyleFeatureConfig, StyleFeatureExtractor),
     "average": (AverageEditConfig, AverageEditModel),
+    "second_reader": (SecondReaderConfig, SecondReader),  # the evaluation's independent reader
 }
 
 # model_type in a checkpoint's config.json -> the component it is.
