@@ -95,9 +95,10 @@ def resnet_body(config: ExpressionClassifierConfig) -> nn.Sequential:
 class ExpressionClassifier(ExprPreTrainedModel):
     config_class = ExpressionClassifierConfig
     card_summary = (
-        "A small VGG-style CNN that classifies the expression of a grayscale face crop (`N x 1 x 64 x 64` in [-1, 1]) "
-        "into angry, disgust, fear, happy, neutral, sad or surprise. expr_models uses it to measure whether an edit "
-        "reached its target expression."
+        "A small CNN (VGG-style or residual: `architecture` in the configuration) that classifies the expression of a "
+        "grayscale face crop (`N x 1 x resolution x resolution` in [-1, 1]) into angry, disgust, fear, happy, neutral, "
+        "sad or surprise. expr_models uses it to measure whether an edit reached its target expression, and the Space "
+        "shows its calibrated probabilities."
     )
 
     def __init__(self, config: ExpressionClassifierConfig):
