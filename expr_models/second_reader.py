@@ -38,7 +38,7 @@ class SecondReaderConfig(PreTrainedConfig):
         class_names: the expressions, in the order of the logits.
     """
 
-    model_type = "fer-reader"
+    model_type = "expr-fer-reader"
 
     resolution: int = 48
     in_channels: int = 1
