@@ -6,7 +6,8 @@
 Reads ``../shared/data`` at run time only (skips cleanly without it); the JSON holds numbers, no image or file name.
 The faces are the project's held-out test split (``train.classifier_data.collect``, seed 0): FER2013's test split
 (7,178 faces), CK+'s test subjects, and the JAFFE, FEI and London Set test people cut as the editor cuts them (default
-detector, ``FaceImageProcessor``, luminance). Each reader gets them at its own resolution.
+detector, ``FaceImageProcessor``, luminance), each cut at the reader's own resolution (FER2013's own 48x48 pixels for a
+48 px reader).
 
 Per reader: accuracy and per-class recall on FER2013 test and on every held-out face; happy vs neutral on the FEI and
 London test photos (the larger of the two probabilities decides); expected calibration error (15 bins) on every
@@ -88,8 +89,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--readers", type=Path, nargs="+",
                         default=[bu.REPO_ROOT / "checkpoints/classifier", bu.REPO_ROOT / "checkpoints/second_reader"])
     parser.add_argument("--data", type=Path, default=bu.SHARED_DATA)
-    parser.add_argument("--face-resolution", type=int, default=96,
-                        help="the faces are cut at this side, then area-resized to each reader's resolution")
     parser.add_argument("--crop-fractions", type=float, nargs="*", default=[])
     parser.add_argument("--threads", type=int, default=2, help="torch threads for the per-face time")
     parser.add_argument("--output", type=Path, default=None)
@@ -105,14 +104,17 @@ def main(argv: list[str] | None = None) -> int:
     from expr_models.readings import probabilities
 
     torch.set_num_threads(1)
-    faces = load_faces(args.data, args.face_resolution)
-    images = torch.from_numpy(faces["images"]).float()[:, None] / 127.5 - 1.0
-    photos = torch.as_tensor(np.isin(faces["sources"], PHOTO_SOURCES))
-    result = {"machine": bu.machine(), "faces": {s: int((faces["sources"] == s).sum())
-                                                 for s in sorted(set(faces["sources"].tolist()))}, "readers": {}}
+    cut: dict[int, dict] = {}  # resolution -> the faces cut at it
+    result = {"machine": bu.machine(), "readers": {}}
     for folder in args.readers:
         reader = AutoModel.from_pretrained(folder).eval()
         config = reader.config
+        if config.resolution not in cut:
+            cut[config.resolution] = load_faces(args.data, config.resolution)
+        faces = cut[config.resolution]
+        result["faces"] = {s: int((faces["sources"] == s).sum()) for s in sorted(set(faces["sources"].tolist()))}
+        images = torch.from_numpy(faces["images"]).float()[:, None] / 127.5 - 1.0
+        photos = torch.as_tensor(np.isin(faces["sources"], PHOTO_SOURCES))
         row = summarise(probabilities(reader, images), faces["labels"], faces["sources"])
         row["config"] = {k: getattr(config, k, None) for k in ("model_type", "resolution", "in_channels",
                                                                "temperature", "flip_average")}
