@@ -96,7 +96,8 @@ class SecondReader(ExprPreTrainedModel):
             init.ones_(module.weight)
             init.zeros_(module.bias)
 
-    def forward(self, pixel_values: torch.Tensor, labels: torch.Tensor | None = None, **kwargs) -> ImageClassifierOutput:
+    def forward(self, pixel_values: torch.Tensor, labels: torch.Tensor | None = None,
+                **kwargs) -> ImageClassifierOutput:
         """Logits for ``N x 1 x 48 x 48`` faces in [-1, 1] (other sizes: :func:`expr_models.metrics.match_input`)."""
         x = self.conv_4(self.conv_3(self.conv_2(self.conv_1(pixel_values))))
         logits = self.linear(x.flatten(1))

@@ -104,7 +104,8 @@ def collect(data_root: Path, resolution: int, seed: int = 0, genki_limit: int | 
 
     london = data_root / "london"
     if london.is_dir():
-        people = {m["subject"]: p for p in sorted((london / "neutral").iterdir()) if (m := LONDON_NEUTRAL.match(p.name))}
+        people = {m["subject"]: p for p in sorted((london / "neutral").iterdir())
+                  if (m := LONDON_NEUTRAL.match(p.name))}
         split = split_subjects(list(people), seed)
         for person, neutral in people.items():
             if not wanted(split[person]):

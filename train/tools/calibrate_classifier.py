@@ -5,11 +5,11 @@ percentages mean what they say; optionally with test-time flip averaging switche
         --out runs/cls/calibrated
 
 ``--balance`` first picks a logit adjustment (Menon et al. 2021): ``class_bias = -tau * log(prior)``, the prior being
-the training split's class shares, with the ``tau`` in 0, 0.1, ..., 1 that gives the highest mean per-class recall
-on validation while costing at most ``--max-accuracy-drop`` of its accuracy; rare classes (disgust, fear) are then
-read more often. The temperature ``T`` minimises the negative log-likelihood of ``softmax(logits / T)`` on the validation split's
-labelled faces (GENKI-4K's partial labels left out: they are all "happy" or "not happy"). It is stored in the config
-(``temperature``); the argmax, and so every accuracy, stays the same.
+the training split's class shares, with the ``tau`` in 0, 0.1, ..., 1 that gives the highest mean per-class recall on
+validation while costing at most ``--max-accuracy-drop`` of its accuracy; rare classes (disgust, fear) are then read
+more often. The temperature ``T`` minimises the negative log-likelihood of ``softmax(logits / T)`` on the validation
+split's labelled faces (GENKI-4K's partial labels left out: they are all "happy" or "not happy"). It is stored in the
+config (``temperature``); the temperature alone leaves the argmax, and so every accuracy, as it was.
 """
 
 from __future__ import annotations
@@ -120,11 +120,13 @@ def main(argv: list[str] | None = None) -> int:
     info = dict(model.card_info)
     info.setdefault("metrics", {})
     info["metrics"] = {**info["metrics"], **{f"calibration: {k}": v for k, v in record.items()}}
+    adjustment = (f" Logit adjustment -{balance['tau']} x log(training prior), chosen on the same faces (best mean "
+                  f"recall within {100 * args.max_accuracy_drop:g} points of accuracy)."
+                  if balance and balance["tau"] else "")
     info["notes"] = (f"{info.get('notes', '')}\n\nTemperature scaling on {len(labels)} validation faces (GENKI-4K "
                      f"left out): T = {temperature:.3f}, expected calibration error {before:.4f} -> {after:.4f} "
                      f"(15 bins); test-time flip averaging {'on' if model.config.flip_average else 'off'}."
-                     + (f" Logit adjustment -{balance['tau']} x log(training prior), chosen on the same faces "
-                        f"(best mean recall within {100 * args.max_accuracy_drop:g} points of accuracy)." if balance and balance["tau"] else "")).strip()
+                     + adjustment).strip()
     model.card_info = info
     model.save_pretrained(args.out)
     print(json.dumps(record))
