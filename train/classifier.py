@@ -7,8 +7,8 @@
 Several ``--data`` folders are concatenated (train splits for training, validation splits for the per-epoch accuracy).
 A folder of face arrays (``python -m train.classifier_data``: every source, cut as the editor cuts it, with GENKI-4K's
 smile labels) is read as such; its "no smile" faces are partial labels, trained to be "not happy" (the loss
-``-log(1 - p(happy))``). Images outside the classifier's classes (CK+'s contempt) are left out, unless ``--map-
-contempt-to`` names a class to count them as. Cross-entropy with label smoothing, AdamW and a cosine schedule;
+``-log(1 - p(happy))``). Images outside the classifier's classes (CK+'s contempt) are left out, unless
+``--map-contempt-to`` names a class to count them as. Cross-entropy with label smoothing, AdamW and a cosine schedule;
 augmentation: horizontal flip, a small random affine and brightness/contrast jitter.
 """
 
