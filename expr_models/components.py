@@ -22,6 +22,7 @@ from .models.face_mesh import FaceMeshConfig, FaceMeshModel
 from .models.mesh_motion import MeshMotionConfig, MeshMotionModel
 from .models.mouth_exemplars import MouthExemplarsConfig, MouthExemplarsModel
 from .models.sagan import SAGANConfig, SAGANModel
+from .models.second_reader import SecondReader, SecondReaderConfig
 from .models.segmenter import FaceSegmenter, FaceSegmenterConfig
 from .models.style_transfer import StyleFeatureConfig, StyleFeatureExtractor
 
@@ -36,6 +37,7 @@ COMPONENTS: dict[str, tuple[type, type]] = {
     "face_mesh": (FaceMeshConfig, FaceMeshModel),
     "mesh_motion": (MeshMotionConfig, MeshMotionModel),
     "mouth_exemplars": (MouthExemplarsConfig, MouthExemplarsModel),
+    "second_reader": (SecondReaderConfig, SecondReader),  # the evaluation's independent reader
 }
 
 # model_type in a checkpoint's config.json -> the component it is.

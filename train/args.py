@@ -156,7 +156,7 @@ def check_dataset_dir(folder: Path) -> None:
         raise ConfigError(f"--data {folder}: not a folder")
     if not any(folder.iterdir()):
         raise ConfigError(f"--data {folder}: the folder is empty")
-    markers = ("dataset_dict.json", "dataset_info.json", "state.json")
+    markers = ("dataset_dict.json", "dataset_info.json", "state.json", "train.npz")  # the last: train.classifier_data
     if not any((folder / name).is_file() for name in markers):
         raise ConfigError(f"--data {folder}: not a dataset saved with save_to_disk (no {' or '.join(markers[:2])})")
 

@@ -4,10 +4,12 @@
     python train/classifier.py --data prepared/expressions prepared/jaffe --epochs 60
     accelerate launch --config_file train/configs/1gpu.yaml train/classifier.py --data prepared/expressions
 
-Several ``--data`` folders are concatenated (train splits for training, validation splits for the per-epoch
-accuracy). Images outside the classifier's classes (CK+'s contempt) are left out, unless ``--map-contempt-to`` names a
-class to count them as. Cross-entropy with label smoothing, AdamW and a cosine schedule; augmentation: horizontal
-flip, a small random affine and brightness/contrast jitter.
+Several ``--data`` folders are concatenated (train splits for training, validation splits for the per-epoch accuracy).
+A folder of face arrays (``python -m train.classifier_data``: every source, cut as the editor cuts it, with GENKI-4K's
+smile labels) is read as such; its "no smile" faces are partial labels, trained to be "not happy" (the loss
+``-log(1 - p(happy))``). Images outside the classifier's classes (CK+'s contempt) are left out, unless
+``--map-contempt-to`` names a class to count them as. Cross-entropy with label smoothing, AdamW and a cosine schedule;
+augmentation: horizontal flip, a small random affine and brightness/contrast jitter.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from transformers.hf_argparser import HfArg
 from expr_models.labels import EXPRESSIONS
 from expr_models.models.classifier import ExpressionClassifier, ExpressionClassifierConfig
 from train.args import ConfigError, TrainingArguments, make_config
+from train.classifier_data import FaceArrays, is_face_arrays
 from train.data import FaceCrops, describe_rows, expression_rows
 from train.loop import main
 from train.step import OptimizerSpec, TrainingStep
@@ -78,6 +81,17 @@ class ClassifierArguments(TrainingArguments):
     augment: bool = HfArg(default=True, help="flip, affine and photometric jitter (--no-augment: none)")
 
 
+def not_label_loss(logits: torch.Tensor, not_labels: torch.Tensor) -> torch.Tensor:
+    """Mean over the batch of ``-log(1 - p(not_label))`` for the rows with a partial label (others add 0)."""
+    partial = not_labels >= 0
+    if not partial.any():
+        return logits.new_zeros(())
+    log_probs = logits[partial].log_softmax(-1)
+    # log(1 - p_k) = log(sum of the other classes' probabilities), stable as a logsumexp
+    others = log_probs.scatter(1, not_labels[partial, None], float("-inf"))
+    return -others.logsumexp(-1).sum() / len(logits)
+
+
 class ClassifierStep(TrainingStep):
     """Train the expression classifier of expr_models (a small VGG-style CNN) with cross-entropy."""
 
@@ -101,13 +115,23 @@ class ClassifierStep(TrainingStep):
         self.config = config = make_config(ExpressionClassifierConfig, **vars(args.model),
                                            class_names=list(args.classes))
         self.model = ExpressionClassifier(config).to(self.device)
+        augment = Augment() if args.augment else None
+        arrays = [folder for folder in args.data if is_face_arrays(folder)]
+        if arrays:  # face arrays hold labels in EXPRESSIONS' order, partial ones included: on their own
+            if len(arrays) != len(args.data) or list(config.class_names) != list(EXPRESSIONS):
+                raise ConfigError("a face-array folder (train.classifier_data) is read alone, with the default "
+                                  "classes")
+            self.train_parts = []
+            self.train_dataset = FaceArrays(arrays[0], args.split, config.resolution, seed=args.seed,
+                                            flip=args.augment, augment=augment)
+            self.eval_dataset = FaceArrays(arrays[0], args.eval_split, config.resolution)
+            return
         aliases = {"contempt": args.map_contempt_to} if args.map_contempt_to else None
         self.train_parts = [expression_rows(folder, args.split, config.class_names, aliases=aliases)
                             for folder in args.data]
         eval_parts = [expression_rows(folder, args.eval_split, config.class_names, required=False, aliases=aliases)
                       for folder in args.data]
         eval_parts = [part for part in eval_parts if part is not None and part.rows]
-        augment = Augment() if args.augment else None
         self.train_dataset = FaceCrops(self.train_parts, config.resolution, config.in_channels, seed=args.seed,
                                        flip=args.augment, augment=augment)
         self.eval_dataset = FaceCrops(eval_parts, config.resolution, config.in_channels, flip=False) \
@@ -129,9 +153,13 @@ class ClassifierStep(TrainingStep):
     def step(self, batch, step_index: int) -> dict[str, torch.Tensor]:
         logits = self.nets.classifier(self.images(batch["pixel_values"])).logits
         labels = batch["labels"].long()
-        loss = F.cross_entropy(logits.float(), labels, label_smoothing=self.args.label_smoothing)
+        loss = F.cross_entropy(logits.float(), labels, label_smoothing=self.args.label_smoothing,
+                               ignore_index=-100)
+        labelled = labels >= 0
+        if "not_labels" in batch:  # partial labels: -log(1 - p(not_label)), as a share of the batch
+            loss = loss * labelled.float().mean() + not_label_loss(logits.float(), batch["not_labels"].long())
         self.update("classifier", loss)
-        accuracy = (logits.argmax(-1) == labels).float().mean()
+        accuracy = (logits.argmax(-1) == labels)[labelled].float().mean()
         return {"loss": loss.detach(), "accuracy": accuracy.detach()}
 
     @torch.no_grad()
@@ -143,12 +171,17 @@ class ClassifierStep(TrainingStep):
             logits = model(self.images(batch["pixel_values"])).logits.float()
             labels = batch["labels"].long()
             logits, labels = self.accelerator.gather_for_metrics((logits, labels))
+            logits, labels = logits[labels >= 0], labels[labels >= 0]  # partial labels are not scored here
             loss_sum += F.cross_entropy(logits, labels, reduction="sum")
             correct += int((logits.argmax(-1) == labels).sum())
             total += len(labels)
         return {"accuracy": correct / max(total, 1), "loss": float(loss_sum) / max(total, 1)}
 
     def training_data_description(self) -> str:
+        if isinstance(self.train_dataset, FaceArrays):
+            return (f"Face crops of {len(self.config.class_names)} expressions, `{self.args.data[0]}` "
+                    f"({self.args.split} split): {self.train_dataset.describe()}; GENKI-4K's no-smile faces as "
+                    "partial labels (not happy).")
         parts = "; ".join(describe_rows(folder, self.args.split, part)
                           for folder, part in zip(self.args.data, self.train_parts))
         return f"Face crops of {len(self.config.class_names)} expressions: {parts}."

@@ -4,7 +4,7 @@ training people, and four control directions. No learning; a minute on one core 
     python -m train.mesh_motion --refine --data ../shared/data --out checkpoints/mesh_motion   # the committed one
     python -m train.mesh_motion --out runs/mesh_motion_onepass        # from the mesh helper's one-pass caches
 
-1. Every photo of the training people's pairs (``expr_models.paired_faces``, the project's subject split: FEI
+1. Every photo of the training people's pairs (``expr_models.data.paired_faces``, the project's subject split: FEI
    neutral <-> smiling, the London Set neutral <-> smiling, JAFFE neutral -> each expression and happy -> neutral) is
    meshed: RetinaFace, then the face mesh, one pass: read from the mesh helper's caches (``--mesh-caches``,
    ``train.tools.cache_meshes``) where present, else made here (``--refine``: refined once, as the evaluation does).

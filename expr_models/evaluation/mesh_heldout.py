@@ -3,7 +3,7 @@
     python -m expr_models.evaluation.mesh_heldout --model checkpoints/mesh_motion --data ../shared/data \
         --split test --json runs/mesh_heldout.json --sheet runs/contact_mesh.jpg
 
-For each pair of ``expr_models.paired_faces`` in the split: the source photo's face is found by the committed
+For each pair of ``expr_models.data.paired_faces`` in the split: the source photo's face is found by the committed
 RetinaFace and meshed (``expr_models.faces.mesh``, refined once); the model moves the mesh points
 (``MeshMotionModel.target_points`` at ``--intensity``); the photo is warped once at full resolution
 (``expr_models.faces.mesh_warp``); the edited photo is meshed again in the same box; the real target photo is meshed

@@ -131,7 +131,7 @@ def mesh_crop(photo: np.ndarray, box: FaceBox | None, size: int = MESH_INPUT_SIZ
 
 def _shrunk_region(rgb: np.ndarray, centre: np.ndarray, side: float, size: int) -> tuple[np.ndarray, np.ndarray]:
     """What the crop is sampled from, and the ``2 x 3`` photo -> source map. A square at least twice the crop is cut
-    from the photo with a margin and shrunk by area averaging (as ``expr_models.face.resize_square`` shrinks faces)
+    from the photo with a margin and shrunk by area averaging (as ``expr_models.faces.geometry.resize_square`` shrinks faces)
     by a whole factor first, so bilinear sampling does not alias a large face; else the photo itself."""
     factor = int(side / size)
     identity = np.eye(2, 3)

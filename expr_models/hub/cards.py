@@ -40,6 +40,7 @@ PIPELINE_TAGS = {
     "expr-average-edit": "image-to-image",
     "expr-sagan": "image-to-image",
     "expr-classifier": "image-classification",
+    "expr-fer-reader": "image-classification",
     "expr-face-segmenter": "image-segmentation",
     "expr-style-features": "image-feature-extraction",
     "expr-face-mesh": "keypoint-detection",

@@ -1,4 +1,10 @@
-"""A small CNN that reads a face crop's expression: the judge of the evaluation and the Space's before/after reading."""
+"""A small CNN that reads a face crop's expression: the judge of the evaluation and the Space's before/after reading.
+
+Two bodies: ``vgg`` (two 3x3 convs and a max-pool per stage, the first committed classifier) and ``resnet`` (a 3x3
+stride-2 stem, then basic residual blocks, the first of each later stage with stride 2). ``temperature`` divides the
+logits (fitted on validation faces after training), so the Space's percentages are calibrated; ``flip_average``
+averages the logits of the face and its mirror image in eval mode.
+"""
 
 from __future__ import annotations
 
@@ -20,8 +26,13 @@ class ExpressionClassifierConfig(PreTrainedConfig):
         resolution: side of the square face crop (FER2013 is 48; 64 leaves room for the editors' crops).
         in_channels: 1 (grayscale) or 3.
         class_names: the expressions, in label order.
-        widths: channels of each stage; every stage is two 3x3 convs and a 2x2 max-pool.
+        widths: channels of each stage. ``vgg``: every stage is two 3x3 convs and a 2x2 max-pool.
         dropout: before the linear head.
+        architecture: ``vgg`` or ``resnet``.
+        blocks: ``resnet`` only: basic residual blocks per stage (the stem halves the side, every later stage too).
+        temperature: the logits are divided by it (temperature scaling; 1 = as trained).
+        class_bias: added to the logits before the temperature (a logit adjustment for rare classes; None = 0).
+        flip_average: in eval mode, average the logits of the face and its horizontal mirror.
     """
 
     model_type = "expr-classifier"
@@ -31,6 +42,11 @@ class ExpressionClassifierConfig(PreTrainedConfig):
     class_names: list[str] | tuple[str, ...] = EXPRESSIONS
     widths: list[int] | tuple[int, ...] = (32, 64, 128, 256)
     dropout: float = 0.3
+    architecture: str = "vgg"
+    blocks: list[int] | tuple[int, ...] = (1, 2, 2, 1)
+    temperature: float = 1.0
+    class_bias: list[float] | None = None
+    flip_average: bool = False
 
     def __post_init__(self, **kwargs):
         kwargs.setdefault("id2label", dict(enumerate(self.class_names)))
@@ -40,29 +56,65 @@ class ExpressionClassifierConfig(PreTrainedConfig):
     def validate_classifier(self):
         if self.in_channels not in (1, 3):
             raise ValueError(f"in_channels must be 1 or 3, got {self.in_channels}")
+        if self.architecture not in ("vgg", "resnet"):
+            raise ValueError(f"architecture must be 'vgg' or 'resnet', got {self.architecture!r}")
+        if self.architecture == "resnet" and len(self.blocks) != len(self.widths):
+            raise ValueError(f"blocks ({len(self.blocks)} stages) and widths ({len(self.widths)}) differ in length")
+        if self.class_bias is not None and len(self.class_bias) != len(self.class_names):
+            raise ValueError(f"class_bias has {len(self.class_bias)} values for {len(self.class_names)} classes")
+        if self.temperature <= 0:
+            raise ValueError(f"temperature must be positive, got {self.temperature}")
         if self.resolution % (2 ** len(self.widths)):
             raise ValueError(f"resolution {self.resolution} is not divisible by 2**len(widths) = {2 ** len(self.widths)}")
+
+
+class BasicBlock(nn.Module):
+    """Two 3x3 conv-BN layers and an identity (or 1x1 conv-BN) shortcut, then ReLU (He et al. 2016)."""
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int = 1):
+        super().__init__()
+        self.conv1 = ConvNormAct(in_channels, out_channels, 3, stride, "batch")
+        self.conv2 = ConvNormAct(out_channels, out_channels, 3, 1, "batch", activation="none")
+        self.shortcut = nn.Identity() if stride == 1 and in_channels == out_channels else \
+            ConvNormAct(in_channels, out_channels, 1, stride, "batch", activation="none")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.conv2(self.conv1(x)) + self.shortcut(x))
+
+
+def resnet_body(config: ExpressionClassifierConfig) -> nn.Sequential:
+    layers: list[nn.Module] = [ConvNormAct(config.in_channels, config.widths[0], 3, 2, "batch")]
+    in_channels = config.widths[0]
+    for stage, (width, count) in enumerate(zip(config.widths, config.blocks)):
+        for index in range(count):
+            layers.append(BasicBlock(in_channels, width, 2 if stage > 0 and index == 0 else 1))
+            in_channels = width
+    return nn.Sequential(*layers)
 
 
 class ExpressionClassifier(ExprPreTrainedModel):
     config_class = ExpressionClassifierConfig
     card_summary = (
-        "A small VGG-style CNN that classifies the expression of a grayscale face crop (`N x 1 x 64 x 64` in [-1, 1]) "
-        "into angry, disgust, fear, happy, neutral, sad or surprise. expr_models uses it to measure whether an edit "
-        "reached its target expression."
+        "A small CNN (VGG-style or residual: `architecture` in the configuration) that classifies the expression of a "
+        "grayscale face crop (`N x 1 x resolution x resolution` in [-1, 1]) into angry, disgust, fear, happy, neutral, "
+        "sad or surprise. expr_models uses it to measure whether an edit reached its target expression, and the Space "
+        "shows its calibrated probabilities."
     )
 
     def __init__(self, config: ExpressionClassifierConfig):
         super().__init__(config)
-        stages: list[nn.Module] = []
-        in_channels = config.in_channels
-        for width in config.widths:
-            stages += [ConvNormAct(in_channels, width, 3, 1, "batch"), ConvNormAct(width, width, 3, 1, "batch"),
-                       nn.MaxPool2d(2)]
-            in_channels = width
-        self.features = nn.Sequential(*stages)
+        if config.architecture == "resnet":
+            self.features = resnet_body(config)
+        else:
+            stages: list[nn.Module] = []
+            in_channels = config.in_channels
+            for width in config.widths:
+                stages += [ConvNormAct(in_channels, width, 3, 1, "batch"), ConvNormAct(width, width, 3, 1, "batch"),
+                           nn.MaxPool2d(2)]
+                in_channels = width
+            self.features = nn.Sequential(*stages)
         self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(config.dropout),
-                                  nn.Linear(in_channels, len(config.class_names)))
+                                  nn.Linear(config.widths[-1], len(config.class_names)))
         self.post_init()
 
     def _init_weights(self, module):
@@ -79,6 +131,11 @@ class ExpressionClassifier(ExprPreTrainedModel):
 
     def forward(self, pixel_values: torch.Tensor, labels: torch.Tensor | None = None, **kwargs) -> ImageClassifierOutput:
         logits = self.head(self.features(pixel_values))
+        if self.config.flip_average and not self.training:
+            logits = (logits + self.head(self.features(pixel_values.flip(-1)))) / 2
+        if self.config.class_bias is not None:
+            logits = logits + logits.new_tensor(self.config.class_bias)
+        logits = logits / self.config.temperature
         loss = nn.functional.cross_entropy(logits, labels) if labels is not None else None
         return ImageClassifierOutput(loss=loss, logits=logits)
 

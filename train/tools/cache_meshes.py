@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     import cv2
     import torch
 
-    from expr_models.detection.retinaface import MODEL_FILENAME, RetinaFaceDetector
+    from expr_models.faces.detection.retinaface import MODEL_FILENAME, RetinaFaceDetector
     from expr_models.models.face_mesh import FaceMeshModel
 
     torch.set_num_threads(1)

@@ -1,0 +1,72 @@
+"""The classifier's face arrays (train/classifier_data.py): partial "not happy" labels, training on them and the
+temperature fitted afterwards."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from train.classifier import ClassifierStep, not_label_loss
+from train.classifier_data import IGNORE, FaceArrays, save
+
+torch.set_num_threads(2)
+
+
+def test_not_label_loss_is_minus_log_one_minus_p():
+    logits = torch.tensor([[2.0, 0.0, -1.0], [0.5, 0.5, 0.5], [1.0, 1.0, 1.0]])
+    not_labels = torch.tensor([0, IGNORE, 2])
+    p = logits.softmax(-1)
+    expected = -(torch.log(1 - p[0, 0]) + torch.log(1 - p[2, 2])) / 3  # a share of the whole batch
+    assert not_label_loss(logits, not_labels) == pytest.approx(expected.item(), rel=1e-6)
+    assert not_label_loss(logits, torch.full((3,), IGNORE)) == 0
+    # Pushing p(not_label) down lowers it; pushing it up raises it.
+    assert not_label_loss(logits - torch.tensor([[3.0, 0, 0]] * 3), not_labels) < not_label_loss(logits, not_labels)
+
+
+def fake_faces(folder, per_split=(28, 14), resolution=16, seed=0):
+    rng = np.random.default_rng(seed)
+    rows = {}
+    for split, count in zip(("train", "validation"), per_split):
+        labels = [i % 7 for i in range(count)]
+        not_labels = [IGNORE] * count
+        for i in range(0, count, 7):  # one GENKI-like "no smile" face per 7: label unknown, known not to be happy
+            labels[i], not_labels[i] = IGNORE, 3
+        rows[split] = {"images": list(rng.integers(0, 256, (count, resolution, resolution), dtype=np.uint8)),
+                       "labels": labels, "not_labels": not_labels, "sources": ["fer2013"] * count,
+                       "subjects": [""] * count}
+    save(rows, folder, resolution)
+    return folder
+
+
+def test_face_arrays_and_training_with_partial_labels(tmp_path):
+    from test_training import QUIET, assert_finite_losses, summary, train_in_process
+    from transformers import AutoModel
+
+    faces = fake_faces(tmp_path / "faces")
+    dataset = FaceArrays(faces, "train", 16)
+    item = dataset[0]
+    assert item["pixel_values"].shape == (1, 16, 16) and item["labels"] == IGNORE and item["not_labels"] == 3
+    assert -1 <= item["pixel_values"].min() and item["pixel_values"].max() <= 1
+    with pytest.raises(ValueError, match="prepare the faces again"):
+        FaceArrays(faces, "train", 32)
+
+    run = tmp_path / "run"
+    status = train_in_process(ClassifierStep, ["--data", faces, "--output-dir", run, "--architecture", "resnet",
+                                               "--resolution", "16", "--widths", "4", "8", "--blocks", "1", "1",
+                                               "--epochs", "1", "--batch-size", "7", *QUIET,
+                                               "--checkpointing-steps", "0"])
+    assert status == 0
+    assert_finite_losses(run)
+    assert summary(run)["steps"] == 4
+    assert 0.0 <= summary(run)["metrics"]["accuracy"] <= 1.0  # over the 12 labelled validation faces
+    model = AutoModel.from_pretrained(run / "final")
+    assert model.config.architecture == "resnet"
+    assert "partial labels" in (run / "final" / "README.md").read_text()
+
+    from train.tools.calibrate_classifier import main as calibrate
+
+    assert calibrate([str(run / "final"), "--faces", str(faces), "--flip-average", "--out", str(tmp_path / "cal")]) == 0
+    config = json.loads((tmp_path / "cal" / "config.json").read_text())
+    assert config["flip_average"] is True and config["temperature"] > 0
+    assert "Temperature scaling on 12 validation faces" in (tmp_path / "cal" / "README.md").read_text()
