@@ -20,6 +20,7 @@ from skimage import data as skimage_data
 import expr_models as em
 from expr_models import evaluation
 from expr_models.faces.detection import HaarFaceDetector, detect_faces
+from expr_models.models.second_reader import SecondReader, SecondReaderConfig
 from expr_models.faces.geometry import crop_face
 from expr_models.labels import EXPRESSIONS, EXPRESSIONS_WITH_CONTEMPT
 
@@ -84,6 +85,7 @@ def setup(tmp_path_factory):
                                  with_discriminator=False)).save_pretrained(models / "sagan")
     em.ExpressionClassifier(em.ExpressionClassifierConfig(widths=(8, 16, 16, 32))).save_pretrained(
         models / "classifier")
+    SecondReader(SecondReaderConfig()).save_pretrained(models / "second_reader")
     return {"root": root, "data": root / "faces", "raw": raw, "models": models}
 
 
@@ -118,7 +120,7 @@ def test_report_says_where_when_and_with_what(results):
     for key in ("created", "machine", "settings", "checkpoints", "datasets", "notes", "command"):
         assert key in report
     assert report["machine"]["device"] == "cpu" and report["machine"]["torch"] == torch.__version__
-    assert set(report["checkpoints"]) == {"cyclegan", "sagan", "classifier"}
+    assert set(report["checkpoints"]) == {"cyclegan", "sagan", "classifier", "second_reader"}
     assert all(len(c["sha256"]) == 16 for found in report["checkpoints"].values() for c in found)
     info = report["datasets"]["faces"]["data"]
     assert info["split"] == "test" and info["faces"] == 11 and info["subjects"] == 4
@@ -166,6 +168,9 @@ def test_sagan_covers_every_target(results):
     assert set(rows) == set(EXPRESSIONS)
     assert rows["disgust"]["n"] == 11 and rows["happy"]["n"] == 7  # every face not already of the target
     assert all("success_rate" in row and "kid" in row for row in rows.values())
+    # every success figure by the second reader too, and by both at once (never more than either)
+    for row in rows.values():
+        assert 0.0 <= row["success_both_readers"] <= min(row["success_rate"], row["success_second_reader"])
     assert "cycle_l1" not in rows["happy"] and rows["happy"]["paired"]["n_pairs"] == 3
 
 
@@ -175,8 +180,8 @@ def test_markdown_tables(results):
     for heading in ("### Expression success", "### Preservation", "### Cycle reconstruction (CycleGAN)",
                     "### Paired error on FEI (neutral → happy)"):
         assert heading in markdown
-    assert ("| data | method | edit | faces | success | ceiling: recall on real target | ceiling: accuracy | inputs "
-            "| KID x10^3 |") in markdown
+    assert ("| data | method | edit | faces | success | second reader | both | ceiling: recall on real target "
+            "| ceiling: accuracy | inputs | KID x10^3 |") in markdown
     assert "### The judge: expression classifier on real held-out faces" in markdown
     assert "| data | method | cycle | faces | L1 [-1,1] | L1 [0,1] | L1 [0,255] |" in markdown
     assert "`faces` | cyclegan | neutral → happy | 4 |" in markdown

@@ -294,11 +294,21 @@ def load_models(models_dir: Path, methods: tuple[str, ...], device: torch.device
     return editors, classifier, used
 
 
-def load_segmenter(models_dir: Path, device: torch.device, used: dict[str, list[dict]]):
-    """The trained face segmenter in ``models_dir``, or None; records its provenance in ``used``."""
-    paths = find_checkpoints(models_dir).get("segmenter")
+def load_component(component: str, models_dir: Path, device: torch.device, used: dict[str, list[dict]]):
+    """The first ``component`` checkpoint in ``models_dir``, or None; records its provenance in ``used``."""
+    paths = find_checkpoints(models_dir).get(component)
     if not paths:
         return None
-    if "segmenter" not in used:
-        used["segmenter"] = [checkpoint_info(paths[0])]
-    return model_class("segmenter").from_pretrained(paths[0]).to(device).eval()
+    if component not in used:
+        used[component] = [checkpoint_info(paths[0])]
+    return model_class(component).from_pretrained(paths[0]).to(device).eval()
+
+
+def load_segmenter(models_dir: Path, device: torch.device, used: dict[str, list[dict]]):
+    """The trained face segmenter in ``models_dir``, or None."""
+    return load_component("segmenter", models_dir, device, used)
+
+
+def load_second_reader(models_dir: Path, device: torch.device, used: dict[str, list[dict]]):
+    """The independent expression reader (``second_reader``) in ``models_dir``, or None."""
+    return load_component("second_reader", models_dir, device, used)

@@ -81,7 +81,9 @@ def markdown_report(results: dict) -> str:
         lines += _table(["data", "real faces", "accuracy", "recall per expression (faces)"], rows)
 
         lines += ["### Expression success", "",
-                  "Share of edited faces the classifier reads as the target, beside its ceiling: the classifier's "
+                  "Share of edited faces the classifier reads as the target; *second reader*: the share the "
+                  "independent reader (`checkpoints/second_reader`, facial-emotion-recognition's FER2013 network) "
+                  "reads as the target, and *both*: read so by both at once. Beside them the ceiling: the classifier's "
                   "recall on real held-out faces of the target (their count in brackets) and its accuracy on all "
                   "real held-out faces. *Inputs*: share of the unedited inputs already read as the target. KID "
                   "between real faces of the target and the edits, on the classifier's penultimate features "
@@ -98,10 +100,11 @@ def markdown_report(results: dict) -> str:
                 kid = row.get("kid", {})
                 kid_text = _kid_text(kid)
                 rows.append([f"`{name}`", row["method"], _edit_label(row), row["n"], _pct(row["success_rate"]),
+                             _pct(row.get("success_second_reader")), _pct(row.get("success_both_readers")),
                              recall, _pct(judged.get("accuracy")), _pct(row.get("inputs_read_as_target")),
                              kid_text])
-        lines += _table(["data", "method", "edit", "faces", "success", "ceiling: recall on real target",
-                         "ceiling: accuracy", "inputs", "KID x10^3"], rows)
+        lines += _table(["data", "method", "edit", "faces", "success", "second reader", "both",
+                         "ceiling: recall on real target", "ceiling: accuracy", "inputs", "KID x10^3"], rows)
 
     lines += ["### Preservation", "",
               "Upper face (top 45% of the aligned crop: eyes, brows, forehead): input vs. edit, SSIM (1 = identical) "
