@@ -29,11 +29,11 @@ import torch.nn.functional as F
 from transformers.hf_argparser import HfArg
 
 from expr_models.models.cyclegan import CycleGANConfig, CycleGANModel
-from expr_models.models.mesh_motion import MeshMotionModel
 from train.args import REPO_ROOT, ConfigError, make_config
 from train.cyclegan import CycleGANArguments, CycleGANStep
 from train.loop import main
-from train.mesh_data import MeshBatches, gain_and_cosine, load_meshes, load_pairs, mirror_permutation
+from train.mesh_data import (MeshBatches, check_mesh_arguments, gain_and_cosine, load_baseline, load_meshes,
+                             load_pairs, mirror_permutation)
 from train.step import set_requires_grad
 
 
@@ -61,22 +61,17 @@ class MeshCycleGANStep(CycleGANStep):
 
     @classmethod
     def check_arguments(cls, args) -> None:
-        if args.model.generator_type != "mesh":
-            raise ConfigError("train.cyclegan_mesh trains --generator-type mesh")
-        if not (args.mesh_motion / "config.json").is_file():
-            raise ConfigError(f"--mesh-motion {args.mesh_motion} is not a saved MeshMotionModel folder")
+        check_mesh_arguments(args, "cyclegan_mesh")
 
     def build(self) -> None:
         args = self.args
         self.config = config = make_config(CycleGANConfig, **vars(args.model), with_discriminators=True)
         self.model = CycleGANModel(config)
-        baseline = MeshMotionModel.from_pretrained(args.mesh_motion)
-        mean_mesh = baseline.mean_mesh.detach().numpy()
+        model = self.model
+        baseline, mean_mesh = load_baseline(args.mesh_motion, model.generator_xy, model.generator_yx,
+                                            model.discriminator_x, model.discriminator_y)
         x, y = config.domains
         with torch.no_grad():
-            for module in (self.model.generator_xy, self.model.generator_yx, self.model.discriminator_x,
-                           self.model.discriminator_y):
-                module.mean_shape.copy_(torch.from_numpy(mean_mesh))
             self.model.generator_xy.priors[0].copy_(torch.from_numpy(baseline.pair_motion(x, y)))
             self.model.generator_yx.priors[0].copy_(torch.from_numpy(baseline.pair_motion(y, x)))
         self.model.to(self.device)

@@ -24,6 +24,8 @@ import torch
 
 from expr_models.faces.mesh_motion import normalise
 from expr_models.labels import EXPRESSIONS
+from expr_models.models.mesh_motion import MeshMotionModel
+from train.args import ConfigError
 
 
 @dataclass
@@ -51,6 +53,24 @@ class MeshPairs:
         chosen = ((self.source_labels == EXPRESSIONS.index(source))
                   & (self.target_labels == EXPRESSIONS.index(target)))
         return self.sources[chosen], self.targets[chosen]
+
+
+def check_mesh_arguments(args, script: str) -> None:
+    """What both mesh GANs' scripts need: a mesh generator and a saved mesh-motion baseline."""
+    if args.model.generator_type != "mesh":
+        raise ConfigError(f"train.{script} trains --generator-type mesh")
+    if not (args.mesh_motion / "config.json").is_file():
+        raise ConfigError(f"--mesh-motion {args.mesh_motion} is not a saved MeshMotionModel folder")
+
+
+def load_baseline(path: Path, *modules: torch.nn.Module) -> tuple[MeshMotionModel, np.ndarray]:
+    """The mesh-motion baseline and its canonical mean mesh, copied into each module's ``mean_shape``."""
+    baseline = MeshMotionModel.from_pretrained(path)
+    mean_mesh = baseline.mean_mesh.detach().numpy()
+    with torch.no_grad():
+        for module in modules:
+            module.mean_shape.copy_(torch.from_numpy(mean_mesh))
+    return baseline, mean_mesh
 
 
 def canonical(points: np.ndarray, mean_mesh: np.ndarray) -> np.ndarray:

@@ -29,11 +29,11 @@ import torch.nn.functional as F
 from transformers.hf_argparser import HfArg
 
 from expr_models.labels import EXPRESSIONS
-from expr_models.models.mesh_motion import MeshMotionModel
 from expr_models.models.sagan import SAGANConfig, SAGANModel
 from train.args import REPO_ROOT, ConfigError, make_config
 from train.loop import main
-from train.mesh_data import MeshBatches, gain_and_cosine, load_meshes, load_pairs, mirror_permutation
+from train.mesh_data import (MeshBatches, check_mesh_arguments, gain_and_cosine, load_baseline, load_meshes,
+                             load_pairs, mirror_permutation)
 from train.sagan import SAGANArguments, SAGANStep
 from train.step import set_requires_grad
 
@@ -59,12 +59,9 @@ class MeshSAGANStep(SAGANStep):
 
     @classmethod
     def check_arguments(cls, args) -> None:
-        if args.model.generator_type != "mesh":
-            raise ConfigError("train.sagan_mesh trains --generator-type mesh")
+        check_mesh_arguments(args, "sagan_mesh")
         if args.model.objective != "softmax_ce":
             raise ConfigError("train.sagan_mesh trains the study's softmax_ce objective")
-        if not (args.mesh_motion / "config.json").is_file():
-            raise ConfigError(f"--mesh-motion {args.mesh_motion} is not a saved MeshMotionModel folder")
         args.n_critic = 1
 
     def build(self) -> None:
@@ -72,11 +69,8 @@ class MeshSAGANStep(SAGANStep):
         self.config = config = make_config(SAGANConfig, **vars(args.model), class_names=list(EXPRESSIONS),
                                            with_discriminator=True)
         self.model = SAGANModel(config)
-        baseline = MeshMotionModel.from_pretrained(args.mesh_motion)
-        mean_mesh = baseline.mean_mesh.detach().numpy()
+        baseline, mean_mesh = load_baseline(args.mesh_motion, self.model.generator, self.model.discriminator)
         with torch.no_grad():
-            for module in (self.model.generator, self.model.discriminator):
-                module.mean_shape.copy_(torch.from_numpy(mean_mesh))
             for index, name in enumerate(config.class_names):
                 if name != "neutral":
                     self.model.generator.priors[index].copy_(torch.from_numpy(baseline.pair_motion("neutral", name)))
