@@ -22,32 +22,27 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from transformers.hf_argparser import HfArg
 
 from expr_models.models.cyclegan import CycleGANConfig, CycleGANModel
-from train.args import REPO_ROOT, ConfigError, make_config
+from train.args import ConfigError, make_config
 from train.cyclegan import CycleGANArguments, CycleGANStep
 from train.loop import main
-from train.mesh_data import (MeshBatches, check_mesh_arguments, gain_and_cosine, load_baseline, load_meshes,
+from train.mesh_data import (MeshBatches, MeshGANArguments, check_mesh_arguments, gain_and_cosine, load_baseline, load_meshes,
                              load_pairs, mirror_permutation)
 from train.step import set_requires_grad
 
 
 @dataclass
-class MeshCycleGANArguments(CycleGANArguments):
+class MeshCycleGANArguments(MeshGANArguments, CycleGANArguments):
     """The mesh CycleGAN's training flags."""
 
-    batch_size: int = 32
-    lambda_paired: float = HfArg(default=100.0, help="weight of the paired L1 (eye distances) against the real mesh")
     lambda_cycle: float = HfArg(default=100.0, help="weight of the cycle-consistency L1 (eye distances)")
     lambda_identity: float = HfArg(default=0.0, help="unused: a mesh generator has no identity loss")
     lambda_gan: float = HfArg(default=1.0, help="weight of the generators' adversarial losses")
-    mesh_motion: Path = HfArg(default=REPO_ROOT / "checkpoints" / "mesh_motion",
-                              help="the mesh-motion baseline: its mean mesh and median motions become the priors")
     pair_repeats: int = HfArg(default=20, help="an epoch shows every training pair this many times")
     pool_size: int = 0
     lr: float | None = HfArg(default=5e-4, help="Adam learning rate (the study's), decaying linearly to 0")

@@ -19,13 +19,26 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from transformers.hf_argparser import HfArg
+
 import numpy as np
 import torch
 
 from expr_models.faces.mesh_motion import normalise
 from expr_models.labels import EXPRESSIONS
 from expr_models.models.mesh_motion import MeshMotionModel
-from train.args import ConfigError
+from train.args import REPO_ROOT, ConfigError
+
+
+@dataclass
+class MeshGANArguments:
+    """The flags both mesh GANs add to their image GAN's (mix in before it)."""
+
+    batch_size: int = 32
+    lambda_paired: float = HfArg(default=100.0, help="weight of the paired L1 (eye distances) against the real mesh")
+    mesh_motion: Path = HfArg(default=REPO_ROOT / "checkpoints" / "mesh_motion",
+                              help="the mesh-motion baseline: its mean mesh and median motions become the priors")
+    pair_repeats: int = HfArg(default=10, help="an epoch shows every training pair this many times")
 
 
 @dataclass

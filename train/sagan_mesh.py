@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -30,24 +29,19 @@ from transformers.hf_argparser import HfArg
 
 from expr_models.labels import EXPRESSIONS
 from expr_models.models.sagan import SAGANConfig, SAGANModel
-from train.args import REPO_ROOT, ConfigError, make_config
+from train.args import ConfigError, make_config
 from train.loop import main
-from train.mesh_data import (MeshBatches, check_mesh_arguments, gain_and_cosine, load_baseline, load_meshes,
+from train.mesh_data import (MeshBatches, MeshGANArguments, check_mesh_arguments, gain_and_cosine, load_baseline, load_meshes,
                              load_pairs, mirror_permutation)
 from train.sagan import SAGANArguments, SAGANStep
 from train.step import set_requires_grad
 
 
 @dataclass
-class MeshSAGANArguments(SAGANArguments):
+class MeshSAGANArguments(MeshGANArguments, SAGANArguments):
     """The mesh SA-GAN's training flags."""
 
-    batch_size: int = 32
-    lambda_paired: float = HfArg(default=100.0, help="weight of the paired L1 (eye distances) against the real mesh")
     lambda_reconstruction: float = HfArg(default=100.0, help="StarGAN's cycle weight (eye distances)")
-    mesh_motion: Path = HfArg(default=REPO_ROOT / "checkpoints" / "mesh_motion",
-                              help="the mesh-motion baseline: its mean mesh and median motions become the priors")
-    pair_repeats: int = HfArg(default=10, help="an epoch shows every training pair this many times")
     flip: bool = HfArg(default=True, help="mirror meshes at random (--no-flip: never)")
 
 

@@ -21,7 +21,7 @@ from transformers.utils import ModelOutput
 from ..faces.alignment import edit_in_frame
 from .layers import (ConvNormAct, PatchDiscriminator, PretrainedFeatureDiscriminator, ResidualBlock, UpConvNormAct,
                      init_gan_weights)
-from .mesh_gan import MeshDiscriminator, MeshMotionGenerator
+from .mesh_gan import MeshDiscriminator, MeshMotionGenerator, check_mesh_config
 from .modeling_utils import ExprPreTrainedModel
 from .warp_refine import WarpRefineGenerator, check_warp_config, edit_aligned_crop
 
@@ -113,8 +113,8 @@ class CycleGANConfig(PreTrainedConfig):
             raise ValueError("domain_x and domain_y must differ")
         if self.generator_type not in ("resnet", "warp_refine", "mesh"):
             raise ValueError(f"Unknown generator_type {self.generator_type!r}; expected resnet, warp_refine or mesh")
-        if self.generator_type == "mesh" and (self.max_mesh_gain < 1 or self.max_mesh_residual < 0):
-            raise ValueError("max_mesh_gain must be at least 1 and max_mesh_residual at least 0")
+        if self.generator_type == "mesh":
+            check_mesh_config(self.max_mesh_gain, self.max_mesh_residual)
         if self.generator_type == "warp_refine":
             if self.prior_gains not in (1, 2):
                 raise ValueError(f"prior_gains must be 1 or 2, got {self.prior_gains}")

@@ -20,6 +20,12 @@ from torch import nn
 from torch.nn.utils import spectral_norm
 
 
+def check_mesh_config(max_gain: float, max_residual: float) -> None:
+    """The mesh generator's bounds, as both GAN configs validate them."""
+    if max_gain < 1 or max_residual < 0:
+        raise ValueError("max_mesh_gain must be at least 1 and max_mesh_residual at least 0")
+
+
 class MeshEncoder(nn.Sequential):
     """Flattened (mesh - mean shape) and a condition vector -> features (LayerNorm MLP)."""
 

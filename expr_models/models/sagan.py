@@ -26,7 +26,7 @@ from ..faces.alignment import edit_in_frame
 from ..labels import EXPRESSIONS
 from .cyclegan import lower_face_window
 from .layers import ConvNormAct, ResidualBlock, SelfAttention2d, UpConvNormAct, conv, init_gan_weights
-from .mesh_gan import MeshDiscriminator, MeshMotionGenerator
+from .mesh_gan import MeshDiscriminator, MeshMotionGenerator, check_mesh_config
 from .modeling_utils import ExprPreTrainedModel
 from .warp_refine import WarpRefineGenerator, check_warp_config, edit_aligned_crop
 
@@ -93,8 +93,8 @@ class SAGANConfig(PreTrainedConfig):
             raise ValueError(f"class_names needs at least two distinct names, got {self.class_names}")
         if self.generator_type not in ("resnet", "warp_refine", "mesh"):
             raise ValueError(f"Unknown generator_type {self.generator_type!r}; expected resnet, warp_refine or mesh")
-        if self.generator_type == "mesh" and (self.max_mesh_gain < 1 or self.max_mesh_residual < 0):
-            raise ValueError("max_mesh_gain must be at least 1 and max_mesh_residual at least 0")
+        if self.generator_type == "mesh":
+            check_mesh_config(self.max_mesh_gain, self.max_mesh_residual)
         if self.generator_type == "warp_refine":
             check_warp_config(self.in_channels, self.resolution, self.flow_resolution)
 
