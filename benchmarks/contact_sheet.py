@@ -6,6 +6,11 @@ face region, scaled to the same size).
     python benchmarks/contact_sheet.py --out runs/contact_fei.jpg --dataset fei --direction "happy->neutral"
     python benchmarks/contact_sheet.py --out runs/contact_jaffe.jpg --dataset jaffe --direction "neutral->each" \
         --methods sagan mesh --people 2
+    python benchmarks/contact_sheet.py --out runs/mouths_london.jpg --mouth-only --methods mesh \
+        --mouths mouth_inpainter mouth_exemplars          # the mouth only, learned mouth beside the exemplars
+
+``--mouth-only``: the mouth's square of the full-resolution photo (pixel for pixel), not the face. ``--mouths``: one
+column per method and mouth component (each editor has that mouth alone; default: the editor's own choice).
 
 ``--people`` takes the first held-out people of the split (``--subjects`` names them instead); ``--direction
 neutral->each``: per person, the first take of each other expression. Face Research Lab London Set, DeBruine & Jones
@@ -23,6 +28,7 @@ from PIL import Image, ImageDraw
 
 from expr_models.data.paired_faces import photo_pairs
 from expr_models.faces.alignment import retinaface_face
+from expr_models.methods.mesh import MOUTH_COMPONENTS
 from expr_models.pipeline import ExpressionEditor
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,6 +60,26 @@ def face_square(photo: np.ndarray, box, scale: float = 1.5) -> tuple[int, int, i
     return left, top, left + side, top + side
 
 
+def mouth_square(photo: np.ndarray, box) -> tuple[int, int, int, int]:
+    """A square around the mouth: half the face box wide, centred three quarters of the way down the box."""
+    x0, y0, x1, y1 = box[:4]
+    side = int(min((x1 - x0) * 0.55, photo.shape[0], photo.shape[1]))
+    cx, cy = (x0 + x1) / 2, y0 + 0.78 * (y1 - y0)
+    left = int(min(max(cx - side / 2, 0), photo.shape[1] - side))
+    top = int(min(max(cy - side / 2, 0), photo.shape[0] - side))
+    return left, top, left + side, top + side
+
+
+def editors_by_mouth(checkpoints: Path, mouths: list[str] | None) -> dict[str, ExpressionEditor]:
+    """One editor per mouth component (holding that mouth and no other), or the editor as it is (key "")."""
+    if not mouths:
+        return {"": ExpressionEditor.from_pretrained(checkpoints, num_threads=1)}
+    folders = {path.name: path for path in sorted(checkpoints.iterdir()) if (path / "config.json").is_file()}
+    return {mouth: ExpressionEditor.from_pretrained(
+        {name: path for name, path in folders.items() if name == mouth or name not in MOUTH_COMPONENTS},
+        num_threads=1) for mouth in mouths}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
@@ -66,12 +92,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--people", type=int, default=3)
     parser.add_argument("--subjects", nargs="+", default=None)
     parser.add_argument("--intensity", type=float, default=1.0)
+    parser.add_argument("--mouth-only", action="store_true", help="the mouth's square at full resolution")
+    parser.add_argument("--mouths", nargs="+", choices=MOUTH_COMPONENTS, default=None,
+                        help="compare these mouth components (one column each per method)")
     args = parser.parse_args(argv)
     if not (args.data / args.dataset).is_dir():
         print(f"skipped: no {args.dataset} under {args.data}")
         return 0
 
-    editor = ExpressionEditor.from_pretrained(args.checkpoints, num_threads=1)
+    editors = editors_by_mouth(args.checkpoints, args.mouths)
+    editor = next(iter(editors.values()))
+    cut = mouth_square if args.mouth_only else face_square
     rows = []
     for pair in chosen_pairs(args.data, args.dataset, args.split, args.direction, args.people, args.subjects):
         with Image.open(pair.source_path) as image:
@@ -83,15 +114,18 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{pair.source_path.name}: no face, left out", file=sys.stderr)
             continue
         box = found[0]
-        real_square = face_square(real, found_real[0])
+        real_square = cut(real, found_real[0])
         detection = editor.detect(Image.fromarray(photo))
         panels = [("input", photo)]
         for method in args.methods:
-            if pair.target_expression in editor.supported_targets(method):
-                intensity = min(args.intensity, editor.max_intensity(method))
-                result = editor.edit(detection, method=method, target=pair.target_expression, intensity=intensity)
-                panels.append((method, np.asarray(result.image.convert("RGB"))))
-        square = face_square(photo, box)
+            for mouth, mouth_editor in editors.items():
+                if pair.target_expression in mouth_editor.supported_targets(method):
+                    intensity = min(args.intensity, mouth_editor.max_intensity(method))
+                    result = mouth_editor.edit(detection, method=method, target=pair.target_expression,
+                                               intensity=intensity)
+                    name = f"{method} {mouth.removeprefix('mouth_')}" if mouth else method
+                    panels.append((name, np.asarray(result.image.convert("RGB"))))
+        square = cut(photo, box)
         side = square[2] - square[0]
         panels.append(("real", np.asarray(Image.fromarray(real).crop(real_square).resize((side, side), Image.LANCZOS))))
         row = Image.new("RGB", (side * len(panels), side + LABEL), "white")

@@ -21,6 +21,7 @@ from .models.cyclegan import CycleGANConfig, CycleGANModel
 from .models.face_mesh import FaceMeshConfig, FaceMeshModel
 from .models.mesh_motion import MeshMotionConfig, MeshMotionModel
 from .models.mouth_exemplars import MouthExemplarsConfig, MouthExemplarsModel
+from .models.mouth_inpainter import MouthInpainterConfig, MouthInpainterModel
 from .models.sagan import SAGANConfig, SAGANModel
 from .models.second_reader import SecondReader, SecondReaderConfig
 from .models.segmenter import FaceSegmenter, FaceSegmenterConfig
@@ -37,6 +38,7 @@ COMPONENTS: dict[str, tuple[type, type]] = {
     "face_mesh": (FaceMeshConfig, FaceMeshModel),
     "mesh_motion": (MeshMotionConfig, MeshMotionModel),
     "mouth_exemplars": (MouthExemplarsConfig, MouthExemplarsModel),
+    "mouth_inpainter": (MouthInpainterConfig, MouthInpainterModel),
     "second_reader": (SecondReaderConfig, SecondReader),  # the evaluation's independent reader
 }
 

@@ -21,7 +21,7 @@ from ..components import EDITING_METHODS, editing_method, model_class
 from ..faces.geometry import FaceBox, face_mask
 from ..faces.mesh import face_mesh
 from ..faces.mesh_warp import warp_face
-from ..methods.mesh import generator_points, source_for
+from ..methods.mesh import MOUTH_COMPONENTS, generator_points, source_for
 from ..faces.processing import BOX_FRAME_LANDMARKS, FaceImageProcessor
 from ..models.average_edit import PAIR_SEPARATOR
 from ..models.style_transfer import run_style_transfer
@@ -277,10 +277,13 @@ def load_models(models_dir: Path, methods: tuple[str, ...], device: torch.device
             meshers["face_mesh"] = loader("face_mesh")(found["face_mesh"][0])
         return meshers.get("face_mesh")
 
-    def mouth_model():  # the mouth exemplars, where present (the mesh methods use them as the editor does)
-        if "mouth_exemplars" not in meshers and found.get("mouth_exemplars"):
-            meshers["mouth_exemplars"] = loader("mouth_exemplars")(found["mouth_exemplars"][0])
-        return meshers.get("mouth_exemplars")
+    def mouth_model():  # the editor's mouth (learned, else the exemplars), where present, as the editor uses it
+        for component in MOUTH_COMPONENTS:
+            if component not in meshers and found.get(component):
+                meshers[component] = loader(component)(found[component][0])
+            if component in meshers:
+                return meshers[component]
+        return None
 
     meshers: dict[str, Any] = {}
     settings = {"nst_steps": nst_steps, "nst_resolution": nst_resolution, "face_mesh": face_mesh_model,

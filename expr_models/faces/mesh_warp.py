@@ -23,6 +23,8 @@ import cv2
 import numpy as np
 from scipy.spatial import Delaunay  # scipy ships with scikit-image, a dependency
 
+from .mouth_redraw import MouthRedraw, learned_redraw
+
 # Sub-pixel precision of the rasterised triangles (cv2.fillPoly's ``shift``): 1/16 px.
 _SHIFT = 4
 # A point that moves less than this (px) counts as still: triangles whose corners are all still are left as they are
@@ -168,7 +170,8 @@ MouthFill = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray
 
 def warp_crop(crop: np.ndarray, source: np.ndarray, target: np.ndarray, inner_lips: np.ndarray | None = None,
               ring_scale: float = 1.2, feather: float = 1.5, triangles: np.ndarray | None = None,
-              boundary: np.ndarray | None = None, fill: MouthFill | None = None) -> WarpResult:
+              boundary: np.ndarray | None = None, fill: MouthFill | None = None,
+              redraw: MouthRedraw | None = None) -> WarpResult:
     """Move ``crop``'s ``source`` points (N x 2 or N x 3, crop pixels) to ``target``, sampling the crop once.
 
     ``inner_lips``: the indices of the inner-lip contour in order around the mouth; with them, pixels inside the
@@ -176,7 +179,9 @@ def warp_crop(crop: np.ndarray, source: np.ndarray, target: np.ndarray, inner_li
     gap) get a dark mouth cavity, feathered over ``feather`` pixels inside the gap's edge. ``triangles`` and
     ``boundary``: the mesh's own triangles and outer contour (see :func:`backward_map`; :func:`warp_face` passes
     MediaPipe's); without them the points are Delaunay-triangulated. ``fill``: what goes into the new gap instead
-    of the dark cavity (e.g. a real mouth's interior, :func:`exemplar_fill`).
+    of the dark cavity (e.g. a real mouth's interior, :func:`exemplar_fill`). ``redraw``: a learned mouth
+    (``mouth_redraw.learned_redraw``) that redraws the inside of the target lips wherever they part wider or close
+    (instead of ``fill``, the cavity and the seam).
     """
     crop = np.asarray(crop)
     if crop.dtype != np.uint8 or crop.ndim not in (2, 3):
@@ -200,33 +205,43 @@ def warp_crop(crop: np.ndarray, source: np.ndarray, target: np.ndarray, inner_li
     region = out[y0:y1, x0:x1]
     np.copyto(region, sampled, where=changed if crop.ndim == 2 else changed[..., None])
 
-    gap = None
+    gap, redrawn = None, None
     if wider_source:
-        out = _seam(out, target[inner_lips], cavity_colour(crop, source[inner_lips]))
+        if redraw is not None:
+            redrawn = redraw(out, crop, source, target)
+        else:
+            out = _seam(out, target[inner_lips], cavity_colour(crop, source[inner_lips]))
     elif inner_lips is not None:
         gap_box = new_gap(crop.shape[:2], source[inner_lips], target[inner_lips], map_x, map_y, (x0, y0, x1, y1),
                           feather)
         if gap_box is not None:
             gap = gap_box
-            if fill is not None:
+            if redraw is not None:
+                redrawn = redraw(out, crop, source, target)
+            elif fill is not None:
                 out = fill(out, gap, crop, source, target)
             else:
                 out = mouth_cavity(out, gap, cavity_colour(crop, source[inner_lips]), target[inner_lips])
     box = (x0, y0, x1, y1)  # the moving triangles' bounds
-    if gap is not None:
-        gx0, gy0, gx1, gy1 = _window(crop.shape[:2], target[inner_lips], margin=1)
-        box = (min(x0, gx0), min(y0, gy0), max(x1, gx1), max(y1, gy1))
+    if gap is not None or redrawn is not None:
+        reach = redrawn or _window(crop.shape[:2], target[inner_lips], margin=1)
+        box = (min(x0, reach[0]), min(y0, reach[1]), max(x1, reach[2]), max(y1, reach[3]))
     return WarpResult(out, box, gap)
+
 
 
 def warp_face(crop: np.ndarray, source: np.ndarray, target: np.ndarray, mouth=None, **options) -> WarpResult:
     """:func:`warp_crop` for MediaPipe Face Mesh points (468): its triangles (with the mouth and eye strips), its face
-    oval as the boundary to the anchor ring, its inner lips for the mouth. ``mouth``: a bank of open mouths (anything
-    with ``closest(inner_lips) -> mouth_fill.Exemplar | None``, e.g. ``MouthExemplarsModel``) whose nearest
-    interior fills a newly opened mouth of a colour crop (:func:`exemplar_fill`); without it, the dark cavity."""
+    oval as the boundary to the anchor ring, its inner lips for the mouth. ``mouth``: either the learned mouth
+    (anything with ``inpaint``, i.e. ``MouthInpainterModel``), which redraws the inside of lips that part or close
+    (:func:`~.mouth_redraw.learned_redraw`), or a bank of open mouths (anything with ``closest(inner_lips) ->
+    mouth_fill.Exemplar | None``, e.g. ``MouthExemplarsModel``) whose nearest interior fills a newly opened mouth of a
+    colour crop (:func:`exemplar_fill`); without one, the dark cavity."""
     from .mesh_topology import EYE_TRIANGLES, FACE_OVAL, LIPS_INNER, MOUTH_TRIANGLES, TRIANGLES
 
-    if mouth is not None and np.asarray(crop).ndim == 3:
+    if mouth is not None and hasattr(mouth, "inpaint"):
+        options["redraw"] = learned_redraw(mouth)
+    elif mouth is not None and np.asarray(crop).ndim == 3:
         options["fill"] = exemplar_fill(mouth)
     return warp_crop(crop, source, target, inner_lips=np.array(LIPS_INNER),
                      triangles=np.array(TRIANGLES + MOUTH_TRIANGLES + EYE_TRIANGLES), boundary=np.array(FACE_OVAL),

@@ -24,6 +24,8 @@ from .base import EditingMethod, Editor, FaceToEdit
 
 MAX_INTENSITY = 1.5  # past 1 for users who want more than the real expression's amplitude
 CLOSED_MOUTH_TARGETS = ("happy",)  # smiles show teeth where they open: without a mouth filler they stay closed
+# What draws a mouth that the warp opens or closes, best first: the learned mouth, then the exemplar bank.
+MOUTH_COMPONENTS = ("mouth_inpainter", "mouth_exemplars")
 
 # (face mesh in crop pixels, 468 x 3) -> where its points go (468 x 2, crop pixels)
 MeshMotion = Callable[[np.ndarray], np.ndarray]
@@ -82,15 +84,24 @@ def whole_crop(face: FaceToEdit) -> np.ndarray:
     return np.ones(face.crop.shape[:2], np.float32)
 
 
+def mouth_model(editor: Editor) -> Any:
+    """The first of ``MOUTH_COMPONENTS`` the editor has (None: neither)."""
+    for component in MOUTH_COMPONENTS:
+        if editor.has(component):
+            return editor.model(component)
+    return None
+
+
 def mesh_warp_edit(editor: Editor, face: FaceToEdit, motion: MeshMotion) -> np.ndarray:
-    """Move the face's mesh by ``motion`` and warp the crop's own pixels there once. A newly opened mouth gets a
-    real mouth's interior from the mouth exemplars (teeth, relit to the person) where they are present. Without
-    them it could only get a dark cavity, which reads as a gasp rather than a smile: a smile then keeps the lips
-    together unless the user asks (``mouth_open`` > 0). Where the real expression drops the jaw (surprise, fear)
-    the mouth opens either way: held shut, the lips would stretch over the gap."""
+    """Move the face's mesh by ``motion`` and warp the crop's own pixels there once. Where the lips part or close,
+    the learned mouth redraws what lies between them (teeth, the cavity, lips meeting); without it, a newly opened
+    mouth gets a real mouth's interior from the mouth exemplars (teeth, relit to the person). Without either it could
+    only get a dark cavity, which reads as a gasp rather than a smile: a smile then keeps the lips together unless
+    the user asks (``mouth_open`` > 0). Where the real expression drops the jaw (surprise, fear) the mouth opens
+    either way: held shut, the lips would stretch over the gap."""
     points = crop_mesh(editor, face)
     target = motion(points)
-    mouth = editor.model("mouth_exemplars") if editor.has("mouth_exemplars") else None
+    mouth = mouth_model(editor)
     if mouth is None and face.target in CLOSED_MOUTH_TARGETS and face.controls.get("mouth_open", 0.0) <= 0:
         target = keep_lips_closed(points, target)
     return warp_face(face.crop, points[:, :2], target, mouth=mouth).image

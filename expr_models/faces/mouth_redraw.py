@@ -1,0 +1,51 @@
+"""The learned mouth at editing time: after the mesh warp, redraw the inside of the target lips.
+
+    redraw = learned_redraw(model)                       # model: a MouthInpainterModel
+    box = redraw(warped_crop, crop, source, target)      # in place; pixels outside the hole keep their bytes
+
+The warp has moved the lips; what lies between them is wrong wherever the mouth opened (stretched lip, no teeth) or
+closed (teeth squeezed between the lips). The model sees the mouth window of the warped crop (``mouth_frame``) with
+the target inner lips plus a margin hidden, and the target's lip maps, and draws that region: teeth and the dark cavity
+where the target lips part, lips meeting where they close. Its frame is pasted back inside the hole only, feathered.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from .mouth_frame import MouthFrame, hole_mask, lip_maps
+
+# (warped crop, input crop, source points, target points) -> the box (x0, y0, x1, y1) it redrew in place, or None
+MouthRedraw = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], "tuple[int, int, int, int] | None"]
+
+_LUMA = np.array([0.299, 0.587, 0.114], np.float32)
+
+
+def learned_redraw(model: Any, margin: float | None = None) -> MouthRedraw:
+    """The redraw of ``model`` (anything with ``inpaint(frames, holes, maps)`` and ``config.hole_margin``, i.e. a
+    ``MouthInpainterModel``); ``margin``: the hole's reach past the target inner lips in frame pixels (default the
+    model's ``hole_margin``)."""
+    reach = model.config.hole_margin if margin is None else margin
+
+    def redraw(image: np.ndarray, crop: np.ndarray, source: np.ndarray, target: np.ndarray
+               ) -> tuple[int, int, int, int] | None:
+        grey = image.ndim == 2 or not np.abs(np.diff(image[..., :3].astype(np.int16), axis=2)).any()
+        rgb = np.repeat(image[..., None], 3, axis=2) if image.ndim == 2 else np.ascontiguousarray(image[..., :3])
+        frame = MouthFrame.from_points(target)
+        points = frame.to_frame(target)
+        window = frame.crop(rgb)
+        hole = hole_mask(points, reach)
+        frames = torch.from_numpy(window).permute(2, 0, 1)[None].float() / 127.5 - 1.0
+        drawn = model.inpaint(frames, torch.from_numpy(hole)[None, None], torch.from_numpy(lip_maps(points))[None])
+        drawn = ((drawn[0].float().permute(1, 2, 0).cpu().numpy() + 1.0) * 127.5).clip(0, 255)
+        if grey:  # a grey photo gets a grey mouth
+            drawn = drawn @ _LUMA
+            if image.ndim == 2:
+                return frame.paste(image, drawn, hole)
+            drawn = np.repeat(drawn[..., None], 3, axis=2)
+        return frame.paste(image[..., :3], drawn, hole)  # a view: an alpha channel keeps its bytes
+
+    return redraw

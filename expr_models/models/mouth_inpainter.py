@@ -1,0 +1,140 @@
+"""The learned mouth: an inpainting network that redraws the inside of the lips (teeth, the dark cavity, or closed
+lips meeting) for a target lip shape, in the person's own colours.
+
+    model = MouthInpainterModel.from_pretrained("checkpoints/mouth_inpainter")
+    out = model.inpaint(frames, holes, maps)   # N x 3 x H x W in [-1, 1]: frames with the holes redrawn
+
+It works in the mouth frame of ``expr_models.faces.mouth_frame`` (96 x 128, the mouth 56 px wide). Inputs:
+``frames`` (the mouth window, [-1, 1]); ``holes`` (N x 1 x H x W in [0, 1]: what to redraw, the inner lips plus a
+margin); ``maps`` (N x 3 x H x W: the *target* mouth opening, lips and inner-lip line, ``mouth_frame.lip_maps``).
+The network sees the frame with the hole blanked, the hole and the maps, and returns a full frame; only the hole is
+taken from it.
+
+Trained without pairs (``train/mouth_inpainter.py``): every real face is an example. Its own inner lips are hidden and
+the network rebuilds them from the rest of the face and its own lip shape, with an L1 loss and a PatchGAN that sees the
+result with the maps (so it judges whether the teeth fit the opening). Asked for a different lip shape at editing time,
+it draws a mouth that fits that shape: teeth where the lips part, lips where they close.
+
+The generator is a small U-Net (levels H .. H/8, residual blocks at the bottom, where a 3 x 3 kernel spans a quarter
+of the mouth).
+"""
+
+from __future__ import annotations
+
+import torch
+from huggingface_hub.dataclasses import strict
+from torch import nn
+from transformers import PreTrainedConfig
+
+from ..faces.mouth_frame import FRAME_HEIGHT, FRAME_WIDTH, MOUTH_WIDTH
+from .layers import ConvNormAct, PatchDiscriminator, ResidualBlock, init_gan_weights
+from .modeling_utils import ExprPreTrainedModel
+
+MAP_CHANNELS = 3  # mouth opening, lips, inner-lip line
+
+
+@strict
+class MouthInpainterConfig(PreTrainedConfig):
+    r"""
+    Args:
+        base_channels: channels of the U-Net's first level (x2 per level, three levels down).
+        residual_blocks: residual blocks at the U-Net's bottom (H/8).
+        norm: the generator's normalisation (``instance``, ``batch``, ``group``, ``none``).
+        frame_height: the mouth frame's height (``expr_models.faces.mouth_frame``).
+        frame_width: the mouth frame's width.
+        mouth_width: the outer mouth corners' distance in the frame.
+        hole_margin: how far (frame pixels) the hole reaches past the target inner lips at editing time.
+        with_discriminator: build the PatchGAN discriminator; False for inference checkpoints.
+        discriminator_channels: the PatchGAN's first-layer channels.
+    """
+
+    model_type = "expr-mouth-inpainter"
+
+    base_channels: int = 32
+    residual_blocks: int = 4
+    norm: str = "instance"
+    frame_height: int = FRAME_HEIGHT
+    frame_width: int = FRAME_WIDTH
+    mouth_width: float = MOUTH_WIDTH
+    hole_margin: float = 4.0
+    with_discriminator: bool = True
+    discriminator_channels: int = 32
+
+    def validate_mouth_inpainter(self):
+        if (self.frame_height, self.frame_width, self.mouth_width) != (FRAME_HEIGHT, FRAME_WIDTH, MOUTH_WIDTH):
+            raise ValueError(f"the mouth frame is {FRAME_HEIGHT} x {FRAME_WIDTH} with a {MOUTH_WIDTH:g} px mouth "
+                             "(expr_models.faces.mouth_frame), got "
+                             f"{self.frame_height} x {self.frame_width} with {self.mouth_width:g}")
+        if self.base_channels < 4 or self.residual_blocks < 0 or self.hole_margin < 0:
+            raise ValueError("base_channels must be >= 4, residual_blocks and hole_margin >= 0")
+
+
+class MouthInpaintingGenerator(nn.Module):
+    """U-Net over (frame with the hole blanked, hole, target maps): 3 + 1 + 3 channels in, RGB out (tanh)."""
+
+    def __init__(self, channels: int = 32, residual_blocks: int = 4, norm: str = "instance"):
+        super().__init__()
+        widths = [channels, channels * 2, channels * 4, channels * 8]
+        self.stem = ConvNormAct(3 + 1 + MAP_CHANNELS, widths[0], 5, 1, norm, "relu")
+        self.down = nn.ModuleList(ConvNormAct(widths[k], widths[k + 1], 3, 2, norm, "relu") for k in range(3))
+        self.middle = nn.Sequential(*(ResidualBlock(widths[3], norm, "zeros") for _ in range(residual_blocks)))
+        self.up = nn.ModuleList(
+            nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"),
+                          ConvNormAct(widths[k + 1], widths[k], 3, 1, norm, "relu"))
+            for k in range(3))
+        self.merge = nn.ModuleList(ConvNormAct(widths[k] * 2, widths[k], 3, 1, norm, "relu") for k in range(3))
+        self.head = nn.Sequential(nn.Conv2d(widths[0], 3, 3, 1, 1), nn.Tanh())
+
+    def forward(self, frames: torch.Tensor, holes: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:
+        x = self.stem(torch.cat([frames * (1 - holes), holes, maps], 1))
+        skips = [x]
+        for layer in self.down:
+            x = layer(x)
+            skips.append(x)
+        x = self.middle(skips.pop())
+        for k in reversed(range(3)):
+            x = self.merge[k](torch.cat([self.up[k](x), skips[k]], 1))
+        return self.head(x)
+
+
+class MouthInpainterModel(ExprPreTrainedModel):
+    config_class = MouthInpainterConfig
+    main_input_name = "frames"
+    card_summary = (
+        "A learned mouth for expression edits: an inpainting U-Net that redraws the inside of the lips (teeth, the "
+        "dark cavity, or closed lips) for a target lip shape, in the person's own colours, in a 96 x 128 mouth frame. "
+        "Trained without pairs: each real face's own mouth is hidden and rebuilt from the rest of the face and its "
+        "lip shape (L1 + PatchGAN). The editor (`expr_models.pipeline`) runs it after the mesh warp, where the target "
+        "lips part or close."
+    )
+
+    def __init__(self, config: MouthInpainterConfig):
+        super().__init__(config)
+        self.generator = MouthInpaintingGenerator(config.base_channels, config.residual_blocks, config.norm)
+        # The discriminator reads the result with the target maps: teeth must fit the opening they are drawn in.
+        self.discriminator = (PatchDiscriminator(3 + MAP_CHANNELS, config.discriminator_channels, 3, "none",
+                                                 spectral=True) if config.with_discriminator else None)
+        self.post_init()
+
+    def _init_weights(self, module):
+        init_gan_weights(module)
+
+    def forward(self, frames: torch.Tensor, holes: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:
+        """The generator's full-frame prediction (``N x 3 x H x W`` in [-1, 1])."""
+        return self.generator(frames, holes, maps)
+
+    @torch.no_grad()
+    def inpaint(self, frames: torch.Tensor, holes: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:
+        """``frames`` with their ``holes`` redrawn for the target ``maps``; the rest is the input."""
+        parameter = next(self.generator.parameters())
+        frames, holes, maps = (t.to(parameter.device, parameter.dtype) for t in (frames, holes, maps))
+        predicted = self.generator(frames, holes, maps)
+        return frames * (1 - holes) + predicted * holes
+
+    def without_discriminator(self) -> "MouthInpainterModel":
+        """A copy holding the generator alone, for small inference checkpoints."""
+        config = MouthInpainterConfig(**{**self.config.to_dict(), "with_discriminator": False})
+        model = MouthInpainterModel(config)
+        model.load_state_dict(self.state_dict(), strict=False)
+        model.card_info = dict(getattr(self, "card_info", {}))
+        return model.to(self.device, self.dtype)

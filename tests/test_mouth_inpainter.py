@@ -1,0 +1,215 @@
+"""The learned mouth: its frame and maps, the model's save/load and composite, the redraw after a mesh warp (only the
+hole changes, a grey photo stays grey), and a training run through the one loop."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from datasets import Dataset, DatasetDict
+
+from expr_models.components import COMPONENT_BY_MODEL_TYPE, model_class
+from expr_models.faces.mesh_topology import LIPS_INNER, LIPS_OUTER, MOUTH_CORNERS
+from expr_models.faces.mesh_warp import warp_face
+from expr_models.faces.mouth_frame import (FRAME_HEIGHT, FRAME_WIDTH, MOUTH_WIDTH, MOUTH_Y, MouthFrame, hole_mask,
+                                           lip_maps)
+from expr_models.faces.mouth_redraw import learned_redraw
+from expr_models.models.mouth_inpainter import MouthInpainterConfig, MouthInpainterModel
+from tests.test_training import train_in_process
+from train.tools.prepare_mouths import FEATURES
+
+CHECKPOINTS = Path(__file__).resolve().parents[1] / "checkpoints"
+SIZE = 400
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+@pytest.fixture(scope="module")
+def mesh_motion():
+    return model_class("mesh_motion").from_pretrained(CHECKPOINTS / "mesh_motion")
+
+
+def synthetic_face(mesh_motion, eye_distance: float = 130.0, grey: bool = False):
+    """A closed mouth on textured skin (the mean mesh), and where a broad smile moves its points."""
+    mean = mesh_motion.mean_mesh.detach().numpy().astype(np.float64)
+    points = mean * eye_distance + [SIZE / 2, SIZE * 0.47, 0]
+    target = mesh_motion.target_points(points, "neutral", "happy", 1.5)
+    rng = np.random.default_rng(0)
+    skin = np.array([190, 140, 115], np.float32) + rng.normal(0, 12, (SIZE, SIZE, 1)).astype(np.float32)
+    photo = np.clip(skin, 0, 255).astype(np.uint8)
+    cv2.fillPoly(photo, [np.round(points[list(LIPS_OUTER), :2]).astype(np.int32)], (165, 70, 80))
+    cv2.polylines(photo, [np.round(points[list(LIPS_INNER), :2]).astype(np.int32)], True, (50, 15, 20), 2)
+    photo = cv2.GaussianBlur(photo, (0, 0), 1.0)
+    if grey:
+        photo = np.repeat(cv2.cvtColor(photo, cv2.COLOR_RGB2GRAY)[..., None], 3, axis=2)
+    return photo, points, target
+
+
+def tiny_model(seed: int = 0) -> MouthInpainterModel:
+    torch.manual_seed(seed)
+    return MouthInpainterModel(MouthInpainterConfig(base_channels=8, residual_blocks=1, with_discriminator=False)).eval()
+
+
+def test_the_frame_levels_and_centres_the_mouth(mesh_motion):
+    _, points, _ = synthetic_face(mesh_motion)
+    turned = points.copy()
+    angle = np.deg2rad(12)
+    rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    turned[:, :2] = (points[:, :2] - 200) @ rotation.T * 1.7 + 210
+    for mesh in (points, turned):
+        frame = MouthFrame.from_points(mesh)
+        corners = frame.to_frame(mesh[list(MOUTH_CORNERS)])
+        assert corners[1, 0] - corners[0, 0] == pytest.approx(MOUTH_WIDTH, abs=1e-6)
+        assert corners[0, 1] == pytest.approx(corners[1, 1], abs=1e-6)  # level
+        centre = frame.to_frame(mesh[list(LIPS_OUTER)]).mean(0)
+        assert centre == pytest.approx([FRAME_WIDTH / 2, MOUTH_Y], abs=1e-6)
+    with pytest.raises(ValueError, match="corners coincide"):
+        MouthFrame.from_points(np.zeros((468, 3)))
+
+
+@pytest.mark.parametrize("eye_distance", [40.0, 130.0, 380.0])  # the frame enlarges, keeps, shrinks (area path)
+def test_crop_then_paste_gives_the_photo_back(mesh_motion, eye_distance):
+    size = int(eye_distance * 3)
+    mean = mesh_motion.mean_mesh.detach().numpy().astype(np.float64)
+    points = mean * eye_distance + [size / 2, size * 0.47, 0]
+    ys, xs = np.mgrid[:size, :size]
+    photo = np.stack([128 + 60 * np.sin(xs / size * 6), 128 + 60 * np.cos(ys / size * 5),
+                      np.full_like(xs, 90.0)], 2).astype(np.uint8)  # smooth: resampling loses little
+    frame = MouthFrame.from_points(points)
+    window = frame.crop(photo)
+    assert window.shape == (FRAME_HEIGHT, FRAME_WIDTH, 3)
+    alpha = np.zeros((FRAME_HEIGHT, FRAME_WIDTH), np.float32)
+    alpha[30:60, 40:90] = 1.0
+    pasted = photo.copy()
+    assert frame.paste(pasted, window, alpha) is not None
+    changed = np.any(pasted != photo, axis=2)
+    assert changed.any() and np.abs(pasted.astype(int) - photo).max() <= 6
+    # Nothing outside the alpha's footprint moves (give or take the linear sample's one frame pixel).
+    footprint = cv2.invertAffineTransform(frame.matrix) @ np.array([[40, 30, 1], [90, 60, 1]], np.float64).T
+    slack = 1.0 / frame.scale + 1
+    ys, xs = np.nonzero(changed)
+    assert xs.min() >= footprint[0].min() - slack and xs.max() <= footprint[0].max() + slack
+    assert ys.min() >= footprint[1].min() - slack and ys.max() <= footprint[1].max() + slack
+
+
+def test_the_maps_say_open_or_closed(mesh_motion):
+    _, points, target = synthetic_face(mesh_motion)
+    closed, opened = (lip_maps(MouthFrame.from_points(p).to_frame(p)) for p in (points, target))
+    assert closed.shape == (3, FRAME_HEIGHT, FRAME_WIDTH) and closed.dtype == np.float32
+    assert closed[0].sum() < 0.25 * opened[0].sum()  # the smile's lips part
+    for maps in (closed, opened):
+        assert maps[1].sum() > 100 and maps[2].sum() > 50  # lips and the inner-lip line are always there
+        assert maps.min() >= 0 and maps.max() <= 1
+    frame_points = MouthFrame.from_points(points).to_frame(points)
+    small, large = hole_mask(frame_points, 2.0), hole_mask(frame_points, 8.0)
+    assert (small <= large).all() and large.sum() > 2 * small.sum() > 0  # a closed mouth's hole: a band at the seam
+
+
+def test_the_model_saves_loads_and_keeps_what_is_outside_the_hole(tmp_path):
+    model = tiny_model()
+    assert COMPONENT_BY_MODEL_TYPE["expr-mouth-inpainter"] == "mouth_inpainter"
+    model.save_pretrained(tmp_path / "mouth")
+    loaded = MouthInpainterModel.from_pretrained(tmp_path / "mouth").eval()
+    frames = torch.rand(2, 3, FRAME_HEIGHT, FRAME_WIDTH) * 2 - 1
+    holes = torch.zeros(2, 1, FRAME_HEIGHT, FRAME_WIDTH)
+    holes[:, :, 30:60, 40:90] = 1
+    maps = torch.rand(2, 3, FRAME_HEIGHT, FRAME_WIDTH)
+    out = loaded.inpaint(frames, holes, maps)
+    assert torch.equal(out * (1 - holes), frames * (1 - holes))
+    assert torch.allclose(out, model.inpaint(frames, holes, maps), atol=1e-6)
+    assert not torch.allclose(out[:, :, 30:60, 40:90], frames[:, :, 30:60, 40:90])
+    with pytest.raises(Exception, match="the mouth frame is 96 x 128"):  # strict dataclasses wrap the ValueError
+        MouthInpainterConfig(frame_width=64)
+
+
+@pytest.mark.parametrize("grey", [False, True])
+def test_the_redraw_changes_only_the_mouth_and_keeps_grey_grey(mesh_motion, grey):
+    photo, points, target = synthetic_face(mesh_motion, grey=grey)
+    model = tiny_model()
+    plain = warp_face(photo, points[:, :2], target).image  # the dark cavity
+    redrawn = warp_face(photo, points[:, :2], target, mouth=model)
+    assert redrawn.gap is not None
+    differs = np.any(redrawn.image != plain, axis=2)
+    assert differs.any()
+    # Only within the hole: the target's inner lips grown by the margin and feather (frame pixels, here about 1.3
+    # photo pixels each) and the paste's one pixel; the rest of the warp is the same bytes.
+    lips = np.zeros(photo.shape[:2], np.uint8)
+    cv2.fillPoly(lips, [np.round(target[list(LIPS_INNER), :2]).astype(np.int32)], 1)
+    reach = int(np.ceil((model.config.hole_margin + 2.5) / MouthFrame.from_points(target).scale)) + 1
+    assert not (differs & (cv2.dilate(lips, np.ones((2 * reach + 1, 2 * reach + 1), np.uint8)) == 0)).any()
+    x0, y0, x1, y1 = redrawn.box
+    ys, xs = np.nonzero(differs)
+    assert x0 <= xs.min() and xs.max() < x1 and y0 <= ys.min() and ys.max() < y1
+    if grey:
+        assert (redrawn.image[..., 0] == redrawn.image[..., 1]).all() and (redrawn.image[..., 1] ==
+                                                                           redrawn.image[..., 2]).all()
+
+
+def test_a_closing_mouth_is_redrawn_and_a_still_one_is_not(mesh_motion):
+    photo, points, target = synthetic_face(mesh_motion)
+    opened = warp_face(photo, points[:, :2], target, mouth=tiny_model()).image
+    calls = []
+
+    def redraw(image, crop, source, moved):
+        calls.append(1)
+        return None
+
+    from expr_models.faces.mesh_warp import warp_crop
+    from expr_models.faces.mesh_topology import EYE_TRIANGLES, FACE_OVAL, MOUTH_TRIANGLES, TRIANGLES
+
+    def warp(source, moved):
+        return warp_crop(opened, source[:, :2], moved[:, :2], inner_lips=np.array(LIPS_INNER),
+                         triangles=np.array(TRIANGLES + MOUTH_TRIANGLES + EYE_TRIANGLES),
+                         boundary=np.array(FACE_OVAL), redraw=redraw)
+
+    warp(target, points)  # the smile back to neutral: the lips close over the new teeth
+    assert calls == [1]
+    still = target.copy()
+    still[10, :2] += 3.0  # a point far from the mouth moves: no mouth to redraw
+    warp(target, still)
+    assert calls == [1]
+
+
+def test_the_learned_redraw_accepts_a_margin(mesh_motion):
+    photo, points, target = synthetic_face(mesh_motion)
+    model = tiny_model()
+    narrow, wide = photo.copy(), photo.copy()
+    narrow_box = learned_redraw(model, margin=1.0)(narrow, photo, points, target)
+    wide_box = learned_redraw(model, margin=8.0)(wide, photo, points, target)
+    assert np.any(narrow != photo, axis=2).sum() < np.any(wide != photo, axis=2).sum()
+    assert wide_box[0] < narrow_box[0] and wide_box[2] > narrow_box[2]
+
+
+def tiny_mouth_dataset(path: Path, mesh_motion) -> Path:
+    rows = []
+    for index in range(6):
+        photo, points, target = synthetic_face(mesh_motion)
+        mesh = target if index % 2 else points
+        frame = MouthFrame.from_points(mesh)
+        rows.append({"id": f"synthetic/{index}", "dataset": "london" if index == 0 else "genki4k",
+                     "frame": frame.crop(photo), "points": frame.to_frame(mesh).astype(np.float32),
+                     "gap": 0.12 if index % 2 else 0.02})
+    DatasetDict({split: Dataset.from_list(rows, features=FEATURES) for split in ("train", "validation")}).save_to_disk(
+        str(path))
+    return path
+
+
+def test_the_mouth_trains_through_the_loop(tmp_path, mesh_motion):
+    from train.mouth_inpainter import MouthInpainterStep, MouthWindows
+
+    data = tiny_mouth_dataset(tmp_path / "mouths", mesh_motion)
+    windows = MouthWindows(Dataset.load_from_disk(str(data / "train")), seed=0)
+    assert len(windows) == 4 + 3 * 2 + 2 * 1  # row 0: London, x4; rows 1, 3, 5: open, x2; rows 2, 4: once
+    first, again = windows[1], windows[1]
+    assert all(torch.equal(first[key], again[key]) for key in first)  # augmentation: a function of (seed, index)
+    code = train_in_process(MouthInpainterStep, ["--data", data, "--output-dir", tmp_path / "run", "--cpu",
+                                                 "--max-steps", 2, "--batch-size", 2, "--base-channels", 8,
+                                                 "--residual-blocks", 1, "--report-to", "none", "--sample-every", 0,
+                                                 "--checkpointing-steps", 0])
+    assert code == 0
+    final = tmp_path / "run" / "final"
+    model = MouthInpainterModel.from_pretrained(final)
+    assert model.discriminator is None and (final / "README.md").is_file()

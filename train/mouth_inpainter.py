@@ -1,0 +1,200 @@
+"""Train the learned mouth (``expr_models.models.mouth_inpainter``) without pairs: every real face's own mouth is
+hidden and rebuilt from the rest of its mouth window and its own lip shape.
+
+    python -m train.tools.cache_meshes --sets fei london jaffe genki4k
+    python -m train.tools.prepare_mouths                                   # prepared/mouths
+    python -m train.mouth_inpainter --data prepared/mouths --output-dir runs/mouth --cpu --max-steps 6000
+
+Each example: a 96 x 128 mouth window; the hole is its inner-lip polygon and line grown by a random margin (2-8 px:
+the editor uses ``hole_margin``, 4 by default), so the network sees closed mouths (a band around the seam: draw lips
+meeting) and open ones (draw teeth and the cavity that fit the opening), and holes larger than the mouth. Mirrored
+half the time, with mild colour jitter; a sixth are made grey (FEI and JAFFE are grey, and grey photos are edited).
+Open mouths are rarer than closed ones, and the London Set's are the sharpest: open mouths (inner-lip gap > 0.06 eye
+distances) count twice, London faces four times.
+
+Losses: L1 on the hole (mean over hole pixels), a small L1 on the rest of the frame (the prediction around the
+hole must continue the skin it is blended into), and a hinge PatchGAN (spectral norm) that sees the composite with
+the target lip maps. Adam (0.5, 0.999) at 2e-4, linear decay to zero. Validation: the hole L1 at the editor's margin
+on the validation split, per source.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers.hf_argparser import HfArg
+
+from expr_models.faces.mouth_frame import hole_mask, lip_maps
+from expr_models.models.mouth_inpainter import MouthInpainterConfig, MouthInpainterModel
+from train.args import ConfigError, TrainingArguments, make_config
+from train.data import AugmentedDataset, load_prepared, require_columns
+from train.loop import main
+from train.step import OptimizerSpec, TrainingStep, set_requires_grad
+
+OPEN_GAP = 0.06  # inner-lip gap (eye distances) above which a mouth counts as open
+REPEATS = {"london": 4}  # the sharpest colour teeth there are
+
+
+class MouthWindows(AugmentedDataset):
+    """Items ``{"frames", "holes", "maps"}`` (3 x H x W in [-1, 1], 1 x H x W, 3 x H x W) from a prepared mouths split;
+    ``augment=False``: no flip, no jitter, the hole at ``margin`` (validation)."""
+
+    def __init__(self, dataset, seed: int = 0, augment: bool = True, margin: float = 4.0,
+                 margin_range: tuple[float, float] = (2.0, 8.0), repeat: bool = True):
+        self.dataset, self.seed, self.augment = dataset, seed, augment
+        self.margin, self.margin_range = margin, margin_range
+        sources, gaps = list(dataset["dataset"]), list(dataset["gap"])
+        self.rows = [row for row, (source, gap) in enumerate(zip(sources, gaps))
+                     for _ in range((REPEATS.get(source, 1) * (2 if gap > OPEN_GAP else 1)) if repeat else 1)]
+        self.sources = [sources[row] for row in self.rows]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, index: int) -> dict:
+        row = self.dataset[self.rows[index]]
+        frame = np.asarray(row["frame"], np.float32)
+        points = np.asarray(row["points"], np.float64)
+        margin = self.margin
+        if self.augment:
+            generator = self.generator(index)
+            draws = torch.rand(6, generator=generator).numpy()
+            margin = self.margin_range[0] + draws[0] * (self.margin_range[1] - self.margin_range[0])
+            if draws[1] < 0.5:
+                frame = frame[:, ::-1]
+                points = points.copy()
+                points[:, 0] = frame.shape[1] - 1 - points[:, 0]
+            frame = (frame - frame.mean()) * (0.85 + 0.3 * draws[2]) + frame.mean() * (0.85 + 0.3 * draws[3])
+            if draws[4] < 1 / 6:
+                frame = np.repeat((frame @ np.array([0.299, 0.587, 0.114], np.float32))[..., None], 3, axis=2)
+        frames = torch.from_numpy(np.ascontiguousarray(np.clip(frame, 0, 255))).permute(2, 0, 1) / 127.5 - 1.0
+        return {"frames": frames, "holes": torch.from_numpy(hole_mask(points, margin))[None],
+                "maps": torch.from_numpy(lip_maps(points))}
+
+
+@dataclass
+class MouthInpainterArguments(TrainingArguments):
+    """The learned mouth's training flags; its architecture flags come from ``MouthInpainterConfig``'s fields."""
+
+    epochs: int = 20
+    batch_size: int = 16
+    lr: float = HfArg(default=2e-4, help="Adam learning rate, decaying linearly to 0")
+    beta1: float = 0.5
+    beta2: float = 0.999
+    lambda_rest: float = HfArg(default=0.2, help="weight of the L1 outside the hole")
+    lambda_gan: float = HfArg(default=0.05, help="weight of the generator's hinge adversarial loss")
+    min_margin: float = HfArg(default=2.0, help="smallest hole margin (frame pixels) in training")
+    max_margin: float = HfArg(default=8.0, help="largest hole margin in training")
+
+
+class MouthInpainterStep(TrainingStep):
+    """The inpainting U-Net and its PatchGAN on mouth windows."""
+
+    name = "mouth_inpainter"
+    arguments_class = MouthInpainterArguments
+    config_class = MouthInpainterConfig
+    config_exclude = ("with_discriminator", "frame_height", "frame_width", "mouth_width")
+    drop_last = True
+
+    @classmethod
+    def check_arguments(cls, args) -> None:
+        if not 0 <= args.min_margin <= args.max_margin:
+            raise ConfigError(f"need 0 <= --min-margin <= --max-margin, got {args.min_margin}, {args.max_margin}")
+
+    def build(self) -> None:
+        args = self.args
+        self.config = make_config(MouthInpainterConfig, **vars(args.model), with_discriminator=True)
+        self.model = MouthInpainterModel(self.config).to(self.device)
+        train = load_prepared(args.data, args.split)
+        require_columns(train, args.data, ("frame", "points", "gap", "dataset"))
+        self.train_dataset = MouthWindows(train, args.seed, margin_range=(args.min_margin, args.max_margin))
+        validation = load_prepared(args.data, args.eval_split, required=False)
+        self.eval_dataset = (MouthWindows(validation, augment=False, margin=self.config.hole_margin, repeat=False)
+                             if validation is not None else None)
+
+    def trainable_modules(self) -> dict[str, nn.Module]:
+        return {"G": self.model.generator, "D": self.model.discriminator}
+
+    def make_optimizers(self) -> dict[str, OptimizerSpec]:
+        args, model = self.args, self.model
+        adam = dict(lr=args.lr, betas=(args.beta1, args.beta2))
+        return {"generator": OptimizerSpec(torch.optim.Adam(model.generator.parameters(), **adam), schedule="linear",
+                                           ema=True),
+                "discriminator": OptimizerSpec(torch.optim.Adam(model.discriminator.parameters(), **adam),
+                                               schedule="linear")}
+
+    def ema_module(self) -> nn.Module:
+        return self.model.generator
+
+    def step(self, batch, step_index: int) -> dict[str, torch.Tensor]:
+        nets, args = self.nets, self.args
+        frames, holes, maps = self.images(batch["frames"]), batch["holes"], batch["maps"]
+        set_requires_grad(nets.D, False)
+        predicted = nets.G(frames, holes, maps)
+        composite = frames * (1 - holes) + predicted * holes
+        losses = {
+            "hole_l1": masked_l1(predicted, frames, holes),
+            "rest_l1": masked_l1(predicted, frames, 1 - holes) * args.lambda_rest,
+            "gan": -nets.D(torch.cat([composite, maps], 1)).mean() * args.lambda_gan,
+        }
+        loss_g = sum(losses.values())
+        self.update("generator", loss_g)
+        set_requires_grad(nets.D, True)
+        real = nets.D(torch.cat([frames, maps], 1))
+        fake = nets.D(torch.cat([composite.detach(), maps], 1))
+        loss_d = F.relu(1 - real).mean() + F.relu(1 + fake).mean()
+        self.update("discriminator", loss_d)
+        return {"generator": loss_g.detach(), **{k: v.detach() for k, v in losses.items()},
+                "discriminator": loss_d.detach()}
+
+    def sample_batch(self):
+        source = self.eval_dataset or self.train_dataset
+        count = min(self.args.num_samples, len(source))
+        picks = np.linspace(0, len(source) - 1, count).round().astype(int)
+        return torch.utils.data.default_collate([source[int(i)] for i in picks])
+
+    @torch.no_grad()
+    def sample_rows(self, batch) -> torch.Tensor:
+        """Rows: the frame with its hole blanked | the redrawn frame | the real frame."""
+        generator = self.unwrap(self.nets.G)
+        frames, holes, maps = batch["frames"], batch["holes"], batch["maps"]
+        predicted = generator(frames, holes, maps)
+        return torch.stack([frames * (1 - holes), frames * (1 - holes) + predicted * holes, frames], 1).float()
+
+    @torch.no_grad()
+    def evaluate(self, dataloader) -> dict[str, float]:
+        """The hole L1 (on [-1, 1]) at the editor's margin, over all validation faces."""
+        generator = self.unwrap(self.nets.G)
+        totals = []
+        for batch in dataloader:
+            predicted = generator(batch["frames"], batch["holes"], batch["maps"])
+            error = ((predicted - batch["frames"]).abs() * batch["holes"]).sum((1, 2, 3))
+            totals.append(torch.stack([error, batch["holes"].sum((1, 2, 3)) * 3], 1))
+        totals = self.accelerator.gather_for_metrics(torch.cat(totals)).sum(0)
+        return {"hole_l1": float(totals[0] / totals[1].clamp_min(1))}
+
+    def final_model(self):
+        return self.model.without_discriminator()
+
+    def training_data_description(self) -> str:
+        counts: dict[str, int] = {}
+        for source in self.train_dataset.sources:
+            counts[source] = counts.get(source, 0) + 1
+        shown = ", ".join(f"{name} {count}" for name, count in sorted(counts.items()))
+        return (f"Mouth windows of real faces (`{self.args.data}`, {self.args.split} split, "
+                f"`train.tools.prepare_mouths`), each its own example with its own lip shape; per epoch (open mouths "
+                f"twice, London four times): {shown}.")
+
+
+def masked_l1(prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean absolute error over the pixels ``mask`` weights (per channel)."""
+    return ((prediction - target).abs() * mask).sum() / (mask.sum() * prediction.shape[1]).clamp_min(1.0)
+
+
+if __name__ == "__main__":
+    sys.exit(main(MouthInpainterStep))
