@@ -133,7 +133,8 @@ def main(argv: list[str] | None = None) -> int:
         for number, (name, image) in enumerate(panels):
             face = Image.fromarray(image)
             row.paste(face if face.size == (side, side) else face.crop(square), (number * side, LABEL))
-            draw.text((number * side + 4, 4), f"{pair.dataset} {pair.subject} {pair.pair}: {name}", fill="black")
+            label = f"{pair.dataset} {pair.subject} {pair.pair}: {name}" if number == 0 else name
+            draw.text((number * side + 4, 4), label, fill="black")
         rows.append(row)
     if not rows:
         print("no pairs")

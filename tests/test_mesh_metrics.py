@@ -74,3 +74,15 @@ def test_mouth_sharpness_falls_when_the_mouth_is_blurred():
     assert mouth_sharpness(photo, blurred, points, points, scale=0.5) < 0.6
     lips = points[list(LIPS_OUTER)]
     assert rows.start <= lips[:, 1].min() and cols.stop >= lips[:, 0].max()
+
+
+def test_the_cheek_gain_sees_only_the_cheeks_and_lower_eyelids():
+    from expr_models.evaluation.mesh_metrics import CHEEK_POINTS
+
+    source, motion = _mesh(), _motion()
+    real = source + motion
+    mouth_only = source + np.where(np.isin(np.arange(N), CHEEK_POINTS)[:, None], 0.0, motion)
+    scores = mesh_scores(source, mouth_only, real)
+    assert abs(scores["cheek_gain"]) < 1e-9 and scores["gain"] > 0.5
+    cheeks_half = source + np.where(np.isin(np.arange(N), CHEEK_POINTS)[:, None], 0.5 * motion, motion)
+    assert np.isclose(mesh_scores(source, cheeks_half, real)["cheek_gain"], 0.5, atol=1e-9)

@@ -5,6 +5,8 @@
   ``expr_models.faces.mesh_motion`` with each mesh fitted in 3D (x, y and the mesh's depth) on its own stable points,
   so a head move or turn between the two photos does not count; compared in the frontal plane (x, y). Gain = the edit's motion projected on the real one over the real one's length (1: as far as
   the real expression; 0.5: half-way); cosine = the angle between the two (1: the same direction).
+- **cheek gain**: the same gain on the cheek and lower-eyelid points only: a real smile lifts the cheeks and narrows
+  the eyes, and an edit that only moves the mouth does not.
 - **mouth opening**: the inner-lip gap over the eye distance (``expr_models.faces.mesh.inner_lip_gap``), of the
   edit and of the real photo.
 - **mouth sharpness**: the Laplacian variance of the luminance in the mouth region, edit over input (1: as sharp).
@@ -17,7 +19,10 @@ import numpy as np
 
 from ..faces.mesh import inner_lip_gap
 from ..faces.mesh_motion import canonical_displacement, normalise
-from ..faces.mesh_topology import LIPS_OUTER
+from ..faces.mesh_topology import LEFT_CHEEK, LEFT_EYE_LOWER, LIPS_OUTER, RIGHT_CHEEK, RIGHT_EYE_LOWER
+
+# The points a smile lifts besides the mouth: the cheeks and the lower eyelids (eye corners left out: they stay).
+CHEEK_POINTS = np.array(sorted(set(RIGHT_CHEEK + LEFT_CHEEK + RIGHT_EYE_LOWER[1:-1] + LEFT_EYE_LOWER[1:-1])))
 
 
 def motion_gain_cosine(source: np.ndarray, edit: np.ndarray, real: np.ndarray,
@@ -79,10 +84,12 @@ def mouth_sharpness(input_image: np.ndarray, edit_image: np.ndarray, input_point
 
 
 def mesh_scores(source: np.ndarray, edit: np.ndarray, real: np.ndarray) -> dict[str, float]:
-    """Gain, cosine and the two mouth openings for one edit (meshes as in :func:`motion_gain_cosine`)."""
+    """Gain, cosine, the cheek gain and the two mouth openings for one edit (meshes as in
+    :func:`motion_gain_cosine`)."""
     gain, cosine = motion_gain_cosine(source, edit, real)
-    return {"gain": gain, "cosine": cosine, "gap_edit": inner_lip_gap(edit), "gap_real": inner_lip_gap(real),
-            "gap_source": inner_lip_gap(source)}
+    cheek_gain, _ = motion_gain_cosine(source, edit, real, CHEEK_POINTS)
+    return {"gain": gain, "cosine": cosine, "cheek_gain": cheek_gain, "gap_edit": inner_lip_gap(edit),
+            "gap_real": inner_lip_gap(real), "gap_source": inner_lip_gap(source)}
 
 
 def photo_scores(source_image: np.ndarray, edit_image: np.ndarray, source: np.ndarray, edit: np.ndarray,

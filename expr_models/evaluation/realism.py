@@ -55,14 +55,15 @@ MESH_DEFINITION = (
     "motion (input mesh -> real photo's mesh) over the real motion's length, both in the canonical frame with each "
     "mesh fitted on its stable points, so a head move between the two photos does not count (1 = as far as the real "
     "expression, 0 = no move towards it). Cosine: between the two motions (1 = the same direction). Mouth opening: "
-    "the inner-lip gap over the eye distance (about 0.02 closed); edit over real = the edit's gap over the real "
+    "the inner-lip gap over the eye distance (about 0.02 closed); cheek gain: the gain on the cheek and lower-eyelid "
+    "points alone; edit over real = the edit's gap over the real "
     "photo's. Mouth sharpness: Laplacian variance of the luminance in the mouth (the outer lips' box widened by 20% "
     "of the mouth's width on each side), edit over input (1 = as sharp). Per person the median over its photo pairs, "
     "then the median over people (their count in brackets); a photo the mesh scores below 0.5 face presence is left "
     "out. Definitions in expr_models/evaluation/mesh_metrics.py."
 )
 # What the mesh measures record per edit, and the presence score below which a mesh is not trusted.
-MESH_MEASURES = ("gain", "cosine", "gap_edit", "gap_real", "gap_ratio", "sharpness")
+MESH_MEASURES = ("gain", "cosine", "cheek_gain", "gap_edit", "gap_real", "gap_ratio", "sharpness")
 MIN_MESH_PRESENCE = 0.5
 
 
@@ -268,6 +269,10 @@ def mesh_tables(realism: dict) -> list[str]:
 
         lines += ["**Mesh-motion gain / cosine** against the same person's real photo (people in brackets):", ""]
         lines += _grid(realism, gain_cosine)
+        lines += ["**Cheek gain**: the gain on the cheek and lower-eyelid points alone (a real smile lifts the cheeks "
+                  "and narrows the eyes; people in brackets):", ""]
+        lines += _grid(realism, lambda row: _ratio_text(measure(row, "cheek_gain").get("median"),
+                                                         measure(row, "cheek_gain").get("subjects", 0)))
         lines += ["**Mouth opening, edit over real** (the edit's inner-lip gap in eye distances in brackets; the real "
                   "photo's beside the edit):", ""]
         lines += _grid(realism, opening, ("real gap", real_gap))
