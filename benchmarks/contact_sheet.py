@@ -7,7 +7,7 @@ face region, scaled to the same size).
     python benchmarks/contact_sheet.py --out runs/contact_jaffe.jpg --dataset jaffe --direction "neutral->each" \
         --methods sagan mesh --people 2
     python benchmarks/contact_sheet.py --out runs/mouths_london.jpg --mouth-only --methods mesh \
-        --mouths mouth_inpainter mouth_exemplars          # the mouth only, learned mouth beside the exemplars
+        --mouths mouth_inpainter+mouth_exemplars mouth_inpainter mouth_exemplars   # the mouth only, per mouth
 
 ``--mouth-only``: the mouth's square of the full-resolution photo (pixel for pixel), not the face. ``--mouths``: one
 column per method and mouth component (each editor has that mouth alone; default: the editor's own choice).
@@ -71,13 +71,21 @@ def mouth_square(photo: np.ndarray, box) -> tuple[int, int, int, int]:
 
 
 def editors_by_mouth(checkpoints: Path, mouths: list[str] | None) -> dict[str, ExpressionEditor]:
-    """One editor per mouth component (holding that mouth and no other), or the editor as it is (key "")."""
+    """One editor per mouth choice (``+``-joined mouth components: it holds those and no other mouth), or the editor
+    as it is (key "")."""
     if not mouths:
         return {"": ExpressionEditor.from_pretrained(checkpoints, num_threads=1)}
     folders = {path.name: path for path in sorted(checkpoints.iterdir()) if (path / "config.json").is_file()}
-    return {mouth: ExpressionEditor.from_pretrained(
-        {name: path for name, path in folders.items() if name == mouth or name not in MOUTH_COMPONENTS},
-        num_threads=1) for mouth in mouths}
+    editors = {}
+    for choice in mouths:
+        unknown = set(choice.split("+")) - set(MOUTH_COMPONENTS)
+        if unknown:
+            raise SystemExit(f"--mouths: unknown mouth component(s) {', '.join(sorted(unknown))}; expected "
+                             f"{', '.join(MOUTH_COMPONENTS)}, or several joined by +")
+        editors[choice] = ExpressionEditor.from_pretrained(
+            {name: path for name, path in folders.items() if name in choice.split("+") or name not in MOUTH_COMPONENTS},
+            num_threads=1)
+    return editors
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -93,8 +101,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--subjects", nargs="+", default=None)
     parser.add_argument("--intensity", type=float, default=1.0)
     parser.add_argument("--mouth-only", action="store_true", help="the mouth's square at full resolution")
-    parser.add_argument("--mouths", nargs="+", choices=MOUTH_COMPONENTS, default=None,
-                        help="compare these mouth components (one column each per method)")
+    parser.add_argument("--mouths", nargs="+", default=None,
+                        help="compare these mouths (one column each per method): mouth_inpainter, mouth_exemplars, "
+                             "or both joined by + (the learned mouth with the exemplars' teeth detail)")
     args = parser.parse_args(argv)
     if not (args.data / args.dataset).is_dir():
         print(f"skipped: no {args.dataset} under {args.data}")
@@ -123,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
                     intensity = min(args.intensity, mouth_editor.max_intensity(method))
                     result = mouth_editor.edit(detection, method=method, target=pair.target_expression,
                                                intensity=intensity)
-                    name = f"{method} {mouth.removeprefix('mouth_')}" if mouth else method
+                    name = f"{method} {mouth.replace('mouth_', '')}" if mouth else method
                     panels.append((name, np.asarray(result.image.convert("RGB"))))
         square = cut(photo, box)
         side = square[2] - square[0]

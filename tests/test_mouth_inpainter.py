@@ -213,3 +213,21 @@ def test_the_mouth_trains_through_the_loop(tmp_path, mesh_motion):
     final = tmp_path / "run" / "final"
     model = MouthInpainterModel.from_pretrained(final)
     assert model.discriminator is None and (final / "README.md").is_file()
+
+
+def test_the_teeth_detail_stays_inside_the_parted_lips(mesh_motion):
+    photo, points, target = synthetic_face(mesh_motion)
+    bank = model_class("mouth_exemplars").from_pretrained(CHECKPOINTS / "mouth_exemplars")
+    model = tiny_model()
+    plain = warp_face(photo, points[:, :2], target, mouth=model).image
+    detailed = warp_face(photo, points[:, :2], target, mouth=model, teeth=bank).image
+    differs = np.any(detailed != plain, axis=2)
+    assert differs.sum() > 100  # a smile this wide has a stored mouth of its shape: its edges are added
+    inside = np.zeros(photo.shape[:2], np.uint8)
+    cv2.fillPoly(inside, [np.round(target[list(LIPS_INNER), :2]).astype(np.int32)], 1)
+    assert not (differs & (cv2.dilate(inside, np.ones((3, 3), np.uint8)) == 0)).any()
+    # A mouth that stays shut gets no teeth.
+    still = points.copy()
+    still[10, :2] += 3.0
+    assert np.array_equal(warp_face(photo, points[:, :2], still, mouth=model, teeth=bank).image,
+                          warp_face(photo, points[:, :2], still, mouth=model).image)

@@ -21,7 +21,7 @@ from ..components import EDITING_METHODS, editing_method, model_class
 from ..faces.geometry import FaceBox, face_mask
 from ..faces.mesh import face_mesh
 from ..faces.mesh_warp import warp_face
-from ..methods.mesh import MOUTH_COMPONENTS, generator_points, source_for
+from ..methods.mesh import generator_points, mouth_parts, source_for
 from ..faces.processing import BOX_FRAME_LANDMARKS, FaceImageProcessor
 from ..models.average_edit import PAIR_SEPARATOR
 from ..models.style_transfer import run_style_transfer
@@ -62,7 +62,7 @@ class Method:
 
 
 def cyclegan_method(model, checkpoint: str, name: str = "cyclegan", channels: int = 1,
-                    face_mesh_model: Any = None, mouth: Any = None) -> Method:
+                    face_mesh_model: Any = None, mouth: dict | None = None) -> Method:
     config = model.config
     if config.generator_type == "mesh":  # moves the face mesh, as the editor runs it
         return Method(name, "cyclegan", checkpoint, model, MESH_CROP, channels, tuple(config.domains),
@@ -82,7 +82,7 @@ def cyclegan_method(model, checkpoint: str, name: str = "cyclegan", channels: in
 
 
 def sagan_method(model, checkpoint: str, channels: int = 1, face_mesh_model: Any = None,
-                 mouth: Any = None) -> Method:
+                 mouth: dict | None = None) -> Method:
     config = model.config
     if config.generator_type == "mesh":  # moves the face mesh, as the editor runs it (the source read as unknown)
         names = tuple(config.class_names)
@@ -118,11 +118,12 @@ def aligned_edit(edit_face: Callable[[np.ndarray, str], np.ndarray], channels: i
 
 
 def mesh_edit(target_points: Callable[[np.ndarray, str], np.ndarray], face_mesh_model: Any,
-              channels: int, mouth: Any = None) -> Callable[..., torch.Tensor]:
+              channels: int, mouth: dict | None = None) -> Callable[..., torch.Tensor]:
     """A batch edit for a method that moves the face mesh (``target_points(mesh 468 x 3, target) -> 468 x 2``), run
     on the held-out crops as the editor runs it: the mesh found from the crop's RetinaFace landmarks
-    (:func:`crop_points`), then one warp of the crop's own pixels (grey crops warped as grey; ``mouth``: the mouth
-    exemplars that fill a newly opened mouth, as the editor uses them where present)."""
+    (:func:`crop_points`), then one warp of the crop's own pixels (grey crops warped as grey; ``mouth``: what draws a
+    mouth that opens or closes, ``warp_face``'s ``mouth`` and ``teeth`` as ``methods.mesh.mouth_parts`` gives them,
+    as the editor uses them where present)."""
     if face_mesh_model is None:
         raise ValueError("a mesh method needs the face_mesh checkpoint beside it")
 
@@ -135,7 +136,7 @@ def mesh_edit(target_points: Callable[[np.ndarray, str], np.ndarray], face_mesh_
             box = FaceBox(0, 0, size, size, landmarks=crop_points(rgb))
             with torch.inference_mode():
                 points = face_mesh(rgb, box, face_mesh_model, refine=True).astype(np.float64)
-            moved = warp_face(rgb, points[:, :2], target_points(points, target), mouth=mouth).image
+            moved = warp_face(rgb, points[:, :2], target_points(points, target), **(mouth or {})).image
             edited.append(moved[..., :1] if channels == 1 else moved)
         tensor = torch.from_numpy(np.stack(edited).astype(np.float32) / 127.5 - 1.0).permute(0, 3, 1, 2)
         return tensor.to(x.device)
@@ -175,7 +176,8 @@ def average_method(model, checkpoint: str, channels: int = 1) -> Method:
                   edit=aligned_edit(edit_face, channels))
 
 
-def mesh_motion_method(model, checkpoint: str, face_mesh_model: Any, channels: int = 1, mouth: Any = None) -> Method:
+def mesh_motion_method(model, checkpoint: str, face_mesh_model: Any, channels: int = 1,
+                       mouth: dict | None = None) -> Method:
     """The mesh-motion baseline on the held-out crops (see :func:`mesh_edit`), edited as from an unknown source."""
     names = tuple(model.config.expressions)
 
@@ -277,13 +279,13 @@ def load_models(models_dir: Path, methods: tuple[str, ...], device: torch.device
             meshers["face_mesh"] = loader("face_mesh")(found["face_mesh"][0])
         return meshers.get("face_mesh")
 
-    def mouth_model():  # the editor's mouth (learned, else the exemplars), where present, as the editor uses it
-        for component in MOUTH_COMPONENTS:
-            if component not in meshers and found.get(component):
+    def mouth_model():  # the editor's mouth parts (learned, else the exemplars), where present, as the editor uses them
+        def load(component: str):
+            if component not in meshers:
                 meshers[component] = loader(component)(found[component][0])
-            if component in meshers:
-                return meshers[component]
-        return None
+            return meshers[component]
+
+        return mouth_parts(lambda component: bool(found.get(component)), load)
 
     meshers: dict[str, Any] = {}
     settings = {"nst_steps": nst_steps, "nst_resolution": nst_resolution, "face_mesh": face_mesh_model,

@@ -230,17 +230,19 @@ def warp_crop(crop: np.ndarray, source: np.ndarray, target: np.ndarray, inner_li
 
 
 
-def warp_face(crop: np.ndarray, source: np.ndarray, target: np.ndarray, mouth=None, **options) -> WarpResult:
+def warp_face(crop: np.ndarray, source: np.ndarray, target: np.ndarray, mouth=None, teeth=None,
+              **options) -> WarpResult:
     """:func:`warp_crop` for MediaPipe Face Mesh points (468): its triangles (with the mouth and eye strips), its face
     oval as the boundary to the anchor ring, its inner lips for the mouth. ``mouth``: either the learned mouth
     (anything with ``inpaint``, i.e. ``MouthInpainterModel``), which redraws the inside of lips that part or close
     (:func:`~.mouth_redraw.learned_redraw`), or a bank of open mouths (anything with ``closest(inner_lips) ->
     mouth_fill.Exemplar | None``, e.g. ``MouthExemplarsModel``) whose nearest interior fills a newly opened mouth of a
-    colour crop (:func:`exemplar_fill`); without one, the dark cavity."""
+    colour crop (:func:`exemplar_fill`); without one, the dark cavity. ``teeth``: with the learned mouth, a bank of
+    open mouths whose detail sharpens the teeth it draws."""
     from .mesh_topology import EYE_TRIANGLES, FACE_OVAL, LIPS_INNER, MOUTH_TRIANGLES, TRIANGLES
 
     if mouth is not None and hasattr(mouth, "inpaint"):
-        options["redraw"] = learned_redraw(mouth)
+        options["redraw"] = learned_redraw(mouth, teeth=teeth)
     elif mouth is not None and np.asarray(crop).ndim == 3:
         options["fill"] = exemplar_fill(mouth)
     return warp_crop(crop, source, target, inner_lips=np.array(LIPS_INNER),

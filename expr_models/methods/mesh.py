@@ -84,12 +84,16 @@ def whole_crop(face: FaceToEdit) -> np.ndarray:
     return np.ones(face.crop.shape[:2], np.float32)
 
 
-def mouth_model(editor: Editor) -> Any:
-    """The first of ``MOUTH_COMPONENTS`` the editor has (None: neither)."""
-    for component in MOUTH_COMPONENTS:
-        if editor.has(component):
-            return editor.model(component)
-    return None
+def mouth_parts(has: Callable[[str], bool], load: Callable[[str], Any]) -> dict[str, Any]:
+    """``warp_face``'s ``mouth`` and ``teeth``: the first of ``MOUTH_COMPONENTS`` there is, and with the learned mouth
+    the exemplar bank as its teeth's detail (``has(component)``, ``load(component)``: the editor's, or the
+    evaluation's)."""
+    found = [component for component in MOUTH_COMPONENTS if has(component)]
+    if not found:
+        return {"mouth": None, "teeth": None}
+    learned = found[0] == "mouth_inpainter"
+    return {"mouth": load(found[0]),
+            "teeth": load("mouth_exemplars") if learned and "mouth_exemplars" in found else None}
 
 
 def mesh_warp_edit(editor: Editor, face: FaceToEdit, motion: MeshMotion) -> np.ndarray:
@@ -101,10 +105,10 @@ def mesh_warp_edit(editor: Editor, face: FaceToEdit, motion: MeshMotion) -> np.n
     either way: held shut, the lips would stretch over the gap."""
     points = crop_mesh(editor, face)
     target = motion(points)
-    mouth = mouth_model(editor)
-    if mouth is None and face.target in CLOSED_MOUTH_TARGETS and face.controls.get("mouth_open", 0.0) <= 0:
+    mouth = mouth_parts(editor.has, editor.model)
+    if mouth["mouth"] is None and face.target in CLOSED_MOUTH_TARGETS and face.controls.get("mouth_open", 0.0) <= 0:
         target = keep_lips_closed(points, target)
-    return warp_face(face.crop, points[:, :2], target, mouth=mouth).image
+    return warp_face(face.crop, points[:, :2], target, **mouth).image
 
 
 def control_motion(editor: Editor, points: np.ndarray, controls: Mapping[str, float]) -> np.ndarray:
