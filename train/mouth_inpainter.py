@@ -3,19 +3,20 @@ hidden and rebuilt from the rest of its mouth window and its own lip shape.
 
     python -m train.tools.cache_meshes --sets fei london jaffe genki4k
     python -m train.tools.prepare_mouths                                   # prepared/mouths
-    python -m train.mouth_inpainter --data prepared/mouths --output-dir runs/mouth --cpu --max-steps 6000
+    python -m train.mouth_inpainter --data prepared/mouths --output-dir runs/mouth --cpu --base-channels 16 \
+        --residual-blocks 3 --max-steps 4000 --mixed-precision bf16 --channels-last      # the committed one
 
-Each example: a 96 x 128 mouth window; the hole is its inner-lip polygon and line grown by a random margin (2-8 px:
-the editor uses ``hole_margin``, 4 by default), so the network sees closed mouths (a band around the seam: draw lips
-meeting) and open ones (draw teeth and the cavity that fit the opening), and holes larger than the mouth. Mirrored
-half the time, with mild colour jitter; a sixth are made grey (FEI and JAFFE are grey, and grey photos are edited).
-Open mouths are rarer than closed ones, and the London Set's are the sharpest: open mouths (inner-lip gap > 0.06 eye
-distances) count twice, London faces four times.
+Each example: a 96 x 128 mouth window; the hole is its inner-lip polygon and line grown by a random margin (2-8 px;
+the editor uses ``hole_margin``, 2 by default: a wider hole redraws more of the lips, softer than the photo), so the
+network sees closed mouths (a band around the seam: draw lips meeting) and open ones (draw teeth and the cavity that
+fit the opening), and holes larger than the mouth. Mirrored half the time, with mild colour jitter; a sixth are made
+grey (FEI and JAFFE are grey, and grey photos are edited). Open mouths are rarer than closed ones, and the London
+Set's are the sharpest: open mouths (inner-lip gap > 0.06 eye distances) count twice, London faces four times.
 
 Losses: L1 on the hole (mean over hole pixels), a small L1 on the rest of the frame (the prediction around the
 hole must continue the skin it is blended into), and a hinge PatchGAN (spectral norm) that sees the composite with
 the target lip maps. Adam (0.5, 0.999) at 2e-4, linear decay to zero. Validation: the hole L1 at the editor's margin
-on the validation split, per source.
+on the validation split.
 """
 
 from __future__ import annotations

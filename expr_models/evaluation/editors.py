@@ -122,8 +122,8 @@ def mesh_edit(target_points: Callable[[np.ndarray, str], np.ndarray], face_mesh_
     """A batch edit for a method that moves the face mesh (``target_points(mesh 468 x 3, target) -> 468 x 2``), run
     on the held-out crops as the editor runs it: the mesh found from the crop's RetinaFace landmarks
     (:func:`crop_points`), then one warp of the crop's own pixels (grey crops warped as grey; ``mouth``: what draws a
-    mouth that opens or closes, ``warp_face``'s ``mouth`` and ``teeth`` as ``methods.mesh.mouth_parts`` gives them,
-    as the editor uses them where present)."""
+    mouth that opens or closes, ``warp_face``'s ``mouth`` and ``exemplars`` as ``methods.mesh.mouth_parts`` gives
+    them, as the editor uses them where present)."""
     if face_mesh_model is None:
         raise ValueError("a mesh method needs the face_mesh checkpoint beside it")
 

@@ -164,8 +164,9 @@ def backward_map(shape: tuple[int, int], source: np.ndarray, target: np.ndarray,
     return map_x, map_y, index >= 0, box
 
 
-# (image, gap alpha, input crop, source points, target points) -> the image with the new gap filled (in place)
-MouthFill = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+# (image, gap alpha, input crop, source points, target points) -> the image with the new gap filled (in place), or
+# None where the fill has nothing for this mouth (the image untouched)
+MouthFill = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray], "np.ndarray | None"]
 
 
 def warp_crop(crop: np.ndarray, source: np.ndarray, target: np.ndarray, inner_lips: np.ndarray | None = None,
@@ -180,8 +181,8 @@ def warp_crop(crop: np.ndarray, source: np.ndarray, target: np.ndarray, inner_li
     ``boundary``: the mesh's own triangles and outer contour (see :func:`backward_map`; :func:`warp_face` passes
     MediaPipe's); without them the points are Delaunay-triangulated. ``fill``: what goes into the new gap instead
     of the dark cavity (e.g. a real mouth's interior, :func:`exemplar_fill`). ``redraw``: a learned mouth
-    (``mouth_redraw.learned_redraw``) that redraws the inside of the target lips wherever they part wider or close
-    (instead of ``fill``, the cavity and the seam).
+    (``mouth_redraw.learned_redraw``) that redraws the inside of the target lips where they close (instead of the
+    seam) and where they part and ``fill`` has nothing for them (instead of the cavity).
     """
     crop = np.asarray(crop)
     if crop.dtype != np.uint8 or crop.ndim not in (2, 3):
@@ -216,10 +217,11 @@ def warp_crop(crop: np.ndarray, source: np.ndarray, target: np.ndarray, inner_li
                           feather)
         if gap_box is not None:
             gap = gap_box
-            if redraw is not None:
+            filled = fill(out, gap, crop, source, target) if fill is not None else None
+            if filled is not None:
+                out = filled
+            elif redraw is not None:
                 redrawn = redraw(out, crop, source, target)
-            elif fill is not None:
-                out = fill(out, gap, crop, source, target)
             else:
                 out = mouth_cavity(out, gap, cavity_colour(crop, source[inner_lips]), target[inner_lips])
     box = (x0, y0, x1, y1)  # the moving triangles' bounds
@@ -230,29 +232,34 @@ def warp_crop(crop: np.ndarray, source: np.ndarray, target: np.ndarray, inner_li
 
 
 
-def warp_face(crop: np.ndarray, source: np.ndarray, target: np.ndarray, mouth=None, teeth=None,
+def warp_face(crop: np.ndarray, source: np.ndarray, target: np.ndarray, mouth=None, exemplars=None,
               **options) -> WarpResult:
     """:func:`warp_crop` for MediaPipe Face Mesh points (468): its triangles (with the mouth and eye strips), its face
-    oval as the boundary to the anchor ring, its inner lips for the mouth. ``mouth``: either the learned mouth
-    (anything with ``inpaint``, i.e. ``MouthInpainterModel``), which redraws the inside of lips that part or close
-    (:func:`~.mouth_redraw.learned_redraw`), or a bank of open mouths (anything with ``closest(inner_lips) ->
-    mouth_fill.Exemplar | None``, e.g. ``MouthExemplarsModel``) whose nearest interior fills a newly opened mouth of a
-    colour crop (:func:`exemplar_fill`); without one, the dark cavity. ``teeth``: with the learned mouth, a bank of
-    open mouths whose detail sharpens the teeth it draws."""
+    oval as the boundary to the anchor ring, its inner lips for the mouth.
+
+    ``mouth``: the learned mouth (anything with ``inpaint``, i.e. ``MouthInpainterModel``), which redraws the inside
+    of lips that close or part (:func:`~.mouth_redraw.learned_redraw`), or a bank of open mouths (anything with
+    ``closest(inner_lips) -> mouth_fill.Exemplar | None``, e.g. ``MouthExemplarsModel``) whose nearest interior fills
+    a newly opened mouth of a colour crop (:func:`exemplar_fill`); without one, the dark cavity. ``exemplars``: with
+    the learned mouth, a bank whose real teeth fill the lips that part where one of its mouths fits their shape (a
+    smile); the learned mouth draws the rest (lips closing, a round surprised mouth)."""
     from .mesh_topology import EYE_TRIANGLES, FACE_OVAL, LIPS_INNER, MOUTH_TRIANGLES, TRIANGLES
 
+    colour = np.asarray(crop).ndim == 3
     if mouth is not None and hasattr(mouth, "inpaint"):
-        options["redraw"] = learned_redraw(mouth, teeth=teeth)
-    elif mouth is not None and np.asarray(crop).ndim == 3:
-        options["fill"] = exemplar_fill(mouth)
+        options["redraw"] = learned_redraw(mouth)
+        if exemplars is not None and colour:
+            options["fill"] = exemplar_fill(exemplars)
+    elif mouth is not None and colour:
+        options["fill"] = exemplar_fill(mouth, cavity=True)
     return warp_crop(crop, source, target, inner_lips=np.array(LIPS_INNER),
                      triangles=np.array(TRIANGLES + MOUTH_TRIANGLES + EYE_TRIANGLES), boundary=np.array(FACE_OVAL),
                      **options)
 
 
-def exemplar_fill(mouth) -> MouthFill:
-    """The fill that warps ``mouth.closest(target inner lips)`` into the new gap, relit to the source's lips (the
-    dark cavity where it has none close enough)."""
+def exemplar_fill(mouth, cavity: bool = False) -> MouthFill:
+    """The fill that warps ``mouth.closest(target inner lips)`` into the new gap, relit to the source's lips. Where the
+    bank has no mouth close enough: the dark cavity (``cavity``) or None (the caller decides)."""
     from .mesh_topology import LIPS_INNER, LIPS_OUTER
     from .mouth_fill import fill_mouth, region_mean
 
@@ -262,8 +269,8 @@ def exemplar_fill(mouth) -> MouthFill:
         window = crop[y0:y1, x0:x1, :3].astype(np.int16)
         grey = not np.abs(np.diff(window, axis=2)).any()  # a grey photo in RGB gets grey teeth
         exemplar = mouth.closest(target[inner])
-        if exemplar is None:  # no stored mouth has this shape: the dark cavity
-            return mouth_cavity(image, gap, cavity_colour(crop, source[inner]), target[inner])
+        if exemplar is None:  # no stored mouth has this shape
+            return mouth_cavity(image, gap, cavity_colour(crop, source[inner]), target[inner]) if cavity else None
         person_lips = region_mean(crop[..., :3], source[outer], source[inner])
         return fill_mouth(image, gap, target[inner], exemplar, person_lips, grey=grey)
 

@@ -46,6 +46,7 @@ PIPELINE_TAGS = {
     "expr-face-mesh": "keypoint-detection",
     "expr-mesh-motion": "image-to-image",  # it drives an image edit (points -> a warp of the photo)
     "expr-mouth-exemplars": "image-to-image",  # mouth interiors filled into edited photos
+    "expr-mouth-inpainter": "image-to-image",  # redraws the mouth of edited photos
 }
 # The evaluation data sets, by the name ``evaluate`` gives them (the ``--data`` folder's name).
 EVAL_DATASETS = {
@@ -211,13 +212,19 @@ def _realism_results(realism: dict[str, Any], component: str, checkpoint: str,
     and cosine and the mouth sharpness of the same edits. The editor measured the first checkpoint of a component, so
     another checkpoint of it gets none."""
     from ..components import EDITING_METHODS
+    from ..methods.mesh import MOUTH_COMPONENTS
 
     if evaluated and checkpoint != evaluated[0].get("name"):
         return []
+    # A mouth is part of every mesh edit the evaluation made with it (it was loaded, so the editor used it).
+    mouth = component in MOUTH_COMPONENTS and bool(evaluated)
     results = []
     for row in realism.get("rows", []):
         method = EDITING_METHODS.get(row["method"])
-        if method is None or method.component != component:
+        if method is None or not (method.component == component or mouth and row.get("mesh")):
+            continue
+        if mouth:
+            results += _mouth_results(row, realism.get("split", "test"), method.label)
             continue
         source, target = row["pair"].split("->")
         where = ("image-to-image", "Facial expression editing", f"{row['dataset']}-photos",
@@ -234,6 +241,29 @@ def _realism_results(realism: dict[str, Any], component: str, checkpoint: str,
     return results
 
 
+def _mouth_results(row: dict[str, Any], split: str, label: str) -> list[dict[str, Any]]:
+    """A mouth component's share of one realism row: the realism ratio, the mouth opening and sharpness of the
+    ``label`` method's edits that it drew the mouth of."""
+    source, target = row["pair"].split("->")
+    where = ("image-to-image", "Facial expression editing", f"{row['dataset']}-photos", split)
+    results = []
+    if row.get("median_ratio") is not None:
+        results.append(_result(*where, "realism_ratio", round(row["median_ratio"], 2),
+                               f"paired realism ratio, {label} {source} → {target} with this mouth, median over "
+                               f"{row['subjects']} people (lower is better)"))
+    for measure, metric_type, text in MOUTH_RESULTS:
+        found = row.get("mesh", {}).get(measure, {})
+        if found.get("median") is not None:
+            results.append(_result(*where, metric_type, round(found["median"], 2),
+                                   f"{text}, {label} {source} → {target}, median over {found['subjects']} people"))
+    return results
+
+
+# A mouth's measures in the cards: (the evaluation's name, metric type, what the card says).
+MOUTH_RESULTS = (
+    ("gap_ratio", "mouth_opening_ratio", "mouth opening, edit over the real photo's"),
+    ("sharpness", "mouth_sharpness", "mouth sharpness, edit over input"),
+)
 # The mesh measures that go into the cards: (the evaluation's name, metric type, what the card says).
 MESH_RESULTS = (
     ("gain", "mesh_gain", "mesh-motion gain vs. the real photo (1 = as far as the real expression)"),

@@ -85,24 +85,24 @@ def whole_crop(face: FaceToEdit) -> np.ndarray:
 
 
 def mouth_parts(has: Callable[[str], bool], load: Callable[[str], Any]) -> dict[str, Any]:
-    """``warp_face``'s ``mouth`` and ``teeth``: the first of ``MOUTH_COMPONENTS`` there is, and with the learned mouth
-    the exemplar bank as its teeth's detail (``has(component)``, ``load(component)``: the editor's, or the
-    evaluation's)."""
+    """``warp_face``'s ``mouth`` and ``exemplars``: the first of ``MOUTH_COMPONENTS`` there is and, with the learned
+    mouth, the exemplar bank for the smiles it has teeth for (``has(component)``, ``load(component)``: the editor's,
+    or the evaluation's)."""
     found = [component for component in MOUTH_COMPONENTS if has(component)]
     if not found:
-        return {"mouth": None, "teeth": None}
+        return {"mouth": None, "exemplars": None}
     learned = found[0] == "mouth_inpainter"
     return {"mouth": load(found[0]),
-            "teeth": load("mouth_exemplars") if learned and "mouth_exemplars" in found else None}
+            "exemplars": load("mouth_exemplars") if learned and "mouth_exemplars" in found else None}
 
 
 def mesh_warp_edit(editor: Editor, face: FaceToEdit, motion: MeshMotion) -> np.ndarray:
-    """Move the face's mesh by ``motion`` and warp the crop's own pixels there once. Where the lips part or close,
-    the learned mouth redraws what lies between them (teeth, the cavity, lips meeting); without it, a newly opened
-    mouth gets a real mouth's interior from the mouth exemplars (teeth, relit to the person). Without either it could
-    only get a dark cavity, which reads as a gasp rather than a smile: a smile then keeps the lips together unless
-    the user asks (``mouth_open`` > 0). Where the real expression drops the jaw (surprise, fear) the mouth opens
-    either way: held shut, the lips would stretch over the gap."""
+    """Move the face's mesh by ``motion`` and warp the crop's own pixels there once. Where the lips part into a smile
+    the mouth exemplars give a real mouth's interior (teeth, relit to the person); where they close over teeth, or
+    part into a mouth no stored smile fits, the learned mouth redraws what lies between them. Without either a new
+    gap could only get a dark cavity, which reads as a gasp rather than a smile: a smile then keeps the lips together
+    unless the user asks (``mouth_open`` > 0). Where the real expression drops the jaw (surprise, fear) the mouth
+    opens either way: held shut, the lips would stretch over the gap."""
     points = crop_mesh(editor, face)
     target = motion(points)
     mouth = mouth_parts(editor.has, editor.model)

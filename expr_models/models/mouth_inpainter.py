@@ -43,7 +43,8 @@ class MouthInpainterConfig(PreTrainedConfig):
         frame_height: the mouth frame's height (``expr_models.faces.mouth_frame``).
         frame_width: the mouth frame's width.
         mouth_width: the outer mouth corners' distance in the frame.
-        hole_margin: how far (frame pixels) the hole reaches past the target inner lips at editing time.
+        hole_margin: how far (frame pixels) the hole reaches past the target inner lips at editing time (little:
+            the lips keep the photo's own sharp pixels).
         with_discriminator: build the PatchGAN discriminator; False for inference checkpoints.
         discriminator_channels: the PatchGAN's first-layer channels.
     """
@@ -56,7 +57,7 @@ class MouthInpainterConfig(PreTrainedConfig):
     frame_height: int = FRAME_HEIGHT
     frame_width: int = FRAME_WIDTH
     mouth_width: float = MOUTH_WIDTH
-    hole_margin: float = 4.0
+    hole_margin: float = 2.0
     with_discriminator: bool = True
     discriminator_channels: int = 32
 
