@@ -181,8 +181,8 @@ def warp_crop(crop: np.ndarray, source: np.ndarray, target: np.ndarray, inner_li
     ``boundary``: the mesh's own triangles and outer contour (see :func:`backward_map`; :func:`warp_face` passes
     MediaPipe's); without them the points are Delaunay-triangulated. ``fill``: what goes into the new gap instead
     of the dark cavity (e.g. a real mouth's interior, :func:`exemplar_fill`). ``redraw``: a learned mouth
-    (``mouth_redraw.learned_redraw``) that redraws the inside of the target lips where they close (instead of the
-    seam) and where they part and ``fill`` has nothing for them (instead of the cavity).
+    (``mouth_redraw.learned_redraw``) that redraws the inside of the target lips where they close over what the
+    source showed between them (instead of the seam).
     """
     crop = np.asarray(crop)
     if crop.dtype != np.uint8 or crop.ndim not in (2, 3):
@@ -220,8 +220,6 @@ def warp_crop(crop: np.ndarray, source: np.ndarray, target: np.ndarray, inner_li
             filled = fill(out, gap, crop, source, target) if fill is not None else None
             if filled is not None:
                 out = filled
-            elif redraw is not None:
-                redrawn = redraw(out, crop, source, target)
             else:
                 out = mouth_cavity(out, gap, cavity_colour(crop, source[inner_lips]), target[inner_lips])
     box = (x0, y0, x1, y1)  # the moving triangles' bounds
@@ -237,12 +235,15 @@ def warp_face(crop: np.ndarray, source: np.ndarray, target: np.ndarray, mouth=No
     """:func:`warp_crop` for MediaPipe Face Mesh points (468): its triangles (with the mouth and eye strips), its face
     oval as the boundary to the anchor ring, its inner lips for the mouth.
 
-    ``mouth``: the learned mouth (anything with ``inpaint``, i.e. ``MouthInpainterModel``), which redraws the inside
-    of lips that close or part (:func:`~.mouth_redraw.learned_redraw`), or a bank of open mouths (anything with
+    ``mouth``: the learned mouth (anything with ``inpaint``, i.e. ``MouthInpainterModel``), which redraws lips that
+    close over teeth (:func:`~.mouth_redraw.learned_redraw`), or a bank of open mouths (anything with
     ``closest(inner_lips) -> mouth_fill.Exemplar | None``, e.g. ``MouthExemplarsModel``) whose nearest interior fills
-    a newly opened mouth of a colour crop (:func:`exemplar_fill`); without one, the dark cavity. ``exemplars``: with
-    the learned mouth, a bank whose real teeth fill the lips that part where one of its mouths fits their shape (a
-    smile); the learned mouth draws the rest (lips closing, a round surprised mouth)."""
+    a newly opened mouth of a colour crop (:func:`exemplar_fill`). ``exemplars``: with the learned mouth, that bank
+    for the lips that part. A parting mouth that no stored smile fits (a round, surprised one) gets the dark cavity.
+
+    Why the learned mouth does not open mouths here: at 1024 px its teeth are softer than an exemplar's real ones, and
+    on round surprised mouths it drew lips and teeth where the dark cavity read as surprise (held-out success, SA-GAN
+    → surprise on the paper set: 36% against the cavity's 56%)."""
     from .mesh_topology import EYE_TRIANGLES, FACE_OVAL, LIPS_INNER, MOUTH_TRIANGLES, TRIANGLES
 
     colour = np.asarray(crop).ndim == 3
@@ -251,15 +252,15 @@ def warp_face(crop: np.ndarray, source: np.ndarray, target: np.ndarray, mouth=No
         if exemplars is not None and colour:
             options["fill"] = exemplar_fill(exemplars)
     elif mouth is not None and colour:
-        options["fill"] = exemplar_fill(mouth, cavity=True)
+        options["fill"] = exemplar_fill(mouth)
     return warp_crop(crop, source, target, inner_lips=np.array(LIPS_INNER),
                      triangles=np.array(TRIANGLES + MOUTH_TRIANGLES + EYE_TRIANGLES), boundary=np.array(FACE_OVAL),
                      **options)
 
 
-def exemplar_fill(mouth, cavity: bool = False) -> MouthFill:
-    """The fill that warps ``mouth.closest(target inner lips)`` into the new gap, relit to the source's lips. Where the
-    bank has no mouth close enough: the dark cavity (``cavity``) or None (the caller decides)."""
+def exemplar_fill(mouth) -> MouthFill:
+    """The fill that warps ``mouth.closest(target inner lips)`` into the new gap, relit to the source's lips; None
+    where the bank has no mouth close enough (the caller paints the dark cavity)."""
     from .mesh_topology import LIPS_INNER, LIPS_OUTER
     from .mouth_fill import fill_mouth, region_mean
 
@@ -270,7 +271,7 @@ def exemplar_fill(mouth, cavity: bool = False) -> MouthFill:
         grey = not np.abs(np.diff(window, axis=2)).any()  # a grey photo in RGB gets grey teeth
         exemplar = mouth.closest(target[inner])
         if exemplar is None:  # no stored mouth has this shape
-            return mouth_cavity(image, gap, cavity_colour(crop, source[inner]), target[inner]) if cavity else None
+            return None
         person_lips = region_mean(crop[..., :3], source[outer], source[inner])
         return fill_mouth(image, gap, target[inner], exemplar, person_lips, grey=grey)
 

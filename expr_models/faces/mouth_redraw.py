@@ -8,9 +8,9 @@ closed (teeth squeezed between the lips). The model sees the mouth window of the
 the target inner lips plus a margin hidden, and the target's lip maps, and draws that region: teeth and the dark cavity
 where the target lips part, lips meeting where they close. Its frame is pasted back inside the hole only, feathered.
 
-The model draws at the frame's scale (the mouth 56 px wide): on a large photo its teeth are softer than the photo.
-``mesh_warp.warp_face`` therefore gives a parting smile a real mouth's teeth where the exemplar bank has one of that
-shape, and leaves the learned mouth the rest: lips that close over teeth, and open mouths no smile resembles.
+The editor uses it where lips close over teeth (a broad smile taken to neutral). It can also open a mouth, but there
+it measured worse than the alternatives: at 1024 px its teeth are softer than a stored real mouth's, and its round
+surprised mouths read less as surprise than a dark cavity; ``mesh_warp.warp_face`` explains the choice.
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ from .base import EditingMethod, Editor, FaceToEdit
 
 MAX_INTENSITY = 1.5  # past 1 for users who want more than the real expression's amplitude
 CLOSED_MOUTH_TARGETS = ("happy",)  # smiles show teeth where they open: without a mouth filler they stay closed
-# What draws a mouth that the warp opens or closes, best first: the learned mouth, then the exemplar bank.
+# What draws the mouth a warp opens or closes: the learned mouth (lips closing), the exemplar bank (lips parting).
 MOUTH_COMPONENTS = ("mouth_inpainter", "mouth_exemplars")
 
 # (face mesh in crop pixels, 468 x 3) -> where its points go (468 x 2, crop pixels)
@@ -98,15 +98,15 @@ def mouth_parts(has: Callable[[str], bool], load: Callable[[str], Any]) -> dict[
 
 def mesh_warp_edit(editor: Editor, face: FaceToEdit, motion: MeshMotion) -> np.ndarray:
     """Move the face's mesh by ``motion`` and warp the crop's own pixels there once. Where the lips part into a smile
-    the mouth exemplars give a real mouth's interior (teeth, relit to the person); where they close over teeth, or
-    part into a mouth no stored smile fits, the learned mouth redraws what lies between them. Without either a new
-    gap could only get a dark cavity, which reads as a gasp rather than a smile: a smile then keeps the lips together
-    unless the user asks (``mouth_open`` > 0). Where the real expression drops the jaw (surprise, fear) the mouth
-    opens either way: held shut, the lips would stretch over the gap."""
+    the mouth exemplars give a real mouth's interior (teeth, relit to the person); where they close over teeth the
+    learned mouth redraws them meeting. Without the exemplars a new gap could only get a dark cavity, which reads as a
+    gasp rather than a smile: a smile then keeps the lips together unless the user asks (``mouth_open`` > 0). Where
+    the real expression drops the jaw (surprise, fear) the mouth opens either way, onto the dark cavity where no
+    stored smile fits: held shut, the lips would stretch over the gap."""
     points = crop_mesh(editor, face)
     target = motion(points)
     mouth = mouth_parts(editor.has, editor.model)
-    if mouth["mouth"] is None and face.target in CLOSED_MOUTH_TARGETS and face.controls.get("mouth_open", 0.0) <= 0:
+    if not editor.has("mouth_exemplars") and face.target in CLOSED_MOUTH_TARGETS and face.controls.get("mouth_open", 0.0) <= 0:
         target = keep_lips_closed(points, target)
     return warp_face(face.crop, points[:, :2], target, **mouth).image
 
