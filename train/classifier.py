@@ -9,7 +9,9 @@ A folder of face arrays (``python -m train.classifier_data``: every source, cut 
 smile labels) is read as such; its "no smile" faces are partial labels, trained to be "not happy" (the loss
 ``-log(1 - p(happy))``). Images outside the classifier's classes (CK+'s contempt) are left out, unless
 ``--map-contempt-to`` names a class to count them as. Cross-entropy with label smoothing, AdamW and a cosine schedule;
-augmentation: horizontal flip, a small random affine and brightness/contrast jitter.
+augmentation: horizontal flip, a small random affine and brightness/contrast jitter. ``--init-from MODEL`` starts from a
+saved classifier's weights with a fresh optimiser and schedule (a warm restart; the committed classifier's second
+cycle), ``--oversample london=10`` lists a face-array source's training faces ten times.
 """
 
 from __future__ import annotations
