@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from train.classifier import ClassifierStep, not_label_loss
+from train.args import ConfigError
+from train.classifier import ClassifierStep, not_label_loss, oversample_counts
 from train.classifier_data import IGNORE, FaceArrays, save
 
 torch.set_num_threads(2)
@@ -70,3 +71,34 @@ def test_face_arrays_and_training_with_partial_labels(tmp_path):
     config = json.loads((tmp_path / "cal" / "config.json").read_text())
     assert config["flip_average"] is True and config["temperature"] > 0
     assert "Temperature scaling on 12 validation faces" in (tmp_path / "cal" / "README.md").read_text()
+
+    # A warm restart from that model, its training faces listed twice: twice the steps, the same starting weights.
+    warm = tmp_path / "warm"
+    status = train_in_process(ClassifierStep, ["--data", faces, "--output-dir", warm, "--architecture", "resnet",
+                                               "--resolution", "16", "--widths", "4", "8", "--blocks", "1", "1",
+                                               "--epochs", "1", "--batch-size", "7", *QUIET, "--checkpointing-steps",
+                                               "0", "--init-from", run / "final", "--oversample", "fer2013=2",
+                                               "--lr", "1e-9", "--warmup-steps", "0"])
+    assert status == 0
+    assert summary(warm)["steps"] == 8
+    before, after = model.state_dict(), AutoModel.from_pretrained(warm / "final").state_dict()
+    convs = [name for name in before if name.endswith(".0.weight")]  # conv kernels (BN stats move in training)
+    assert convs and all(torch.allclose(before[n], after[n], atol=1e-5) for n in convs)
+    assert "Started from the weights of" in (warm / "final" / "README.md").read_text()
+
+
+def test_face_arrays_repeat_sources(tmp_path):
+    faces = fake_faces(tmp_path / "faces")
+    with np.load(faces / "train.npz") as data:
+        sources = data["sources"].copy()
+    sources[:4] = "london"
+    np.savez_compressed(faces / "train.npz", **{**dict(np.load(faces / "train.npz")), "sources": sources})
+    plain, repeated = FaceArrays(faces, "train", 16), FaceArrays(faces, "train", 16, repeats={"london": 3})
+    assert len(repeated) == len(plain) + 2 * 4
+    assert (repeated.sources == "london").sum() == 12
+    assert torch.equal(repeated.images[len(plain):len(plain) + 4], plain.images[:4])
+    with pytest.raises(ValueError, match="at least 1"):
+        FaceArrays(faces, "train", 16, repeats={"london": 0})
+    assert oversample_counts(["london=10", "fei=4"]) == {"london": 10, "fei": 4}
+    with pytest.raises(ConfigError, match="SOURCE=N"):
+        oversample_counts(["london"])

@@ -367,3 +367,20 @@ def test_lower_face_cyclegan_never_changes_the_upper_face(tmp_path):
             top = int(resolution * LOWER_FACE_WINDOW[0])
             assert torch.equal(edited[..., :top, :], faces[..., :top, :])
             assert (edited[..., -resolution // 4:, :] - faces[..., -resolution // 4:, :]).abs().mean() > 1e-3
+
+
+def test_classifier_flip_average_and_eval_layout():
+    torch.manual_seed(0)
+    config = em.ExpressionClassifierConfig(resolution=16, widths=(4, 8), architecture="resnet", blocks=(1, 1),
+                                           flip_average=True, temperature=0.5, class_bias=[0.1] * 7)
+    model = em.ExpressionClassifier(config).eval()
+    assert model.features[1].conv1[0].weight.is_contiguous(memory_format=torch.channels_last)  # oneDNN's path
+    pixel_values = torch.rand(3, 1, 16, 16) * 2 - 1
+    with torch.no_grad():
+        logits = model(pixel_values).logits
+        raw = lambda x: model.head(model.features(x))  # noqa: E731
+        expected = ((raw(pixel_values) + raw(pixel_values.flip(-1))) / 2 + 0.1) / 0.5
+        assert torch.allclose(logits, expected, atol=1e-5)
+        assert torch.allclose(model(pixel_values.flip(-1)).logits, logits, atol=1e-5)  # mirror-symmetric
+        model.config.flip_average = False
+        assert torch.allclose(model(pixel_values).logits, (raw(pixel_values) + 0.1) / 0.5, atol=1e-5)

@@ -9,7 +9,9 @@ A folder of face arrays (``python -m train.classifier_data``: every source, cut 
 smile labels) is read as such; its "no smile" faces are partial labels, trained to be "not happy" (the loss
 ``-log(1 - p(happy))``). Images outside the classifier's classes (CK+'s contempt) are left out, unless
 ``--map-contempt-to`` names a class to count them as. Cross-entropy with label smoothing, AdamW and a cosine schedule;
-augmentation: horizontal flip, a small random affine and brightness/contrast jitter.
+augmentation: horizontal flip, a small random affine and brightness/contrast jitter. ``--init-from MODEL`` starts from a
+saved classifier's weights with a fresh optimiser and schedule (a warm restart; the committed classifier's second
+cycle), ``--oversample london=10`` lists a face-array source's training faces ten times.
 """
 
 from __future__ import annotations
@@ -79,6 +81,11 @@ class ClassifierArguments(TrainingArguments):
     lr_schedule: Literal["cosine", "linear", "constant"] = "cosine"
     max_grad_norm: float = HfArg(default=5.0, help="clip gradients (0: no clipping)")
     augment: bool = HfArg(default=True, help="flip, affine and photometric jitter (--no-augment: none)")
+    init_from: Path | None = HfArg(default=None, metadata={"metavar": "MODEL"},
+                                   help="start from this saved classifier's weights (same architecture flags) with a "
+                                        "fresh optimiser and LR schedule: a warm restart or a fine-tune")
+    oversample: list[str] = field(default_factory=list, metadata={
+        "metavar": "SOURCE=N", "help": "face arrays: list every training face of SOURCE N times (e.g. london=10)"})
 
 
 def not_label_loss(logits: torch.Tensor, not_labels: torch.Tensor) -> torch.Tensor:
@@ -90,6 +97,17 @@ def not_label_loss(logits: torch.Tensor, not_labels: torch.Tensor) -> torch.Tens
     # log(1 - p_k) = log(sum of the other classes' probabilities), stable as a logsumexp
     others = log_probs.scatter(1, not_labels[partial, None], float("-inf"))
     return -others.logsumexp(-1).sum() / len(logits)
+
+
+def oversample_counts(items: list[str]) -> dict[str, int]:
+    """``["london=10", "fei=4"]`` -> ``{"london": 10, "fei": 4}``."""
+    counts = {}
+    for item in items:
+        source, _, count = item.partition("=")
+        if not count.isdigit() or int(count) < 1:
+            raise ConfigError(f"--oversample {item}: expected SOURCE=N with N >= 1")
+        counts[source] = int(count)
+    return counts
 
 
 class ClassifierStep(TrainingStep):
@@ -109,12 +127,17 @@ class ClassifierStep(TrainingStep):
                               f"({', '.join(args.classes)})")
         if args.lr <= 0:
             raise ConfigError(f"--lr must be positive, got {args.lr}")
+        oversample_counts(args.oversample)
+
 
     def build(self) -> None:
         args = self.args
         self.config = config = make_config(ExpressionClassifierConfig, **vars(args.model),
                                            class_names=list(args.classes))
-        self.model = ExpressionClassifier(config).to(self.device)
+        self.model = ExpressionClassifier(config)
+        if args.init_from is not None:
+            self.model.load_state_dict(ExpressionClassifier.from_pretrained(args.init_from).state_dict())
+        self.model.to(self.device)
         augment = Augment() if args.augment else None
         arrays = [folder for folder in args.data if is_face_arrays(folder)]
         if arrays:  # face arrays hold labels in EXPRESSIONS' order, partial ones included: on their own
@@ -123,9 +146,12 @@ class ClassifierStep(TrainingStep):
                                   "classes")
             self.train_parts = []
             self.train_dataset = FaceArrays(arrays[0], args.split, config.resolution, seed=args.seed,
-                                            flip=args.augment, augment=augment)
+                                            flip=args.augment, augment=augment,
+                                            repeats=oversample_counts(args.oversample))
             self.eval_dataset = FaceArrays(arrays[0], args.eval_split, config.resolution)
             return
+        if args.oversample:
+            raise ConfigError("--oversample needs a face-array folder (python -m train.classifier_data)")
         aliases = {"contempt": args.map_contempt_to} if args.map_contempt_to else None
         self.train_parts = [expression_rows(folder, args.split, config.class_names, aliases=aliases)
                             for folder in args.data]
@@ -179,9 +205,11 @@ class ClassifierStep(TrainingStep):
 
     def training_data_description(self) -> str:
         if isinstance(self.train_dataset, FaceArrays):
+            start = f" Started from the weights of `{self.args.init_from}`." if self.args.init_from else ""
+            repeats = f" Repeated sources: {', '.join(self.args.oversample)}." if self.args.oversample else ""
             return (f"Face crops of {len(self.config.class_names)} expressions, `{self.args.data[0]}` "
                     f"({self.args.split} split): {self.train_dataset.describe()}; GENKI-4K's no-smile faces as "
-                    "partial labels (not happy).")
+                    f"partial labels (not happy).{repeats}{start}")
         parts = "; ".join(describe_rows(folder, self.args.split, part)
                           for folder, part in zip(self.args.data, self.train_parts))
         return f"Face crops of {len(self.config.class_names)} expressions: {parts}."

@@ -162,17 +162,23 @@ class FaceArrays(AugmentedDataset):
 
     Items are ``{"pixel_values", "labels", "not_labels"}``. ``flip`` mirrors half of them and ``augment(tensor,
     generator)`` adds the rest (the classifier's ``Augment``), both drawn from ``(seed, epoch, index)``.
-    ``sources`` keeps only those sources.
+    ``sources`` keeps only those sources; ``repeats`` (source -> N) lists each face of that source N times (the few
+    colour photos of London and FEI among 26k FER2013 faces), every copy augmented on its own.
     """
 
     def __init__(self, folder: Path, split: str, resolution: int, seed: int = 0, flip: bool = False, augment=None,
-                 sources: list[str] | None = None):
+                 sources: list[str] | None = None, repeats: dict[str, int] | None = None):
         with np.load(Path(folder) / f"{split}.npz") as data:
             keep = np.isin(data["sources"], sources) if sources else np.ones(len(data["labels"]), bool)
-            self.images = torch.from_numpy(data["images"][keep])
-            self.labels = torch.from_numpy(data["labels"][keep].astype(np.int64))
-            self.not_labels = torch.from_numpy(data["not_labels"][keep].astype(np.int64))
-            self.sources = data["sources"][keep]
+            order = np.flatnonzero(keep)
+            for source, count in (repeats or {}).items():
+                if count < 1:
+                    raise ValueError(f"repeats[{source!r}] = {count}: must be at least 1")
+                order = np.concatenate([order] + [np.flatnonzero(keep & (data["sources"] == source))] * (count - 1))
+            self.images = torch.from_numpy(data["images"][order])
+            self.labels = torch.from_numpy(data["labels"][order].astype(np.int64))
+            self.not_labels = torch.from_numpy(data["not_labels"][order].astype(np.int64))
+            self.sources = data["sources"][order]
         if len(self.images) and self.images.shape[-1] != resolution:
             raise ValueError(f"{folder}/{split}.npz holds {self.images.shape[-1]} px faces; the model reads "
                              f"{resolution} px (prepare the faces again with --resolution {resolution})")
