@@ -216,12 +216,13 @@ def _realism_results(realism: dict[str, Any], component: str, checkpoint: str,
 
     if evaluated and checkpoint != evaluated[0].get("name"):
         return []
-    # A mouth is part of every mesh edit the evaluation made with it (it was loaded, so the editor used it).
+    # A mouth is part of every mesh warp the evaluation made with it (it was loaded, so the editor used it): the mesh
+    # motion's and the committed CycleGAN's and SA-GAN's (mesh generators); the average edit draws no mouth.
     mouth = component in MOUTH_COMPONENTS and bool(evaluated)
     results = []
     for row in realism.get("rows", []):
         method = EDITING_METHODS.get(row["method"])
-        if method is None or not (method.component == component or mouth and row.get("mesh")):
+        if method is None or not (method.component == component or mouth and row["method"] in MESH_WARP_METHODS):
             continue
         if mouth:
             results += _mouth_results(row, realism.get("split", "test"), method.label)
@@ -259,6 +260,8 @@ def _mouth_results(row: dict[str, Any], split: str, label: str) -> list[dict[str
     return results
 
 
+# The methods whose edits are mesh warps, with the editor's mouth (the committed GANs have mesh generators).
+MESH_WARP_METHODS = ("cyclegan", "sagan", "mesh")
 # A mouth's measures in the cards: (the evaluation's name, metric type, what the card says).
 MOUTH_RESULTS = (
     ("gap_ratio", "mouth_opening_ratio", "mouth opening, edit over the real photo's"),
