@@ -45,7 +45,7 @@ LIVE_TARGET_FPS = 8.0
 PARTS = ("cli", "space", "live", "browser")
 
 
-def cli_seconds_per_photo(models: Path, photo: Path, count: int, work: Path) -> dict:
+def cli_seconds_per_photo(models: Path, photo: Path, count: int, work: Path, target: str = "happy") -> dict:
     from expr_models.cli import main
 
     runs = iter(range(1_000))
@@ -57,7 +57,8 @@ def cli_seconds_per_photo(models: Path, photo: Path, count: int, work: Path) -> 
             shutil.copy(photo, inputs / f"photo{index:03d}.jpg")
         start = time.perf_counter()
         with contextlib.redirect_stdout(io.StringIO()):
-            code = main(["edit", str(inputs), "--models", str(models), "--out", str(inputs.with_name(inputs.name + "-out"))])
+            code = main(["edit", str(inputs), "--models", str(models), "--to", target,
+                         "--out", str(inputs.with_name(inputs.name + "-out"))])
         seconds = time.perf_counter() - start
         if code != 0:
             raise SystemExit(f"the CLI failed on the benchmark photos (exit {code})")
