@@ -279,7 +279,7 @@ def load_models(models_dir: Path, methods: tuple[str, ...], device: torch.device
             meshers["face_mesh"] = loader("face_mesh")(found["face_mesh"][0])
         return meshers.get("face_mesh")
 
-    def mouth_model():  # the editor's mouth parts (learned, else the exemplars), where present, as the editor uses them
+    def mouth_model():  # the editor's mouths (the learned one, the exemplars), where present, as the editor uses them
         def load(component: str):
             if component not in meshers:
                 meshers[component] = loader(component)(found[component][0])
