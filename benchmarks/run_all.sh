@@ -22,12 +22,14 @@ if [[ -n "${QUICK:-}" ]]; then
   NST=(--steps 50 --repeats 1 --anchor-steps 2)
   RECALL=(--images 30)
   FRAMING=(--wider-photos 0)
+  MOUTH=(--photos 3)
 else
   EDIT=()
   TRAIN=()
   NST=()
   RECALL=()
   FRAMING=()
+  MOUTH=()
 fi
 
 step() { echo; echo "== $1 (load average: $(cut -d' ' -f1-3 /proc/loadavg))"; }
@@ -50,6 +52,8 @@ step "detector recall (needs ../shared/data; skips without it)"
 $PY benchmarks/detector_recall.py "${RECALL[@]}"
 step "face framing: RetinaFace against Haar (needs ../shared/data; skips without it)"
 $PY benchmarks/face_framing.py "${FRAMING[@]}"
+step "the learned mouth's cost, a toothy smile to neutral through the CLI"
+$PY benchmarks/mouth_latency.py "${MOUTH[@]}"
 step "SA-GAN attention what-if"
 $PY benchmarks/sagan_attention.py
 echo; echo "Results in benchmarks/results/"
