@@ -27,17 +27,23 @@ def mesh_motion():
     return model_class("mesh_motion").from_pretrained("checkpoints/mesh_motion")
 
 
-def _face(mesh_motion) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A closed mouth on textured skin (the mean mesh, eye distance 130 px), and where a broad smile moves it."""
+def synthetic_face(mesh_motion, eye_distance: float = 130.0, grey: bool = False
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A closed mouth on textured skin (the mean mesh, eye distance 130 px by default) in a 400-px photo, and where a
+    broad smile moves it; ``grey``: the photo in grey (three equal channels)."""
     mean = mesh_motion.mean_mesh.detach().numpy().astype(np.float64)
-    points = mean * 130 + [200, 190, 0]
+    points = mean * eye_distance + [SIZE / 2, 190, 0]
     target = mesh_motion.target_points(points, "neutral", "happy", 1.5)
     rng = np.random.default_rng(0)
     skin = np.array([190, 140, 115], np.float32) + rng.normal(0, 12, (SIZE, SIZE, 1)).astype(np.float32)
     photo = np.clip(skin, 0, 255).astype(np.uint8)
     cv2.fillPoly(photo, [np.round(points[list(LIPS_OUTER), :2]).astype(np.int32)], (165, 70, 80))
     cv2.polylines(photo, [np.round(points[list(LIPS_INNER), :2]).astype(np.int32)], True, (50, 15, 20), 2)
-    return cv2.GaussianBlur(photo, (0, 0), 1.0), points, target
+    photo = cv2.GaussianBlur(photo, (0, 0), 1.0)
+    if grey:
+        photo = np.repeat(cv2.cvtColor(photo, cv2.COLOR_RGB2GRAY)[..., None], 3, axis=2)
+    return photo, points, target
+
 
 
 def test_the_bank_loads_small_and_attributed(bank):
@@ -80,7 +86,7 @@ def test_relight_clips_the_gain_and_never_burns_out():
 
 
 def test_a_new_gap_gets_teeth_only_inside_it(bank, mesh_motion):
-    photo, points, target = _face(mesh_motion)
+    photo, points, target = synthetic_face(mesh_motion)
     cavity = warp_face(photo, points[:, :2], target)
     filled = warp_face(photo, points[:, :2], target, mouth=bank)
     assert cavity.gap is not None and np.array_equal(cavity.gap, filled.gap)
@@ -96,7 +102,7 @@ def test_a_new_gap_gets_teeth_only_inside_it(bank, mesh_motion):
 
 
 def test_no_new_gap_means_identical_bytes(bank, mesh_motion):
-    photo, points, target = _face(mesh_motion)
+    photo, points, target = synthetic_face(mesh_motion)
     smile = mesh_motion.target_points(points, "neutral", "happy", 0.3)
     for moved in (points[:, :2].copy(), smile):
         plain = warp_face(photo, points[:, :2], moved)
@@ -106,7 +112,7 @@ def test_no_new_gap_means_identical_bytes(bank, mesh_motion):
 
 
 def test_a_grey_photo_gets_a_grey_fill(bank, mesh_motion):
-    photo, points, target = _face(mesh_motion)
+    photo, points, target = synthetic_face(mesh_motion)
     grey = np.repeat(cv2.cvtColor(photo, cv2.COLOR_RGB2GRAY)[..., None], 3, axis=2)
     filled = warp_face(grey, points[:, :2], target, mouth=bank).image
     assert not np.diff(filled.astype(int), axis=2).any()
@@ -114,7 +120,7 @@ def test_a_grey_photo_gets_a_grey_fill(bank, mesh_motion):
 
 def test_a_round_open_mouth_keeps_the_dark_cavity(bank, mesh_motion):
     """No smile's teeth in a mouth no exemplar is shaped like (mouth_open=+1 parts the lips by 0.3 eye distances)."""
-    photo, points, _ = _face(mesh_motion)
+    photo, points, _ = synthetic_face(mesh_motion)
     target = mesh_motion.target_points(points, "neutral", "neutral", 0.0, {"mouth_open": 1.0})
     assert bank.closest(target[list(LIPS_INNER)]) is None
     cavity = warp_face(photo, points[:, :2], target)

@@ -18,11 +18,11 @@ from expr_models.faces.mouth_frame import (FRAME_HEIGHT, FRAME_WIDTH, MOUTH_WIDT
                                            lip_maps)
 from expr_models.faces.mouth_redraw import learned_redraw
 from expr_models.models.mouth_inpainter import MouthInpainterConfig, MouthInpainterModel
+from tests.test_mouth_fill import synthetic_face
 from tests.test_training import train_in_process
 from train.tools.prepare_mouths import FEATURES
 
 CHECKPOINTS = Path(__file__).resolve().parents[1] / "checkpoints"
-SIZE = 400
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -30,22 +30,6 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 @pytest.fixture(scope="module")
 def mesh_motion():
     return model_class("mesh_motion").from_pretrained(CHECKPOINTS / "mesh_motion")
-
-
-def synthetic_face(mesh_motion, eye_distance: float = 130.0, grey: bool = False):
-    """A closed mouth on textured skin (the mean mesh), and where a broad smile moves its points."""
-    mean = mesh_motion.mean_mesh.detach().numpy().astype(np.float64)
-    points = mean * eye_distance + [SIZE / 2, SIZE * 0.47, 0]
-    target = mesh_motion.target_points(points, "neutral", "happy", 1.5)
-    rng = np.random.default_rng(0)
-    skin = np.array([190, 140, 115], np.float32) + rng.normal(0, 12, (SIZE, SIZE, 1)).astype(np.float32)
-    photo = np.clip(skin, 0, 255).astype(np.uint8)
-    cv2.fillPoly(photo, [np.round(points[list(LIPS_OUTER), :2]).astype(np.int32)], (165, 70, 80))
-    cv2.polylines(photo, [np.round(points[list(LIPS_INNER), :2]).astype(np.int32)], True, (50, 15, 20), 2)
-    photo = cv2.GaussianBlur(photo, (0, 0), 1.0)
-    if grey:
-        photo = np.repeat(cv2.cvtColor(photo, cv2.COLOR_RGB2GRAY)[..., None], 3, axis=2)
-    return photo, points, target
 
 
 def tiny_model(seed: int = 0) -> MouthInpainterModel:

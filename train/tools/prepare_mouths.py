@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections import Counter
 from pathlib import Path
 
 import cv2
@@ -85,10 +86,12 @@ def build_mouth_dataset(cache: Path, raw_data: Path) -> tuple[DatasetDict, Build
 
 
 def main(argv: list[str] | None = None) -> int:
+    root = Path(__file__).resolve().parents[2]
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--meshes", type=Path, default=Path("prepared/meshes"), help="train.tools.cache_meshes output")
-    parser.add_argument("--data", type=Path, default=Path("../shared/data"), help="the raw photos")
-    parser.add_argument("--out", type=Path, default=Path("prepared/mouths"))
+    parser.add_argument("--meshes", type=Path, default=root / "prepared" / "meshes",
+                        help="train.tools.cache_meshes output")
+    parser.add_argument("--data", type=Path, default=root.parent / "shared" / "data", help="the raw photos")
+    parser.add_argument("--out", type=Path, default=root / "prepared" / "mouths")
     args = parser.parse_args(argv)
     if not args.data.is_dir():
         print(f"no data folder at {args.data}: nothing to prepare", file=sys.stderr)
@@ -96,11 +99,9 @@ def main(argv: list[str] | None = None) -> int:
     dataset, report = build_mouth_dataset(args.meshes, args.data)
     dataset.save_to_disk(str(args.out))
     for split, rows in dataset.items():
-        counts: dict[str, int] = {}
-        for name in rows["dataset"]:
-            counts[name] = counts.get(name, 0) + 1
-        print(f"{split}: {len(rows)} " + ", ".join(f"{name} {count}" for name, count in sorted(counts.items())))
-    print(report.summary())
+        print(f"{split}: {len(rows)} " + ", ".join(f"{name} {count}" for name, count in
+                                                  sorted(Counter(rows["dataset"]).items())))
+    print(f"wrote {args.out}; {report.summary()}")
     return 0
 
 
