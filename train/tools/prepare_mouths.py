@@ -73,6 +73,7 @@ def build_mouth_dataset(cache: Path, raw_data: Path) -> tuple[DatasetDict, Build
             except (ExpressionEditError, OSError, ValueError) as error:
                 report.skip(photo_id, str(error), source=name)
                 continue
+            report.kept[split] += 1
             splits.setdefault(split, []).append({
                 "id": photo_id, "dataset": name, "frame": frame.crop(np.ascontiguousarray(rgb)),
                 "points": frame.to_frame(points).astype(np.float32), "gap": float(inner_lip_gap(points))})
