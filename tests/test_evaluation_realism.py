@@ -135,3 +135,18 @@ def test_mesh_measures_go_into_the_card_of_the_methods_component():
         ("realism_ratio", 0.8), ("mesh_gain", 0.61), ("mesh_cosine", 0.9)]  # no sharpness measured: none
     assert "11 people" in results[1]["metric_name"] and "neutral → happy" in results[1]["metric_name"]
     assert eval_results_from_report(report, "cyclegan") == []
+
+
+def test_a_mouth_card_lists_the_mesh_warps_it_drew_on_happy_neutral_pairs_only():
+    from expr_models.hub.cards import eval_results_from_report
+
+    mesh = {"gap_ratio": {"median": 1.11, "subjects": 12}, "sharpness": {"median": 0.6, "subjects": 12}}
+    rows = [{"dataset": dataset, "pair": pair, "method": method, "median_ratio": 0.85, "subjects": 12, "mesh": mesh}
+            for dataset, pair in (("fei", "happy->neutral"), ("jaffe", "neutral->sad"))
+            for method in ("cyclegan", "average")]
+    report = {"checkpoints": {"mouth_inpainter": [{"name": "mouth_inpainter"}]},
+              "realism": {"split": "test", "rows": rows}}
+    results = eval_results_from_report(report, "mouth_inpainter")
+    assert [r["metric_type"] for r in results] == ["realism_ratio", "mouth_opening_ratio", "mouth_sharpness"]
+    assert all("CycleGAN happy → neutral (with this mouth)" in r["metric_name"] for r in results)
+    assert eval_results_from_report({"realism": report["realism"]}, "mouth_inpainter") == []  # never loaded

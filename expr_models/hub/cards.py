@@ -224,40 +224,28 @@ def _realism_results(realism: dict[str, Any], component: str, checkpoint: str,
         method = EDITING_METHODS.get(row["method"])
         if method is None or not (method.component == component or mouth and row["method"] in MESH_WARP_METHODS):
             continue
-        if mouth:
-            if row["dataset"] in MOUTH_DATASETS:
-                results += _mouth_results(row, realism.get("split", "test"), method.label)
-            continue
         source, target = row["pair"].split("->")
-        where = ("image-to-image", "Facial expression editing", f"{row['dataset']}-photos",
-                 realism.get("split", "test"))
-        if row.get("median_ratio") is not None:
-            results.append(_result(*where, "realism_ratio", round(row["median_ratio"], 2),
-                                   f"paired realism ratio {source} → {target}, median over {row['subjects']} people "
-                                   "(mouth error vs. the real photo / unedited's; lower is better)"))
-        for measure, metric_type, text in MESH_RESULTS:
-            found = row.get("mesh", {}).get(measure, {})
-            if found.get("median") is not None:
-                results.append(_result(*where, metric_type, round(found["median"], 2),
-                                       f"{text} {source} → {target}, median over {found['subjects']} people"))
+        if not mouth:
+            results += _row_results(row, realism.get("split", "test"), MESH_RESULTS, f"{source} → {target}")
+        elif row["dataset"] in MOUTH_DATASETS:
+            results += _row_results(row, realism.get("split", "test"), MOUTH_RESULTS,
+                                    f"{method.label} {source} → {target} (with this mouth)")
     return results
 
 
-def _mouth_results(row: dict[str, Any], split: str, label: str) -> list[dict[str, Any]]:
-    """A mouth component's share of one realism row: the realism ratio, the mouth opening and sharpness of the
-    ``label`` method's edits that it drew the mouth of."""
-    source, target = row["pair"].split("->")
+def _row_results(row: dict[str, Any], split: str, measures: tuple, edit: str) -> list[dict[str, Any]]:
+    """One realism row's results: its realism ratio and the ``measures`` found in it, for the ``edit`` named."""
     where = ("image-to-image", "Facial expression editing", f"{row['dataset']}-photos", split)
     results = []
     if row.get("median_ratio") is not None:
         results.append(_result(*where, "realism_ratio", round(row["median_ratio"], 2),
-                               f"paired realism ratio, {label} {source} → {target} with this mouth, median over "
-                               f"{row['subjects']} people (lower is better)"))
-    for measure, metric_type, text in MOUTH_RESULTS:
+                               f"paired realism ratio {edit}, median over {row['subjects']} people "
+                               "(mouth error vs. the real photo / unedited's; lower is better)"))
+    for measure, metric_type, text in measures:
         found = row.get("mesh", {}).get(measure, {})
         if found.get("median") is not None:
             results.append(_result(*where, metric_type, round(found["median"], 2),
-                                   f"{text}, {label} {source} → {target}, median over {found['subjects']} people"))
+                                   f"{text} {edit}, median over {found['subjects']} people"))
     return results
 
 
@@ -267,8 +255,8 @@ MESH_WARP_METHODS = ("cyclegan", "sagan", "mesh")
 MOUTH_DATASETS = ("fei", "london")
 # A mouth's measures in the cards: (the evaluation's name, metric type, what the card says).
 MOUTH_RESULTS = (
-    ("gap_ratio", "mouth_opening_ratio", "mouth opening, edit over the real photo's"),
-    ("sharpness", "mouth_sharpness", "mouth sharpness, edit over input"),
+    ("gap_ratio", "mouth_opening_ratio", "mouth opening (edit over the real photo's) of"),
+    ("sharpness", "mouth_sharpness", "mouth sharpness (edit over input) of"),
 )
 # The mesh measures that go into the cards: (the evaluation's name, metric type, what the card says).
 MESH_RESULTS = (
