@@ -18,6 +18,7 @@ from .methods.sagan import SAGANEdit
 from .models.average_edit import AverageEditConfig, AverageEditModel
 from .models.classifier import ExpressionClassifier, ExpressionClassifierConfig
 from .models.cyclegan import CycleGANConfig, CycleGANModel
+from .models.expression_shading import ExpressionShadingConfig, ExpressionShadingModel
 from .models.face_mesh import FaceMeshConfig, FaceMeshModel
 from .models.mesh_motion import MeshMotionConfig, MeshMotionModel
 from .models.mouth_exemplars import MouthExemplarsConfig, MouthExemplarsModel
@@ -39,6 +40,7 @@ COMPONENTS: dict[str, tuple[type, type]] = {
     "mesh_motion": (MeshMotionConfig, MeshMotionModel),
     "mouth_exemplars": (MouthExemplarsConfig, MouthExemplarsModel),
     "mouth_inpainter": (MouthInpainterConfig, MouthInpainterModel),
+    "expression_shading": (ExpressionShadingConfig, ExpressionShadingModel),
     "second_reader": (SecondReaderConfig, SecondReader),  # the evaluation's independent reader
 }
 

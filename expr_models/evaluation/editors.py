@@ -21,7 +21,7 @@ from ..components import EDITING_METHODS, editing_method, model_class
 from ..faces.geometry import FaceBox, face_mask
 from ..faces.mesh import face_mesh
 from ..faces.mesh_warp import warp_face
-from ..methods.mesh import generator_points, mouth_parts, source_for
+from ..methods.mesh import generator_points, source_for, warp_parts
 from ..faces.processing import BOX_FRAME_LANDMARKS, FaceImageProcessor
 from ..models.average_edit import PAIR_SEPARATOR
 from ..models.style_transfer import run_style_transfer
@@ -62,13 +62,13 @@ class Method:
 
 
 def cyclegan_method(model, checkpoint: str, name: str = "cyclegan", channels: int = 1,
-                    face_mesh_model: Any = None, mouth: dict | None = None) -> Method:
+                    face_mesh_model: Any = None, warp: dict | None = None) -> Method:
     config = model.config
     if config.generator_type == "mesh":  # moves the face mesh, as the editor runs it
         return Method(name, "cyclegan", checkpoint, model, MESH_CROP, channels, tuple(config.domains),
                       edit=mesh_edit(lambda points, target: generator_points(
                           model, points, lambda meshes: model.move_mesh(meshes, target)),
-                          face_mesh_model, channels, mouth),
+                          face_mesh_model, channels, warp),
                       extra_models={"face_mesh": face_mesh_model})
     if config.generator_type == "warp_refine":  # edits aligned faces, as the editor runs it
         return Method(name, "cyclegan", checkpoint, model, config.resolution, channels, tuple(config.domains),
@@ -82,14 +82,14 @@ def cyclegan_method(model, checkpoint: str, name: str = "cyclegan", channels: in
 
 
 def sagan_method(model, checkpoint: str, channels: int = 1, face_mesh_model: Any = None,
-                 mouth: dict | None = None) -> Method:
+                 warp: dict | None = None) -> Method:
     config = model.config
     if config.generator_type == "mesh":  # moves the face mesh, as the editor runs it (the source read as unknown)
         names = tuple(config.class_names)
         return Method("sagan", "sagan", checkpoint, model, MESH_CROP, channels, names,
                       edit=mesh_edit(lambda points, target: generator_points(
                           model, points, lambda meshes: model.move_mesh(meshes, target, source_for(None, target, names))),
-                          face_mesh_model, channels, mouth), extra_models={"face_mesh": face_mesh_model})
+                          face_mesh_model, channels, warp), extra_models={"face_mesh": face_mesh_model})
     if config.generator_type == "warp_refine":  # edits aligned faces, as the editor runs it
         return Method("sagan", "sagan", checkpoint, model, config.resolution, channels, tuple(config.class_names),
                       edit=aligned_edit(model.edit_aligned, channels))
@@ -118,12 +118,12 @@ def aligned_edit(edit_face: Callable[[np.ndarray, str], np.ndarray], channels: i
 
 
 def mesh_edit(target_points: Callable[[np.ndarray, str], np.ndarray], face_mesh_model: Any,
-              channels: int, mouth: dict | None = None) -> Callable[..., torch.Tensor]:
+              channels: int, warp: dict | None = None) -> Callable[..., torch.Tensor]:
     """A batch edit for a method that moves the face mesh (``target_points(mesh 468 x 3, target) -> 468 x 2``), run
     on the held-out crops as the editor runs it: the mesh found from the crop's RetinaFace landmarks
-    (:func:`crop_points`), then one warp of the crop's own pixels (grey crops warped as grey; ``mouth``: what draws a
-    mouth that opens or closes, ``warp_face``'s ``mouth`` and ``exemplars`` as ``methods.mesh.mouth_parts`` gives
-    them, as the editor uses them where present)."""
+    (:func:`crop_points`), then one warp of the crop's own pixels (grey crops warped as grey; ``warp``: what draws a
+    mouth that opens or closes and shades the skin, ``warp_face``'s ``mouth``, ``exemplars`` and ``shading`` as
+    ``methods.mesh.warp_parts`` gives them, as the editor uses them where present)."""
     if face_mesh_model is None:
         raise ValueError("a mesh method needs the face_mesh checkpoint beside it")
 
@@ -136,7 +136,7 @@ def mesh_edit(target_points: Callable[[np.ndarray, str], np.ndarray], face_mesh_
             box = FaceBox(0, 0, size, size, landmarks=crop_points(rgb))
             with torch.inference_mode():
                 points = face_mesh(rgb, box, face_mesh_model, refine=True).astype(np.float64)
-            moved = warp_face(rgb, points[:, :2], target_points(points, target), **(mouth or {})).image
+            moved = warp_face(rgb, points[:, :2], target_points(points, target), **(warp or {})).image
             edited.append(moved[..., :1] if channels == 1 else moved)
         tensor = torch.from_numpy(np.stack(edited).astype(np.float32) / 127.5 - 1.0).permute(0, 3, 1, 2)
         return tensor.to(x.device)
@@ -177,7 +177,7 @@ def average_method(model, checkpoint: str, channels: int = 1) -> Method:
 
 
 def mesh_motion_method(model, checkpoint: str, face_mesh_model: Any, channels: int = 1,
-                       mouth: dict | None = None) -> Method:
+                       warp: dict | None = None) -> Method:
     """The mesh-motion baseline on the held-out crops (see :func:`mesh_edit`), edited as from an unknown source."""
     names = tuple(model.config.expressions)
 
@@ -185,7 +185,7 @@ def mesh_motion_method(model, checkpoint: str, face_mesh_model: Any, channels: i
         return model.target_points(points, source_for(None, target, names), target)
 
     return Method("mesh", "mesh", checkpoint, model, MESH_CROP, channels, names,
-                  edit=mesh_edit(target_points, face_mesh_model, channels, mouth),
+                  edit=mesh_edit(target_points, face_mesh_model, channels, warp),
                   extra_models={"face_mesh": face_mesh_model})
 
 
@@ -249,15 +249,15 @@ WRAPPERS: dict[str, Callable[..., list[Method]]] = {
     # Each CycleGAN covers its own two domains: every one is evaluated.
     "cyclegan": lambda paths, load, settings: [
         cyclegan_method(load(path), path.name, "cyclegan" if len(paths) == 1 else f"cyclegan:{path.name}",
-                        face_mesh_model=settings["face_mesh"](), mouth=settings["mouth"]()) for path in paths],
+                        face_mesh_model=settings["face_mesh"](), warp=settings["warp"]()) for path in paths],
     "sagan": lambda paths, load, settings: [sagan_method(load(paths[0]), paths[0].name,
                                                          face_mesh_model=settings["face_mesh"](),
-                                                         mouth=settings["mouth"]())],
+                                                         warp=settings["warp"]())],
     "nst": lambda paths, load, settings: [nst_method(load(paths[0]), paths[0].name, settings["nst_steps"],
                                                      settings["nst_resolution"])],
     "average": lambda paths, load, settings: [average_method(load(paths[0]), paths[0].name)],
     "mesh": lambda paths, load, settings: [mesh_motion_method(load(paths[0]), paths[0].name, settings["face_mesh"](),
-                                                              mouth=settings["mouth"]())],
+                                                              warp=settings["warp"]())],
 }
 
 
@@ -279,17 +279,17 @@ def load_models(models_dir: Path, methods: tuple[str, ...], device: torch.device
             meshers["face_mesh"] = loader("face_mesh")(found["face_mesh"][0])
         return meshers.get("face_mesh")
 
-    def mouth_model():  # the editor's mouths (the learned one, the exemplars), where present, as the editor uses them
+    def warp_models():  # the editor's mouths (learned, exemplars) and shading, where present, as the editor uses them
         def load(component: str):
             if component not in meshers:
                 meshers[component] = loader(component)(found[component][0])
             return meshers[component]
 
-        return mouth_parts(lambda component: bool(found.get(component)), load)
+        return warp_parts(lambda component: bool(found.get(component)), load)
 
     meshers: dict[str, Any] = {}
     settings = {"nst_steps": nst_steps, "nst_resolution": nst_resolution, "face_mesh": face_mesh_model,
-                "mouth": mouth_model}
+                "warp": warp_models}
     editors: list[Method] = []
     for name, method in EDITING_METHODS.items():  # the registry's order, whatever the order asked for
         paths = found.get(method.component, [])

@@ -47,6 +47,7 @@ PIPELINE_TAGS = {
     "expr-mesh-motion": "image-to-image",  # it drives an image edit (points -> a warp of the photo)
     "expr-mouth-exemplars": "image-to-image",  # mouth interiors filled into edited photos
     "expr-mouth-inpainter": "image-to-image",  # redraws the mouth of edited photos
+    "expr-expression-shading": "image-to-image",  # shades the skin of edited photos
 }
 # The evaluation data sets, by the name ``evaluate`` gives them (the ``--data`` folder's name).
 EVAL_DATASETS = {
@@ -212,24 +213,27 @@ def _realism_results(realism: dict[str, Any], component: str, checkpoint: str,
     and cosine and the mouth sharpness of the same edits. The editor measured the first checkpoint of a component, so
     another checkpoint of it gets none."""
     from ..components import EDITING_METHODS
-    from ..methods.mesh import MOUTH_COMPONENTS
+    from ..methods.mesh import MOUTH_COMPONENTS, SHADING_COMPONENT
 
     if evaluated and checkpoint != evaluated[0].get("name"):
         return []
-    # A mouth is part of every mesh warp the evaluation made with it (it was loaded, so the editor used it): the mesh
-    # motion's and the committed CycleGAN's and SA-GAN's (mesh generators); the average edit draws no mouth.
-    mouth = component in MOUTH_COMPONENTS and bool(evaluated)
+    # A mouth or the shading is part of every mesh warp the evaluation made with it (it was loaded, so the editor
+    # used it): the mesh motion's and the committed CycleGAN's and SA-GAN's (mesh generators); the average edit
+    # draws no mouth and shades nothing.
+    part = component in (*MOUTH_COMPONENTS, SHADING_COMPONENT) and bool(evaluated)
+    measures, label = (MOUTH_RESULTS, "this mouth") if component in MOUTH_COMPONENTS else (SHADING_RESULTS,
+                                                                                           "this shading")
     results = []
     for row in realism.get("rows", []):
         method = EDITING_METHODS.get(row["method"])
-        if method is None or not (method.component == component or mouth and row["method"] in MESH_WARP_METHODS):
+        if method is None or not (method.component == component or part and row["method"] in MESH_WARP_METHODS):
             continue
         source, target = row["pair"].split("->")
-        if not mouth:
+        if not part:
             results += _row_results(row, realism.get("split", "test"), MESH_RESULTS, f"{source} → {target}")
-        elif row["dataset"] in MOUTH_DATASETS:
-            results += _row_results(row, realism.get("split", "test"), MOUTH_RESULTS,
-                                    f"{method.label} {source} → {target} (with this mouth)")
+        elif row["dataset"] in WARP_PART_DATASETS:
+            results += _row_results(row, realism.get("split", "test"), measures,
+                                    f"{method.label} {source} → {target} (with {label})")
     return results
 
 
@@ -251,12 +255,18 @@ def _row_results(row: dict[str, Any], split: str, measures: tuple, edit: str) ->
 
 # The methods whose edits are mesh warps, with the editor's mouth (the committed GANs have mesh generators).
 MESH_WARP_METHODS = ("cyclegan", "sagan", "mesh")
-# A mouth's card lists the happy <-> neutral photo pairs (where lips part and close), not every JAFFE expression.
-MOUTH_DATASETS = ("fei", "london")
+# A mouth's or the shading's card lists the happy <-> neutral photo pairs (where lips part and close, and smiles
+# fold the skin), not every JAFFE expression.
+WARP_PART_DATASETS = ("fei", "london")
 # A mouth's measures in the cards: (the evaluation's name, metric type, what the card says).
 MOUTH_RESULTS = (
     ("gap_ratio", "mouth_opening_ratio", "mouth opening (edit over the real photo's) of"),
     ("sharpness", "mouth_sharpness", "mouth sharpness (edit over input) of"),
+)
+# The shading's measures: a smile's folds and lifted cheeks, seen by the face mesh.
+SHADING_RESULTS = (
+    ("cheek_gain", "mesh_cheek_gain", "cheek and lower-eyelid mesh gain (1 = as far as the real expression) of"),
+    ("gain", "mesh_gain", "mesh-motion gain (1 = as far as the real expression) of"),
 )
 # The mesh measures that go into the cards: (the evaluation's name, metric type, what the card says).
 MESH_RESULTS = (

@@ -26,6 +26,8 @@ MAX_INTENSITY = 1.5  # past 1 for users who want more than the real expression's
 CLOSED_MOUTH_TARGETS = ("happy",)  # smiles show teeth where they open: without a mouth filler they stay closed
 # What draws the mouth a warp opens or closes: the learned mouth (lips closing), the exemplar bank (lips parting).
 MOUTH_COMPONENTS = ("mouth_inpainter", "mouth_exemplars")
+# What shades the skin after the warp: a smile's folds and lifted cheeks.
+SHADING_COMPONENT = "expression_shading"
 
 # (face mesh in crop pixels, 468 x 3) -> where its points go (468 x 2, crop pixels)
 MeshMotion = Callable[[np.ndarray], np.ndarray]
@@ -84,16 +86,18 @@ def whole_crop(face: FaceToEdit) -> np.ndarray:
     return np.ones(face.crop.shape[:2], np.float32)
 
 
-def mouth_parts(has: Callable[[str], bool], load: Callable[[str], Any]) -> dict[str, Any]:
-    """``warp_face``'s ``mouth`` and ``exemplars``: the first of ``MOUTH_COMPONENTS`` there is and, with the learned
-    mouth, the exemplar bank for the smiles it has teeth for (``has(component)``, ``load(component)``: the editor's,
-    or the evaluation's)."""
+def warp_parts(has: Callable[[str], bool], load: Callable[[str], Any]) -> dict[str, Any]:
+    """``warp_face``'s ``mouth``, ``exemplars`` and ``shading``: the first of ``MOUTH_COMPONENTS`` there is and, with
+    the learned mouth, the exemplar bank for the smiles it has teeth for; the expression shading where there is one
+    (``has(component)``, ``load(component)``: the editor's, or the evaluation's)."""
+    shading = load(SHADING_COMPONENT) if has(SHADING_COMPONENT) else None
     found = [component for component in MOUTH_COMPONENTS if has(component)]
     if not found:
-        return {"mouth": None, "exemplars": None}
+        return {"mouth": None, "exemplars": None, "shading": shading}
     learned = found[0] == "mouth_inpainter"
     return {"mouth": load(found[0]),
-            "exemplars": load("mouth_exemplars") if learned and "mouth_exemplars" in found else None}
+            "exemplars": load("mouth_exemplars") if learned and "mouth_exemplars" in found else None,
+            "shading": shading}
 
 
 def mesh_warp_edit(editor: Editor, face: FaceToEdit, motion: MeshMotion) -> np.ndarray:
@@ -105,10 +109,10 @@ def mesh_warp_edit(editor: Editor, face: FaceToEdit, motion: MeshMotion) -> np.n
     stored smile fits: held shut, the lips would stretch over the gap."""
     points = crop_mesh(editor, face)
     target = motion(points)
-    mouth = mouth_parts(editor.has, editor.model)
+    parts = warp_parts(editor.has, editor.model)
     if not editor.has("mouth_exemplars") and face.target in CLOSED_MOUTH_TARGETS and face.controls.get("mouth_open", 0.0) <= 0:
         target = keep_lips_closed(points, target)
-    return warp_face(face.crop, points[:, :2], target, **mouth).image
+    return warp_face(face.crop, points[:, :2], target, **parts).image
 
 
 def control_motion(editor: Editor, points: np.ndarray, controls: Mapping[str, float]) -> np.ndarray:

@@ -1,0 +1,133 @@
+"""The expression shading: a smile's folds darken where the committed map says, its undoing lightens them, a motion
+with no smile or an untouched face changes nothing, and harder light shades deeper."""
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from huggingface_hub.errors import StrictDataclassClassValidationError
+
+from expr_models.components import COMPONENT_BY_MODEL_TYPE, model_class
+from expr_models.faces.mesh_topology import FACE_OVAL
+from expr_models.faces.mesh_warp import warp_face
+from expr_models.faces.shading import SMILE_POINTS, polygon_mask, skin_contrast
+from expr_models.models.expression_shading import ExpressionShadingConfig, ExpressionShadingModel
+
+CHECKPOINT = Path("checkpoints/expression_shading")
+SIZE = 400
+
+
+@pytest.fixture(scope="module")
+def shading():
+    return model_class("expression_shading").from_pretrained(CHECKPOINT)
+
+
+@pytest.fixture(scope="module")
+def mesh_motion():
+    return model_class("mesh_motion").from_pretrained("checkpoints/mesh_motion")
+
+
+def synthetic_face(mesh_motion, light: float = 40.0, eye_distance: float = 130.0):
+    """Textured skin lit from the left (``light``: the brightness swing across the face) under the mean mesh, and
+    where a broad smile moves the mesh."""
+    mean = mesh_motion.mean_mesh.detach().numpy().astype(np.float64)
+    points = mean * eye_distance + [SIZE / 2, 190, 0]
+    target = mesh_motion.target_points(points, "neutral", "happy", 1.0)
+    rng = np.random.default_rng(0)
+    ramp = np.linspace(-light, light, SIZE, dtype=np.float32)[None, :, None]
+    photo = np.clip(150 + ramp + rng.normal(0, 6, (SIZE, SIZE, 1)).astype(np.float32), 0, 255).astype(np.uint8)
+    return np.repeat(photo, 3, axis=2), points, target
+
+
+def test_committed_map_is_small_registered_and_shaped_like_a_smile(shading):
+    assert COMPONENT_BY_MODEL_TYPE["expr-expression-shading"] == "expression_shading"
+    assert sum(f.stat().st_size for f in CHECKPOINT.iterdir()) < 2 ** 20
+    config = shading.config
+    ratio = shading.log_ratio.detach().numpy()
+    assert ratio.shape == (config.texture_size, config.texture_size) and np.isfinite(ratio).all()
+    texture = shading.texture_points
+    outside = polygon_mask(texture[list(FACE_OVAL)], ratio.shape) == 0
+    assert np.abs(ratio[outside]).max() == 0  # nothing outside the face
+    # A smile deepens the nasolabial folds: the skin just outside the mouth corners darkens.
+    corners = texture[[61, 291]]
+    fold = [ratio[int(y) - 12:int(y) + 4, int(x) + dx - 4:int(x) + dx + 4].mean()
+            for (x, y), dx in zip(corners, (-10, 10))]
+    assert max(fold) < -0.02
+    assert shading.smile_direction.shape == (len(SMILE_POINTS), 2) and config.people >= 50
+
+
+def test_a_smile_shades_and_its_undoing_lightens(shading, mesh_motion):
+    photo, points, target = synthetic_face(mesh_motion)
+    assert shading.smile(points, target) == pytest.approx(1.0, abs=0.35)
+    assert shading.smile(target, points) == pytest.approx(-shading.smile(points, target), abs=0.1)
+    smiled, box = shading.shade_with_box(photo, points, target)
+    undone = shading.shade(photo, target, points)
+    # Only inside the face: every pixel outside the box, and outside the target face oval, keeps its bytes.
+    face = polygon_mask(target[list(FACE_OVAL)], photo.shape[:2]) > 0
+    assert np.array_equal(smiled[~face], photo[~face]) and np.array_equal(undone[~face], photo[~face])
+    x0, y0, x1, y1 = box
+    assert np.array_equal(np.delete(smiled, np.s_[y0:y1], axis=0), np.delete(photo, np.s_[y0:y1], axis=0))
+    changed = np.abs(smiled.astype(int) - photo.astype(int)).max(2) > 0
+    assert changed.sum() > 0.05 * face.sum()
+    # Opposite signs: where the smile darkens, its undoing lightens.
+    delta_smile = smiled.astype(np.float32).mean(2) - photo.mean(2)
+    delta_undo = undone.astype(np.float32).mean(2) - photo.mean(2)
+    darker = delta_smile < -2
+    assert darker.sum() > 100 and (delta_undo[darker] > 0).mean() > 0.95
+
+
+def test_no_smile_no_change(shading, mesh_motion):
+    photo, points, _ = synthetic_face(mesh_motion)
+    assert shading.smile(points, points) == 0
+    same, box = shading.shade_with_box(photo, points, points)
+    assert box is None and np.array_equal(same, photo)
+    # A motion of the brows alone holds no smile either.
+    brows = mesh_motion.target_points(points, "neutral", "neutral", 0.0, {"brows": 1.0})
+    assert abs(shading.smile(points, brows)) < 0.05
+
+
+def test_harder_light_shades_deeper(shading, mesh_motion):
+    soft, points, target = synthetic_face(mesh_motion, light=5.0)
+    hard, _, _ = synthetic_face(mesh_motion, light=60.0)
+    assert skin_contrast(hard, points) > skin_contrast(soft, points)
+    assert shading.amount(hard, points) > shading.amount(soft, points)
+    flat = np.full_like(soft, 150)
+    assert shading.amount(flat, points) == shading.config.min_amount
+    # The same smile changes the hard-lit face more (relative to its own brightness).
+    change = [np.abs(np.log(shading.shade(p, points, target).astype(np.float32) + 8) - np.log(p + 8.0)).mean()
+              for p in (soft, hard)]
+    assert change[1] > change[0]
+
+
+def test_warp_face_applies_it_after_the_warp(shading, mesh_motion):
+    photo, points, target = synthetic_face(mesh_motion)
+    plain = warp_face(photo, points[:, :2], target)
+    shaded = warp_face(photo, points[:, :2], target, shading=shading)
+    assert not np.array_equal(plain.image, shaded.image)
+    assert np.array_equal(shaded.image, shading.shade(plain.image, points[:, :2], target))
+    x0, y0, x1, y1 = shaded.box
+    assert x0 <= plain.box[0] and y0 <= plain.box[1] and x1 >= plain.box[2] and y1 >= plain.box[3]
+    untouched = warp_face(photo, points[:, :2], points[:, :2], shading=shading)
+    assert np.array_equal(untouched.image, photo) and untouched.box is None
+
+
+def test_save_load_round_trip_and_config_checks(shading, mesh_motion, tmp_path):
+    shading.save_pretrained(tmp_path / "copy")
+    again = ExpressionShadingModel.from_pretrained(tmp_path / "copy")
+    photo, points, target = synthetic_face(mesh_motion)
+    assert np.array_equal(again.shade(photo, points, target), shading.shade(photo, points, target))
+    for bad, message in (({"min_amount": 2.0, "max_amount": 1.0}, "min_amount"),
+                         ({"contrast_reference": 0.0}, "contrast_reference"), ({"smile_points": [468]}, "smile_points"),
+                         ({"texture_size": 8}, "texture_size")):
+        with pytest.raises(StrictDataclassClassValidationError, match=message):
+            ExpressionShadingConfig(**bad)
+
+
+def test_small_faces_are_shaded_too(shading, mesh_motion):
+    """A face far smaller than the texture (an aligned 128-px crop) still gets its folds: the map is shrunk to the
+    face first, not squeezed by the warp (which would count every triangle as folded)."""
+    photo, points, target = synthetic_face(mesh_motion, eye_distance=30.0)
+    shaded, box = shading.shade_with_box(photo, points, target)
+    assert box is not None and (np.abs(shaded.astype(int) - photo.astype(int)).max(2) > 0).sum() > 200
+    assert cv2.absdiff(shaded, photo).max() < 80
