@@ -1,13 +1,14 @@
-"""What the learned mouth costs a user: a broad toothy smile taken to neutral (the CycleGAN), where the learned mouth
-redraws the lips closing over the teeth, end to end through the CLI, with and without it, in one run.
+"""What the learned mouth and the expression shading cost a user: a broad toothy smile taken to neutral (the CycleGAN),
+where the learned mouth redraws the lips closing over the teeth and the shading lightens the smile's folds, end to end
+through the CLI, with both, without the shading, and with neither, in one run.
 
     python benchmarks/mouth_latency.py [--photos 8]
 
 The photo: scikit-image's astronaut (public domain), whose smile shows teeth, enlarged to 1 MP (1024 x 1024) and
 saved as a JPEG. CLI: ``python -m expr_models edit --to neutral`` on N + 1 copies, PNG out, seconds per photo after
-the first (``user_latency.cli_seconds_per_photo``), once with the committed checkpoints and once with the same
-folder less ``mouth_inpainter`` (the warp then leaves a dark seam where the lips meet). Beside them ``editor.edit``
-alone for both. Writes benchmarks/results/mouth_latency.json.
+the first (``user_latency.cli_seconds_per_photo``), once with the committed checkpoints, once with the same folder
+less ``expression_shading``, and once less that and ``mouth_inpainter`` (the warp then leaves a dark seam where the
+lips meet). Beside them ``editor.edit`` alone for each. Writes benchmarks/results/mouth_latency.json.
 """
 
 from __future__ import annotations
@@ -34,11 +35,11 @@ def astronaut_jpeg(path: Path) -> Path:
     return path
 
 
-def without(models: Path, component: str, folder: Path) -> Path:
-    """``folder`` holding links to every checkpoint of ``models`` but ``component``."""
+def without(models: Path, components: tuple[str, ...], folder: Path) -> Path:
+    """``folder`` holding links to every checkpoint of ``models`` but ``components``."""
     folder.mkdir()
     for path in sorted(models.iterdir()):
-        if path.is_dir() and path.name != component:
+        if path.is_dir() and path.name not in components:
             (folder / path.name).symlink_to(path.resolve())
     return folder
 
@@ -56,7 +57,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         photo = astronaut_jpeg(work / "astronaut.jpg")
-        variants = {"learned mouth": models, "no learned mouth": without(models, "mouth_inpainter", work / "plain")}
+        variants = {"learned mouth": models,
+                    "no shading": without(models, ("expression_shading",), work / "unshaded"),
+                    "no learned mouth": without(models, ("expression_shading", "mouth_inpainter"), work / "plain")}
         for name, folder in variants.items():
             editor = ExpressionEditor.from_pretrained(folder)
             runs = work / name.replace(" ", "_")
@@ -66,15 +69,16 @@ def main() -> None:
                 "cli": cli_seconds_per_photo(folder, photo, args.photos, runs, "neutral"),
             }
     learned, plain = payload["learned mouth"], payload["no learned mouth"]
-    ratio = learned["cli"]["per_photo_after_first_s"] / plain["cli"]["per_photo_after_first_s"]
-    edit_ratio = learned["edit_alone"]["median_s"] / plain["edit_alone"]["median_s"]
-    payload["cli_ratio_learned_over_plain"] = ratio
-    payload["edit_ratio_learned_over_plain"] = edit_ratio
     for name in variants:
         print(f"{name}: CLI {payload[name]['cli']['per_photo_after_first_s']:.3f} s per photo, "
               f"edit alone {payload[name]['edit_alone']['median_s']:.3f} s")
-    print(f"learned mouth / none: CLI per photo {ratio:.2f}x, edit alone (median of 9) {edit_ratio:.2f}x")
-    print(bench.target_line("CLI seconds per photo, astronaut -> neutral with the learned mouth",
+    for name, base in (("plain", "no learned mouth"), ("unshaded", "no shading")):
+        ratio = learned["cli"]["per_photo_after_first_s"] / payload[base]["cli"]["per_photo_after_first_s"]
+        edit_ratio = learned["edit_alone"]["median_s"] / payload[base]["edit_alone"]["median_s"]
+        payload[f"cli_ratio_learned_over_{name}"] = ratio
+        payload[f"edit_ratio_learned_over_{name}"] = edit_ratio
+        print(f"all parts / {base}: CLI per photo {ratio:.2f}x, edit alone (median of 9) {edit_ratio:.2f}x")
+    print(bench.target_line("CLI seconds per photo, astronaut -> neutral with the learned mouth and the shading",
                             learned["cli"]["per_photo_after_first_s"], CLI_TARGET_S))
     out = bench.RESULTS_DIR / "mouth_latency.json"
     out.write_text(json.dumps(payload, indent=2))

@@ -103,10 +103,11 @@ def skin_contrast(image: np.ndarray, points: np.ndarray, scale: float = 80.0) ->
     """How strongly the light models this face: the spread (std) of its skin's smoothed log-luminance, at ``scale`` px
     per eye distance. Studio flash on FEI gives about 0.2, the London Set's soft light about 0.13."""
     image, points = at_texture_scale(image, points, scale)
-    mask = skin_mask(points, image.shape, erode=max(1, round(0.05 * scale))) > 0.5
+    eyes = eye_distance_px(points)  # ``scale``, or less for a small face: the smoothing follows the face's size
+    mask = skin_mask(points, image.shape, erode=max(1, round(0.05 * eyes))) > 0.5
     if mask.sum() < 50:
         return float("nan")
-    shade = np.log(cv2.GaussianBlur(image, (0, 0), 0.05 * scale) + _DARK)
+    shade = np.log(cv2.GaussianBlur(image, (0, 0), 0.05 * eyes) + _DARK)
     return float(shade[mask].std())
 
 
