@@ -31,7 +31,7 @@ import torch
 from expr_models.data.paired_faces import photo_pairs
 from expr_models.evaluation.mesh_heldout import PhotoMesher, load_mesh_caches, read_rgb
 from expr_models.faces.mesh_motion import canonical_displacement
-from expr_models.faces.mesh_topology import FACE_OVAL, LEFT_EYE, LIPS_OUTER, RIGHT_EYE
+from expr_models.faces.mesh_topology import FACE_OVAL, LEFT_EYE, RIGHT_EYE
 from expr_models.faces.shading import (SMILE_POINTS, log_ratio, polygon_mask, skin_contrast, skin_mask,
                                        smile_coefficient, texture_points, to_texture)
 from expr_models.models.expression_shading import ExpressionShadingConfig, ExpressionShadingModel
@@ -57,10 +57,16 @@ def smile_pairs(mesher: PhotoMesher, data: str, split: str) -> list[dict]:
 
 
 def feature_cutout(texture: np.ndarray, size: int, scale: float) -> np.ndarray:
-    """1 on the texture's skin, 0 on the lips and eyes and outside the face, with a soft edge."""
+    """1 on the texture's skin below the eyes, 0 on the lips and eyes and outside the face, with a soft edge. Above
+    the eyes' line (and a twentieth of an eye distance below it, for a tilted head) it is 0, fading in over a tenth of
+    an eye distance further down: a smile's ratio above the eyes is noise (half a percent of its energy), and the
+    smile control must leave the eyes, brows and forehead alone."""
     grow = max(1, round(0.04 * scale))
     mask = skin_mask(texture, (size, size), erode=grow)
-    return cv2.GaussianBlur(mask, (0, 0), 0.04 * scale) * polygon_mask(texture[list(FACE_OVAL)], (size, size))
+    mask = cv2.GaussianBlur(mask, (0, 0), 0.04 * scale) * polygon_mask(texture[list(FACE_OVAL)], (size, size))
+    eye_line = texture[list(RIGHT_EYE) + list(LEFT_EYE), 1].mean()
+    rows = np.arange(size, dtype=np.float32)[:, None]
+    return mask * np.clip((rows - eye_line - 0.05 * scale) / (0.1 * scale), 0.0, 1.0)
 
 
 def measure(pairs: list[dict], texture: np.ndarray, mean: np.ndarray, direction: np.ndarray, size: int,
