@@ -11,6 +11,7 @@ face region, scaled to the same size).
 
 ``--mouth-only``: the mouth's square of the full-resolution photo (pixel for pixel), not the face. ``--mouths``: one
 column per method and mouth component (each editor has that mouth alone; default: the editor's own choice).
+``--unshaded``: beside each method's edit, the same edit without the expression shading (the warp and mouth alone).
 
 ``--people`` takes the first held-out people of the split (``--subjects`` names them instead); ``--direction
 neutral->each``: per person, the first take of each other expression. Face Research Lab London Set, DeBruine & Jones
@@ -28,7 +29,7 @@ from PIL import Image, ImageDraw
 
 from expr_models.data.paired_faces import photo_pairs
 from expr_models.faces.alignment import retinaface_face
-from expr_models.methods.mesh import MOUTH_COMPONENTS
+from expr_models.methods.mesh import MOUTH_COMPONENTS, SHADING_COMPONENT
 from expr_models.pipeline import ExpressionEditor
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -70,12 +71,15 @@ def mouth_square(photo: np.ndarray, box) -> tuple[int, int, int, int]:
     return left, top, left + side, top + side
 
 
-def editors_by_mouth(checkpoints: Path, mouths: list[str] | None) -> dict[str, ExpressionEditor]:
+def editors_by_mouth(checkpoints: Path, mouths: list[str] | None, unshaded: bool = False
+                     ) -> dict[str, ExpressionEditor]:
     """One editor per mouth choice (``+``-joined mouth components: it holds those and no other mouth), or the editor
-    as it is (key "")."""
-    if not mouths:
-        return {"": ExpressionEditor.from_pretrained(checkpoints, num_threads=1)}
+    as it is (key ""); ``unshaded``: and one without the expression shading (key "unshaded")."""
     folders = {path.name: path for path in sorted(checkpoints.iterdir()) if (path / "config.json").is_file()}
+    extra = {"unshaded": ExpressionEditor.from_pretrained(
+        {name: path for name, path in folders.items() if name != SHADING_COMPONENT}, num_threads=1)} if unshaded else {}
+    if not mouths:
+        return {"": ExpressionEditor.from_pretrained(checkpoints, num_threads=1), **extra}
     editors = {}
     for choice in mouths:
         unknown = set(choice.split("+")) - set(MOUTH_COMPONENTS)
@@ -85,7 +89,7 @@ def editors_by_mouth(checkpoints: Path, mouths: list[str] | None) -> dict[str, E
         editors[choice] = ExpressionEditor.from_pretrained(
             {name: path for name, path in folders.items() if name in choice.split("+") or name not in MOUTH_COMPONENTS},
             num_threads=1)
-    return editors
+    return {**editors, **extra}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -104,12 +108,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mouths", nargs="+", default=None,
                         help="compare these mouths (one column each per method): mouth_inpainter, mouth_exemplars, "
                              "or both joined by + (the learned mouth with the exemplars' teeth detail)")
+    parser.add_argument("--unshaded", action="store_true",
+                        help="beside each edit, the same without the expression shading")
     args = parser.parse_args(argv)
     if not (args.data / args.dataset).is_dir():
         print(f"skipped: no {args.dataset} under {args.data}")
         return 0
 
-    editors = editors_by_mouth(args.checkpoints, args.mouths)
+    editors = editors_by_mouth(args.checkpoints, args.mouths, args.unshaded)
     editor = next(iter(editors.values()))
     cut = mouth_square if args.mouth_only else face_square
     rows = []

@@ -131,3 +131,32 @@ def test_small_faces_are_shaded_too(shading, mesh_motion):
     shaded, box = shading.shade_with_box(photo, points, target)
     assert box is not None and (np.abs(shaded.astype(int) - photo.astype(int)).max(2) > 0).sum() > 200
     assert cv2.absdiff(shaded, photo).max() < 80
+
+
+def test_undoing_a_smile_lifts_the_face_s_own_creases_and_not_the_skin_beside_them(shading, mesh_motion):
+    """Taking a smile away brightens the fold zone only where this face is darker than its surroundings (its own
+    crease): flat skin beside it, where the median fold of other faces lies, keeps its brightness (no pale streak)."""
+    from expr_models.faces.shading import apply_log_shading
+
+    _, smiling, _ = synthetic_face(mesh_motion)  # the mean mesh: the face after the warp to neutral
+    points = mesh_motion.target_points(smiling, "neutral", "happy", 1.0)  # the smile it came from
+    neutral = smiling[:, :2]
+    flat = np.full((SIZE, SIZE, 3), 150, np.uint8)
+    eyes = np.linalg.norm(neutral[33] - neutral[263])
+    creased = flat.copy()
+    for nose_wing, corner, side in ((129, 61, -1), (358, 291, 1)):  # a dark line from each nose wing past the corner
+        start = neutral[nose_wing] + [side * 0.05 * eyes, 0]
+        end = neutral[corner] + [side * 0.08 * eyes, 0.05 * eyes]
+        cv2.line(creased, tuple(np.round(start).astype(int)), tuple(np.round(end).astype(int)), (110, 110, 110), 3)
+    crease = np.abs(creased.astype(int) - flat.astype(int)).max(2) > 0
+    lifted = shading.shade(creased, points, neutral)  # the public path: undoing a smile
+    weight = shading.smile(points, neutral) * shading.amount(creased, neutral)
+    assert weight < 0
+    plain, _ = apply_log_shading(creased, neutral, shading.texture_points, weight * shading.log_ratio.detach().numpy())
+    brightened = plain.astype(int).mean(2) - creased.mean(2) > 2  # where the median fold would lift the skin
+    beside = brightened & ~cv2.dilate(crease.astype(np.uint8), np.ones((15, 15), np.uint8)).astype(bool)
+    on_crease = brightened & crease
+    assert beside.sum() > 100 and on_crease.sum() > 20
+    change = lifted.astype(int).mean(2) - creased.mean(2)
+    assert change[on_crease].mean() > 3  # the crease is lifted
+    assert np.abs(change[beside]).max() <= 1  # the flat skin beside it is not

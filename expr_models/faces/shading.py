@@ -126,10 +126,21 @@ def smile_coefficient(source: np.ndarray, target: np.ndarray, direction: np.ndar
     return float((motion * direction).sum() / max((direction ** 2).sum(), 1e-12))
 
 
+def fill_valleys(field: np.ndarray, image: np.ndarray, eye_distance: float) -> np.ndarray:
+    """``field`` (log gain) where it brightens, limited to how much darker each pixel is than the skin around it (a
+    crease's depth, over about a tenth of an eye distance): a person's own fold is lifted, but the skin beside it,
+    where the median fold lies on another face, is not (a pale streak beside a dark line). Where it darkens, as is."""
+    shade = np.log(grey(image) + _DARK)
+    around = cv2.GaussianBlur(shade, (0, 0), 0.12 * eye_distance)
+    depth = cv2.GaussianBlur(np.maximum(around - shade, 0.0), (0, 0), max(0.015 * eye_distance, 0.5))
+    return np.where(field > 0, np.minimum(field, depth), field)
+
+
 def apply_log_shading(image: np.ndarray, target: np.ndarray, texture: np.ndarray, log_shading: np.ndarray,
-                      ) -> tuple[np.ndarray, tuple[int, int, int, int] | None]:
+                      valleys: bool = False) -> tuple[np.ndarray, tuple[int, int, int, int] | None]:
     """``image`` (H x W (x C) uint8, a face whose mesh lies at ``target``, 468 x 2 px) multiplied by
-    ``exp(log_shading)``, the texture-space map warped from ``texture`` points onto ``target``. Returns the new
+    ``exp(log_shading)``, the texture-space map warped from ``texture`` points onto ``target``; ``valleys``: the
+    brightening only as deep as the face's own creases (:func:`fill_valleys`, for taking folds away). Returns the new
     image and the box it changed (None: nothing)."""
     image, target = np.asarray(image), np.asarray(target, np.float64)[:, :2]
     # The map at the face's own scale first: the warp counts a triangle shrunk to under a quarter as folded.
@@ -145,7 +156,10 @@ def apply_log_shading(image: np.ndarray, target: np.ndarray, texture: np.ndarray
                       borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
     # Only inside the face's oval: the warp's outer ring of triangles maps anchors that mean nothing in the texture.
     oval = polygon_mask(target[list(FACE_OVAL)] - [x0, y0], field.shape) > 0
-    gain = np.exp(np.where(inside & oval, field, 0.0))
+    field = np.where(inside & oval, field, 0.0)
+    if valleys:
+        field = fill_valleys(field, image[y0:y1, x0:x1], eye_distance_px(target))
+    gain = np.exp(field)
     out = image.copy()
     region = out[y0:y1, x0:x1].astype(np.float32)
     region *= gain[..., None] if image.ndim == 3 else gain

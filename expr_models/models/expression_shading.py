@@ -13,7 +13,8 @@ It holds, in a shape-free texture (every face warped onto the mean mesh, ``expr_
   (``faces.shading.SMILE_POINTS``), against which an edit's motion is measured;
 - ``mean_mesh``: the canonical frame's mean mesh (2D); ``texture_points`` follow from it.
 
-The shading applied is ``exp(smile * amount * log_ratio)``, with ``smile`` the edit's motion projected on
+The shading applied is ``exp(smile * amount * log_ratio)`` (where it takes folds away, no deeper than the face's own
+creases), with ``smile`` the edit's motion projected on
 ``smile_direction`` and ``amount = (skin_contrast / contrast_reference) ** contrast_power`` within
 ``[min_amount, max_amount]``: the same smile carves deeper folds under hard light than under soft light.
 ``train/expression_shading.py`` builds it from FEI and London Set pairs. No learning beyond medians and one line fit.
@@ -131,7 +132,9 @@ class ExpressionShadingModel(ExprPreTrainedModel):
         if abs(smile) < 1e-3:
             return np.asarray(image).copy(), None
         weight = smile * self.amount(image, target)
-        return apply_log_shading(image, target, self.texture_points, weight * self._numpy(self.log_ratio))
+        # Undoing a smile lifts the folds only as deep as this face's own creases are (see faces.shading).
+        return apply_log_shading(image, target, self.texture_points, weight * self._numpy(self.log_ratio),
+                                 valleys=smile < 0)
 
     def forward(self, log_ratio_weight: torch.Tensor) -> torch.Tensor:
         """The texture-space log shading for a batch of weights (``N``: smile times amount) -> ``N x S x S``."""
