@@ -78,13 +78,14 @@ def test_face_arrays_and_training_with_partial_labels(tmp_path):
                                                "--resolution", "16", "--widths", "4", "8", "--blocks", "1", "1",
                                                "--epochs", "1", "--batch-size", "7", *QUIET, "--checkpointing-steps",
                                                "0", "--init-from", run / "final", "--oversample", "fer2013=2",
-                                               "--lr", "1e-9", "--warmup-steps", "0"])
+                                               "--lr", "1e-9", "--warmup-steps", "0", "--random-erasing", "0.5"])
     assert status == 0
     assert summary(warm)["steps"] == 8
     before, after = model.state_dict(), AutoModel.from_pretrained(warm / "final").state_dict()
     convs = [name for name in before if name.endswith(".0.weight")]  # conv kernels (BN stats move in training)
     assert convs and all(torch.allclose(before[n], after[n], atol=1e-5) for n in convs)
-    assert "Started from the weights of" in (warm / "final" / "README.md").read_text()
+    card = (warm / "final" / "README.md").read_text()
+    assert "Started from the weights of" in card and "one noise rectangle in 50% of the training faces" in card
 
 
 def test_face_arrays_repeat_sources(tmp_path):
@@ -102,3 +103,22 @@ def test_face_arrays_repeat_sources(tmp_path):
     assert oversample_counts(["london=10", "fei=4"]) == {"london": 10, "fei": 4}
     with pytest.raises(ConfigError, match="SOURCE=N"):
         oversample_counts(["london"])
+
+
+def test_random_erasing_fills_one_rectangle_with_noise():
+    from train.classifier import Augment
+
+    still = dict(degrees=0.0, translate=0.0, scale=(1.0, 1.0), brightness=0.0, contrast=0.0)
+    image = torch.full((1, 48, 48), 0.25)
+    assert torch.allclose(Augment(**still)(image, torch.Generator().manual_seed(0)), image, atol=1e-4)  # erasing off
+    for seed in range(20):
+        erased = Augment(**still, erasing=1.0)(image, torch.Generator().manual_seed(seed))
+        changed = ((erased - image).abs() > 1e-3)[0]
+        rows, cols = changed.any(1).nonzero()[:, 0], changed.any(0).nonzero()[:, 0]
+        box = changed[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
+        assert float(box.float().mean()) > 0.97, "the changed pixels fill one rectangle (noise may hit 0.25)"
+        assert 0.015 <= box.numel() / changed.numel() <= 0.27  # 2-25% of the face, up to rounding
+        assert float(erased.min()) >= -1 and float(erased.max()) <= 1 and float(erased[0][changed].std()) > 0.2
+        assert torch.equal(erased, Augment(**still, erasing=1.0)(image, torch.Generator().manual_seed(seed)))
+    with pytest.raises(ConfigError, match="random-erasing"):
+        ClassifierStep.check_arguments(ClassifierStep.arguments_class(data=[], random_erasing=1.5))

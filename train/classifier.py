@@ -11,11 +11,13 @@ smile labels) is read as such; its "no smile" faces are partial labels, trained 
 ``--map-contempt-to`` names a class to count them as. Cross-entropy with label smoothing, AdamW and a cosine schedule;
 augmentation: horizontal flip, a small random affine and brightness/contrast jitter. ``--init-from MODEL`` starts from a
 saved classifier's weights with a fresh optimiser and schedule (a warm restart; the committed classifier's second
-cycle), ``--oversample london=10`` lists a face-array source's training faces ten times.
+cycle), ``--oversample london=10`` lists a face-array source's training faces ten times, ``--random-erasing 0.5``
+fills one random rectangle of half the training faces with noise.
 """
 
 from __future__ import annotations
 
+import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,12 +42,27 @@ def _uniform(generator: torch.Generator, low: float, high: float) -> float:
 
 
 class Augment:
-    """A small random affine (rotation, shift, scale) and brightness/contrast jitter, on ``C x H x W`` in [-1, 1]."""
+    """A small random affine (rotation, shift, scale) and brightness/contrast jitter, on ``C x H x W`` in [-1, 1];
+    with probability ``erasing``, then one rectangle (2-25% of the face, aspect 0.3-3.3) filled with noise (random
+    erasing, Zhong et al. 2020: the net cannot lean on one part of the face alone)."""
 
     def __init__(self, degrees: float = 10.0, translate: float = 0.05, scale: tuple[float, float] = (0.9, 1.1),
-                 brightness: float = 0.2, contrast: float = 0.2):
+                 brightness: float = 0.2, contrast: float = 0.2, erasing: float = 0.0):
         self.degrees, self.translate, self.scale = degrees, translate, scale
-        self.brightness, self.contrast = brightness, contrast
+        self.brightness, self.contrast, self.erasing = brightness, contrast, erasing
+
+    def erase(self, image: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        height, width = image.shape[-2:]
+        area = _uniform(generator, 0.02, 0.25) * height * width
+        aspect = math.exp(_uniform(generator, math.log(0.3), math.log(1 / 0.3)))
+        box_h = max(1, min(height, round(math.sqrt(area * aspect))))
+        box_w = max(1, min(width, round(math.sqrt(area / aspect))))
+        top = int(torch.randint(0, height - box_h + 1, (), generator=generator))
+        left = int(torch.randint(0, width - box_w + 1, (), generator=generator))
+        image = image.clone()
+        noise = torch.rand((image.shape[0], box_h, box_w), generator=generator) * 2 - 1
+        image[..., top:top + box_h, left:left + box_w] = noise.to(image.dtype)
+        return image
 
     def __call__(self, image: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         from torchvision.transforms import InterpolationMode
@@ -61,7 +78,10 @@ class Augment:
         contrast = _uniform(generator, 1 - self.contrast, 1 + self.contrast)
         brightness = _uniform(generator, -self.brightness, self.brightness)
         mean = image.mean()
-        return ((image - mean) * contrast + mean + brightness).clamp(-1, 1)
+        image = ((image - mean) * contrast + mean + brightness).clamp(-1, 1)
+        if self.erasing > 0 and float(torch.rand((), generator=generator)) < self.erasing:
+            image = self.erase(image, generator)
+        return image
 
 
 @dataclass
@@ -81,6 +101,9 @@ class ClassifierArguments(TrainingArguments):
     lr_schedule: Literal["cosine", "linear", "constant"] = "cosine"
     max_grad_norm: float = HfArg(default=5.0, help="clip gradients (0: no clipping)")
     augment: bool = HfArg(default=True, help="flip, affine and photometric jitter (--no-augment: none)")
+    random_erasing: float = HfArg(default=0.0, metadata={"metavar": "P"},
+                                  help="with --augment: erase one random rectangle of a training face (noise) with "
+                                       "probability P")
     init_from: Path | None = HfArg(default=None, metadata={"metavar": "MODEL"},
                                    help="start from this saved classifier's weights (same architecture flags) with a "
                                         "fresh optimiser and LR schedule: a warm restart or a fine-tune")
@@ -128,6 +151,8 @@ class ClassifierStep(TrainingStep):
         if args.lr <= 0:
             raise ConfigError(f"--lr must be positive, got {args.lr}")
         oversample_counts(args.oversample)
+        if not 0.0 <= args.random_erasing <= 1.0:
+            raise ConfigError(f"--random-erasing must be in [0, 1], got {args.random_erasing}")
 
 
     def build(self) -> None:
@@ -138,7 +163,7 @@ class ClassifierStep(TrainingStep):
         if args.init_from is not None:
             self.model.load_state_dict(ExpressionClassifier.from_pretrained(args.init_from).state_dict())
         self.model.to(self.device)
-        augment = Augment() if args.augment else None
+        augment = Augment(erasing=args.random_erasing) if args.augment else None
         arrays = [folder for folder in args.data if is_face_arrays(folder)]
         if arrays:  # face arrays hold labels in EXPRESSIONS' order, partial ones included: on their own
             if len(arrays) != len(args.data) or list(config.class_names) != list(EXPRESSIONS):
@@ -209,10 +234,15 @@ class ClassifierStep(TrainingStep):
             repeats = f" Repeated sources: {', '.join(self.args.oversample)}." if self.args.oversample else ""
             return (f"Face crops of {len(self.config.class_names)} expressions, `{self.args.data[0]}` "
                     f"({self.args.split} split): {self.train_dataset.describe()}; GENKI-4K's no-smile faces as "
-                    f"partial labels (not happy).{repeats}{start}")
+                    f"partial labels (not happy).{repeats}{start}{self._erasing_note()}")
         parts = "; ".join(describe_rows(folder, self.args.split, part)
                           for folder, part in zip(self.args.data, self.train_parts))
-        return f"Face crops of {len(self.config.class_names)} expressions: {parts}."
+        return f"Face crops of {len(self.config.class_names)} expressions: {parts}.{self._erasing_note()}"
+
+    def _erasing_note(self) -> str:
+        if not (self.args.augment and self.args.random_erasing > 0):
+            return ""
+        return f" Random erasing: one noise rectangle in {self.args.random_erasing:.0%} of the training faces."
 
 
 if __name__ == "__main__":
