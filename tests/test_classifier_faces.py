@@ -71,6 +71,11 @@ def test_face_arrays_and_training_with_partial_labels(tmp_path):
     config = json.loads((tmp_path / "cal" / "config.json").read_text())
     assert config["flip_average"] is True and config["temperature"] > 0
     assert "Temperature scaling on 12 validation faces" in (tmp_path / "cal" / "README.md").read_text()
+    assert calibrate([str(run / "final"), "--faces", str(faces), "--min-recall", "0.2", "--out",
+                      str(tmp_path / "floor")]) == 0
+    config = json.loads((tmp_path / "floor" / "config.json").read_text())
+    assert len(config["class_bias"]) == 7 and abs(sum(config["class_bias"])) < 1e-3
+    assert "validation recall reached 0.2" in (tmp_path / "floor" / "README.md").read_text()
 
     # A warm restart from that model, its training faces listed twice: twice the steps, the same starting weights.
     warm = tmp_path / "warm"
@@ -122,3 +127,19 @@ def test_random_erasing_fills_one_rectangle_with_noise():
         assert torch.equal(erased, Augment(**still, erasing=1.0)(image, torch.Generator().manual_seed(seed)))
     with pytest.raises(ConfigError, match="random-erasing"):
         ClassifierStep.check_arguments(ClassifierStep.arguments_class(data=[], random_erasing=1.5))
+
+
+def test_recall_floor_raises_the_least_read_class():
+    from train.tools.calibrate_classifier import raise_recall_floor
+
+    generator = torch.Generator().manual_seed(0)
+    labels = torch.arange(3).repeat(100)
+    logits = torch.nn.functional.one_hot(labels, 3).float() * 2 + torch.randn(300, 3, generator=generator)
+    logits[:, 2] -= 1.5  # class 2 is read too rarely
+    recall = lambda bias: [float(((logits + bias).argmax(-1) == labels)[labels == c].float().mean()) for c in range(3)]
+    assert min(recall(torch.zeros(3))) < 0.6
+    bias, floor_recall = raise_recall_floor(logits, labels, torch.zeros(3), 0.75)
+    assert min(recall(bias)) >= 0.75 and floor_recall == pytest.approx(recall(bias), abs=1e-4)
+    assert bias[2] == bias.max() and abs(float(bias.sum())) < 1e-5
+    unchanged, _ = raise_recall_floor(logits, labels, torch.zeros(3), 0.0)
+    assert torch.equal(unchanged, torch.zeros(3))

@@ -72,6 +72,21 @@ def choose_balance(logits: torch.Tensor, labels: torch.Tensor, prior: torch.Tens
     return best["tau"], rows
 
 
+def raise_recall_floor(logits: torch.Tensor, labels: torch.Tensor, bias: torch.Tensor, floor: float,
+                       step: float = 0.05, max_steps: int = 400) -> tuple[torch.Tensor, list[float]]:
+    """``bias`` after raising the lowest-recall class's entry by ``step`` until every class's recall on ``labels`` is
+    at least ``floor`` (or ``max_steps`` steps: a floor no bias reaches), and the recalls it ends with."""
+    from expr_models.evaluation.metrics import per_class_recall
+
+    bias = bias.clone()
+    for _ in range(max_steps + 1):
+        recall = np.array(per_class_recall((logits + bias).argmax(-1), labels, logits.shape[1]))
+        if np.nanmin(recall) >= floor:
+            break
+        bias[int(np.nanargmin(recall))] += step
+    return bias - bias.mean(), [round(float(r), 4) for r in recall]
+
+
 def main(argv: list[str] | None = None) -> int:
     import expr_models  # noqa: F401  (registers the Auto classes)
     from transformers import AutoModel
@@ -86,6 +101,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--balance", action="store_true", help="fit a logit adjustment for rare classes first")
     parser.add_argument("--max-accuracy-drop", type=float, default=0.01,
                         help="--balance: the validation accuracy it may cost (a fraction)")
+    parser.add_argument("--min-recall", type=float, default=None, metavar="R",
+                        help="after --balance (if given): raise the bias of the least-read class until every class's "
+                             "validation recall is at least R")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
@@ -107,6 +125,15 @@ def main(argv: list[str] | None = None) -> int:
             logits = logits + bias
             model.config.class_bias = [round(float(b), 4) for b in bias]
         balance = {"tau": tau, "class_bias": model.config.class_bias}
+    floor = None
+    if args.min_recall is not None:
+        start = torch.zeros(logits.shape[1])  # the logits already hold --balance's adjustment
+        extra, recall = raise_recall_floor(logits, labels, start, args.min_recall)
+        logits = logits + extra
+        total = extra + torch.tensor(model.config.class_bias or [0.0] * logits.shape[1])
+        model.config.class_bias = [round(float(b), 4) for b in total - total.mean()]
+        floor = {"min_recall": args.min_recall, "recall": recall}
+        print(json.dumps(floor))
     temperature = fit_temperature(logits, labels)
     before = expected_calibration_error(logits.softmax(-1), labels)
     after = expected_calibration_error((logits / temperature).softmax(-1), labels)
@@ -117,12 +144,18 @@ def main(argv: list[str] | None = None) -> int:
               "validation_ece_after": round(after, 4), "flip_average": model.config.flip_average}
     if balance is not None:
         record["logit_adjustment_tau"] = balance["tau"]
+    if floor is not None:
+        record["recall_floor"] = args.min_recall
+        record["validation_min_recall"] = min(floor["recall"])
     info = dict(model.card_info)
     info.setdefault("metrics", {})
     info["metrics"] = {**info["metrics"], **{f"calibration: {k}": v for k, v in record.items()}}
     adjustment = (f" Logit adjustment -{balance['tau']} x log(training prior), chosen on the same faces (best mean "
                   f"recall within {100 * args.max_accuracy_drop:g} points of accuracy)."
                   if balance and balance["tau"] else "")
+    if floor is not None:
+        adjustment += (f" Class biases raised until every class's validation recall reached {args.min_recall:g} "
+                       f"(recall {', '.join(f'{r:.3f}' for r in floor['recall'])}).")
     info["notes"] = (f"{info.get('notes', '')}\n\nTemperature scaling on {len(labels)} validation faces (GENKI-4K "
                      f"left out): T = {temperature:.3f}, expected calibration error {before:.4f} -> {after:.4f} "
                      f"(15 bins); test-time flip averaging {'on' if model.config.flip_average else 'off'}."
