@@ -11,7 +11,8 @@ pairs, in a *shape-free texture*: every face warped so that its 468 mesh points 
 How much: the ratio is per unit of *smile*, the edit's mesh motion projected on the median smile motion over the
 mouth corners and cheeks (:func:`smile_coefficient`), so a smile adds folds, its undoing removes them, and a motion
 with no smile in it leaves the shading alone. And per photo: harsh light carves deeper folds than soft light
-(:func:`skin_contrast`).
+(:func:`skin_contrast`). Undoing a smile fades the person's own folds rather than lifting the median ones, which lie
+a little beside them (:func:`lift_creases`).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import numpy as np
 
 from .mesh_motion import canonical_displacement
 from .mesh_topology import (EYE_TRIANGLES, FACE_OVAL, LEFT_BROW, LEFT_CHEEK, LEFT_EYE, LIPS_OUTER, MOUTH_CORNERS,
-                            MOUTH_TRIANGLES, RIGHT_BROW, RIGHT_CHEEK, RIGHT_EYE, TRIANGLES)
+                            MOUTH_TRIANGLES, NOSE, RIGHT_BROW, RIGHT_CHEEK, RIGHT_EYE, TRIANGLES)
 from .mesh_warp import backward_map
 
 _TRIANGLES = np.array(TRIANGLES + MOUTH_TRIANGLES + EYE_TRIANGLES)
@@ -87,16 +88,19 @@ def polygon_mask(polygon: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return mask
 
 
-def skin_mask(points: np.ndarray, shape: tuple[int, int], erode: int) -> np.ndarray:
-    """The face oval less the eyes, brows and lips (their convex hulls, grown by ``erode`` px), and eroded by
-    ``erode`` px from the oval's edge: the skin whose shading an expression changes."""
+_FEATURES = (LIPS_OUTER, RIGHT_EYE, LEFT_EYE, RIGHT_BROW, LEFT_BROW)
+
+
+def skin_mask(points: np.ndarray, shape: tuple[int, int], erode: int, features: tuple = _FEATURES) -> np.ndarray:
+    """The face oval less the eyes, brows and lips (or ``features``: their convex hulls, grown by ``erode`` px), and
+    eroded by ``erode`` px from the oval's edge: the skin whose shading an expression changes."""
     points = np.asarray(points, np.float64)[:, :2]
     kernel = np.ones((2 * erode + 1, 2 * erode + 1), np.uint8)
     face = cv2.erode(polygon_mask(points[list(FACE_OVAL)], shape), kernel)
-    features = np.zeros(shape, np.float32)
-    for part in (LIPS_OUTER, RIGHT_EYE, LEFT_EYE, RIGHT_BROW, LEFT_BROW):
-        cv2.fillPoly(features, [cv2.convexHull(np.round(points[list(part)]).astype(np.int32))], 1.0)
-    return face * (1 - cv2.dilate(features, kernel))
+    hulls = np.zeros(shape, np.float32)
+    for part in features:
+        cv2.fillPoly(hulls, [cv2.convexHull(np.round(points[list(part)]).astype(np.int32))], 1.0)
+    return face * (1 - cv2.dilate(hulls, kernel))
 
 
 def skin_contrast(image: np.ndarray, points: np.ndarray, scale: float = 80.0) -> float:
@@ -126,22 +130,35 @@ def smile_coefficient(source: np.ndarray, target: np.ndarray, direction: np.ndar
     return float((motion * direction).sum() / max((direction ** 2).sum(), 1e-12))
 
 
-def fill_valleys(field: np.ndarray, image: np.ndarray, eye_distance: float) -> np.ndarray:
-    """``field`` (log gain) where it brightens, limited to how much darker each pixel is than the skin around it (a
-    crease's depth, over about a tenth of an eye distance): a person's own fold is lifted, but the skin beside it,
-    where the median fold lies on another face, is not (a pale streak beside a dark line). Where it darkens, as is."""
-    shade = np.log(grey(image) + _DARK)
-    around = cv2.GaussianBlur(shade, (0, 0), 0.12 * eye_distance)
-    depth = cv2.GaussianBlur(np.maximum(around - shade, 0.0), (0, 0), max(0.015 * eye_distance, 0.5))
-    return np.where(field > 0, np.minimum(field, depth), field)
+def lift_creases(region: np.ndarray, weight: np.ndarray, skin: np.ndarray, eye_distance: float) -> np.ndarray:
+    """``region`` (H x W (x C) float) with its folds faded, ``weight`` (H x W, 0-1) of the way: where the skin,
+    smoothed over a fiftieth of an eye distance, is darker than the skin around it (over a tenth; ``skin``, H x W 0/1,
+    says which pixels count as skin), that smooth shadow is replaced by its surroundings' level and colour, and the
+    finer grain (pores, freckles) is kept. The person's own fold fades wherever it runs, and no pixel is lifted above
+    its surroundings, so no pale line appears beside it."""
+    colour = region if region.ndim == 3 else region[..., None]
+    skin = skin.astype(np.float32)
+
+    def skin_blur(sigma: float) -> np.ndarray:  # a blur of the skin alone: lips and nostrils lend it no colour
+        total = cv2.GaussianBlur(colour * skin[..., None], (0, 0), sigma)
+        total = total if total.ndim == 3 else total[..., None]
+        return total / np.maximum(cv2.GaussianBlur(skin, (0, 0), sigma), 1e-3)[..., None]
+
+    smooth, around = skin_blur(max(0.02 * eye_distance, 0.5)), skin_blur(0.12 * eye_distance)
+    level, around_level = smooth.mean(2), around.mean(2)
+    valley = np.clip((around_level - level) / (0.04 * around_level + 1.0), 0.0, 1.0)  # fully one 4% darker
+    lifted = colour + (weight * skin * valley)[..., None] * (around - smooth)
+    return lifted if region.ndim == 3 else lifted[..., 0]
 
 
 def apply_log_shading(image: np.ndarray, target: np.ndarray, texture: np.ndarray, log_shading: np.ndarray,
-                      valleys: bool = False) -> tuple[np.ndarray, tuple[int, int, int, int] | None]:
+                      lift: float = 0.0) -> tuple[np.ndarray, tuple[int, int, int, int] | None]:
     """``image`` (H x W (x C) uint8, a face whose mesh lies at ``target``, 468 x 2 px) multiplied by
-    ``exp(log_shading)``, the texture-space map warped from ``texture`` points onto ``target``; ``valleys``: the
-    brightening only as deep as the face's own creases (:func:`fill_valleys`, for taking folds away). Returns the new
-    image and the box it changed (None: nothing)."""
+    ``exp(log_shading)``, the texture-space map warped from ``texture`` points onto ``target``; ``lift`` > 0
+    (taking a smile away, that far): the map's brightening only says where folds lie; this face's own folds in that
+    zone fade instead (:func:`lift_creases`), since a median fold lifted where this face has none is a pale streak
+    beside a dark line, and a hard-lit photo's lifted cheeks turn sallow.
+    Returns the new image and the box it changed (None: nothing)."""
     image, target = np.asarray(image), np.asarray(target, np.float64)[:, :2]
     # The map at the face's own scale first: the warp counts a triangle shrunk to under a quarter as folded.
     factor = eye_distance_px(target) / max(eye_distance_px(texture), 1e-6)
@@ -157,11 +174,20 @@ def apply_log_shading(image: np.ndarray, target: np.ndarray, texture: np.ndarray
     # Only inside the face's oval: the warp's outer ring of triangles maps anchors that mean nothing in the texture.
     oval = polygon_mask(target[list(FACE_OVAL)] - [x0, y0], field.shape) > 0
     field = np.where(inside & oval, field, 0.0)
-    if valleys:
-        field = fill_valleys(field, image[y0:y1, x0:x1], eye_distance_px(target))
+    eyes = eye_distance_px(target)
+    if lift > 0:
+        # Where the median folds lie, broadened; the lifting itself is left to this face's own creases.
+        broad = cv2.GaussianBlur(np.maximum(field, 0.0), (0, 0), 0.12 * eyes)
+        fold_zone = np.clip(broad / max(0.5 * float(broad.max()), 1e-6), 0.0, 1.0)
+        field = np.minimum(field, 0.0)
     gain = np.exp(field)
     out = image.copy()
     region = out[y0:y1, x0:x1].astype(np.float32)
     region *= gain[..., None] if image.ndim == 3 else gain
+    if lift > 0:
+        # The nose's own creases and the lips stay: only the cheeks' folds belong to the smile.
+        skin = skin_mask(target - [x0, y0], field.shape, erode=max(1, round(0.03 * eyes)),
+                         features=_FEATURES + (NOSE,))
+        region = lift_creases(region, min(lift, 1.0) * fold_zone, skin, eyes)
     out[y0:y1, x0:x1] = np.clip(region + 0.5, 0, 255).astype(np.uint8)
     return out, (x0, y0, x1, y1)

@@ -132,9 +132,9 @@ class ExpressionShadingModel(ExprPreTrainedModel):
         if abs(smile) < 1e-3:
             return np.asarray(image).copy(), None
         weight = smile * self.amount(image, target)
-        # Undoing a smile lifts the folds only as deep as this face's own creases are (see faces.shading).
+        # Undoing a smile lifts this face's own folds, as far as the smile is undone (see faces.shading).
         return apply_log_shading(image, target, self.texture_points, weight * self._numpy(self.log_ratio),
-                                 valleys=smile < 0)
+                                 lift=min(max(-smile, 0.0), 1.0))
 
     def forward(self, log_ratio_weight: torch.Tensor) -> torch.Tensor:
         """The texture-space log shading for a batch of weights (``N``: smile times amount) -> ``N x S x S``."""
