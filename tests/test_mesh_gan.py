@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from datasets import Dataset, DatasetDict
+from huggingface_hub.errors import StrictDataclassClassValidationError
 
 from expr_models.faces.mesh import inner_lip_gap
 from expr_models.faces.mesh_topology import LEFT_BROW, MOUTH_CORNERS, RIGHT_BROW
@@ -98,3 +99,40 @@ def test_a_mesh_gan_trains_through_the_loop(tmp_path, mean_mesh, script, one_tor
     final = tmp_path / "run" / "final"
     model = (CycleGANModel if script == "cyclegan_mesh" else SAGANModel).from_pretrained(final)
     assert model.config.generator_type == "mesh" and (final / "README.md").is_file()
+
+
+def test_a_fitted_amplitude_scales_its_own_target_s_motion_only(mean_mesh):
+    model = CycleGANModel.from_pretrained(CHECKPOINTS / "cyclegan").float().eval()
+    model.config.mesh_amplitude = None
+    plain_neutral = model.move_mesh(mean_mesh[None], "neutral", intensity=1.5)[0]
+    plain_happy = model.move_mesh(mean_mesh[None], "happy")[0]
+    model.config.mesh_amplitude = {"neutral": 1.5}
+    assert torch.allclose(model.move_mesh(mean_mesh[None], "neutral")[0], plain_neutral, atol=1e-6)
+    assert torch.equal(model.move_mesh(mean_mesh[None], "happy")[0], plain_happy)
+    assert torch.equal(model.move_mesh(mean_mesh[None], "neutral", intensity=0.0)[0], mean_mesh)
+    sagan = SAGANModel.from_pretrained(CHECKPOINTS / "sagan").float().eval()
+    sagan.config.mesh_amplitude = None
+    twice = sagan.move_mesh(mean_mesh[None], "sad", "neutral", intensity=2.0)[0]
+    sagan.config.mesh_amplitude = {"sad": 2.0}
+    assert torch.allclose(sagan.move_mesh(mean_mesh[None], "sad", "neutral")[0], twice, atol=1e-6)
+
+
+def test_an_amplitude_must_be_positive():
+    with pytest.raises(StrictDataclassClassValidationError, match="mesh_amplitude"):
+        CycleGANConfig(generator_type="mesh", in_channels=3, mesh_amplitude={"neutral": 0.0})
+    assert CycleGANConfig(generator_type="mesh", in_channels=3, mesh_amplitude={"neutral": 1.75}).mesh_amplitude
+
+
+def test_the_amplitude_calibration_keeps_1_unless_every_dataset_gains_without_overshooting():
+    from train.tools.calibrate_mesh_amplitude import best_scale
+
+    def rows(fei, london, gains=(0.6, 0.8, 0.95, 1.2)):
+        return [{"scale": s, "fei": {"ratio": f, "gain": g}, "london": {"ratio": l, "gain": g}, "mean": (f + l) / 2}
+                for s, f, l, g in zip((0.75, 1.0, 1.5, 2.0), fei, london, gains)]
+
+    # One set's people smile broadly, the other's slightly: the lowest mean (0.75) costs the first; keep 1.
+    assert best_scale(rows((0.86, 0.83, 0.80, 0.87), (1.07, 1.22, 1.42, 1.71)), ["fei", "london"]) == 1.0
+    # Both closer to their real photos further on: the best of those that do not pass the real expression.
+    assert best_scale(rows((0.86, 0.81, 0.72, 0.70), (0.90, 0.89, 0.86, 0.85)), ["fei", "london"]) == 1.5
+    assert best_scale(rows((0.86, 0.81, 0.72, 0.70), (0.90, 0.89, 0.86, 0.85), (0.6, 0.8, 1.1, 1.2)),
+                      ["fei", "london"]) == 1.0

@@ -21,7 +21,7 @@ from transformers.utils import ModelOutput
 from ..faces.alignment import edit_in_frame
 from .layers import (ConvNormAct, PatchDiscriminator, PretrainedFeatureDiscriminator, ResidualBlock, UpConvNormAct,
                      init_gan_weights)
-from .mesh_gan import MeshDiscriminator, MeshMotionGenerator, check_mesh_config
+from .mesh_gan import MeshDiscriminator, MeshMotionGenerator, check_mesh_config, scaled_intensity
 from .modeling_utils import ExprPreTrainedModel
 from .warp_refine import WarpRefineGenerator, check_warp_config, edit_aligned_crop
 
@@ -62,6 +62,9 @@ class CycleGANConfig(PreTrainedConfig):
             (``expr_models.models.mesh_gan``): each generator moves a face's canonical 468-point mesh by the median
             motion of real pairs times a per-face gain in ``[1 / max_mesh_gain, max_mesh_gain]``, plus a residual of
             at most ``max_mesh_residual`` eye distances per point; the discriminators read canonical meshes.
+        mesh_amplitude: ``generator_type="mesh"``: per target expression, the scale of the whole mesh motion at
+            intensity 1 (absent: 1), fitted on validation people by ``train/tools/calibrate_mesh_amplitude.py`` so
+            that an edit goes as far as those people's real expressions; the intensity multiplies it.
     """
 
     model_type = "expr-cyclegan"
@@ -91,6 +94,7 @@ class CycleGANConfig(PreTrainedConfig):
     mesh_hidden: int = 256
     max_mesh_gain: float = 2.0
     max_mesh_residual: float = 0.03
+    mesh_amplitude: dict[str, float] | None = None
 
     def validate_cyclegan(self):
         if self.in_channels not in (1, 3):
@@ -114,7 +118,7 @@ class CycleGANConfig(PreTrainedConfig):
         if self.generator_type not in ("resnet", "warp_refine", "mesh"):
             raise ValueError(f"Unknown generator_type {self.generator_type!r}; expected resnet, warp_refine or mesh")
         if self.generator_type == "mesh":
-            check_mesh_config(self.max_mesh_gain, self.max_mesh_residual)
+            check_mesh_config(self.max_mesh_gain, self.max_mesh_residual, self.mesh_amplitude)
         if self.generator_type == "warp_refine":
             if self.prior_gains not in (1, 2):
                 raise ValueError(f"prior_gains must be 1 or 2, got {self.prior_gains}")
@@ -285,12 +289,14 @@ class CycleGANModel(ExprPreTrainedModel):
     @torch.no_grad()
     def move_mesh(self, canonical: torch.Tensor, target: str, intensity: float | torch.Tensor = 1.0) -> torch.Tensor:
         """mesh only: canonical face meshes (``N x P x 2``, ``expr_models.faces.mesh_motion.normalise`` against the
-        generator's ``mean_shape``) moved to the expression ``target``; ``intensity`` scales the motion."""
+        generator's ``mean_shape``) moved to the expression ``target``; ``intensity`` scales the motion (times the
+        config's ``mesh_amplitude`` for ``target``)."""
         if self.config.generator_type != "mesh":
             raise ValueError("move_mesh needs a mesh CycleGAN (generator_type='mesh')")
         generator = self.generator_to(target)
         canonical = canonical.to(generator.mean_shape)
-        return generator(canonical, canonical.new_ones(len(canonical), 1), intensity)
+        return generator(canonical, canonical.new_ones(len(canonical), 1),
+                         scaled_intensity(intensity, self.config.mesh_amplitude, target))
 
     def edit_photo(self, photo: np.ndarray, target: str, intensity: float = 1.0, points: np.ndarray | None = None,
                    detector=None) -> np.ndarray:

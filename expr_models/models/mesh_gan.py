@@ -20,10 +20,19 @@ from torch import nn
 from torch.nn.utils import spectral_norm
 
 
-def check_mesh_config(max_gain: float, max_residual: float) -> None:
-    """The mesh generator's bounds, as both GAN configs validate them."""
+def check_mesh_config(max_gain: float, max_residual: float, amplitude: dict[str, float] | None = None) -> None:
+    """The mesh generator's bounds and per-target amplitudes, as both GAN configs validate them."""
     if max_gain < 1 or max_residual < 0:
         raise ValueError("max_mesh_gain must be at least 1 and max_mesh_residual at least 0")
+    if amplitude is not None and not all(isinstance(v, (int, float)) and v > 0 for v in amplitude.values()):
+        raise ValueError(f"mesh_amplitude maps each target to a positive scale, got {amplitude}")
+
+
+def scaled_intensity(intensity: float | torch.Tensor, amplitude: dict[str, float] | None, target: str
+                     ) -> float | torch.Tensor:
+    """``intensity`` times the amplitude fitted for ``target`` on validation people (1 where none was fitted), so
+    that intensity 1 moves a face as far as real people's expressions go (``train/tools/calibrate_mesh_amplitude``)."""
+    return intensity * float((amplitude or {}).get(target, 1.0))
 
 
 class MeshEncoder(nn.Sequential):

@@ -26,7 +26,7 @@ from ..faces.alignment import edit_in_frame
 from ..labels import EXPRESSIONS
 from .cyclegan import lower_face_window
 from .layers import ConvNormAct, ResidualBlock, SelfAttention2d, UpConvNormAct, conv, init_gan_weights
-from .mesh_gan import MeshDiscriminator, MeshMotionGenerator, check_mesh_config
+from .mesh_gan import MeshDiscriminator, MeshMotionGenerator, check_mesh_config, scaled_intensity
 from .modeling_utils import ExprPreTrainedModel
 from .warp_refine import WarpRefineGenerator, check_warp_config, edit_aligned_crop
 
@@ -57,6 +57,9 @@ class SAGANConfig(PreTrainedConfig):
             motion of real pairs from the source class to the target class (through neutral), times a per-face gain,
             plus a bounded residual; the discriminator reads canonical meshes with the same two heads as the image
             one.
+        mesh_amplitude: ``generator_type="mesh"``: per target expression, the scale of the whole mesh motion at
+            intensity 1 (absent: 1), fitted on validation people by ``train/tools/calibrate_mesh_amplitude.py`` so
+            that an edit goes as far as those people's real expressions; the intensity multiplies it.
     """
 
     model_type = "expr-sagan"
@@ -80,6 +83,7 @@ class SAGANConfig(PreTrainedConfig):
     mesh_hidden: int = 256
     max_mesh_gain: float = 2.0
     max_mesh_residual: float = 0.03
+    mesh_amplitude: dict[str, float] | None = None
 
     def validate_sagan(self):
         if self.in_channels not in (1, 3):
@@ -94,7 +98,7 @@ class SAGANConfig(PreTrainedConfig):
         if self.generator_type not in ("resnet", "warp_refine", "mesh"):
             raise ValueError(f"Unknown generator_type {self.generator_type!r}; expected resnet, warp_refine or mesh")
         if self.generator_type == "mesh":
-            check_mesh_config(self.max_mesh_gain, self.max_mesh_residual)
+            check_mesh_config(self.max_mesh_gain, self.max_mesh_residual, self.mesh_amplitude)
         if self.generator_type == "warp_refine":
             check_warp_config(self.in_channels, self.resolution, self.flow_resolution)
 
@@ -286,11 +290,12 @@ class SAGANModel(ExprPreTrainedModel):
     def move_mesh(self, canonical: torch.Tensor, target: str, source: str | None = None,
                   intensity: float | torch.Tensor = 1.0) -> torch.Tensor:
         """mesh only: canonical face meshes (``N x P x 2``) of the expression ``source`` (None: unknown) moved to
-        ``target``; ``intensity`` scales the motion."""
+        ``target``; ``intensity`` scales the motion (times the config's ``mesh_amplitude`` for ``target``)."""
         if self.config.generator_type != "mesh":
             raise ValueError("move_mesh needs a mesh SA-GAN (generator_type='mesh')")
         canonical = canonical.to(self.generator.mean_shape)
-        return self.generator(canonical, self.mesh_conditions(target, source, len(canonical)), intensity)
+        return self.generator(canonical, self.mesh_conditions(target, source, len(canonical)),
+                              scaled_intensity(intensity, self.config.mesh_amplitude, target))
 
     def edit_photo(self, photo: np.ndarray, target: str, intensity: float = 1.0, points: np.ndarray | None = None,
                    detector=None) -> np.ndarray:
