@@ -136,3 +136,20 @@ def test_the_amplitude_calibration_keeps_1_unless_every_dataset_gains_without_ov
     assert best_scale(rows((0.86, 0.81, 0.72, 0.70), (0.90, 0.89, 0.86, 0.85)), ["fei", "london"]) == 1.5
     assert best_scale(rows((0.86, 0.81, 0.72, 0.70), (0.90, 0.89, 0.86, 0.85), (0.6, 0.8, 1.1, 1.2)),
                       ["fei", "london"]) == 1.0
+
+
+def test_the_fitted_amplitude_is_written_to_the_config_and_the_card_once(tmp_path):
+    import json
+    import shutil
+
+    from train.tools.calibrate_mesh_amplitude import write_amplitude
+
+    for name in ("config.json", "model_card.json"):
+        shutil.copy(CHECKPOINTS / "cyclegan" / name, tmp_path / name)
+    rows = [{"scale": s, "mean": m, "fei": {"ratio": m, "gain": g}, "london": {"ratio": m, "gain": g}}
+            for s, m, g in ((1.0, 0.85, 0.8), (1.25, 0.82, 0.95))]
+    for _ in range(2):  # a second fit replaces the first one's note
+        write_amplitude(tmp_path, {"neutral": 1.25}, {"neutral": rows}, ["fei", "london"], "validation")
+    assert CycleGANConfig.from_pretrained(tmp_path).mesh_amplitude == {"neutral": 1.25}
+    notes = json.loads((tmp_path / "model_card.json").read_text())["notes"]
+    assert notes.count("Amplitude per target") == 1 and "neutral 1.25" in notes and "1.25: 0.820 / 0.95" in notes

@@ -11,9 +11,9 @@ undone at intensity 1 stops short of the same people's real neutral faces. This 
 whole photo (FEI and the London Set, ``expr_models.evaluation.realism``) with the editor, at each scale in
 ``--scales`` (1 always among them), and keeps the scale with the lowest mean over datasets of the median realism
 ratio among those that are no worse than 1 on every dataset and move no dataset's faces past their real expression
-(median mesh-motion gain at most 1); ties go to the scale nearest 1. The test people are never looked at. It writes ``mesh_amplitude`` into the checkpoint's
-``config.json`` and a line into its ``model_card.json`` (the weights are not touched); rebuild the README cards with
-``python -m expr_models cards checkpoints``.
+(median mesh-motion gain at most 1); ties go to the scale nearest 1. The test people are never looked at. It writes
+``mesh_amplitude`` into the checkpoint's ``config.json`` and a line into its ``model_card.json`` (the weights are not
+touched); rebuild the README cards with ``python -m expr_models cards checkpoints``.
 """
 
 from __future__ import annotations
@@ -26,13 +26,15 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from expr_models.evaluation.realism import edit_mesh_scores, photo_mesh, read_rgb, realism_pairs
+from expr_models.evaluation.realism_ratio import paired_realism_ratio
+from expr_models.faces.alignment import retinaface_face
+from expr_models.pipeline import ExpressionEditor
+
 
 def measure_at(editor, model, method: str, target: str, scale: float, pairs, find_face) -> dict[str, dict]:
     """Per dataset, the median realism ratio and the median mesh gain of ``method``'s edits to ``target`` with
     ``model``'s amplitude for ``target`` set to ``scale``."""
-    from expr_models.evaluation.realism import edit_mesh_scores, photo_mesh, read_rgb
-    from expr_models.evaluation.realism_ratio import paired_realism_ratio
-
     model.config.mesh_amplitude = {**(model.config.mesh_amplitude or {}), target: scale}
     ratios: dict[str, list[float]] = {}
     gains: dict[str, list[float]] = {}
@@ -68,6 +70,29 @@ def best_scale(rows: list[dict], datasets: list[str]) -> float:
     return min(allowed, key=lambda row: (round(row["mean"], 4), abs(row["scale"] - 1.0)))["scale"]
 
 
+def write_amplitude(folder: Path, fitted: dict[str, float], report: dict[str, list[dict]], datasets: list[str],
+                    split: str) -> None:
+    """``fitted`` into ``folder``'s config.json, and what it was chosen from into its model_card.json's notes."""
+    config_file = folder / "config.json"
+    config = json.loads(config_file.read_text())
+    config["mesh_amplitude"] = fitted
+    config_file.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    card_file = folder / "model_card.json"
+    card = json.loads(card_file.read_text()) if card_file.is_file() else {}
+    lines = []
+    for target, rows in report.items():
+        tried = ", ".join(f"{row['scale']:g}: {row['mean']:.3f} / "
+                          f"{max(row[name]['gain'] for name in datasets if name in row):.2f}" for row in rows)
+        lines.append(f"{target} {fitted[target]:g} (scale: mean median realism ratio / largest median mesh gain "
+                     f"{tried})")
+    note = (f"Amplitude per target (`mesh_amplitude`), fitted on the {split} people of {', '.join(datasets)} by "
+            f"`python -m train.tools.calibrate_mesh_amplitude`: " + "; ".join(lines) + ".")
+    kept = [part for part in card.get("notes", "").split("\n\n") if part and not part.startswith("Amplitude per")]
+    card["notes"] = "\n\n".join([*kept, note])
+    card_file.write_text(json.dumps(card, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    print(f"wrote {config_file} and {card_file}: mesh_amplitude {fitted}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", type=Path, default=Path("checkpoints"), help="the editor's checkpoint folder")
@@ -82,10 +107,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if any(scale <= 0 for scale in args.scales):
         parser.error("--scales must be positive")
-
-    from expr_models.evaluation.realism import realism_pairs
-    from expr_models.faces.alignment import retinaface_face
-    from expr_models.pipeline import ExpressionEditor
 
     if not args.raw_data.is_dir():
         print(f"skipped: no raw data at {args.raw_data}; the calibration needs the validation people's photos")
@@ -122,23 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.dry_run or not report:
         return 0
 
-    folder = args.models / args.method
-    config_file = folder / "config.json"
-    config = json.loads(config_file.read_text())
-    config["mesh_amplitude"] = fitted
-    config_file.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-    card_file = folder / "model_card.json"
-    card = json.loads(card_file.read_text()) if card_file.is_file() else {}
-    lines = [f"{target} {fitted[target]:g} (scale: mean median realism ratio / largest median mesh gain "
-             + ", ".join(f"{row['scale']:g}: {row['mean']:.3f} / "
-                         f"{max(row[name]['gain'] for name in args.datasets if name in row):.2f}" for row in rows)
-             + ")" for target, rows in report.items()]
-    note = (f"Amplitude per target (`mesh_amplitude`), fitted on the {args.split} people of "
-            f"{', '.join(args.datasets)} by `python -m train.tools.calibrate_mesh_amplitude`: " + "; ".join(lines) + ".")
-    kept = [line for line in card.get("notes", "").split("\n\n") if not line.startswith("Amplitude per target")]
-    card["notes"] = "\n\n".join([*[line for line in kept if line], note])
-    card_file.write_text(json.dumps(card, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    print(f"wrote {config_file} and {card_file}: mesh_amplitude {fitted}")
+    write_amplitude(args.models / args.method, fitted, report, args.datasets, args.split)
     return 0
 
 
