@@ -13,9 +13,9 @@ It holds, in a shape-free texture (every face warped onto the mean mesh, ``expr_
   (``faces.shading.SMILE_POINTS``), against which an edit's motion is measured;
 - ``mean_mesh``: the canonical frame's mean mesh (2D); ``texture_points`` follow from it.
 
-The shading applied is ``exp(smile * amount * log_ratio)`` (where it takes folds away, no deeper than the face's own
-creases), with ``smile`` the edit's motion projected on
-``smile_direction`` and ``amount = (skin_contrast / contrast_reference) ** contrast_power`` within
+The shading applied is ``exp(smile * amount * log_ratio)``, with ``smile`` the edit's motion projected on
+``smile_direction`` (taking a smile away, the map's brightening is not applied: the face's own folds fade instead,
+``faces.shading.lift_creases``) and ``amount = (skin_contrast / contrast_reference) ** contrast_power`` within
 ``[min_amount, max_amount]``: the same smile carves deeper folds under hard light than under soft light.
 ``train/expression_shading.py`` builds it from FEI and London Set pairs. No learning beyond medians and one line fit.
 """
