@@ -143,3 +143,47 @@ def test_recall_floor_raises_the_least_read_class():
     assert bias[2] == bias.max() and abs(float(bias.sum())) < 1e-5
     unchanged, _ = raise_recall_floor(logits, labels, torch.zeros(3), 0.0)
     assert torch.equal(unchanged, torch.zeros(3))
+
+
+def tiny_classifier(seed: int, widths=(4, 8)):
+    from expr_models.models.classifier import ExpressionClassifier, ExpressionClassifierConfig
+
+    torch.manual_seed(seed)
+    config = ExpressionClassifierConfig(architecture="resnet", resolution=16, widths=list(widths), blocks=[1] * len(widths))
+    return ExpressionClassifier(config)
+
+
+def test_weight_soup_averages_weights_and_refits_batchnorm(tmp_path):
+    from train.tools.average_classifiers import average_state, main as average, refresh_batchnorm
+
+    one, two = tiny_classifier(0), tiny_classifier(1)
+    mean = average_state([one.state_dict(), two.state_dict()])
+    name = next(n for n in mean if n.endswith(".0.weight"))
+    assert torch.allclose(mean[name], (one.state_dict()[name] + two.state_dict()[name]) / 2)
+    counters = [n for n in mean if n.endswith("num_batches_tracked")]
+    assert counters and all(mean[n].dtype == torch.long for n in counters)
+    with pytest.raises(ValueError, match="one architecture"):
+        average_state([one.state_dict(), tiny_classifier(2, widths=(4, 16)).state_dict()])
+
+    # After the refit, the first BatchNorm's running mean is the mean of what its conv gives on those faces.
+    faces = torch.randn(64, 1, 16, 16)
+    one.load_state_dict(mean)
+    refresh_batchnorm(one, [faces[:32], faces[32:]])
+    stem_conv, stem_norm = one.features[0][0], one.features[0][1]
+    assert isinstance(stem_norm, torch.nn.BatchNorm2d) and not one.training
+    with torch.no_grad():
+        expected = stem_conv(faces).mean((0, 2, 3))
+    assert torch.allclose(stem_norm.running_mean, expected, atol=1e-4)
+
+    folder = fake_faces(tmp_path / "faces")
+    for i, model in enumerate((one, two, tiny_classifier(3))):
+        model.save_pretrained(tmp_path / f"m{i}")
+    for mode in ("--greedy", "--uniform"):
+        out = tmp_path / f"soup{mode}"
+        assert average([str(tmp_path / f"m{i}") for i in range(3)] + ["--faces", str(folder), mode, "--bn-faces",
+                                                                       "16", "--out", str(out)]) == 0
+        card = (out / "README.md").read_text()
+        assert "soup, chosen on validation accuracy" in card and "BatchNorm statistics re-estimated" in card
+    assert "Weights averaged over 3 classifiers (uniform" in (tmp_path / "soup--uniform" / "README.md").read_text()
+    with pytest.raises(SystemExit):
+        average([str(tmp_path / "m0"), "--out", str(tmp_path / "alone")])
