@@ -169,3 +169,24 @@ def test_undoing_a_smile_fades_the_face_s_own_creases_and_draws_no_pale_line_bes
     depth_before = flat[crease].mean() - creased[crease].mean()
     depth_after = flat[crease].mean() - lifted[crease].mean()
     assert depth_before > 25 and depth_after < 0.5 * depth_before  # the face's own fold fades
+
+
+def test_undoing_a_smile_keeps_the_shadow_under_the_nose(shading, mesh_motion):
+    """The philtrum's shadow under the nose is no smile fold: the lift leaves it (a lifted one drew a flat box under
+    the nose with a hard edge at the nose's base)."""
+    _, smiling, _ = synthetic_face(mesh_motion)
+    points = mesh_motion.target_points(smiling, "neutral", "happy", 1.0)
+    neutral = smiling[:, :2]
+    eyes = np.linalg.norm(neutral[33] - neutral[263])
+    flat = np.full((SIZE, SIZE, 3), 150, np.uint8)
+    shadow = np.zeros((SIZE, SIZE), np.float32)
+    centre = np.round(0.6 * neutral[2] + 0.4 * neutral[0]).astype(int)  # just under the nose's base
+    cv2.ellipse(shadow, tuple(centre), (int(0.12 * eyes), int(0.03 * eyes)), 0, 0, 360, 1.0, -1)
+    shadow = cv2.GaussianBlur(shadow, (0, 0), 1.5)
+    shaded_photo = np.clip(flat - 40 * shadow[..., None], 0, 255).astype(np.uint8)
+    lifted = shading.shade(shaded_photo, points, neutral)
+    core = shadow > 0.7
+    assert core.sum() > 20
+    depth_before = flat[core].mean() - shaded_photo[core].mean()
+    depth_after = flat[core].mean() - lifted[core].mean()
+    assert depth_after > 0.8 * depth_before
