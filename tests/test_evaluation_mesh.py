@@ -28,7 +28,7 @@ def _record(subject: str, method: str = "mesh", pair: str = "neutral->sad", **me
 
 def _measured(gain: float, gap_ratio: float | None = 1.0, sharpness: float = 1.0) -> dict:
     return {"gain": gain, "cosine": gain / 2, "gap_edit": 0.03, "gap_real": 0.04, "gap_ratio": gap_ratio,
-            "sharpness": sharpness, "changed_outside_mask": 0, "pixels_outside_mask": 100}
+            "sharpness": sharpness, "sharpness_real": 0.7, "changed_outside_mask": 0, "pixels_outside_mask": 100}
 
 
 def test_mesh_measures_are_the_median_over_people_of_each_persons_median():
@@ -59,6 +59,8 @@ def test_mesh_tables_give_gain_cosine_opening_and_sharpness_per_edit_and_method(
     assert "| jaffe | neutral → happy | 0.70 / 0.35 (2) | 0.50 / 0.25 (1) |" in text
     assert "| jaffe | neutral → happy | 0.040 | 1.00 (0.030) | 1.00 (0.030) |" in text  # real gap, then each edit
     assert "| jaffe | neutral → sad | – | n/a |" in text  # mesh: no such edit; average: realism ratio only
+    assert "| data | edit | real photo | mesh | average edit (baseline) |" in text  # the sharpness's reference
+    assert "| jaffe | neutral → happy | 0.70 | 1.00 (2) | 1.00 (1) |" in text
     assert "average edit (baseline) 0 of 110 (2 photos); mesh 0 of 200 (2 photos)" in text
     assert mesh_tables({"methods": ["mesh"], "rows": [], "mesh_skipped": "no face_mesh"}) == [
         "Mesh measures skipped: no face_mesh.", ""]
@@ -76,7 +78,10 @@ def test_photo_scores_add_the_opening_ratio_and_the_sharpness():
     image, edited = rng.integers(0, 255, (600, 700, 3), dtype=np.uint8), rng.integers(0, 255, (600, 700, 3), np.uint8)
     scores = photo_scores(image, edited, source, opened, opened)
     assert scores["gap_ratio"] == pytest.approx(1.0) and scores["gain"] == pytest.approx(1.0)
-    assert scores["sharpness"] == mouth_sharpness(image, edited, source, opened)
+    assert scores["sharpness"] == mouth_sharpness(image, edited, source, opened) and "sharpness_real" not in scores
+    real_image = rng.integers(0, 255, (600, 700, 3), dtype=np.uint8)
+    with_real = photo_scores(image, edited, source, opened, opened, real_image)
+    assert with_real["sharpness_real"] == mouth_sharpness(image, real_image, source, opened)
     half = photo_scores(image, edited, source, source, opened)
     assert half["gap_ratio"] == pytest.approx(half["gap_edit"] / half["gap_real"]) and half["gain"] == 0.0
     assert np.isnan(photo_scores(image, edited, source, opened, shut)["gap_ratio"])

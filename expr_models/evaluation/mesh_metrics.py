@@ -93,10 +93,14 @@ def mesh_scores(source: np.ndarray, edit: np.ndarray, real: np.ndarray) -> dict[
 
 
 def photo_scores(source_image: np.ndarray, edit_image: np.ndarray, source: np.ndarray, edit: np.ndarray,
-                 real: np.ndarray) -> dict[str, float]:
+                 real: np.ndarray, real_image: np.ndarray | None = None) -> dict[str, float]:
     """Everything :func:`mesh_scores` gives, plus ``gap_ratio`` (the edit's mouth opening over the real photo's; NaN
-    where the real gap is not positive) and ``sharpness`` (:func:`mouth_sharpness`), for one edit of a photo."""
+    where the real gap is not positive) and ``sharpness`` (:func:`mouth_sharpness`), for one edit of a photo; with
+    ``real_image``, ``sharpness_real``: the real photo's mouth over the input's, the reference for ``sharpness`` (a
+    toothy smile's teeth are the sharpest thing in a face: its real neutral photo measures well under 1)."""
     scores = mesh_scores(source, edit, real)
     scores["gap_ratio"] = scores["gap_edit"] / scores["gap_real"] if scores["gap_real"] > 0 else float("nan")
     scores["sharpness"] = mouth_sharpness(source_image, edit_image, source, edit)
+    if real_image is not None:
+        scores["sharpness_real"] = mouth_sharpness(source_image, real_image, source, real)
     return scores

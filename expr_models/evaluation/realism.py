@@ -62,7 +62,7 @@ MESH_DEFINITION = (
     "out. Definitions in expr_models/evaluation/mesh_metrics.py."
 )
 # What the mesh measures record per edit, and the presence score below which a mesh is not trusted.
-MESH_MEASURES = ("gain", "cosine", "cheek_gain", "gap_edit", "gap_real", "gap_ratio", "sharpness")
+MESH_MEASURES = ("gain", "cosine", "cheek_gain", "gap_edit", "gap_real", "gap_ratio", "sharpness", "sharpness_real")
 MIN_MESH_PRESENCE = 0.5
 
 
@@ -198,7 +198,7 @@ def evaluate_realism(editor: Any, methods: Sequence[str], raw_data: str | Path |
             record = {"dataset": pair.dataset, "pair": pair.pair, "method": method, "subject": pair.subject,
                       "ratio": scores["ratio"], "photo": pair.source_path.name, "real": pair.target_path.name,
                       "changed_outside_mask": counted["changed"], "pixels_outside_mask": counted["outside"]}
-            record.update(edit_mesh_scores(editor, photo, edited, found, *meshes))
+            record.update(edit_mesh_scores(editor, photo, edited, found, *meshes, real_image=real))
             records.append(record)
     return {"split": split, "raw_data": str(raw_data), "methods": measured, "rows": summarise(records),
             "photo_pairs": len(pairs), "skipped_pairs": skipped,
@@ -218,16 +218,18 @@ def photo_mesh(editor: Any, photo: np.ndarray, found: tuple[np.ndarray, np.ndarr
 
 
 def edit_mesh_scores(editor: Any, photo: np.ndarray, edited: np.ndarray, found: tuple[np.ndarray, np.ndarray],
-                     source_mesh: np.ndarray | None, real_mesh: np.ndarray | None) -> dict[str, float]:
+                     source_mesh: np.ndarray | None, real_mesh: np.ndarray | None,
+                     real_image: np.ndarray | None = None) -> dict[str, float]:
     """The mesh measures of one edit (:func:`~expr_models.evaluation.mesh_metrics.photo_scores`); the edit is meshed
-    in the input's face (it has the input's geometry). Empty where a mesh is missing."""
+    in the input's face (it has the input's geometry). ``real_image``: also the real photo's mouth sharpness.
+    Empty where a mesh is missing."""
     if source_mesh is None or real_mesh is None:
         return {}
     edit_mesh = photo_mesh(editor, edited, found)
     if edit_mesh is None:
         return {}
-    scores = photo_scores(photo, edited, source_mesh, edit_mesh, real_mesh)
-    return {measure: scores[measure] for measure in (*MESH_MEASURES, "gap_source")}
+    scores = photo_scores(photo, edited, source_mesh, edit_mesh, real_mesh, real_image)
+    return {measure: scores[measure] for measure in (*MESH_MEASURES, "gap_source") if measure in scores}
 
 
 def markdown_table(realism: dict) -> list[str]:
@@ -275,10 +277,16 @@ def mesh_tables(realism: dict) -> list[str]:
         lines += ["**Mouth opening, edit over real** (the edit's inner-lip gap in eye distances in brackets; the real "
                   "photo's beside the edit):", ""]
         lines += _grid(realism, opening, ("real gap", real_gap))
-        lines += ["**Mouth sharpness**, Laplacian variance of the edit's mouth over the input's (people in brackets):",
-                  ""]
+        def real_sharpness(by_method: dict[str, dict]) -> str:
+            found = [measure(row, "sharpness_real").get("median") for row in by_method.values()]
+            found = [value for value in found if value is not None]
+            return _value(found[0]) if found else "n/a"
+
+        lines += ["**Mouth sharpness**, Laplacian variance of the edit's mouth over the input's (people in brackets; "
+                  "*real photo*: the same for the person's real photo of the target, the reference):", ""]
         lines += _grid(realism, lambda row: _ratio_text(measure(row, "sharpness").get("median"),
-                                                         measure(row, "sharpness").get("subjects", 0)))
+                                                         measure(row, "sharpness").get("subjects", 0)),
+                       ("real photo", real_sharpness))
     elif realism.get("mesh_skipped"):
         lines += [f"Mesh measures skipped: {realism['mesh_skipped']}.", ""]
     changed: dict[str, list[int]] = {}
