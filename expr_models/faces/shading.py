@@ -141,6 +141,20 @@ def smile_coefficient(source: np.ndarray, target: np.ndarray, direction: np.ndar
     return float((motion * direction).sum() / max((direction ** 2).sum(), 1e-12))
 
 
+def smooth_blur(image: np.ndarray, sigma: float) -> np.ndarray:
+    """A Gaussian blur of ``sigma`` px; a wide one is taken at a coarser scale (shrunk so that sigma is 4 px, blurred,
+    enlarged back), which gives the same smooth field for a fraction of the cost (a 0.35 eye-distance blur of a 1 MP
+    face took 19 ms at full size)."""
+    if sigma <= 8.0:
+        return cv2.GaussianBlur(image, (0, 0), sigma)
+    height, width = image.shape[:2]
+    factor = sigma / 4.0
+    small = cv2.resize(image, (max(1, round(width / factor)), max(1, round(height / factor))),
+                       interpolation=cv2.INTER_AREA)
+    small = cv2.GaussianBlur(small, (0, 0), 4.0)
+    return cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR)
+
+
 def lift_creases(region: np.ndarray, weight: np.ndarray, skin: np.ndarray, eye_distance: float,
                  surround: float = _SURROUND) -> np.ndarray:
     """``region`` (H x W (x C) float) with its folds faded, ``weight`` (H x W, 0-1) of the way: where the skin,
@@ -152,9 +166,9 @@ def lift_creases(region: np.ndarray, weight: np.ndarray, skin: np.ndarray, eye_d
     skin = skin.astype(np.float32)
 
     def skin_blur(sigma: float) -> np.ndarray:  # a blur of the skin alone: lips and nostrils lend it no colour
-        total = cv2.GaussianBlur(colour * skin[..., None], (0, 0), sigma)
+        total = smooth_blur(colour * skin[..., None], sigma)
         total = total if total.ndim == 3 else total[..., None]
-        return total / np.maximum(cv2.GaussianBlur(skin, (0, 0), sigma), 1e-3)[..., None]
+        return total / np.maximum(smooth_blur(skin, sigma), 1e-3)[..., None]
 
     smooth, around = skin_blur(max(0.02 * eye_distance, 0.5)), skin_blur(surround * eye_distance)
     level, around_level = smooth.mean(2), around.mean(2)
@@ -189,7 +203,7 @@ def apply_log_shading(image: np.ndarray, target: np.ndarray, texture: np.ndarray
     eyes = eye_distance_px(target)
     if lift > 0:
         # Where the median folds lie, broadened; the lifting itself is left to this face's own creases.
-        broad = cv2.GaussianBlur(np.maximum(field, 0.0), (0, 0), _FOLD_ZONE_BLUR * eyes)
+        broad = smooth_blur(np.maximum(field, 0.0).astype(np.float32), _FOLD_ZONE_BLUR * eyes)
         fold_zone = np.clip(broad / max(_FOLD_ZONE_FULL * float(broad.max()), 1e-6), 0.0, 1.0)
         field = np.minimum(field, 0.0)
     gain = np.exp(field)
