@@ -181,3 +181,29 @@ def test_paste_back_in_place_matches_a_copy():
     target = photo.copy()
     assert paste_back(target, edited, transform, face_mask(transform.side), out=target) is target
     np.testing.assert_array_equal(target, expected)
+
+
+def test_mesh_direction_ceiling_skips_without_data_and_scores_a_shared_motion_as_one(tmp_path, capsys):
+    import mesh_direction_ceiling
+
+    from expr_models.faces.mesh_topology import LIPS_OUTER
+
+    assert mesh_direction_ceiling.main(["--data", str(tmp_path / "nowhere")]) == 0
+    assert "skipped" in capsys.readouterr().out
+    rng = np.random.default_rng(0)
+    motion = np.zeros((468, 3))
+    motion[list(LIPS_OUTER), :2] = rng.normal(0, 0.8, (len(LIPS_OUTER), 2))  # the lips move; the stable points stay
+
+    shape = rng.uniform(100, 300, (468, 3))
+
+    def person(seed: int, real_motion: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        face = shape + np.random.default_rng(seed).uniform(-50, 50, 3)  # the same face elsewhere in the photo
+        return face, face + real_motion
+
+    train = [person(seed, motion) for seed in range(3)]
+    same = mesh_direction_ceiling.ceiling(train, [person(10 + seed, motion) for seed in range(2)])
+    assert same["median_gain"] == pytest.approx(1.0, abs=1e-3) and same["median_cosine"] == pytest.approx(1.0, abs=1e-3)
+    other = np.zeros_like(motion)
+    other[list(LIPS_OUTER), :2] = rng.normal(0, 0.8, (len(LIPS_OUTER), 2))
+    unrelated = mesh_direction_ceiling.ceiling(train, [person(20, other)])
+    assert abs(unrelated["median_cosine"]) < 0.5 and same["test_people"] == 2 and same["train_pairs"] == 3
