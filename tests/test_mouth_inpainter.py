@@ -224,3 +224,26 @@ def test_with_both_mouths_a_smile_gets_an_exemplar_and_a_round_mouth_the_cavity(
     assert bank.closest(surprise[list(LIPS_INNER), :2]) is None
     both = warp_face(photo, points[:, :2], surprise, mouth=model, exemplars=bank).image
     assert np.array_equal(both, warp_face(photo, points[:, :2], surprise).image)
+
+
+def test_the_drawn_mouth_keeps_the_colours_around_it_and_its_own_luminance():
+    """A green or yellow cast the network draws is held to the lips' and skin's colours around the hole (or grey:
+    teeth stay white); its brightness is kept, and colours already among the surroundings pass unchanged."""
+    from expr_models.faces.mouth_redraw import _CHROMA, _LUMA, within_surrounding_colours
+
+    window = np.zeros((FRAME_HEIGHT, FRAME_WIDTH, 3), np.float32)
+    window[...] = (190, 110, 110)  # lip-pink all around
+    hole = np.zeros((FRAME_HEIGHT, FRAME_WIDTH), np.float32)
+    hole[40:50, 30:100] = 1.0
+    drawn = window.copy()
+    drawn[40:50, 30:60] = (90, 160, 60)    # a green smear
+    drawn[40:50, 60:80] = (235, 235, 235)  # a tooth
+    drawn[40:50, 80:100] = (170, 95, 95)   # darker lip: the same hue
+    out = within_surrounding_colours(drawn, window, hole)
+    assert np.allclose(out @ _LUMA, drawn @ _LUMA, atol=1e-3)  # brightness as drawn
+    pink, green, was = window[0, 0] @ _CHROMA.T, out[45, 45] @ _CHROMA.T, drawn[45, 45] @ _CHROMA.T
+    low, high = np.minimum(pink, 0) - 1e-3, np.maximum(pink, 0) + 1e-3
+    assert not np.all((low <= was) & (was <= high)) and np.all((low <= green) & (green <= high))  # held to pink..grey
+    assert np.allclose(out[45, 70], drawn[45, 70], atol=1e-3)  # grey is always allowed
+    assert np.allclose(out[45, 90], drawn[45, 90], atol=1e-3)  # a darker lip of the lips' own hue: unchanged
+    assert np.array_equal(within_surrounding_colours(drawn, window, np.ones_like(hole)), drawn)  # nothing around it
