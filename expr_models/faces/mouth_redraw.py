@@ -70,13 +70,13 @@ def learned_redraw(model: Any, margin: float | None = None) -> MouthRedraw:
         frames = torch.from_numpy(window).permute(2, 0, 1)[None].float() / 127.5 - 1.0
         drawn = model.inpaint(frames, torch.from_numpy(hole)[None, None], torch.from_numpy(lip_maps(points))[None])
         drawn = ((drawn[0].float().permute(1, 2, 0).cpu().numpy() + 1.0) * 127.5).clip(0, 255)
-        if not grey:
-            drawn = within_surrounding_colours(drawn, window, hole).clip(0, 255)
         if grey:  # a grey photo gets a grey mouth
             drawn = drawn @ _LUMA
             if image.ndim == 2:
                 return frame.paste(image, drawn, hole)
             drawn = np.repeat(drawn[..., None], 3, axis=2)
+        else:
+            drawn = within_surrounding_colours(drawn, window, hole).clip(0, 255)
         return frame.paste(image[..., :3], drawn, hole)  # a view: an alpha channel keeps its bytes
 
     return redraw
