@@ -13,11 +13,12 @@ fitted to the person could. Reads ``../shared/data`` at run time (skips cleanly 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 import numpy as np
+
+import bench_utils as bench
 
 from expr_models.data.paired_faces import photo_pairs
 from expr_models.evaluation.mesh_metrics import motion_gain_cosine
@@ -62,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     parser.add_argument("--checkpoints", type=Path, default=ROOT / "checkpoints")
-    parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "results" / "mesh_direction_ceiling.json")
+    parser.add_argument("--output", type=Path, default=None, help="default: benchmarks/results/mesh_direction_ceiling.json")
     args = parser.parse_args(argv)
     if not args.data.is_dir():
         print(f"skipped: no raw data at {args.data}")
@@ -79,9 +80,7 @@ def main(argv: list[str] | None = None) -> int:
             results[f"{dataset} {pair}"] = row = ceiling(train, test)
             print(f"{dataset} {pair}: its own training median on {row['test_people']} test people: "
                   f"gain {row['median_gain']:.2f}, cosine {row['median_cosine']:.2f}", flush=True)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"wrote {args.output}")
+    print(f"wrote {bench.save_results('mesh_direction_ceiling', {'machine': bench.machine(), 'rows': results}, args.output)}")
     return 0
 
 
