@@ -14,7 +14,7 @@ from urllib.parse import urlparse
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from fake_camera import CHROMIUM_ARGS, camera_picture, chromium_path, write_y4m
 
@@ -177,7 +177,12 @@ def shown_live_frames(page, count: int, timeout_s: float = 60.0) -> tuple[list[n
             seen.add(source)
             response = page.request.get(source)
             assert response.ok, source
-            frames.append(np.asarray(Image.open(io.BytesIO(response.body())).convert("RGB")))
+            try:
+                frames.append(np.asarray(Image.open(io.BytesIO(response.body())).convert("RGB")))
+            except UnidentifiedImageError:
+                # The fake camera repeats one picture, so Gradio caches equal frames under one name and may rewrite
+                # that file while this second request reads it; the page itself has moved on to the next frame.
+                continue
             first = first or time.monotonic()
         page.wait_for_timeout(10)
     return frames, (len(frames) - 1) / max(time.monotonic() - first, 1e-6)  # from the first frame shown
