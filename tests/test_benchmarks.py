@@ -196,9 +196,9 @@ def test_mesh_direction_ceiling_skips_without_data_and_scores_a_shared_motion_as
 
     shape = rng.uniform(100, 300, (468, 3))
 
-    def person(seed: int, real_motion: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def person(seed: int, real_motion: np.ndarray, name: str | None = None) -> tuple[str, np.ndarray, np.ndarray]:
         face = shape + np.random.default_rng(seed).uniform(-50, 50, 3)  # the same face elsewhere in the photo
-        return face, face + real_motion
+        return name or f"person {seed}", face, face + real_motion
 
     train = [person(seed, motion) for seed in range(3)]
     same = mesh_direction_ceiling.ceiling(train, [person(10 + seed, motion) for seed in range(2)])
@@ -207,3 +207,7 @@ def test_mesh_direction_ceiling_skips_without_data_and_scores_a_shared_motion_as
     other[list(LIPS_OUTER), :2] = rng.normal(0, 0.8, (len(LIPS_OUTER), 2))
     unrelated = mesh_direction_ceiling.ceiling(train, [person(20, other)])
     assert abs(unrelated["median_cosine"]) < 0.5 and same["test_people"] == 2 and same["train_pairs"] == 3
+    # one person's several takes (JAFFE) count once: their median, then the median over people
+    takes = [person(30, motion, "KA"), person(31, motion, "KA"), person(32, other, "KA"), person(33, other, "KM")]
+    grouped = mesh_direction_ceiling.ceiling(train, takes)
+    assert grouped["test_people"] == 2 and grouped["median_cosine"] < 0.9
