@@ -163,6 +163,21 @@ def test_paste_back_leaves_the_rest_of_the_photo_alone(results):
     assert edits(results[0], "cyclegan")["happy"]["whole_photos"]["photo_kinds"] == {"original": 2}
 
 
+def test_edited_original_photos_are_read_as_the_space_reads_them(results):
+    for method in ("cyclegan", "sagan"):
+        for row in edits(results[0], method).values():
+            photos = row["whole_photos"]
+            read = photos["read_as_target"]  # every edited original, by both readers and by both at once
+            assert read["photos"] == photos["photo_kinds"].get("original", 0) >= 1
+            assert set(read) == {"photos", "classifier", "second_reader", "both"}
+            assert 0.0 <= read["both"] <= min(read["classifier"], read["second_reader"]) <= 1.0
+    row = edits(results[0], "cyclegan")["happy"]
+    read = row["whole_photos"]["read_as_target"]
+    cell = f"{100 * read['classifier']:.1f}% / {100 * read['second_reader']:.1f}% ({read['photos']})"
+    assert f"| `faces` | cyclegan | neutral → happy | 4 | {100 * row['success_rate']:.1f}% |" in results[1]
+    assert cell in results[1]
+
+
 def test_sagan_covers_every_target(results):
     rows = edits(results[0], "sagan")
     assert set(rows) == set(EXPRESSIONS)
@@ -180,7 +195,7 @@ def test_markdown_tables(results):
     for heading in ("### Expression success", "### Preservation", "### Cycle reconstruction (CycleGAN)",
                     "### Paired error on FEI (neutral → happy)"):
         assert heading in markdown
-    assert ("| data | method | edit | faces | success | second reader | both | ceiling: recall on real target "
+    assert ("| data | method | edit | faces | success | second reader | both | whole photos | ceiling: recall on real target "
             "| ceiling: accuracy | inputs | KID x10^3 |") in markdown
     assert "### The judge: expression classifier on real held-out faces" in markdown
     assert "| data | method | cycle | faces | L1 [-1,1] | L1 [0,1] | L1 [0,255] |" in markdown

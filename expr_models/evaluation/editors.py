@@ -295,6 +295,9 @@ def load_models(models_dir: Path, methods: tuple[str, ...], device: torch.device
         paths = found.get(method.component, [])
         if name in methods and paths and name in WRAPPERS:
             editors += WRAPPERS[name](paths, loader(method.component), settings)
+    for method in editors:  # the whole-photo check's editor gets the mouths and shading the crops were edited with
+        if "face_mesh" in method.extra_models:
+            method.extra_models.update(meshers)
     classifier = loader("classifier")(found["classifier"][0]) if found.get("classifier") else None
     return editors, classifier, used
 

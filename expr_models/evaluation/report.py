@@ -21,6 +21,15 @@ def _num(value: float | None, digits: int = 3) -> str:
     return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
 
 
+def _whole_photo_success(row: dict) -> str:
+    """``classifier / second reader (photos)`` read on the edited original photos, or ``–`` where none was read."""
+    read = (row.get("whole_photos") or {}).get("read_as_target")
+    if not read:
+        return "–"
+    second = f" / {_pct(read['second_reader'])}" if "second_reader" in read else ""
+    return f"{_pct(read['classifier'])}{second} ({read['photos']})"
+
+
 def _kid_text(kid: dict) -> str:
     """KID x 10^3 as ``mean ± std``; a std at float rounding level (identical subsets) shows as 0."""
     if "mean" not in kid:
@@ -87,7 +96,11 @@ def markdown_report(results: dict) -> str:
                   "recall on real held-out faces of the target (their count in brackets) and its accuracy on all "
                   "real held-out faces. *Inputs*: share of the unedited inputs already read as the target. KID "
                   "between real faces of the target and the edits, on the classifier's penultimate features "
-                  "(x10^3, mean ± std over subsets; lower = closer; n/a with fewer than 2 real faces).", ""]
+                  "(x10^3, mean ± std over subsets; lower = closer; n/a with fewer than 2 real faces). *Whole "
+                  "photos*: the same edit made end to end, as a user gets it: the held-out faces' original photos "
+                  "(the first `--max-photos` with one; FER2013 and CK+ have none) edited by the editor and read on "
+                  "the edited photo as the Space reads them, by the classifier / the second reader (photos in "
+                  "brackets).", ""]
         rows = []
         for name, dataset in results["datasets"].items():
             judged = dataset.get("classifier", {})
@@ -101,9 +114,9 @@ def markdown_report(results: dict) -> str:
                 kid_text = _kid_text(kid)
                 rows.append([f"`{name}`", row["method"], _edit_label(row), row["n"], _pct(row["success_rate"]),
                              _pct(row.get("success_second_reader")), _pct(row.get("success_both_readers")),
-                             recall, _pct(judged.get("accuracy")), _pct(row.get("inputs_read_as_target")),
-                             kid_text])
-        lines += _table(["data", "method", "edit", "faces", "success", "second reader", "both",
+                             _whole_photo_success(row), recall, _pct(judged.get("accuracy")),
+                             _pct(row.get("inputs_read_as_target")), kid_text])
+        lines += _table(["data", "method", "edit", "faces", "success", "second reader", "both", "whole photos",
                          "ceiling: recall on real target", "ceiling: accuracy", "inputs", "KID x10^3"], rows)
 
     lines += ["### Preservation", "",

@@ -119,20 +119,24 @@ def paired_error(edited: torch.Tensor, inputs: torch.Tensor, real: torch.Tensor)
 
 
 def whole_photo_check(method: Method, target: str, sources: list[Face], references: list[Face] | None,
-                      raw_data: Path | None, device: torch.device, max_photos: int) -> dict:
-    """Edit whole photos through the pipeline (detect, crop, edit, paste back) and count the pixels changed outside
-    the blend mask, which paste-back promises to leave byte-identical."""
+                      raw_data: Path | None, device: torch.device, max_photos: int, judge: Judge | None = None) -> dict:
+    """Edit whole photos through the pipeline (detect, crop, edit, paste back), as a user gets them, and count the
+    pixels changed outside the blend mask, which paste-back promises to leave byte-identical. With a ``judge``, the
+    edited originals are also read as the Space reads them (the largest face's square, cut from the edited photo by
+    the editor's face processor): success end to end, beside the crops' figure."""
     component = editing_method(method.kind).component
     editor = ExpressionEditor(models_dir=None, device=device, models={component: method.model, **method.extra_models},
                               **method.editor_options)
     # Faces with an original photo first: FER2013/CK+ are 48x48 crops with no photo around them.
     order = sorted(range(len(sources)), key=lambda i: original_photo(sources[i], raw_data) is None)
     photos, changed, outside, no_face, kinds = 0, 0, 0, 0, Counter()
+    read_crops = []  # the edited originals' faces, for the readers
     for number in order[:max_photos]:
         photo, kind = whole_photo(sources[number], raw_data)
         reference = whole_photo(references[number], raw_data)[0] if references else None
         try:
-            result = editor.edit(photo, method=method.kind, target=target, reference=reference, max_faces=None)
+            result = editor.edit(photo, method=method.kind, target=target, reference=reference, max_faces=None,
+                                 read_expressions=False)
         except NoFaceError:
             no_face += 1
             continue
@@ -142,8 +146,20 @@ def whole_photo_check(method: Method, target: str, sources: list[Face], referenc
         kinds[kind] += 1
         changed += counted["changed"]
         outside += counted["outside"]
-    return {"photos": photos, "no_face_found": no_face, "photo_kinds": dict(kinds),
-            "changed_pixels_outside_mask": changed, "pixels_outside_mask": outside}
+        if judge and kind == "original" and result.faces:
+            read_crops.append(editor.processor.crop(np.asarray(result.image), result.faces[0].box)[0])
+    check = {"photos": photos, "no_face_found": no_face, "photo_kinds": dict(kinds),
+             "changed_pixels_outside_mask": changed, "pixels_outside_mask": outside}
+    if read_crops and target in EXPRESSIONS:
+        config = judge.classifier.config
+        readers = {"classifier": judge.classifier}
+        if judge.second_reader is not None:
+            readers["second_reader"] = judge.second_reader
+        crops = editor.processor.to_tensor(read_crops, config.resolution, config.in_channels)
+        shares = success_by_readers(readers, crops, [target] * len(read_crops))
+        check["read_as_target"] = {"photos": len(read_crops),
+                                   **{name: share["success"] for name, share in shares.items()}}
+    return check
 
 
 def evaluate_dataset(held_out: HeldOut, editors: list[Method], judge: Judge, device: torch.device,
@@ -230,7 +246,8 @@ def evaluate_edit(held_out: HeldOut, method: Method, target: str, sources: list[
             row["paired"] = paired_error(edited[index], inputs[index], real)
 
     if max_photos > 0:
-        row["whole_photos"] = whole_photo_check(method, target, sources, references, raw_data, device, max_photos)
+        row["whole_photos"] = whole_photo_check(method, target, sources, references, raw_data, device, max_photos,
+                                                judge if judge else None)
     return row
 
 
