@@ -91,3 +91,24 @@ def test_the_committed_gans_move_meshes_and_take_the_controls(editor):
     for method in ("cyclegan", "sagan", "mesh"):
         assert editor.supported_controls(method) == ("smile", "mouth_open", "brows", "eyes")
         assert editor.max_intensity(method) == 1.5
+
+
+def test_the_learned_mouth_runs_under_the_editors_thread_cap(astronaut, monkeypatch):
+    """Closing a toothy smile runs the learned mouth; with torch's default threads on a busy 2-core machine it took
+    0.8 s instead of 0.1 s, so it must run under the editor's cap like every other network."""
+    import torch
+
+    from expr_models.models.mouth_inpainter import MouthInpainterModel
+
+    seen = []
+    inpaint = MouthInpainterModel.inpaint
+
+    def counting(self, *args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return inpaint(self, *args, **kwargs)
+
+    monkeypatch.setattr(MouthInpainterModel, "inpaint", counting)
+    torch.set_num_threads(2)  # the fixture's single thread would hide a missing cap
+    editor = ExpressionEditor.from_pretrained(CHECKPOINTS)  # num_threads "auto": generators get one thread
+    editor.edit(astronaut, method="cyclegan", target="neutral")
+    assert seen and set(seen) == {1} and torch.get_num_threads() == 2
