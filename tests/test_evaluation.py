@@ -381,3 +381,42 @@ def test_detection_ap_of_retinaface_haar_and_the_segmenter(tmp_path):
     assert "segmenter" in results["checkpoints"]
     report = evaluation.markdown_report(results)
     assert "Face detection on WIDER FACE" in report and "| retinaface (default) |" in report and "| haar |" in report
+
+
+class _FixedReader(torch.nn.Module):
+    """A classifier stub that reads every face as ``class_names[index]``."""
+
+    def __init__(self, index: int):
+        super().__init__()
+        self.index = index
+        self.config = argparse.Namespace(class_names=list(EXPRESSIONS), resolution=None, in_channels=None)
+        self.bias = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, pixel_values):
+        logits = torch.zeros(len(pixel_values), len(EXPRESSIONS))
+        logits[:, self.index] = 1.0
+        return logits + self.bias
+
+
+def test_mesh_edits_start_from_the_expression_the_classifier_reads(astronaut):
+    """As the editor edits a face from the classifier's reading of it, the held-out crops are edited from theirs."""
+    from expr_models.evaluation.editors import mesh_edit, source_reader
+    from expr_models.models.face_mesh import FaceMeshModel
+
+    assert source_reader(None) is None
+    read = source_reader(_FixedReader(EXPRESSIONS.index("sad")))
+    face = cv2.resize(np.ascontiguousarray(astronaut[30:230, 125:325]), (128, 128), interpolation=cv2.INTER_AREA)
+    x = torch.from_numpy(cv2.cvtColor(face, cv2.COLOR_RGB2GRAY).astype(np.float32) / 127.5 - 1)[None, None]
+    x = x.repeat(2, 1, 1, 1)
+    assert read(x) == ["sad", "sad"]
+    seen = []
+
+    def target_points(points, target, reading):
+        seen.append((target, reading))
+        return points[:, :2]
+
+    mesher = FaceMeshModel.from_pretrained(REPO / "checkpoints" / "face_mesh").eval()
+    edited = mesh_edit(target_points, mesher, 1, None, lambda crops: ["sad", "angry"])(x, "neutral")
+    assert seen == [("neutral", "sad"), ("neutral", "angry")] and edited.shape == x.shape
+    mesh_edit(target_points, mesher, 1)(x[:1], "happy")  # no reader: the method's default source
+    assert seen[-1] == ("happy", None)

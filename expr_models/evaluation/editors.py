@@ -3,7 +3,8 @@
 Checkpoints are found by ``model_type`` (:func:`expr_models.pipeline.find_checkpoints`) and loaded with the classes of
 :mod:`expr_models.components`, the registry the editor and the Space use too. The held-out crops are edited in
 batches by a wrapper per method (:data:`WRAPPERS`); a registered method without one is measured on whole photos only
-(the realism ratio, through the editor).
+(the realism ratio, through the editor). Methods that edit a face from its own expression (the SA-GAN, the mesh
+motion) take it from the classifier's reading of the crop, as the editor takes it from the photo.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from ..pipeline import find_checkpoints
 from . import metrics
 
 BATCH_SIZE = 16
+SourceReader = Callable[[torch.Tensor], list]  # a batch of crops in [-1, 1] -> each one's read expression
 MESH_CROP = 128  # the crop side mesh methods are measured at (the paper crops'; the 64 px expression crops upscaled)
 
 
@@ -66,7 +68,7 @@ def cyclegan_method(model, checkpoint: str, name: str = "cyclegan", channels: in
     config = model.config
     if config.generator_type == "mesh":  # moves the face mesh, as the editor runs it
         return Method(name, "cyclegan", checkpoint, model, MESH_CROP, channels, tuple(config.domains),
-                      edit=mesh_edit(lambda points, target: generator_points(
+                      edit=mesh_edit(lambda points, target, reading: generator_points(
                           model, points, lambda meshes: model.move_mesh(meshes, target)),
                           face_mesh_model, channels, warp),
                       extra_models={"face_mesh": face_mesh_model})
@@ -82,14 +84,15 @@ def cyclegan_method(model, checkpoint: str, name: str = "cyclegan", channels: in
 
 
 def sagan_method(model, checkpoint: str, channels: int = 1, face_mesh_model: Any = None,
-                 warp: dict | None = None) -> Method:
+                 warp: dict | None = None, read_source: SourceReader | None = None) -> Method:
     config = model.config
-    if config.generator_type == "mesh":  # moves the face mesh, as the editor runs it (the source read as unknown)
+    if config.generator_type == "mesh":  # moves the face mesh from the face's read expression, as the editor runs it
         names = tuple(config.class_names)
         return Method("sagan", "sagan", checkpoint, model, MESH_CROP, channels, names,
-                      edit=mesh_edit(lambda points, target: generator_points(
-                          model, points, lambda meshes: model.move_mesh(meshes, target, source_for(None, target, names))),
-                          face_mesh_model, channels, warp), extra_models={"face_mesh": face_mesh_model})
+                      edit=mesh_edit(lambda points, target, reading: generator_points(
+                          model, points,
+                          lambda meshes: model.move_mesh(meshes, target, source_for(reading, target, names))),
+                          face_mesh_model, channels, warp, read_source), extra_models={"face_mesh": face_mesh_model})
     if config.generator_type == "warp_refine":  # edits aligned faces, as the editor runs it
         return Method("sagan", "sagan", checkpoint, model, config.resolution, channels, tuple(config.class_names),
                       edit=aligned_edit(model.edit_aligned, channels))
@@ -117,26 +120,29 @@ def aligned_edit(edit_face: Callable[[np.ndarray, str], np.ndarray], channels: i
     return edit
 
 
-def mesh_edit(target_points: Callable[[np.ndarray, str], np.ndarray], face_mesh_model: Any,
-              channels: int, warp: dict | None = None) -> Callable[..., torch.Tensor]:
-    """A batch edit for a method that moves the face mesh (``target_points(mesh 468 x 3, target) -> 468 x 2``), run
-    on the held-out crops as the editor runs it: the mesh found from the crop's RetinaFace landmarks
-    (:func:`crop_points`), then one warp of the crop's own pixels (grey crops warped as grey; ``warp``: what draws a
-    mouth that opens or closes and shades the skin, ``warp_face``'s ``mouth``, ``exemplars`` and ``shading`` as
-    ``methods.mesh.warp_parts`` gives them, as the editor uses them where present)."""
+def mesh_edit(target_points: Callable[[np.ndarray, str, str | None], np.ndarray], face_mesh_model: Any,
+              channels: int, warp: dict | None = None, read_source: SourceReader | None = None
+              ) -> Callable[..., torch.Tensor]:
+    """A batch edit for a method that moves the face mesh (``target_points(mesh 468 x 3, target, reading) -> 468 x
+    2``, ``reading`` the input's expression as the classifier reads it, or None), run on the held-out crops as the
+    editor runs it: the mesh found from the crop's RetinaFace landmarks (:func:`crop_points`), then one warp of the
+    crop's own pixels (grey crops warped as grey; ``warp``: what draws a mouth that opens or closes and shades the
+    skin, ``warp_face``'s ``mouth``, ``exemplars`` and ``shading`` as ``methods.mesh.warp_parts`` gives them, as the
+    editor uses them where present)."""
     if face_mesh_model is None:
         raise ValueError("a mesh method needs the face_mesh checkpoint beside it")
 
     def edit(x: torch.Tensor, target: str, references=None) -> torch.Tensor:
         crops = np.rint(FaceImageProcessor.from_tensor(x.cpu())).clip(0, 255).astype(np.uint8)
+        readings = read_source(x) if read_source is not None else [None] * len(crops)
         edited = []
-        for crop in crops:
+        for crop, reading in zip(crops, readings):
             rgb = np.repeat(crop, 3, axis=2) if crop.shape[2] == 1 else crop
             size = rgb.shape[0]
             box = FaceBox(0, 0, size, size, landmarks=crop_points(rgb))
             with torch.inference_mode():
                 points = face_mesh(rgb, box, face_mesh_model, refine=True).astype(np.float64)
-            moved = warp_face(rgb, points[:, :2], target_points(points, target), **(warp or {})).image
+            moved = warp_face(rgb, points[:, :2], target_points(points, target, reading), **(warp or {})).image
             edited.append(moved[..., :1] if channels == 1 else moved)
         tensor = torch.from_numpy(np.stack(edited).astype(np.float32) / 127.5 - 1.0).permute(0, 3, 1, 2)
         return tensor.to(x.device)
@@ -177,15 +183,15 @@ def average_method(model, checkpoint: str, channels: int = 1) -> Method:
 
 
 def mesh_motion_method(model, checkpoint: str, face_mesh_model: Any, channels: int = 1,
-                       warp: dict | None = None) -> Method:
-    """The mesh-motion baseline on the held-out crops (see :func:`mesh_edit`), edited as from an unknown source."""
+                       warp: dict | None = None, read_source: SourceReader | None = None) -> Method:
+    """The mesh-motion baseline on the held-out crops (see :func:`mesh_edit`), edited from the read expression."""
     names = tuple(model.config.expressions)
 
-    def target_points(points: np.ndarray, target: str) -> np.ndarray:
-        return model.target_points(points, source_for(None, target, names), target)
+    def target_points(points: np.ndarray, target: str, reading: str | None) -> np.ndarray:
+        return model.target_points(points, source_for(reading, target, names), target)
 
     return Method("mesh", "mesh", checkpoint, model, MESH_CROP, channels, names,
-                  edit=mesh_edit(target_points, face_mesh_model, channels, warp),
+                  edit=mesh_edit(target_points, face_mesh_model, channels, warp, read_source),
                   extra_models={"face_mesh": face_mesh_model})
 
 
@@ -252,12 +258,14 @@ WRAPPERS: dict[str, Callable[..., list[Method]]] = {
                         face_mesh_model=settings["face_mesh"](), warp=settings["warp"]()) for path in paths],
     "sagan": lambda paths, load, settings: [sagan_method(load(paths[0]), paths[0].name,
                                                          face_mesh_model=settings["face_mesh"](),
-                                                         warp=settings["warp"]())],
+                                                         warp=settings["warp"](),
+                                                         read_source=settings["read_source"])],
     "nst": lambda paths, load, settings: [nst_method(load(paths[0]), paths[0].name, settings["nst_steps"],
                                                      settings["nst_resolution"])],
     "average": lambda paths, load, settings: [average_method(load(paths[0]), paths[0].name)],
     "mesh": lambda paths, load, settings: [mesh_motion_method(load(paths[0]), paths[0].name, settings["face_mesh"](),
-                                                              warp=settings["warp"]())],
+                                                              warp=settings["warp"](),
+                                                              read_source=settings["read_source"])],
 }
 
 
@@ -288,8 +296,9 @@ def load_models(models_dir: Path, methods: tuple[str, ...], device: torch.device
         return warp_parts(lambda component: bool(found.get(component)), load)
 
     meshers: dict[str, Any] = {}
+    classifier = loader("classifier")(found["classifier"][0]) if found.get("classifier") else None
     settings = {"nst_steps": nst_steps, "nst_resolution": nst_resolution, "face_mesh": face_mesh_model,
-                "warp": warp_models}
+                "warp": warp_models, "read_source": source_reader(classifier)}
     editors: list[Method] = []
     for name, method in EDITING_METHODS.items():  # the registry's order, whatever the order asked for
         paths = found.get(method.component, [])
@@ -298,8 +307,16 @@ def load_models(models_dir: Path, methods: tuple[str, ...], device: torch.device
     for method in editors:  # the whole-photo check's editor gets the mouths and shading the crops were edited with
         if "face_mesh" in method.extra_models:
             method.extra_models.update(meshers)
-    classifier = loader("classifier")(found["classifier"][0]) if found.get("classifier") else None
     return editors, classifier, used
+
+
+def source_reader(classifier: Any) -> SourceReader | None:
+    """The classifier's top reading of each crop of a batch, the expression the editor edits a face from; None
+    without a classifier (the methods then edit every face as from their default source)."""
+    if classifier is None:
+        return None
+    names = list(classifier.config.class_names)
+    return lambda crops: [names[int(index)] for index in metrics.predict(classifier, crops)]
 
 
 def load_component(component: str, models_dir: Path, device: torch.device, used: dict[str, list[dict]]):

@@ -125,8 +125,10 @@ def whole_photo_check(method: Method, target: str, sources: list[Face], referenc
     edited originals are also read as the Space reads them (the largest face's square, cut from the edited photo by
     the editor's face processor): success end to end, beside the crops' figure."""
     component = editing_method(method.kind).component
-    editor = ExpressionEditor(models_dir=None, device=device, models={component: method.model, **method.extra_models},
-                              **method.editor_options)
+    models = {component: method.model, **method.extra_models}
+    if judge:  # the editor reads each face's expression first and edits from it, as in the Space and the CLI
+        models["classifier"] = judge.classifier
+    editor = ExpressionEditor(models_dir=None, device=device, models=models, **method.editor_options)
     # Faces with an original photo first: FER2013/CK+ are 48x48 crops with no photo around them.
     order = sorted(range(len(sources)), key=lambda i: original_photo(sources[i], raw_data) is None)
     photos, changed, outside, no_face, kinds = 0, 0, 0, 0, Counter()
@@ -135,8 +137,7 @@ def whole_photo_check(method: Method, target: str, sources: list[Face], referenc
         photo, kind = whole_photo(sources[number], raw_data)
         reference = whole_photo(references[number], raw_data)[0] if references else None
         try:
-            result = editor.edit(photo, method=method.kind, target=target, reference=reference, max_faces=None,
-                                 read_expressions=False)
+            result = editor.edit(photo, method=method.kind, target=target, reference=reference, max_faces=None)
         except NoFaceError:
             no_face += 1
             continue
