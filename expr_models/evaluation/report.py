@@ -98,11 +98,10 @@ def markdown_report(results: dict) -> str:
                   "between real faces of the target and the edits, on the classifier's penultimate features "
                   "(x10^3, mean ± std over subsets; lower = closer; n/a with fewer than 2 real faces). Methods that "
                   "edit a face from its own expression (the SA-GAN, the mesh motion) take it from the classifier's "
-                  "reading of the input, as the editor does. *Whole "
-                  "photos*: the same edit made end to end, as a user gets it: the held-out faces' original photos "
-                  "(the first `--max-photos` with one; FER2013 and CK+ have none) edited by the editor and read on "
-                  "the edited photo as the Space reads them, by the classifier / the second reader (photos in "
-                  "brackets).", ""]
+                  "reading of the input, as the editor does. *Whole photos*: the same edit made end to end, as a "
+                  "user gets it: the held-out faces' original photos (the first `--max-photos` with one; FER2013 "
+                  "and CK+ have none) edited by the editor and read on the edited photo as the Space reads them, by "
+                  "the classifier / the second reader (photos in brackets).", ""]
         rows = []
         for name, dataset in results["datasets"].items():
             judged = dataset.get("classifier", {})
