@@ -229,7 +229,10 @@ def test_realism_ratio_of_whole_photos_in_json_and_report(results, setup):
                          for method in ("cyclegan", "sagan")}
     for row in rows.values():
         assert row["subjects"] == 1 and row["photo_pairs"] == 1 and row["median_ratio"] > 0
+        read = row["read_as_target"]  # the classifier's reading of the edited photo and of the real one
+        assert read["photo_pairs"] == 1 and read["share"] in (0.0, 1.0) and read["real_share"] in (0.0, 1.0)
     assert "### Paired realism ratio" in markdown and "| fei | neutral → happy |" in markdown
+    assert "**Read as the target** by the classifier" in markdown
 
 
 def test_skips_cleanly_without_data_or_checkpoints(setup, tmp_path, capsys):

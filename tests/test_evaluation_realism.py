@@ -150,3 +150,18 @@ def test_a_mouth_card_lists_the_mesh_warps_it_drew_on_happy_neutral_pairs_only()
     assert [r["metric_type"] for r in results] == ["realism_ratio", "mouth_opening_ratio", "mouth_sharpness"]
     assert all("CycleGAN happy → neutral (with this mouth)" in r["metric_name"] for r in results)
     assert eval_results_from_report({"realism": report["realism"]}, "mouth_inpainter") == []  # never loaded
+
+
+def test_the_share_read_as_the_target_counts_photo_pairs_beside_the_real_photos():
+    records = [{"dataset": "london", "pair": "neutral->happy", "method": "cyclegan", "subject": subject,
+                "ratio": 1.0, "read_as_target": edit, "real_read_as_target": real}
+               for subject, edit, real in (("005", True, False), ("006", True, True), ("020", False, False))]
+    records.append({"dataset": "london", "pair": "neutral->happy", "method": "cyclegan", "subject": "062",
+                    "ratio": 1.0})  # no classifier reading: left out of the share
+    row = summarise(records)[0]
+    assert row["read_as_target"] == {"share": pytest.approx(2 / 3), "real_share": pytest.approx(1 / 3),
+                                     "photo_pairs": 3}
+    from expr_models.evaluation.realism import mesh_tables
+
+    table = "\n".join(mesh_tables({"methods": ["cyclegan"], "rows": [row]}))
+    assert "| london | neutral → happy | 33% | 67% (3) |" in table

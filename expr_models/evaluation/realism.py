@@ -96,6 +96,11 @@ def summarise(records: Sequence[dict]) -> list[dict]:
         mesh = mesh_summary(by_subject)
         if mesh:
             row["mesh"] = mesh
+        read = [r for found in by_subject.values() for r in found if r.get("read_as_target") is not None]
+        if read:  # the Space's reading of every edited photo, and of the real photos of the target beside it
+            row["read_as_target"] = {"share": float(np.mean([r["read_as_target"] for r in read])),
+                                     "real_share": float(np.mean([r["real_read_as_target"] for r in read])),
+                                     "photo_pairs": len(read)}
         counted = [r for found in by_subject.values() for r in found if "changed_outside_mask" in r]
         if counted:
             row["changed_outside_mask"] = int(sum(r["changed_outside_mask"] for r in counted))
@@ -181,6 +186,7 @@ def evaluate_realism(editor: Any, methods: Sequence[str], raw_data: str | Path |
         detection = editor.detect(Image.fromarray(photo))  # once per photo; every method edits the same faces
         # the input's and the real photo's meshes, once per pair (None where the mesh sees no face)
         meshes = (photo_mesh(editor, photo, found), photo_mesh(editor, real, found_real)) if meshing else (None, None)
+        real_reading = read_largest_face(editor, real)
         for method in measured:
             if pair.target_expression not in editor.supported_targets(method):
                 continue
@@ -199,12 +205,24 @@ def evaluate_realism(editor: Any, methods: Sequence[str], raw_data: str | Path |
                       "ratio": scores["ratio"], "photo": pair.source_path.name, "real": pair.target_path.name,
                       "changed_outside_mask": counted["changed"], "pixels_outside_mask": counted["outside"]}
             record.update(edit_mesh_scores(editor, photo, edited, found, *meshes, real_image=real))
+            reading = result.faces[0].reading_after if result.faces else None
+            if reading and real_reading:
+                record["read_as_target"] = max(reading, key=reading.get) == pair.target_expression
+                record["real_read_as_target"] = max(real_reading, key=real_reading.get) == pair.target_expression
             records.append(record)
     return {"split": split, "raw_data": str(raw_data), "methods": measured, "rows": summarise(records),
             "photo_pairs": len(pairs), "skipped_pairs": skipped,
             "seconds_per_photo": {m: round(float(np.median(v)), 3) for m, v in seconds.items()},
             "limit_per_edit": limit,
             **({} if meshing else {"mesh_skipped": "the editor has no face_mesh checkpoint"})}
+
+
+def read_largest_face(editor: Any, photo: np.ndarray) -> dict[str, float] | None:
+    """The editor's classifier reading of the photo's largest face, as the Space shows it; None without a classifier
+    or a face."""
+    detection = editor.detect(Image.fromarray(photo))
+    readings = editor.read_expressions(detection.pixels, detection.boxes[:1]) if detection.boxes else None
+    return readings[0] if readings else None
 
 
 def photo_mesh(editor: Any, photo: np.ndarray, found: tuple[np.ndarray, np.ndarray]) -> np.ndarray | None:
@@ -289,6 +307,19 @@ def mesh_tables(realism: dict) -> list[str]:
                        ("real photo", real_sharpness))
     elif realism.get("mesh_skipped"):
         lines += [f"Mesh measures skipped: {realism['mesh_skipped']}.", ""]
+    if any("read_as_target" in row for row in rows):
+        def read(row: dict) -> str:
+            found = row.get("read_as_target")
+            return "n/a" if not found else f"{100 * found['share']:.0f}% ({found['photo_pairs']})"
+
+        def real_read(by_method: dict[str, dict]) -> str:
+            found = [row["read_as_target"] for row in by_method.values() if "read_as_target" in row]
+            return f"{100 * found[0]['real_share']:.0f}%" if found else "n/a"
+
+        lines += ["**Read as the target** by the classifier, as the Space shows it, on the same edited photos (photo "
+                  "pairs in brackets; *real photos*: the same people's real photos of the target, read the same "
+                  "way):", ""]
+        lines += _grid(realism, read, ("real photos", real_read))
     changed: dict[str, list[int]] = {}
     for row in rows:
         if "changed_outside_mask" in row:
