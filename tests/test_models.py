@@ -258,6 +258,21 @@ def test_style_features_follow_torchvision_layout():
     assert not any(parameter.requires_grad for parameter in model.parameters())
 
 
+def test_style_features_keep_only_the_layers_the_losses_read():
+    import torchvision
+
+    reference = torchvision.models.mobilenet_v2(weights=None).eval()
+    model = em.StyleFeatureExtractor.from_torchvision_state_dict(reference.state_dict(), "mobilenet_v2", "test")
+    assert model.layer_names[-1] == "block13" and len(model.features) == 14  # the deepest default style layer
+    pixel_values = torch.rand(1, 3, 64, 64)
+    expected = reference.features[:14]((pixel_values - model.mean) / model.std)
+    torch.testing.assert_close(model(pixel_values)["block13"], expected)
+    deeper = em.StyleFeatureExtractor(em.StyleFeatureConfig(architecture="mobilenet_v2", style_layers=["block17"]))
+    assert len(deeper.features) == 18
+    with pytest.raises(ValueError, match="Unknown layers"):
+        model(pixel_values, ("block17",))
+
+
 def test_committed_style_features_are_imagenet_mobilenet():
     path = "checkpoints/style_features"
     config = json.load(open(os.path.join(path, "config.json")))
@@ -297,6 +312,7 @@ def test_training_record_survives_an_fp16_export(tmp_path):
     assert exported.card_info["training"] == "3 steps on CPU. Took 1 minute."
     card = (tmp_path / "ckpt" / "README.md").read_text()
     assert "generated faces" in card and "| success | 90% |" in card
+    assert f'from_pretrained("{tmp_path / "ckpt"}")' in card  # the destination, not the staging folder
     pixel_values = make_input(model.config)
     torch.testing.assert_close(exported.generate(pixel_values), model.eval().generate(pixel_values), atol=2e-2,
                                rtol=0)

@@ -108,7 +108,12 @@ class StyleFeatureExtractor(ExprPreTrainedModel):
     def __init__(self, config: StyleFeatureConfig):
         super().__init__(config)
         build = _vgg19_features if config.architecture == "vgg19" else _mobilenet_v2_features
-        self.features, self.layer_names = build()
+        features, names = build()
+        # Only the layers up to the deepest one the losses read: MobileNetV2's last five blocks, 77% of its weights,
+        # are never run by NST and are not stored.
+        used = [names.index(name) for name in sum(config.layers, ()) if name in names]
+        depth = max(used) + 1 if used else len(names)
+        self.features, self.layer_names = features[:depth], names[:depth]
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
         self.requires_grad_(False)
@@ -145,6 +150,8 @@ class StyleFeatureExtractor(ExprPreTrainedModel):
         dropped (the classifier head)."""
         model = cls(StyleFeatureConfig(architecture=architecture, weights_source=source))
         features = {key[len("features."):]: value for key, value in state_dict.items() if key.startswith("features.")}
+        kept = len(model.features)  # the layers past the deepest one the losses read are not kept
+        features = {key: value for key, value in features.items() if int(key.split(".")[0]) < kept}
         missing, unexpected = model.features.load_state_dict(features, strict=False)
         if missing or unexpected:
             raise CheckpointError(f"The {architecture} weights from {source} do not match torchvision's layout: "

@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     # Write next to the destination, then swap, so that exporting onto the source folder is safe.
     args.out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{args.out.name}-", dir=args.out.parent))
-    model.save_pretrained(staging)
+    model.save_pretrained(staging, repo_id=str(args.out))  # the card's snippet names the destination, not the staging
     if args.out.exists():
         shutil.rmtree(args.out)
     staging.rename(args.out)
