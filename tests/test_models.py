@@ -318,6 +318,46 @@ def test_training_record_survives_an_fp16_export(tmp_path):
                                rtol=0)
 
 
+def test_an_int8_export_loads_back_within_a_step_of_each_weight(tmp_path):
+    from safetensors import safe_open
+
+    from expr_models.errors import CheckpointError
+    from expr_models.models.modeling_utils import INT8_SCALE_SUFFIX, quantize_weights
+    from train.tools.export_checkpoint import main as export
+
+    torch.manual_seed(0)
+    model = em.ExpressionClassifier(TINY["classifier"]()).eval()
+    model.save_pretrained(tmp_path / "run")
+    assert export([str(tmp_path / "run"), str(tmp_path / "fp16"), "--fp16"]) == 0
+    assert export([str(tmp_path / "run"), str(tmp_path / "int8"), "--fp16", "--int8"]) == 0
+    sizes = {name: (tmp_path / name / "model.safetensors").stat().st_size for name in ("fp16", "int8")}
+    assert sizes["int8"] < 0.8 * sizes["fp16"]  # the tiny model's small layers stay fp16
+    with safe_open(str(tmp_path / "int8" / "model.safetensors"), framework="pt") as handle:
+        stored = {name: handle.get_tensor(name) for name in handle.keys()}
+    int8 = [name for name, tensor in stored.items() if tensor.dtype == torch.int8]
+    assert int8 and all(name + INT8_SCALE_SUFFIX in stored for name in int8)
+    loaded = AutoModel.from_pretrained(tmp_path / "int8")
+    assert loaded.dtype == torch.float32
+    original, back = dict(model.named_parameters()), dict(loaded.named_parameters())
+    for name in int8:  # each weight within half a step (its channel's largest / 127) of the original, plus fp16's
+        step = original[name].detach().abs().flatten(1).amax(1) / 127  # rounding of the weight before it
+        error = (back[name] - original[name]).detach().abs().flatten(1).amax(1)
+        assert bool((error <= 0.6 * step).all()), name
+    pixel_values = make_input(model.config)
+    torch.testing.assert_close(loaded(pixel_values).logits, model(pixel_values).logits, atol=0.05, rtol=0)
+    assert "stored as int8" in (tmp_path / "int8" / "README.md").read_text()
+    assert export([str(tmp_path / "int8"), str(tmp_path / "again"), "--fp16"]) == 0  # back to fp16, note gone
+    assert "stored as int8" not in (tmp_path / "again" / "README.md").read_text()
+    # a scale for a weight the model does not have is a broken checkpoint, said so
+    quantize_weights(tmp_path / "fp16" / "model.safetensors")
+    from safetensors.torch import load_file, save_file
+    tensors = load_file(tmp_path / "fp16" / "model.safetensors")
+    tensors["nowhere.weight" + INT8_SCALE_SUFFIX] = torch.ones(3, dtype=torch.float16)
+    save_file(tensors, tmp_path / "fp16" / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(CheckpointError, match="nowhere.weight"):
+        AutoModel.from_pretrained(tmp_path / "fp16")
+
+
 def test_self_attention_matches_the_sagan_formula():
     """The padded fused-SDPA path must give softmax(q k^T / sqrt(K)) v exactly as written out."""
     from expr_models.models.layers import SelfAttention2d
