@@ -346,6 +346,8 @@ def test_an_int8_export_loads_back_within_a_step_of_each_weight(tmp_path):
     pixel_values = make_input(model.config)
     torch.testing.assert_close(loaded(pixel_values).logits, model(pixel_values).logits, atol=0.05, rtol=0)
     assert "stored as int8" in (tmp_path / "int8" / "README.md").read_text()
+    nested = AutoModel.from_pretrained(tmp_path, subfolder="int8")  # as from an editor repo's folder
+    torch.testing.assert_close(nested(pixel_values).logits, loaded(pixel_values).logits)
     assert export([str(tmp_path / "int8"), str(tmp_path / "again"), "--fp16"]) == 0  # back to fp16, note gone
     assert "stored as int8" not in (tmp_path / "again" / "README.md").read_text()
     # a scale for a weight the model does not have is a broken checkpoint, said so

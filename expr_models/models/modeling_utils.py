@@ -140,13 +140,16 @@ def _rescale_int8_weights(model: PreTrainedModel, path: str, kwargs: dict) -> No
     """Multiply the int8 weights (loaded as whole numbers in the model's dtype) by their stored scales."""
     from safetensors import safe_open
 
-    local = Path(path) / WEIGHTS_FILE
+    subfolder = kwargs.get("subfolder") or ""
+    local = Path(path) / subfolder / WEIGHTS_FILE
     if local.is_file():
         weights_file = local
     else:  # a Hub checkpoint: the file from_pretrained has just cached
         from transformers.utils import cached_file
 
-        weights_file = cached_file(path, WEIGHTS_FILE, revision=kwargs.get("revision"),
+        weights_file = cached_file(path, WEIGHTS_FILE, subfolder=subfolder, revision=kwargs.get("revision"),
+                                   cache_dir=kwargs.get("cache_dir"), token=kwargs.get("token"),
+                                   local_files_only=kwargs.get("local_files_only", False),
                                    _raise_exceptions_for_missing_entries=False)
         if weights_file is None:
             return
