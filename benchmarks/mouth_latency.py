@@ -8,13 +8,18 @@ The photo: scikit-image's astronaut (public domain), whose smile shows teeth, en
 saved as a JPEG. CLI: ``python -m expr_models edit --to neutral`` on N + 1 copies, PNG out, seconds per photo after
 the first (``user_latency.cli_seconds_per_photo``), once with the committed checkpoints, once with the same folder
 less ``expression_shading``, and once less that and ``mouth_inpainter`` (the warp then leaves a dark seam where the
-lips meet). Beside them ``editor.edit`` alone for each. Writes benchmarks/results/mouth_latency.json.
+lips meet). Beside them ``editor.edit`` alone for each. Then, with one core held by a spinning process (a shared
+Space, a second job), ``editor.edit`` alone with the editor's thread cap (one thread for the networks, the default)
+against two threads, in the same run. Writes benchmarks/results/mouth_latency.json.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -44,6 +49,18 @@ def without(models: Path, components: tuple[str, ...], folder: Path) -> Path:
     return folder
 
 
+@contextlib.contextmanager
+def one_core_busy():
+    """A process spinning on one core for the block's length."""
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(1.0)  # let it take its core
+        yield
+    finally:
+        spinner.kill()
+        spinner.wait()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--photos", type=int, default=8, help="photos after the first in each CLI run (default 8)")
@@ -68,6 +85,11 @@ def main() -> None:
                 "edit_alone": bench.measure(lambda: editor.edit(photo, method="cyclegan", target="neutral"), repeats=9),
                 "cli": cli_seconds_per_photo(folder, photo, args.photos, runs, "neutral"),
             }
+        with one_core_busy():
+            for name, threads in (("busy core, thread cap (default)", "auto"), ("busy core, two threads", 2)):
+                editor = ExpressionEditor.from_pretrained(models, num_threads=threads)
+                payload[name] = {"edit_alone": bench.measure(
+                    lambda: editor.edit(photo, method="cyclegan", target="neutral"), repeats=9)}
     learned, plain = payload["learned mouth"], payload["no learned mouth"]
     for name in variants:
         print(f"{name}: CLI {payload[name]['cli']['per_photo_after_first_s']:.3f} s per photo, "
@@ -78,6 +100,11 @@ def main() -> None:
         payload[f"cli_ratio_learned_over_{name}"] = ratio
         payload[f"edit_ratio_learned_over_{name}"] = edit_ratio
         print(f"all parts / {base}: CLI per photo {ratio:.2f}x, edit alone (median of 9) {edit_ratio:.2f}x")
+    capped, uncapped = (payload[name]["edit_alone"]["median_s"]
+                        for name in ("busy core, thread cap (default)", "busy core, two threads"))
+    payload["busy_ratio_two_threads_over_cap"] = uncapped / capped
+    print(f"one core busy: edit alone {capped:.3f} s with the thread cap, {uncapped:.3f} s with two threads "
+          f"({uncapped / capped:.2f}x)")
     print(bench.target_line("CLI seconds per photo, astronaut -> neutral with the learned mouth and the shading",
                             learned["cli"]["per_photo_after_first_s"], CLI_TARGET_S))
     out = bench.RESULTS_DIR / "mouth_latency.json"
