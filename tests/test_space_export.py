@@ -145,3 +145,11 @@ def test_export_refuses_a_folder_that_is_not_empty(tmp_path):
     with pytest.raises(FileExistsError):
         export_space(tmp_path)
     assert (tmp_path / "keep.txt").read_text() == "mine"
+
+
+def test_the_committed_checkpoints_fit_the_30_mb_budget():
+    """Every clone and every Space download carries them; the readers' int8 weights and NST's trimmed feature network
+    brought them under it (37.6 MB before)."""
+    folder = REPO_ROOT / "checkpoints"
+    total = sum(path.stat().st_size for path in folder.rglob("*") if path.is_file())
+    assert total <= 30_000_000, f"checkpoints/ holds {total / 1e6:.1f} MB"
