@@ -119,7 +119,8 @@ def paired_error(edited: torch.Tensor, inputs: torch.Tensor, real: torch.Tensor)
 
 
 def whole_photo_check(method: Method, target: str, sources: list[Face], references: list[Face] | None,
-                      raw_data: Path | None, device: torch.device, max_photos: int, judge: Judge | None = None) -> dict:
+                      raw_data: Path | None, device: torch.device, max_photos: int,
+                      judge: Judge | None = None) -> dict:
     """Edit whole photos through the pipeline (detect, crop, edit, paste back), as a user gets them, and count the
     pixels changed outside the blend mask, which paste-back promises to leave byte-identical. With a ``judge``, the
     edited originals are also read as the Space reads them (the largest face's square, cut from the edited photo by
@@ -248,7 +249,7 @@ def evaluate_edit(held_out: HeldOut, method: Method, target: str, sources: list[
 
     if max_photos > 0:
         row["whole_photos"] = whole_photo_check(method, target, sources, references, raw_data, device, max_photos,
-                                                judge if judge else None)
+                                                judge)
     return row
 
 
