@@ -8,7 +8,8 @@ Why: the London Set's real smiles are small, so their motion is hardly larger th
 issue 24 asks for a cosine of at least 0.8 there. If the best single direction for those very people (their own
 training pairs' median) stays below it, no method that moves every face the same way can reach it; only a motion
 fitted to the person could. The same holds for the SA-GAN's JAFFE targets (issue 24: cosine >= 0.7 for each of the
-six expressions), where the training median comes from 7 or 8 posers' takes and the test has two people. Reads ``../shared/data`` at run time (skips cleanly without it); the JSON holds numbers only.
+six expressions), where the training median comes from 7 or 8 posers' takes and the test has two people. Reads
+``../shared/data`` at run time (skips cleanly without it); the JSON holds numbers only.
 """
 
 from __future__ import annotations
@@ -55,7 +56,8 @@ def ceiling(train: list, test: list) -> dict:
     per_person: dict[str, list] = {}
     for person, source, real in test:
         canonical, frame = normalise(source, reference)
-        per_person.setdefault(person, []).append(motion_gain_cosine(source, denormalise(canonical + motion, frame), real))
+        moved = denormalise(canonical + motion, frame)
+        per_person.setdefault(person, []).append(motion_gain_cosine(source, moved, real))
     gains, cosines = np.array([np.median(scores, axis=0) for scores in per_person.values()]).T
     return {"train_pairs": len(train), "test_people": len(per_person), "median_gain": round(float(np.median(gains)), 3),
             "median_cosine": round(float(np.median(cosines)), 3)}
@@ -73,7 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     editor = ExpressionEditor.from_pretrained(args.checkpoints)
     results = {}
     pairs = {"fei": ("neutral->happy", "happy->neutral"), "london": ("neutral->happy", "happy->neutral"),
-             "jaffe": tuple(f"neutral->{target}" for target in ("happy", "angry", "disgust", "fear", "sad", "surprise"))}
+             "jaffe": tuple(f"neutral->{target}"
+                            for target in ("happy", "angry", "disgust", "fear", "sad", "surprise"))}
     for dataset, wanted in pairs.items():
         for pair in wanted:
             train = meshed_pairs(editor, args.data, dataset, "train", pair)

@@ -195,7 +195,8 @@ def test_markdown_tables(results):
     for heading in ("### Expression success", "### Preservation", "### Cycle reconstruction (CycleGAN)",
                     "### Paired error on FEI (neutral → happy)"):
         assert heading in markdown
-    assert ("| data | method | edit | faces | success | second reader | both | whole photos | ceiling: recall on real target "
+    assert ("| data | method | edit | faces | success | second reader | both | whole photos "
+            "| ceiling: recall on real target "
             "| ceiling: accuracy | inputs | KID x10^3 |") in markdown
     assert "### The judge: expression classifier on real held-out faces" in markdown
     assert "| data | method | cycle | faces | L1 [-1,1] | L1 [0,1] | L1 [0,255] |" in markdown
