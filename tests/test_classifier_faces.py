@@ -40,7 +40,7 @@ def fake_faces(folder, per_split=(28, 14), resolution=16, seed=0):
     return folder
 
 
-def test_face_arrays_and_training_with_partial_labels(tmp_path):
+def test_face_arrays_and_training_with_partial_labels(tmp_path, capsys):
     from test_training import QUIET, assert_finite_losses, summary, train_in_process
     from transformers import AutoModel
 
@@ -91,6 +91,34 @@ def test_face_arrays_and_training_with_partial_labels(tmp_path):
     assert convs and all(torch.allclose(before[n], after[n], atol=1e-5) for n in convs)
     card = (warm / "final" / "README.md").read_text()
     assert "Started from the weights of" in card and "one noise rectangle in 50% of the training faces" in card
+
+    # Distilled from two teachers; a teacher that reads other faces (another resolution) is refused by name.
+    common = ["--data", faces, "--architecture", "resnet", "--widths", "4", "8", "--blocks", "1", "1", "--epochs",
+              "1", "--batch-size", "7", *QUIET, "--checkpointing-steps", "0", "--distill-weight", "1"]
+    distilled = tmp_path / "distilled"
+    status = train_in_process(ClassifierStep, [*common, "--output-dir", distilled, "--resolution", "16",
+                                               "--teachers", run / "final", warm / "final"])
+    assert status == 0
+    assert_finite_losses(distilled)
+    assert "Distilled from" in (distilled / "final" / "README.md").read_text()
+    capsys.readouterr()
+    assert train_in_process(ClassifierStep, [*common, "--output-dir", tmp_path / "other", "--resolution", "32",
+                                             "--teachers", run / "final"]) != 0
+    assert "resolution, channels or classes differ from the student's ((16, 1) against (32, 1))" in \
+        capsys.readouterr().err
+
+
+def test_distillation_pulls_the_student_towards_its_teachers():
+    step = ClassifierStep.__new__(ClassifierStep)
+    step.args = type("Args", (), {"distill_temperature": 2.0})()
+    sure, unsure = torch.nn.Linear(4, 3), torch.nn.Linear(4, 3)
+    with torch.no_grad():
+        sure.weight.zero_(), unsure.weight.zero_()
+        sure.bias.copy_(torch.tensor([4.0, 0.0, 0.0])), unsure.bias.zero_()
+    step.teachers = [lambda x, net=net: type("Output", (), {"logits": net(x)})() for net in (sure, unsure)]
+    probabilities = step.teacher_probabilities(torch.zeros(2, 4))
+    expected = (torch.tensor([2.0, 0.0, 0.0]).softmax(-1) + torch.full((3,), 1 / 3)) / 2  # logits / T, then averaged
+    assert torch.allclose(probabilities, expected.expand(2, 3), atol=1e-6)
 
 
 def test_face_arrays_repeat_sources(tmp_path):

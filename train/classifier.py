@@ -109,6 +109,11 @@ class ClassifierArguments(TrainingArguments):
                                         "fresh optimiser and LR schedule: a warm restart or a fine-tune")
     oversample: list[str] = field(default_factory=list, metadata={
         "metavar": "SOURCE=N", "help": "face arrays: list every training face of SOURCE N times (e.g. london=10)"})
+    teachers: list[Path] = field(default_factory=list, metadata={
+        "metavar": "MODEL", "help": "distil from these saved classifiers: their averaged probabilities on each "
+                                    "augmented training face join the labels as soft targets (Hinton et al. 2015)"})
+    distill_weight: float = HfArg(default=0.5, help="with --teachers: the soft targets' share of the loss")
+    distill_temperature: float = HfArg(default=2.0, help="with --teachers: both sides' logits are divided by it")
 
 
 def not_label_loss(logits: torch.Tensor, not_labels: torch.Tensor) -> torch.Tensor:
@@ -153,7 +158,8 @@ class ClassifierStep(TrainingStep):
         oversample_counts(args.oversample)
         if not 0.0 <= args.random_erasing <= 1.0:
             raise ConfigError(f"--random-erasing must be in [0, 1], got {args.random_erasing}")
-
+        if not 0.0 <= args.distill_weight <= 1.0 or args.distill_temperature <= 0:
+            raise ConfigError("--distill-weight must be in [0, 1] and --distill-temperature positive")
 
     def build(self) -> None:
         args = self.args
@@ -163,6 +169,7 @@ class ClassifierStep(TrainingStep):
         if args.init_from is not None:
             self.model.load_state_dict(ExpressionClassifier.from_pretrained(args.init_from).state_dict())
         self.model.to(self.device)
+        self.teachers = [self._load_teacher(path) for path in args.teachers]
         augment = Augment(erasing=args.random_erasing) if args.augment else None
         arrays = [folder for folder in args.data if is_face_arrays(folder)]
         if arrays:  # face arrays hold labels in EXPRESSIONS' order, partial ones included: on their own
@@ -188,6 +195,24 @@ class ClassifierStep(TrainingStep):
         self.eval_dataset = FaceCrops(eval_parts, config.resolution, config.in_channels, flip=False) \
             if eval_parts else None
 
+    def _load_teacher(self, path: Path) -> ExpressionClassifier:
+        """A frozen teacher that reads the student's inputs, with its raw (uncalibrated) logits."""
+        teacher = ExpressionClassifier.from_pretrained(path)
+        ours, theirs = self.config, teacher.config
+        if (theirs.resolution, theirs.in_channels, list(theirs.class_names)) != \
+                (ours.resolution, ours.in_channels, list(ours.class_names)):
+            raise ConfigError(f"--teachers {path}: its resolution, channels or classes differ from the student's "
+                              f"({(theirs.resolution, theirs.in_channels)} against "
+                              f"{(ours.resolution, ours.in_channels)})")
+        teacher.config.temperature, teacher.config.class_bias = 1.0, None
+        return teacher.to(self.device).eval().requires_grad_(False)
+
+    @torch.no_grad()
+    def teacher_probabilities(self, images: torch.Tensor) -> torch.Tensor:
+        temperature = self.args.distill_temperature
+        return torch.stack([(teacher(images).logits.float() / temperature).softmax(-1)
+                            for teacher in self.teachers]).mean(0)
+
     def trainable_modules(self) -> dict[str, nn.Module]:
         return {"classifier": self.model}
 
@@ -202,13 +227,19 @@ class ClassifierStep(TrainingStep):
                                             max_grad_norm=args.max_grad_norm or None)}
 
     def step(self, batch, step_index: int) -> dict[str, torch.Tensor]:
-        logits = self.nets.classifier(self.images(batch["pixel_values"])).logits
+        images = self.images(batch["pixel_values"])
+        logits = self.nets.classifier(images).logits
         labels = batch["labels"].long()
         loss = F.cross_entropy(logits.float(), labels, label_smoothing=self.args.label_smoothing,
                                ignore_index=-100)
         labelled = labels >= 0
         if "not_labels" in batch:  # partial labels: -log(1 - p(not_label)), as a share of the batch
             loss = loss * labelled.float().mean() + not_label_loss(logits.float(), batch["not_labels"].long())
+        if self.teachers:  # every face, partial labels included, gets the teachers' full distribution
+            temperature, weight = self.args.distill_temperature, self.args.distill_weight
+            soft = F.kl_div((logits.float() / temperature).log_softmax(-1), self.teacher_probabilities(images),
+                            reduction="batchmean")
+            loss = (1 - weight) * loss + weight * temperature ** 2 * soft  # T^2 keeps the gradients' scale
         self.update("classifier", loss)
         accuracy = (logits.argmax(-1) == labels)[labelled].float().mean()
         return {"loss": loss.detach(), "accuracy": accuracy.detach()}
@@ -234,10 +265,17 @@ class ClassifierStep(TrainingStep):
             repeats = f" Repeated sources: {', '.join(self.args.oversample)}." if self.args.oversample else ""
             return (f"Face crops of {len(self.config.class_names)} expressions, `{self.args.data[0]}` "
                     f"({self.args.split} split): {self.train_dataset.describe()}; GENKI-4K's no-smile faces as "
-                    f"partial labels (not happy).{repeats}{start}{self._erasing_note()}")
+                    f"partial labels (not happy).{repeats}{start}{self._erasing_note()}{self._distill_note()}")
         parts = "; ".join(describe_rows(folder, self.args.split, part)
                           for folder, part in zip(self.args.data, self.train_parts))
         return f"Face crops of {len(self.config.class_names)} expressions: {parts}.{self._erasing_note()}"
+
+    def _distill_note(self) -> str:
+        if not self.teachers:
+            return ""
+        names = ", ".join(f"`{path}`" for path in self.args.teachers)
+        return (f" Distilled from {names} (their mean probabilities at temperature {self.args.distill_temperature:g}, "
+                f"weight {self.args.distill_weight:g}).")
 
     def _erasing_note(self) -> str:
         if not (self.args.augment and self.args.random_erasing > 0):
