@@ -16,7 +16,7 @@ from expr_models.faces.mesh_topology import LEFT_BROW, MOUTH_CORNERS, RIGHT_BROW
 from expr_models.labels import EXPRESSIONS
 from expr_models.models.cyclegan import CycleGANConfig, CycleGANModel
 from expr_models.models.mesh_motion import MeshMotionModel
-from expr_models.models.sagan import SAGANModel
+from expr_models.models.sagan import SAGANConfig, SAGANModel
 from tests.test_training import train_in_process
 from train.tools.prepare_meshes import MESH_FEATURES, PAIR_FEATURES
 
@@ -117,10 +117,28 @@ def test_a_fitted_amplitude_scales_its_own_target_s_motion_only(mean_mesh):
     assert torch.allclose(sagan.move_mesh(mean_mesh[None], "sad", "neutral")[0], twice, atol=1e-6)
 
 
+def test_a_horizontal_vertical_amplitude_scales_each_coordinate_apart(mean_mesh):
+    model = CycleGANModel.from_pretrained(CHECKPOINTS / "cyclegan").float().eval()
+    model.config.mesh_amplitude = None
+    plain = model.move_mesh(mean_mesh[None], "neutral")[0] - mean_mesh
+    model.config.mesh_amplitude = {"neutral": [0.5, 1.5]}
+    scaled = model.move_mesh(mean_mesh[None], "neutral", intensity=2.0)[0] - mean_mesh
+    assert torch.allclose(scaled[:, 0], plain[:, 0], atol=1e-6)  # x: 0.5 x 2
+    assert torch.allclose(scaled[:, 1:], 3.0 * plain[:, 1:], atol=1e-6)  # y and depth: 1.5 x 2
+    sagan = SAGANModel.from_pretrained(CHECKPOINTS / "sagan").float().eval()
+    sagan.config.mesh_amplitude = None
+    plain = sagan.move_mesh(mean_mesh[None], "happy", "sad")[0] - mean_mesh
+    sagan.config.mesh_amplitude = {"happy": [2.0, 1.0]}
+    scaled = sagan.move_mesh(mean_mesh[None], "happy", "sad")[0] - mean_mesh
+    assert torch.allclose(scaled[:, 0], 2.0 * plain[:, 0], atol=1e-6) and torch.allclose(scaled[:, 1:], plain[:, 1:])
+
+
 def test_an_amplitude_must_be_positive():
-    with pytest.raises(StrictDataclassClassValidationError, match="mesh_amplitude"):
-        CycleGANConfig(generator_type="mesh", in_channels=3, mesh_amplitude={"neutral": 0.0})
+    for bad in (0.0, [1.0], [1.0, 0.0], [1.0, 1.0, 1.0], True, "1.5"):
+        with pytest.raises(StrictDataclassClassValidationError, match="mesh_amplitude"):
+            CycleGANConfig(generator_type="mesh", in_channels=3, mesh_amplitude={"neutral": bad})
     assert CycleGANConfig(generator_type="mesh", in_channels=3, mesh_amplitude={"neutral": 1.75}).mesh_amplitude
+    assert SAGANConfig(generator_type="mesh", in_channels=3, mesh_amplitude={"happy": [0.8, 1.2]}).mesh_amplitude
 
 
 def test_the_amplitude_calibration_keeps_1_unless_every_dataset_gains_without_overshooting():
@@ -136,6 +154,17 @@ def test_the_amplitude_calibration_keeps_1_unless_every_dataset_gains_without_ov
     assert best_scale(rows((0.86, 0.81, 0.72, 0.70), (0.90, 0.89, 0.86, 0.85)), ["fei", "london"]) == 1.5
     assert best_scale(rows((0.86, 0.81, 0.72, 0.70), (0.90, 0.89, 0.86, 0.85), (0.6, 0.8, 1.1, 1.2)),
                       ["fei", "london"]) == 1.0
+
+
+def test_the_calibration_tries_horizontal_vertical_pairs_and_names_them():
+    from train.tools.calibrate_mesh_amplitude import best_scale, candidate_scales, format_scale
+
+    assert candidate_scales([1.25, 0.75], None) == [0.75, 1.0, 1.25]
+    assert candidate_scales([1.0, 1.5], [0.8, 1.0]) == [[0.8, 1.0], [0.8, 1.5], 1.0, [1.0, 1.5]]
+    rows = [{"scale": scale, "mean": mean, "fei": {"ratio": mean, "gain": 0.9}}
+            for scale, mean in ((1.0, 0.80), ([1.0, 1.5], 0.75), ([0.8, 1.5], 0.75))]
+    assert best_scale(rows, ["fei"]) == [1.0, 1.5]  # a tie goes to the pair nearest 1
+    assert format_scale([1.0, 1.5]) == "1/1.5" and format_scale(1.25) == "1.25"
 
 
 def test_the_fitted_amplitude_is_written_to_the_config_and_the_card_once(tmp_path):

@@ -21,7 +21,7 @@ from transformers.utils import ModelOutput
 from ..faces.alignment import edit_in_frame
 from .layers import (ConvNormAct, PatchDiscriminator, PretrainedFeatureDiscriminator, ResidualBlock, UpConvNormAct,
                      init_gan_weights)
-from .mesh_gan import MeshDiscriminator, MeshMotionGenerator, check_mesh_config, scaled_intensity
+from .mesh_gan import MeshDiscriminator, MeshMotionGenerator, amplitude_axes, check_mesh_config
 from .modeling_utils import ExprPreTrainedModel
 from .warp_refine import WarpRefineGenerator, check_warp_config, edit_aligned_crop
 
@@ -63,8 +63,9 @@ class CycleGANConfig(PreTrainedConfig):
             motion of real pairs times a per-face gain in ``[1 / max_mesh_gain, max_mesh_gain]``, plus a residual of
             at most ``max_mesh_residual`` eye distances per point; the discriminators read canonical meshes.
         mesh_amplitude: ``generator_type="mesh"``: per target expression, the scale of the whole mesh motion at
-            intensity 1 (absent: 1), fitted on validation people by ``train/tools/calibrate_mesh_amplitude.py`` so
-            that an edit goes as far as those people's real expressions; the intensity multiplies it.
+            intensity 1 (absent: 1), or a pair ``[horizontal, vertical]`` of scales (``mesh_gan.amplitude_axes``),
+            fitted on validation people by ``train/tools/calibrate_mesh_amplitude.py`` so that an edit goes as far as
+            those people's real expressions; the intensity multiplies it.
     """
 
     model_type = "expr-cyclegan"
@@ -94,7 +95,7 @@ class CycleGANConfig(PreTrainedConfig):
     mesh_hidden: int = 256
     max_mesh_gain: float = 2.0
     max_mesh_residual: float = 0.03
-    mesh_amplitude: dict[str, float] | None = None
+    mesh_amplitude: dict[str, float | list[float]] | None = None
 
     def validate_cyclegan(self):
         if self.in_channels not in (1, 3):
@@ -295,8 +296,8 @@ class CycleGANModel(ExprPreTrainedModel):
             raise ValueError("move_mesh needs a mesh CycleGAN (generator_type='mesh')")
         generator = self.generator_to(target)
         canonical = canonical.to(generator.mean_shape)
-        return generator(canonical, canonical.new_ones(len(canonical), 1),
-                         scaled_intensity(intensity, self.config.mesh_amplitude, target))
+        return generator(canonical, canonical.new_ones(len(canonical), 1), intensity,
+                         amplitude_axes(self.config.mesh_amplitude, target, canonical.shape[-1]))
 
     def edit_photo(self, photo: np.ndarray, target: str, intensity: float = 1.0, points: np.ndarray | None = None,
                    detector=None) -> np.ndarray:

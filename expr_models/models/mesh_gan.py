@@ -20,19 +20,29 @@ from torch import nn
 from torch.nn.utils import spectral_norm
 
 
-def check_mesh_config(max_gain: float, max_residual: float, amplitude: dict[str, float] | None = None) -> None:
+def check_mesh_config(max_gain: float, max_residual: float, amplitude: dict | None = None) -> None:
     """The mesh generator's bounds and per-target amplitudes, as both GAN configs validate them."""
     if max_gain < 1 or max_residual < 0:
         raise ValueError("max_mesh_gain must be at least 1 and max_mesh_residual at least 0")
-    if amplitude is not None and not all(isinstance(v, (int, float)) and v > 0 for v in amplitude.values()):
-        raise ValueError(f"mesh_amplitude maps each target to a positive scale, got {amplitude}")
+
+    def positive(value) -> bool:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
+
+    for value in (amplitude or {}).values():
+        if not (positive(value) or isinstance(value, (list, tuple)) and len(value) == 2 and all(map(positive, value))):
+            raise ValueError(f"mesh_amplitude maps each target to a positive scale, or to a pair of them "
+                             f"[horizontal, vertical], got {amplitude}")
 
 
-def scaled_intensity(intensity: float | torch.Tensor, amplitude: dict[str, float] | None, target: str
-                     ) -> float | torch.Tensor:
-    """``intensity`` times the amplitude fitted for ``target`` on validation people (1 where none was fitted), so
-    that intensity 1 moves a face as far as real people's expressions go (``train/tools/calibrate_mesh_amplitude``)."""
-    return intensity * float((amplitude or {}).get(target, 1.0))
+def amplitude_axes(amplitude: dict | None, target: str, dims: int) -> torch.Tensor:
+    """The scale of ``target``'s mesh motion at intensity 1 per canonical coordinate (x, y[, depth]), fitted on
+    validation people (``train/tools/calibrate_mesh_amplitude``; 1 where none was fitted). One number scales the
+    whole motion; a pair ``[horizontal, vertical]`` scales x apart from y and depth. Why a pair: undoing a smile, the
+    generators narrow the mouth as far as real people do at 1x but lower its corners and cheeks only about 0.8 of
+    the way, so one scale that brings the corners down pinches the mouth narrower than the person's own."""
+    value = (amplitude or {}).get(target, 1.0)
+    horizontal, vertical = (value, value) if isinstance(value, (int, float)) else value
+    return torch.tensor([float(horizontal)] + [float(vertical)] * (dims - 1))
 
 
 class MeshEncoder(nn.Sequential):
@@ -49,7 +59,8 @@ class MeshMotionGenerator(nn.Module):
     """``(N, P, D)`` canonical source meshes and ``(N, C)`` conditions -> ``(N, P, D)`` target meshes.
 
     ``conditions`` weighs the ``C`` priors (one-hot for one target; the SA-GAN's target class, or a single column for
-    one direction of the CycleGAN); ``intensity`` scales the whole motion, so 0 returns the source.
+    one direction of the CycleGAN); ``intensity`` scales the whole motion, so 0 returns the source, and ``axes``
+    (optional, one number per coordinate) each coordinate's.
     """
 
     def __init__(self, n_points: int, n_conditions: int, hidden: int = 256, max_gain: float = 2.0,
@@ -81,11 +92,13 @@ class MeshMotionGenerator(nn.Module):
         residual = self.max_residual * torch.tanh(self.to_residual(features)).view_as(meshes)
         return gain.view(-1, 1, 1) * prior + residual, gain
 
-    def forward(self, meshes: torch.Tensor, conditions: torch.Tensor, intensity: float | torch.Tensor = 1.0
-                ) -> torch.Tensor:
+    def forward(self, meshes: torch.Tensor, conditions: torch.Tensor, intensity: float | torch.Tensor = 1.0,
+                axes: torch.Tensor | None = None) -> torch.Tensor:
         displacement, _ = self.motion(meshes, conditions)
         if torch.is_tensor(intensity):
             intensity = intensity.view(-1, 1, 1)
+        if axes is not None:  # (D,): a scale per coordinate (``amplitude_axes``)
+            displacement = displacement * axes.to(displacement)
         return meshes + intensity * displacement
 
 

@@ -26,7 +26,7 @@ from ..faces.alignment import edit_in_frame
 from ..labels import EXPRESSIONS
 from .cyclegan import lower_face_window
 from .layers import ConvNormAct, ResidualBlock, SelfAttention2d, UpConvNormAct, conv, init_gan_weights
-from .mesh_gan import MeshDiscriminator, MeshMotionGenerator, check_mesh_config, scaled_intensity
+from .mesh_gan import MeshDiscriminator, MeshMotionGenerator, amplitude_axes, check_mesh_config
 from .modeling_utils import ExprPreTrainedModel
 from .warp_refine import WarpRefineGenerator, check_warp_config, edit_aligned_crop
 
@@ -58,8 +58,9 @@ class SAGANConfig(PreTrainedConfig):
             plus a bounded residual; the discriminator reads canonical meshes with the same two heads as the image
             one.
         mesh_amplitude: ``generator_type="mesh"``: per target expression, the scale of the whole mesh motion at
-            intensity 1 (absent: 1), fitted on validation people by ``train/tools/calibrate_mesh_amplitude.py`` so
-            that an edit goes as far as those people's real expressions; the intensity multiplies it.
+            intensity 1 (absent: 1), or a pair ``[horizontal, vertical]`` of scales (``mesh_gan.amplitude_axes``),
+            fitted on validation people by ``train/tools/calibrate_mesh_amplitude.py`` so that an edit goes as far as
+            those people's real expressions; the intensity multiplies it.
     """
 
     model_type = "expr-sagan"
@@ -83,7 +84,7 @@ class SAGANConfig(PreTrainedConfig):
     mesh_hidden: int = 256
     max_mesh_gain: float = 2.0
     max_mesh_residual: float = 0.03
-    mesh_amplitude: dict[str, float] | None = None
+    mesh_amplitude: dict[str, float | list[float]] | None = None
 
     def validate_sagan(self):
         if self.in_channels not in (1, 3):
@@ -294,8 +295,8 @@ class SAGANModel(ExprPreTrainedModel):
         if self.config.generator_type != "mesh":
             raise ValueError("move_mesh needs a mesh SA-GAN (generator_type='mesh')")
         canonical = canonical.to(self.generator.mean_shape)
-        return self.generator(canonical, self.mesh_conditions(target, source, len(canonical)),
-                              scaled_intensity(intensity, self.config.mesh_amplitude, target))
+        return self.generator(canonical, self.mesh_conditions(target, source, len(canonical)), intensity,
+                              amplitude_axes(self.config.mesh_amplitude, target, canonical.shape[-1]))
 
     def edit_photo(self, photo: np.ndarray, target: str, intensity: float = 1.0, points: np.ndarray | None = None,
                    detector=None) -> np.ndarray:

@@ -4,6 +4,8 @@ brings the editor's edits closest to the same people's real photos of the target
     python -m train.tools.calibrate_mesh_amplitude --models checkpoints --method cyclegan --targets happy neutral
     python -m train.tools.calibrate_mesh_amplitude --models checkpoints --method sagan --targets happy neutral \
         --scales 0.75 1 1.25 1.5 1.75 2 --dry-run
+    python -m train.tools.calibrate_mesh_amplitude --models checkpoints --method cyclegan \
+        --horizontal-scales 0.8 1 1.25 --scales 1 1.25 1.5 1.75   # [horizontal, vertical] pairs
 
 Why: each generator learned a per-face gain around the median motion of about a hundred training pairs, and the
 warp, the mouth and the shading that follow it were built after it. Measured through the whole editor, a smile
@@ -11,7 +13,10 @@ undone at intensity 1 stops short of the same people's real neutral faces. This 
 whole photo (FEI and the London Set, ``expr_models.evaluation.realism``) with the editor, at each scale in
 ``--scales`` (1 always among them), and keeps the scale with the lowest mean over datasets of the median realism
 ratio among those that are no worse than 1 on every dataset and move no dataset's faces past their real expression
-(median mesh-motion gain at most 1); ties go to the scale nearest 1. The test people are never looked at. It writes
+(median mesh-motion gain at most 1); ties go to the scale nearest 1. With ``--horizontal-scales`` every pair
+[horizontal, vertical] of those and ``--scales`` is tried (``expr_models.models.mesh_gan.amplitude_axes``: the
+generators move some coordinates of a face further than others, relative to real people). The test people are
+never looked at. It writes
 ``mesh_amplitude`` into the checkpoint's ``config.json`` and a line into its ``model_card.json`` (the weights are not
 touched); rebuild the README cards with ``python -m expr_models cards checkpoints``.
 """
@@ -58,7 +63,25 @@ def measure_at(editor, model, method: str, target: str, scale: float, pairs, fin
             for dataset in sorted(ratios)}
 
 
-def best_scale(rows: list[dict], datasets: list[str]) -> float:
+def format_scale(scale: float | list[float]) -> str:
+    """``1.25``, or ``1/1.5`` for [horizontal, vertical]."""
+    return f"{scale:g}" if isinstance(scale, (int, float)) else "/".join(f"{value:g}" for value in scale)
+
+
+def candidate_scales(scales: list[float], horizontal: list[float] | None) -> list[float | list[float]]:
+    """The amplitudes to try: each of ``scales``, or each pair [h, v] of ``horizontal`` x ``scales`` (one number where
+    h == v); 1 always among them."""
+    if not horizontal:
+        return sorted(set(scales) | {1.0})
+    pairs = {(h, v) for h in horizontal for v in scales} | {(1.0, 1.0)}
+    return [h if h == v else [h, v] for h, v in sorted(pairs)]
+
+
+def distance_from_one(scale: float | list[float]) -> float:
+    return max(abs(value - 1.0) for value in ([scale] if isinstance(scale, (int, float)) else scale))
+
+
+def best_scale(rows: list[dict], datasets: list[str]) -> float | list[float]:
     """The scale with the lowest mean of the per-dataset median realism ratios among those that are no worse than
     scale 1 on any dataset (people of one set smile broadly and of another slightly: a scale that suits one at the
     other's cost is a choice between them, not an amplitude) and move no dataset's faces past their real expression
@@ -67,11 +90,11 @@ def best_scale(rows: list[dict], datasets: list[str]) -> float:
     unit = next(row for row in rows if row["scale"] == 1.0)
     allowed = [row for row in rows if row["scale"] == 1.0 or all(
         row[name]["ratio"] <= unit[name]["ratio"] and not row[name]["gain"] > 1.0 for name in datasets if name in unit)]
-    return min(allowed, key=lambda row: (round(row["mean"], 4), abs(row["scale"] - 1.0)))["scale"]
+    return min(allowed, key=lambda row: (round(row["mean"], 4), distance_from_one(row["scale"])))["scale"]
 
 
-def write_amplitude(folder: Path, fitted: dict[str, float], report: dict[str, list[dict]], datasets: list[str],
-                    split: str) -> None:
+def write_amplitude(folder: Path, fitted: dict[str, float | list[float]], report: dict[str, list[dict]],
+                    datasets: list[str], split: str) -> None:
     """``fitted`` into ``folder``'s config.json, and what it was chosen from into its model_card.json's notes."""
     config_file = folder / "config.json"
     config = json.loads(config_file.read_text())
@@ -81,10 +104,11 @@ def write_amplitude(folder: Path, fitted: dict[str, float], report: dict[str, li
     card = json.loads(card_file.read_text()) if card_file.is_file() else {}
     lines = []
     for target, rows in report.items():
-        tried = ", ".join(f"{row['scale']:g}: {row['mean']:.3f} / "
+        tried = ", ".join(f"{format_scale(row['scale'])}: {row['mean']:.3f} / "
                           f"{max(row[name]['gain'] for name in datasets if name in row):.2f}" for row in rows)
-        lines.append(f"{target} {fitted[target]:g} (scale: mean median realism ratio / largest median mesh gain "
-                     f"{tried})")
+        pair = any(not isinstance(row["scale"], (int, float)) for row in rows)
+        lines.append(f"{target} {format_scale(fitted[target])} (scale{' horizontal/vertical' if pair else ''}: mean "
+                     f"median realism ratio / largest median mesh gain {tried})")
     note = (f"Amplitude per target (`mesh_amplitude`), fitted on the {split} people of {', '.join(datasets)} by "
             f"`python -m train.tools.calibrate_mesh_amplitude`: " + "; ".join(lines) + ".")
     kept = [part for part in card.get("notes", "").split("\n\n") if part and not part.startswith("Amplitude per")]
@@ -99,14 +123,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--method", choices=("cyclegan", "sagan"), required=True)
     parser.add_argument("--targets", nargs="+", default=["happy", "neutral"])
     parser.add_argument("--scales", nargs="+", type=float, default=[0.75, 1.0, 1.25, 1.5, 1.75, 2.0])
+    parser.add_argument("--horizontal-scales", nargs="+", type=float, default=None,
+                        help="fit [horizontal, vertical] pairs: these horizontal scales with each of --scales")
     parser.add_argument("--raw-data", type=Path, default=Path(__file__).resolve().parents[2].parent / "shared" / "data")
     parser.add_argument("--datasets", nargs="+", default=["fei", "london"],
                         help="photo pairs to fit on (JAFFE's validation split holds two people)")
     parser.add_argument("--split", default="validation")
     parser.add_argument("--dry-run", action="store_true", help="measure and print; write nothing")
     args = parser.parse_args(argv)
-    if any(scale <= 0 for scale in args.scales):
-        parser.error("--scales must be positive")
+    if any(scale <= 0 for scale in args.scales + (args.horizontal_scales or [])):
+        parser.error("--scales and --horizontal-scales must be positive")
 
     if not args.raw_data.is_dir():
         print(f"skipped: no raw data at {args.raw_data}; the calibration needs the validation people's photos")
@@ -129,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"skipped {target}: no {args.split} photo pairs in {', '.join(args.datasets)}")
             continue
         rows = []
-        for scale in sorted(set(args.scales) | {1.0}):
+        for scale in candidate_scales(args.scales, args.horizontal_scales):
             measured = measure_at(editor, model, args.method, target, scale, pairs, retinaface_face)
             mean = float(np.mean([values["ratio"] for values in measured.values()]))
             rows.append({"scale": scale, "mean": mean, **measured})
@@ -139,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
         fitted[target] = best_scale(rows, args.datasets)
         report[target] = rows
         model.config.mesh_amplitude = dict(fitted)  # the next target is measured with this one in place
-        print(f"{target}: amplitude {fitted[target]:g} ({len(pairs)} {args.split} pairs)", flush=True)
+        print(f"{target}: amplitude {format_scale(fitted[target])} ({len(pairs)} {args.split} pairs)", flush=True)
     if args.dry_run or not report:
         return 0
 
