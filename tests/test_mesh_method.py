@@ -112,3 +112,25 @@ def test_the_learned_mouth_runs_under_the_editors_thread_cap(astronaut, monkeypa
     editor = ExpressionEditor.from_pretrained(CHECKPOINTS)  # num_threads "auto": generators get one thread
     editor.edit(astronaut, method="cyclegan", target="neutral")
     assert seen and set(seen) == {1} and torch.get_num_threads() == 2
+
+
+def test_lips_never_pass_through_each_other(mesh):
+    from expr_models.faces.mesh import inner_lip_gap
+    from expr_models.faces.mesh_topology import LIPS_INNER_LOWER, LIPS_INNER_UPPER
+    from expr_models.methods.mesh import mouth_rules
+
+    points = np.asarray(mesh, np.float64)
+    upper, lower = list(LIPS_INNER_UPPER[1:-1]), list(LIPS_INNER_LOWER[1:-1])
+    # A motion that closes the astronaut's open smile twice as far as it is open: the lower lip ends above the upper.
+    folded = points[:, :2].copy()
+    middle = (folded[upper] + folded[lower]) / 2
+    folded[upper], folded[lower] = 2 * middle - folded[upper], 2 * middle - folded[lower]
+    assert inner_lip_gap(np.c_[folded, points[:, 2]]) < -0.05
+    for mouth_open in (0.0, 1.0):  # whatever the user asks: lips that meet, not crossed
+        fixed = mouth_rules(points, folded, "neutral", mouth_open, has_exemplars=True)
+        assert inner_lip_gap(np.c_[fixed, points[:, 2]]) == pytest.approx(0.0, abs=1e-9)
+        assert np.allclose((fixed[upper] + fixed[lower]) / 2, middle)  # each pair met half-way
+        others = np.setdiff1d(np.arange(len(points)), upper + lower)
+        assert np.array_equal(fixed[others], folded[others])
+    opened = points[:, :2].copy()  # lips that part are left as they are
+    assert np.array_equal(mouth_rules(points, opened, "surprise", 0.0, has_exemplars=True), opened)

@@ -22,7 +22,7 @@ from ..components import EDITING_METHODS, editing_method, model_class
 from ..faces.geometry import FaceBox, face_mask
 from ..faces.mesh import face_mesh
 from ..faces.mesh_warp import warp_face
-from ..methods.mesh import generator_points, source_for, warp_parts
+from ..methods.mesh import generator_points, mouth_rules, source_for, warp_parts
 from ..faces.processing import BOX_FRAME_LANDMARKS, FaceImageProcessor
 from ..models.average_edit import PAIR_SEPARATOR
 from ..models.style_transfer import run_style_transfer
@@ -132,6 +132,10 @@ def mesh_edit(target_points: Callable[[np.ndarray, str, str | None], np.ndarray]
     if face_mesh_model is None:
         raise ValueError("a mesh method needs the face_mesh checkpoint beside it")
 
+    # As the editor decides it: an exemplar bank passed as the mouth, or beside the learned one.
+    mouth = (warp or {}).get("mouth")
+    has_exemplars = (warp or {}).get("exemplars") is not None or (mouth is not None and not hasattr(mouth, "inpaint"))
+
     def edit(x: torch.Tensor, target: str, references=None) -> torch.Tensor:
         crops = np.rint(FaceImageProcessor.from_tensor(x.cpu())).clip(0, 255).astype(np.uint8)
         readings = read_source(x) if read_source is not None else [None] * len(crops)
@@ -142,7 +146,8 @@ def mesh_edit(target_points: Callable[[np.ndarray, str, str | None], np.ndarray]
             box = FaceBox(0, 0, size, size, landmarks=crop_points(rgb))
             with torch.inference_mode():
                 points = face_mesh(rgb, box, face_mesh_model, refine=True).astype(np.float64)
-            moved = warp_face(rgb, points[:, :2], target_points(points, target, reading), **(warp or {})).image
+            moved_points = mouth_rules(points, target_points(points, target, reading), target, 0.0, has_exemplars)
+            moved = warp_face(rgb, points[:, :2], moved_points, **(warp or {})).image
             edited.append(moved[..., :1] if channels == 1 else moved)
         tensor = torch.from_numpy(np.stack(edited).astype(np.float32) / 127.5 - 1.0).permute(0, 3, 1, 2)
         return tensor.to(x.device)

@@ -221,19 +221,38 @@ def inner_lip_gap(points: np.ndarray) -> float:
     return float(np.mean((lower - upper) @ down) / eye_distance(points))
 
 
+def _limit_lip_gap(source: np.ndarray, target: np.ndarray, allowed: np.ndarray | float,
+                   least: float = -np.inf) -> np.ndarray:
+    """``target`` (468 x 2) with each pair of matching inner-lip points parted at most ``allowed`` and at least
+    ``least`` (photo units; per pair or one number) across the mouth (perpendicular to ``source``'s line of the
+    eyes): a pair outside those bounds moves to the nearer one, each point half the way."""
+    target = np.array(target, np.float64)
+    right, left = eye_centres(source)
+    along = (left - right) / np.linalg.norm(left - right)
+    down = np.array([-along[1], along[0]])
+    upper, lower = list(LIPS_INNER_UPPER[1:-1]), list(LIPS_INNER_LOWER[1:-1])
+    gap = (target[lower] - target[upper]) @ down
+    change = np.maximum(gap - allowed, 0.0) - np.maximum(least - gap, 0.0)  # > 0: close by it, < 0: open by it
+    target[upper] += (change / 2)[:, None] * down
+    target[lower] -= (change / 2)[:, None] * down
+    return target
+
+
+def uncross_lips(source: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """``target`` (468 x 2) with no lower inner-lip point above its upper one (``source``, 468 x 2+, gives the face's
+    axes): a motion that closes a wide-open mouth further than it was open would fold the lips through each other,
+    and the warp would squeeze the dark mouth into a blot between them. Crossed pairs meet half-way."""
+    return _limit_lip_gap(np.asarray(source, np.float64), target, np.inf, least=0.0)
+
+
 def keep_lips_closed(source: np.ndarray, target: np.ndarray, slack: float = 0.0) -> np.ndarray:
     """``target`` (468 x 2) with each pair of matching inner-lip points parted at most ``slack`` eye distances more
     than in ``source`` (468 x 2+), measured across the mouth: the two points meet half-way. A warp can move lips but
     cannot draw the teeth and dark mouth a newly opened mouth shows; until a mouth model fills it, a smile stays a
     closed-mouth smile. Lips that close are left alone."""
-    source, target = np.asarray(source, np.float64), np.array(target, np.float64)
+    source = np.asarray(source, np.float64)
     right, left = eye_centres(source)
-    along = (left - right) / np.linalg.norm(left - right)
-    down = np.array([-along[1], along[0]])
-    allowed = slack * eye_distance(source)
+    down = np.array([-(left - right)[1], (left - right)[0]]) / np.linalg.norm(left - right)
     upper, lower = list(LIPS_INNER_UPPER[1:-1]), list(LIPS_INNER_LOWER[1:-1])
     source_gap = np.maximum((source[lower, :2] - source[upper, :2]) @ down, 0.0)
-    excess = np.maximum((target[lower] - target[upper]) @ down - source_gap - allowed, 0.0)
-    target[upper] += (excess / 2)[:, None] * down
-    target[lower] -= (excess / 2)[:, None] * down
-    return target
+    return _limit_lip_gap(source, target, source_gap + slack * eye_distance(source))

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from ..errors import ExpressionEditError
-from ..faces.mesh import face_mesh, keep_lips_closed
+from ..faces.mesh import face_mesh, keep_lips_closed, uncross_lips
 from ..faces.mesh_motion import normalise
 from ..faces.mesh_warp import warp_face
 from ..models.mesh_motion import CONTROLS
@@ -108,14 +108,25 @@ def mesh_warp_edit(editor: Editor, face: FaceToEdit, motion: MeshMotion) -> np.n
     the real expression drops the jaw (surprise, fear) the mouth opens either way, onto the dark cavity where no
     stored smile fits: held shut, the lips would stretch over the gap."""
     points = crop_mesh(editor, face)
-    target = motion(points)
+    target = mouth_rules(points, motion(points), face.target, face.controls.get("mouth_open", 0.0),
+                         editor.has("mouth_exemplars"))
     parts = warp_parts(editor.has, editor.model)
-    if not editor.has("mouth_exemplars") and face.target in CLOSED_MOUTH_TARGETS and face.controls.get("mouth_open", 0.0) <= 0:
-        target = keep_lips_closed(points, target)
     # The learned mouth is a network too, so it runs under the editor's thread cap: two threads fighting a busy
     # core took a 1 MP photo's edit from about 0.1 s to 0.8 s.
     with editor.generating():
         return warp_face(face.crop, points[:, :2], target, **parts).image
+
+
+def mouth_rules(points: np.ndarray, target: np.ndarray, expression: str, mouth_open: float,
+                has_exemplars: bool) -> np.ndarray:
+    """The last word on a motion's target mesh (468 x 2) of a face at ``points``, for the editor and the evaluation
+    alike: lips never pass through each other (a mild gasp undone by a median one's motion would fold them), and
+    without the exemplar bank a smile keeps them as they were (``CLOSED_MOUTH_TARGETS``) unless the user asks for an
+    open mouth (``mouth_open`` > 0)."""
+    target = uncross_lips(points, target)
+    if not has_exemplars and expression in CLOSED_MOUTH_TARGETS and mouth_open <= 0:
+        return keep_lips_closed(points, target)
+    return target
 
 
 def control_motion(editor: Editor, points: np.ndarray, controls: Mapping[str, float]) -> np.ndarray:
