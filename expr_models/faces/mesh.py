@@ -208,17 +208,28 @@ def eye_distance(points: np.ndarray) -> float:
     return float(np.linalg.norm(left - right))
 
 
+# The nine matching upper and lower inner-lip points between the inner corners.
+_UPPER_INNER, _LOWER_INNER = list(LIPS_INNER_UPPER[1:-1]), list(LIPS_INNER_LOWER[1:-1])
+
+
+def _across_mouth(points: np.ndarray) -> np.ndarray:
+    """The unit vector across the mouth (perpendicular to the line of the eyes, pointing down the face)."""
+    right, left = eye_centres(points)
+    along = (left - right) / np.linalg.norm(left - right)
+    return np.array([-along[1], along[0]])
+
+
+def _lip_gaps(points: np.ndarray, down: np.ndarray) -> np.ndarray:
+    """How far each matching pair of inner-lip points is parted along ``down`` (negative: crossed)."""
+    return (points[_LOWER_INNER, :2] - points[_UPPER_INNER, :2]) @ down
+
+
 def inner_lip_gap(points: np.ndarray) -> float:
     """How far the mouth is open: the mean distance between matching upper and lower inner-lip points (the nine
     between the inner corners), measured across the mouth (perpendicular to the line of the eyes), over the eye
     distance. About 0.02 for a closed mouth."""
     points = np.asarray(points, np.float64)
-    right, left = eye_centres(points)
-    along = (left - right) / np.linalg.norm(left - right)
-    down = np.array([-along[1], along[0]])
-    upper = points[list(LIPS_INNER_UPPER[1:-1]), :2]
-    lower = points[list(LIPS_INNER_LOWER[1:-1]), :2]
-    return float(np.mean((lower - upper) @ down) / eye_distance(points))
+    return float(np.mean(_lip_gaps(points, _across_mouth(points))) / eye_distance(points))
 
 
 def _limit_lip_gap(source: np.ndarray, target: np.ndarray, allowed: np.ndarray | float,
@@ -227,14 +238,11 @@ def _limit_lip_gap(source: np.ndarray, target: np.ndarray, allowed: np.ndarray |
     ``least`` (photo units; per pair or one number) across the mouth (perpendicular to ``source``'s line of the
     eyes): a pair outside those bounds moves to the nearer one, each point half the way."""
     target = np.array(target, np.float64)
-    right, left = eye_centres(source)
-    along = (left - right) / np.linalg.norm(left - right)
-    down = np.array([-along[1], along[0]])
-    upper, lower = list(LIPS_INNER_UPPER[1:-1]), list(LIPS_INNER_LOWER[1:-1])
-    gap = (target[lower] - target[upper]) @ down
+    down = _across_mouth(source)
+    gap = _lip_gaps(target, down)
     change = np.maximum(gap - allowed, 0.0) - np.maximum(least - gap, 0.0)  # > 0: close by it, < 0: open by it
-    target[upper] += (change / 2)[:, None] * down
-    target[lower] -= (change / 2)[:, None] * down
+    target[_UPPER_INNER] += (change / 2)[:, None] * down
+    target[_LOWER_INNER] -= (change / 2)[:, None] * down
     return target
 
 
@@ -251,8 +259,5 @@ def keep_lips_closed(source: np.ndarray, target: np.ndarray, slack: float = 0.0)
     cannot draw the teeth and dark mouth a newly opened mouth shows; until a mouth model fills it, a smile stays a
     closed-mouth smile. Lips that close are left alone."""
     source = np.asarray(source, np.float64)
-    right, left = eye_centres(source)
-    down = np.array([-(left - right)[1], (left - right)[0]]) / np.linalg.norm(left - right)
-    upper, lower = list(LIPS_INNER_UPPER[1:-1]), list(LIPS_INNER_LOWER[1:-1])
-    source_gap = np.maximum((source[lower, :2] - source[upper, :2]) @ down, 0.0)
+    source_gap = np.maximum(_lip_gaps(source, _across_mouth(source)), 0.0)
     return _limit_lip_gap(source, target, source_gap + slack * eye_distance(source))
