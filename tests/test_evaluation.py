@@ -415,12 +415,14 @@ def test_mesh_edits_start_from_the_expression_the_classifier_reads(astronaut):
     assert read(x) == ["sad", "sad"]
     seen = []
 
-    def target_points(points, target, reading):
-        seen.append((target, reading))
+    def target_points(points, target, source):
+        seen.append((target, source))
         return points[:, :2]
 
     mesher = FaceMeshModel.from_pretrained(REPO / "checkpoints" / "face_mesh").eval()
-    edited = mesh_edit(target_points, mesher, 1, None, lambda crops: ["sad", "angry"])(x, "neutral")
-    assert seen == [("neutral", "sad"), ("neutral", "angry")] and edited.shape == x.shape
-    mesh_edit(target_points, mesher, 1)(x[:1], "happy")  # no reader: the method's default source
-    assert seen[-1] == ("happy", None)
+    names = ("angry", "happy", "neutral", "sad")
+    edited = mesh_edit(target_points, mesher, 1, names, None, lambda crops: ["sad", "fear"])(x, "neutral")
+    # A reading the method does not know (fear) is edited as from its default source.
+    assert seen == [("neutral", "sad"), ("neutral", "happy")] and edited.shape == x.shape
+    mesh_edit(target_points, mesher, 1, names)(x[:1], "happy")  # no reader: the method's default source
+    assert seen[-1] == ("happy", "neutral")

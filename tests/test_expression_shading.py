@@ -1,5 +1,6 @@
 """The expression shading: a smile's folds darken where the committed map says, its undoing lightens them, a motion
-with no smile or an untouched face changes nothing, and harder light shades deeper."""
+with no smile or an untouched face changes nothing, and harder light shades deeper; the other expressions' furrows
+shade only where and as far as they are asked for."""
 
 from pathlib import Path
 
@@ -9,9 +10,9 @@ import pytest
 from huggingface_hub.errors import StrictDataclassClassValidationError
 
 from expr_models.components import COMPONENT_BY_MODEL_TYPE, model_class
-from expr_models.faces.mesh_topology import FACE_OVAL
+from expr_models.faces.mesh_topology import FACE_OVAL, LEFT_EYE, RIGHT_EYE
 from expr_models.faces.mesh_warp import warp_face
-from expr_models.faces.shading import SMILE_POINTS, polygon_mask, skin_contrast
+from expr_models.faces.shading import SMILE_POINTS, polygon_mask, skin_contrast, texture_points
 from expr_models.models.expression_shading import ExpressionShadingConfig, ExpressionShadingModel
 
 CHECKPOINT = Path("checkpoints/expression_shading")
@@ -204,3 +205,60 @@ def test_a_wide_blur_taken_at_a_coarser_scale_matches_the_full_one():
         inner = (slice(2 * int(sigma), -2 * int(sigma)),) * 2  # borders differ in how they extend the image
         assert fast.shape == image.shape and fast.dtype == np.float32
         assert np.abs(fast - full)[inner].max() < 0.01 * float(np.ptp(full[inner])) + 0.5  # measured 0.6 and 0.5
+
+
+def test_committed_furrow_maps_cover_five_expressions_and_leave_eyes_and_mouth_alone(shading):
+    config = shading.config
+    assert tuple(config.class_names) == ("angry", "disgust", "fear", "sad", "surprise") and config.class_faces > 5000
+    maps = shading.class_log_ratio.detach().numpy()
+    side = config.class_texture_size
+    assert maps.shape == (5, side, side) and np.isfinite(maps).all()
+    texture = texture_points(shading.mean_mesh.detach().numpy(), side, config.texture_scale * side / config.texture_size)
+    outside = polygon_mask(texture[list(FACE_OVAL)], (side, side)) == 0
+    assert np.abs(maps[:, outside]).max() == 0
+    for point in (159, 386, 13, 14, 152):  # the eyes' upper lids, the lips, the chin: the warp and the mouth own them
+        x, y = np.round(texture[point]).astype(int)
+        assert np.abs(maps[:, y - 1:y + 2, x - 1:x + 2]).max() == 0
+    # Anger, sadness and surprise act mostly above the eyes (brows, forehead), disgust on the nose and cheeks.
+    eye_line = int(texture[list(RIGHT_EYE) + list(LEFT_EYE), 1].mean())
+    upper = {name: float((m[:eye_line] ** 2).sum() / (m ** 2).sum()) for name, m in zip(config.class_names, maps)}
+    assert min(upper["angry"], upper["sad"], upper["surprise"]) > 0.5 and upper["disgust"] < 0.5
+
+
+def test_furrows_shade_only_the_expressions_asked_for(shading, mesh_motion):
+    photo, points, _ = synthetic_face(mesh_motion)
+    # No smile in the motion, no furrows asked (or none the model holds): the photo itself.
+    for expressions in (None, {}, {"angry": 0.0}, {"happy": 1.0, "neutral": -1.0}):
+        same, box = shading.shade_with_box(photo, points, points, expressions)
+        assert box is None and np.array_equal(same, photo)
+    angry, box = shading.shade_with_box(photo, points, points, {"angry": 1.0})
+    undone = shading.shade(photo, points, points, {"angry": -1.0})
+    face = polygon_mask(points[list(FACE_OVAL)], photo.shape[:2]) > 0
+    assert box is not None and np.array_equal(angry[~face], photo[~face])
+    delta, delta_undone = (image.astype(np.float32).mean(2) - photo.mean(2) for image in (angry, undone))
+    moved = np.abs(delta) > 2
+    assert moved.sum() > 0.02 * face.sum() and (np.sign(delta_undone[moved]) == -np.sign(delta[moved])).mean() > 0.95
+    # Each class its own map; weights past the cap are clipped to it.
+    assert not np.array_equal(angry, shading.shade(photo, points, points, {"surprise": 1.0}))
+    capped = shading.config.max_class_weight
+    assert np.array_equal(shading.shade(photo, points, points, {"angry": 10.0}),
+                          shading.shade(photo, points, points, {"angry": capped}))
+
+
+def test_warp_face_passes_the_expressions_to_the_shading(shading, mesh_motion):
+    photo, points, _ = synthetic_face(mesh_motion)
+    target = mesh_motion.target_points(points, "neutral", "angry", 1.0)
+    unshaded = warp_face(photo, points[:, :2], target)
+    plain = warp_face(photo, points[:, :2], target, shading=shading)
+    furrowed = warp_face(photo, points[:, :2], target, shading=shading, expressions={"angry": 1.0, "sad": -1.0})
+    assert np.array_equal(furrowed.image, shading.shade(unshaded.image, points[:, :2], target,
+                                                        {"angry": 1.0, "sad": -1.0}))
+    assert not np.array_equal(furrowed.image, plain.image)
+
+
+def test_an_edit_adds_the_target_s_furrows_and_takes_the_source_s_away():
+    from expr_models.methods.mesh import expression_weights
+
+    assert expression_weights("angry", "sad", 0.5) == {"angry": 0.5, "sad": -0.5}
+    assert expression_weights("neutral", "surprise", 1.0) == {"neutral": 1.0, "surprise": -1.0}
+    assert expression_weights("happy", "happy", 1.0) == {}

@@ -76,6 +76,20 @@ def test_a_mesh_edit_keeps_every_pixel_outside_the_blend_mask(editor, astronaut)
     assert not np.array_equal(astronaut, np.asarray(result.image))
 
 
+@pytest.mark.parametrize("method", ["sagan", "mesh"])
+def test_an_edit_to_anger_adds_the_shading_s_furrows_on_the_face_only(editor, astronaut, method):
+    shading = editor.model("expression_shading")
+    furrowed = np.asarray(editor.edit(astronaut, method=method, target="angry", read_expressions=False).image)
+    weight, shading.config.class_weight = shading.config.class_weight, 0.0
+    try:
+        bare = np.asarray(editor.edit(astronaut, method=method, target="angry", read_expressions=False).image)
+    finally:
+        shading.config.class_weight = weight
+    ys, _ = changed_rows_and_columns(bare, furrowed)
+    box = editor.detect_faces(astronaut)[0]
+    assert box.y0 - 0.3 * box.height < ys.min() and ys.max() < box.y1 + 0.3 * box.height
+
+
 def test_generators_that_move_no_mesh_refuse_the_controls(astronaut):
     from expr_models.models.cyclegan import CycleGANConfig, CycleGANModel
 

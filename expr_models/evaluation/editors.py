@@ -22,7 +22,7 @@ from ..components import EDITING_METHODS, editing_method, model_class
 from ..faces.geometry import FaceBox, face_mask
 from ..faces.mesh import face_mesh
 from ..faces.mesh_warp import warp_face
-from ..methods.mesh import generator_points, mouth_rules, source_for, warp_parts
+from ..methods.mesh import expression_weights, generator_points, mouth_rules, source_for, warp_parts
 from ..faces.processing import BOX_FRAME_LANDMARKS, FaceImageProcessor
 from ..models.average_edit import PAIR_SEPARATOR
 from ..models.style_transfer import run_style_transfer
@@ -68,9 +68,9 @@ def cyclegan_method(model, checkpoint: str, name: str = "cyclegan", channels: in
     config = model.config
     if config.generator_type == "mesh":  # moves the face mesh, as the editor runs it
         return Method(name, "cyclegan", checkpoint, model, MESH_CROP, channels, tuple(config.domains),
-                      edit=mesh_edit(lambda points, target, reading: generator_points(
+                      edit=mesh_edit(lambda points, target, source: generator_points(
                           model, points, lambda meshes: model.move_mesh(meshes, target)),
-                          face_mesh_model, channels, warp),
+                          face_mesh_model, channels, tuple(config.domains), warp),
                       extra_models={"face_mesh": face_mesh_model})
     if config.generator_type == "warp_refine":  # edits aligned faces, as the editor runs it
         return Method(name, "cyclegan", checkpoint, model, config.resolution, channels, tuple(config.domains),
@@ -89,10 +89,10 @@ def sagan_method(model, checkpoint: str, channels: int = 1, face_mesh_model: Any
     if config.generator_type == "mesh":  # moves the face mesh from the face's read expression, as the editor runs it
         names = tuple(config.class_names)
         return Method("sagan", "sagan", checkpoint, model, MESH_CROP, channels, names,
-                      edit=mesh_edit(lambda points, target, reading: generator_points(
-                          model, points,
-                          lambda meshes: model.move_mesh(meshes, target, source_for(reading, target, names))),
-                          face_mesh_model, channels, warp, read_source), extra_models={"face_mesh": face_mesh_model})
+                      edit=mesh_edit(lambda points, target, source: generator_points(
+                          model, points, lambda meshes: model.move_mesh(meshes, target, source)),
+                          face_mesh_model, channels, names, warp, read_source),
+                      extra_models={"face_mesh": face_mesh_model})
     if config.generator_type == "warp_refine":  # edits aligned faces, as the editor runs it
         return Method("sagan", "sagan", checkpoint, model, config.resolution, channels, tuple(config.class_names),
                       edit=aligned_edit(model.edit_aligned, channels))
@@ -120,15 +120,16 @@ def aligned_edit(edit_face: Callable[[np.ndarray, str], np.ndarray], channels: i
     return edit
 
 
-def mesh_edit(target_points: Callable[[np.ndarray, str, str | None], np.ndarray], face_mesh_model: Any,
-              channels: int, warp: dict | None = None, read_source: SourceReader | None = None
-              ) -> Callable[..., torch.Tensor]:
-    """A batch edit for a method that moves the face mesh (``target_points(mesh 468 x 3, target, reading) -> 468 x
-    2``, ``reading`` the input's expression as the classifier reads it, or None), run on the held-out crops as the
-    editor runs it: the mesh found from the crop's RetinaFace landmarks (:func:`crop_points`), then one warp of the
-    crop's own pixels (grey crops warped as grey; ``warp``: what draws a mouth that opens or closes and shades the
-    skin, ``warp_face``'s ``mouth``, ``exemplars`` and ``shading`` as ``methods.mesh.warp_parts`` gives them, as the
-    editor uses them where present)."""
+def mesh_edit(target_points: Callable[[np.ndarray, str, str], np.ndarray], face_mesh_model: Any,
+              channels: int, expressions: tuple[str, ...], warp: dict | None = None,
+              read_source: SourceReader | None = None) -> Callable[..., torch.Tensor]:
+    """A batch edit for a method that moves the face mesh (``target_points(mesh 468 x 3, target, source) -> 468 x
+    2``), run on the held-out crops as the editor runs it: each face edited from its source expression
+    (``methods.mesh.source_for`` of the classifier's reading, among the method's ``expressions``), the mesh found from
+    the crop's RetinaFace landmarks (:func:`crop_points`), then one warp of the crop's own pixels (grey crops warped
+    as grey; ``warp``: what draws a mouth that opens or closes and shades the skin, ``warp_face``'s ``mouth``,
+    ``exemplars`` and ``shading`` as ``methods.mesh.warp_parts`` gives them, as the editor uses them where present),
+    the source's furrows taken away and the target's added as the editor does."""
     if face_mesh_model is None:
         raise ValueError("a mesh method needs the face_mesh checkpoint beside it")
 
@@ -146,8 +147,10 @@ def mesh_edit(target_points: Callable[[np.ndarray, str, str | None], np.ndarray]
             box = FaceBox(0, 0, size, size, landmarks=crop_points(rgb))
             with torch.inference_mode():
                 points = face_mesh(rgb, box, face_mesh_model, refine=True).astype(np.float64)
-            moved_points = mouth_rules(points, target_points(points, target, reading), target, 0.0, has_exemplars)
-            moved = warp_face(rgb, points[:, :2], moved_points, **(warp or {})).image
+            source = source_for(reading, target, expressions)
+            moved_points = mouth_rules(points, target_points(points, target, source), target, 0.0, has_exemplars)
+            moved = warp_face(rgb, points[:, :2], moved_points, expressions=expression_weights(target, source, 1.0),
+                              **(warp or {})).image
             edited.append(moved[..., :1] if channels == 1 else moved)
         tensor = torch.from_numpy(np.stack(edited).astype(np.float32) / 127.5 - 1.0).permute(0, 3, 1, 2)
         return tensor.to(x.device)
@@ -192,11 +195,11 @@ def mesh_motion_method(model, checkpoint: str, face_mesh_model: Any, channels: i
     """The mesh-motion baseline on the held-out crops (see :func:`mesh_edit`), edited from the read expression."""
     names = tuple(model.config.expressions)
 
-    def target_points(points: np.ndarray, target: str, reading: str | None) -> np.ndarray:
-        return model.target_points(points, source_for(reading, target, names), target)
+    def target_points(points: np.ndarray, target: str, source: str) -> np.ndarray:
+        return model.target_points(points, source, target)
 
     return Method("mesh", "mesh", checkpoint, model, MESH_CROP, channels, names,
-                  edit=mesh_edit(target_points, face_mesh_model, channels, warp, read_source),
+                  edit=mesh_edit(target_points, face_mesh_model, channels, names, warp, read_source),
                   extra_models={"face_mesh": face_mesh_model})
 
 

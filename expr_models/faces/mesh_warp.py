@@ -230,7 +230,7 @@ def warp_crop(crop: np.ndarray, source: np.ndarray, target: np.ndarray, inner_li
 
 
 def warp_face(crop: np.ndarray, source: np.ndarray, target: np.ndarray, mouth=None, exemplars=None, shading=None,
-              **options) -> WarpResult:
+              expressions: dict[str, float] | None = None, **options) -> WarpResult:
     """:func:`warp_crop` for MediaPipe Face Mesh points (468): its triangles (with the mouth and eye strips), its face
     oval as the boundary to the anchor ring, its inner lips for the mouth.
 
@@ -239,9 +239,9 @@ def warp_face(crop: np.ndarray, source: np.ndarray, target: np.ndarray, mouth=No
     ``closest(inner_lips) -> mouth_fill.Exemplar | None``, e.g. ``MouthExemplarsModel``) whose nearest interior fills
     a newly opened mouth of a colour crop (:func:`exemplar_fill`). ``exemplars``: with the learned mouth, that bank
     for the lips that part. A parting mouth that no stored smile fits (a round, surprised one) gets the dark cavity.
-    ``shading``: the skin's expression shading (anything with ``shade_with_box(image, source, target)``, i.e.
+    ``shading``: the skin's expression shading (anything with ``shade_with_box(image, source, target, expressions)``, i.e.
     ``ExpressionShadingModel``), applied after the warp: a smile's folds and lifted cheeks appear, or fade when a
-    smile is undone.
+    smile is undone; and the furrows of ``expressions`` (``{expression: weight}``, negative: taken away).
 
     Why the learned mouth does not open mouths here: at 1024 px its teeth are softer than an exemplar's real ones, and
     on round surprised mouths it drew lips and teeth where the dark cavity read as surprise (held-out success, SA-GAN
@@ -260,7 +260,7 @@ def warp_face(crop: np.ndarray, source: np.ndarray, target: np.ndarray, mouth=No
                        **options)
     if shading is None or result.box is None:
         return result
-    image, shaded = shading.shade_with_box(result.image, source, target)
+    image, shaded = shading.shade_with_box(result.image, source, target, expressions)
     if shaded is None:
         return result
     box = tuple(int(f(a, b)) for f, a, b in zip((min, min, max, max), result.box, shaded))

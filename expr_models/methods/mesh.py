@@ -26,7 +26,7 @@ MAX_INTENSITY = 1.5  # past 1 for users who want more than the real expression's
 CLOSED_MOUTH_TARGETS = ("happy",)  # smiles show teeth where they open: without a mouth filler they stay closed
 # What draws the mouth a warp opens or closes: the learned mouth (lips closing), the exemplar bank (lips parting).
 MOUTH_COMPONENTS = ("mouth_inpainter", "mouth_exemplars")
-# What shades the skin after the warp: a smile's folds and lifted cheeks.
+# What shades the skin after the warp: a smile's folds and lifted cheeks, the other expressions' furrows.
 SHADING_COMPONENT = "expression_shading"
 
 # (face mesh in crop pixels, 468 x 3) -> where its points go (468 x 2, crop pixels)
@@ -79,6 +79,12 @@ def source_for(reading: str | None, target: str, expressions: tuple[str, ...]) -
     return "happy" if target == "neutral" else "neutral"
 
 
+def expression_weights(target: str, source: str, intensity: float) -> dict[str, float]:
+    """How much of each expression's furrows an edit from ``source`` to ``target`` adds (the shading's
+    ``expressions``): the target's at the intensity, the source's taken away as far (a frown undone loses its knot)."""
+    return {target: float(intensity), source: -float(intensity)} if source != target else {}
+
+
 def whole_crop(face: FaceToEdit) -> np.ndarray:
     """The paste mask of a mesh warp: the whole crop. The warp is the identity beyond its ring of fixed anchors, so
     every pixel it does not move keeps its bytes; the feathered face ellipse would blend the original back over a
@@ -100,13 +106,14 @@ def warp_parts(has: Callable[[str], bool], load: Callable[[str], Any]) -> dict[s
             "shading": shading}
 
 
-def mesh_warp_edit(editor: Editor, face: FaceToEdit, motion: MeshMotion) -> np.ndarray:
+def mesh_warp_edit(editor: Editor, face: FaceToEdit, motion: MeshMotion, source: str | None = None) -> np.ndarray:
     """Move the face's mesh by ``motion`` and warp the crop's own pixels there once. Where the lips part into a smile
     the mouth exemplars give a real mouth's interior (teeth, relit to the person); where they close over teeth the
     learned mouth redraws them meeting. Without the exemplars a new gap could only get a dark cavity, which reads as a
     gasp rather than a smile: a smile then keeps the lips together unless the user asks (``mouth_open`` > 0). Where
     the real expression drops the jaw (surprise, fear) the mouth opens either way, onto the dark cavity where no
-    stored smile fits: held shut, the lips would stretch over the gap."""
+    stored smile fits: held shut, the lips would stretch over the gap. ``source``: the expression the face is edited
+    from, whose furrows the shading takes away as it adds the target's (:func:`expression_weights`)."""
     points = crop_mesh(editor, face)
     target = mouth_rules(points, motion(points), face.target, face.controls.get("mouth_open", 0.0),
                          editor.has("mouth_exemplars"))
@@ -114,7 +121,8 @@ def mesh_warp_edit(editor: Editor, face: FaceToEdit, motion: MeshMotion) -> np.n
     # The learned mouth is a network too, so it runs under the editor's thread cap: two threads fighting a busy
     # core took a 1 MP photo's edit from about 0.1 s to 0.8 s.
     with editor.generating():
-        return warp_face(face.crop, points[:, :2], target, **parts).image
+        expressions = expression_weights(face.target, source, face.intensity) if source else None
+        return warp_face(face.crop, points[:, :2], target, expressions=expressions, **parts).image
 
 
 def mouth_rules(points: np.ndarray, target: np.ndarray, expression: str, mouth_open: float,
@@ -199,4 +207,4 @@ class MeshMotionEdit(EditingMethod):
         model = editor.model("mesh_motion")
         source = source_for(face.source_expression, face.target, model.config.expressions)
         return mesh_warp_edit(editor, face, lambda points: model.target_points(
-            points, source, face.target, face.intensity, face.controls))
+            points, source, face.target, face.intensity, face.controls), source)

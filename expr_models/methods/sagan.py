@@ -44,7 +44,8 @@ class SAGANEdit(EditingMethod):
             # The prior is the median motion source -> neutral -> target: from the face's own reading.
             source = source_for(face.source_expression, face.target, tuple(model.config.class_names))
             return mesh_warp_edit(editor, face, generator_motion(
-                editor, model, face, lambda meshes: model.move_mesh(meshes, face.target, source, face.intensity)))
+                editor, model, face, lambda meshes: model.move_mesh(meshes, face.target, source, face.intensity)),
+                source)
         refuse_controls(self, model, face)
         if model.config.generator_type == "warp_refine":
             return warp_refine_edit(editor, model, face)
