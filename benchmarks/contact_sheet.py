@@ -12,6 +12,8 @@ face region, scaled to the same size).
 ``--mouth-only``: the mouth's square of the full-resolution photo (pixel for pixel), not the face. ``--mouths``: one
 column per method and mouth component (each editor has that mouth alone; default: the editor's own choice).
 ``--unshaded``: beside each method's edit, the same edit without the expression shading (the warp and mouth alone).
+``--targets``: each input edited to these expressions instead, one row each, with no real photo (the London Set has
+only smiles), e.g. ``--direction "neutral->happy" --targets angry sad surprise --methods sagan --unshaded``.
 
 ``--people`` takes the first held-out people of the split (``--subjects`` names them instead); ``--direction
 neutral->each``: per person, the first take of each other expression. Face Research Lab London Set, DeBruine & Jones
@@ -110,6 +112,8 @@ def main(argv: list[str] | None = None) -> int:
                              "or both joined by + (the learned mouth with the exemplars' teeth detail)")
     parser.add_argument("--unshaded", action="store_true",
                         help="beside each edit, the same without the expression shading")
+    parser.add_argument("--targets", nargs="+", default=None,
+                        help="edit each input to these expressions instead (one row each, no real photo)")
     args = parser.parse_args(argv)
     if not (args.data / args.dataset).is_dir():
         print(f"skipped: no {args.dataset} under {args.data}")
@@ -122,35 +126,39 @@ def main(argv: list[str] | None = None) -> int:
     for pair in chosen_pairs(args.data, args.dataset, args.split, args.direction, args.people, args.subjects):
         with Image.open(pair.source_path) as image:
             photo = np.asarray(image.convert("RGB"))
-        with Image.open(pair.target_path) as image:
-            real = np.asarray(image.convert("RGB"))
-        found, found_real = retinaface_face(photo), retinaface_face(real)
-        if found is None or found_real is None:
+        found = retinaface_face(photo)
+        real = real_found = None
+        if not args.targets:
+            with Image.open(pair.target_path) as image:
+                real = np.asarray(image.convert("RGB"))
+            real_found = retinaface_face(real)
+        if found is None or (real is not None and real_found is None):
             print(f"{pair.source_path.name}: no face, left out", file=sys.stderr)
             continue
-        box = found[0]
-        real_square = cut(real, found_real[0])
-        detection = editor.detect(Image.fromarray(photo))
-        panels = [("input", photo)]
-        for method in args.methods:
-            for mouth, mouth_editor in editors.items():
-                if pair.target_expression in mouth_editor.supported_targets(method):
-                    intensity = min(args.intensity, mouth_editor.max_intensity(method))
-                    result = mouth_editor.edit(detection, method=method, target=pair.target_expression,
-                                               intensity=intensity)
-                    name = f"{method} {mouth.replace('mouth_', '')}" if mouth else method
-                    panels.append((name, np.asarray(result.image.convert("RGB"))))
-        square = cut(photo, box)
+        square = cut(photo, found[0])
         side = square[2] - square[0]
-        panels.append(("real", np.asarray(Image.fromarray(real).crop(real_square).resize((side, side), Image.LANCZOS))))
-        row = Image.new("RGB", (side * len(panels), side + LABEL), "white")
-        draw = ImageDraw.Draw(row)
-        for number, (name, image) in enumerate(panels):
-            face = Image.fromarray(image)
-            row.paste(face if face.size == (side, side) else face.crop(square), (number * side, LABEL))
-            label = f"{pair.dataset} {pair.subject} {pair.pair}: {name}" if number == 0 else name
-            draw.text((number * side + 4, 4), label, fill="black")
-        rows.append(row)
+        detection = editor.detect(Image.fromarray(photo))
+        for target in args.targets or [pair.target_expression]:
+            panels = [("input", photo)]
+            for method in args.methods:
+                for mouth, mouth_editor in editors.items():
+                    if target in mouth_editor.supported_targets(method):
+                        intensity = min(args.intensity, mouth_editor.max_intensity(method))
+                        result = mouth_editor.edit(detection, method=method, target=target, intensity=intensity)
+                        name = f"{method} {mouth.replace('mouth_', '')}" if mouth else method
+                        panels.append((name, np.asarray(result.image.convert("RGB"))))
+            if real is not None:
+                panels.append(("real", np.asarray(Image.fromarray(real).crop(cut(real, real_found[0]))
+                                                  .resize((side, side), Image.LANCZOS))))
+            row = Image.new("RGB", (side * len(panels), side + LABEL), "white")
+            draw = ImageDraw.Draw(row)
+            for number, (name, image) in enumerate(panels):
+                face = Image.fromarray(image)
+                row.paste(face if face.size == (side, side) else face.crop(square), (number * side, LABEL))
+                label = f"{pair.dataset} {pair.subject} {pair.source_expression}->{target}: {name}" \
+                    if number == 0 else name
+                draw.text((number * side + 4, 4), label, fill="black")
+            rows.append(row)
     if not rows:
         print("no pairs")
         return 1
