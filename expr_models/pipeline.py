@@ -340,7 +340,8 @@ class ExpressionEditor:
 
             face_progress(0.0, f"Editing face {number + 1} of {len(boxes)}")
             source_expression = max(reading, key=reading.get) if reading else None
-            crop, transform = self.processor.crop(photo, box)  # full resolution; each method resizes for its model
+            # Full resolution; each method resizes for its model.
+            crop, transform = self.processor.crop(photo, box, scale=spec.crop_scale(self))
             face = FaceToEdit(crop, self.processor.crop_landmarks(box, transform), photo, box, transform, target,
                               intensity, source_expression, reference_crop, steps, face_progress, controls)
             # Intensity 0 and no control set: nothing to apply; the model is skipped.

@@ -90,6 +90,22 @@ def test_an_edit_to_anger_adds_the_shading_s_furrows_on_the_face_only(editor, as
     assert box.y0 - 0.3 * box.height < ys.min() and ys.max() < box.y1 + 0.3 * box.height
 
 
+@pytest.mark.parametrize("method", ["sagan", "mesh"])
+def test_a_dropped_jaw_comes_to_rest_inside_the_crop(editor, astronaut, method):
+    """A surprise drops the jaw: the warp's motion must fall to zero before the crop's edge, or the chin is cut off
+    by a straight line with the photo's own neck below it (as in the training framing's tighter crop)."""
+    from expr_models.faces.geometry import crop_square
+    from expr_models.methods.mesh import MESH_CROP_SCALE
+
+    box = editor.detect_faces(astronaut)[0]
+    x0, y0, side = crop_square(box, MESH_CROP_SCALE)
+    edited = editor.edit(astronaut, method=method, target="surprise", intensity=1.5, read_expressions=False).image
+    ys, xs = changed_rows_and_columns(astronaut, edited)
+    margin = 0.05 * side
+    bottom = min(y0 + side, astronaut.shape[0])
+    assert ys.max() < bottom - margin and xs.min() > max(x0, 0) + margin and xs.max() < x0 + side - margin
+
+
 def test_generators_that_move_no_mesh_refuse_the_controls(astronaut):
     from expr_models.models.cyclegan import CycleGANConfig, CycleGANModel
 

@@ -224,8 +224,12 @@ def paste_back(photo: np.ndarray, edited_crop: np.ndarray, transform: CropTransf
         return out
     r0, r1, c0, c1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
     m = np.clip(m[r0:r1, c0:c1], 0.0, 1.0)
-    src = edited[cy0 + r0:cy0 + r1, cx0 + c0:cx0 + c1].astype(np.float32)
     region = out[vy0 + r0:vy0 + r1, vx0 + c0:vx0 + c1]
+    if m.min() >= 1.0 and edited.dtype == photo.dtype:  # opaque (a mesh warp's whole crop): a plain copy
+        src = edited[cy0 + r0:cy0 + r1, cx0 + c0:cx0 + c1]
+        np.copyto(region, src[..., None] if region.ndim == 3 and src.ndim == 2 else src, casting="unsafe")
+        return out
+    src = edited[cy0 + r0:cy0 + r1, cx0 + c0:cx0 + c1].astype(np.float32)
     dst = photo[vy0 + r0:vy0 + r1, vx0 + c0:vx0 + c1].astype(np.float32)
     if dst.ndim == 3 and src.ndim == 2:
         src = src[..., None]

@@ -61,16 +61,17 @@ def learned_redraw(model: Any, margin: float | None = None) -> MouthRedraw:
 
     def redraw(image: np.ndarray, crop: np.ndarray, source: np.ndarray, target: np.ndarray
                ) -> tuple[int, int, int, int] | None:
-        grey = image.ndim == 2 or not np.abs(np.diff(image[..., :3].astype(np.int16), axis=2)).any()
         rgb = np.repeat(image[..., None], 3, axis=2) if image.ndim == 2 else np.ascontiguousarray(image[..., :3])
         frame = MouthFrame.from_points(target)
         points = frame.to_frame(target)
         window = frame.crop(rgb)
+        # A grey photo gets a grey mouth (judged on the mouth's window: the whole crop costs more than the network).
+        grey = image.ndim == 2 or not np.abs(np.diff(window.astype(np.int16), axis=2)).any()
         hole = hole_mask(points, reach)
         frames = torch.from_numpy(window).permute(2, 0, 1)[None].float() / 127.5 - 1.0
         drawn = model.inpaint(frames, torch.from_numpy(hole)[None, None], torch.from_numpy(lip_maps(points))[None])
         drawn = ((drawn[0].float().permute(1, 2, 0).cpu().numpy() + 1.0) * 127.5).clip(0, 255)
-        if grey:  # a grey photo gets a grey mouth
+        if grey:
             drawn = drawn @ _LUMA
             if image.ndim == 2:
                 return frame.paste(image, drawn, hole)

@@ -75,11 +75,12 @@ class FaceImageProcessor:
         x0, y0, side = crop_square(box, self.scale)
         return CropTransform(x0, y0, side, side, photo_width, photo_height)
 
-    def crop(self, photo: np.ndarray | Image.Image, box: FaceBox,
-             size: int | None = None) -> tuple[np.ndarray, CropTransform]:
+    def crop(self, photo: np.ndarray | Image.Image, box: FaceBox, size: int | None = None,
+             scale: float | None = None) -> tuple[np.ndarray, CropTransform]:
         """The face's square, resized to ``size x size`` (``None``: the photo's own resolution), and the transform
-        that maps it back. Where the square leaves the photo it is filled by reflection."""
-        return crop_face(photo, box, size, self.scale)
+        that maps it back. Where the square leaves the photo it is filled by reflection. ``scale``: the square's side
+        over the box's (``None``: the processor's, the training framing)."""
+        return crop_face(photo, box, size, self.scale if scale is None else scale)
 
     def blend_mask(self, transform: CropTransform, box: FaceBox | None = None,
                    photo: np.ndarray | None = None) -> np.ndarray:

@@ -190,11 +190,17 @@ def apply_log_shading(image: np.ndarray, target: np.ndarray, texture: np.ndarray
     factor = eye_distance_px(target) / max(eye_distance_px(texture), 1e-6)
     log_shading = cv2.resize(np.ascontiguousarray(log_shading, np.float32), None, fx=factor, fy=factor,
                              interpolation=cv2.INTER_AREA if factor < 1 else cv2.INTER_LINEAR)
-    mapped = backward_map(image.shape[:2], texture * factor, target, triangles=_TRIANGLES,
-                          boundary=np.array(FACE_OVAL))
+    # Only the face's oval is shaded, so the map is made in its box alone (with room for the fold fade's blurs): a
+    # crop wide enough for a dropped jaw would otherwise cost the warp's outer ring of triangles, all zeroed below.
+    room = 2 + int(_SURROUND * eye_distance_px(target))
+    oval_low = np.maximum(np.floor(target[list(FACE_OVAL)].min(0)).astype(int) - room, 0)
+    oval_high = np.minimum(np.ceil(target[list(FACE_OVAL)].max(0)).astype(int) + room + 1, image.shape[1::-1])
+    mapped = backward_map(tuple((oval_high - oval_low)[::-1]), texture * factor, target - oval_low,
+                          triangles=_TRIANGLES, boundary=np.array(FACE_OVAL))
     if mapped is None:
         return image.copy(), None
     map_x, map_y, inside, (x0, y0, x1, y1) = mapped
+    x0, x1, y0, y1 = x0 + oval_low[0], x1 + oval_low[0], y0 + oval_low[1], y1 + oval_low[1]
     field = cv2.remap(log_shading, map_x, map_y, cv2.INTER_LINEAR,
                       borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
     # Only inside the face's oval: the warp's outer ring of triangles maps anchors that mean nothing in the texture.

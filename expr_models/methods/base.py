@@ -62,6 +62,9 @@ class FaceToEdit:
     steps: int = 100  # optimisation steps, for methods that optimise
     progress: ProgressCallback = no_progress  # this face's share of the edit's progress
     controls: Mapping[str, Any] = field(default_factory=dict)  # the method's own options, checked
+    # Set by a method that knows where its edit can reach (x0, y0, x1, y1 in crop pixels; a mesh warp's moving
+    # triangles and shading), for its blend mask.
+    changed_box: tuple[int, int, int, int] | None = None
 
 
 class EditingMethod:
@@ -113,6 +116,11 @@ class EditingMethod:
     def blend_mask(self, editor: Editor, face: FaceToEdit) -> np.ndarray | None:
         """The mask (``side x side`` float32 in [0, 1]) that pastes the edited crop back, or None for the editor's
         feathered face mask."""
+        return None
+
+    def crop_scale(self, editor: Editor) -> float | None:
+        """How many times the detector's box the face's crop spans, or None for the editor's (the framing the
+        generators were trained at)."""
         return None
 
 

@@ -9,8 +9,8 @@ import numpy as np
 from ..labels import EXPRESSIONS
 from ..models.mesh_motion import CONTROLS
 from .base import EditingMethod, Editor, FaceToEdit, warp_refine_edit
-from .mesh import (MAX_INTENSITY, check_controls, generator_motion, mesh_warp_edit, moves_meshes, refuse_controls,
-                   whole_crop)
+from .mesh import (MAX_INTENSITY, MESH_CROP_SCALE, check_controls, generator_motion, mesh_warp_edit, moves_meshes,
+                   refuse_controls, whole_crop)
 
 
 class CycleGANEdit(EditingMethod):
@@ -42,6 +42,9 @@ class CycleGANEdit(EditingMethod):
     def blend_mask(self, editor: Editor, face: FaceToEdit) -> np.ndarray | None:
         model = editor.model("cyclegan", checkpoint_for(editor, face.target))
         return whole_crop(face) if model.config.generator_type == "mesh" else None
+
+    def crop_scale(self, editor: Editor) -> float | None:
+        return MESH_CROP_SCALE if moves_meshes(editor, "cyclegan") else None
 
     def edit_face(self, editor: Editor, face: FaceToEdit) -> np.ndarray:
         model = editor.model("cyclegan", checkpoint_for(editor, face.target))

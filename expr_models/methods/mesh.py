@@ -23,6 +23,10 @@ from ..models.mesh_motion import CONTROLS
 from .base import EditingMethod, Editor, FaceToEdit
 
 MAX_INTENSITY = 1.5  # past 1 for users who want more than the real expression's amplitude
+# A mesh warp's crop, over the detector's box. The warp's ring of fixed anchors must lie below a dropped jaw: in the
+# editor's training framing (1.25) the crop ends just under the chin, so a surprise's chin was pressed against the
+# crop's edge and cut off by a straight line, with the photo's own neck beneath it.
+MESH_CROP_SCALE = 2.0
 CLOSED_MOUTH_TARGETS = ("happy",)  # smiles show teeth where they open: without a mouth filler they stay closed
 # What draws the mouth a warp opens or closes: the learned mouth (lips closing), the exemplar bank (lips parting).
 MOUTH_COMPONENTS = ("mouth_inpainter", "mouth_exemplars")
@@ -86,10 +90,16 @@ def expression_weights(target: str, source: str, intensity: float) -> dict[str, 
 
 
 def whole_crop(face: FaceToEdit) -> np.ndarray:
-    """The paste mask of a mesh warp: the whole crop. The warp is the identity beyond its ring of fixed anchors, so
+    """The paste mask of a mesh warp: 1 over the box its moving triangles and shading reach (``face.changed_box``;
+    the whole crop where it is not set), 0 beyond. The warp is the identity beyond its ring of fixed anchors, so
     every pixel it does not move keeps its bytes; the feathered face ellipse would blend the original back over a
     jaw or brow that moved past it."""
-    return np.ones(face.crop.shape[:2], np.float32)
+    if face.changed_box is None:
+        return np.ones(face.crop.shape[:2], np.float32)
+    mask = np.zeros(face.crop.shape[:2], np.float32)
+    x0, y0, x1, y1 = face.changed_box
+    mask[y0:y1, x0:x1] = 1.0
+    return mask
 
 
 def warp_parts(has: Callable[[str], bool], load: Callable[[str], Any]) -> dict[str, Any]:
@@ -122,7 +132,9 @@ def mesh_warp_edit(editor: Editor, face: FaceToEdit, motion: MeshMotion, source:
     # core took a 1 MP photo's edit from about 0.1 s to 0.8 s.
     with editor.generating():
         expressions = expression_weights(face.target, source, face.intensity) if source else None
-        return warp_face(face.crop, points[:, :2], target, expressions=expressions, **parts).image
+        result = warp_face(face.crop, points[:, :2], target, expressions=expressions, **parts)
+    face.changed_box = result.box or (0, 0, 0, 0)  # nothing moved: nothing to paste
+    return result.image
 
 
 def mouth_rules(points: np.ndarray, target: np.ndarray, expression: str, mouth_open: float,
@@ -202,6 +214,9 @@ class MeshMotionEdit(EditingMethod):
 
     def blend_mask(self, editor: Editor, face: FaceToEdit) -> np.ndarray:
         return whole_crop(face)
+
+    def crop_scale(self, editor: Editor) -> float:
+        return MESH_CROP_SCALE
 
     def edit_face(self, editor: Editor, face: FaceToEdit) -> np.ndarray:
         model = editor.model("mesh_motion")

@@ -9,7 +9,7 @@ import torch
 
 from ..models.mesh_motion import CONTROLS
 from .base import EditingMethod, Editor, FaceToEdit, warp_refine_edit
-from .mesh import (MAX_INTENSITY, check_controls, generator_motion, mesh_warp_edit, moves_meshes, refuse_controls,
+from .mesh import (MAX_INTENSITY, MESH_CROP_SCALE, check_controls, generator_motion, mesh_warp_edit, moves_meshes, refuse_controls,
                    source_for, whole_crop)
 
 
@@ -37,6 +37,9 @@ class SAGANEdit(EditingMethod):
 
     def blend_mask(self, editor: Editor, face: FaceToEdit) -> np.ndarray | None:
         return whole_crop(face) if editor.model("sagan").config.generator_type == "mesh" else None
+
+    def crop_scale(self, editor: Editor) -> float | None:
+        return MESH_CROP_SCALE if moves_meshes(editor, "sagan") else None
 
     def edit_face(self, editor: Editor, face: FaceToEdit) -> np.ndarray:
         model = editor.model("sagan")
