@@ -10,7 +10,8 @@ import pytest
 
 from expr_models.errors import ExpressionEditError
 from expr_models.faces.mesh import face_mesh
-from expr_models.faces.mesh_topology import LEFT_BROW, LEFT_EYE, LIPS_OUTER, RIGHT_BROW, RIGHT_EYE
+from expr_models.faces.mesh_topology import (LEFT_BROW, LEFT_EYE, LEFT_EYE_UPPER, LIPS_OUTER, RIGHT_BROW, RIGHT_EYE,
+                                             RIGHT_EYE_UPPER)
 from expr_models.pipeline import ExpressionEditor
 
 CHECKPOINTS = Path(__file__).resolve().parents[1] / "checkpoints"
@@ -147,7 +148,7 @@ def test_the_learned_mouth_runs_under_the_editors_thread_cap(astronaut, monkeypa
 def test_lips_never_pass_through_each_other(mesh):
     from expr_models.faces.mesh import inner_lip_gap
     from expr_models.faces.mesh_topology import LIPS_INNER_LOWER, LIPS_INNER_UPPER
-    from expr_models.methods.mesh import mouth_rules
+    from expr_models.methods.mesh import target_rules
 
     points = np.asarray(mesh, np.float64)
     upper, lower = list(LIPS_INNER_UPPER[1:-1]), list(LIPS_INNER_LOWER[1:-1])
@@ -157,10 +158,33 @@ def test_lips_never_pass_through_each_other(mesh):
     folded[upper], folded[lower] = 2 * middle - folded[upper], 2 * middle - folded[lower]
     assert inner_lip_gap(np.c_[folded, points[:, 2]]) < -0.05
     for mouth_open in (0.0, 1.0):  # whatever the user asks: lips that meet, not crossed
-        fixed = mouth_rules(points, folded, "neutral", mouth_open, has_exemplars=True)
+        fixed = target_rules(points, folded, "neutral", {"mouth_open": mouth_open}, has_exemplars=True)
         assert inner_lip_gap(np.c_[fixed, points[:, 2]]) == pytest.approx(0.0, abs=1e-9)
         assert np.allclose((fixed[upper] + fixed[lower]) / 2, middle)  # each pair met half-way
         others = np.setdiff1d(np.arange(len(points)), upper + lower)
         assert np.array_equal(fixed[others], folded[others])
     opened = points[:, :2].copy()  # lips that part are left as they are
-    assert np.array_equal(mouth_rules(points, opened, "surprise", 0.0, has_exemplars=True), opened)
+    assert np.array_equal(target_rules(points, opened, "surprise", {}, has_exemplars=True), opened)
+
+
+def test_no_expression_closes_an_eye_to_a_slit_unless_the_user_asks(mesh):
+    """A motion closes every face's lids by about the same distance, which shuts narrow eyes: the rules keep each eye
+    at least EYE_FLOOR as open as it was, leave an opening motion alone, and let the eyes control close them."""
+    from expr_models.faces.mesh import eye_openings
+    from expr_models.methods.mesh import EYE_FLOOR, target_rules
+
+    points = np.asarray(mesh, np.float64)
+    opened = eye_openings(points)
+    assert (opened > 0).all()
+    shut = points[:, :2].copy()
+    down = np.array([0.0, 1.0])
+    for upper in (RIGHT_EYE_UPPER[1:-1], LEFT_EYE_UPPER[1:-1]):
+        shut[list(upper)] += 0.8 * opened.max() * down  # the upper lids drop most of the way
+    kept = target_rules(points, shut, "sad", {}, has_exemplars=True)
+    assert np.allclose(eye_openings(np.concatenate([kept, points[:, 2:]], 1)), EYE_FLOOR * opened, rtol=0.02)
+    untouched = [i for i in range(len(points)) if i not in set(RIGHT_EYE) | set(LEFT_EYE)]
+    assert np.array_equal(kept[untouched], shut[untouched])  # only the eyes' contours
+    assert np.array_equal(target_rules(points, shut, "sad", {"eyes": -0.5}, has_exemplars=True), shut)
+    wide = points[:, :2].copy()
+    wide[list(RIGHT_EYE_UPPER[1:-1])] -= 0.3 * opened[0] * down
+    assert np.array_equal(target_rules(points, wide, "surprise", {}, has_exemplars=True), wide)

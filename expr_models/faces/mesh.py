@@ -253,6 +253,32 @@ def uncross_lips(source: np.ndarray, target: np.ndarray) -> np.ndarray:
     return _limit_lip_gap(np.asarray(source, np.float64), target, np.inf, least=0.0)
 
 
+# The seven matching upper and lower lid points between each eye's corners (right eye, then left).
+_EYE_LIDS = ((list(RIGHT_EYE_UPPER[1:-1]), list(RIGHT_EYE_LOWER[1:-1]), list(RIGHT_EYE)),
+             (list(LEFT_EYE_UPPER[1:-1]), list(LEFT_EYE_LOWER[1:-1]), list(LEFT_EYE)))
+
+
+def eye_openings(points: np.ndarray) -> np.ndarray:
+    """How far each eye (right, left) is open: the mean distance between its matching upper and lower lid points,
+    across the eye (perpendicular to the line of the eyes), in the mesh's units."""
+    points = np.asarray(points, np.float64)
+    down = _across_mouth(points)
+    return np.array([float(np.mean((points[lower, :2] - points[upper, :2]) @ down)) for upper, lower, _ in _EYE_LIDS])
+
+
+def keep_eyes_open(source: np.ndarray, target: np.ndarray, least: float) -> np.ndarray:
+    """``target`` (468 x 2) with each eye at least ``least`` as open as in ``source`` (468 x 2+): an eye that a motion
+    closes further has its contour's motion scaled down until it is. A motion is a displacement of about the same
+    size on every face, so it closes narrow eyes to slits that a wide-eyed face shows as a droop."""
+    source, target = np.asarray(source, np.float64), np.array(target, np.float64)
+    before, after = eye_openings(source), eye_openings(np.concatenate([target, source[:, 2:]], 1))
+    for (_, _, contour), opened, closed in zip(_EYE_LIDS, before, after):
+        if opened > 0 and closed < least * opened:
+            keep = (1.0 - least) * opened / (opened - closed)  # the share of the motion that leaves it that open
+            target[contour] = source[contour, :2] + keep * (target[contour] - source[contour, :2])
+    return target
+
+
 def keep_lips_closed(source: np.ndarray, target: np.ndarray, slack: float = 0.0) -> np.ndarray:
     """``target`` (468 x 2) with each pair of matching inner-lip points parted at most ``slack`` eye distances more
     than in ``source`` (468 x 2+), measured across the mouth: the two points meet half-way. A warp can move lips but

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from ..errors import ExpressionEditError
-from ..faces.mesh import face_mesh, keep_lips_closed, uncross_lips
+from ..faces.mesh import face_mesh, keep_eyes_open, keep_lips_closed, uncross_lips
 from ..faces.mesh_motion import normalise
 from ..faces.mesh_warp import warp_face
 from ..models.mesh_motion import CONTROLS
@@ -27,6 +27,10 @@ MAX_INTENSITY = 1.5  # past 1 for users who want more than the real expression's
 # editor's training framing (1.25) the crop ends just under the chin, so a surprise's chin was pressed against the
 # crop's edge and cut off by a straight line, with the photo's own neck beneath it.
 MESH_CROP_SCALE = 2.0
+# No expression closes an eye past this share of its opening. The generators move every face's lids about as far, so
+# they closed narrow eyes to slits (SA-GAN → sad: 0.54 of a London man's opening, 0.64-0.72 of others'); the same
+# JAFFE posers' real expressions keep 0.91 (sad) and 0.86 (disgust) of it, 0.65-0.84 at the narrowest.
+EYE_FLOOR = 0.75
 CLOSED_MOUTH_TARGETS = ("happy",)  # smiles show teeth where they open: without a mouth filler they stay closed
 # What draws the mouth a warp opens or closes: the learned mouth (lips closing), the exemplar bank (lips parting).
 MOUTH_COMPONENTS = ("mouth_inpainter", "mouth_exemplars")
@@ -125,8 +129,7 @@ def mesh_warp_edit(editor: Editor, face: FaceToEdit, motion: MeshMotion, source:
     stored smile fits: held shut, the lips would stretch over the gap. ``source``: the expression the face is edited
     from, whose furrows the shading takes away as it adds the target's (:func:`expression_weights`)."""
     points = crop_mesh(editor, face)
-    target = mouth_rules(points, motion(points), face.target, face.controls.get("mouth_open", 0.0),
-                         editor.has("mouth_exemplars"))
+    target = target_rules(points, motion(points), face.target, face.controls, editor.has("mouth_exemplars"))
     parts = warp_parts(editor.has, editor.model)
     # The learned mouth is a network too, so it runs under the editor's thread cap: two threads fighting a busy
     # core took a 1 MP photo's edit from about 0.1 s to 0.8 s.
@@ -137,14 +140,17 @@ def mesh_warp_edit(editor: Editor, face: FaceToEdit, motion: MeshMotion, source:
     return result.image
 
 
-def mouth_rules(points: np.ndarray, target: np.ndarray, expression: str, mouth_open: float,
-                has_exemplars: bool) -> np.ndarray:
+def target_rules(points: np.ndarray, target: np.ndarray, expression: str, controls: Mapping[str, float],
+                 has_exemplars: bool) -> np.ndarray:
     """The last word on a motion's target mesh (468 x 2) of a face at ``points``, for the editor and the evaluation
-    alike: lips never pass through each other (a mild gasp undone by a median one's motion would fold them), and
-    without the exemplar bank a smile keeps them as they were (``CLOSED_MOUTH_TARGETS``) unless the user asks for an
-    open mouth (``mouth_open`` > 0)."""
+    alike: lips never pass through each other (a mild gasp undone by a median one's motion would fold them); no eye
+    closes past ``EYE_FLOOR`` of its opening unless the user closes it (the ``eyes`` control below 0); and without the
+    exemplar bank a smile keeps the lips as they were (``CLOSED_MOUTH_TARGETS``) unless the user asks for an open
+    mouth (``mouth_open`` > 0)."""
     target = uncross_lips(points, target)
-    if not has_exemplars and expression in CLOSED_MOUTH_TARGETS and mouth_open <= 0:
+    if controls.get("eyes", 0.0) >= 0 and EYE_FLOOR > 0:
+        target = keep_eyes_open(points, target, EYE_FLOOR)
+    if not has_exemplars and expression in CLOSED_MOUTH_TARGETS and controls.get("mouth_open", 0.0) <= 0:
         return keep_lips_closed(points, target)
     return target
 
