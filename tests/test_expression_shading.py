@@ -213,7 +213,8 @@ def test_committed_furrow_maps_cover_five_expressions_and_leave_eyes_and_mouth_a
     maps = shading.class_log_ratio.detach().numpy()
     side = config.class_texture_size
     assert maps.shape == (5, side, side) and np.isfinite(maps).all()
-    texture = texture_points(shading.mean_mesh.detach().numpy(), side, config.texture_scale * side / config.texture_size)
+    scale = config.texture_scale * side / config.texture_size
+    texture = texture_points(shading.mean_mesh.detach().numpy(), side, scale)
     outside = polygon_mask(texture[list(FACE_OVAL)], (side, side)) == 0
     assert np.abs(maps[:, outside]).max() == 0
     for point in (159, 386, 13, 14, 152):  # the eyes' upper lids, the lips, the chin: the warp and the mouth own them

@@ -239,8 +239,8 @@ def warp_face(crop: np.ndarray, source: np.ndarray, target: np.ndarray, mouth=No
     ``closest(inner_lips) -> mouth_fill.Exemplar | None``, e.g. ``MouthExemplarsModel``) whose nearest interior fills
     a newly opened mouth of a colour crop (:func:`exemplar_fill`). ``exemplars``: with the learned mouth, that bank
     for the lips that part. A parting mouth that no stored smile fits (a round, surprised one) gets the dark cavity.
-    ``shading``: the skin's expression shading (anything with ``shade_with_box(image, source, target, expressions)``, i.e.
-    ``ExpressionShadingModel``), applied after the warp: a smile's folds and lifted cheeks appear, or fade when a
+    ``shading``: the skin's expression shading (anything with ``shade_with_box(image, source, target, expressions)``,
+    i.e. ``ExpressionShadingModel``), applied after the warp: a smile's folds and lifted cheeks appear, or fade when a
     smile is undone; and the furrows of ``expressions`` (``{expression: weight}``, negative: taken away).
 
     Why the learned mouth does not open mouths here: at 1024 px its teeth are softer than an exemplar's real ones, and

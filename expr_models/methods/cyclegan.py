@@ -10,7 +10,7 @@ from ..labels import EXPRESSIONS
 from ..models.mesh_motion import CONTROLS
 from .base import EditingMethod, Editor, FaceToEdit, warp_refine_edit
 from .mesh import (MAX_INTENSITY, MESH_CROP_SCALE, check_controls, generator_motion, mesh_warp_edit, moves_meshes,
-                   refuse_controls, whole_crop)
+                   refuse_controls, warp_mask)
 
 
 class CycleGANEdit(EditingMethod):
@@ -41,7 +41,7 @@ class CycleGANEdit(EditingMethod):
 
     def blend_mask(self, editor: Editor, face: FaceToEdit) -> np.ndarray | None:
         model = editor.model("cyclegan", checkpoint_for(editor, face.target))
-        return whole_crop(face) if model.config.generator_type == "mesh" else None
+        return warp_mask(face) if model.config.generator_type == "mesh" else None
 
     def crop_scale(self, editor: Editor) -> float | None:
         return MESH_CROP_SCALE if moves_meshes(editor, "cyclegan") else None

@@ -93,11 +93,11 @@ def expression_weights(target: str, source: str, intensity: float) -> dict[str, 
     return {target: float(intensity), source: -float(intensity)} if source != target else {}
 
 
-def whole_crop(face: FaceToEdit) -> np.ndarray:
-    """The paste mask of a mesh warp: 1 over the box its moving triangles and shading reach (``face.changed_box``;
-    the whole crop where it is not set), 0 beyond. The warp is the identity beyond its ring of fixed anchors, so
-    every pixel it does not move keeps its bytes; the feathered face ellipse would blend the original back over a
-    jaw or brow that moved past it."""
+def warp_mask(face: FaceToEdit) -> np.ndarray:
+    """The paste mask of a mesh warp: 1 over the box its moving triangles and shading reach (``face.changed_box``,
+    which :func:`mesh_warp_edit` sets; the whole crop where it is not set), 0 beyond. The warp is the identity beyond
+    its ring of fixed anchors, so every pixel it does not move keeps its bytes; the feathered face ellipse would blend
+    the original back over a jaw or brow that moved past it."""
     if face.changed_box is None:
         return np.ones(face.crop.shape[:2], np.float32)
     mask = np.zeros(face.crop.shape[:2], np.float32)
@@ -219,7 +219,7 @@ class MeshMotionEdit(EditingMethod):
         return check_controls(super().check_controls(controls))
 
     def blend_mask(self, editor: Editor, face: FaceToEdit) -> np.ndarray:
-        return whole_crop(face)
+        return warp_mask(face)
 
     def crop_scale(self, editor: Editor) -> float:
         return MESH_CROP_SCALE

@@ -9,8 +9,8 @@ import torch
 
 from ..models.mesh_motion import CONTROLS
 from .base import EditingMethod, Editor, FaceToEdit, warp_refine_edit
-from .mesh import (MAX_INTENSITY, MESH_CROP_SCALE, check_controls, generator_motion, mesh_warp_edit, moves_meshes, refuse_controls,
-                   source_for, whole_crop)
+from .mesh import (MAX_INTENSITY, MESH_CROP_SCALE, check_controls, generator_motion, mesh_warp_edit, moves_meshes,
+                   refuse_controls, source_for, warp_mask)
 
 
 class SAGANEdit(EditingMethod):
@@ -36,7 +36,7 @@ class SAGANEdit(EditingMethod):
         return check_controls(super().check_controls(controls))
 
     def blend_mask(self, editor: Editor, face: FaceToEdit) -> np.ndarray | None:
-        return whole_crop(face) if editor.model("sagan").config.generator_type == "mesh" else None
+        return warp_mask(face) if editor.model("sagan").config.generator_type == "mesh" else None
 
     def crop_scale(self, editor: Editor) -> float | None:
         return MESH_CROP_SCALE if moves_meshes(editor, "sagan") else None
