@@ -165,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--class-faces", type=int, default=2000, help="FER2013 faces per expression for the furrows")
     parser.add_argument("--class-weight", type=float, default=1.5,
                         help="the furrow maps' scale at weight 1 (1.5: chosen on validation crops, SA-GAN success "
-                             "over six targets 38.5%% without, 41.1%% at 1, 42.1%% at 1.5)")
+                             "over seven targets 38.5%% without, 41.1%% at 1, 42.1%% at 1.5)")
     args = parser.parse_args(argv)
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     if not Path(args.data, "fei").is_dir() and not Path(args.data, "london").is_dir():
