@@ -263,3 +263,25 @@ def test_an_edit_adds_the_target_s_furrows_and_takes_the_source_s_away():
     assert expression_weights("angry", "sad", 0.5) == {"angry": 0.5, "sad": -0.5}
     assert expression_weights("neutral", "surprise", 1.0) == {"neutral": 1.0, "surprise": -1.0}
     assert expression_weights("happy", "happy", 1.0) == {}
+
+
+def test_a_smile_s_shading_comes_with_happy_only_where_the_expressions_are_known(shading, mesh_motion):
+    """Closing a surprise's jaw lifts the mouth corners too; with the edit's expressions known, a smile's shading
+    needs happy among them, with its sign."""
+    photo, points, target = synthetic_face(mesh_motion)
+    assert shading.smile(points, target) > 0.5
+    smiled = shading.shade(photo, points, target)
+    assert np.array_equal(shading.shade(photo, points, target, {"happy": 1.0, "neutral": -1.0}), smiled)
+    for expressions in ({"neutral": 1.0, "surprise": -1.0}, {"happy": -1.0}, {"neutral": 1.0}):
+        # The furrows alone, where the face now is (a motion with no smile in it).
+        assert np.array_equal(shading.shade(photo, points, target, expressions),
+                              shading.shade(photo, target, target, expressions))
+
+
+def test_taking_an_expression_away_brightens_the_skin_only_a_little(shading, mesh_motion):
+    photo, points, _ = synthetic_face(mesh_motion)
+    for name in shading.config.class_names:
+        undone = shading.shade(photo, points, points, {name: -2.0})
+        ratio = (undone.astype(np.float32) + 0.5) / (photo.astype(np.float32) + 0.5)
+        assert ratio.max() <= np.exp(shading.config.max_class_lift) + 0.02
+        assert ratio.min() < 0.97 or name == "sad"  # where the expression brightened, it darkens back fully

@@ -135,6 +135,8 @@ def mesh_warp_edit(editor: Editor, face: FaceToEdit, motion: MeshMotion, source:
     # core took a 1 MP photo's edit from about 0.1 s to 0.8 s.
     with editor.generating():
         expressions = expression_weights(face.target, source, face.intensity) if source else None
+        if expressions is not None and face.controls.get("smile"):  # the smile control's folds come with it
+            expressions["happy"] = expressions.get("happy", 0.0) + float(face.controls["smile"])
         result = warp_face(face.crop, points[:, :2], target, expressions=expressions, **parts)
     face.changed_box = result.box or (0, 0, 0, 0)  # nothing moved: nothing to paste
     return result.image

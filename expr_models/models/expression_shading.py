@@ -67,6 +67,7 @@ class ExpressionShadingConfig(PreTrainedConfig):
             they come from 48-px faces, so a coarser texture holds all there is.
         class_weight: the furrow maps' scale at weight 1, chosen on validation faces.
         max_class_weight: the largest weight (either sign) applied to one class's map.
+        max_class_lift: taking expressions away brightens the skin by at most this much (log units).
         class_faces: how many faces the furrow maps were taken over (for the card).
     """
 
@@ -85,6 +86,7 @@ class ExpressionShadingConfig(PreTrainedConfig):
     class_texture_size: int = 128
     class_weight: float = 1.0
     max_class_weight: float = 2.0
+    max_class_lift: float = 0.05
     class_faces: int = 0
 
     def validate_expression_shading(self):
@@ -171,7 +173,9 @@ class ExpressionShadingModel(ExprPreTrainedModel):
               expressions: Mapping[str, float] | None = None) -> np.ndarray:
         """``image`` (H x W (x C) uint8: the face already warped to ``target``, 468 x 2+ px) with the shading of the
         smile in the motion ``source`` -> ``target`` and the furrows of ``expressions`` (``{expression: weight}``,
-        1 = the median face's, negative = taken away); the image itself where there is neither."""
+        1 = the median face's, negative = taken away); the image itself where there is neither. Given
+        ``expressions``, the smile's shading needs ``happy`` among them, and its sign: a smile drawn where happy is
+        added, undone where it is taken away."""
         return self.shade_with_box(image, source, target, expressions)[0]
 
     def shade_with_box(self, image: np.ndarray, source: np.ndarray, target: np.ndarray,
@@ -180,12 +184,24 @@ class ExpressionShadingModel(ExprPreTrainedModel):
         """:meth:`shade` and the box of the pixels it changed (None: none)."""
         image, box = np.asarray(image).copy(), None
         smile = self.smile(source, target)
+        if expressions is not None:
+            # Where the edit's expressions are known, a smile's shading comes with happy only: closing a surprise's
+            # jaw lifts the mouth corners too, and painted a smile's cheek highlights onto a face going neutral.
+            happy = float(expressions.get("happy", 0.0))
+            smile = max(smile, 0.0) if happy > 0 else min(smile, 0.0) if happy < 0 else 0.0
         if abs(smile) >= 1e-3:
             weight = smile * self.amount(image, target)
             # Undoing a smile lifts this face's own folds, as far as the smile is undone (see faces.shading).
             image, box = apply_log_shading(image, target, self.texture_points, weight * self._numpy(self.log_ratio),
                                            lift=min(max(-smile, 0.0), 1.0))
-        furrows = self.class_log_shading(expressions)
+        expressions = expressions or {}
+        added = self.class_log_shading({name: w for name, w in expressions.items() if w > 0})
+        taken = self.class_log_shading({name: w for name, w in expressions.items() if w < 0})
+        if taken is not None:
+            # Taking an expression away brightens its median furrows by at most this much: a median knot lifted
+            # where this face has none lights the skin up (a surprise undone left the cheeks glowing).
+            taken = np.minimum(taken, self.config.max_class_lift)
+        furrows = added if taken is None else taken if added is None else added + taken
         if furrows is not None:
             config = self.config
             texture = texture_points(self._numpy(self.mean_mesh), config.class_texture_size,
