@@ -41,7 +41,7 @@ from expr_models.data.sources import scan_fer2013
 from expr_models.evaluation.mesh_heldout import PhotoMesher, load_mesh_caches, read_rgb
 from expr_models.faces.mesh_motion import canonical_displacement
 from expr_models.faces.mesh_topology import FACE_OVAL, LEFT_EYE, LIPS_OUTER, RIGHT_EYE
-from expr_models.faces.shading import (_DARK, SMILE_POINTS, log_ratio, polygon_mask, skin_contrast, skin_mask,
+from expr_models.faces.shading import (SMILE_POINTS, log_ratio, log_texture, polygon_mask, skin_contrast, skin_mask,
                                        smile_coefficient, texture_points, to_texture)
 from expr_models.models.expression_shading import ExpressionShadingConfig, ExpressionShadingModel
 from expr_models.models.mesh_motion import MeshMotionModel
@@ -108,7 +108,7 @@ def furrow_maps(data: Path, cache: Path, texture: np.ndarray, size: int, scale: 
     training = {str(r.path.resolve()) for r in records if r.split == "train"}
     with np.load(cache) as stored:
         ids, points, presence = stored["ids"], stored["points"], stored["presence"]
-    face = polygon_mask(texture[list(FACE_OVAL)], (size, size)) > 0
+    face = polygon_mask(texture[list(FACE_OVAL)], (size, size))
     rng = np.random.default_rng(seed)
     medians, counts = {}, {}
     for name in ("neutral",) + CLASS_NAMES:
@@ -121,9 +121,7 @@ def furrow_maps(data: Path, cache: Path, texture: np.ndarray, size: int, scale: 
             if grey is None:
                 print(f"{ids[i]}: unreadable, left out", file=sys.stderr)
                 continue
-            flat = to_texture(grey, points[i][:, :2].astype(np.float64), texture, size, scale)
-            log = np.log(cv2.GaussianBlur(flat, (0, 0), 1.0) + _DARK)
-            logs.append((log - np.median(log[face])) * face)
+            logs.append(log_texture(to_texture(grey, points[i][:, :2].astype(np.float64), texture, size, scale), face))
         if not logs:
             raise SystemExit(f"no FER2013 training faces of {name} in {cache}")
         medians[name], counts[name] = np.median(np.stack(logs), axis=0), len(logs)

@@ -75,6 +75,13 @@ def to_texture(image: np.ndarray, points: np.ndarray, texture: np.ndarray, size:
     return out * polygon_mask(texture[list(FACE_OVAL)], (size, size))
 
 
+def log_texture(texture: np.ndarray, face: np.ndarray, sigma: float = 1.0) -> np.ndarray:
+    """A shape-free texture's log brightness, lightly smoothed, less its median over ``face`` (a photo's exposure is
+    no expression), 0 outside ``face``: what the furrow maps take the median of, over thousands of faces."""
+    log = np.log(cv2.GaussianBlur(texture, (0, 0), sigma) + _DARK)
+    return ((log - np.median(log[face > 0])) * face).astype(np.float32)
+
+
 def log_ratio(expression: np.ndarray, neutral: np.ndarray, face: np.ndarray, sigma: float = 1.0) -> np.ndarray:
     """One person's log ratio image (expression over neutral textures), lightly smoothed, less its median over the
     face (a change of exposure between the two photos is no expression), 0 outside ``face``."""
