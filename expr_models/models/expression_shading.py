@@ -1,7 +1,7 @@
 """Expression shading: the skin's creases and highlights of a smile (nasolabial folds, lifted cheeks, the lower lids),
 added by an edit towards a smile and taken away by one towards neutral; and the furrows of the other expressions
-(the brows' knot of anger, the nose's wrinkles of disgust, the forehead of surprise), added towards them and taken
-away from them.
+(the brows' knot of anger, the nose's wrinkles of disgust, the lit lids under surprise's raised brows), added
+towards them and taken away from them.
 
     model = ExpressionShadingModel.from_pretrained("checkpoints/expression_shading")
     shaded = model.shade(warped_photo, source_points, target_points, expressions={"angry": 1.0, "sad": -1.0})
@@ -117,8 +117,9 @@ class ExpressionShadingModel(ExprPreTrainedModel):
         "`model.shade(warped_photo, source_points, target_points)` multiplies the warped photo by it, warped onto "
         "the edit's mesh and scaled by the smile in the edit's motion and by the photo's lighting contrast: folds "
         "and lifted cheeks appear with a smile and fade with its undoing. The other expressions' furrows (anger's "
-        "knotted brows, disgust's wrinkled nose, surprise's forehead) come from the median textures of thousands of "
-        "unpaired faces of each expression over neutral ones: `model.shade(..., expressions={'angry': 1.0})`."
+        "knotted brows, disgust's wrinkled nose, the lit lids under surprise's raised brows) come from the median "
+        "textures of thousands of unpaired faces of each expression over neutral ones: "
+        "`model.shade(..., expressions={'angry': 1.0})`."
     )
 
     def __init__(self, config: ExpressionShadingConfig):
