@@ -212,8 +212,8 @@ def eye_distance(points: np.ndarray) -> float:
 _UPPER_INNER, _LOWER_INNER = list(LIPS_INNER_UPPER[1:-1]), list(LIPS_INNER_LOWER[1:-1])
 
 
-def _across_mouth(points: np.ndarray) -> np.ndarray:
-    """The unit vector across the mouth (perpendicular to the line of the eyes, pointing down the face)."""
+def _down_the_face(points: np.ndarray) -> np.ndarray:
+    """The unit vector down the face (perpendicular to the line of the eyes): across the mouth and the eyes."""
     right, left = eye_centres(points)
     along = (left - right) / np.linalg.norm(left - right)
     return np.array([-along[1], along[0]])
@@ -229,7 +229,7 @@ def inner_lip_gap(points: np.ndarray) -> float:
     between the inner corners), measured across the mouth (perpendicular to the line of the eyes), over the eye
     distance. About 0.02 for a closed mouth."""
     points = np.asarray(points, np.float64)
-    return float(np.mean(_lip_gaps(points, _across_mouth(points))) / eye_distance(points))
+    return float(np.mean(_lip_gaps(points, _down_the_face(points))) / eye_distance(points))
 
 
 def _limit_lip_gap(source: np.ndarray, target: np.ndarray, allowed: np.ndarray | float,
@@ -238,7 +238,7 @@ def _limit_lip_gap(source: np.ndarray, target: np.ndarray, allowed: np.ndarray |
     ``least`` (photo units; per pair or one number) across the mouth (perpendicular to ``source``'s line of the
     eyes): a pair outside those bounds moves to the nearer one, each point half the way."""
     target = np.array(target, np.float64)
-    down = _across_mouth(source)
+    down = _down_the_face(source)
     gap = _lip_gaps(target, down)
     change = np.maximum(gap - allowed, 0.0) - np.maximum(least - gap, 0.0)  # > 0: close by it, < 0: open by it
     target[_UPPER_INNER] += (change / 2)[:, None] * down
@@ -262,7 +262,7 @@ def eye_openings(points: np.ndarray) -> np.ndarray:
     """How far each eye (right, left) is open: the mean distance between its matching upper and lower lid points,
     across the eye (perpendicular to the line of the eyes), in the mesh's units."""
     points = np.asarray(points, np.float64)
-    down = _across_mouth(points)
+    down = _down_the_face(points)
     return np.array([float(np.mean((points[lower, :2] - points[upper, :2]) @ down)) for upper, lower, _ in _EYE_LIDS])
 
 
@@ -271,7 +271,7 @@ def keep_eyes_open(source: np.ndarray, target: np.ndarray, least: float) -> np.n
     closes further has its contour's motion scaled down until it is. A motion is a displacement of about the same
     size on every face, so it closes narrow eyes to slits that a wide-eyed face shows as a droop."""
     source, target = np.asarray(source, np.float64), np.array(target, np.float64)
-    before, after = eye_openings(source), eye_openings(np.concatenate([target, source[:, 2:]], 1))
+    before, after = eye_openings(source), eye_openings(target)
     for (_, _, contour), opened, closed in zip(_EYE_LIDS, before, after):
         if opened > 0 and closed < least * opened:
             keep = (1.0 - least) * opened / (opened - closed)  # the share of the motion that leaves it that open
@@ -285,5 +285,5 @@ def keep_lips_closed(source: np.ndarray, target: np.ndarray, slack: float = 0.0)
     cannot draw the teeth and dark mouth a newly opened mouth shows; until a mouth model fills it, a smile stays a
     closed-mouth smile. Lips that close are left alone."""
     source = np.asarray(source, np.float64)
-    source_gap = np.maximum(_lip_gaps(source, _across_mouth(source)), 0.0)
+    source_gap = np.maximum(_lip_gaps(source, _down_the_face(source)), 0.0)
     return _limit_lip_gap(source, target, source_gap + slack * eye_distance(source))

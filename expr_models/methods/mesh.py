@@ -150,7 +150,7 @@ def target_rules(points: np.ndarray, target: np.ndarray, expression: str, contro
     exemplar bank a smile keeps the lips as they were (``CLOSED_MOUTH_TARGETS``) unless the user asks for an open
     mouth (``mouth_open`` > 0)."""
     target = uncross_lips(points, target)
-    if controls.get("eyes", 0.0) >= 0 and EYE_FLOOR > 0:
+    if controls.get("eyes", 0.0) >= 0:
         target = keep_eyes_open(points, target, EYE_FLOOR)
     if not has_exemplars and expression in CLOSED_MOUTH_TARGETS and controls.get("mouth_open", 0.0) <= 0:
         return keep_lips_closed(points, target)
