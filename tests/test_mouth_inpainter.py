@@ -12,7 +12,7 @@ import torch
 from datasets import Dataset, DatasetDict
 
 from expr_models.components import COMPONENT_BY_MODEL_TYPE, model_class
-from expr_models.faces.mesh_topology import LIPS_INNER, LIPS_OUTER, MOUTH_CORNERS
+from expr_models.faces.mesh_topology import LIPS_INNER, LIPS_INNER_LOWER, LIPS_OUTER, MOUTH_CORNERS
 from expr_models.faces.mesh_warp import warp_face
 from expr_models.faces.mouth_frame import (FRAME_HEIGHT, FRAME_WIDTH, MOUTH_WIDTH, MOUTH_Y, MouthFrame, hole_mask,
                                            lip_maps)
@@ -147,7 +147,7 @@ def test_only_a_closing_mouth_is_redrawn(mesh_motion):
     smiling, smile, closed = open_smile(mesh_motion)
     calls = []
 
-    def redraw(image, crop, source, moved):
+    def redraw(image, crop, source, moved, leftover=None):
         calls.append(1)
         return None
 
@@ -167,6 +167,68 @@ def test_only_a_closing_mouth_is_redrawn(mesh_motion):
     photo, points, _ = synthetic_face(mesh_motion)
     warp(photo, points, smile)  # lips that part are the exemplars' (or the cavity's), not the learned mouth's
     assert calls == [1]
+
+
+def gasp_the_mesh_missed(mesh_motion):
+    """The synthetic face with its mouth open onto a dark cavity that reaches a fifth of a mouth width below the
+    mesh's outer lower lip (a 48-px gasp: the mesh's lips sit inside the opening), and its mesh; a dark nostril
+    above the upper lip."""
+    photo, points, _ = synthetic_face(mesh_motion)
+    lips = points[list(LIPS_OUTER), :2]
+    width = np.ptp(lips[:, 0])
+    parted = points.copy()
+    parted[list(LIPS_INNER_LOWER[1:-1]), 1] += 0.12 * width  # the mesh sees the lips a little apart
+    centre = lips.mean(0)
+    gasp = photo.copy()
+    cv2.ellipse(gasp, (int(centre[0]), int(centre[1] + 0.1 * width)), (int(0.35 * width), int(0.25 * width)), 0, 0,
+                360, (25, 10, 12), -1)
+    nose = points[list(MOUTH_CORNERS), :2].mean(0) - [0, 0.45 * width]
+    cv2.circle(gasp, tuple(int(v) for v in nose), int(0.08 * width), (30, 12, 14), -1)
+    return gasp, parted, width, nose
+
+
+def test_the_real_opening_is_the_cavity_the_mesh_missed_and_not_the_nostrils(mesh_motion):
+    from expr_models.faces.mesh_warp import real_opening
+
+    gasp, mesh, width, nose = gasp_the_mesh_missed(mesh_motion)
+    opening = real_opening(gasp, mesh[list(LIPS_INNER), :2], mesh[list(LIPS_OUTER), :2])
+    polygon = np.zeros(gasp.shape[:2], np.uint8)
+    cv2.fillPoly(polygon, [np.round(mesh[list(LIPS_INNER), :2]).astype(np.int32)], 1)
+    ys, _ = np.nonzero(opening)
+    assert ys.max() > mesh[list(LIPS_OUTER), 1].max() + 0.1 * width  # below the mesh's lower lip
+    assert opening.sum() > 2 * polygon.sum()
+    assert opening[int(nose[1]), int(nose[0])] == 0
+    # A closed mouth (lips and skin, no cavity): the mesh's polygon alone.
+    photo, points, _ = synthetic_face(mesh_motion)
+    closed = real_opening(photo, points[list(LIPS_INNER), :2], points[list(LIPS_OUTER), :2])
+    assert closed.sum() <= (cv2.dilate(polygon, np.ones((3, 3), np.uint8)) > 0).sum() + 2 * width
+
+
+def test_closing_a_gasp_redraws_the_cavity_the_warp_left_below_the_lips(mesh_motion):
+    from expr_models.faces.mesh_warp import warp_crop
+    from expr_models.faces.mesh_topology import EYE_TRIANGLES, FACE_OVAL, MOUTH_TRIANGLES, TRIANGLES
+
+    gasp, mesh, width, _ = gasp_the_mesh_missed(mesh_motion)
+    closed = synthetic_face(mesh_motion)[1]
+    leftovers = []
+
+    def redraw(image, crop, source, moved, leftover=None):
+        leftovers.append(leftover)
+        return None
+
+    out = warp_crop(gasp, mesh[:, :2], closed[:, :2], inner_lips=np.array(LIPS_INNER),
+                    outer_lips=np.array(LIPS_OUTER), triangles=np.array(TRIANGLES + MOUTH_TRIANGLES + EYE_TRIANGLES),
+                    boundary=np.array(FACE_OVAL), redraw=redraw).image
+    (leftover,) = leftovers
+    # Every cavity pixel the warp left outside the closed lips' line is in the mask to redraw (or at its edge, which
+    # the hole's margin takes in).
+    dark = (out.mean(2) < 60) & (gasp.mean(2) < 60)  # the cavity's (not the lip seam drawn beside it) ...
+    dark[:int(closed[list(MOUTH_CORNERS), 1].mean() - 0.2 * width)] = False  # ... nor the nostril's
+    lips = np.zeros(gasp.shape[:2], np.uint8)
+    cv2.polylines(lips, [np.round(closed[list(LIPS_INNER), :2]).astype(np.int32)], True, 1, thickness=3)
+    missed = dark & (lips == 0)
+    assert missed.sum() > 100  # the warp alone leaves a blot
+    assert leftover is not None and (cv2.dilate(leftover, np.ones((5, 5), np.uint8))[missed] > 0).mean() > 0.98
 
 
 def test_the_learned_redraw_accepts_a_margin(mesh_motion):

@@ -27,6 +27,10 @@ from .mouth_redraw import MouthRedraw, learned_redraw
 
 # Sub-pixel precision of the rasterised triangles (cv2.fillPoly's ``shift``): 1/16 px.
 _SHIFT = 4
+# A real mouth opening this many times the mesh's inner-lip polygon (or more) means the mesh missed it: a closing
+# mouth then redraws what of it the warp left. Where the mesh fits (London smiles at 1 MP: 1.1-1.6, the outline and
+# the dark corners) the hole around the target lips is enough; 48-px gasps and grins reach 2-4.
+MISSED_OPENING = 1.75
 # A point that moves less than this (px) counts as still: triangles whose corners are all still are left as they are
 # (the seam to a moving neighbour is under a tenth of a pixel), so a smile does not resample the forehead and hair.
 _STILL = 0.1
@@ -170,8 +174,8 @@ MouthFill = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray
 
 
 def warp_crop(crop: np.ndarray, source: np.ndarray, target: np.ndarray, inner_lips: np.ndarray | None = None,
-              ring_scale: float = 1.2, feather: float = 1.5, triangles: np.ndarray | None = None,
-              boundary: np.ndarray | None = None, fill: MouthFill | None = None,
+              outer_lips: np.ndarray | None = None, ring_scale: float = 1.2, feather: float = 1.5,
+              triangles: np.ndarray | None = None, boundary: np.ndarray | None = None, fill: MouthFill | None = None,
               redraw: MouthRedraw | None = None) -> WarpResult:
     """Move ``crop``'s ``source`` points (N x 2 or N x 3, crop pixels) to ``target``, sampling the crop once.
 
@@ -182,7 +186,8 @@ def warp_crop(crop: np.ndarray, source: np.ndarray, target: np.ndarray, inner_li
     MediaPipe's); without them the points are Delaunay-triangulated. ``fill``: what goes into the new gap instead
     of the dark cavity (e.g. a real mouth's interior, :func:`exemplar_fill`). ``redraw``: a learned mouth
     (``mouth_redraw.learned_redraw``) that redraws the inside of the target lips where they close over what the
-    source showed between them (instead of the seam).
+    source showed between them (instead of the seam); with ``outer_lips`` (their indices) it also redraws what of the
+    source's real opening (:func:`real_opening`) the warp left outside the target lips.
     """
     crop = np.asarray(crop)
     if crop.dtype != np.uint8 or crop.ndim not in (2, 3):
@@ -209,7 +214,17 @@ def warp_crop(crop: np.ndarray, source: np.ndarray, target: np.ndarray, inner_li
     gap, redrawn = None, None
     if wider_source:
         if redraw is not None:
-            redrawn = redraw(out, crop, source, target)
+            leftover = None
+            if outer_lips is not None:
+                # A mesh that under-tracks a wide-open mouth (a 48-px gasp) puts its lips inside the dark cavity, so
+                # its closing lips were cavity too: what of the real opening the warp carried (or left where nothing
+                # moved) is redrawn as well.
+                opening = real_opening(crop, source[inner_lips], source[outer_lips])
+                if opening.sum() >= MISSED_OPENING * _polygon_mask(crop.shape[:2], source[inner_lips]).sum():
+                    leftover = opening.copy()
+                    leftover[y0:y1, x0:x1] = cv2.remap(opening, map_x, map_y, cv2.INTER_NEAREST,
+                                                       borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+            redrawn = redraw(out, crop, source, target, leftover if leftover is not None and leftover.any() else None)
         else:
             out = _seam(out, target[inner_lips], cavity_colour(crop, source[inner_lips]))
     elif inner_lips is not None:
@@ -246,7 +261,7 @@ def warp_face(crop: np.ndarray, source: np.ndarray, target: np.ndarray, mouth=No
     Why the learned mouth does not open mouths here: at 1024 px its teeth are softer than an exemplar's real ones, and
     on round surprised mouths it drew lips and teeth where the dark cavity read as surprise (held-out success, SA-GAN
     → surprise on the paper set: 36% against the cavity's 56%)."""
-    from .mesh_topology import EYE_TRIANGLES, FACE_OVAL, LIPS_INNER, MOUTH_TRIANGLES, TRIANGLES
+    from .mesh_topology import EYE_TRIANGLES, FACE_OVAL, LIPS_INNER, LIPS_OUTER, MOUTH_TRIANGLES, TRIANGLES
 
     colour = np.asarray(crop).ndim == 3
     if mouth is not None and hasattr(mouth, "inpaint"):
@@ -255,7 +270,7 @@ def warp_face(crop: np.ndarray, source: np.ndarray, target: np.ndarray, mouth=No
             options["fill"] = exemplar_fill(exemplars)
     elif mouth is not None and colour:
         options["fill"] = exemplar_fill(mouth)
-    result = warp_crop(crop, source, target, inner_lips=np.array(LIPS_INNER),
+    result = warp_crop(crop, source, target, inner_lips=np.array(LIPS_INNER), outer_lips=np.array(LIPS_OUTER),
                        triangles=np.array(TRIANGLES + MOUTH_TRIANGLES + EYE_TRIANGLES), boundary=np.array(FACE_OVAL),
                        **options)
     if shading is None or result.box is None:
@@ -392,6 +407,41 @@ def new_gap(shape: tuple[int, int], source_lips: np.ndarray, target_lips: np.nda
     full = np.zeros(shape, np.float32)
     full[wy0:wy1, wx0:wx1] = cv2.GaussianBlur(alpha, (0, 0), 0.7) * gap
     return full
+
+
+def real_opening(crop: np.ndarray, inner_lips: np.ndarray, outer_lips: np.ndarray, drop: float = 0.3,
+                 depth: float = 0.35, contrast: float = 40.0) -> np.ndarray:
+    """The mouth's real opening in ``crop`` (H x W uint8 mask, 1 inside): the mesh's inner-lip polygon and the dark
+    cavity connected to it, inside the outer lips or below them by up to ``drop`` mouth widths (a jaw dropped further
+    than the mesh follows; the nostrils above stay out). Dark: below ``depth`` of the way from the cavity's own level
+    (the darkest twentieth inside the lips) to the skin's (the upper quartile around the mouth). Where the two differ
+    by less than ``contrast`` grey levels the lips are closed, or the opening is teeth: the polygon alone."""
+    inner = np.asarray(inner_lips, np.float64)[:, :2]
+    outer = np.asarray(outer_lips, np.float64)[:, :2]
+    width = float(np.linalg.norm(outer.max(0) - outer.min(0)))
+    # "Down" is away from the nose: the lower lip's side of the line through the mouth corners, whichever way the
+    # face is turned in the crop.
+    corner_a, corner_b = outer[np.argmin(outer[:, 0])], outer[np.argmax(outer[:, 0])]
+    along = (corner_b - corner_a) / max(np.linalg.norm(corner_b - corner_a), 1e-6)
+    down = np.array([-along[1], along[0]])
+    lower = outer[(outer - corner_a) @ down > 0]
+    reach = np.concatenate([outer, lower + down * drop * width])
+    x0, y0, x1, y1 = _window(crop.shape[:2], reach, margin=1)
+    window = np.asarray(crop[y0:y1, x0:x1], np.float32)
+    luma = window if window.ndim == 2 else window[..., :3].mean(2)
+    opening = _polygon_mask(luma.shape, inner - [x0, y0])
+    contour = np.round((inner - [x0, y0]) * (1 << _SHIFT)).astype(np.int32)
+    cv2.polylines(opening, [contour], True, 1, thickness=1, lineType=cv2.LINE_8, shift=_SHIFT)
+    mask = np.zeros(crop.shape[:2], np.uint8)
+    cavity, skin = np.quantile(luma[opening > 0], 0.05), np.quantile(luma, 0.75)
+    if skin - cavity >= contrast:
+        allowed = _polygon_mask(luma.shape, cv2.convexHull(reach.astype(np.float32))[:, 0] - [x0, y0])
+        dark = ((luma < cavity + depth * (skin - cavity)) & (allowed > 0)).astype(np.uint8)
+        _, labels = cv2.connectedComponents(dark, connectivity=8)
+        touching = np.unique(labels[(dark > 0) & (cv2.dilate(opening, np.ones((3, 3), np.uint8)) > 0)])
+        opening = opening | np.isin(labels, touching[touching > 0]).astype(np.uint8)
+    mask[y0:y1, x0:x1] = opening
+    return mask
 
 
 def cavity_colour(crop: np.ndarray, source_lips: np.ndarray) -> np.ndarray:

@@ -144,6 +144,11 @@ def hole_mask(frame_points: np.ndarray, margin: float, feather: float = 1.5) -> 
     """H x W float32: the inner-lip polygon and its line grown by ``margin`` frame pixels (a closed mouth's hole is the
     band around its seam), 1 inside, falling to 0 over ``feather`` pixels outside."""
     inner = np.asarray(frame_points)[list(LIPS_INNER), :2]
-    core = np.maximum(_draw([inner], fill=True), _draw([inner], fill=False)) > 0.25
-    distance = cv2.distanceTransform((~core).astype(np.uint8), cv2.DIST_L2, 5)
+    return grown(np.maximum(_draw([inner], fill=True), _draw([inner], fill=False)) > 0.25, margin, feather)
+
+
+def grown(mask: np.ndarray, margin: float, feather: float = 1.5) -> np.ndarray:
+    """H x W float32: a boolean ``mask`` grown by ``margin`` pixels, 1 inside, falling to 0 over ``feather`` pixels
+    outside."""
+    distance = cv2.distanceTransform((~mask).astype(np.uint8), cv2.DIST_L2, 5)
     return np.clip(1.0 - (distance - margin) / max(feather, 1e-3), 0.0, 1.0).astype(np.float32)

@@ -7,6 +7,8 @@ The warp has moved the lips; what lies between them is wrong wherever the mouth 
 closed (teeth squeezed between the lips). The model sees the mouth window of the warped crop (``mouth_frame``) with
 the target inner lips plus a margin hidden, and the target's lip maps, and draws that region: teeth and the dark cavity
 where the target lips part, lips meeting where they close. Its frame is pasted back inside the hole only, feathered.
+Where the mesh missed part of the opening (a small face's gasp), the warp passes what of it is left as ``leftover``,
+and the hole takes that in too.
 
 The editor uses it where lips close over teeth (a broad smile taken to neutral). It can also open a mouth, but there
 it measured worse than the alternatives: at 1024 px its teeth are softer than a stored real mouth's, and its round
@@ -21,10 +23,12 @@ import cv2
 import numpy as np
 import torch
 
-from .mouth_frame import MouthFrame, hole_mask, lip_maps
+from .mouth_frame import MouthFrame, grown, hole_mask, lip_maps
 
-# (warped crop, input crop, source points, target points) -> the box (x0, y0, x1, y1) it redrew in place, or None
-MouthRedraw = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], "tuple[int, int, int, int] | None"]
+# (warped crop, input crop, source points, target points, leftover) -> the box (x0, y0, x1, y1) it redrew in place, or
+# None. ``leftover``: a crop-sized mask of more to redraw (the source's opening where the warp left it), or None.
+MouthRedraw = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray, "np.ndarray | None"],
+                       "tuple[int, int, int, int] | None"]
 
 _LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 # BT.601 chroma (Cb, Cr) from RGB, and back: RGB = Y + Cb * _FROM_CB + Cr * _FROM_CR
@@ -59,8 +63,8 @@ def learned_redraw(model: Any, margin: float | None = None) -> MouthRedraw:
     model's ``hole_margin``)."""
     reach = model.config.hole_margin if margin is None else margin
 
-    def redraw(image: np.ndarray, crop: np.ndarray, source: np.ndarray, target: np.ndarray
-               ) -> tuple[int, int, int, int] | None:
+    def redraw(image: np.ndarray, crop: np.ndarray, source: np.ndarray, target: np.ndarray,
+               leftover: np.ndarray | None = None) -> tuple[int, int, int, int] | None:
         rgb = np.repeat(image[..., None], 3, axis=2) if image.ndim == 2 else np.ascontiguousarray(image[..., :3])
         frame = MouthFrame.from_points(target)
         points = frame.to_frame(target)
@@ -68,6 +72,8 @@ def learned_redraw(model: Any, margin: float | None = None) -> MouthRedraw:
         # A grey photo gets a grey mouth (judged on the mouth's window: the whole crop costs more than the network).
         grey = image.ndim == 2 or not np.abs(np.diff(window.astype(np.int16), axis=2)).any()
         hole = hole_mask(points, reach)
+        if leftover is not None:
+            hole = np.maximum(hole, grown(frame.crop(leftover.astype(np.float32)) > 0.25, reach))
         frames = torch.from_numpy(window).permute(2, 0, 1)[None].float() / 127.5 - 1.0
         drawn = model.inpaint(frames, torch.from_numpy(hole)[None, None], torch.from_numpy(lip_maps(points))[None])
         drawn = ((drawn[0].float().permute(1, 2, 0).cpu().numpy() + 1.0) * 127.5).clip(0, 255)
