@@ -126,3 +126,21 @@ def test_a_round_open_mouth_keeps_the_dark_cavity(bank, mesh_motion):
     cavity = warp_face(photo, points[:, :2], target)
     assert cavity.gap is not None
     assert warp_face(photo, points[:, :2], target, mouth=bank).image.tobytes() == cavity.image.tobytes()
+
+
+def test_a_dark_mouth_hides_the_teeth_it_opens_over(bank, mesh_motion):
+    """A smile showing teeth taken to a gasp: by default the map stretches the teeth over the taller opening; with
+    ``dark_mouth`` the whole opening is the dark cavity (and the exemplar bank is not asked)."""
+    photo, points, smile = synthetic_face(mesh_motion)
+    smiling = warp_face(photo, points[:, :2], smile, mouth=bank).image  # a stored smile's teeth between the lips
+    gasp = smile + mesh_motion.target_points(points, "neutral", "neutral", 0.0, {"mouth_open": 0.3}) - points[:, :2]
+    inside = np.zeros(photo.shape[:2], np.uint8)
+    cv2.fillPoly(inside, [np.round(gasp[list(LIPS_INNER)]).astype(np.int32)], 1)
+    inside = cv2.erode(inside, np.ones((7, 7), np.uint8)) > 0
+    stretched = warp_face(smiling, smile, gasp, mouth=bank).image
+    dark = warp_face(smiling, smile, gasp, mouth=bank, dark_mouth=True)
+    assert np.median(luminance(stretched)[inside]) > 100  # teeth
+    assert np.percentile(luminance(dark.image)[inside], 95) < 40 and dark.gap is not None
+    # Outside the opening's feathered edge the two warps are the same bytes.
+    edge = cv2.dilate(inside.astype(np.uint8), np.ones((11, 11), np.uint8)) > 0
+    assert np.array_equal(stretched[~edge], dark.image[~edge])

@@ -22,7 +22,8 @@ from ..components import EDITING_METHODS, editing_method, model_class
 from ..faces.geometry import FaceBox, face_mask
 from ..faces.mesh import face_mesh
 from ..faces.mesh_warp import warp_face
-from ..methods.mesh import expression_weights, generator_points, source_for, target_rules, warp_parts
+from ..methods.mesh import (DARK_MOUTH_TARGETS, expression_weights, generator_points, source_for, target_rules,
+                            warp_parts)
 from ..faces.processing import BOX_FRAME_LANDMARKS, FaceImageProcessor
 from ..models.average_edit import PAIR_SEPARATOR
 from ..models.style_transfer import run_style_transfer
@@ -150,7 +151,7 @@ def mesh_edit(target_points: Callable[[np.ndarray, str, str], np.ndarray], face_
             source = source_for(reading, target, expressions)
             moved_points = target_rules(points, target_points(points, target, source), target, {}, has_exemplars)
             moved = warp_face(rgb, points[:, :2], moved_points, expressions=expression_weights(target, source, 1.0),
-                              **(warp or {})).image
+                              dark_mouth=target in DARK_MOUTH_TARGETS, **(warp or {})).image
             edited.append(moved[..., :1] if channels == 1 else moved)
         tensor = torch.from_numpy(np.stack(edited).astype(np.float32) / 127.5 - 1.0).permute(0, 3, 1, 2)
         return tensor.to(x.device)

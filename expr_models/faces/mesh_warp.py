@@ -176,7 +176,7 @@ MouthFill = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray
 def warp_crop(crop: np.ndarray, source: np.ndarray, target: np.ndarray, inner_lips: np.ndarray | None = None,
               outer_lips: np.ndarray | None = None, ring_scale: float = 1.2, feather: float = 1.5,
               triangles: np.ndarray | None = None, boundary: np.ndarray | None = None, fill: MouthFill | None = None,
-              redraw: MouthRedraw | None = None) -> WarpResult:
+              redraw: MouthRedraw | None = None, dark_mouth: bool = False) -> WarpResult:
     """Move ``crop``'s ``source`` points (N x 2 or N x 3, crop pixels) to ``target``, sampling the crop once.
 
     ``inner_lips``: the indices of the inner-lip contour in order around the mouth; with them, pixels inside the
@@ -187,7 +187,9 @@ def warp_crop(crop: np.ndarray, source: np.ndarray, target: np.ndarray, inner_li
     of the dark cavity (e.g. a real mouth's interior, :func:`exemplar_fill`). ``redraw``: a learned mouth
     (``mouth_redraw.learned_redraw``) that redraws the inside of the target lips where they close over what the
     source showed between them (instead of the seam); with ``outer_lips`` (their indices) it also redraws what of the
-    source's real opening (:func:`real_opening`) the warp left outside the target lips.
+    source's real opening (:func:`real_opening`) the warp left outside the target lips. ``dark_mouth``: a mouth that
+    opens gets the dark cavity over its whole opening, not only where it is new (a gasp's dropped jaw hides the
+    teeth a smile or a snarl showed, which the map would otherwise stretch into a tall grid), and no ``fill``.
     """
     crop = np.asarray(crop)
     if crop.dtype != np.uint8 or crop.ndim not in (2, 3):
@@ -230,9 +232,11 @@ def warp_crop(crop: np.ndarray, source: np.ndarray, target: np.ndarray, inner_li
     elif inner_lips is not None:
         gap_box = new_gap(crop.shape[:2], source[inner_lips], target[inner_lips], map_x, map_y, (x0, y0, x1, y1),
                           feather)
+        if gap_box is not None and dark_mouth:
+            gap_box = whole_opening(crop.shape[:2], target[inner_lips], feather)
         if gap_box is not None:
             gap = gap_box
-            filled = fill(out, gap, crop, source, target) if fill is not None else None
+            filled = fill(out, gap, crop, source, target) if fill is not None and not dark_mouth else None
             if filled is not None:
                 out = filled
             else:
@@ -400,12 +404,28 @@ def new_gap(shape: tuple[int, int], source_lips: np.ndarray, target_lips: np.nda
     if not gap.any():
         return None
     gap = cv2.morphologyEx(gap.astype(np.uint8), cv2.MORPH_CLOSE, kernel) & target_mask  # no one-pixel holes
-    # Distance to the nearest pixel outside the gap: 1 at the edge pixel, so alpha = distance / (feather + 1); then
-    # softened a little so the pixel staircase of the mask does not show, and cut to the gap again.
-    distance = cv2.distanceTransform(np.pad(gap, 1), cv2.DIST_L2, 3)[1:-1, 1:-1]
+    return _feathered(gap, (wx0, wy0), shape, feather)
+
+
+def whole_opening(shape: tuple[int, int], target_lips: np.ndarray, feather: float = 1.5) -> np.ndarray | None:
+    """Alpha (H x W float32) of the whole opening between the target's inner lips, feathered inside its edge as
+    :func:`new_gap`'s; ``None`` for lips that meet."""
+    x0, y0, x1, y1 = _window(shape, target_lips)
+    opening = cv2.erode(_polygon_mask((y1 - y0, x1 - x0), np.asarray(target_lips)[:, :2] - [x0, y0]),
+                        np.ones((3, 3), np.uint8))
+    return _feathered(opening, (x0, y0), shape, feather) if opening.any() else None
+
+
+def _feathered(mask: np.ndarray, origin: tuple[int, int], shape: tuple[int, int], feather: float) -> np.ndarray:
+    """A window's 0/1 ``mask`` (at ``origin`` x, y of a crop of ``shape``) as a crop-sized alpha rising from 0 at
+    its edge to 1 over ``feather`` pixels inside it."""
+    # Distance to the nearest pixel outside the mask: 1 at the edge pixel, so alpha = distance / (feather + 1); then
+    # softened a little so the pixel staircase of the mask does not show, and cut to the mask again.
+    distance = cv2.distanceTransform(np.pad(mask, 1), cv2.DIST_L2, 3)[1:-1, 1:-1]
     alpha = np.clip(distance / (feather + 1.0), 0.0, 1.0).astype(np.float32)
     full = np.zeros(shape, np.float32)
-    full[wy0:wy1, wx0:wx1] = cv2.GaussianBlur(alpha, (0, 0), 0.7) * gap
+    x0, y0 = origin
+    full[y0:y0 + mask.shape[0], x0:x0 + mask.shape[1]] = cv2.GaussianBlur(alpha, (0, 0), 0.7) * mask
     return full
 
 

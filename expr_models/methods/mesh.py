@@ -32,6 +32,9 @@ MESH_CROP_SCALE = 2.0
 # JAFFE posers' real expressions keep 0.91 (sad) and 0.86 (disgust) of it, 0.65-0.84 at the narrowest.
 EYE_FLOOR = 0.75
 CLOSED_MOUTH_TARGETS = ("happy",)  # smiles show teeth where they open: without a mouth filler they stay closed
+# Expressions whose open mouth is dark: a gasp's dropped jaw hides the teeth, so the whole opening gets the cavity
+# (``warp_crop``'s ``dark_mouth``) rather than the source smile's or snarl's teeth stretched tall.
+DARK_MOUTH_TARGETS = ("surprise",)
 # What draws the mouth a warp opens or closes: the learned mouth (lips closing), the exemplar bank (lips parting).
 MOUTH_COMPONENTS = ("mouth_inpainter", "mouth_exemplars")
 # What shades the skin after the warp: a smile's folds and lifted cheeks, the other expressions' furrows.
@@ -137,7 +140,8 @@ def mesh_warp_edit(editor: Editor, face: FaceToEdit, motion: MeshMotion, source:
         expressions = expression_weights(face.target, source, face.intensity) if source else None
         if expressions is not None and face.controls.get("smile"):  # the smile control's folds come with it
             expressions["happy"] = expressions.get("happy", 0.0) + float(face.controls["smile"])
-        result = warp_face(face.crop, points[:, :2], target, expressions=expressions, **parts)
+        result = warp_face(face.crop, points[:, :2], target, expressions=expressions,
+                           dark_mouth=face.target in DARK_MOUTH_TARGETS, **parts)
     face.changed_box = result.box or (0, 0, 0, 0)  # nothing moved: nothing to paste
     return result.image
 
