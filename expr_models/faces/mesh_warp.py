@@ -27,10 +27,11 @@ from .mouth_redraw import MouthRedraw, learned_redraw
 
 # Sub-pixel precision of the rasterised triangles (cv2.fillPoly's ``shift``): 1/16 px.
 _SHIFT = 4
-# A real mouth opening this many times the mesh's inner-lip polygon (or more) means the mesh missed it: a closing
-# mouth then redraws what of it the warp left. Where the mesh fits (London smiles at 1 MP: 1.1-1.6, the outline and
-# the dark corners) the hole around the target lips is enough; 48-px gasps and grins reach 2-4.
-MISSED_OPENING = 1.75
+# A real mouth opening reaching past the mesh's outer lips by this much (area, in squared mouth widths) means the mesh
+# missed it: a closing mouth then redraws what of it the warp left. 48-px gasps and grins reach 0.02-0.16; where the
+# mesh fits (JAFFE's parted neutral mouths at 256 px, whose dark lips join the seam) it is under 0.01, and the hole
+# around the target lips is enough.
+MISSED_OPENING = 0.01
 # A point that moves less than this (px) counts as still: triangles whose corners are all still are left as they are
 # (the seam to a moving neighbour is under a tenth of a pixel), so a smile does not resample the forehead and hair.
 _STILL = 0.1
@@ -222,7 +223,7 @@ def warp_crop(crop: np.ndarray, source: np.ndarray, target: np.ndarray, inner_li
                 # its closing lips were cavity too: what of the real opening the warp carried (or left where nothing
                 # moved) is redrawn as well.
                 opening = real_opening(crop, source[inner_lips], source[outer_lips])
-                if opening.sum() >= MISSED_OPENING * _polygon_mask(crop.shape[:2], source[inner_lips]).sum():
+                if _past_the_lips(opening, source[outer_lips]) >= MISSED_OPENING:
                     leftover = opening.copy()
                     leftover[y0:y1, x0:x1] = cv2.remap(opening, map_x, map_y, cv2.INTER_NEAREST,
                                                        borderMode=cv2.BORDER_CONSTANT, borderValue=0)
@@ -462,6 +463,13 @@ def real_opening(crop: np.ndarray, inner_lips: np.ndarray, outer_lips: np.ndarra
         opening = opening | np.isin(labels, touching[touching > 0]).astype(np.uint8)
     mask[y0:y1, x0:x1] = opening
     return mask
+
+
+def _past_the_lips(opening: np.ndarray, outer_lips: np.ndarray) -> float:
+    """The area of ``opening`` (a crop mask) outside the outer lips grown by a pixel, in squared mouth widths."""
+    lips = np.asarray(outer_lips, np.float64)[:, :2]
+    inside = cv2.dilate(_polygon_mask(opening.shape, lips), np.ones((3, 3), np.uint8))
+    return float((opening & (inside == 0)).sum()) / max(float(np.ptp(lips[:, 0])) ** 2, 1.0)
 
 
 def cavity_colour(crop: np.ndarray, source_lips: np.ndarray) -> np.ndarray:
