@@ -188,7 +188,7 @@ def gasp_the_mesh_missed(mesh_motion):
 
 
 def test_the_real_opening_is_the_cavity_the_mesh_missed_and_not_the_nostrils(mesh_motion):
-    from expr_models.faces.mesh_warp import real_opening
+    from expr_models.faces.mouth_opening import real_opening
 
     gasp, mesh, width, nose = gasp_the_mesh_missed(mesh_motion)
     opening = real_opening(gasp, mesh[list(LIPS_INNER), :2], mesh[list(LIPS_OUTER), :2])

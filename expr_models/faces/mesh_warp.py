@@ -10,8 +10,9 @@ source triangle), and one cubic sample of the crop inside the moved region's bou
 twice and none leaves the crop's own resolution, so the mouth stays sharp.
 
 Where the target's inner lips part wider than the source's, the map would stretch lip texture across the new gap;
-those pixels get a plain dark mouth cavity instead (:func:`mouth_cavity`), an interim fill until a learned mouth does
-better. Where the lips close over teeth the map needs no help: every output pixel of a lip samples the source's lip.
+those pixels get a plain dark mouth cavity (``mouth_opening.mouth_cavity``), or what a mouth model draws there; where
+the lips close over teeth, a learned mouth redraws them meeting (``mouth_redraw``). The mouth's own geometry (the new
+gap, the real opening, the seam) is in :mod:`.mouth_opening`.
 """
 
 from __future__ import annotations
@@ -23,15 +24,10 @@ import cv2
 import numpy as np
 from scipy.spatial import Delaunay  # scipy ships with scikit-image, a dependency
 
+from .mouth_opening import (MISSED_OPENING, SHIFT, area2, box_around, cavity_colour, draw_seam, fan, into_the_lips,
+                            is_open, mouth_cavity, new_gap, past_the_lips, real_opening, whole_opening)
 from .mouth_redraw import MouthRedraw, learned_redraw
 
-# Sub-pixel precision of the rasterised triangles (cv2.fillPoly's ``shift``): 1/16 px.
-_SHIFT = 4
-# A real mouth opening reaching past the mesh's outer lips by this much (area, in squared mouth widths) means the mesh
-# missed it: a closing mouth then redraws what of it the warp left. 48-px gasps and grins reach 0.02-0.16; where the
-# mesh fits (JAFFE's parted neutral mouths at 256 px, whose dark lips join the seam) it is under 0.01, and the hole
-# around the target lips is enough.
-MISSED_OPENING = 0.01
 # A point that moves less than this (px) counts as still: triangles whose corners are all still are left as they are
 # (the seam to a moving neighbour is under a tenth of a pixel), so a smile does not resample the forehead and hair.
 _STILL = 0.1
@@ -71,12 +67,6 @@ def _affines(target: np.ndarray, source: np.ndarray, triangles: np.ndarray) -> t
     return matrices, valid
 
 
-def _area2(points: np.ndarray, triangles: np.ndarray) -> np.ndarray:
-    """Twice the signed area of each triangle."""
-    a, b, c = points[triangles[:, 0]], points[triangles[:, 1]], points[triangles[:, 2]]
-    return (b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (b[:, 1] - a[:, 1]) * (c[:, 0] - a[:, 0])
-
-
 def _rasterise(target: np.ndarray, triangles: np.ndarray, box: tuple[int, int, int, int],
                folded: np.ndarray) -> np.ndarray:
     """An int32 image of ``box``'s size: the index of the target triangle covering each pixel, -1 where none.
@@ -85,11 +75,11 @@ def _rasterise(target: np.ndarray, triangles: np.ndarray, box: tuple[int, int, i
     of a neighbouring unfolded triangle (its affine map extended by a pixel or two)."""
     x0, y0, x1, y1 = box
     index = np.full((y1 - y0, x1 - x0), -1, dtype=np.int32)
-    corners = np.round((target[triangles] - [x0, y0]) * (1 << _SHIFT)).astype(np.int32)  # K x 3 x 2
+    corners = np.round((target[triangles] - [x0, y0]) * (1 << SHIFT)).astype(np.int32)  # K x 3 x 2
     for k in np.flatnonzero(folded):  # one call each: fillPoly's even-odd rule would leave overlaps empty
-        cv2.fillPoly(index, [corners[k]], -2, lineType=cv2.LINE_8, shift=_SHIFT)
+        cv2.fillPoly(index, [corners[k]], -2, lineType=cv2.LINE_8, shift=SHIFT)
     for k in np.flatnonzero(~folded):
-        cv2.fillPoly(index, [corners[k]], int(k), lineType=cv2.LINE_8, shift=_SHIFT)
+        cv2.fillPoly(index, [corners[k]], int(k), lineType=cv2.LINE_8, shift=SHIFT)
     for _ in range(3):  # a collapsed mouth is a pixel or two high
         holes = index == -2
         if not holes.any():
@@ -148,7 +138,7 @@ def backward_map(shape: tuple[int, int], source: np.ndarray, target: np.ndarray,
     triangles, matrices = triangles[valid], matrices[valid]
     # A triangle that flips, or collapses to under a quarter of its source area (a mouth closing over teeth), would
     # sample what the lips now cover; its pixels take a neighbouring triangle's map instead.
-    area_target, area_source = _area2(all_target, triangles), _area2(all_source, triangles)
+    area_target, area_source = area2(all_target, triangles), area2(all_source, triangles)
     folded = (np.sign(area_target) != np.sign(area_source)) | (np.abs(area_target) < 0.25 * np.abs(area_source))
 
     height, width = shape
@@ -201,9 +191,9 @@ def warp_crop(crop: np.ndarray, source: np.ndarray, target: np.ndarray, inner_li
         raise ValueError(f"source and target points differ in shape: {source.shape} vs {target.shape}")
     # A closing mouth: the source's lips parted (teeth or a dark mouth between them) and the target's less so. Lips
     # that were already together get no seam and no inward sampling, whatever their area's small changes.
-    wider_source = inner_lips is not None and _open(source, inner_lips) and \
-        abs(_area2(source, _fan(inner_lips)).sum()) > abs(_area2(target, _fan(inner_lips)).sum())
-    sample_from = _into_the_lips(source, target, inner_lips) if wider_source else source
+    wider_source = inner_lips is not None and is_open(source, inner_lips) and \
+        abs(area2(source, fan(inner_lips)).sum()) > abs(area2(target, fan(inner_lips)).sum())
+    sample_from = into_the_lips(source, target, inner_lips) if wider_source else source
     mapped = backward_map(crop.shape[:2], sample_from, target, ring_scale, triangulate_source=wider_source,
                           triangles=triangles, boundary=boundary)
     if mapped is None:
@@ -223,13 +213,13 @@ def warp_crop(crop: np.ndarray, source: np.ndarray, target: np.ndarray, inner_li
                 # its closing lips were cavity too: what of the real opening the warp carried (or left where nothing
                 # moved) is redrawn as well.
                 opening = real_opening(crop, source[inner_lips], source[outer_lips])
-                if _past_the_lips(opening, source[outer_lips]) >= MISSED_OPENING:
+                if past_the_lips(opening, source[outer_lips]) >= MISSED_OPENING:
                     leftover = opening.copy()
                     leftover[y0:y1, x0:x1] = cv2.remap(opening, map_x, map_y, cv2.INTER_NEAREST,
                                                        borderMode=cv2.BORDER_CONSTANT, borderValue=0)
             redrawn = redraw(out, crop, source, target, leftover if leftover is not None and leftover.any() else None)
         else:
-            out = _seam(out, target[inner_lips], cavity_colour(crop, source[inner_lips]))
+            out = draw_seam(out, target[inner_lips], cavity_colour(crop, source[inner_lips]))
     elif inner_lips is not None:
         gap_box = new_gap(crop.shape[:2], source[inner_lips], target[inner_lips], map_x, map_y, (x0, y0, x1, y1),
                           feather)
@@ -244,7 +234,7 @@ def warp_crop(crop: np.ndarray, source: np.ndarray, target: np.ndarray, inner_li
                 out = mouth_cavity(out, gap, cavity_colour(crop, source[inner_lips]), target[inner_lips])
     box = (x0, y0, x1, y1)  # the moving triangles' bounds
     if gap is not None or redrawn is not None:
-        reach = redrawn or _window(crop.shape[:2], target[inner_lips], margin=1)
+        reach = redrawn or box_around(crop.shape[:2], target[inner_lips], margin=1)
         box = (min(x0, reach[0]), min(y0, reach[1]), max(x1, reach[2]), max(y1, reach[3]))
     return WarpResult(out, box, gap)
 
@@ -295,7 +285,7 @@ def exemplar_fill(mouth) -> MouthFill:
 
     def fill(image, gap, crop, source, target):
         inner, outer = list(LIPS_INNER), list(LIPS_OUTER)
-        x0, y0, x1, y1 = _window(crop.shape[:2], source[outer], target[outer])
+        x0, y0, x1, y1 = box_around(crop.shape[:2], source[outer], target[outer])
         window = crop[y0:y1, x0:x1, :3].astype(np.int16)
         grey = not np.abs(np.diff(window, axis=2)).any()  # a grey photo in RGB gets grey teeth
         exemplar = mouth.closest(target[inner])
@@ -305,204 +295,3 @@ def exemplar_fill(mouth) -> MouthFill:
         return fill_mouth(image, gap, target[inner], exemplar, person_lips, grey=grey)
 
     return fill
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# The newly opened mouth
-# ---------------------------------------------------------------------------------------------------------------------
-
-def _into_the_lips(source: np.ndarray, target: np.ndarray, inner_lips: np.ndarray, depth: float = 1.5) -> np.ndarray:
-    """Where the lips close, their inner edges are sampled ``depth`` px inside the lips (away from the mouth's
-    centre, in proportion to how far it closes): the photo's soft lip-to-teeth edge would otherwise show as a pale
-    line where the lips meet."""
-    closing = 1.0 - abs(_area2(target, _fan(inner_lips)).sum()) / max(abs(_area2(source, _fan(inner_lips)).sum()), 1e-6)
-    lips = source[inner_lips]
-    outward = lips - lips.mean(0)
-    outward /= np.maximum(np.linalg.norm(outward, axis=1, keepdims=True), 1e-6)
-    pulled = source.copy()
-    pulled[inner_lips] = lips + outward * depth * float(np.clip(closing, 0.0, 1.0))
-    return pulled
-
-
-def _open(points: np.ndarray, inner_lips: np.ndarray, fraction: float = 0.04) -> bool:
-    """Whether the inner lips part by more than ``fraction`` of the mouth's width on average (closed: about 0.02)."""
-    lips = points[inner_lips]
-    width = float(np.linalg.norm(lips.max(0) - lips.min(0)))
-    return abs(_area2(points, _fan(inner_lips)).sum()) / 2 > fraction * width ** 2
-
-
-def _seam(image: np.ndarray, target_lips: np.ndarray, colour: np.ndarray, alpha: float = 0.7) -> np.ndarray:
-    """A thin dark line (in place) where closed lips meet (the seam the person's teeth were behind), anti-aliased."""
-    x0, y0, x1, y1 = _window(image.shape[:2], target_lips)
-    contour = np.round((np.asarray(target_lips)[:, :2] - [x0, y0]) * (1 << _SHIFT)).astype(np.int32)
-    mask = np.zeros((y1 - y0, x1 - x0), np.uint8)
-    cv2.polylines(mask, [contour], True, 255, thickness=1, lineType=cv2.LINE_AA, shift=_SHIFT)
-    ys, xs = np.nonzero(mask)
-    a = (mask[ys, xs].astype(np.float32) / 255 * alpha)[:, None]
-    ys, xs = ys + y0, xs + x0
-    current = image[ys, xs].reshape(len(ys), -1).astype(np.float32)
-    image[ys, xs] = np.clip(np.round(current * (1 - a) + colour[None, :] * a), 0, 255).astype(np.uint8).reshape(
-        image[ys, xs].shape)
-    return image
-
-
-def _fan(polygon: np.ndarray) -> np.ndarray:
-    """A polygon's indices as a fan of triangles from its first corner (their signed areas sum to its area)."""
-    polygon = np.asarray(polygon)
-    return np.stack([np.full(len(polygon) - 2, polygon[0]), polygon[1:-1], polygon[2:]], 1)
-
-
-def _polygon_mask(shape: tuple[int, int], polygon: np.ndarray) -> np.ndarray:
-    mask = np.zeros(shape, np.uint8)
-    cv2.fillPoly(mask, [np.round(np.asarray(polygon)[:, :2] * (1 << _SHIFT)).astype(np.int32)], 1,
-                 lineType=cv2.LINE_8, shift=_SHIFT)
-    return mask
-
-
-def _window(shape: tuple[int, int], *polygons: np.ndarray, margin: int = 4) -> tuple[int, int, int, int]:
-    """The box (x0, y0, x1, y1) around ``polygons`` plus ``margin`` pixels, inside ``shape``."""
-    points = np.concatenate([np.asarray(p)[:, :2] for p in polygons])
-    x0, y0 = np.maximum(np.floor(points.min(0)).astype(int) - margin, 0)
-    x1, y1 = np.minimum(np.ceil(points.max(0)).astype(int) + margin + 1, [shape[1], shape[0]])
-    return int(x0), int(y0), int(max(x1, x0 + 1)), int(max(y1, y0 + 1))
-
-
-def new_gap(shape: tuple[int, int], source_lips: np.ndarray, target_lips: np.ndarray, map_x: np.ndarray,
-            map_y: np.ndarray, box: tuple[int, int, int, int], feather: float = 1.5,
-            stretch: float = 2.0) -> np.ndarray | None:
-    """Alpha (H x W float32) of the target mouth's pixels that the warp would fill with stretched lip or seam: those
-    whose backward map lands outside the source mouth, or that sample a patch of the source at least ``stretch``
-    times smaller (a few pixels of a closed mouth's seam spread over a parted one). Rises from 0 at the gap's edge to
-    1 over ``feather`` pixels inside it, so nothing outside the gap changes. ``None`` where there is no such pixel."""
-    kernel = np.ones((3, 3), np.uint8)
-    # Everything happens in windows around the two mouths: the rest of the crop is not looked at.
-    wx0, wy0, wx1, wy1 = _window(shape, target_lips)
-    sx0, sy0, sx1, sy1 = _window(shape, source_lips)
-    # Eroded by a pixel: a closed mouth's polygon (its seam) is empty, so a mouth that stays shut gets no fill, and a
-    # pixel that samples the seam of a closed source mouth counts as stretched.
-    target_mask = cv2.erode(_polygon_mask((wy1 - wy0, wx1 - wx0), np.asarray(target_lips)[:, :2] - [wx0, wy0]), kernel)
-    if not target_mask.any():
-        return None
-    source_mask = cv2.erode(_polygon_mask((sy1 - sy0, sx1 - sx0), np.asarray(source_lips)[:, :2] - [sx0, sy0]), kernel)
-    x0, y0, x1, y1 = box
-    # The maps over the target window (identity outside the moved box).
-    mx = np.broadcast_to(np.arange(wx0, wx1, dtype=np.float32)[None, :], target_mask.shape).copy()
-    my = np.broadcast_to(np.arange(wy0, wy1, dtype=np.float32)[:, None], target_mask.shape).copy()
-    ix0, iy0, ix1, iy1 = max(wx0, x0), max(wy0, y0), min(wx1, x1), min(wy1, y1)
-    if ix1 > ix0 and iy1 > iy0:
-        mx[iy0 - wy0:iy1 - wy0, ix0 - wx0:ix1 - wx0] = map_x[iy0 - y0:iy1 - y0, ix0 - x0:ix1 - x0]
-        my[iy0 - wy0:iy1 - wy0, ix0 - wx0:ix1 - wx0] = map_y[iy0 - y0:iy1 - y0, ix0 - x0:ix1 - x0]
-    # Source area per target pixel: the map's Jacobian determinant (central differences).
-    gy_x, gx_x = np.gradient(mx)
-    gy_y, gx_y = np.gradient(my)
-    area = np.abs(gx_x * gy_y - gy_x * gx_y)
-    col = np.round(mx).astype(int) - sx0
-    row = np.round(my).astype(int) - sy0
-    inside = (col >= 0) & (col < sx1 - sx0) & (row >= 0) & (row < sy1 - sy0)
-    in_source = np.zeros_like(inside)
-    in_source[inside] = source_mask[row[inside], col[inside]] > 0
-    gap = (target_mask > 0) & (~in_source | (area < 1.0 / stretch))
-    if not gap.any():
-        return None
-    gap = cv2.morphologyEx(gap.astype(np.uint8), cv2.MORPH_CLOSE, kernel) & target_mask  # no one-pixel holes
-    return _feathered(gap, (wx0, wy0), shape, feather)
-
-
-def whole_opening(shape: tuple[int, int], target_lips: np.ndarray, feather: float = 1.5) -> np.ndarray | None:
-    """Alpha (H x W float32) of the whole opening between the target's inner lips, feathered inside its edge as
-    :func:`new_gap`'s; ``None`` for lips that meet."""
-    x0, y0, x1, y1 = _window(shape, target_lips)
-    opening = cv2.erode(_polygon_mask((y1 - y0, x1 - x0), np.asarray(target_lips)[:, :2] - [x0, y0]),
-                        np.ones((3, 3), np.uint8))
-    return _feathered(opening, (x0, y0), shape, feather) if opening.any() else None
-
-
-def _feathered(mask: np.ndarray, origin: tuple[int, int], shape: tuple[int, int], feather: float) -> np.ndarray:
-    """A window's 0/1 ``mask`` (at ``origin`` x, y of a crop of ``shape``) as a crop-sized alpha rising from 0 at
-    its edge to 1 over ``feather`` pixels inside it."""
-    # Distance to the nearest pixel outside the mask: 1 at the edge pixel, so alpha = distance / (feather + 1); then
-    # softened a little so the pixel staircase of the mask does not show, and cut to the mask again.
-    distance = cv2.distanceTransform(np.pad(mask, 1), cv2.DIST_L2, 3)[1:-1, 1:-1]
-    alpha = np.clip(distance / (feather + 1.0), 0.0, 1.0).astype(np.float32)
-    full = np.zeros(shape, np.float32)
-    x0, y0 = origin
-    full[y0:y0 + mask.shape[0], x0:x0 + mask.shape[1]] = cv2.GaussianBlur(alpha, (0, 0), 0.7) * mask
-    return full
-
-
-def real_opening(crop: np.ndarray, inner_lips: np.ndarray, outer_lips: np.ndarray, drop: float = 0.3,
-                 depth: float = 0.35, contrast: float = 40.0) -> np.ndarray:
-    """The mouth's real opening in ``crop`` (H x W uint8 mask, 1 inside): the mesh's inner-lip polygon and the dark
-    cavity connected to it, inside the outer lips or below them by up to ``drop`` mouth widths (a jaw dropped further
-    than the mesh follows; the nostrils above stay out). Dark: below ``depth`` of the way from the cavity's own level
-    (the darkest twentieth inside the lips) to the skin's (the upper quartile around the mouth). Where the two differ
-    by less than ``contrast`` grey levels the lips are closed, or the opening is teeth: the polygon alone."""
-    inner = np.asarray(inner_lips, np.float64)[:, :2]
-    outer = np.asarray(outer_lips, np.float64)[:, :2]
-    width = float(np.linalg.norm(outer.max(0) - outer.min(0)))
-    # "Down" is away from the nose: the lower lip's side of the line through the mouth corners, whichever way the
-    # face is turned in the crop.
-    corner_a, corner_b = outer[np.argmin(outer[:, 0])], outer[np.argmax(outer[:, 0])]
-    along = (corner_b - corner_a) / max(np.linalg.norm(corner_b - corner_a), 1e-6)
-    down = np.array([-along[1], along[0]])
-    lower = outer[(outer - corner_a) @ down > 0]
-    reach = np.concatenate([outer, lower + down * drop * width])
-    x0, y0, x1, y1 = _window(crop.shape[:2], reach, margin=1)
-    window = np.asarray(crop[y0:y1, x0:x1], np.float32)
-    luma = window if window.ndim == 2 else window[..., :3].mean(2)
-    opening = _polygon_mask(luma.shape, inner - [x0, y0])
-    contour = np.round((inner - [x0, y0]) * (1 << _SHIFT)).astype(np.int32)
-    cv2.polylines(opening, [contour], True, 1, thickness=1, lineType=cv2.LINE_8, shift=_SHIFT)
-    mask = np.zeros(crop.shape[:2], np.uint8)
-    cavity, skin = np.quantile(luma[opening > 0], 0.05), np.quantile(luma, 0.75)
-    if skin - cavity >= contrast:
-        allowed = _polygon_mask(luma.shape, cv2.convexHull(reach.astype(np.float32))[:, 0] - [x0, y0])
-        dark = ((luma < cavity + depth * (skin - cavity)) & (allowed > 0)).astype(np.uint8)
-        _, labels = cv2.connectedComponents(dark, connectivity=8)
-        touching = np.unique(labels[(dark > 0) & (cv2.dilate(opening, np.ones((3, 3), np.uint8)) > 0)])
-        opening = opening | np.isin(labels, touching[touching > 0]).astype(np.uint8)
-    mask[y0:y1, x0:x1] = opening
-    return mask
-
-
-def _past_the_lips(opening: np.ndarray, outer_lips: np.ndarray) -> float:
-    """The area of ``opening`` (a crop mask) outside the outer lips grown by a pixel, in squared mouth widths."""
-    lips = np.asarray(outer_lips, np.float64)[:, :2]
-    inside = cv2.dilate(_polygon_mask(opening.shape, lips), np.ones((3, 3), np.uint8))
-    return float((opening & (inside == 0)).sum()) / max(float(np.ptp(lips[:, 0])) ** 2, 1.0)
-
-
-def cavity_colour(crop: np.ndarray, source_lips: np.ndarray) -> np.ndarray:
-    """The person's own darkest lip-seam colour: the median of the darkest tenth of pixels within 2 px of the
-    source's inner-lip contour (the seam, or the mouth already open), darkened to 60%."""
-    x0, y0, x1, y1 = _window(crop.shape[:2], source_lips)
-    window = crop[y0:y1, x0:x1]
-    lips = np.asarray(source_lips)[:, :2] - [x0, y0]
-    seam = _polygon_mask(window.shape[:2], lips)
-    contour = np.round(lips * (1 << _SHIFT)).astype(np.int32)
-    cv2.polylines(seam, [contour], True, 1, thickness=1, lineType=cv2.LINE_8, shift=_SHIFT)
-    seam = cv2.dilate(seam, np.ones((5, 5), np.uint8))
-    pixels = window[seam > 0].reshape(-1, 1 if crop.ndim == 2 else crop.shape[2]).astype(np.float32)
-    if not len(pixels):
-        return np.full(1 if crop.ndim == 2 else crop.shape[2], 30.0, np.float32)
-    luminance = pixels.mean(1)
-    darkest = pixels[luminance <= np.quantile(luminance, 0.1)]
-    return np.median(darkest, axis=0) * 0.6
-
-
-def mouth_cavity(image: np.ndarray, alpha: np.ndarray, colour: np.ndarray, target_lips: np.ndarray) -> np.ndarray:
-    """Blend a plain cavity of ``colour`` into ``image`` (in place) with ``alpha``; a soft vertical shading darkens
-    it under the upper lip (the shadow) and lightens it a little towards the lower lip."""
-    x0, y0, x1, y1 = _window(image.shape[:2], target_lips)
-    ys, xs = np.nonzero(alpha[y0:y1, x0:x1] > 0)
-    if not len(ys):
-        return image
-    ys, xs = ys + y0, xs + x0
-    top, bottom = np.asarray(target_lips)[:, 1].min(), np.asarray(target_lips)[:, 1].max()
-    t = np.clip((ys - top) / max(bottom - top, 1.0), 0.0, 1.0)[:, None]
-    shade = colour[None, :] * (0.75 + 0.4 * t)  # 0.75x under the upper lip .. 1.15x at the lower lip
-    a = alpha[ys, xs][:, None]
-    current = image[ys, xs].reshape(len(ys), -1).astype(np.float32)
-    blended = current * (1 - a) + shade * a
-    image[ys, xs] = np.clip(np.round(blended), 0, 255).astype(np.uint8).reshape(image[ys, xs].shape)
-    return image

@@ -1,0 +1,235 @@
+"""The mouth a mesh warp opens or closes: where its lips part onto a new gap, where they close over what lay between
+them, and what of a real opening the mesh missed; with the polygon helpers the warp shares.
+
+    gap = new_gap(shape, source_lips, target_lips, map_x, map_y, box)      # alpha of the newly opened mouth
+    image = mouth_cavity(image, gap, cavity_colour(crop, source_lips), target_lips)
+    opening = real_opening(crop, inner_lips, outer_lips)                   # the dark cavity, past the mesh's lips too
+
+``expr_models.faces.mesh_warp`` calls these; a learned mouth (``mouth_redraw``) or the exemplars (``mouth_fill``) draw
+what goes inside where they can.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+# Sub-pixel precision of the rasterised polygons and triangles (cv2.fillPoly's ``shift``): 1/16 px.
+SHIFT = 4
+# A real mouth opening reaching past the mesh's outer lips by this much (area, in squared mouth widths) means the mesh
+# missed it: a closing mouth then redraws what of it the warp left. 48-px gasps and grins reach 0.02-0.16; where the
+# mesh fits (JAFFE's parted neutral mouths at 256 px, whose dark lips join the seam) it is under 0.01, and the hole
+# around the target lips is enough.
+MISSED_OPENING = 0.01
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Polygons (the warp's too)
+# ---------------------------------------------------------------------------------------------------------------------
+
+def area2(points: np.ndarray, triangles: np.ndarray) -> np.ndarray:
+    """Twice the signed area of each triangle."""
+    a, b, c = points[triangles[:, 0]], points[triangles[:, 1]], points[triangles[:, 2]]
+    return (b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (b[:, 1] - a[:, 1]) * (c[:, 0] - a[:, 0])
+
+
+def fan(polygon: np.ndarray) -> np.ndarray:
+    """A polygon's indices as a fan of triangles from its first corner (their signed areas sum to its area)."""
+    polygon = np.asarray(polygon)
+    return np.stack([np.full(len(polygon) - 2, polygon[0]), polygon[1:-1], polygon[2:]], 1)
+
+
+def polygon_mask(shape: tuple[int, int], polygon: np.ndarray) -> np.ndarray:
+    """An H x W uint8 mask of ``polygon`` (N x 2+ px), 1 inside, rasterised at 1/16 px."""
+    mask = np.zeros(shape, np.uint8)
+    cv2.fillPoly(mask, [np.round(np.asarray(polygon)[:, :2] * (1 << SHIFT)).astype(np.int32)], 1,
+                 lineType=cv2.LINE_8, shift=SHIFT)
+    return mask
+
+
+def box_around(shape: tuple[int, int], *polygons: np.ndarray, margin: int = 4) -> tuple[int, int, int, int]:
+    """The box (x0, y0, x1, y1) around ``polygons`` plus ``margin`` pixels, inside ``shape``."""
+    points = np.concatenate([np.asarray(p)[:, :2] for p in polygons])
+    x0, y0 = np.maximum(np.floor(points.min(0)).astype(int) - margin, 0)
+    x1, y1 = np.minimum(np.ceil(points.max(0)).astype(int) + margin + 1, [shape[1], shape[0]])
+    return int(x0), int(y0), int(max(x1, x0 + 1)), int(max(y1, y0 + 1))
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Lips that close, lips that part
+# ---------------------------------------------------------------------------------------------------------------------
+
+def into_the_lips(source: np.ndarray, target: np.ndarray, inner_lips: np.ndarray, depth: float = 1.5) -> np.ndarray:
+    """Where the lips close, their inner edges are sampled ``depth`` px inside the lips (away from the mouth's
+    centre, in proportion to how far it closes): the photo's soft lip-to-teeth edge would otherwise show as a pale
+    line where the lips meet."""
+    closing = 1.0 - abs(area2(target, fan(inner_lips)).sum()) / max(abs(area2(source, fan(inner_lips)).sum()), 1e-6)
+    lips = source[inner_lips]
+    outward = lips - lips.mean(0)
+    outward /= np.maximum(np.linalg.norm(outward, axis=1, keepdims=True), 1e-6)
+    pulled = source.copy()
+    pulled[inner_lips] = lips + outward * depth * float(np.clip(closing, 0.0, 1.0))
+    return pulled
+
+
+def is_open(points: np.ndarray, inner_lips: np.ndarray, fraction: float = 0.04) -> bool:
+    """Whether the inner lips part by more than ``fraction`` of the mouth's width on average (closed: about 0.02)."""
+    lips = points[inner_lips]
+    width = float(np.linalg.norm(lips.max(0) - lips.min(0)))
+    return abs(area2(points, fan(inner_lips)).sum()) / 2 > fraction * width ** 2
+
+
+def draw_seam(image: np.ndarray, target_lips: np.ndarray, colour: np.ndarray, alpha: float = 0.7) -> np.ndarray:
+    """A thin dark line (in place) where closed lips meet (the seam the person's teeth were behind), anti-aliased."""
+    x0, y0, x1, y1 = box_around(image.shape[:2], target_lips)
+    contour = np.round((np.asarray(target_lips)[:, :2] - [x0, y0]) * (1 << SHIFT)).astype(np.int32)
+    mask = np.zeros((y1 - y0, x1 - x0), np.uint8)
+    cv2.polylines(mask, [contour], True, 255, thickness=1, lineType=cv2.LINE_AA, shift=SHIFT)
+    ys, xs = np.nonzero(mask)
+    a = (mask[ys, xs].astype(np.float32) / 255 * alpha)[:, None]
+    ys, xs = ys + y0, xs + x0
+    current = image[ys, xs].reshape(len(ys), -1).astype(np.float32)
+    image[ys, xs] = np.clip(np.round(current * (1 - a) + colour[None, :] * a), 0, 255).astype(np.uint8).reshape(
+        image[ys, xs].shape)
+    return image
+
+
+def new_gap(shape: tuple[int, int], source_lips: np.ndarray, target_lips: np.ndarray, map_x: np.ndarray,
+            map_y: np.ndarray, box: tuple[int, int, int, int], feather: float = 1.5,
+            stretch: float = 2.0) -> np.ndarray | None:
+    """Alpha (H x W float32) of the target mouth's pixels that the warp would fill with stretched lip or seam: those
+    whose backward map lands outside the source mouth, or that sample a patch of the source at least ``stretch``
+    times smaller (a few pixels of a closed mouth's seam spread over a parted one). Rises from 0 at the gap's edge to
+    1 over ``feather`` pixels inside it, so nothing outside the gap changes. ``None`` where there is no such pixel."""
+    kernel = np.ones((3, 3), np.uint8)
+    # Everything happens in windows around the two mouths: the rest of the crop is not looked at.
+    wx0, wy0, wx1, wy1 = box_around(shape, target_lips)
+    sx0, sy0, sx1, sy1 = box_around(shape, source_lips)
+    # Eroded by a pixel: a closed mouth's polygon (its seam) is empty, so a mouth that stays shut gets no fill, and a
+    # pixel that samples the seam of a closed source mouth counts as stretched.
+    target_mask = cv2.erode(polygon_mask((wy1 - wy0, wx1 - wx0), np.asarray(target_lips)[:, :2] - [wx0, wy0]), kernel)
+    if not target_mask.any():
+        return None
+    source_mask = cv2.erode(polygon_mask((sy1 - sy0, sx1 - sx0), np.asarray(source_lips)[:, :2] - [sx0, sy0]), kernel)
+    x0, y0, x1, y1 = box
+    # The maps over the target window (identity outside the moved box).
+    mx = np.broadcast_to(np.arange(wx0, wx1, dtype=np.float32)[None, :], target_mask.shape).copy()
+    my = np.broadcast_to(np.arange(wy0, wy1, dtype=np.float32)[:, None], target_mask.shape).copy()
+    ix0, iy0, ix1, iy1 = max(wx0, x0), max(wy0, y0), min(wx1, x1), min(wy1, y1)
+    if ix1 > ix0 and iy1 > iy0:
+        mx[iy0 - wy0:iy1 - wy0, ix0 - wx0:ix1 - wx0] = map_x[iy0 - y0:iy1 - y0, ix0 - x0:ix1 - x0]
+        my[iy0 - wy0:iy1 - wy0, ix0 - wx0:ix1 - wx0] = map_y[iy0 - y0:iy1 - y0, ix0 - x0:ix1 - x0]
+    # Source area per target pixel: the map's Jacobian determinant (central differences).
+    gy_x, gx_x = np.gradient(mx)
+    gy_y, gx_y = np.gradient(my)
+    area = np.abs(gx_x * gy_y - gy_x * gx_y)
+    col = np.round(mx).astype(int) - sx0
+    row = np.round(my).astype(int) - sy0
+    inside = (col >= 0) & (col < sx1 - sx0) & (row >= 0) & (row < sy1 - sy0)
+    in_source = np.zeros_like(inside)
+    in_source[inside] = source_mask[row[inside], col[inside]] > 0
+    gap = (target_mask > 0) & (~in_source | (area < 1.0 / stretch))
+    if not gap.any():
+        return None
+    gap = cv2.morphologyEx(gap.astype(np.uint8), cv2.MORPH_CLOSE, kernel) & target_mask  # no one-pixel holes
+    return _feathered(gap, (wx0, wy0), shape, feather)
+
+
+def whole_opening(shape: tuple[int, int], target_lips: np.ndarray, feather: float = 1.5) -> np.ndarray | None:
+    """Alpha (H x W float32) of the whole opening between the target's inner lips, feathered inside its edge as
+    :func:`new_gap`'s; ``None`` for lips that meet."""
+    x0, y0, x1, y1 = box_around(shape, target_lips)
+    opening = cv2.erode(polygon_mask((y1 - y0, x1 - x0), np.asarray(target_lips)[:, :2] - [x0, y0]),
+                        np.ones((3, 3), np.uint8))
+    return _feathered(opening, (x0, y0), shape, feather) if opening.any() else None
+
+
+def _feathered(mask: np.ndarray, origin: tuple[int, int], shape: tuple[int, int], feather: float) -> np.ndarray:
+    """A window's 0/1 ``mask`` (at ``origin`` x, y of a crop of ``shape``) as a crop-sized alpha rising from 0 at
+    its edge to 1 over ``feather`` pixels inside it."""
+    # Distance to the nearest pixel outside the mask: 1 at the edge pixel, so alpha = distance / (feather + 1); then
+    # softened a little so the pixel staircase of the mask does not show, and cut to the mask again.
+    distance = cv2.distanceTransform(np.pad(mask, 1), cv2.DIST_L2, 3)[1:-1, 1:-1]
+    alpha = np.clip(distance / (feather + 1.0), 0.0, 1.0).astype(np.float32)
+    full = np.zeros(shape, np.float32)
+    x0, y0 = origin
+    full[y0:y0 + mask.shape[0], x0:x0 + mask.shape[1]] = cv2.GaussianBlur(alpha, (0, 0), 0.7) * mask
+    return full
+
+
+def real_opening(crop: np.ndarray, inner_lips: np.ndarray, outer_lips: np.ndarray, drop: float = 0.3,
+                 depth: float = 0.35, contrast: float = 40.0) -> np.ndarray:
+    """The mouth's real opening in ``crop`` (H x W uint8 mask, 1 inside): the mesh's inner-lip polygon and the dark
+    cavity connected to it, inside the outer lips or below them by up to ``drop`` mouth widths (a jaw dropped further
+    than the mesh follows; the nostrils above stay out). Dark: below ``depth`` of the way from the cavity's own level
+    (the darkest twentieth inside the lips) to the skin's (the upper quartile around the mouth). Where the two differ
+    by less than ``contrast`` grey levels the lips are closed, or the opening is teeth: the polygon alone."""
+    inner = np.asarray(inner_lips, np.float64)[:, :2]
+    outer = np.asarray(outer_lips, np.float64)[:, :2]
+    width = float(np.linalg.norm(outer.max(0) - outer.min(0)))
+    # "Down" is away from the nose: the lower lip's side of the line through the mouth corners, whichever way the
+    # face is turned in the crop.
+    corner_a, corner_b = outer[np.argmin(outer[:, 0])], outer[np.argmax(outer[:, 0])]
+    along = (corner_b - corner_a) / max(np.linalg.norm(corner_b - corner_a), 1e-6)
+    down = np.array([-along[1], along[0]])
+    lower = outer[(outer - corner_a) @ down > 0]
+    reach = np.concatenate([outer, lower + down * drop * width])
+    x0, y0, x1, y1 = box_around(crop.shape[:2], reach, margin=1)
+    window = np.asarray(crop[y0:y1, x0:x1], np.float32)
+    luma = window if window.ndim == 2 else window[..., :3].mean(2)
+    opening = polygon_mask(luma.shape, inner - [x0, y0])
+    contour = np.round((inner - [x0, y0]) * (1 << SHIFT)).astype(np.int32)
+    cv2.polylines(opening, [contour], True, 1, thickness=1, lineType=cv2.LINE_8, shift=SHIFT)
+    mask = np.zeros(crop.shape[:2], np.uint8)
+    cavity, skin = np.quantile(luma[opening > 0], 0.05), np.quantile(luma, 0.75)
+    if skin - cavity >= contrast:
+        allowed = polygon_mask(luma.shape, cv2.convexHull(reach.astype(np.float32))[:, 0] - [x0, y0])
+        dark = ((luma < cavity + depth * (skin - cavity)) & (allowed > 0)).astype(np.uint8)
+        _, labels = cv2.connectedComponents(dark, connectivity=8)
+        touching = np.unique(labels[(dark > 0) & (cv2.dilate(opening, np.ones((3, 3), np.uint8)) > 0)])
+        opening = opening | np.isin(labels, touching[touching > 0]).astype(np.uint8)
+    mask[y0:y1, x0:x1] = opening
+    return mask
+
+
+def past_the_lips(opening: np.ndarray, outer_lips: np.ndarray) -> float:
+    """The area of ``opening`` (a crop mask) outside the outer lips grown by a pixel, in squared mouth widths."""
+    lips = np.asarray(outer_lips, np.float64)[:, :2]
+    inside = cv2.dilate(polygon_mask(opening.shape, lips), np.ones((3, 3), np.uint8))
+    return float((opening & (inside == 0)).sum()) / max(float(np.ptp(lips[:, 0])) ** 2, 1.0)
+
+
+def cavity_colour(crop: np.ndarray, source_lips: np.ndarray) -> np.ndarray:
+    """The person's own darkest lip-seam colour: the median of the darkest tenth of pixels within 2 px of the
+    source's inner-lip contour (the seam, or the mouth already open), darkened to 60%."""
+    x0, y0, x1, y1 = box_around(crop.shape[:2], source_lips)
+    window = crop[y0:y1, x0:x1]
+    lips = np.asarray(source_lips)[:, :2] - [x0, y0]
+    seam = polygon_mask(window.shape[:2], lips)
+    contour = np.round(lips * (1 << SHIFT)).astype(np.int32)
+    cv2.polylines(seam, [contour], True, 1, thickness=1, lineType=cv2.LINE_8, shift=SHIFT)
+    seam = cv2.dilate(seam, np.ones((5, 5), np.uint8))
+    pixels = window[seam > 0].reshape(-1, 1 if crop.ndim == 2 else crop.shape[2]).astype(np.float32)
+    if not len(pixels):
+        return np.full(1 if crop.ndim == 2 else crop.shape[2], 30.0, np.float32)
+    luminance = pixels.mean(1)
+    darkest = pixels[luminance <= np.quantile(luminance, 0.1)]
+    return np.median(darkest, axis=0) * 0.6
+
+
+def mouth_cavity(image: np.ndarray, alpha: np.ndarray, colour: np.ndarray, target_lips: np.ndarray) -> np.ndarray:
+    """Blend a plain cavity of ``colour`` into ``image`` (in place) with ``alpha``; a soft vertical shading darkens
+    it under the upper lip (the shadow) and lightens it a little towards the lower lip."""
+    x0, y0, x1, y1 = box_around(image.shape[:2], target_lips)
+    ys, xs = np.nonzero(alpha[y0:y1, x0:x1] > 0)
+    if not len(ys):
+        return image
+    ys, xs = ys + y0, xs + x0
+    top, bottom = np.asarray(target_lips)[:, 1].min(), np.asarray(target_lips)[:, 1].max()
+    t = np.clip((ys - top) / max(bottom - top, 1.0), 0.0, 1.0)[:, None]
+    shade = colour[None, :] * (0.75 + 0.4 * t)  # 0.75x under the upper lip .. 1.15x at the lower lip
+    a = alpha[ys, xs][:, None]
+    current = image[ys, xs].reshape(len(ys), -1).astype(np.float32)
+    blended = current * (1 - a) + shade * a
+    image[ys, xs] = np.clip(np.round(blended), 0, 255).astype(np.uint8).reshape(image[ys, xs].shape)
+    return image
