@@ -10,8 +10,8 @@ import pytest
 
 from expr_models.errors import ExpressionEditError
 from expr_models.faces.mesh import face_mesh
-from expr_models.faces.mesh_topology import (LEFT_BROW, LEFT_EYE, LEFT_EYE_UPPER, LIPS_OUTER, RIGHT_BROW, RIGHT_EYE,
-                                             RIGHT_EYE_UPPER)
+from expr_models.faces.mesh_topology import (LEFT_BROW, LEFT_EYE, LEFT_EYE_UPPER, LIPS_INNER, LIPS_OUTER, RIGHT_BROW,
+                                             RIGHT_EYE, RIGHT_EYE_UPPER)
 from expr_models.pipeline import ExpressionEditor
 
 CHECKPOINTS = Path(__file__).resolve().parents[1] / "checkpoints"
@@ -158,13 +158,13 @@ def test_lips_never_pass_through_each_other(mesh):
     folded[upper], folded[lower] = 2 * middle - folded[upper], 2 * middle - folded[lower]
     assert inner_lip_gap(np.c_[folded, points[:, 2]]) < -0.05
     for mouth_open in (0.0, 1.0):  # whatever the user asks: lips that meet, not crossed
-        fixed = target_rules(points, folded, "neutral", {"mouth_open": mouth_open}, has_exemplars=True)
+        fixed = target_rules(points, folded, "neutral", {"mouth_open": mouth_open})
         assert inner_lip_gap(np.c_[fixed, points[:, 2]]) == pytest.approx(0.0, abs=1e-9)
         assert np.allclose((fixed[upper] + fixed[lower]) / 2, middle)  # each pair met half-way
         others = np.setdiff1d(np.arange(len(points)), upper + lower)
         assert np.array_equal(fixed[others], folded[others])
     opened = points[:, :2].copy()  # lips that part are left as they are
-    assert np.array_equal(target_rules(points, opened, "surprise", {}, has_exemplars=True), opened)
+    assert np.array_equal(target_rules(points, opened, "surprise", {}), opened)
 
 
 def test_no_expression_closes_an_eye_to_a_slit_unless_the_user_asks(mesh):
@@ -180,11 +180,34 @@ def test_no_expression_closes_an_eye_to_a_slit_unless_the_user_asks(mesh):
     down = np.array([0.0, 1.0])
     for upper in (RIGHT_EYE_UPPER[1:-1], LEFT_EYE_UPPER[1:-1]):
         shut[list(upper)] += 0.8 * opened.max() * down  # the upper lids drop most of the way
-    kept = target_rules(points, shut, "sad", {}, has_exemplars=True)
+    kept = target_rules(points, shut, "sad", {})
     assert np.allclose(eye_openings(np.concatenate([kept, points[:, 2:]], 1)), EYE_FLOOR * opened, rtol=0.02)
     untouched = [i for i in range(len(points)) if i not in set(RIGHT_EYE) | set(LEFT_EYE)]
     assert np.array_equal(kept[untouched], shut[untouched])  # only the eyes' contours
-    assert np.array_equal(target_rules(points, shut, "sad", {"eyes": -0.5}, has_exemplars=True), shut)
+    assert np.array_equal(target_rules(points, shut, "sad", {"eyes": -0.5}), shut)
     wide = points[:, :2].copy()
     wide[list(RIGHT_EYE_UPPER[1:-1])] -= 0.3 * opened[0] * down
-    assert np.array_equal(target_rules(points, wide, "surprise", {}, has_exemplars=True), wide)
+    assert np.array_equal(target_rules(points, wide, "surprise", {}), wide)
+
+
+def test_a_smile_no_stored_mouth_fits_keeps_its_lips_together(editor):
+    """A smile whose lips would part into a shape no stored smile fits (a round one) would get the dark cavity, a
+    gasp: the rules keep the lips as they were, unless the user asks for an open mouth. A smile a stored one fits
+    opens onto its teeth."""
+    from expr_models.faces.mesh import inner_lip_gap
+    from expr_models.methods.mesh import target_rules
+    from tests.test_mouth_fill import synthetic_face
+
+    motion, bank = editor.model("mesh_motion"), editor.model("mouth_exemplars")
+    _, points, smile = synthetic_face(motion)
+    assert bank.closest(smile[list(LIPS_INNER)]) is not None
+    fits = target_rules(points, smile, "happy", {}, bank)
+    assert np.array_equal(fits[list(LIPS_INNER)], smile[list(LIPS_INNER)])
+    round_mouth = motion.target_points(points, "neutral", "neutral", 0.0, {"mouth_open": 1.0})
+    assert bank.closest(round_mouth[list(LIPS_INNER)]) is None
+    kept = target_rules(points, round_mouth, "happy", {}, bank)
+    gap = inner_lip_gap(np.c_[kept, points[:, 2]])
+    assert gap <= inner_lip_gap(points) + 1e-9 < inner_lip_gap(np.c_[round_mouth, points[:, 2]])
+    asked = target_rules(points, round_mouth, "happy", {"mouth_open": 1.0}, bank)
+    assert np.array_equal(asked[list(LIPS_INNER)], round_mouth[list(LIPS_INNER)])
+    assert np.array_equal(target_rules(points, round_mouth, "surprise", {}, bank), round_mouth)  # a gasp is a gasp

@@ -136,7 +136,9 @@ def mesh_edit(target_points: Callable[[np.ndarray, str, str], np.ndarray], face_
 
     # As the editor decides it: an exemplar bank passed as the mouth, or beside the learned one.
     mouth = (warp or {}).get("mouth")
-    has_exemplars = (warp or {}).get("exemplars") is not None or (mouth is not None and not hasattr(mouth, "inpaint"))
+    exemplars = (warp or {}).get("exemplars")
+    if exemplars is None and mouth is not None and not hasattr(mouth, "inpaint"):
+        exemplars = mouth
 
     def edit(x: torch.Tensor, target: str, references=None) -> torch.Tensor:
         crops = np.rint(FaceImageProcessor.from_tensor(x.cpu())).clip(0, 255).astype(np.uint8)
@@ -149,7 +151,7 @@ def mesh_edit(target_points: Callable[[np.ndarray, str, str], np.ndarray], face_
             with torch.inference_mode():
                 points = face_mesh(rgb, box, face_mesh_model, refine=True).astype(np.float64)
             source = source_for(reading, target, expressions)
-            moved_points = target_rules(points, target_points(points, target, source), target, {}, has_exemplars)
+            moved_points = target_rules(points, target_points(points, target, source), target, {}, exemplars)
             moved = warp_face(rgb, points[:, :2], moved_points, expressions=expression_weights(target, source, 1.0),
                               dark_mouth=target in DARK_MOUTH_TARGETS, **(warp or {})).image
             edited.append(moved[..., :1] if channels == 1 else moved)
