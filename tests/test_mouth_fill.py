@@ -144,3 +144,22 @@ def test_a_dark_mouth_hides_the_teeth_it_opens_over(bank, mesh_motion):
     # Outside the opening's feathered edge the two warps are the same bytes.
     edge = cv2.dilate(inside.astype(np.uint8), np.ones((11, 11), np.uint8)) > 0
     assert np.array_equal(stretched[~edge], dark.image[~edge])
+
+
+def test_the_dark_cavity_is_deeper_in_the_middle_and_stays_in_its_gap(mesh_motion):
+    """A mouth opened onto the cavity (no stored smile fits a round one): darker in the middle than at its rim (the
+    light falls on the inside of the lips first), lighter towards the lower lip, only inside the gap, and the same
+    bytes every time (its grain has a fixed seed)."""
+    photo, points, _ = synthetic_face(mesh_motion)
+    target = mesh_motion.target_points(points, "neutral", "neutral", 0.0, {"mouth_open": 1.0})
+    first, second = warp_face(photo, points[:, :2], target), warp_face(photo, points[:, :2], target)
+    assert first.gap is not None and np.array_equal(first.image, second.image)
+    plain = warp_face(photo, points[:, :2], target, fill=lambda image, *_: image)  # the warp with nothing drawn
+    outside = first.gap == 0
+    assert not np.array_equal(first.image[~outside], plain.image[~outside])
+    assert np.array_equal(first.image[outside], plain.image[outside])
+    inside = (first.gap > 0.99).astype(np.uint8)
+    depth = cv2.distanceTransform(inside, cv2.DIST_L2, 3)
+    luma = cv2.GaussianBlur(luminance(first.image), (0, 0), 2.0)
+    deep, rim = luma[depth >= 0.8 * depth.max()].mean(), luma[(depth > 0) & (depth <= 3)].mean()
+    assert deep < rim
