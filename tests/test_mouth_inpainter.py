@@ -204,6 +204,16 @@ def test_the_real_opening_is_the_cavity_the_mesh_missed_and_not_the_nostrils(mes
     assert closed.sum() <= (cv2.dilate(polygon, np.ones((3, 3), np.uint8)) > 0).sum() + 2 * width
 
 
+def test_the_real_opening_of_lips_off_the_crop_or_collapsed_is_found_without_error():
+    from expr_models.faces.mouth_opening import real_opening
+
+    crop = np.full((50, 50, 3), 128, np.uint8)
+    square = np.array([[100.0, 100.0], [110.0, 100.0], [110.0, 110.0], [100.0, 110.0]])
+    assert real_opening(crop, square, square * 1.01).sum() == 0  # off the crop: nothing
+    point = np.full((20, 2), 25.0)
+    assert real_opening(crop, point, point).sum() <= 1  # lips collapsed to a point: at most that pixel
+
+
 def test_closing_a_gasp_redraws_the_cavity_the_warp_left_below_the_lips(mesh_motion):
     from expr_models.faces.mesh_warp import warp_crop
     from expr_models.faces.mesh_topology import EYE_TRIANGLES, FACE_OVAL, MOUTH_TRIANGLES, TRIANGLES

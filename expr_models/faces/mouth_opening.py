@@ -181,6 +181,8 @@ def real_opening(crop: np.ndarray, inner_lips: np.ndarray, outer_lips: np.ndarra
     contour = np.round((inner - [x0, y0]) * (1 << SHIFT)).astype(np.int32)
     cv2.polylines(opening, [contour], True, 1, thickness=1, lineType=cv2.LINE_8, shift=SHIFT)
     mask = np.zeros(crop.shape[:2], np.uint8)
+    if not opening.any():  # lips outside the crop: nothing of them to find
+        return mask
     cavity, skin = np.quantile(luma[opening > 0], 0.05), np.quantile(luma, 0.75)
     if skin - cavity >= contrast:
         allowed = polygon_mask(luma.shape, cv2.convexHull(reach.astype(np.float32))[:, 0] - [x0, y0])
