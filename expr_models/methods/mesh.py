@@ -127,10 +127,11 @@ def warp_parts(has: Callable[[str], bool], load: Callable[[str], Any]) -> dict[s
 def mesh_warp_edit(editor: Editor, face: FaceToEdit, motion: MeshMotion, source: str | None = None) -> np.ndarray:
     """Move the face's mesh by ``motion`` and warp the crop's own pixels there once. Where the lips part into a smile
     the mouth exemplars give a real mouth's interior (teeth, relit to the person); where they close over teeth the
-    learned mouth redraws them meeting. Without the exemplars a new gap could only get a dark cavity, which reads as a
-    gasp rather than a smile: a smile then keeps the lips together unless the user asks (``mouth_open`` > 0). Where
-    the real expression drops the jaw (surprise, fear) the mouth opens either way, onto the dark cavity where no
-    stored smile fits: held shut, the lips would stretch over the gap. ``source``: the expression the face is edited
+    learned mouth redraws them meeting. Without the exemplars, or where none fits the mouth a smile would open, a new
+    gap could only get a dark cavity, which reads as a gasp rather than a smile: a smile then keeps the lips together
+    unless the user asks (``mouth_open`` > 0). Where the real expression drops the jaw (surprise, fear) the mouth
+    opens either way, onto the dark cavity where no stored smile fits (a gasp's whole opening: ``DARK_MOUTH_TARGETS``):
+    held shut, the lips would stretch over the gap. ``source``: the expression the face is edited
     from, whose furrows the shading takes away as it adds the target's (:func:`expression_weights`)."""
     points = crop_mesh(editor, face)
     exemplars = editor.model("mouth_exemplars") if editor.has("mouth_exemplars") else None
