@@ -241,6 +241,41 @@ def test_closing_a_gasp_redraws_the_cavity_the_warp_left_below_the_lips(mesh_mot
     assert leftover is not None and (cv2.dilate(leftover, np.ones((5, 5), np.uint8))[missed] > 0).mean() > 0.98
 
 
+def test_a_grin_closed_shut_redraws_the_dark_the_mesh_left_out_but_a_slight_closing_does_not(mesh_motion):
+    """Dark mouth corners inside the outer lips but outside the mesh's opening (a 48-px grin): closed shut, the warp
+    would carry them to the lips' ends as blots, so they are redrawn; a mouth that closes only a little (a parted
+    neutral mouth, whose dark lips join the seam) keeps its own lips."""
+    from expr_models.faces.mesh_warp import warp_crop
+    from expr_models.faces.mesh_topology import EYE_TRIANGLES, FACE_OVAL, MOUTH_TRIANGLES, TRIANGLES
+
+    photo, points, _ = synthetic_face(mesh_motion)
+    lips = points[list(LIPS_OUTER), :2]
+    width = np.ptp(lips[:, 0])
+    parted = points.copy()
+    parted[list(LIPS_INNER_LOWER[1:-1]), 1] += 0.03 * width
+    grin = photo.copy()
+    centre = lips.mean(0)
+    cv2.ellipse(grin, (int(centre[0]), int(centre[1] + 0.03 * width)), (int(0.4 * width), int(0.06 * width)), 0, 0,
+                360, (25, 10, 12), -1)
+    leftovers = []
+
+    def redraw(image, crop, source, moved, leftover=None):
+        leftovers.append(leftover)
+        return None
+
+    def close(by):
+        moved = parted.copy()
+        lower = list(LIPS_INNER_LOWER[1:-1])
+        moved[lower, 1] -= by * 0.03 * width
+        warp_crop(grin, parted[:, :2], moved[:, :2], inner_lips=np.array(LIPS_INNER), outer_lips=np.array(LIPS_OUTER),
+                  boundary=np.array(FACE_OVAL), redraw=redraw, triangles=np.array(TRIANGLES + MOUTH_TRIANGLES +
+                                                                                EYE_TRIANGLES))
+        return leftovers.pop()
+
+    assert close(1.5) is not None
+    assert close(0.2) is None
+
+
 def test_the_learned_redraw_accepts_a_margin(mesh_motion):
     photo, points, target = synthetic_face(mesh_motion)
     model = tiny_model()

@@ -24,8 +24,8 @@ import cv2
 import numpy as np
 from scipy.spatial import Delaunay  # scipy ships with scikit-image, a dependency
 
-from .mouth_opening import (MISSED_OPENING, SHIFT, area2, box_around, cavity_colour, draw_seam, fan, into_the_lips,
-                            is_open, mouth_cavity, new_gap, past_the_lips, real_opening, whole_opening)
+from .mouth_opening import (SHIFT, area2, box_around, cavity_colour, draw_seam, fan, into_the_lips, is_open,
+                            mesh_missed, mouth_cavity, new_gap, real_opening, whole_opening)
 from .mouth_redraw import MouthRedraw, learned_redraw
 
 # A point that moves less than this (px) counts as still: triangles whose corners are all still are left as they are
@@ -213,7 +213,7 @@ def warp_crop(crop: np.ndarray, source: np.ndarray, target: np.ndarray, inner_li
                 # its closing lips were cavity too: what of the real opening the warp carried (or left where nothing
                 # moved) is redrawn as well.
                 opening = real_opening(crop, source[inner_lips], source[outer_lips])
-                if past_the_lips(opening, source[outer_lips]) >= MISSED_OPENING:
+                if mesh_missed(opening, source[inner_lips], source[outer_lips], target[inner_lips]):
                     leftover = opening.copy()
                     leftover[y0:y1, x0:x1] = cv2.remap(opening, map_x, map_y, cv2.INTER_NEAREST,
                                                        borderMode=cv2.BORDER_CONSTANT, borderValue=0)

@@ -21,6 +21,7 @@ SHIFT = 4
 # mesh fits (JAFFE's parted neutral mouths at 256 px, whose dark lips join the seam) it is under 0.01, and the hole
 # around the target lips is enough.
 MISSED_OPENING = 0.01
+MISSED_CLOSING, MISSED_RATIO = 0.5, 1.75
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -192,6 +193,22 @@ def real_opening(crop: np.ndarray, inner_lips: np.ndarray, outer_lips: np.ndarra
         opening = opening | np.isin(labels, touching[touching > 0]).astype(np.uint8)
     mask[y0:y1, x0:x1] = opening
     return mask
+
+
+def mesh_missed(opening: np.ndarray, source_inner: np.ndarray, source_outer: np.ndarray,
+                target_inner: np.ndarray) -> bool:
+    """Whether the mesh missed part of a mouth's real ``opening`` (a crop mask, :func:`real_opening`) that a warp
+    from ``source_*`` lips to ``target_inner`` closes: the opening reaches past the outer lips (``MISSED_OPENING``),
+    or the mouth closes by ``MISSED_CLOSING`` or more of its area and the opening is ``MISSED_RATIO`` times the
+    mesh's polygon (a grin's dark corners, which the closing lips would carry to their ends as blots)."""
+    if past_the_lips(opening, source_outer) >= MISSED_OPENING:
+        return True
+    inner = np.asarray(source_inner, np.float64)[:, :2]
+    triangles = fan(np.arange(len(inner)))
+    source_area = abs(float(area2(inner, triangles).sum()))
+    target_area = abs(float(area2(np.asarray(target_inner, np.float64)[:, :2], triangles).sum()))
+    closing = 1.0 - target_area / max(source_area, 1e-6)
+    return closing >= MISSED_CLOSING and opening.sum() >= MISSED_RATIO * polygon_mask(opening.shape, inner).sum()
 
 
 def past_the_lips(opening: np.ndarray, outer_lips: np.ndarray) -> float:
