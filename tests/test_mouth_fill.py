@@ -163,3 +163,24 @@ def test_the_dark_cavity_is_deeper_in_the_middle_and_stays_in_its_gap(mesh_motio
     luma = cv2.GaussianBlur(luminance(first.image), (0, 0), 2.0)
     deep, rim = luma[depth >= 0.8 * depth.max()].mean(), luma[(depth > 0) & (depth <= 3)].mean()
     assert deep < rim
+
+
+def test_stored_teeth_set_among_the_persons_own_take_their_colour(bank, mesh_motion):
+    """A mouth already open onto teeth, opened further: the stored teeth filling the new gap take the colour of the
+    person's own (each channel's mean over the gap near theirs), not the stored mouth's relit to the lips."""
+    photo, points, _ = synthetic_face(mesh_motion)
+    small = mesh_motion.target_points(points, "neutral", "happy", 0.5)
+    big = mesh_motion.target_points(points, "neutral", "happy", 2.0)
+    smiling = warp_face(photo, points[:, :2], small, mouth=bank).image
+    own = np.zeros(photo.shape[:2], np.uint8)
+    cv2.fillPoly(own, [np.round(small[list(LIPS_INNER)]).astype(np.int32)], 1)
+    smiling[own > 0] = (150, 200, 120)  # the person's own teeth, in a colour no stored mouth has
+    wider = warp_face(smiling, small, big, mouth=bank)
+    assert wider.gap is not None
+    gap = wider.gap > 0.5
+    assert gap.sum() >= 20
+    own_colour = np.array([150, 200, 120], np.float32)
+    assert np.abs(wider.image[gap].astype(np.float32).mean(0) - own_colour).max() < 20
+    # A mouth that was closed has no teeth of its own to match: the stored ones keep their relit colour.
+    fresh = warp_face(photo, points[:, :2], big, mouth=bank)
+    assert np.abs(fresh.image[fresh.gap > 0.5].astype(np.float32).mean(0) - own_colour).max() > 20

@@ -25,7 +25,7 @@ import numpy as np
 from scipy.spatial import Delaunay  # scipy ships with scikit-image, a dependency
 
 from .mouth_opening import (SHIFT, area2, box_around, cavity_colour, draw_seam, fan, into_the_lips, is_open,
-                            mesh_missed, mouth_cavity, new_gap, real_opening, whole_opening)
+                            mesh_missed, mouth_cavity, new_gap, polygon_mask, real_opening, whole_opening)
 from .mouth_redraw import MouthRedraw, learned_redraw
 
 # A point that moves less than this (px) counts as still: triangles whose corners are all still are left as they are
@@ -278,10 +278,11 @@ def warp_face(crop: np.ndarray, source: np.ndarray, target: np.ndarray, mouth=No
 
 
 def exemplar_fill(mouth) -> MouthFill:
-    """The fill that warps ``mouth.closest(target inner lips)`` into the new gap, relit to the source's lips; None
-    where the bank has no mouth close enough (the caller paints the dark cavity)."""
+    """The fill that warps ``mouth.closest(target inner lips)`` into the new gap, relit to the source's lips (and, where
+    the source's mouth was already open, coloured like its own teeth); None where the bank has no mouth close enough
+    (the caller paints the dark cavity)."""
     from .mesh_topology import LIPS_INNER, LIPS_OUTER
-    from .mouth_fill import fill_mouth, region_mean
+    from .mouth_fill import fill_mouth, luminance, region_mean
 
     def fill(image, gap, crop, source, target):
         inner, outer = list(LIPS_INNER), list(LIPS_OUTER)
@@ -292,6 +293,14 @@ def exemplar_fill(mouth) -> MouthFill:
         if exemplar is None:  # no stored mouth has this shape
             return None
         person_lips = region_mean(crop[..., :3], source[outer], source[inner])
-        return fill_mouth(image, gap, target[inner], exemplar, person_lips, grey=grey)
+        own = None
+        if is_open(source, np.array(inner)):
+            opening = cv2.erode(polygon_mask(crop.shape[:2], source[inner]), np.ones((3, 3), np.uint8))
+            own = crop[..., :3][opening > 0]
+            # The person's own teeth show (brighter than the lips): the stored ones take their colour. A dark open
+            # mouth (a gasp) has none to give, and would darken them.
+            if not len(own) or np.median(luminance(own)) <= luminance(person_lips):
+                own = None
+        return fill_mouth(image, gap, target[inner], exemplar, person_lips, grey=grey, own_interior=own)
 
     return fill

@@ -172,12 +172,16 @@ def relight(interior: np.ndarray, exemplar_lips: np.ndarray, person_lips: np.nda
 
 
 def fill_mouth(image: np.ndarray, gap: np.ndarray, target_lips: np.ndarray, exemplar: Exemplar,
-               person_lips: np.ndarray, edge: float = 0.18, grey: bool = False) -> np.ndarray:
+               person_lips: np.ndarray, edge: float = 0.18, grey: bool = False,
+               own_interior: np.ndarray | None = None) -> np.ndarray:
     """Blend the exemplar's relit interior, warped into ``target_lips`` (20 x 2, image pixels), into ``image`` (in
     place, H x W x 3 uint8) with alpha ``gap``; pixels where ``gap`` is 0 keep their bytes. Within ``edge`` of the
     mouth's height from the lips the fill takes the person's lip colour's hue (the exemplar's lips may differ) and
     darkens by up to ``SHADE``.
-    ``grey``: the fill is made grey (its luminance in every channel), for a grey photo."""
+    ``grey``: the fill is made grey (its luminance in every channel), for a grey photo. ``own_interior`` (N x 3, the
+    pixels between the person's own parted lips, where the mouth was already open): the fill takes their colour, each
+    channel's mean and spread over the gap matched to theirs, so a stranger's teeth set among the person's own do not
+    show as a grey-blue patch."""
     lips = np.asarray(target_lips, np.float64)[:, :2]
     ys, xs = np.nonzero(gap > 0)
     if not len(ys) or image.ndim != 3:
@@ -196,6 +200,13 @@ def fill_mouth(image: np.ndarray, gap: np.ndarray, target_lips: np.ndarray, exem
         (np.maximum(exemplar.lip_colour, 1.0) / max(float(luminance(exemplar.lip_colour)), 1.0))
     # ... and is shaded there (the lips and cheeks hide the light from the mouth's rim and corners).
     fill = fill * (1.0 - near * (1.0 - ratio[None, None, :])) * (1.0 - SHADE * near)
+    if own_interior is not None and len(own_interior) >= 30:
+        inside = gap[y0:y1, x0:x1] > 0.5
+        if inside.sum() >= 10:
+            own = np.asarray(own_interior, np.float32).reshape(-1, 3)
+            mean, spread = fill[inside].mean(0), fill[inside].std(0)
+            scale = np.clip(own.std(0) / np.maximum(spread, 1.0), 0.5, 2.0)
+            fill = (fill - mean) * scale + own.mean(0)
     if grey:
         fill = np.repeat(luminance(fill)[..., None], 3, axis=2)
     a = gap[y0:y1, x0:x1][..., None]
