@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 from scipy.spatial import Delaunay  # scipy ships with scikit-image, a dependency
 
-from .mouth_opening import (SHIFT, area2, box_around, cavity_colour, draw_seam, fan, into_the_lips, is_open,
+from .mouth_opening import (SHIFT, area2, box_around, cavity_colour, closed_share, draw_seam, into_the_lips, is_open,
                             mesh_missed, mouth_cavity, new_gap, polygon_mask, real_opening, whole_opening)
 from .mouth_redraw import MouthRedraw, learned_redraw
 
@@ -192,7 +192,7 @@ def warp_crop(crop: np.ndarray, source: np.ndarray, target: np.ndarray, inner_li
     # A closing mouth: the source's lips parted (teeth or a dark mouth between them) and the target's less so. Lips
     # that were already together get no seam and no inward sampling, whatever their area's small changes.
     wider_source = inner_lips is not None and is_open(source, inner_lips) and \
-        abs(area2(source, fan(inner_lips)).sum()) > abs(area2(target, fan(inner_lips)).sum())
+        closed_share(source[inner_lips], target[inner_lips]) > 0
     sample_from = into_the_lips(source, target, inner_lips) if wider_source else source
     mapped = backward_map(crop.shape[:2], sample_from, target, ring_scale, triangulate_source=wider_source,
                           triangles=triangles, boundary=boundary)

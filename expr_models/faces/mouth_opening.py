@@ -63,11 +63,20 @@ def box_around(shape: tuple[int, int], *polygons: np.ndarray, margin: int = 4) -
 # Lips that close, lips that part
 # ---------------------------------------------------------------------------------------------------------------------
 
+def closed_share(source_lips: np.ndarray, target_lips: np.ndarray) -> float:
+    """How much of the source's inner-lip opening (a polygon, N x 2+) the target's closes: 1 - target area / source
+    area (negative where the mouth opens)."""
+    triangles = fan(np.arange(len(source_lips)))
+    source_area = abs(float(area2(np.asarray(source_lips, np.float64)[:, :2], triangles).sum()))
+    target_area = abs(float(area2(np.asarray(target_lips, np.float64)[:, :2], triangles).sum()))
+    return 1.0 - target_area / max(source_area, 1e-6)
+
+
 def into_the_lips(source: np.ndarray, target: np.ndarray, inner_lips: np.ndarray, depth: float = 1.5) -> np.ndarray:
     """Where the lips close, their inner edges are sampled ``depth`` px inside the lips (away from the mouth's
     centre, in proportion to how far it closes): the photo's soft lip-to-teeth edge would otherwise show as a pale
     line where the lips meet."""
-    closing = 1.0 - abs(area2(target, fan(inner_lips)).sum()) / max(abs(area2(source, fan(inner_lips)).sum()), 1e-6)
+    closing = closed_share(source[inner_lips], target[inner_lips])
     lips = source[inner_lips]
     outward = lips - lips.mean(0)
     outward /= np.maximum(np.linalg.norm(outward, axis=1, keepdims=True), 1e-6)
@@ -207,11 +216,8 @@ def mesh_missed(opening: np.ndarray, source_inner: np.ndarray, source_outer: np.
     if past_the_lips(opening, source_outer) >= MISSED_OPENING:
         return True
     inner = np.asarray(source_inner, np.float64)[:, :2]
-    triangles = fan(np.arange(len(inner)))
-    source_area = abs(float(area2(inner, triangles).sum()))
-    target_area = abs(float(area2(np.asarray(target_inner, np.float64)[:, :2], triangles).sum()))
-    closing = 1.0 - target_area / max(source_area, 1e-6)
-    return closing >= MISSED_CLOSING and opening.sum() >= MISSED_RATIO * polygon_mask(opening.shape, inner).sum()
+    return (closed_share(inner, target_inner) >= MISSED_CLOSING
+            and opening.sum() >= MISSED_RATIO * polygon_mask(opening.shape, inner).sum())
 
 
 def past_the_lips(opening: np.ndarray, outer_lips: np.ndarray) -> float:
