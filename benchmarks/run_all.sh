@@ -23,6 +23,7 @@ if [[ -n "${QUICK:-}" ]]; then
   RECALL=(--images 30)
   FRAMING=(--wider-photos 0)
   MOUTH=(--photos 3)
+  WARP=(--pairs 3 --repeats 3)
 else
   EDIT=()
   TRAIN=()
@@ -30,6 +31,7 @@ else
   RECALL=()
   FRAMING=()
   MOUTH=()
+  WARP=()
 fi
 
 step() { echo; echo "== $1 (load average: $(cut -d' ' -f1-3 /proc/loadavg))"; }
@@ -54,6 +56,8 @@ step "face framing: RetinaFace against Haar (needs ../shared/data; skips without
 $PY benchmarks/face_framing.py "${FRAMING[@]}"
 step "the learned mouth's cost, a toothy smile to neutral through the CLI"
 $PY benchmarks/mouth_latency.py "${MOUTH[@]}"
+step "the warp's sampling kernel: mouth sharpness and time (sharpness needs ../shared/data)"
+$PY benchmarks/warp_sampling.py "${WARP[@]}"
 step "SA-GAN attention what-if"
 $PY benchmarks/sagan_attention.py
 echo; echo "Results in benchmarks/results/"

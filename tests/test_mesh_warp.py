@@ -5,7 +5,7 @@ import cv2
 import numpy as np
 import pytest
 
-from expr_models.faces.mesh_warp import anchor_ring, backward_map, warp_crop
+from expr_models.faces.mesh_warp import SAMPLING, anchor_ring, backward_map, warp_crop
 
 SIZE = 400
 MOUTH_Y = 270.0
@@ -82,13 +82,13 @@ def test_affine_motion_reproduces_warp_affine_inside_the_hull():
     centre = np.array([200.0, 210.0])
     target = (points - centre) @ matrix.T + centre + shift
     forward = np.concatenate([matrix, (centre + shift - matrix @ centre)[:, None]], 1)
-    expected = cv2.warpAffine(photo, forward, (SIZE, SIZE), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT)
+    expected = cv2.warpAffine(photo, forward, (SIZE, SIZE), flags=SAMPLING, borderMode=cv2.BORDER_REFLECT)
     result = warp_crop(photo, points, target)
     hull = np.zeros((SIZE, SIZE), np.uint8)
     cv2.fillConvexPoly(hull, cv2.convexHull(np.round(target).astype(np.int32)), 1)
     hull = cv2.erode(hull, np.ones((5, 5), np.uint8)) > 0
     difference = np.abs(result.image.astype(int) - expected.astype(int))[hull]
-    # The same cubic kernel; the two round sub-pixel positions to OpenCV's 1/32 px tables a little differently.
+    # The same kernel; the two round sub-pixel positions to OpenCV's 1/32 px tables a little differently.
     assert difference.mean() < 0.1 and (difference > 1).mean() < 0.005 and difference.max() <= 8
 
 
@@ -178,7 +178,7 @@ def test_mesh_topology_path_is_exact_where_nothing_moves_and_affine_where_all_do
     photo = cv2.GaussianBlur(rng.integers(0, 256, (SIZE, SIZE, 3), dtype=np.uint8), (0, 0), 1.0)
     assert warp_face(photo, points, points.copy()).image.tobytes() == photo.tobytes()
     shifted = warp_face(photo, points, points + [2.5, -1.25]).image
-    expected = cv2.warpAffine(photo, np.float32([[1, 0, 2.5], [0, 1, -1.25]]), (SIZE, SIZE), flags=cv2.INTER_CUBIC,
+    expected = cv2.warpAffine(photo, np.float32([[1, 0, 2.5], [0, 1, -1.25]]), (SIZE, SIZE), flags=SAMPLING,
                               borderMode=cv2.BORDER_REFLECT)
     hull = np.zeros((SIZE, SIZE), np.uint8)
     cv2.fillConvexPoly(hull, cv2.convexHull(np.round(points + [2.5, -1.25]).astype(np.int32)), 1)
