@@ -21,6 +21,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from .grain import with_grain
+
 FRAME_WIDTH = 128  # about a London smile's inner-lip width (103-140 px in the 1024 px photos): teeth stay sharp
 FRAME_HEIGHT = 48
 UPPER = 11  # inner-lip points from corner to corner along the upper lip; the lower lip's 9 follow, back
@@ -211,6 +213,8 @@ def fill_mouth(image: np.ndarray, gap: np.ndarray, target_lips: np.ndarray, exem
         fill = np.repeat(luminance(fill)[..., None], 3, axis=2)
     a = gap[y0:y1, x0:x1][..., None]
     region = image[y0:y1, x0:x1]
+    # The stored frame is 128 px wide: enlarged into a large mouth, or relit, it is smoother than the photo around it.
+    fill = with_grain(fill, region, a[..., 0] > 0.5, a[..., 0] == 0)
     blended = np.clip(np.round(region * (1.0 - a) + fill * a), 0, 255).astype(np.uint8)
     np.copyto(region, blended, where=a > 0)
     return image

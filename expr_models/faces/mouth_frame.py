@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from .grain import with_grain
 from .mesh_topology import LIPS_INNER, LIPS_OUTER, MOUTH_CORNERS
 
 FRAME_HEIGHT = 96
@@ -83,11 +84,12 @@ class MouthFrame:
         return cv2.warpAffine(photo, matrix, (FRAME_WIDTH, FRAME_HEIGHT), flags=cv2.INTER_LINEAR,
                               borderMode=cv2.BORDER_REFLECT)
 
-    def paste(self, photo: np.ndarray, frame_image: np.ndarray, frame_alpha: np.ndarray
-              ) -> tuple[int, int, int, int] | None:
+    def paste(self, photo: np.ndarray, frame_image: np.ndarray, frame_alpha: np.ndarray,
+              match_grain: bool = False) -> tuple[int, int, int, int] | None:
         """``frame_image`` (H x W x C uint8 or float) blended into ``photo`` (in place) with ``frame_alpha``, both
         mapped back to photo pixels (cubic and linear); pixels the alpha does not reach keep their bytes. Returns the
-        box (x0, y0, x1, y1) the alpha reaches, or None."""
+        box (x0, y0, x1, y1) the alpha reaches, or None. ``match_grain``: the pasted image gets the grain it lacks
+        against the photo's around it (a drawn frame, enlarged to a large mouth, is smoother than the photo)."""
         inverse = cv2.invertAffineTransform(self.matrix)
         corners = inverse @ np.array([[0, 0, 1], [FRAME_WIDTH, 0, 1], [0, FRAME_HEIGHT, 1],
                                       [FRAME_WIDTH, FRAME_HEIGHT, 1]], np.float64).T
@@ -104,6 +106,8 @@ class MouthFrame:
                                borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
         alpha = np.clip(alpha, 0.0, 1.0)
         region = photo[y0:y1, x0:x1]
+        if match_grain:
+            image = with_grain(image.reshape(region.shape), region, alpha > 0.5, alpha < 1e-3)
         if region.ndim == 3:
             image = image.reshape(region.shape)
             alpha = alpha[..., None]

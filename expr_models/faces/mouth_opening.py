@@ -14,6 +14,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from .grain import grain, grain_spread
+
 # Sub-pixel precision of the rasterised polygons and triangles (cv2.fillPoly's ``shift``): 1/16 px.
 SHIFT = 4
 # A real mouth opening reaching past the mesh's outer lips by this much (area, in squared mouth widths) means the mesh
@@ -267,11 +269,8 @@ def mouth_cavity(image: np.ndarray, alpha: np.ndarray, colour: np.ndarray, targe
     band = cv2.dilate(inside.astype(np.uint8), np.ones((3, 3), np.uint8), iterations=max(2, round(0.04 * width)))
     band = (band > 0) & ~inside
     lip_colour = np.median(window[band], axis=0) if band.sum() >= 8 else colour * 2.0
-    grain = 0.0
-    if band.sum() >= 8:
-        detail = window - cv2.GaussianBlur(window, (0, 0), 1.0).reshape(window.shape)
-        luma_lips = max(float(lip_colour.mean()), 1.0)
-        grain = float(np.std(detail[band])) * float(np.clip(colour.mean() / luma_lips, 0.2, 1.0))
+    luma_lips = max(float(lip_colour.mean()), 1.0)
+    spread = grain_spread(window, band) * float(np.clip(colour.mean() / luma_lips, 0.2, 1.0))
     top, bottom = lips[:, 1].min() - y0, lips[:, 1].max() - y0
     rows = np.arange(y1 - y0, dtype=np.float32)[:, None, None]
     t = np.clip((rows - top) / max(bottom - top, 1.0), 0.0, 1.0)
@@ -282,8 +281,8 @@ def mouth_cavity(image: np.ndarray, alpha: np.ndarray, colour: np.ndarray, targe
     rim = np.clip(depth / max(0.04 * width, 1.5), 0.0, 1.0)
     # Deeper is darker: the light that gets in falls on the inside of the lips and the teeth's edges first.
     shade = shade * (0.8 + 0.5 * (1.0 - np.clip(depth / max(0.15 * width, 1.5), 0.0, 1.0)))[..., None]
-    if grain > 0:
-        shade = shade + np.random.default_rng(0).normal(0.0, grain, shade.shape[:2])[..., None].astype(np.float32)
+    if spread > 0:
+        shade = shade + grain(shade.shape[:2], spread)[..., None]
     a = (window_alpha * (0.4 + 0.6 * rim))[..., None]
     blended = window * (1 - a) + shade * a
     out = np.clip(np.round(blended), 0, 255).astype(np.uint8).reshape(image[y0:y1, x0:x1].shape)

@@ -80,11 +80,11 @@ def learned_redraw(model: Any, margin: float | None = None) -> MouthRedraw:
         if grey:
             drawn = drawn @ _LUMA
             if image.ndim == 2:
-                return frame.paste(image, drawn, hole)
+                return frame.paste(image, drawn, hole, match_grain=True)
             drawn = np.repeat(drawn[..., None], 3, axis=2)
         else:
             drawn = within_surrounding_colours(drawn, window, hole).clip(0, 255)
-        return frame.paste(image[..., :3], drawn, hole)  # a view: an alpha channel keeps its bytes
+        return frame.paste(image[..., :3], drawn, hole, match_grain=True)  # a view: an alpha channel keeps its bytes
 
     return redraw
 
