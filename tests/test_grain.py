@@ -41,3 +41,12 @@ def test_colour_regions_get_one_grain_in_every_channel():
     inside = np.ones(photo.shape[:2], bool)
     result = with_grain(drawn, photo, inside, inside)
     assert np.array_equal(result[..., 0], result[..., 2]) and grain_spread(result, inside) > 3.0
+
+
+def test_a_sliver_too_small_to_measure_gets_no_grain():
+    photo = noisy_photo(5.0)
+    drawn = np.full_like(photo, 100.0)
+    sliver = np.zeros(photo.shape, bool)
+    sliver[40, 50:55] = True  # five pixels of a barely parted mouth
+    assert with_grain(drawn, photo, sliver, ~sliver) is drawn
+    assert with_grain(drawn, photo, np.zeros(photo.shape, bool), ~sliver) is drawn  # nothing drawn: nothing added

@@ -15,6 +15,8 @@ import numpy as np
 
 # Detail = the image less its Gaussian blur at this sigma (px): the pixel-scale grain, not the features.
 DETAIL_SIGMA = 1.0
+# The fewest pixels ``with_grain`` measures a spread over.
+MIN_PIXELS = 30
 
 
 def detail(image: np.ndarray) -> np.ndarray:
@@ -42,7 +44,10 @@ def grain(shape: tuple[int, int], spread: float, seed: int = 0) -> np.ndarray:
 def with_grain(drawn: np.ndarray, photo: np.ndarray, drawn_where: np.ndarray, photo_where: np.ndarray) -> np.ndarray:
     """``drawn`` (H x W (x C) float) with the grain it lacks against ``photo`` (the same size) added: noise of the
     spread that makes its detail over ``drawn_where`` as strong as the photo's over ``photo_where`` (both boolean
-    H x W); ``drawn`` itself where it is already as grainy."""
+    H x W); ``drawn`` itself where it is already as grainy, or where either region is too small to measure (under
+    ``MIN_PIXELS``: a sliver of a gap has no grain to speak of, and a few pixels of lip edge are no measure of it)."""
+    if np.count_nonzero(drawn_where) < MIN_PIXELS or np.count_nonzero(photo_where) < MIN_PIXELS:
+        return drawn
     missing = grain_spread(photo, photo_where) ** 2 - grain_spread(drawn, drawn_where) ** 2
     if missing <= 0:
         return drawn
