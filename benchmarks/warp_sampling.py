@@ -1,5 +1,5 @@
-"""The mesh warp's sampling kernel: how sharp the edited mouth stays, and what it costs, cubic against Lanczos, in one
-run.
+"""How the mesh warp samples the photo: its kernel (how sharp the edited mouth stays, and what it costs, cubic
+against Lanczos) and its held irises (what keeping each iris round costs), in one run.
 
     python benchmarks/warp_sampling.py [--pairs 12] [--repeats 9]
 
@@ -11,6 +11,8 @@ run.
    (``evaluation.mesh_metrics.mouth_sharpness``, as ``evaluate`` reports it); the median per dataset and edit.
 3. Time: a 1 MP photo (scikit-image's astronaut, enlarged), ``editor.edit`` with each kernel, alternating, median of
    ``--repeats``: the CycleGAN -> neutral and the SA-GAN -> surprise.
+4. Time: the same photo, ``editor.edit`` with the irises held (``faces.eye_interior``) and with the plain map,
+   alternating: the SA-GAN -> surprise, the CycleGAN -> happy, and the mesh motion with the ``eyes`` control at 1.
 
 Writes benchmarks/results/warp_sampling.json.
 """
@@ -106,6 +108,32 @@ def timing(editor, repeats: int) -> dict[str, dict]:
     return results
 
 
+def iris_timing(editor, repeats: int) -> dict[str, dict]:
+    """``editor.edit`` of a 1 MP photo with the irises held and with the plain map, alternating run by run."""
+    import expr_models.faces.mesh_warp as mesh_warp
+
+    photo = Image.fromarray(np.asarray(bench.astronaut())).resize((1024, 1024), Image.LANCZOS)
+    held = mesh_warp.steady_irises
+    results: dict[str, dict] = {}
+    try:
+        for method, target, controls in (("sagan", "surprise", {}), ("cyclegan", "happy", {}),
+                                         ("mesh", "neutral", {"eyes": 1.0})):
+            seconds: dict[str, list[float]] = defaultdict(list)
+            for _ in range(repeats + 1):
+                for name, steady in (("held", held), ("plain", lambda *args, **kwargs: [])):
+                    mesh_warp.steady_irises = steady
+                    tick = time.perf_counter()
+                    editor.edit(photo, method=method, target=target, **controls)
+                    seconds[name].append(time.perf_counter() - tick)
+            medians = {name: float(np.median(values[1:])) for name, values in seconds.items()}
+            label = f"{method} -> {target}" + "".join(f", {key} {value:g}" for key, value in controls.items())
+            results[label] = {**{f"{name}_s": round(value, 4) for name, value in medians.items()},
+                              "held_over_plain": round(medians["held"] / medians["plain"], 3)}
+    finally:
+        mesh_warp.steady_irises = held
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=bench.SHARED_DATA)
@@ -135,6 +163,10 @@ def main() -> None:
     for edit, row in payload["timing_1mp"].items():
         print(f"1 MP edit alone, {edit}: cubic {row['cubic_s']:.3f} s, Lanczos {row['lanczos_s']:.3f} s "
               f"({row['lanczos_over_cubic']:.2f}x)")
+    payload["irises_1mp"] = iris_timing(editor, args.repeats)
+    for edit, row in payload["irises_1mp"].items():
+        print(f"1 MP edit alone, {edit}: irises held {row['held_s']:.3f} s, plain map {row['plain_s']:.3f} s "
+              f"({row['held_over_plain']:.2f}x)")
     payload["load_average_after"] = bench.load_average()
     out = bench.RESULTS_DIR / "warp_sampling.json"
     out.write_text(json.dumps(payload, indent=2))

@@ -18,12 +18,13 @@ gap, the real opening, the seam) is in :mod:`.mouth_opening`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Sequence
 
 import cv2
 import numpy as np
 from scipy.spatial import Delaunay  # scipy ships with scikit-image, a dependency
 
+from .eye_interior import draw_irises, steady_irises
 from .mouth_opening import (SHIFT, area2, box_around, cavity_colour, closed_share, draw_seam, into_the_lips, is_open,
                             mesh_missed, mouth_cavity, new_gap, polygon_mask, real_opening, whole_opening)
 from .mouth_redraw import MouthRedraw, learned_redraw
@@ -170,7 +171,8 @@ MouthFill = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray
 def warp_crop(crop: np.ndarray, source: np.ndarray, target: np.ndarray, inner_lips: np.ndarray | None = None,
               outer_lips: np.ndarray | None = None, ring_scale: float = 1.2, feather: float = 1.5,
               triangles: np.ndarray | None = None, boundary: np.ndarray | None = None, fill: MouthFill | None = None,
-              redraw: MouthRedraw | None = None, dark_mouth: bool = False) -> WarpResult:
+              redraw: MouthRedraw | None = None, dark_mouth: bool = False,
+              eyes: Sequence[tuple[Sequence[int], tuple[int, int]]] | None = None) -> WarpResult:
     """Move ``crop``'s ``source`` points (N x 2 or N x 3, crop pixels) to ``target``, sampling the crop once.
 
     ``inner_lips``: the indices of the inner-lip contour in order around the mouth; with them, pixels inside the
@@ -184,6 +186,8 @@ def warp_crop(crop: np.ndarray, source: np.ndarray, target: np.ndarray, inner_li
     source's real opening (:func:`real_opening`) the warp left outside the target lips. ``dark_mouth``: a mouth that
     opens gets the dark cavity over its whole opening, not only where it is new (a gasp's dropped jaw hides the
     teeth a smile or a snarl showed, which the map would otherwise stretch into a tall grid), and no ``fill``.
+    ``eyes``: per eye, its contour's indices in order around the opening and its two corners' indices; the iris then
+    keeps its shape while the lids move over it, and what they uncover is drawn (:mod:`.eye_interior`).
     """
     crop = np.asarray(crop)
     if crop.dtype != np.uint8 or crop.ndim not in (2, 3):
@@ -202,10 +206,13 @@ def warp_crop(crop: np.ndarray, source: np.ndarray, target: np.ndarray, inner_li
     if mapped is None:
         return WarpResult(crop.copy(), None, None)
     map_x, map_y, changed, (x0, y0, x1, y1) = mapped
+    irises = steady_irises(crop, source, target, eyes, (x0, y0, x1, y1), map_x, map_y, changed, _STILL) if eyes \
+        else []
     sampled = cv2.remap(crop, map_x, map_y, SAMPLING, borderMode=cv2.BORDER_REFLECT)
     out = crop.copy()
     region = out[y0:y1, x0:x1]
     np.copyto(region, sampled, where=changed if crop.ndim == 2 else changed[..., None])
+    draw_irises(out, irises)
 
     gap, redrawn = None, None
     if wider_source:
@@ -259,7 +266,8 @@ def warp_face(crop: np.ndarray, source: np.ndarray, target: np.ndarray, mouth=No
     Why the learned mouth does not open mouths here: at 1024 px its teeth are softer than an exemplar's real ones, and
     on round surprised mouths it drew lips and teeth where the dark cavity read as surprise (held-out success, SA-GAN
     → surprise on the paper set: 36% against the cavity's 56%)."""
-    from .mesh_topology import EYE_TRIANGLES, FACE_OVAL, LIPS_INNER, LIPS_OUTER, MOUTH_TRIANGLES, TRIANGLES
+    from .mesh_topology import (EYE_TRIANGLES, FACE_OVAL, LEFT_EYE, LEFT_EYE_UPPER, LIPS_INNER, LIPS_OUTER,
+                                MOUTH_TRIANGLES, RIGHT_EYE, RIGHT_EYE_UPPER, TRIANGLES)
 
     colour = np.asarray(crop).ndim == 3
     if mouth is not None and hasattr(mouth, "inpaint"):
@@ -270,7 +278,8 @@ def warp_face(crop: np.ndarray, source: np.ndarray, target: np.ndarray, mouth=No
         options["fill"] = exemplar_fill(mouth)
     result = warp_crop(crop, source, target, inner_lips=np.array(LIPS_INNER), outer_lips=np.array(LIPS_OUTER),
                        triangles=np.array(TRIANGLES + MOUTH_TRIANGLES + EYE_TRIANGLES), boundary=np.array(FACE_OVAL),
-                       **options)
+                       eyes=[(RIGHT_EYE, (RIGHT_EYE_UPPER[0], RIGHT_EYE_UPPER[-1])),
+                             (LEFT_EYE, (LEFT_EYE_UPPER[0], LEFT_EYE_UPPER[-1]))], **options)
     if shading is None or result.box is None:
         return result
     image, shaded = shading.shade_with_box(result.image, source, target, expressions)

@@ -1,0 +1,192 @@
+"""The eyes under a mesh warp: the iris keeps its shape, and the lids move over it.
+
+    eyes = steady_irises(crop, source, target, EYES, box, map_x, map_y, moved)   # changes the maps in place
+    draw_irises(warped, eyes)                                                     # what the lids uncovered
+
+A piecewise-affine map stretches whatever lies between the lids with them: eyes opened wider (surprise, the ``eyes``
+control) got tall oval irises and catchlights drawn out into streaks, and narrowed eyes (a smile) squashed ones. The
+white of the eye and the lids may stretch (nobody sees a stretched white), the iris may not. So:
+- inside the target opening, the iris's disc samples the input at the same place relative to the eye's corners (a
+  translation by their motion, about nothing: the corners sit on the skull), so it keeps its shape and the lids
+  slide over it; where a lid rises past what the input showed of the iris, the iris is continued by mirroring its
+  visible part about its centre's row;
+- around the disc, the stretched white of the eye would carry a second, stretched copy of the iris (the map reaches
+  into the input's iris): there the white is continued from the white that shows (inpainted), in the person's own
+  colours and grain.
+An eye the input shows nearly shut has no iris to go on, and keeps the plain map.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import cv2
+import numpy as np
+
+from .grain import with_grain
+from .mouth_opening import box_around, polygon_mask
+
+# The iris's radius over the eye's width (corner to corner), within which the measured one is kept: an iris is about
+# 11.7 mm across, an eye's opening about 28 mm.
+IRIS_RADIUS_RANGE = (0.15, 0.26)
+# An input eye open less than this (height over width) shows too little of the iris to keep.
+MIN_OPENING = 0.12
+# The lash line: pixels within this many of the opening's edge belong to the lids.
+LASH_LINE = 1.5
+# The iris's soft dark edge (the limbus) reaches this far out, relative to its radius: the stretched white must not
+# carry it either.
+LIMBUS = 1.15
+
+
+@dataclass
+class SteadyIris:
+    """One eye's iris held still, and what the warp uncovered around it; masks are bool, of ``window``'s size."""
+
+    window: tuple[int, int, int, int]  # (x0, y0, x1, y1) in crop pixels, around the eye in both layouts
+    uncovered_iris: np.ndarray  # disc pixels whose input position lay under a lid: mirrored iris
+    ghost: np.ndarray           # white-of-the-eye pixels the stretched map filled from the input's iris
+    opening: np.ndarray         # the target opening less its lash line
+    shown: np.ndarray           # the input's opening less its lash line
+    centre: np.ndarray          # (x, y) crop pixels, the iris's centre in the output
+    radius: float
+    shift: np.ndarray           # (dx, dy): output pixel - shift = its place in the input
+    iris_colour: np.ndarray     # C
+    crop: np.ndarray            # the input crop
+
+
+def _inside(mask: np.ndarray, margin: float) -> np.ndarray:
+    """The pixels of ``mask`` (H x W, nonzero inside) more than ``margin`` pixels from its edge."""
+    return cv2.distanceTransform(np.pad(np.asarray(mask, np.uint8), 1), cv2.DIST_L2, 3)[1:-1, 1:-1] > margin
+
+
+def _luminance(pixels: np.ndarray) -> np.ndarray:
+    """Per pixel of an N x C (or N) array."""
+    pixels = np.asarray(pixels, np.float32)
+    if pixels.ndim == 1 or pixels.shape[-1] < 3:
+        return pixels.reshape(len(pixels), -1)[:, 0]
+    return pixels[:, :3] @ np.array([0.299, 0.587, 0.114], np.float32)
+
+
+def find_iris(crop: np.ndarray, opening: np.ndarray, width: float) -> tuple[np.ndarray, float] | None:
+    """The iris's centre (x, y) and radius in an eye's ``opening`` (H x W bool) of ``crop``: the darkest 40% of the
+    opening's pixels, their median position, and half their run across the centre's row (kept within
+    ``IRIS_RADIUS_RANGE`` of the eye's ``width``); None where the opening is too small to tell."""
+    ys, xs = np.nonzero(opening)
+    if len(ys) < 20:
+        return None
+    luminance = _luminance(crop[ys, xs].reshape(len(ys), -1))
+    dark = luminance <= np.quantile(luminance, 0.4)
+    centre = np.array([np.median(xs[dark]), np.median(ys[dark])], np.float64)
+    row = dark & (np.abs(ys - centre[1]) < 1.0)
+    low, high = np.array(IRIS_RADIUS_RANGE) * width
+    run = float(np.ptp(xs[row])) / 2 + 0.5 if row.sum() >= 2 else (low + high) / 2
+    return centre, float(np.clip(run, low, high))
+
+
+def steady_irises(crop: np.ndarray, source: np.ndarray, target: np.ndarray,
+                  eyes: Sequence[tuple[Sequence[int], tuple[int, int]]], box: tuple[int, int, int, int],
+                  map_x: np.ndarray, map_y: np.ndarray, moved: np.ndarray, still: float = 0.1) -> list[SteadyIris]:
+    """Inside each target eye opening, the maps (``box``-sized, in place) of the iris's disc become the eye corners'
+    translation, and those pixels count as ``moved``. ``eyes``: per eye, its contour's point indices in order around
+    the opening and its two corners' indices; an eye none of whose points moves more than ``still`` pixels, or that
+    the input shows nearly shut, is left alone. Returns what :func:`draw_irises` needs, per eye held."""
+    x0, y0, x1, y1 = box
+    held = []
+    for contour, corners in eyes:
+        contour, corners = list(contour), list(corners)
+        if np.abs(target[contour, :2] - source[contour, :2]).max() <= still:
+            continue
+        # Everything happens in a window around the eye in both layouts, within the warp's box.
+        wx0, wy0, wx1, wy1 = box_around(crop.shape[:2], source[contour], target[contour], margin=3)
+        wx0, wy0, wx1, wy1 = max(wx0, x0), max(wy0, y0), min(wx1, x1), min(wy1, y1)
+        width = float(np.linalg.norm(source[corners[0], :2] - source[corners[1], :2]))
+        if wx1 - wx0 < 8 or wy1 - wy0 < 4 or width < 8:
+            continue
+        size, offset = (wy1 - wy0, wx1 - wx0), np.array([wx0, wy0], np.float64)
+        source_opening = polygon_mask(size, source[contour, :2] - offset)
+        if source_opening.sum(0).max() < MIN_OPENING * width:
+            continue
+        shown = _inside(source_opening, LASH_LINE)
+        iris = find_iris(crop[wy0:wy1, wx0:wx1], shown, width)
+        if iris is None:
+            continue
+        centre, radius = iris[0] + offset, iris[1]
+        shift = (target[corners, :2] - source[corners, :2]).mean(0)
+        opening = _inside(polygon_mask(size, target[contour, :2] - offset), LASH_LINE)
+        ys, xs = np.mgrid[wy0:wy1, wx0:wx1]
+        local = (slice(wy0 - y0, wy1 - y0), slice(wx0 - x0, wx1 - x0))
+        window_x, window_y, window_moved = map_x[local], map_y[local], moved[local]  # views
+        disc = opening & (np.hypot(xs - centre[0] - shift[0], ys - centre[1] - shift[1]) < radius + 0.5)
+        # The stretched white around the disc that reaches into the input's iris: a second, stretched iris. (On the
+        # lash line the same reach leaves dark flecks over the iris, which read as lashes.)
+        reaches = np.hypot(window_x - centre[0], window_y - centre[1]) < LIMBUS * radius + 1.0
+        ghost = opening & ~disc & window_moved & reaches
+        window_x[disc] = xs[disc] - shift[0]
+        window_y[disc] = ys[disc] - shift[1]
+        window_moved |= disc
+        # Disc pixels whose place in the input lay under a lid or its lash line: the iris the input did not show.
+        shown_here = cv2.warpAffine(shown.astype(np.uint8), np.float32([[1, 0, shift[0]], [0, 1, shift[1]]]),
+                                    (size[1], size[0]), flags=cv2.INTER_NEAREST, borderValue=0) > 0
+        pixels = crop[wy0:wy1, wx0:wx1][shown].reshape(int(shown.sum()), -1).astype(np.float32)
+        sy, sx = np.nonzero(shown)
+        in_iris = np.hypot(sx + wx0 - centre[0], sy + wy0 - centre[1]) < radius
+        iris_colour = np.median(pixels[in_iris], axis=0) if in_iris.any() else np.quantile(pixels, 0.1, axis=0)
+        held.append(SteadyIris((wx0, wy0, wx1, wy1), disc & ~shown_here, ghost, opening, shown, centre + shift,
+                               radius, shift, iris_colour, crop))
+    return held
+
+
+def draw_irises(image: np.ndarray, eyes: list[SteadyIris]) -> np.ndarray:
+    """Draw into ``image`` (the warped crop, in place) around each held iris: the iris the lids uncovered (its visible
+    part mirrored about its centre's row, or its median colour where that is hidden too) and the white of the eye
+    where the stretched map had put iris (inpainted from the white that shows, the lashes' dark left out); the
+    iris's edge anti-aliased over a pixel."""
+    for eye in eyes:
+        if not (eye.uncovered_iris | eye.ghost).any():
+            continue
+        x0, y0, x1, y1 = eye.window
+        channels = 1 if image.ndim == 2 else image.shape[2]
+        window = image[y0:y1, x0:x1].reshape(y1 - y0, x1 - x0, channels)
+        grid_y, grid_x = np.mgrid[y0:y1, x0:x1].astype(np.float32)
+        from_centre = np.hypot(grid_x - eye.centre[0], grid_y - eye.centre[1])
+        opening, iris_new, ghost = eye.opening, eye.uncovered_iris, eye.ghost
+        # The white: inpainted from the opening's pixels outside the disc that are neither to draw nor lashes.
+        luminance = _luminance(window.reshape(-1, channels)).reshape(opening.shape)
+        white_pixels = opening & (from_centre > eye.radius + 1.0) & ~ghost
+        if white_pixels.sum() < 10:
+            continue
+        bright = luminance >= np.quantile(luminance[white_pixels], 0.3)
+        known = white_pixels & bright
+        colour = np.ascontiguousarray(window[..., :3] if channels >= 3 else window[..., 0])
+        white = cv2.inpaint(colour, (~known).astype(np.uint8), 3, cv2.INPAINT_TELEA)
+        white = white.reshape(y1 - y0, x1 - x0, -1).astype(np.float32)
+        if channels == 4:
+            white = np.concatenate([white, window[..., 3:].astype(np.float32)], axis=2)
+        # The iris: mirrored about its centre's row, read from the input.
+        source_x = (grid_x - eye.shift[0]).astype(np.float32)
+        mirrored_y = (2 * (eye.centre[1] - eye.shift[1]) - (grid_y - eye.shift[1])).astype(np.float32)
+        iris = cv2.remap(eye.crop, source_x, mirrored_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        iris = iris.reshape(y1 - y0, x1 - x0, channels).astype(np.float32)
+        mirror_shown = cv2.remap(eye.shown.astype(np.float32), source_x - x0, mirrored_y - y0, cv2.INTER_NEAREST,
+                                 borderValue=0.0) > 0.5
+        kept = window.astype(np.float32)
+        # Where the mirror is hidden too (a narrow eye opened wide), the iris that shows is continued (inpainted).
+        shown_iris = opening & (from_centre < eye.radius) & ~iris_new
+        if (iris_new & ~mirror_shown).any() and shown_iris.sum() >= 5:
+            continued = cv2.inpaint(colour, (~shown_iris).astype(np.uint8), 3, cv2.INPAINT_TELEA)
+            continued = continued.reshape(y1 - y0, x1 - x0, -1).astype(np.float32)
+            if channels == 4:
+                continued = np.concatenate([continued, kept[..., 3:]], axis=2)
+        else:
+            continued = np.broadcast_to(eye.iris_colour.reshape(1, 1, -1), iris.shape)
+        iris = np.where(mirror_shown[..., None], iris, continued)
+        iris = np.where(iris_new[..., None], iris, kept)  # the disc's own pixels where the input showed them
+        in_iris = np.clip(eye.radius + 0.5 - from_centre, 0, 1)[..., None]
+        drawn = iris * in_iris + white * (1 - in_iris)
+        edge = opening & (np.abs(from_centre - eye.radius) < 1.0)  # the limbus, softened
+        changed = iris_new | ghost | edge
+        drawn = with_grain(drawn, kept, changed, opening & ~changed)
+        out = np.clip(np.round(drawn), 0, 255).astype(np.uint8)
+        np.copyto(window, out, where=changed[..., None])
+    return image

@@ -1,0 +1,104 @@
+"""The eyes under the mesh warp (expr_models.faces.eye_interior): the iris keeps its round shape while the lids move
+over it, and the white of the eye (not a stretched copy of the iris) fills what they uncover."""
+
+import cv2
+import numpy as np
+import pytest
+
+from expr_models.faces.mesh_topology import (EYE_TRIANGLES, FACE_OVAL, LEFT_EYE, LEFT_EYE_LOWER, LEFT_EYE_UPPER,
+                                             LIPS_INNER, LIPS_OUTER, MOUTH_TRIANGLES, RIGHT_EYE, RIGHT_EYE_LOWER,
+                                             RIGHT_EYE_UPPER, TRIANGLES)
+from expr_models.faces.mesh_warp import warp_crop, warp_face
+from expr_models.models.mesh_motion import MeshMotionModel
+
+SIZE = 400
+SCLERA, IRIS, SKIN = 235, 40, 150
+
+
+def drawn_face() -> tuple[np.ndarray, np.ndarray]:
+    """A crop with two drawn eyes (white, a dark iris the lids cover at top and bottom) at the mean mesh's eyes."""
+    mean = MeshMotionModel.from_pretrained("checkpoints/mesh_motion").mean_mesh.detach().numpy().astype(np.float64)
+    points = mean[:, :2] * 130 + [200, 190]  # eye distance 130 px
+    rng = np.random.default_rng(0)
+    image = np.clip(SKIN + rng.normal(0, 3, (SIZE, SIZE)), 0, 255).astype(np.uint8)
+    for contour, upper in ((RIGHT_EYE, RIGHT_EYE_UPPER), (LEFT_EYE, LEFT_EYE_UPPER)):
+        opening = np.zeros_like(image)
+        cv2.fillPoly(opening, [np.round(points[list(contour)] * 16).astype(np.int32)], 1, shift=4)
+        corners = points[[upper[0], upper[-1]]]
+        centre = corners.mean(0)
+        radius = 0.2 * np.linalg.norm(corners[1] - corners[0])
+        disc = np.zeros_like(image)
+        cv2.circle(disc, tuple(np.round(centre * 16).astype(int)), int(round(radius * 16)), 1, -1, shift=4)
+        image[opening > 0] = SCLERA
+        image[(opening > 0) & (disc > 0)] = IRIS
+    return np.repeat(image[..., None], 3, axis=2), points
+
+
+@pytest.fixture(scope="module")
+def face():
+    return drawn_face()
+
+
+def plain_map(image: np.ndarray, source: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """The warp ``warp_face`` makes, without holding the irises."""
+    return warp_crop(image, source, target, inner_lips=np.array(LIPS_INNER), outer_lips=np.array(LIPS_OUTER),
+                     triangles=np.array(TRIANGLES + MOUTH_TRIANGLES + EYE_TRIANGLES), boundary=np.array(FACE_OVAL)).image
+
+
+def widened(points: np.ndarray, amount: float) -> np.ndarray:
+    """The lids moved apart by ``amount`` of each eye's width at their middle (the upper lid up, the lower down)."""
+    target = points.copy()
+    for upper, lower in ((RIGHT_EYE_UPPER, RIGHT_EYE_LOWER), (LEFT_EYE_UPPER, LEFT_EYE_LOWER)):
+        width = np.linalg.norm(points[upper[-1]] - points[upper[0]])
+        for group, sign in ((upper, -1.0), (lower, 0.5)):
+            for k, index in enumerate(group[1:-1], start=1):
+                target[index, 1] += sign * amount * width * np.sin(np.pi * k / (len(group) - 1))
+    return target
+
+
+def iris_box(image: np.ndarray, points: np.ndarray, contour) -> tuple[int, int]:
+    """Height and width of the dark (iris) pixels inside one eye's opening, its lash line (2 px) left out."""
+    opening = np.zeros(image.shape[:2], np.uint8)
+    cv2.fillPoly(opening, [np.round(points[list(contour)] * 16).astype(np.int32)], 1, shift=4)
+    opening = cv2.erode(opening, np.ones((5, 5), np.uint8)) > 0
+    ys, xs = np.nonzero(opening & (image[..., 0] < 100))
+    return int(np.ptp(ys)) + 1, int(np.ptp(xs)) + 1
+
+
+def test_a_widened_eye_keeps_a_round_iris_and_shows_white_around_it(face):
+    image, points = face
+    target = widened(points, 0.15)
+    before = iris_box(image, points, RIGHT_EYE)
+    steady = warp_face(image, points, target).image
+    stretched = plain_map(image, points, target)  # for contrast
+    height, width = iris_box(steady, target, RIGHT_EYE)
+    assert abs(width - before[1]) <= 2 and height <= width + 2  # round: as wide as before, no taller than wide
+    assert iris_box(stretched, target, RIGHT_EYE)[0] > height + 4  # the plain map stretched it
+    assert height > before[0]  # the lids uncovered more of it
+    # Above the iris's top, inside the opened eye, the white (not skin, not iris).
+    x = int(round(points[list(RIGHT_EYE_UPPER), 0].mean()))
+    column = steady[:, x, 0]
+    top = int(np.ceil(target[RIGHT_EYE_UPPER[4], 1])) + 3
+    assert (column[top:top + 3] > 180).all() or (column[top:top + 3] < 100).all()  # white, or the iris continued
+
+
+def test_pixels_an_unmoved_eye_does_not_reach_keep_their_bytes(face):
+    image, points = face
+    target = points.copy()
+    target[13:15, 1] += np.array([-3.0, 3.0])  # the lips part; the eyes stay
+    result = warp_face(image, points, target).image
+    for contour in (RIGHT_EYE, LEFT_EYE):
+        x0, y0 = np.floor(points[list(contour)].min(0)).astype(int) - 3
+        x1, y1 = np.ceil(points[list(contour)].max(0)).astype(int) + 3
+        assert np.array_equal(result[y0:y1, x0:x1], image[y0:y1, x0:x1])
+
+
+def test_a_nearly_shut_eye_keeps_the_plain_map(face):
+    image, points = face
+    shut = points.copy()
+    for upper, lower in ((RIGHT_EYE_UPPER, RIGHT_EYE_LOWER), (LEFT_EYE_UPPER, LEFT_EYE_LOWER)):
+        middle = (points[list(upper)] + points[list(lower)]) / 2
+        shut[list(upper)] = middle + (points[list(upper)] - middle) * 0.1
+        shut[list(lower)] = middle + (points[list(lower)] - middle) * 0.1
+    target = widened(shut, 0.1)
+    assert np.array_equal(warp_face(image, shut, target).image, plain_map(image, shut, target))
