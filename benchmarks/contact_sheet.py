@@ -12,6 +12,8 @@ face region, scaled to the same size).
 ``--mouth-only``: the mouth's square of the full-resolution photo (pixel for pixel), not the face. ``--mouths``: one
 column per method and mouth component (each editor has that mouth alone; default: the editor's own choice).
 ``--unshaded``: beside each method's edit, the same edit without the expression shading (the warp and mouth alone).
+``--eyes-only``: the eyes' and brows' square of the full-resolution photo. ``--plain-irises``: beside each method's
+edit, the same with the irises stretched by the warp as before 2026-12-05 (``faces.eye_interior`` off).
 ``--targets``: each input edited to these expressions instead, one row each, with no real photo (the London Set has
 only smiles), e.g. ``--direction "neutral->happy" --targets angry sad surprise --methods sagan --unshaded``.
 
@@ -23,12 +25,14 @@ neutral->each``: per person, the first take of each other expression. Face Resea
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
 
+import expr_models.faces.mesh_warp as mesh_warp
 from expr_models.data.paired_faces import photo_pairs
 from expr_models.faces.alignment import retinaface_face
 from expr_models.methods.mesh import MOUTH_COMPONENTS, SHADING_COMPONENT
@@ -73,6 +77,27 @@ def mouth_square(photo: np.ndarray, box) -> tuple[int, int, int, int]:
     return left, top, left + side, top + side
 
 
+def eyes_square(photo: np.ndarray, box) -> tuple[int, int, int, int]:
+    """A square around both eyes and the brows: the face box's width, centred 35% of the way down the box."""
+    x0, y0, x1, y1 = box[:4]
+    side = int(min((x1 - x0) * 0.95, photo.shape[0], photo.shape[1]))
+    cx, cy = (x0 + x1) / 2, y0 + 0.35 * (y1 - y0)
+    left = int(min(max(cx - side / 2, 0), photo.shape[1] - side))
+    top = int(min(max(cy - side / 2, 0), photo.shape[0] - side))
+    return left, top, left + side, top + side
+
+
+@contextlib.contextmanager
+def plain_irises():
+    """The mesh warp without its held irises, for the block's length."""
+    held = mesh_warp.steady_irises
+    mesh_warp.steady_irises = lambda *args, **kwargs: []
+    try:
+        yield
+    finally:
+        mesh_warp.steady_irises = held
+
+
 def editors_by_mouth(checkpoints: Path, mouths: list[str] | None, unshaded: bool = False
                      ) -> dict[str, ExpressionEditor]:
     """One editor per mouth choice (``+``-joined mouth components: it holds those and no other mouth), or the editor
@@ -112,6 +137,9 @@ def main(argv: list[str] | None = None) -> int:
                              "or both joined by + (the learned mouth with the exemplars' teeth detail)")
     parser.add_argument("--unshaded", action="store_true",
                         help="beside each edit, the same without the expression shading")
+    parser.add_argument("--eyes-only", action="store_true", help="the eyes' and brows' square at full resolution")
+    parser.add_argument("--plain-irises", action="store_true",
+                        help="beside each edit, the same with the irises stretched by the warp (before 2026-12-05)")
     parser.add_argument("--targets", nargs="+", default=None,
                         help="edit each input to these expressions instead (one row each, no real photo)")
     args = parser.parse_args(argv)
@@ -121,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
 
     editors = editors_by_mouth(args.checkpoints, args.mouths, args.unshaded)
     editor = next(iter(editors.values()))
-    cut = mouth_square if args.mouth_only else face_square
+    cut = mouth_square if args.mouth_only else eyes_square if args.eyes_only else face_square
     rows = []
     for pair in chosen_pairs(args.data, args.dataset, args.split, args.direction, args.people, args.subjects):
         with Image.open(pair.source_path) as image:
@@ -147,6 +175,11 @@ def main(argv: list[str] | None = None) -> int:
                         result = mouth_editor.edit(detection, method=method, target=target, intensity=intensity)
                         name = f"{method} {mouth.replace('mouth_', '')}" if mouth else method
                         panels.append((name, np.asarray(result.image.convert("RGB"))))
+                        if args.plain_irises and not mouth:
+                            with plain_irises():
+                                result = mouth_editor.edit(detection, method=method, target=target,
+                                                           intensity=intensity)
+                            panels.append((f"{method} plain irises", np.asarray(result.image.convert("RGB"))))
             if real is not None:
                 panels.append(("real", np.asarray(Image.fromarray(real).crop(cut(real, real_found[0]))
                                                   .resize((side, side), Image.LANCZOS))))
