@@ -11,7 +11,7 @@ white of the eye and the lids may stretch (nobody sees a stretched white), the i
   slide over it; where a lid rises past what the input showed of the iris, the iris is continued by mirroring its
   visible part about its centre's row;
 - around the disc, the stretched white of the eye would carry a second, stretched copy of the iris (the map reaches
-  into the input's iris): there the white is continued from the white that shows (inpainted), in the person's own
+  into the input's iris): there the white is continued from the white that shows, in the person's own
   colours and grain.
 An eye the input shows nearly shut has no iris to go on, and keeps the plain map.
 """
@@ -58,6 +58,19 @@ class SteadyIris:
 def _inside(mask: np.ndarray, margin: float) -> np.ndarray:
     """The pixels of ``mask`` (H x W, nonzero inside) more than ``margin`` pixels from its edge."""
     return cv2.distanceTransform(np.pad(np.asarray(mask, np.uint8), 1), cv2.DIST_L2, 3)[1:-1, 1:-1] > margin
+
+
+def _spread(image: np.ndarray, known: np.ndarray, sigma: float) -> np.ndarray:
+    """``image`` (H x W x C float) filled everywhere from its ``known`` pixels (H x W bool), each pixel the
+    Gaussian-weighted mean of the known ones near it (normalised convolution; the known ones are blurred a little
+    too): the white of an eye continued across what is to draw, a hundred times cheaper than inpainting it."""
+    weight = known.astype(np.float32)
+    sigma = max(float(sigma), 1.0)
+    total = cv2.GaussianBlur(image * weight[..., None], (0, 0), sigma).reshape(image.shape)
+    norm = cv2.GaussianBlur(weight, (0, 0), sigma)[..., None]
+    # Far from every known pixel the weights vanish: fall back to their mean there.
+    fallback = image[known].mean(0) if known.any() else image.reshape(-1, image.shape[-1]).mean(0)
+    return np.where(norm > 1e-3, total / np.maximum(norm, 1e-6), fallback)
 
 
 def _luminance(pixels: np.ndarray) -> np.ndarray:
@@ -140,7 +153,7 @@ def steady_irises(crop: np.ndarray, source: np.ndarray, target: np.ndarray,
 def draw_irises(image: np.ndarray, eyes: list[SteadyIris]) -> np.ndarray:
     """Draw into ``image`` (the warped crop, in place) around each held iris: the iris the lids uncovered (its visible
     part mirrored about its centre's row, or its median colour where that is hidden too) and the white of the eye
-    where the stretched map had put iris (inpainted from the white that shows, the lashes' dark left out); the
+    where the stretched map had put iris (spread from the white that shows, the lashes' dark left out); the
     iris's edge anti-aliased over a pixel."""
     for eye in eyes:
         if not (eye.uncovered_iris | eye.ghost).any():
@@ -151,18 +164,15 @@ def draw_irises(image: np.ndarray, eyes: list[SteadyIris]) -> np.ndarray:
         grid_y, grid_x = np.mgrid[y0:y1, x0:x1].astype(np.float32)
         from_centre = np.hypot(grid_x - eye.centre[0], grid_y - eye.centre[1])
         opening, iris_new, ghost = eye.opening, eye.uncovered_iris, eye.ghost
-        # The white: inpainted from the opening's pixels outside the disc that are neither to draw nor lashes.
+        # The white: spread from the opening's pixels outside the disc that are neither to draw nor lashes.
         luminance = _luminance(window.reshape(-1, channels)).reshape(opening.shape)
         white_pixels = opening & (from_centre > eye.radius + 1.0) & ~ghost
         if white_pixels.sum() < 10:
             continue
         bright = luminance >= np.quantile(luminance[white_pixels], 0.3)
         known = white_pixels & bright
-        colour = np.ascontiguousarray(window[..., :3] if channels >= 3 else window[..., 0])
-        white = cv2.inpaint(colour, (~known).astype(np.uint8), 3, cv2.INPAINT_TELEA)
-        white = white.reshape(y1 - y0, x1 - x0, -1).astype(np.float32)
-        if channels == 4:
-            white = np.concatenate([white, window[..., 3:].astype(np.float32)], axis=2)
+        kept = window.astype(np.float32)
+        white = _spread(kept, known, 0.5 * eye.radius)
         # The iris: mirrored about its centre's row, read from the input.
         source_x = (grid_x - eye.shift[0]).astype(np.float32)
         mirrored_y = (2 * (eye.centre[1] - eye.shift[1]) - (grid_y - eye.shift[1])).astype(np.float32)
@@ -170,14 +180,10 @@ def draw_irises(image: np.ndarray, eyes: list[SteadyIris]) -> np.ndarray:
         iris = iris.reshape(y1 - y0, x1 - x0, channels).astype(np.float32)
         mirror_shown = cv2.remap(eye.shown.astype(np.float32), source_x - x0, mirrored_y - y0, cv2.INTER_NEAREST,
                                  borderValue=0.0) > 0.5
-        kept = window.astype(np.float32)
-        # Where the mirror is hidden too (a narrow eye opened wide), the iris that shows is continued (inpainted).
+        # Where the mirror is hidden too (a narrow eye opened wide), the iris that shows is continued.
         shown_iris = opening & (from_centre < eye.radius) & ~iris_new
         if (iris_new & ~mirror_shown).any() and shown_iris.sum() >= 5:
-            continued = cv2.inpaint(colour, (~shown_iris).astype(np.uint8), 3, cv2.INPAINT_TELEA)
-            continued = continued.reshape(y1 - y0, x1 - x0, -1).astype(np.float32)
-            if channels == 4:
-                continued = np.concatenate([continued, kept[..., 3:]], axis=2)
+            continued = _spread(kept, shown_iris, 0.25 * eye.radius)
         else:
             continued = np.broadcast_to(eye.iris_colour.reshape(1, 1, -1), iris.shape)
         iris = np.where(mirror_shown[..., None], iris, continued)
