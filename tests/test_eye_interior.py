@@ -5,10 +5,10 @@ import cv2
 import numpy as np
 import pytest
 
-from expr_models.faces.mesh_topology import (EYE_TRIANGLES, FACE_OVAL, LEFT_EYE, LEFT_EYE_LOWER, LEFT_EYE_UPPER,
-                                             LIPS_INNER, LIPS_OUTER, MOUTH_TRIANGLES, RIGHT_EYE, RIGHT_EYE_LOWER,
-                                             RIGHT_EYE_UPPER, TRIANGLES)
-from expr_models.faces.mesh_warp import warp_crop, warp_face
+import expr_models.faces.mesh_warp as mesh_warp
+from expr_models.faces.mesh_topology import LEFT_EYE, LEFT_EYE_LOWER, LEFT_EYE_UPPER, RIGHT_EYE, RIGHT_EYE_LOWER, \
+    RIGHT_EYE_UPPER
+from expr_models.faces.mesh_warp import warp_face
 from expr_models.models.mesh_motion import MeshMotionModel
 
 SIZE = 400
@@ -41,8 +41,12 @@ def face():
 
 def plain_map(image: np.ndarray, source: np.ndarray, target: np.ndarray) -> np.ndarray:
     """The warp ``warp_face`` makes, without holding the irises."""
-    return warp_crop(image, source, target, inner_lips=np.array(LIPS_INNER), outer_lips=np.array(LIPS_OUTER),
-                     triangles=np.array(TRIANGLES + MOUTH_TRIANGLES + EYE_TRIANGLES), boundary=np.array(FACE_OVAL)).image
+    held = mesh_warp.steady_irises
+    mesh_warp.steady_irises = lambda *args, **kwargs: []
+    try:
+        return warp_face(image, source, target).image
+    finally:
+        mesh_warp.steady_irises = held
 
 
 def widened(points: np.ndarray, amount: float) -> np.ndarray:

@@ -5,7 +5,8 @@ import cv2
 import numpy as np
 import pytest
 
-from expr_models.faces.mesh_warp import SAMPLING, anchor_ring, backward_map, warp_crop
+import expr_models.faces.mesh_warp as mesh_warp
+from expr_models.faces.mesh_warp import SAMPLING, SKIN_SAMPLING, anchor_ring, backward_map, warp_crop
 
 SIZE = 400
 MOUTH_Y = 270.0
@@ -82,8 +83,8 @@ def test_affine_motion_reproduces_warp_affine_inside_the_hull():
     centre = np.array([200.0, 210.0])
     target = (points - centre) @ matrix.T + centre + shift
     forward = np.concatenate([matrix, (centre + shift - matrix @ centre)[:, None]], 1)
-    expected = cv2.warpAffine(photo, forward, (SIZE, SIZE), flags=SAMPLING, borderMode=cv2.BORDER_REFLECT)
-    result = warp_crop(photo, points, target)
+    expected = cv2.warpAffine(photo, forward, (SIZE, SIZE), flags=SKIN_SAMPLING, borderMode=cv2.BORDER_REFLECT)
+    result = warp_crop(photo, points, target)  # no features given: the skin's kernel throughout
     hull = np.zeros((SIZE, SIZE), np.uint8)
     cv2.fillConvexPoly(hull, cv2.convexHull(np.round(target).astype(np.int32)), 1)
     hull = cv2.erode(hull, np.ones((5, 5), np.uint8)) > 0
@@ -125,7 +126,13 @@ def test_a_small_motion_keeps_the_mouth_sharp():
     assert cv2.Laplacian(_luminance(bilinear)[box], cv2.CV_32F).var() / before < 0.9
 
 
-def test_a_newly_opened_mouth_is_dark_and_filled_only_inside_the_gap():
+@pytest.fixture
+def one_kernel(monkeypatch):
+    """The skin's kernel around the features too, where a test is about the map, not the kernel."""
+    monkeypatch.setattr(mesh_warp, "SAMPLING", SKIN_SAMPLING)
+
+
+def test_a_newly_opened_mouth_is_dark_and_filled_only_inside_the_gap(one_kernel):
     source, inner = _points(0)
     photo = _photo(source, inner, teeth=False)
     target, _ = _points(18)
@@ -167,7 +174,7 @@ def test_grayscale_and_colour_crops(channels):
     assert result.image.shape == (photo.shape[:2] if channels == 1 else photo.shape)
 
 
-def test_mesh_topology_path_is_exact_where_nothing_moves_and_affine_where_all_does():
+def test_mesh_topology_path_is_exact_where_nothing_moves_and_affine_where_all_does(one_kernel):
     """warp_face: MediaPipe's own triangles inside the face oval, Delaunay only out to the anchor ring."""
     from expr_models.faces.mesh_warp import warp_face
     from expr_models.models.mesh_motion import MeshMotionModel
@@ -178,10 +185,28 @@ def test_mesh_topology_path_is_exact_where_nothing_moves_and_affine_where_all_do
     photo = cv2.GaussianBlur(rng.integers(0, 256, (SIZE, SIZE, 3), dtype=np.uint8), (0, 0), 1.0)
     assert warp_face(photo, points, points.copy()).image.tobytes() == photo.tobytes()
     shifted = warp_face(photo, points, points + [2.5, -1.25]).image
-    expected = cv2.warpAffine(photo, np.float32([[1, 0, 2.5], [0, 1, -1.25]]), (SIZE, SIZE), flags=SAMPLING,
+    expected = cv2.warpAffine(photo, np.float32([[1, 0, 2.5], [0, 1, -1.25]]), (SIZE, SIZE), flags=SKIN_SAMPLING,
                               borderMode=cv2.BORDER_REFLECT)
     hull = np.zeros((SIZE, SIZE), np.uint8)
     cv2.fillConvexPoly(hull, cv2.convexHull(np.round(points + [2.5, -1.25]).astype(np.int32)), 1)
     hull = cv2.erode(hull, np.ones((5, 5), np.uint8)) > 0
     difference = np.abs(shifted.astype(int) - expected.astype(int))[hull]
     assert difference.mean() < 0.1 and (difference > 1).mean() < 0.005
+
+
+def test_the_sharp_kernel_samples_around_the_features_and_ramps_into_the_skins():
+    """A pure shift of a grainy crop: Lanczos around the mouth (as warpAffine with it gives), cubic far from it."""
+    source, inner = _points(0)
+    rng = np.random.default_rng(3)
+    photo = cv2.GaussianBlur(rng.integers(0, 256, (SIZE, SIZE, 3), dtype=np.uint8), (0, 0), 0.7)
+    shift = np.array([1.5, -0.5])
+    result = warp_crop(photo, source, source + shift, inner_lips=inner).image
+    expected = {name: cv2.warpAffine(photo, np.float32([[1, 0, shift[0]], [0, 1, shift[1]]]), (SIZE, SIZE),
+                                     flags=kernel, borderMode=cv2.BORDER_REFLECT)
+                for name, kernel in (("sharp", SAMPLING), ("skin", SKIN_SAMPLING))}
+    mouth = (slice(int(MOUTH_Y) - 5, int(MOUTH_Y) + 5), slice(185, 215))
+    skin = (slice(90, 110), slice(190, 210))  # the forehead, far from the mouth
+    for region, name, other in ((mouth, "sharp", "skin"), (skin, "skin", "sharp")):
+        here = np.abs(result[region].astype(int) - expected[name][region]).mean()
+        there = np.abs(result[region].astype(int) - expected[other][region]).mean()
+        assert here < 0.2 < there, (name, here, there)
