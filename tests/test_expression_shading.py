@@ -285,3 +285,18 @@ def test_taking_an_expression_away_brightens_the_skin_only_a_little(shading, mes
         ratio = (undone.astype(np.float32) + 0.5) / (photo.astype(np.float32) + 0.5)
         assert ratio.max() <= np.exp(shading.config.max_class_lift) + 0.02
         assert ratio.min() < 0.97 or name == "sad"  # where the expression brightened, it darkens back fully
+
+
+def test_lightening_adds_a_sheen_and_darkening_multiplies():
+    """faces.shading.shaded: a lit patch of light skin keeps its colour differences and never clips (multiplied, its red
+    channel grew fastest and clipped, an orange cast); a shadow scales every channel alike."""
+    from expr_models.faces.shading import shaded
+
+    skin = np.array([[[225.0, 180.0, 150.0], [120.0, 80.0, 60.0]]], np.float32)  # light and dark skin
+    lit = shaded(skin, np.full((1, 2, 1), 1.25, np.float32))
+    assert (lit <= 255.0).all() and (lit > skin).all()
+    assert np.allclose(lit[..., 0] - lit[..., 2], skin[..., 0] - skin[..., 2])  # the same colour, brighter
+    shadow = shaded(skin, np.full((1, 2, 1), 0.8, np.float32))
+    assert np.allclose(shadow, skin * 0.8)
+    grey = shaded(np.array([[100.0, 250.0]], np.float32), np.array([[1.5, 1.5]], np.float32))
+    assert np.allclose(grey, [[150.0, 255.0]])  # held below white

@@ -185,6 +185,22 @@ def lift_creases(region: np.ndarray, weight: np.ndarray, skin: np.ndarray, eye_d
     return lifted if region.ndim == 3 else lifted[..., 0]
 
 
+def shaded(region: np.ndarray, gain: np.ndarray) -> np.ndarray:
+    """``region`` (H x W (x C) float, 0-255) darkened by multiplying by ``gain`` (H x W (x 1)) where it is below 1,
+    and lightened where it is above 1 by adding the same to every channel (its luminance times ``gain - 1``, held
+    below white): multiplied, light skin's colour grew with its brightness and a surprise's lit lids turned orange;
+    skin that catches more light gains it as a sheen, not as colour."""
+    darkened = region * np.minimum(gain, 1.0)
+    if region.ndim == 3 and region.shape[2] >= 3:
+        luminance = region[..., :3] @ np.array([0.299, 0.587, 0.114], np.float32)
+        room = 255.0 - region.max(axis=2)
+    else:
+        luminance = region[..., 0] if region.ndim == 3 else region
+        room = 255.0 - luminance
+    lift = np.minimum(luminance * (np.maximum(gain, 1.0).reshape(luminance.shape) - 1.0), np.maximum(room, 0.0))
+    return darkened + (lift[..., None] if region.ndim == 3 else lift)
+
+
 def apply_log_shading(image: np.ndarray, target: np.ndarray, texture: np.ndarray, log_shading: np.ndarray,
                       lift: float = 0.0) -> tuple[np.ndarray, tuple[int, int, int, int] | None]:
     """``image`` (H x W (x C) uint8, a face whose mesh lies at ``target``, 468 x 2 px) multiplied by
@@ -233,8 +249,7 @@ def apply_log_shading(image: np.ndarray, target: np.ndarray, texture: np.ndarray
         field = np.minimum(field, 0.0)
     gain = np.exp(field)
     out = image.copy()
-    region = out[y0:y1, x0:x1].astype(np.float32)
-    region *= gain[..., None] if image.ndim == 3 else gain
+    region = shaded(out[y0:y1, x0:x1].astype(np.float32), gain[..., None] if image.ndim == 3 else gain)
     if lift > 0:
         # The nose's own creases and the lips stay: only the cheeks' folds belong to the smile.
         skin = skin_mask(target - [x0, y0], field.shape, erode=max(1, round(0.03 * eyes)),
