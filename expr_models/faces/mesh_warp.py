@@ -169,6 +169,15 @@ def backward_map(shape: tuple[int, int], source: np.ndarray, target: np.ndarray,
     return map_x, map_y, index >= 0, box
 
 
+def _ramp(start: int, stop: int, low: int, high: int) -> np.ndarray:
+    """Per position in [start, stop): its distance in pixels from the nearer end, counting from 1, where that end is
+    not the warp box's own (``low``, ``high``: nothing lies past those to ramp into)."""
+    positions = np.arange(start, stop)
+    rise = positions - start + 1 if start > low else np.full(len(positions), DETAIL_RAMP)
+    fall = stop - positions if stop < high else np.full(len(positions), DETAIL_RAMP)
+    return np.minimum(rise, fall)
+
+
 def sample(crop: np.ndarray, map_x: np.ndarray, map_y: np.ndarray, box: tuple[int, int, int, int],
            features: list[np.ndarray]) -> np.ndarray:
     """``crop`` sampled at the maps (``box``-sized): with ``SAMPLING`` around each feature (its points' box grown by
@@ -187,12 +196,8 @@ def sample(crop: np.ndarray, map_x: np.ndarray, map_y: np.ndarray, box: tuple[in
             continue
         local = (slice(fy0 - y0, fy1 - y0), slice(fx0 - x0, fx1 - x0))
         sharp = cv2.remap(crop, map_x[local], map_y[local], SAMPLING, borderMode=cv2.BORDER_REFLECT)
-        # 1 inside, falling to 0 at the box's edges (not at the warp box's own: nothing lies past it to ramp into)
-        ramp_x = np.minimum(np.arange(fx0, fx1) - fx0 + 1 if fx0 > x0 else np.full(fx1 - fx0, DETAIL_RAMP),
-                            fx1 - np.arange(fx0, fx1) if fx1 < x1 else DETAIL_RAMP)
-        ramp_y = np.minimum(np.arange(fy0, fy1) - fy0 + 1 if fy0 > y0 else np.full(fy1 - fy0, DETAIL_RAMP),
-                            fy1 - np.arange(fy0, fy1) if fy1 < y1 else DETAIL_RAMP)
-        weight = np.clip(np.minimum(ramp_y[:, None], ramp_x[None, :]) / DETAIL_RAMP, 0.0, 1.0).astype(np.float32)
+        ramps = np.minimum(_ramp(fy0, fy1, y0, y1)[:, None], _ramp(fx0, fx1, x0, x1)[None, :])
+        weight = np.clip(ramps / DETAIL_RAMP, 0.0, 1.0).astype(np.float32)
         sampled[local] = cv2.blendLinear(sharp, np.ascontiguousarray(sampled[local]), weight, 1.0 - weight)
     return sampled
 
@@ -242,8 +247,8 @@ def warp_crop(crop: np.ndarray, source: np.ndarray, target: np.ndarray, inner_li
     map_x, map_y, changed, (x0, y0, x1, y1) = mapped
     irises = steady_irises(crop, source, target, eyes, (x0, y0, x1, y1), map_x, map_y, changed, _STILL) if eyes \
         else []
-    features = [target[indices] for indices in ([outer_lips if outer_lips is not None else inner_lips] +
-                                                [list(contour) for contour, _ in eyes or []]) if indices is not None]
+    lips = outer_lips if outer_lips is not None else inner_lips
+    features = ([target[lips]] if lips is not None else []) + [target[list(contour)] for contour, _ in eyes or []]
     sampled = sample(crop, map_x, map_y, (x0, y0, x1, y1), features)
     out = crop.copy()
     region = out[y0:y1, x0:x1]
