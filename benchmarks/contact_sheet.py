@@ -58,33 +58,30 @@ def chosen_pairs(data: Path, dataset: str, split: str, direction: str, people: i
     return [p for s in order for p in pairs if p.subject == s]
 
 
-def face_square(photo: np.ndarray, box, scale: float = 1.5) -> tuple[int, int, int, int]:
-    x0, y0, x1, y1 = box[:4]
-    side = int(min(max(x1 - x0, y1 - y0) * scale, photo.shape[0], photo.shape[1]))
-    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
-    left = int(min(max(cx - side / 2, 0), photo.shape[1] - side))
-    top = int(min(max(cy - side / 2, 0), photo.shape[0] - side))
+def square_in(photo: np.ndarray, side: float, centre: tuple[float, float]) -> tuple[int, int, int, int]:
+    """The square of ``side`` px around ``centre`` (x, y), moved inside ``photo`` (and no larger than it)."""
+    side = int(min(side, photo.shape[0], photo.shape[1]))
+    left = int(min(max(centre[0] - side / 2, 0), photo.shape[1] - side))
+    top = int(min(max(centre[1] - side / 2, 0), photo.shape[0] - side))
     return left, top, left + side, top + side
+
+
+def face_square(photo: np.ndarray, box, scale: float = 1.5) -> tuple[int, int, int, int]:
+    """A square 1.5 times the face box's larger side, on its centre."""
+    x0, y0, x1, y1 = box[:4]
+    return square_in(photo, max(x1 - x0, y1 - y0) * scale, ((x0 + x1) / 2, (y0 + y1) / 2))
 
 
 def mouth_square(photo: np.ndarray, box) -> tuple[int, int, int, int]:
     """A square around the mouth: half the face box wide, centred three quarters of the way down the box."""
     x0, y0, x1, y1 = box[:4]
-    side = int(min((x1 - x0) * 0.55, photo.shape[0], photo.shape[1]))
-    cx, cy = (x0 + x1) / 2, y0 + 0.78 * (y1 - y0)
-    left = int(min(max(cx - side / 2, 0), photo.shape[1] - side))
-    top = int(min(max(cy - side / 2, 0), photo.shape[0] - side))
-    return left, top, left + side, top + side
+    return square_in(photo, (x1 - x0) * 0.55, ((x0 + x1) / 2, y0 + 0.78 * (y1 - y0)))
 
 
 def eyes_square(photo: np.ndarray, box) -> tuple[int, int, int, int]:
     """A square around both eyes and the brows: the face box's width, centred 35% of the way down the box."""
     x0, y0, x1, y1 = box[:4]
-    side = int(min((x1 - x0) * 0.95, photo.shape[0], photo.shape[1]))
-    cx, cy = (x0 + x1) / 2, y0 + 0.35 * (y1 - y0)
-    left = int(min(max(cx - side / 2, 0), photo.shape[1] - side))
-    top = int(min(max(cy - side / 2, 0), photo.shape[0] - side))
-    return left, top, left + side, top + side
+    return square_in(photo, (x1 - x0) * 0.95, ((x0 + x1) / 2, y0 + 0.35 * (y1 - y0)))
 
 
 @contextlib.contextmanager
