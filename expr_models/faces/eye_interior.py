@@ -28,10 +28,8 @@ from .grain import with_grain
 from .mouth_opening import box_around, polygon_mask
 
 # The iris's radius over the eye's width (corner to corner), within which the measured one is kept: an iris is about
-# 11.7 mm across, an eye's opening about 28 mm. Not below that: the darkest pixels' run can stop short of the iris's
-# lighter rim, which a radius too small leaves outside the disc, to be painted over as white (a grey ring round a
-# London iris measured at 0.19); a disc too large holds a little white still, which does no harm.
-IRIS_RADIUS_RANGE = (0.21, 0.26)
+# 11.7 mm across, an eye's opening about 28 mm.
+IRIS_RADIUS_RANGE = (0.15, 0.26)
 # An input eye open less than this (height over width) shows too little of the iris to keep.
 MIN_OPENING = 0.12
 # The lash line: pixels within this many of the opening's edge belong to the lids.
