@@ -106,3 +106,12 @@ def test_a_nearly_shut_eye_keeps_the_plain_map(face):
         shut[list(lower)] = middle + (points[list(lower)] - middle) * 0.1
     target = widened(shut, 0.1)
     assert np.array_equal(warp_face(image, shut, target).image, plain_map(image, shut, target))
+
+
+def test_a_grey_crop_gets_the_same_eyes(face):
+    """A one-channel crop is held and drawn as its three-channel copy is."""
+    image, points = face
+    target = widened(points, 0.15)
+    grey = warp_face(np.ascontiguousarray(image[..., 0]), points, target).image
+    colour = warp_face(image, points, target).image
+    assert grey.ndim == 2 and np.array_equal(grey, colour[..., 0])

@@ -160,7 +160,7 @@ def draw_irises(image: np.ndarray, eyes: list[SteadyIris]) -> np.ndarray:
             continue
         x0, y0, x1, y1 = eye.window
         channels = 1 if image.ndim == 2 else image.shape[2]
-        window = image[y0:y1, x0:x1].reshape(y1 - y0, x1 - x0, channels)
+        window = image[y0:y1, x0:x1] if image.ndim == 3 else image[y0:y1, x0:x1, None]  # a view either way
         grid_y, grid_x = np.mgrid[y0:y1, x0:x1].astype(np.float32)
         from_centre = np.hypot(grid_x - eye.centre[0], grid_y - eye.centre[1])
         opening, iris_new, ghost = eye.opening, eye.uncovered_iris, eye.ghost
