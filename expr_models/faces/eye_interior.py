@@ -25,6 +25,7 @@ import cv2
 import numpy as np
 
 from .grain import with_grain
+from .mouth_fill import luminance as pixel_luminance
 from .mouth_opening import box_around, polygon_mask
 
 # The iris's radius over the eye's width (corner to corner), within which the measured one is kept: an iris is about
@@ -73,14 +74,6 @@ def _spread(image: np.ndarray, known: np.ndarray, sigma: float) -> np.ndarray:
     return np.where(norm > 1e-3, total / np.maximum(norm, 1e-6), fallback)
 
 
-def _luminance(pixels: np.ndarray) -> np.ndarray:
-    """Per pixel of an N x C (or N) array."""
-    pixels = np.asarray(pixels, np.float32)
-    if pixels.ndim == 1 or pixels.shape[-1] < 3:
-        return pixels.reshape(len(pixels), -1)[:, 0]
-    return pixels[:, :3] @ np.array([0.299, 0.587, 0.114], np.float32)
-
-
 def find_iris(crop: np.ndarray, opening: np.ndarray, width: float) -> tuple[np.ndarray, float] | None:
     """The iris's centre (x, y) and radius in an eye's ``opening`` (H x W bool) of ``crop``: the darkest 40% of the
     opening's pixels, their median position, and half their run across the centre's row (kept within
@@ -88,7 +81,7 @@ def find_iris(crop: np.ndarray, opening: np.ndarray, width: float) -> tuple[np.n
     ys, xs = np.nonzero(opening)
     if len(ys) < 20:
         return None
-    luminance = _luminance(crop[ys, xs].reshape(len(ys), -1))
+    luminance = pixel_luminance(crop[ys, xs].reshape(len(ys), -1))
     dark = luminance <= np.quantile(luminance, 0.4)
     centre = np.array([np.median(xs[dark]), np.median(ys[dark])], np.float64)
     row = dark & (np.abs(ys - centre[1]) < 1.0)
@@ -165,7 +158,7 @@ def draw_irises(image: np.ndarray, eyes: list[SteadyIris]) -> np.ndarray:
         from_centre = np.hypot(grid_x - eye.centre[0], grid_y - eye.centre[1])
         opening, iris_new, ghost = eye.opening, eye.uncovered_iris, eye.ghost
         # The white: spread from the opening's pixels outside the disc that are neither to draw nor lashes.
-        luminance = _luminance(window.reshape(-1, channels)).reshape(opening.shape)
+        luminance = pixel_luminance(window)
         white_pixels = opening & (from_centre > eye.radius + 1.0) & ~ghost
         if white_pixels.sum() < 10:
             continue

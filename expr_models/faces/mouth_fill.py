@@ -151,7 +151,10 @@ def region_mean(photo: np.ndarray, outer: np.ndarray, inner: np.ndarray | None =
 
 
 def luminance(rgb: np.ndarray) -> np.ndarray:
+    """BT.601 luminance over the last axis (float32); a grey last axis (one channel) is its own luminance."""
     rgb = np.asarray(rgb, np.float32)
+    if rgb.shape[-1] < 3:
+        return rgb[..., 0]
     return rgb[..., 0] * 0.299 + rgb[..., 1] * 0.587 + rgb[..., 2] * 0.114
 
 

@@ -25,6 +25,7 @@ from .mesh_topology import (EYE_TRIANGLES, FACE_OVAL, LEFT_BROW, LEFT_CHEEK, LEF
                             LIPS_OUTER_UPPER, MOUTH_CORNERS, MOUTH_TRIANGLES, NOSE, RIGHT_BROW, RIGHT_CHEEK, RIGHT_EYE,
                             TRIANGLES)
 from .mesh_warp import backward_map
+from .mouth_fill import luminance as pixel_luminance
 
 _TRIANGLES = np.array(TRIANGLES + MOUTH_TRIANGLES + EYE_TRIANGLES)
 # Outer eye corners and inner ones (MediaPipe): their distance is the eye distance used for scale.
@@ -191,12 +192,8 @@ def shaded(region: np.ndarray, gain: np.ndarray) -> np.ndarray:
     below white): multiplied, light skin's colour grew with its brightness and a surprise's lit lids turned orange;
     skin that catches more light gains it as a sheen, not as colour."""
     darkened = region * np.minimum(gain, 1.0)
-    if region.ndim == 3 and region.shape[2] >= 3:
-        luminance = region[..., :3] @ np.array([0.299, 0.587, 0.114], np.float32)
-        room = 255.0 - region.max(axis=2)
-    else:
-        luminance = region[..., 0] if region.ndim == 3 else region
-        room = 255.0 - luminance
+    channels = region if region.ndim == 3 else region[..., None]
+    luminance, room = pixel_luminance(channels), 255.0 - channels.max(axis=2)
     lift = np.minimum(luminance * (np.maximum(gain, 1.0).reshape(luminance.shape) - 1.0), np.maximum(room, 0.0))
     return darkened + (lift[..., None] if region.ndim == 3 else lift)
 
