@@ -211,3 +211,28 @@ def test_mesh_direction_ceiling_skips_without_data_and_scores_a_shared_motion_as
     takes = [person(30, motion, "KA"), person(31, motion, "KA"), person(32, other, "KA"), person(33, other, "KM")]
     grouped = mesh_direction_ceiling.ceiling(train, takes)
     assert grouped["test_people"] == 2 and grouped["median_cosine"] < 0.9
+
+
+def test_edit_confusion_skips_without_data_and_its_mesh_reader_learns_what_tells_expressions_apart(tmp_path, capsys):
+    import edit_confusion
+
+    from expr_models.labels import EXPRESSIONS
+
+    assert edit_confusion.main(["--data", str(tmp_path / "nowhere")]) == 0
+    assert "skipped" in capsys.readouterr().out
+    # Two expressions that differ by one point's height, among faces that differ in every point: the reader must
+    # learn the one point that matters, and read faces it never saw by it.
+    generator = torch.Generator().manual_seed(0)
+    happy, sad = EXPRESSIONS.index("happy"), EXPRESSIONS.index("sad")
+
+    def faces(n: int, label: int) -> torch.Tensor:
+        meshes = 0.05 * torch.randn(n, 12, 2, generator=generator)
+        meshes[:, 3, 1] += 0.1 if label == happy else -0.1
+        return meshes
+
+    train = torch.cat([faces(200, happy), faces(200, sad)])
+    labels = torch.tensor([happy] * 200 + [sad] * 200)
+    read = edit_confusion.mesh_reader(train, labels, torch.zeros(12, 2), epochs=20)
+    with torch.no_grad():
+        assert (read(faces(50, happy)) == happy).float().mean() > 0.9
+        assert (read(faces(50, sad)) == sad).float().mean() > 0.9
