@@ -21,6 +21,7 @@ import argparse
 import collections
 import sys
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -31,9 +32,12 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.bench_utils import machine, save_results  # noqa: E402
 from expr_models.evaluation import metrics  # noqa: E402
 from expr_models.evaluation.editors import load_models, run_batched  # noqa: E402
-from expr_models.evaluation.heldout import load_held_out  # noqa: E402
-from expr_models.evaluation.run import to_tensor  # noqa: E402
+from expr_models.evaluation.heldout import load_held_out, to_tensor  # noqa: E402
 from expr_models.labels import EXPRESSIONS  # noqa: E402
+from expr_models.models.mesh_motion import MeshMotionModel  # noqa: E402
+from train.mesh_data import load_meshes  # noqa: E402
+
+MESHES_PER_SOURCE = 60  # real meshes of each source expression the generator moves to each target
 
 
 def pixel_confusion(method, classifier, held_out) -> dict:
@@ -55,8 +59,9 @@ def pixel_confusion(method, classifier, held_out) -> dict:
 
 
 def mesh_reader(train_meshes: torch.Tensor, train_labels: torch.Tensor, mean: torch.Tensor, epochs: int = 30,
-                seed: int = 0) -> torch.nn.Module:
-    """A class-balanced MLP on canonical meshes (their deviation from the mean face)."""
+                seed: int = 0) -> Callable[[torch.Tensor], torch.Tensor]:
+    """A class-balanced MLP on canonical meshes (their deviation from the mean face), trained here; returns what
+    reads a batch of meshes: their class indices."""
     torch.manual_seed(seed)
     reader = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(train_meshes[0].numel(), 256), torch.nn.SiLU(),
                                  torch.nn.Dropout(0.2), torch.nn.Linear(256, len(EXPRESSIONS)))
@@ -77,13 +82,9 @@ def mesh_reader(train_meshes: torch.Tensor, train_labels: torch.Tensor, mean: to
     return lambda meshes: reader((meshes.float() - mean) * 10).argmax(1)
 
 
-def mesh_confusion(model, data: Path, split: str, per_class: int) -> dict:
+def mesh_confusion(model, mean_mesh: np.ndarray, data: Path, split: str, per_class: int) -> dict:
     """The mesh reader's recall on real meshes of ``split``, and its share of each target read from the generator's
     moved meshes of up to ``per_class`` real meshes of each other expression."""
-    from expr_models.models.mesh_motion import MeshMotionModel
-    from train.mesh_data import load_meshes
-
-    mean_mesh = MeshMotionModel.from_pretrained(ROOT / "checkpoints" / "mesh_motion").mean_mesh.detach().numpy()
     train, held = load_meshes(data, mean_mesh, "train"), load_meshes(data, mean_mesh, split)
     read = mesh_reader(train.meshes, train.labels, torch.from_numpy(mean_mesh).float())
     with torch.no_grad():
@@ -110,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoints", type=Path, default=ROOT / "checkpoints")
     parser.add_argument("--split", default="validation", help="never tune on 'test'")
     parser.add_argument("--per-class", type=int, default=12, help="crops per expression (as evaluate's --limit)")
-    parser.add_argument("--meshes", action="store_true", help="also read the moved meshes (mesh generators only)")
+    parser.add_argument("--meshes", action="store_true", help="also read the moved meshes (the mesh SA-GAN only)")
     args = parser.parse_args(argv)
     if not args.data.is_dir():
         print(f"skipped: no prepared expression crops at {args.data}")
@@ -148,10 +149,11 @@ def main(argv: list[str] | None = None) -> int:
         elif getattr(method.model.config, "generator_type", None) != "mesh" or args.method != "sagan":
             print("\nmeshes skipped: needs the mesh SA-GAN (it moves a mesh from any source to any target)")
         else:
-            meshes = mesh_confusion(method.model, args.mesh_data, args.split, 60)
+            mean_mesh = MeshMotionModel.from_pretrained(args.checkpoints / "mesh_motion").mean_mesh.detach().numpy()
+            meshes = mesh_confusion(method.model, mean_mesh, args.mesh_data, args.split, MESHES_PER_SOURCE)
             results["meshes"] = meshes
             print(f"\nThe mesh reader on the {args.split} split's meshes: recall on real ones, and the share of the "
-                  "generator's moved meshes (60 per source) read as the target\n")
+                  f"generator's moved meshes ({MESHES_PER_SOURCE} per source) read as the target\n")
             print("| expression | real meshes | moved meshes, all sources | " +
                   " | ".join(f"from {name}" for name in EXPRESSIONS) + " |")
             print("|---|---|---|" + "---|" * len(EXPRESSIONS))
