@@ -323,8 +323,8 @@ def add_evaluate_parser(subparsers: argparse._SubParsersAction) -> None:
 
 # One entry per subcommand: another command (e.g. "evaluate") adds its add_<name>_parser here.
 def _hub_parsers(subparsers: argparse._SubParsersAction) -> None:
+    from ..evaluation.cards import add_cards_parser
     from ..evaluation.figure import add_figure_parser
-    from ..hub.editor_repo import add_cards_parser
     from ..hub.push import add_push_parser
     from ..hub.space_export import add_space_export_parser
 
