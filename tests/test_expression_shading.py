@@ -10,7 +10,7 @@ import pytest
 from huggingface_hub.errors import StrictDataclassClassValidationError
 
 from expr_models.components import COMPONENT_BY_MODEL_TYPE, model_class
-from expr_models.faces.mesh_topology import FACE_OVAL, LEFT_EYE, RIGHT_EYE
+from expr_models.faces.mesh_topology import FACE_OVAL, LEFT_EYE, LEFT_NOSTRIL, RIGHT_EYE, RIGHT_NOSTRIL
 from expr_models.faces.mesh_warp import warp_face
 from expr_models.faces.shading import SMILE_POINTS, polygon_mask, skin_contrast, texture_points
 from expr_models.models.expression_shading import ExpressionShadingConfig, ExpressionShadingModel
@@ -56,6 +56,11 @@ def test_committed_map_is_small_registered_and_shaped_like_a_smile(shading):
             for (x, y), dx in zip(corners, (-10, 10))]
     assert max(fold) < -0.02
     assert shading.smile_direction.shape == (len(SMILE_POINTS), 2) and config.people >= 50
+    # The nostrils are holes that a smile moves, not skin: no brightening there (it drew white rims under noses).
+    nostrils = np.zeros(ratio.shape, np.uint8)
+    for part in (RIGHT_NOSTRIL, LEFT_NOSTRIL):
+        cv2.fillPoly(nostrils, [cv2.convexHull(np.round(texture[list(part)]).astype(np.int32))], 1)
+    assert ratio[nostrils > 0].max() < 0.03 and ratio.max() < 0.12  # 0.2 there before
 
 
 def test_a_smile_shades_and_its_undoing_darkens_its_highlights(shading, mesh_motion):
@@ -299,4 +304,18 @@ def test_lightening_adds_a_sheen_and_darkening_multiplies():
     shadow = shaded(skin, np.full((1, 2, 1), 0.8, np.float32))
     assert np.allclose(shadow, skin * 0.8)
     grey = shaded(np.array([[100.0, 250.0]], np.float32), np.array([[1.5, 1.5]], np.float32))
-    assert np.allclose(grey, [[150.0, 255.0]])  # held below white
+    assert 140.0 < grey[0, 0] < 150.0 and 250.0 < grey[0, 1] <= 255.0  # rolled off below white
+
+
+def test_lightening_rolls_off_below_white_and_keeps_the_grain():
+    """A bright face's lit cheeks: cut off at white, every pixel of a grainy bright patch became 255 (a flat white
+    patch); rolled off, the patch stays below white and keeps its grain in order, and a small lift on darker skin is
+    nearly all of it."""
+    from expr_models.faces.shading import shaded
+
+    bright = np.linspace(200.0, 240.0, 41, dtype=np.float32)[None, :]
+    lit = shaded(bright, np.full_like(bright, 1.3))
+    assert (lit < 255.0).all() and (lit > bright).all()
+    assert (np.diff(lit[0]) > 0).all()  # brighter pixels stay brighter: the grain survives
+    dark = shaded(np.array([[60.0]], np.float32), np.array([[1.05]], np.float32))
+    assert 62.9 < dark[0, 0] < 63.0  # 3 of 3 grey levels, less a hundredth

@@ -40,9 +40,9 @@ from expr_models.data.records import BuildReport
 from expr_models.data.sources import scan_fer2013
 from expr_models.evaluation.mesh_heldout import PhotoMesher, load_mesh_caches, read_rgb
 from expr_models.faces.mesh_motion import canonical_displacement
-from expr_models.faces.mesh_topology import FACE_OVAL, LEFT_EYE, LIPS_OUTER, RIGHT_EYE
-from expr_models.faces.shading import (SMILE_POINTS, log_ratio, log_texture, polygon_mask, skin_contrast, skin_mask,
-                                       smile_coefficient, texture_points, to_texture)
+from expr_models.faces.mesh_topology import FACE_OVAL, LEFT_EYE, LEFT_NOSTRIL, LIPS_OUTER, RIGHT_EYE, RIGHT_NOSTRIL
+from expr_models.faces.shading import (SKIN_FEATURES, SMILE_POINTS, log_ratio, log_texture, polygon_mask,
+                                       skin_contrast, skin_mask, smile_coefficient, texture_points, to_texture)
 from expr_models.models.expression_shading import ExpressionShadingConfig, ExpressionShadingModel
 from expr_models.models.mesh_motion import MeshMotionModel
 
@@ -69,12 +69,14 @@ def smile_pairs(mesher: PhotoMesher, data: str, split: str) -> list[dict]:
 
 
 def feature_cutout(texture: np.ndarray, size: int, scale: float) -> np.ndarray:
-    """1 on the texture's skin below the eyes, 0 on the lips and eyes and outside the face, with a soft edge. Above
-    the eyes' line (and a twentieth of an eye distance below it, for a tilted head) it is 0, fading in over a tenth of
-    an eye distance further down: a smile's ratio above the eyes is noise (half a percent of its energy), and the
-    smile control must leave the eyes, brows and forehead alone."""
+    """1 on the texture's skin below the eyes, 0 on the lips, eyes and nostrils and outside the face, with a soft
+    edge. Above the eyes' line (and a twentieth of an eye distance below it, for a tilted head) it is 0, fading in over
+    a tenth of an eye distance further down: a smile's ratio above the eyes is noise (half a percent of its energy),
+    and the smile control must leave the eyes, brows and forehead alone. The nostrils: a smile flares and lifts them,
+    so the median ratio there is a dark hole moving off its place, not skin (its two brightest spots, log ratio 0.2
+    against at most 0.1 on the skin, drew white rims under edited noses)."""
     grow = max(1, round(0.04 * scale))
-    mask = skin_mask(texture, (size, size), erode=grow)
+    mask = skin_mask(texture, (size, size), erode=grow, features=SKIN_FEATURES + (RIGHT_NOSTRIL, LEFT_NOSTRIL))
     mask = cv2.GaussianBlur(mask, (0, 0), 0.04 * scale) * polygon_mask(texture[list(FACE_OVAL)], (size, size))
     eye_line = texture[list(RIGHT_EYE) + list(LEFT_EYE), 1].mean()
     rows = np.arange(size, dtype=np.float32)[:, None]

@@ -44,6 +44,9 @@ CHIN = 152
 NOSE_BRIDGE = (168, 6, 197, 195, 5, 4, 1, 19, 94, 2)
 NOSE = NOSE_BRIDGE + (98, 97, 326, 327, 45, 220, 115, 48, 64, 275, 440, 344, 278, 294)
 NOSE_TIP = 1
+# The nostrils' openings and rims (this project's choice, from the mean mesh): dark holes, not skin.
+RIGHT_NOSTRIL = (79, 239, 237, 75, 60, 166, 238, 20, 242, 241)
+LEFT_NOSTRIL = (309, 459, 457, 305, 290, 392, 458, 250, 462, 461)
 # Cheeks (this project's choice, symmetric): the fleshy part between the nose, the lower eyelid, the face oval and the
 # mouth corner, which a smile lifts.
 RIGHT_CHEEK = (50, 101, 118, 117, 123, 147, 187, 205, 36, 206, 207, 216)

@@ -97,7 +97,7 @@ def polygon_mask(polygon: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return mask
 
 
-_FEATURES = (LIPS_OUTER, RIGHT_EYE, LEFT_EYE, RIGHT_BROW, LEFT_BROW)
+SKIN_FEATURES = (LIPS_OUTER, RIGHT_EYE, LEFT_EYE, RIGHT_BROW, LEFT_BROW)
 # The skin between the nose's base and the upper lip: the shadow under the nose there is no smile fold.
 _PHILTRUM = (98, 97, 2, 326, 327) + LIPS_OUTER_UPPER
 
@@ -111,7 +111,7 @@ _FOLD_ZONE_BLUR = 0.2  # how far the zone reaches past the median folds
 _FOLD_ZONE_FULL = 0.3  # the share of the broadened folds' peak at which the lift is full
 
 
-def skin_mask(points: np.ndarray, shape: tuple[int, int], erode: int, features: tuple = _FEATURES) -> np.ndarray:
+def skin_mask(points: np.ndarray, shape: tuple[int, int], erode: int, features: tuple = SKIN_FEATURES) -> np.ndarray:
     """The face oval less the eyes, brows and lips (or ``features``: their convex hulls, grown by ``erode`` px), and
     eroded by ``erode`` px from the oval's edge: the skin whose shading an expression changes."""
     points = np.asarray(points, np.float64)[:, :2]
@@ -188,13 +188,16 @@ def lift_creases(region: np.ndarray, weight: np.ndarray, skin: np.ndarray, eye_d
 
 def shaded(region: np.ndarray, gain: np.ndarray) -> np.ndarray:
     """``region`` (H x W (x C) float, 0-255) darkened by multiplying by ``gain`` (H x W (x 1)) where it is below 1,
-    and lightened where it is above 1 by adding the same to every channel (its luminance times ``gain - 1``, held
-    below white): multiplied, light skin's colour grew with its brightness and a surprise's lit lids turned orange;
-    skin that catches more light gains it as a sheen, not as colour."""
+    and lightened where it is above 1 by adding the same to every channel (its luminance times ``gain - 1``, rolled
+    off below white): multiplied, light skin's colour grew with its brightness and a surprise's lit lids turned
+    orange; skin that catches more light gains it as a sheen, not as colour. The roll-off, ``room * (1 - exp(-lift /
+    room))`` with ``room`` the headroom to white, keeps the skin's grain where the lift nears white: cut off at white,
+    a bright face's smiling cheeks and chin turned into flat white patches."""
     darkened = region * np.minimum(gain, 1.0)
     channels = region if region.ndim == 3 else region[..., None]
-    luminance, room = pixel_luminance(channels), 255.0 - channels.max(axis=2)
-    lift = np.minimum(luminance * (np.maximum(gain, 1.0).reshape(luminance.shape) - 1.0), np.maximum(room, 0.0))
+    luminance, room = pixel_luminance(channels), np.maximum(255.0 - channels.max(axis=2), 1e-3)
+    wanted = luminance * (np.maximum(gain, 1.0).reshape(luminance.shape) - 1.0)
+    lift = room * -np.expm1(-wanted / room)
     return darkened + (lift[..., None] if region.ndim == 3 else lift)
 
 
@@ -250,7 +253,7 @@ def apply_log_shading(image: np.ndarray, target: np.ndarray, texture: np.ndarray
     if lift > 0:
         # The nose's own creases and the lips stay: only the cheeks' folds belong to the smile.
         skin = skin_mask(target - [x0, y0], field.shape, erode=max(1, round(0.03 * eyes)),
-                         features=_FEATURES + (NOSE,))
+                         features=SKIN_FEATURES + (NOSE,))
         # Feathered at the skin's edges and off the philtrum: a hard edge there would draw a box under the nose.
         philtrum = np.zeros(field.shape, np.float32)
         cv2.fillPoly(philtrum, [cv2.convexHull(np.round(target[list(_PHILTRUM)] - [x0, y0]).astype(np.int32))], 1.0)
