@@ -27,15 +27,15 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 from transformers.hf_argparser import HfArg
 
 from expr_models.faces.mouth_frame import hole_mask, lip_maps
 from expr_models.models.mouth_inpainter import MouthInpainterConfig, MouthInpainterModel
-from train.args import ConfigError, TrainingArguments, make_config
+from train.args import make_config
 from train.data import AugmentedDataset, load_prepared, require_columns
+from train.inpainting import InpainterArguments, InpainterStep, masked_l1
 from train.loop import main
-from train.step import OptimizerSpec, TrainingStep, set_requires_grad
+from train.step import set_requires_grad
 
 OPEN_GAP = 0.06  # inner-lip gap (eye distances) above which a mouth counts as open
 REPEATS = {"london": 4}  # the sharpest colour teeth there are
@@ -79,33 +79,23 @@ class MouthWindows(AugmentedDataset):
 
 
 @dataclass
-class MouthInpainterArguments(TrainingArguments):
+class MouthInpainterArguments(InpainterArguments):
     """The learned mouth's training flags; its architecture flags come from ``MouthInpainterConfig``'s fields."""
 
     epochs: int = 20
     batch_size: int = 16
-    lr: float = HfArg(default=2e-4, help="Adam learning rate, decaying linearly to 0")
-    beta1: float = 0.5
-    beta2: float = 0.999
-    lambda_rest: float = HfArg(default=0.2, help="weight of the L1 outside the hole")
     lambda_gan: float = HfArg(default=0.05, help="weight of the generator's hinge adversarial loss")
     min_margin: float = HfArg(default=2.0, help="smallest hole margin (frame pixels) in training")
     max_margin: float = HfArg(default=8.0, help="largest hole margin in training")
 
 
-class MouthInpainterStep(TrainingStep):
+class MouthInpainterStep(InpainterStep):
     """The inpainting U-Net and its PatchGAN on mouth windows."""
 
     name = "mouth_inpainter"
     arguments_class = MouthInpainterArguments
     config_class = MouthInpainterConfig
     config_exclude = ("with_discriminator", "frame_height", "frame_width", "mouth_width")
-    drop_last = True
-
-    @classmethod
-    def check_arguments(cls, args) -> None:
-        if not 0 <= args.min_margin <= args.max_margin:
-            raise ConfigError(f"need 0 <= --min-margin <= --max-margin, got {args.min_margin}, {args.max_margin}")
 
     def build(self) -> None:
         args = self.args
@@ -117,20 +107,6 @@ class MouthInpainterStep(TrainingStep):
         validation = load_prepared(args.data, args.eval_split, required=False)
         self.eval_dataset = (MouthWindows(validation, augment=False, margin=self.config.hole_margin, repeat=False)
                              if validation is not None else None)
-
-    def trainable_modules(self) -> dict[str, nn.Module]:
-        return {"G": self.model.generator, "D": self.model.discriminator}
-
-    def make_optimizers(self) -> dict[str, OptimizerSpec]:
-        args, model = self.args, self.model
-        adam = dict(lr=args.lr, betas=(args.beta1, args.beta2))
-        return {"generator": OptimizerSpec(torch.optim.Adam(model.generator.parameters(), **adam), schedule="linear",
-                                           ema=True),
-                "discriminator": OptimizerSpec(torch.optim.Adam(model.discriminator.parameters(), **adam),
-                                               schedule="linear")}
-
-    def ema_module(self) -> nn.Module:
-        return self.model.generator
 
     def step(self, batch, step_index: int) -> dict[str, torch.Tensor]:
         nets, args = self.nets, self.args
@@ -153,12 +129,6 @@ class MouthInpainterStep(TrainingStep):
         return {"generator": loss_g.detach(), **{k: v.detach() for k, v in losses.items()},
                 "discriminator": loss_d.detach()}
 
-    def sample_batch(self):
-        source = self.eval_dataset or self.train_dataset
-        count = min(self.args.num_samples, len(source))
-        picks = np.linspace(0, len(source) - 1, count).round().astype(int)
-        return torch.utils.data.default_collate([source[int(i)] for i in picks])
-
     @torch.no_grad()
     def sample_rows(self, batch) -> torch.Tensor:
         """Rows: the frame with its hole blanked | the redrawn frame | the real frame."""
@@ -179,22 +149,10 @@ class MouthInpainterStep(TrainingStep):
         totals = self.accelerator.gather_for_metrics(torch.cat(totals)).sum(0)
         return {"hole_l1": float(totals[0] / totals[1].clamp_min(1))}
 
-    def final_model(self):
-        return self.model.without_discriminator()
-
     def training_data_description(self) -> str:
-        counts: dict[str, int] = {}
-        for source in self.train_dataset.sources:
-            counts[source] = counts.get(source, 0) + 1
-        shown = ", ".join(f"{name} {count}" for name, count in sorted(counts.items()))
         return (f"Mouth windows of real faces (`{self.args.data}`, {self.args.split} split, "
                 f"`train.tools.prepare_mouths`), each its own example with its own lip shape; per epoch (open mouths "
-                f"twice, London four times): {shown}.")
-
-
-def masked_l1(prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean absolute error over the pixels ``mask`` weights (per channel)."""
-    return ((prediction - target).abs() * mask).sum() / (mask.sum() * prediction.shape[1]).clamp_min(1.0)
+                f"twice, London four times): {self.examples_per_source()}.")
 
 
 if __name__ == "__main__":

@@ -23,7 +23,8 @@ import cv2
 import numpy as np
 import torch
 
-from .mouth_frame import MouthFrame, grown, hole_mask, lip_maps
+from .aligned_frame import grown
+from .mouth_frame import MouthFrame, hole_mask, lip_maps
 
 # (warped crop, input crop, source points, target points, leftover) -> the box (x0, y0, x1, y1) it redrew in place, or
 # None. ``leftover``: a crop-sized mask of more to redraw (the source's opening where the warp left it), or None.

@@ -75,6 +75,37 @@ class ResidualBlock(nn.Module):
         return x + self.block(x)
 
 
+class InpaintingUNet(nn.Module):
+    """The inpainters' U-Net: levels H .. H/8 (H and W divisible by 8), residual blocks at the bottom, skip
+    connections merged by a convolution at each level, ``out_channels`` out through tanh. Its input is whatever the
+    model stacks: the image with its hole blanked, the hole, and the conditioning maps."""
+
+    def __init__(self, in_channels: int, out_channels: int, channels: int = 32, residual_blocks: int = 4,
+                 norm: str = "instance"):
+        super().__init__()
+        widths = [channels, channels * 2, channels * 4, channels * 8]
+        self.stem = ConvNormAct(in_channels, widths[0], 5, 1, norm, "relu")
+        self.down = nn.ModuleList(ConvNormAct(widths[k], widths[k + 1], 3, 2, norm, "relu") for k in range(3))
+        self.middle = nn.Sequential(*(ResidualBlock(widths[3], norm, "zeros") for _ in range(residual_blocks)))
+        self.up = nn.ModuleList(
+            nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"),
+                          ConvNormAct(widths[k + 1], widths[k], 3, 1, norm, "relu"))
+            for k in range(3))
+        self.merge = nn.ModuleList(ConvNormAct(widths[k] * 2, widths[k], 3, 1, norm, "relu") for k in range(3))
+        self.head = nn.Sequential(nn.Conv2d(widths[0], out_channels, 3, 1, 1), nn.Tanh())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        skips = [x]
+        for layer in self.down:
+            x = layer(x)
+            skips.append(x)
+        x = self.middle(skips.pop())
+        for k in reversed(range(3)):
+            x = self.merge[k](torch.cat([self.up[k](x), skips[k]], 1))
+        return self.head(x)
+
+
 class SelfAttention2d(nn.Module):
     """Self-attention over spatial positions (Zhang et al., SAGAN), with a learned gate that starts closed.
 

@@ -15,8 +15,8 @@ the network rebuilds them from the rest of the face and its own lip shape, with 
 result with the maps (so it judges whether the teeth fit the opening). Asked for a different lip shape at editing time,
 it draws a mouth that fits that shape: teeth where the lips part, lips where they close.
 
-The generator is a small U-Net (levels H .. H/8, residual blocks at the bottom, where a 3 x 3 kernel spans a quarter
-of the mouth).
+The generator is the small inpainting U-Net of ``layers`` (levels H .. H/8, residual blocks at the bottom, where a
+3 x 3 kernel spans a quarter of the mouth).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from torch import nn
 from transformers import PreTrainedConfig
 
 from ..faces.mouth_frame import FRAME_HEIGHT, FRAME_WIDTH, MOUTH_WIDTH
-from .layers import ConvNormAct, PatchDiscriminator, ResidualBlock, init_gan_weights
+from .layers import InpaintingUNet, PatchDiscriminator, init_gan_weights
 from .modeling_utils import ExprPreTrainedModel
 
 MAP_CHANNELS = 3  # mouth opening, lips, inner-lip line
@@ -70,32 +70,14 @@ class MouthInpainterConfig(PreTrainedConfig):
             raise ValueError("base_channels must be >= 4, residual_blocks and hole_margin >= 0")
 
 
-class MouthInpaintingGenerator(nn.Module):
-    """U-Net over (frame with the hole blanked, hole, target maps): 3 + 1 + 3 channels in, RGB out (tanh)."""
+class MouthInpaintingGenerator(InpaintingUNet):
+    """The U-Net over (frame with the hole blanked, hole, target maps): 3 + 1 + 3 channels in, RGB out (tanh)."""
 
     def __init__(self, channels: int = 32, residual_blocks: int = 4, norm: str = "instance"):
-        super().__init__()
-        widths = [channels, channels * 2, channels * 4, channels * 8]
-        self.stem = ConvNormAct(3 + 1 + MAP_CHANNELS, widths[0], 5, 1, norm, "relu")
-        self.down = nn.ModuleList(ConvNormAct(widths[k], widths[k + 1], 3, 2, norm, "relu") for k in range(3))
-        self.middle = nn.Sequential(*(ResidualBlock(widths[3], norm, "zeros") for _ in range(residual_blocks)))
-        self.up = nn.ModuleList(
-            nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"),
-                          ConvNormAct(widths[k + 1], widths[k], 3, 1, norm, "relu"))
-            for k in range(3))
-        self.merge = nn.ModuleList(ConvNormAct(widths[k] * 2, widths[k], 3, 1, norm, "relu") for k in range(3))
-        self.head = nn.Sequential(nn.Conv2d(widths[0], 3, 3, 1, 1), nn.Tanh())
+        super().__init__(3 + 1 + MAP_CHANNELS, 3, channels, residual_blocks, norm)
 
     def forward(self, frames: torch.Tensor, holes: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:
-        x = self.stem(torch.cat([frames * (1 - holes), holes, maps], 1))
-        skips = [x]
-        for layer in self.down:
-            x = layer(x)
-            skips.append(x)
-        x = self.middle(skips.pop())
-        for k in reversed(range(3)):
-            x = self.merge[k](torch.cat([self.up[k](x), skips[k]], 1))
-        return self.head(x)
+        return super().forward(torch.cat([frames * (1 - holes), holes, maps], 1))
 
 
 class MouthInpainterModel(ExprPreTrainedModel):

@@ -14,6 +14,7 @@ import argparse
 import sys
 from collections import Counter
 from pathlib import Path
+from typing import Any, Callable, Iterator
 
 import numpy as np
 from datasets import Array2D, ClassLabel, Dataset, DatasetDict, DatasetInfo, Features, Value
@@ -23,6 +24,8 @@ from expr_models.data.paired_faces import photo_pairs
 from expr_models.data.records import BuildReport
 from expr_models.data.sources import scan_ckplus, scan_fer2013, scan_jaffe
 from expr_models.data.splits import split_by_subject
+from expr_models.errors import ExpressionEditError
+from expr_models.io import load_image
 from expr_models.labels import EXPRESSIONS
 
 MIN_PRESENCE = 0.5
@@ -43,6 +46,56 @@ def load_cache(cache: Path, name: str) -> dict[str, np.ndarray]:
     data = np.load(path)
     keep = data["presence"] >= MIN_PRESENCE
     return dict(zip((str(i) for i in data["ids"][keep]), data["points"][keep]))
+
+
+def framed_photos(cache: Path, raw_data: Path, sets: tuple[str, ...], split_of: Callable[[str], str | None],
+                  frame_of: Callable[[np.ndarray], Any], report: BuildReport
+                  ) -> Iterator[tuple[str, str, str, np.ndarray, Any, np.ndarray]]:
+    """``(set, photo id, split, RGB photo, frame, mesh points)`` for every cached mesh of ``sets`` whose photo has a split
+    (``split_of``) and loads, and whose mesh places a window (``frame_of(points)``, e.g. ``MouthFrame.from_points``);
+    every photo left out is reported with why. The frame's points are ``frame.to_frame(points)``."""
+    for name in sets:
+        meshes = load_cache(cache, name)
+        if not meshes:
+            report.skip(name, f"no cached meshes ({cache / name}.npz): run train.tools.cache_meshes", source=name)
+            continue
+        for photo_id, points in sorted(meshes.items()):
+            split = split_of(photo_id)
+            if split is None:
+                report.skip(photo_id, "no person split known for this photo", source=name)
+                continue
+            try:
+                rgb = np.ascontiguousarray(load_image(raw_data / photo_id))  # grey photos come back grey in RGB
+                frame = frame_of(points)
+            except (ExpressionEditError, OSError, ValueError) as error:
+                report.skip(photo_id, str(error), source=name)
+                continue
+            report.kept[split] += 1
+            yield name, photo_id, split, rgb, frame, points
+
+
+def prepare_windows(argv: list[str] | None, description: str, out_name: str,
+                    build: Callable[[Path, Path], tuple[DatasetDict, BuildReport]],
+                    split_summary: Callable[[Dataset], str]) -> int:
+    """The command line of a window preparer (``prepare_mouths``, ``prepare_brows``): ``--meshes``, ``--data`` and
+    ``--out`` (default ``prepared/<out_name>``), ``build(meshes, data)``, then one line per split
+    (``split_summary``) and the build report."""
+    root = Path(__file__).resolve().parents[2]
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--meshes", type=Path, default=root / "prepared" / "meshes",
+                        help="train.tools.cache_meshes output")
+    parser.add_argument("--data", type=Path, default=root.parent / "shared" / "data", help="the raw photos")
+    parser.add_argument("--out", type=Path, default=root / "prepared" / out_name)
+    args = parser.parse_args(argv)
+    if not args.data.is_dir():
+        print(f"no data folder at {args.data}: nothing to prepare", file=sys.stderr)
+        return 1
+    dataset, report = build(args.meshes, args.data)
+    dataset.save_to_disk(str(args.out))
+    for split, rows in dataset.items():
+        print(f"{split}: {len(rows)}; {split_summary(rows)}")
+    print(f"wrote {args.out}; {report.summary()}")
+    return 0
 
 
 def relative(path: Path, raw_data: Path) -> str:

@@ -17,7 +17,6 @@ test people are never trained on.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections import Counter
 from pathlib import Path
@@ -30,9 +29,7 @@ from expr_models.data.cards import TERMS
 from expr_models.data.records import BuildReport
 from expr_models.faces.mesh import inner_lip_gap
 from expr_models.faces.mouth_frame import MouthFrame
-from expr_models.errors import ExpressionEditError
-from expr_models.io import load_image
-from train.tools.prepare_meshes import labelled_photos, load_cache
+from train.tools.prepare_meshes import framed_photos, labelled_photos, prepare_windows
 
 SETS = ("genki4k", "london", "fei", "jaffe")
 GENKI_VALIDATION_EVERY = 20
@@ -57,26 +54,11 @@ def build_mouth_dataset(cache: Path, raw_data: Path) -> tuple[DatasetDict, Build
     report = BuildReport("mouths")
     known = labelled_photos(raw_data, report)
     splits: dict[str, list[dict]] = {}
-    for name in SETS:
-        meshes = load_cache(cache, name)
-        if not meshes:
-            report.skip(name, f"no cached meshes ({cache / name}.npz): run train.tools.cache_meshes", source=name)
-            continue
-        for photo_id, points in sorted(meshes.items()):
-            split = photo_split(photo_id, known)
-            if split is None:
-                report.skip(photo_id, "no person split known for this photo", source=name)
-                continue
-            try:
-                rgb = np.asarray(load_image(raw_data / photo_id))  # grey photos come back grey in RGB
-                frame = MouthFrame.from_points(points)
-            except (ExpressionEditError, OSError, ValueError) as error:
-                report.skip(photo_id, str(error), source=name)
-                continue
-            report.kept[split] += 1
-            splits.setdefault(split, []).append({
-                "id": photo_id, "dataset": name, "frame": frame.crop(np.ascontiguousarray(rgb)),
-                "points": frame.to_frame(points).astype(np.float32), "gap": float(inner_lip_gap(points))})
+    for name, photo_id, split, rgb, frame, points in framed_photos(
+            cache, raw_data, SETS, lambda photo_id: photo_split(photo_id, known), MouthFrame.from_points, report):
+        splits.setdefault(split, []).append({
+            "id": photo_id, "dataset": name, "frame": frame.crop(rgb),
+            "points": frame.to_frame(points).astype(np.float32), "gap": float(inner_lip_gap(points))})
     description = ("Mouth windows (96 x 128, the mouth level and 56 px wide) and face meshes of the photos of "
                    f"../shared/data, with the project's person splits. {TERMS}")
     dataset = DatasetDict()
@@ -87,23 +69,9 @@ def build_mouth_dataset(cache: Path, raw_data: Path) -> tuple[DatasetDict, Build
 
 
 def main(argv: list[str] | None = None) -> int:
-    root = Path(__file__).resolve().parents[2]
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--meshes", type=Path, default=root / "prepared" / "meshes",
-                        help="train.tools.cache_meshes output")
-    parser.add_argument("--data", type=Path, default=root.parent / "shared" / "data", help="the raw photos")
-    parser.add_argument("--out", type=Path, default=root / "prepared" / "mouths")
-    args = parser.parse_args(argv)
-    if not args.data.is_dir():
-        print(f"no data folder at {args.data}: nothing to prepare", file=sys.stderr)
-        return 1
-    dataset, report = build_mouth_dataset(args.meshes, args.data)
-    dataset.save_to_disk(str(args.out))
-    for split, rows in dataset.items():
-        print(f"{split}: {len(rows)} " + ", ".join(f"{name} {count}" for name, count in
-                                                  sorted(Counter(rows["dataset"]).items())))
-    print(f"wrote {args.out}; {report.summary()}")
-    return 0
+    return prepare_windows(argv, __doc__.split("\n\n")[0], "mouths", build_mouth_dataset,
+                           lambda rows: ", ".join(f"{name} {count}"
+                                                  for name, count in sorted(Counter(rows["dataset"]).items())))
 
 
 if __name__ == "__main__":
