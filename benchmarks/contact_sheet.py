@@ -11,7 +11,8 @@ face region, scaled to the same size).
 
 ``--mouth-only``: the mouth's square of the full-resolution photo (pixel for pixel), not the face. ``--mouths``: one
 column per method and mouth component (each editor has that mouth alone; default: the editor's own choice).
-``--unshaded``: beside each method's edit, the same edit without the expression shading (the warp and mouth alone).
+``--unshaded``: beside each method's edit, the same edit without the expression shading (the warp and mouth alone);
+``--without-brows``: the same edit without the learned brows.
 ``--eyes-only``: the eyes' and brows' square of the full-resolution photo. ``--plain-irises``: beside each method's
 edit, the same with the irises stretched by the warp as before 2026-12-05 (``faces.eye_interior`` off).
 ``--targets``: each input edited to these expressions instead, one row each, with no real photo (the London Set has
@@ -35,7 +36,7 @@ from PIL import Image, ImageDraw
 import expr_models.faces.mesh_warp as mesh_warp
 from expr_models.data.paired_faces import photo_pairs
 from expr_models.faces.alignment import retinaface_face
-from expr_models.methods.mesh import MOUTH_COMPONENTS, SHADING_COMPONENT
+from expr_models.methods.mesh import BROWS_COMPONENT, MOUTH_COMPONENTS, SHADING_COMPONENT
 from expr_models.pipeline import ExpressionEditor
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -95,13 +96,17 @@ def plain_irises():
         mesh_warp.steady_irises = held
 
 
-def editors_by_mouth(checkpoints: Path, mouths: list[str] | None, unshaded: bool = False
-                     ) -> dict[str, ExpressionEditor]:
+def editors_by_mouth(checkpoints: Path, mouths: list[str] | None, unshaded: bool = False,
+                     without_brows: bool = False) -> dict[str, ExpressionEditor]:
     """One editor per mouth choice (``+``-joined mouth components: it holds those and no other mouth), or the editor
-    as it is (key ""); ``unshaded``: and one without the expression shading (key "unshaded")."""
+    as it is (key ""); ``unshaded``: and one without the expression shading (key "unshaded"); ``without_brows``: and
+    one without the learned brows (key "without brows")."""
     folders = {path.name: path for path in sorted(checkpoints.iterdir()) if (path / "config.json").is_file()}
-    extra = {"unshaded": ExpressionEditor.from_pretrained(
-        {name: path for name, path in folders.items() if name != SHADING_COMPONENT}, num_threads=1)} if unshaded else {}
+    left_out = {"unshaded": SHADING_COMPONENT if unshaded else None,
+                "without brows": BROWS_COMPONENT if without_brows else None}
+    extra = {key: ExpressionEditor.from_pretrained({name: path for name, path in folders.items() if name != component},
+                                                   num_threads=1)
+             for key, component in left_out.items() if component}
     if not mouths:
         return {"": ExpressionEditor.from_pretrained(checkpoints, num_threads=1), **extra}
     editors = {}
@@ -134,6 +139,8 @@ def main(argv: list[str] | None = None) -> int:
                              "or both joined by + (the learned mouth with the exemplars' teeth detail)")
     parser.add_argument("--unshaded", action="store_true",
                         help="beside each edit, the same without the expression shading")
+    parser.add_argument("--without-brows", action="store_true",
+                        help="beside each edit, the same without the learned brows")
     parser.add_argument("--eyes-only", action="store_true", help="the eyes' and brows' square at full resolution")
     parser.add_argument("--plain-irises", action="store_true",
                         help="beside each edit, the same with the irises stretched by the warp (before 2026-12-05)")
@@ -144,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"skipped: no {args.dataset} under {args.data}")
         return 0
 
-    editors = editors_by_mouth(args.checkpoints, args.mouths, args.unshaded)
+    editors = editors_by_mouth(args.checkpoints, args.mouths, args.unshaded, args.without_brows)
     editor = next(iter(editors.values()))
     cut = mouth_square if args.mouth_only else eyes_square if args.eyes_only else face_square
     rows = []

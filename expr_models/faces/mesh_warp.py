@@ -25,6 +25,7 @@ import cv2
 import numpy as np
 from scipy.spatial import Delaunay  # scipy ships with scikit-image, a dependency
 
+from .brow_redraw import learned_brows
 from .eye_interior import draw_irises, steady_irises
 from .mouth_opening import (SHIFT, area2, box_around, cavity_colour, closed_share, draw_seam, into_the_lips, is_open,
                             mesh_missed, mouth_cavity, new_gap, polygon_mask, real_opening, whole_opening)
@@ -291,7 +292,8 @@ def warp_crop(crop: np.ndarray, source: np.ndarray, target: np.ndarray, inner_li
 
 
 def warp_face(crop: np.ndarray, source: np.ndarray, target: np.ndarray, mouth=None, exemplars=None, shading=None,
-              expressions: dict[str, float] | None = None, **options) -> WarpResult:
+              expressions: dict[str, float] | None = None, brows=None, expression: str | None = None,
+              intensity: float = 1.0, **options) -> WarpResult:
     """:func:`warp_crop` for MediaPipe Face Mesh points (468): its triangles (with the mouth and eye strips), its face
     oval as the boundary to the anchor ring, its inner lips for the mouth.
 
@@ -303,6 +305,9 @@ def warp_face(crop: np.ndarray, source: np.ndarray, target: np.ndarray, mouth=No
     ``shading``: the skin's expression shading (anything with ``shade_with_box(image, source, target, expressions)``,
     i.e. ``ExpressionShadingModel``), applied after the warp: a smile's folds and lifted cheeks appear, or fade when a
     smile is undone; and the furrows of ``expressions`` (``{expression: weight}``, negative: taken away).
+    ``brows``: the learned brows (anything with ``inpaint(windows, holes, maps, target)``, i.e. ``BrowInpainterModel``),
+    which redraw the upper face for the target ``expression`` at ``intensity`` (:func:`~.brow_redraw.learned_brows`),
+    last: a frown's furrows and lowered brows, which neither the warp nor the shading takes away, go.
 
     Why the learned mouth does not open mouths here: at 1024 px its teeth are softer than an exemplar's real ones, and
     on round surprised mouths it drew lips and teeth where the dark cavity read as surprise (held-out success, SA-GAN
@@ -321,12 +326,19 @@ def warp_face(crop: np.ndarray, source: np.ndarray, target: np.ndarray, mouth=No
                        triangles=np.array(TRIANGLES + MOUTH_TRIANGLES + EYE_TRIANGLES), boundary=np.array(FACE_OVAL),
                        eyes=[(RIGHT_EYE, (RIGHT_EYE_UPPER[0], RIGHT_EYE_UPPER[-1])),
                              (LEFT_EYE, (LEFT_EYE_UPPER[0], LEFT_EYE_UPPER[-1]))], **options)
-    if shading is None or result.box is None:
+    redraw_brows = brows is not None and expression is not None
+    if result.box is None and not redraw_brows:
         return result
-    image, shaded = shading.shade_with_box(result.image, source, target, expressions)
-    if shaded is None:
+    image, changed = result.image, [result.box]  # a copy of the crop, even where nothing moved
+    if shading is not None and result.box is not None:
+        image, shaded = shading.shade_with_box(image, source, target, expressions)
+        changed.append(shaded)
+    if redraw_brows:
+        changed.append(learned_brows(brows)(image, target, expression, intensity))
+    boxes = [box for box in changed if box is not None]
+    if not boxes:
         return result
-    box = tuple(int(f(a, b)) for f, a, b in zip((min, min, max, max), result.box, shaded))
+    box = tuple(int(f(values)) for f, values in zip((min, min, max, max), zip(*boxes)))
     return WarpResult(image, box, result.gap)
 
 

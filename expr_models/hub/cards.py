@@ -194,6 +194,7 @@ def eval_results_from_report(report: dict[str, Any], component: str, checkpoint:
             if edit.get("cycle_l1"):
                 results.append(_result(*task, "l1", round(edit["cycle_l1"]["[-1,1]"], 4),
                                        f"cycle L1 {edit_name} → {inputs[0] if inputs else 'input'} ([-1, 1])"))
+    results += _warp_part_successes(report, component, checkpoint)
     results += _realism_results(report.get("realism", {}), component, checkpoint,
                                 report.get("checkpoints", {}).get(component, []))
     if component == "segmenter":
@@ -203,6 +204,32 @@ def eval_results_from_report(report: dict[str, Any], component: str, checkpoint:
                 split = section.get("data", {}).get("split", "validation")
                 results.append(_result("object-detection", "Face detection", dataset, split, "ap",
                                        round(scores["iou_0.5"]["ap"], 3), "AP@0.5"))
+    return results
+
+
+def _warp_part_successes(report: dict[str, Any], component: str, checkpoint: str) -> list[dict[str, Any]]:
+    """The learned brows' rows: the success of every mesh-warp edit of the 48-px expression crops it was part of
+    (it redraws the upper face of each one the evaluation made with it loaded), read by the classifier."""
+    from ..components import EDITING_METHODS
+    from ..methods.mesh import BROWS_COMPONENT
+
+    evaluated = report.get("checkpoints", {}).get(component, [])
+    if component != BROWS_COMPONENT or not evaluated or checkpoint != evaluated[0].get("name"):
+        return []
+    results = []
+    for dataset, section in report.get("datasets", {}).items():
+        if dataset != BROWS_DATASET:
+            continue
+        for edit in section.get("edits", []):
+            method = EDITING_METHODS.get(edit.get("method"))
+            if method is None or edit["method"] not in MESH_WARP_METHODS:
+                continue
+            inputs = list(edit.get("inputs", {}))
+            name = f"{method.label} {inputs[0] if len(inputs) == 1 else 'others'} → {edit['target']}"
+            results.append(_result("image-to-image", "Facial expression editing", dataset,
+                                   section.get("data", {}).get("split", "test"), "accuracy",
+                                   round(100 * edit["success_rate"], 1),
+                                   f"success {name} (with these brows), read by the classifier (%)"))
     return results
 
 
@@ -258,6 +285,7 @@ MESH_WARP_METHODS = ("cyclegan", "sagan", "mesh")
 # A mouth's or the shading's card lists the happy <-> neutral photo pairs (where lips part and close, and smiles
 # fold the skin), not every JAFFE expression.
 WARP_PART_DATASETS = ("fei", "london")
+BROWS_DATASET = "expressions"  # the learned brows are FER2013's size: their card reads the edits of its crops
 # A mouth's measures in the cards: (the evaluation's name, metric type, what the card says).
 MOUTH_RESULTS = (
     ("gap_ratio", "mouth_opening_ratio", "mouth opening (edit over the real photo's) of"),

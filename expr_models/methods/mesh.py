@@ -40,6 +40,8 @@ DARK_MOUTH_TARGETS = ("surprise",)
 MOUTH_COMPONENTS = ("mouth_inpainter", "mouth_exemplars")
 # What shades the skin after the warp: a smile's folds and lifted cheeks, the other expressions' furrows.
 SHADING_COMPONENT = "expression_shading"
+# What redraws the upper face for the target expression last: the furrows and brows the warp and shading leave.
+BROWS_COMPONENT = "brow_inpainter"
 
 # (face mesh in crop pixels, 468 x 3) -> where its points go (468 x 2, crop pixels)
 MeshMotion = Callable[[np.ndarray], np.ndarray]
@@ -111,17 +113,18 @@ def warp_mask(face: FaceToEdit) -> np.ndarray:
 
 
 def warp_parts(has: Callable[[str], bool], load: Callable[[str], Any]) -> dict[str, Any]:
-    """``warp_face``'s ``mouth``, ``exemplars`` and ``shading``: the first of ``MOUTH_COMPONENTS`` there is and, with
-    the learned mouth, the exemplar bank for the smiles it has teeth for; the expression shading where there is one
-    (``has(component)``, ``load(component)``: the editor's, or the evaluation's)."""
-    shading = load(SHADING_COMPONENT) if has(SHADING_COMPONENT) else None
+    """``warp_face``'s ``mouth``, ``exemplars``, ``shading`` and ``brows``: the first of ``MOUTH_COMPONENTS`` there
+    is and, with the learned mouth, the exemplar bank for the smiles it has teeth for; the expression shading and the
+    learned brows where there are (``has(component)``, ``load(component)``: the editor's, or the evaluation's)."""
+    parts = {"mouth": None, "exemplars": None,
+             "shading": load(SHADING_COMPONENT) if has(SHADING_COMPONENT) else None,
+             "brows": load(BROWS_COMPONENT) if has(BROWS_COMPONENT) else None}
     found = [component for component in MOUTH_COMPONENTS if has(component)]
-    if not found:
-        return {"mouth": None, "exemplars": None, "shading": shading}
-    learned = found[0] == "mouth_inpainter"
-    return {"mouth": load(found[0]),
-            "exemplars": load("mouth_exemplars") if learned and "mouth_exemplars" in found else None,
-            "shading": shading}
+    if found:
+        learned = found[0] == "mouth_inpainter"
+        parts["mouth"] = load(found[0])
+        parts["exemplars"] = load("mouth_exemplars") if learned and "mouth_exemplars" in found else None
+    return parts
 
 
 def mesh_warp_edit(editor: Editor, face: FaceToEdit, motion: MeshMotion, source: str | None = None) -> np.ndarray:
@@ -143,8 +146,8 @@ def mesh_warp_edit(editor: Editor, face: FaceToEdit, motion: MeshMotion, source:
         expressions = expression_weights(face.target, source, face.intensity) if source else None
         if expressions is not None and face.controls.get("smile"):  # the smile control's folds come with it
             expressions["happy"] = expressions.get("happy", 0.0) + float(face.controls["smile"])
-        result = warp_face(face.crop, points[:, :2], target, expressions=expressions,
-                           dark_mouth=face.target in DARK_MOUTH_TARGETS, **parts)
+        result = warp_face(face.crop, points[:, :2], target, expressions=expressions, expression=face.target,
+                           intensity=face.intensity, dark_mouth=face.target in DARK_MOUTH_TARGETS, **parts)
     face.changed_box = result.box or (0, 0, 0, 0)  # nothing moved: nothing to paste
     return result.image
 

@@ -1,0 +1,200 @@
+"""The learned brows: the brow frame, its maps and hole, the model's save/load, label conditioning and composite, the
+redraw after a mesh warp (only the hole changes, by the same amount on every channel), and a training run through
+the one loop."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from datasets import Dataset, DatasetDict
+
+from expr_models.components import COMPONENT_BY_MODEL_TYPE, model_class
+from expr_models.faces.brow_frame import (EYE_DISTANCE, EYE_Y, FRAME_HEIGHT, FRAME_WIDTH, BrowFrame, brow_hole,
+                                          brow_maps)
+from expr_models.faces.brow_redraw import MAX_ENLARGEMENT, learned_brows
+from expr_models.faces.mesh_topology import LEFT_BROW, LEFT_EYE, NOSE_TIP, RIGHT_BROW, RIGHT_EYE
+from expr_models.faces.mesh_warp import warp_face
+from expr_models.models.brow_inpainter import BrowInpainterConfig, BrowInpainterModel
+from tests.test_mouth_fill import synthetic_face
+from tests.test_training import train_in_process
+from train.tools.prepare_brows import FEATURES
+
+CHECKPOINTS = Path(__file__).resolve().parents[1] / "checkpoints"
+SMALL_FACE = 36.0  # eye distance (px) of a face the brows are drawn on: under MAX_ENLARGEMENT times the frame's 20
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+@pytest.fixture(scope="module")
+def mesh_motion():
+    return model_class("mesh_motion").from_pretrained(CHECKPOINTS / "mesh_motion")
+
+
+def tiny_model(seed: int = 0) -> BrowInpainterModel:
+    torch.manual_seed(seed)
+    return BrowInpainterModel(BrowInpainterConfig(base_channels=8, residual_blocks=1, with_discriminator=False)).eval()
+
+
+def test_the_frame_levels_the_eyes_and_the_hole_covers_the_brows_not_the_eyes(mesh_motion):
+    _, points, _ = synthetic_face(mesh_motion)
+    turned = points.copy()
+    angle = np.deg2rad(-15)
+    rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    turned[:, :2] = (points[:, :2] - 200) @ rotation.T * 0.4 + 120
+    for mesh in (points, turned):
+        frame = BrowFrame.from_points(mesh)
+        framed = frame.to_frame(mesh)
+        right, left = framed[list(RIGHT_EYE)].mean(0), framed[list(LEFT_EYE)].mean(0)
+        assert left[0] - right[0] == pytest.approx(EYE_DISTANCE, abs=1e-6)
+        assert right[1] == pytest.approx(left[1], abs=1e-6) and right[1] == pytest.approx(EYE_Y, abs=1e-6)
+        hole, maps = brow_hole(framed, 2.0), brow_maps(framed)
+        assert hole.shape == maps.shape[1:] == (FRAME_HEIGHT, FRAME_WIDTH)
+        brows, eyes = maps[0] > 0.5, maps[1] > 0.5
+        assert brows.sum() > 20 and eyes.sum() > 10
+        assert (hole[brows] == 1).all()  # the brows are redrawn
+        assert (hole[eyes] == 0).all()   # the eyes are the warp's
+        # the brows' points lie inside the frame, with forehead above them
+        assert framed[list(RIGHT_BROW) + list(LEFT_BROW), 1].min() > 4
+    with pytest.raises(ValueError, match="eye centres coincide"):
+        BrowFrame.from_points(np.zeros((468, 3)))
+
+
+def test_the_model_saves_loads_draws_per_label_and_keeps_what_is_outside_the_hole(tmp_path):
+    model = tiny_model()
+    assert COMPONENT_BY_MODEL_TYPE["expr-brow-inpainter"] == "brow_inpainter"
+    model.save_pretrained(tmp_path / "brows")
+    loaded = BrowInpainterModel.from_pretrained(tmp_path / "brows").eval()
+    windows = torch.rand(2, 1, FRAME_HEIGHT, FRAME_WIDTH) * 2 - 1
+    holes = torch.zeros(2, 1, FRAME_HEIGHT, FRAME_WIDTH)
+    holes[:, :, 8:24, 10:46] = 1
+    maps = torch.rand(2, 2, FRAME_HEIGHT, FRAME_WIDTH)
+    neutral = loaded.inpaint(windows, holes, maps, "neutral")
+    assert torch.equal(neutral * (1 - holes), windows * (1 - holes))
+    assert torch.allclose(neutral, model.inpaint(windows, holes, maps, "neutral"), atol=1e-6)
+    angry = loaded.inpaint(windows, holes, maps, "angry")
+    assert not torch.allclose(neutral[:, :, 8:24, 10:46], angry[:, :, 8:24, 10:46])  # the label is heard
+    assert torch.equal(loaded.inpaint(windows, holes, maps, 4), neutral)  # an index is a label too
+    with pytest.raises(ValueError, match="unknown expression"):
+        loaded.inpaint(windows, holes, maps, "contempt")
+    with pytest.raises(Exception, match="the brow frame is 40 x 56"):  # strict dataclasses wrap the ValueError
+        BrowInpainterConfig(frame_width=64)
+
+
+@pytest.mark.parametrize("grey", [False, True])
+def test_the_redraw_changes_only_the_hole_by_the_same_amount_on_every_channel(mesh_motion, grey):
+    photo, points, _ = synthetic_face(mesh_motion, eye_distance=SMALL_FACE, grey=grey)
+    model = tiny_model()
+    image = photo.copy()
+    box = learned_brows(model)(image, points[:, :2], "neutral", 1.0)
+    differs = np.any(image != photo, axis=2)
+    assert differs.sum() > 100
+    # Only within the hole (frame pixels are 36 / 20 = 1.8 photo pixels: the cubic paste reaches one frame pixel).
+    frame = BrowFrame.from_points(points)
+    hole = cv2.warpAffine(brow_hole(frame.to_frame(points), model.config.hole_margin),
+                          cv2.invertAffineTransform(frame.matrix), photo.shape[1::-1])
+    reach = int(np.ceil(2.0 / frame.scale))
+    assert not (differs & (cv2.dilate((hole > 0).astype(np.uint8), np.ones((2 * reach + 1,) * 2, np.uint8)) == 0)).any()
+    x0, y0, x1, y1 = box
+    ys, xs = np.nonzero(differs)
+    assert x0 <= xs.min() and xs.max() < x1 and y0 <= ys.min() and ys.max() < y1
+    change = image.astype(int) - photo.astype(int)
+    unclipped = (image > 0).all(2) & (image < 255).all(2)
+    assert (np.ptp(change[unclipped], axis=1) <= 1).all()  # one shift for R, G and B (rounding apart)
+    if grey:
+        assert (image[..., 0] == image[..., 1]).all() and (image[..., 1] == image[..., 2]).all()
+    # No strength, an expression the model does not know, or one it is not used for: nothing changes.
+    model.config.edit_expressions = ["neutral", "angry"]
+    for expression, strength in (("neutral", 0.0), ("contempt", 1.0), ("surprise", 1.0)):
+        untouched = photo.copy()
+        assert learned_brows(model)(untouched, points[:, :2], expression, strength) is None
+        assert np.array_equal(untouched, photo)
+    with pytest.raises(Exception, match="not among class_names"):
+        BrowInpainterConfig(edit_expressions=["contempt"])
+
+
+def test_a_face_much_larger_than_the_frame_is_left_alone(mesh_motion):
+    """Enlarged past MAX_ENLARGEMENT, the 40 x 56 frame's change would be a smudge on the photo."""
+    model = tiny_model()
+    small, small_points, _ = synthetic_face(mesh_motion, eye_distance=EYE_DISTANCE * MAX_ENLARGEMENT - 1)
+    large, large_points, _ = synthetic_face(mesh_motion, eye_distance=EYE_DISTANCE * MAX_ENLARGEMENT + 1)
+    assert learned_brows(model)(small.copy(), small_points[:, :2], "neutral", 1.0) is not None
+    untouched = large.copy()
+    assert learned_brows(model)(untouched, large_points[:, :2], "neutral", 1.0) is None
+    assert np.array_equal(untouched, large)
+
+
+def test_the_warp_redraws_the_brows_last_for_the_target_and_reports_where(mesh_motion):
+    photo, points, smile = synthetic_face(mesh_motion, eye_distance=SMALL_FACE)
+    model = tiny_model()
+    plain = warp_face(photo, points[:, :2], smile)
+    with_brows = warp_face(photo, points[:, :2], smile, brows=model, expression="happy")
+    differs = np.any(with_brows.image != plain.image, axis=2)
+    assert differs.any()
+    ys, _ = np.nonzero(differs)
+    assert ys.max() < points[NOSE_TIP, 1]  # the upper face only, and not the eyes (but for the paste's feather)
+    eyes = np.zeros(photo.shape[:2], np.uint8)
+    for eye in (RIGHT_EYE, LEFT_EYE):
+        cv2.fillPoly(eyes, [np.round(smile[list(eye)]).astype(np.int32)], 1)
+    assert not (differs & (cv2.erode(eyes, np.ones((7, 7), np.uint8)) > 0)).any()
+    x0, y0, x1, y1 = with_brows.box  # holds every changed pixel
+    ys, xs = np.nonzero(np.any(with_brows.image != photo, axis=2))
+    assert x0 <= xs.min() and xs.max() < x1 and y0 <= ys.min() and ys.max() < y1
+    # Without a target expression the brows are not drawn; a warp that moves nothing still redraws them.
+    assert np.array_equal(warp_face(photo, points[:, :2], smile, brows=model).image, plain.image)
+    still = warp_face(photo, points[:, :2], points[:, :2], brows=model, expression="neutral")
+    assert still.box is not None and np.any(still.image != photo)
+
+
+def tiny_brow_dataset(path: Path, mesh_motion) -> Path:
+    rows = []
+    for index in range(6):
+        photo, points, target = synthetic_face(mesh_motion, grey=True)
+        mesh = target if index % 2 else points
+        frame = BrowFrame.from_points(mesh)
+        rows.append({"id": f"synthetic/{index}", "dataset": "ckplus" if index == 0 else "fer2013",
+                     "expression": (1, 3, 4, 0, 6, 5)[index], "frame": frame.crop(photo[..., 0]),
+                     "points": frame.to_frame(mesh).astype(np.float32)})
+    DatasetDict({split: Dataset.from_list(rows, features=FEATURES) for split in ("train", "validation")}).save_to_disk(
+        str(path))
+    return path
+
+
+def test_the_brows_train_through_the_loop(tmp_path, mesh_motion):
+    from train.brow_inpainter import BrowInpainterStep, BrowWindows
+
+    data = tiny_brow_dataset(tmp_path / "brows", mesh_motion)
+    windows = BrowWindows(Dataset.load_from_disk(str(data / "train")), num_classes=7, seed=0)
+    assert len(windows) == 4 * 2 + 5  # row 0: disgust (x4) from CK+ (x2); the rest once
+    first, again = windows[1], windows[1]
+    assert all(torch.equal(torch.as_tensor(first[key]), torch.as_tensor(again[key])) for key in first)
+    assert all(windows[i]["other_labels"] != windows[i]["labels"] for i in range(len(windows)))
+    code = train_in_process(BrowInpainterStep, ["--data", data, "--output-dir", tmp_path / "run", "--cpu",
+                                                "--max-steps", 2, "--batch-size", 2, "--base-channels", 8,
+                                                "--residual-blocks", 1, "--report-to", "none", "--sample-every", 0,
+                                                "--checkpointing-steps", 0])
+    assert code == 0
+    final = tmp_path / "run" / "final"
+    model = BrowInpainterModel.from_pretrained(final)
+    assert model.discriminator is None and (final / "README.md").is_file()
+    assert list(model.config.class_names) == list(FEATURES["expression"].names)
+
+
+def test_the_committed_brows_are_a_warp_part_for_the_targets_they_draw_well(mesh_motion):
+    from expr_models.methods.mesh import BROWS_COMPONENT, warp_parts
+
+    folders = {BROWS_COMPONENT: CHECKPOINTS / BROWS_COMPONENT}
+    parts = warp_parts(lambda name: name in folders, lambda name: model_class(name).from_pretrained(folders[name]))
+    model = parts["brows"]
+    assert isinstance(model, BrowInpainterModel) and model.discriminator is None
+    assert set(model.config.edit_expressions) < set(model.config.class_names)
+    photo, points, _ = synthetic_face(mesh_motion, eye_distance=SMALL_FACE, grey=True)
+    redraw = learned_brows(model)
+    for expression in model.config.class_names:
+        image = photo.copy()
+        box = redraw(image, points[:, :2], expression, 1.0)
+        assert (box is not None) == (expression in model.config.edit_expressions)
+        assert (image[..., 0] == image[..., 2]).all()  # a grey photo stays grey
