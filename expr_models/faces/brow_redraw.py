@@ -11,9 +11,9 @@ face of FER2013's size that is the drawing itself, and on a somewhat larger one 
 and colours under it.
 
 Only on faces up to ``MAX_ENLARGEMENT`` times the frame's size (eyes up to 60 px apart; the evaluation's 128-px crops
-of 48-px faces have them 45-50 px apart): the model knows 48-px faces, and its change enlarged further is a smudge. On a held-out London Set portrait (eyes 300 px apart) → angry left a pale
-band over the brows and → fear two dark bands where the brows were; the warp and the expression shading alone look
-right there.
+of 48-px faces have them 45-50 px apart): the model knows 48-px faces, and its change enlarged further is a smudge.
+On a held-out London Set portrait (eyes 300 px apart) → angry left a pale band over the brows and → fear two dark
+bands where the brows were; the warp and the expression shading alone look right there.
 """
 
 from __future__ import annotations
