@@ -308,8 +308,4 @@ class CycleGANModel(ExprPreTrainedModel):
 
     def without_discriminators(self) -> "CycleGANModel":
         """A copy holding the generators alone, for small inference checkpoints."""
-        config = CycleGANConfig(**{**self.config.to_dict(), "with_discriminators": False})
-        model = CycleGANModel(config)
-        model.load_state_dict(self.state_dict(), strict=False)
-        model.card_info = dict(self.card_info)
-        return model.to(self.device, self.dtype)
+        return self.copy_with_config(with_discriminators=False)

@@ -48,6 +48,15 @@ class ExprPreTrainedModel(PreTrainedModel):
         super().__init__(config, *inputs, **kwargs)
         self.card_info: dict[str, Any] = {}
 
+    def copy_with_config(self, **changes: Any) -> "ExprPreTrainedModel":
+        """A copy of this model built from its config with ``changes`` (e.g. ``with_discriminator=False``), holding
+        the weights it still has, the same card information, device and dtype: how the GANs drop their
+        discriminators for small inference checkpoints."""
+        model = type(self)(self.config_class(**{**self.config.to_dict(), **changes}))
+        model.load_state_dict(self.state_dict(), strict=False)
+        model.card_info = dict(self.card_info)
+        return model.to(self.device, self.dtype)
+
     # --- saving -----------------------------------------------------------------------------------------------
     def save_pretrained(self, save_directory: str | os.PathLike, *args, repo_id: str | None = None, **kwargs):
         """transformers' save (safetensors only), then our card: README.md, LICENSE.md and model_card.json.

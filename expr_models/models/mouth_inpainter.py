@@ -116,8 +116,4 @@ class MouthInpainterModel(ExprPreTrainedModel):
 
     def without_discriminator(self) -> "MouthInpainterModel":
         """A copy holding the generator alone, for small inference checkpoints."""
-        config = MouthInpainterConfig(**{**self.config.to_dict(), "with_discriminator": False})
-        model = MouthInpainterModel(config)
-        model.load_state_dict(self.state_dict(), strict=False)
-        model.card_info = dict(getattr(self, "card_info", {}))
-        return model.to(self.device, self.dtype)
+        return self.copy_with_config(with_discriminator=False)

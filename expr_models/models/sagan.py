@@ -305,8 +305,4 @@ class SAGANModel(ExprPreTrainedModel):
         return edit_in_frame(photo, lambda crop: self.edit_aligned(crop, target, intensity), points, detector)
 
     def without_discriminator(self) -> "SAGANModel":
-        config = SAGANConfig(**{**self.config.to_dict(), "with_discriminator": False})
-        model = SAGANModel(config)
-        model.load_state_dict(self.state_dict(), strict=False)
-        model.card_info = dict(self.card_info)
-        return model.to(self.device, self.dtype)
+        return self.copy_with_config(with_discriminator=False)
