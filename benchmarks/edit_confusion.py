@@ -4,13 +4,15 @@ already carries the target.
 1. **Pixels.** Held-out crops of each expression are edited to each target exactly as `evaluate` edits them
    (`expr_models.evaluation.editors`: the committed checkpoints, the face's source read by the classifier), and the
    classifier reads the edits. Per target, the share read as the target from each source expression, and the
-   readings that win instead.
+   readings that win instead. With ``--second-reader``, the same edits read by the independent second reader too:
+   how many each reader, and both at once, read as the target (a drawing that fools one reader rarely fools both).
 2. **Meshes** (`--meshes`). A mesh-only reader (an MLP on canonical meshes, trained here for a minute on the mesh
    dataset's train split, class-balanced) reads the same split's real meshes and the generator's moved meshes: where
    the moved mesh is read as its target far more often than the edited pixels are, the geometry is there and what
    holds the reading back is the appearance (creases, a mouth drawn wrong); where it is not, the motion falls short.
 
     python benchmarks/edit_confusion.py --method sagan --split validation --per-class 12 --meshes
+    python benchmarks/edit_confusion.py --method sagan --split validation --per-class 12 --second-reader
 
 Reads `prepared/expressions` (and `prepared/mesh_dataset` with `--meshes`); skips cleanly without them.
 """
@@ -31,8 +33,9 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.bench_utils import machine, save_results  # noqa: E402
 from expr_models.evaluation import metrics  # noqa: E402
-from expr_models.evaluation.editors import load_models, run_batched  # noqa: E402
+from expr_models.evaluation.editors import load_models, load_second_reader, run_batched  # noqa: E402
 from expr_models.evaluation.heldout import load_held_out, to_tensor  # noqa: E402
+from expr_models.evaluation.readings import success_by_readers  # noqa: E402
 from expr_models.labels import EXPRESSIONS  # noqa: E402
 from expr_models.models.mesh_motion import MeshMotionModel  # noqa: E402
 from train.mesh_data import load_meshes  # noqa: E402
@@ -40,10 +43,11 @@ from train.mesh_data import load_meshes  # noqa: E402
 MESHES_PER_SOURCE = 60  # real meshes of each source expression the generator moves to each target
 
 
-def pixel_confusion(method, classifier, held_out) -> dict:
-    """Per target: per source expression, how many edits and what the classifier read them as."""
+def pixel_confusion(method, classifier, held_out, second_reader=None) -> tuple[dict, dict]:
+    """Per target: per source expression, how many edits and what the classifier read them as; and, given the
+    ``second_reader``, per target the edits it and both readers read as the target."""
     names = list(classifier.config.class_names)
-    table = {}
+    table, second = {}, {}
     for target in method.targets:
         sources = [face for face in held_out.faces if face.expression in method.sources_for(target)]
         if not sources:
@@ -51,11 +55,16 @@ def pixel_confusion(method, classifier, held_out) -> dict:
         edited = run_batched(lambda batch: method.edit(batch, target), to_tensor(sources, method.resolution,
                                                                                    method.channels))
         readings = [names[index] for index in metrics.predict(classifier, edited).tolist()]
+        if second_reader is not None:
+            shares = success_by_readers({"classifier": classifier, "second_reader": second_reader}, edited,
+                                        [target] * len(edited))
+            second[target] = {"edits": len(edited), **{reader: round(shares[reader]["success"] * len(edited))
+                                                        for reader in ("second_reader", "both")}}
         per_source: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
         for face, reading in zip(sources, readings):
             per_source[face.expression][reading] += 1
         table[target] = {source: dict(counts) for source, counts in sorted(per_source.items())}
-    return table
+    return table, second
 
 
 def mesh_reader(train_meshes: torch.Tensor, train_labels: torch.Tensor, mean: torch.Tensor, epochs: int = 30,
@@ -112,6 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--split", default="validation", help="never tune on 'test'")
     parser.add_argument("--per-class", type=int, default=12, help="crops per expression (as evaluate's --limit)")
     parser.add_argument("--meshes", action="store_true", help="also read the moved meshes (the mesh SA-GAN only)")
+    parser.add_argument("--second-reader", action="store_true",
+                        help="also read the edits by the second reader (checkpoints/second_reader) and count both")
     args = parser.parse_args(argv)
     if not args.data.is_dir():
         print(f"skipped: no prepared expression crops at {args.data}")
@@ -123,7 +134,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     method = editors[0]
     held_out = load_held_out(args.data, args.split, args.per_class)
-    pixels = pixel_confusion(method, classifier, held_out)
+    second_reader = load_second_reader(args.checkpoints, torch.device("cpu"), {}) if args.second_reader else None
+    if args.second_reader and second_reader is None:
+        print(f"second reader skipped: {args.checkpoints} has no second_reader checkpoint")
+    pixels, second = pixel_confusion(method, classifier, held_out, second_reader)
     print(f"\n{args.method} edits of the `{args.data.name}` {args.split} crops ({args.per_class} per expression), "
           "read by the classifier: read as the target / edited, per source; the readings that win instead\n")
     print("| target | all | " + " | ".join(f"from {name}" for name in EXPRESSIONS) + " |")
@@ -142,6 +156,14 @@ def main(argv: list[str] | None = None) -> int:
             cells.append(f"{hit}/{n}" + (f" ({others[0]})" if others and hit < n else ""))
         print(f"| {target} | {hits / total:.0%} | " + " | ".join(cells) + " |")
     results = {"method": args.method, "split": args.split, "per_class": args.per_class, "pixels": pixels}
+    if second:
+        print("\nThe same edits read as the target by the classifier / the second reader / both\n")
+        print("| target | edits | classifier | second reader | both |")
+        print("|---|---|---|---|---|")
+        for target, counts in second.items():
+            hits = sum(per.get(target, 0) for per in pixels[target].values())
+            print(f"| {target} | {counts['edits']} | {hits} | {counts['second_reader']} | {counts['both']} |")
+        results["second_reader"] = second
 
     if args.meshes:
         if not args.mesh_data.is_dir():
