@@ -15,7 +15,7 @@ from datasets import Dataset, DatasetDict
 from expr_models.components import COMPONENT_BY_MODEL_TYPE, model_class
 from expr_models.faces.brow_frame import (EYE_DISTANCE, EYE_Y, FRAME_HEIGHT, FRAME_WIDTH, BrowFrame, brow_hole,
                                           brow_maps)
-from expr_models.faces.brow_redraw import MAX_ENLARGEMENT, learned_brows
+from expr_models.faces.region_redraw import MAX_ENLARGEMENT, learned_region
 from expr_models.faces.mesh_topology import LEFT_BROW, LEFT_EYE, NOSE_TIP, RIGHT_BROW, RIGHT_EYE
 from expr_models.faces.mesh_warp import warp_face
 from expr_models.models.brow_inpainter import BrowInpainterConfig, BrowInpainterModel
@@ -80,7 +80,7 @@ def test_the_model_saves_loads_draws_per_label_and_keeps_what_is_outside_the_hol
     assert torch.equal(loaded.inpaint(windows, holes, maps, 4), neutral)  # an index is a label too
     with pytest.raises(ValueError, match="unknown expression"):
         loaded.inpaint(windows, holes, maps, "contempt")
-    with pytest.raises(Exception, match="the brow frame is 40 x 56"):  # strict dataclasses wrap the ValueError
+    with pytest.raises(Exception, match="the upper_face frame is 40 x 56"):  # strict dataclasses wrap the ValueError
         BrowInpainterConfig(frame_width=64)
 
 
@@ -89,7 +89,7 @@ def test_the_redraw_changes_only_the_hole_by_the_same_amount_on_every_channel(me
     photo, points, _ = synthetic_face(mesh_motion, eye_distance=SMALL_FACE, grey=grey)
     model = tiny_model()
     image = photo.copy()
-    box = learned_brows(model)(image, points[:, :2], "neutral", 1.0)
+    box = learned_region(model)(image, points[:, :2], "neutral", 1.0)
     differs = np.any(image != photo, axis=2)
     assert differs.sum() > 100
     # Only within the hole (frame pixels are 36 / 20 = 1.8 photo pixels: the cubic paste reaches one frame pixel).
@@ -110,7 +110,7 @@ def test_the_redraw_changes_only_the_hole_by_the_same_amount_on_every_channel(me
     model.config.edit_expressions = ["neutral", "angry"]
     for expression, strength in (("neutral", 0.0), ("contempt", 1.0), ("surprise", 1.0)):
         untouched = photo.copy()
-        assert learned_brows(model)(untouched, points[:, :2], expression, strength) is None
+        assert learned_region(model)(untouched, points[:, :2], expression, strength) is None
         assert np.array_equal(untouched, photo)
     with pytest.raises(Exception, match="not among class_names"):
         BrowInpainterConfig(edit_expressions=["contempt"])
@@ -121,9 +121,9 @@ def test_a_face_much_larger_than_the_frame_is_left_alone(mesh_motion):
     model = tiny_model()
     small, small_points, _ = synthetic_face(mesh_motion, eye_distance=EYE_DISTANCE * MAX_ENLARGEMENT - 1)
     large, large_points, _ = synthetic_face(mesh_motion, eye_distance=EYE_DISTANCE * MAX_ENLARGEMENT + 1)
-    assert learned_brows(model)(small.copy(), small_points[:, :2], "neutral", 1.0) is not None
+    assert learned_region(model)(small.copy(), small_points[:, :2], "neutral", 1.0) is not None
     untouched = large.copy()
-    assert learned_brows(model)(untouched, large_points[:, :2], "neutral", 1.0) is None
+    assert learned_region(model)(untouched, large_points[:, :2], "neutral", 1.0) is None
     assert np.array_equal(untouched, large)
 
 
@@ -192,7 +192,7 @@ def test_the_committed_brows_are_a_warp_part_for_the_targets_they_draw_well(mesh
     assert isinstance(model, BrowInpainterModel) and model.discriminator is None
     assert set(model.config.edit_expressions) < set(model.config.class_names)
     photo, points, _ = synthetic_face(mesh_motion, eye_distance=SMALL_FACE, grey=True)
-    redraw = learned_brows(model)
+    redraw = learned_region(model)
     for expression in model.config.class_names:
         image = photo.copy()
         box = redraw(image, points[:, :2], expression, 1.0)

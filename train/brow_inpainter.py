@@ -1,6 +1,7 @@
 """Train the learned brows (``expr_models.models.brow_inpainter``) without pairs: every labelled real face's upper
 face is hidden and redrawn, for its own label (against the picture) and for a random other one (against the
-discriminator).
+discriminator). ``--region lower_face`` trains the learned lower face (``LowerFaceInpainterModel``: the cheeks, folds,
+lips and chin) the same way, on ``prepare_brows --region lower_face``'s windows (README, "The learned lower face").
 
     python -m train.tools.cache_meshes --sets fer2013_train ckplus48 jaffe fei london
     python -m train.tools.prepare_brows                                       # prepared/brows
@@ -40,9 +41,9 @@ import torch
 import torch.nn.functional as F
 from transformers.hf_argparser import HfArg
 
-from expr_models.faces.brow_frame import brow_hole, brow_maps
-from expr_models.models.brow_inpainter import BrowInpainterConfig, BrowInpainterModel
-from train.args import make_config
+from expr_models.faces.inpaint_regions import REGIONS
+from expr_models.models.brow_inpainter import INPAINTER_CLASSES, BrowInpainterConfig
+from train.args import ConfigError, make_config
 from train.data import AugmentedDataset, load_prepared, require_columns
 from train.inpainting import InpainterArguments, InpainterStep, masked_l1
 from train.loop import main
@@ -58,8 +59,9 @@ class BrowWindows(AugmentedDataset):
     the hole at ``margin``, the other label fixed by the index (validation)."""
 
     def __init__(self, dataset, num_classes: int, seed: int = 0, augment: bool = True, margin: float = 2.0,
-                 margin_range: tuple[float, float] = (1.0, 4.0), repeat: bool = True):
+                 margin_range: tuple[float, float] = (1.0, 4.0), repeat: bool = True, region: str = "upper_face"):
         self.dataset, self.num_classes, self.seed, self.augment = dataset, num_classes, seed, augment
+        self.region = REGIONS[region]
         self.margin, self.margin_range = margin, margin_range
         names = dataset.features["expression"].names
         expressions, sources = list(dataset["expression"]), list(dataset["dataset"])
@@ -86,8 +88,8 @@ class BrowWindows(AugmentedDataset):
             offset = 1 + int(draws[4] * (self.num_classes - 1)) % (self.num_classes - 1)
         windows = torch.from_numpy(np.ascontiguousarray(np.clip(window, 0, 255)))[None] / 127.5 - 1.0
         label = int(row["expression"])
-        return {"windows": windows, "holes": torch.from_numpy(brow_hole(points, margin))[None],
-                "maps": torch.from_numpy(brow_maps(points)), "labels": label,
+        return {"windows": windows, "holes": torch.from_numpy(self.region.hole(points, margin))[None],
+                "maps": torch.from_numpy(self.region.maps(points)), "labels": label,
                 "other_labels": (label + offset) % self.num_classes}
 
 
@@ -121,13 +123,22 @@ class BrowInpainterStep(InpainterStep):
         train = load_prepared(args.data, args.split)
         require_columns(train, args.data, ("frame", "points", "expression", "dataset"))
         names = list(train.features["expression"].names)
-        self.config = make_config(BrowInpainterConfig, **vars(args.model), class_names=names, with_discriminator=True)
-        self.model = BrowInpainterModel(self.config).to(self.device)
-        self.train_dataset = BrowWindows(train, len(names), args.seed,
+        region = REGIONS[args.model.region]
+        if tuple(np.asarray(train[0]["frame"]).shape[:2]) != region.size:
+            raise ConfigError(f"--data {args.data} holds {np.asarray(train[0]['frame']).shape[:2]} windows, not the "
+                             f"{args.model.region} frame's {region.size}: prepare it with --region "
+                             f"{args.model.region}")
+        config_class, model_class = INPAINTER_CLASSES[args.model.region]
+        self.config = make_config(config_class, **vars(args.model), class_names=names, with_discriminator=True,
+                                  frame_height=region.size[0], frame_width=region.size[1],
+                                  eye_distance=region.eye_distance)
+        self.model = model_class(self.config).to(self.device)
+        self.train_dataset = BrowWindows(train, len(names), args.seed, region=self.config.region,
                                          margin_range=(args.min_margin, args.max_margin))
         validation = load_prepared(args.data, args.eval_split, required=False)
         self.eval_dataset = (BrowWindows(validation, len(names), augment=False, margin=self.config.hole_margin,
-                                         repeat=False) if validation is not None else None)
+                                         repeat=False, region=self.config.region)
+                             if validation is not None else None)
 
     def one_hot(self, labels: torch.Tensor) -> torch.Tensor:
         return F.one_hot(labels.long(), len(self.config.class_names)).float()

@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 from scipy.spatial import Delaunay  # scipy ships with scikit-image, a dependency
 
-from .brow_redraw import learned_brows
+from .region_redraw import learned_region
 from .eye_interior import draw_irises, steady_irises
 from .mouth_opening import (SHIFT, area2, box_around, cavity_colour, closed_share, draw_seam, into_the_lips, is_open,
                             mesh_missed, mouth_cavity, new_gap, polygon_mask, real_opening, whole_opening)
@@ -292,8 +292,8 @@ def warp_crop(crop: np.ndarray, source: np.ndarray, target: np.ndarray, inner_li
 
 
 def warp_face(crop: np.ndarray, source: np.ndarray, target: np.ndarray, mouth=None, exemplars=None, shading=None,
-              expressions: dict[str, float] | None = None, brows=None, expression: str | None = None,
-              intensity: float = 1.0, **options) -> WarpResult:
+              expressions: dict[str, float] | None = None, brows=None, lower_face=None,
+              expression: str | None = None, intensity: float = 1.0, **options) -> WarpResult:
     """:func:`warp_crop` for MediaPipe Face Mesh points (468): its triangles (with the mouth and eye strips), its face
     oval as the boundary to the anchor ring, its inner lips for the mouth.
 
@@ -306,8 +306,10 @@ def warp_face(crop: np.ndarray, source: np.ndarray, target: np.ndarray, mouth=No
     i.e. ``ExpressionShadingModel``), applied after the warp: a smile's folds and lifted cheeks appear, or fade when a
     smile is undone; and the furrows of ``expressions`` (``{expression: weight}``, negative: taken away).
     ``brows``: the learned brows (anything with ``inpaint(windows, holes, maps, target)``, i.e. ``BrowInpainterModel``),
-    which redraw the upper face for the target ``expression`` at ``intensity`` (:func:`~.brow_redraw.learned_brows`),
-    last: a frown's furrows and lowered brows, which neither the warp nor the shading takes away, go.
+    which redraw the upper face for the target ``expression`` at ``intensity`` (:func:`~.region_redraw.learned_region`),
+    last: a frown's furrows and lowered brows, which neither the warp nor the shading takes away, go. ``lower_face``:
+    the learned lower face (``LowerFaceInpainterModel``), which redraws the cheeks, folds and lips the same way, before
+    the brows: an undone smile's folds and lit cheeks go, where the shading would darken them into a blot.
 
     Why the learned mouth does not open mouths here: at 1024 px its teeth are softer than an exemplar's real ones, and
     on round surprised mouths it drew lips and teeth where the dark cavity read as surprise (held-out success, SA-GAN
@@ -326,15 +328,15 @@ def warp_face(crop: np.ndarray, source: np.ndarray, target: np.ndarray, mouth=No
                        triangles=np.array(TRIANGLES + MOUTH_TRIANGLES + EYE_TRIANGLES), boundary=np.array(FACE_OVAL),
                        eyes=[(RIGHT_EYE, (RIGHT_EYE_UPPER[0], RIGHT_EYE_UPPER[-1])),
                              (LEFT_EYE, (LEFT_EYE_UPPER[0], LEFT_EYE_UPPER[-1]))], **options)
-    redraw_brows = brows is not None and expression is not None
-    if result.box is None and not redraw_brows:
+    redraws = [model for model in (lower_face, brows) if model is not None] if expression is not None else []
+    if result.box is None and not redraws:
         return result
     image, changed = result.image, [result.box]  # a copy of the crop, even where nothing moved
     if shading is not None and result.box is not None:
         image, shaded = shading.shade_with_box(image, source, target, expressions)
         changed.append(shaded)
-    if redraw_brows:
-        changed.append(learned_brows(brows)(image, target, expression, intensity))
+    for model in redraws:
+        changed.append(learned_region(model)(image, target, expression, intensity))
     boxes = [box for box in changed if box is not None]
     if not boxes:
         return result

@@ -1,19 +1,19 @@
-"""The learned brows at editing time: after the mesh warp and the shading, redraw the upper face for the target
-expression.
+"""The learned brows and the learned lower face at editing time: after the mesh warp and the shading, redraw a region
+of the face for the target expression.
 
-    redraw = learned_brows(model)                          # model: a BrowInpainterModel
-    box = redraw(warped_crop, target_points, "neutral", 1.0)   # in place; pixels outside the hole keep their bytes
+    redraw = learned_region(model)                            # a BrowInpainterModel or LowerFaceInpainterModel
+    box = redraw(warped_crop, target_points, "neutral", 1.0)  # in place; pixels outside the hole keep their bytes
 
-The model sees the grey brow window (``brow_frame``) of the warped crop with its brows, glabella and a band of
-forehead hidden, the target mesh's brows and eyes, and the target expression, and draws that region. What is added to
-the crop is the *change* it draws (the drawing less the window), scaled by the strength, on every channel alike: on a
-face of FER2013's size that is the drawing itself, and on a somewhat larger one the photo keeps its own fine detail
-and colours under it.
+The model sees its region's grey window (``inpaint_regions``: the upper face's brows, glabella and band of forehead,
+or the lower face's cheeks, folds, lips and chin) of the warped crop with that region hidden, the target mesh's maps
+there, and the target expression, and draws the region. What is added to the crop is the *change* it draws (the
+drawing less the window), scaled by the strength, on every channel alike: on a face of FER2013's size that is the
+drawing itself, and on a somewhat larger one the photo keeps its own fine detail and colours under it.
 
 Only on faces up to ``MAX_ENLARGEMENT`` times the frame's size (eyes up to 60 px apart; the evaluation's 128-px crops
-of 48-px faces have them 45-50 px apart): the model knows 48-px faces, and its change enlarged further is a smudge.
-On a held-out London Set portrait (eyes 300 px apart) → angry left a pale band over the brows and → fear two dark
-bands where the brows were; the warp and the expression shading alone look right there.
+of 48-px faces have them 45-50 px apart): the models know 48-px faces, and their change enlarged further is a smudge.
+On a held-out London Set portrait (eyes 300 px apart) the brows' → angry left a pale band over the brows and → fear two
+dark bands where the brows were; the warp and the expression shading alone look right there.
 """
 
 from __future__ import annotations
@@ -23,21 +23,23 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from .brow_frame import BrowFrame, brow_hole, brow_maps
+from .inpaint_regions import REGIONS
 
 # (crop, target points, target expression, strength) -> the box (x0, y0, x1, y1) it changed in place, or None.
-BrowRedraw = Callable[[np.ndarray, np.ndarray, str, float], "tuple[int, int, int, int] | None"]
+RegionRedraw = Callable[[np.ndarray, np.ndarray, str, float], "tuple[int, int, int, int] | None"]
 
 _LUMA = np.array([0.299, 0.587, 0.114], np.float32)
-MAX_ENLARGEMENT = 3.0  # the most a brow frame's change is enlarged into a photo (see above)
+MAX_ENLARGEMENT = 3.0  # the most a region frame's change is enlarged into a photo (see above)
 
 
-def learned_brows(model: Any, margin: float | None = None) -> BrowRedraw:
-    """The brow redraw of ``model`` (anything with ``inpaint(windows, holes, maps, target)`` and a config with
-    ``hole_margin``, ``class_names`` and ``edit_expressions``, i.e. a ``BrowInpainterModel``); ``margin``: the hole's
-    reach in frame pixels (default the model's ``hole_margin``). Targets outside the model's ``edit_expressions``
-    (where its drawings do not look real), and faces larger than ``MAX_ENLARGEMENT`` times the frame's, are left
+def learned_region(model: Any, margin: float | None = None) -> RegionRedraw:
+    """The region redraw of ``model`` (anything with ``inpaint(windows, holes, maps, target)`` and a config with
+    ``region``, ``hole_margin``, ``class_names`` and ``edit_expressions``, i.e. a ``BrowInpainterModel``); ``margin``:
+    the hole's reach in frame pixels (default the model's ``hole_margin``). Targets outside the model's
+    ``edit_expressions`` (where its drawings do not look real), faces larger than ``MAX_ENLARGEMENT`` times the
+    frame's, and faces the region does not fit (``InpaintRegion.fits``: a lower face turned too far) are left
     alone."""
+    region = REGIONS[model.config.region]
     reach = model.config.hole_margin if margin is None else margin
     known = set(model.config.edit_expressions or model.config.class_names)
 
@@ -47,15 +49,17 @@ def learned_brows(model: Any, margin: float | None = None) -> BrowRedraw:
             return None
         colour = image[..., :3] if image.ndim == 3 else image
         grey = colour.astype(np.float32) @ _LUMA if colour.ndim == 3 else colour.astype(np.float32)
-        frame = BrowFrame.from_points(target)
+        frame = region.frame.from_points(target)
         if frame.scale * MAX_ENLARGEMENT < 1.0:
             return None
         points = frame.to_frame(target)
+        if not region.fits(points):
+            return None
         window = frame.crop(grey)
-        hole = brow_hole(points, reach)
+        hole = region.hole(points, reach)
         windows = torch.from_numpy(window)[None, None] / 127.5 - 1.0
         drawn = model.inpaint(windows, torch.from_numpy(hole)[None, None],
-                              torch.from_numpy(brow_maps(points))[None], expression)
+                              torch.from_numpy(region.maps(points))[None], expression)
         drawn = (drawn[0, 0].float().cpu().numpy() + 1.0) * 127.5
         change = (drawn - window) * min(float(strength), 1.0)
         return frame.add(colour, change, hole)  # a view: an alpha channel keeps its bytes

@@ -208,13 +208,15 @@ def eval_results_from_report(report: dict[str, Any], component: str, checkpoint:
 
 
 def _warp_part_successes(report: dict[str, Any], component: str, checkpoint: str) -> list[dict[str, Any]]:
-    """The learned brows' rows: the success of every mesh-warp edit of the 48-px expression crops it was part of
-    (it redraws the upper face of each one the evaluation made with it loaded), read by the classifier."""
+    """The learned brows' and the learned lower face's rows: the success of every mesh-warp edit of the 48-px
+    expression crops it was part of (it redraws its region of each one the evaluation made with it loaded), read by
+    the classifier."""
     from ..components import EDITING_METHODS
-    from ..methods.mesh import BROWS_COMPONENT
+    from ..methods.mesh import BROWS_COMPONENT, LOWER_FACE_COMPONENT
 
     evaluated = report.get("checkpoints", {}).get(component, [])
-    if component != BROWS_COMPONENT or not evaluated or checkpoint != evaluated[0].get("name"):
+    names = {BROWS_COMPONENT: "these brows", LOWER_FACE_COMPONENT: "this lower face"}
+    if component not in names or not evaluated or checkpoint != evaluated[0].get("name"):
         return []
     results = []
     for dataset, section in report.get("datasets", {}).items():
@@ -229,7 +231,7 @@ def _warp_part_successes(report: dict[str, Any], component: str, checkpoint: str
             results.append(_result("image-to-image", "Facial expression editing", dataset,
                                    section.get("data", {}).get("split", "test"), "accuracy",
                                    round(100 * edit["success_rate"], 1),
-                                   f"success {name} (with these brows), read by the classifier (%)"))
+                                   f"success {name} (with {names[component]}), read by the classifier (%)"))
     return results
 
 
@@ -285,7 +287,7 @@ MESH_WARP_METHODS = ("cyclegan", "sagan", "mesh")
 # A mouth's or the shading's card lists the happy <-> neutral photo pairs (where lips part and close, and smiles
 # fold the skin), not every JAFFE expression.
 WARP_PART_DATASETS = ("fei", "london")
-BROWS_DATASET = "expressions"  # the learned brows are FER2013's size: their card reads the edits of its crops
+BROWS_DATASET = "expressions"  # the learned brows and lower face are FER2013's size: their cards read its crops
 # A mouth's measures in the cards: (the evaluation's name, metric type, what the card says).
 MOUTH_RESULTS = (
     ("gap_ratio", "mouth_opening_ratio", "mouth opening (edit over the real photo's) of"),

@@ -35,11 +35,12 @@ from transformers import PreTrainedConfig
 from transformers.utils import ModelOutput
 
 from ..faces.brow_frame import EYE_DISTANCE, FRAME_HEIGHT, FRAME_WIDTH
+from ..faces.inpaint_regions import REGIONS
+from ..faces.lower_face_frame import FRAME_HEIGHT as LOWER_FACE_HEIGHT
+from ..faces.lower_face_frame import FRAME_WIDTH as LOWER_FACE_WIDTH
 from ..labels import EXPRESSIONS
 from .layers import InpaintingUNet, conv, init_gan_weights
 from .modeling_utils import ExprPreTrainedModel
-
-MAP_CHANNELS = 2  # the brows, the eye openings
 
 
 @strict
@@ -47,13 +48,15 @@ class BrowInpainterConfig(PreTrainedConfig):
     r"""
     Args:
         class_names: the expressions the model draws, in label order.
+        region: the face region it redraws (``expr_models.faces.inpaint_regions``): ``upper_face`` (the brows, the
+            glabella, a band of forehead) or ``lower_face`` (the cheeks, the folds, the lips, the chin).
         base_channels: channels of the U-Net's first level (x2 per level, three levels down).
         residual_blocks: residual blocks at the U-Net's bottom (H/8).
         norm: the generator's normalisation (``instance``, ``batch``, ``group``, ``none``).
-        frame_height: the brow frame's height (``expr_models.faces.brow_frame``).
-        frame_width: the brow frame's width.
+        frame_height: the region's frame height (``brow_frame``, ``lower_face_frame``).
+        frame_width: the region's frame width.
         eye_distance: the eye centres' distance in the frame.
-        hole_margin: how far (frame pixels) the hole reaches past the brows and the glabella at editing time.
+        hole_margin: how far (frame pixels) the hole reaches past the region's outline at editing time.
         edit_expressions: the targets the editor asks this checkpoint to draw (None: all of ``class_names``): those
             whose drawings look real and are read better. ``inpaint`` draws any class.
         with_discriminator: build the discriminator; False for inference checkpoints.
@@ -63,6 +66,7 @@ class BrowInpainterConfig(PreTrainedConfig):
     model_type = "expr-brow-inpainter"
 
     class_names: list[str] | tuple[str, ...] = EXPRESSIONS
+    region: str = "upper_face"
     base_channels: int = 16  # 32 drew better frowns but is 4.5 MB even in int8: over the checkpoints' budget
     residual_blocks: int = 3
     norm: str = "instance"
@@ -75,9 +79,12 @@ class BrowInpainterConfig(PreTrainedConfig):
     discriminator_channels: int = 32
 
     def validate_brow_inpainter(self):
-        if (self.frame_height, self.frame_width, self.eye_distance) != (FRAME_HEIGHT, FRAME_WIDTH, EYE_DISTANCE):
-            raise ValueError(f"the brow frame is {FRAME_HEIGHT} x {FRAME_WIDTH} with the eyes {EYE_DISTANCE:g} px "
-                             "apart (expr_models.faces.brow_frame), got "
+        if self.region not in REGIONS:
+            raise ValueError(f"region must be one of {sorted(REGIONS)}, got {self.region!r}")
+        region = REGIONS[self.region]
+        if (self.frame_height, self.frame_width, self.eye_distance) != (*region.size, region.eye_distance):
+            raise ValueError(f"the {self.region} frame is {region.size[0]} x {region.size[1]} with the eyes "
+                             f"{region.eye_distance:g} px apart (expr_models.faces.inpaint_regions), got "
                              f"{self.frame_height} x {self.frame_width} with {self.eye_distance:g}")
         if len(self.class_names) < 2 or len(set(self.class_names)) != len(self.class_names):
             raise ValueError(f"class_names must hold at least two distinct expressions, got {self.class_names}")
@@ -91,8 +98,9 @@ class BrowInpainterConfig(PreTrainedConfig):
 class BrowInpaintingGenerator(InpaintingUNet):
     """The U-Net over (window with the hole blanked, hole, target maps, label maps): grey out (tanh)."""
 
-    def __init__(self, num_classes: int, channels: int = 32, residual_blocks: int = 3, norm: str = "instance"):
-        super().__init__(1 + 1 + MAP_CHANNELS + num_classes, 1, channels, residual_blocks, norm)
+    def __init__(self, num_classes: int, map_channels: int, channels: int = 32, residual_blocks: int = 3,
+                 norm: str = "instance"):
+        super().__init__(1 + 1 + map_channels + num_classes, 1, channels, residual_blocks, norm)
 
     def forward(self, windows: torch.Tensor, holes: torch.Tensor, maps: torch.Tensor, labels: torch.Tensor
                 ) -> torch.Tensor:
@@ -110,11 +118,11 @@ class ClassPatchDiscriminator(nn.Module):
     """Spectral-norm convolutions (H -> H/8) over the window and its maps, with two heads: a PatchGAN critic, and the
     class head (``num_classes`` logits) on the averaged features."""
 
-    def __init__(self, num_classes: int, channels: int = 32):
+    def __init__(self, num_classes: int, map_channels: int, channels: int = 32):
         super().__init__()
         widths = [channels, channels * 2, channels * 4]
         layers: list[nn.Module] = []
-        in_channels = 1 + MAP_CHANNELS
+        in_channels = 1 + map_channels
         for width in widths:
             layers += [conv(in_channels, width, 4, 2, 1, spectral=True), nn.LeakyReLU(0.2, inplace=True)]
             in_channels = width
@@ -141,9 +149,10 @@ class BrowInpainterModel(ExprPreTrainedModel):
 
     def __init__(self, config: BrowInpainterConfig):
         super().__init__(config)
-        classes = len(config.class_names)
-        self.generator = BrowInpaintingGenerator(classes, config.base_channels, config.residual_blocks, config.norm)
-        self.discriminator = (ClassPatchDiscriminator(classes, config.discriminator_channels)
+        classes, maps = len(config.class_names), REGIONS[config.region].map_channels
+        self.generator = BrowInpaintingGenerator(classes, maps, config.base_channels, config.residual_blocks,
+                                                 config.norm)
+        self.discriminator = (ClassPatchDiscriminator(classes, maps, config.discriminator_channels)
                               if config.with_discriminator else None)
         self.post_init()
 
@@ -179,3 +188,44 @@ class BrowInpainterModel(ExprPreTrainedModel):
     def without_discriminator(self) -> "BrowInpainterModel":
         """A copy holding the generator alone, for small inference checkpoints."""
         return self.copy_with_config(with_discriminator=False)
+
+
+@strict
+class LowerFaceInpainterConfig(BrowInpainterConfig):
+    r"""
+    The learned lower face: :class:`BrowInpainterConfig` for the ``lower_face`` region (the cheeks, the nasolabial
+    folds, the lips and the chin, in the 48 x 56 frame of ``expr_models.faces.lower_face_frame``).
+    """
+
+    model_type = "expr-lower-face-inpainter"
+
+    region: str = "lower_face"
+    frame_height: int = LOWER_FACE_HEIGHT
+    frame_width: int = LOWER_FACE_WIDTH
+
+    def validate_lower_face(self):
+        if self.region != "lower_face":
+            raise ValueError(f"a lower-face inpainter redraws the lower_face region, got {self.region!r}")
+
+
+class LowerFaceInpainterModel(BrowInpainterModel):
+    """The learned lower face: the brows' network and training, redrawing the lower face. Where a smile is undone it
+    draws the cheeks, folds and lips of the target expression; a warp moves the smile's folds and lit cheeks with the
+    skin, and the median shading (``ExpressionShadingModel``) darkens them into a grey blot on a 48-px face."""
+
+    config_class = LowerFaceInpainterConfig
+    card_summary = (
+        "The learned lower face for expression edits: a class-conditional inpainting U-Net that redraws the lower face "
+        "(the cheeks, the nasolabial folds, the lips and the chin) as a target expression marks it, in a 48 x 56 grey "
+        "frame levelled on the eyes. Trained without pairs on labelled real faces, as the learned brows are: each "
+        "face's lower face is hidden and rebuilt for its own label (L1), and redrawn for a random other label, judged "
+        "by a discriminator with a class head (softmax cross-entropy on real faces' labels) and a PatchGAN critic. "
+        "The editor (`expr_models.pipeline`) adds its change to the photo's shading after the mesh warp."
+    )
+
+
+# The model for each region (``BrowInpainterConfig.region``).
+INPAINTER_CLASSES: dict[str, tuple[type[BrowInpainterConfig], type[BrowInpainterModel]]] = {
+    "upper_face": (BrowInpainterConfig, BrowInpainterModel),
+    "lower_face": (LowerFaceInpainterConfig, LowerFaceInpainterModel),
+}

@@ -1,0 +1,166 @@
+"""The learned lower face: its frame, maps and hole, the model's own type and config, the redraw after a mesh warp
+(the lower face changes, the eyes, nose and upper face do not), training through the one loop with ``--region
+lower_face``, and the committed checkpoint as a warp part."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from datasets import Dataset, DatasetDict
+from transformers import AutoModel
+
+import expr_models  # noqa: F401  (registers the Auto classes)
+from expr_models.components import COMPONENT_BY_MODEL_TYPE, model_class
+from expr_models.faces.lower_face_frame import (EYE_DISTANCE, EYE_Y, FRAME_HEIGHT, FRAME_WIDTH, LowerFaceFrame,
+                                                lower_face_hole, lower_face_maps)
+from expr_models.faces.mesh_topology import LEFT_EYE, LIPS_OUTER, NOSE_TIP, RIGHT_EYE
+from expr_models.faces.mesh_warp import warp_face
+from expr_models.faces.region_redraw import learned_region
+from expr_models.models.brow_inpainter import (BrowInpainterModel, LowerFaceInpainterConfig,
+                                               LowerFaceInpainterModel)
+from tests.test_brow_inpainter import SMALL_FACE, tiny_brow_dataset
+from tests.test_mouth_fill import synthetic_face
+from tests.test_training import train_in_process
+from train.tools.prepare_brows import FEATURES
+
+CHECKPOINTS = Path(__file__).resolve().parents[1] / "checkpoints"
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+@pytest.fixture(scope="module")
+def mesh_motion():
+    return model_class("mesh_motion").from_pretrained(CHECKPOINTS / "mesh_motion")
+
+
+def tiny_model(seed: int = 0) -> LowerFaceInpainterModel:
+    torch.manual_seed(seed)
+    config = LowerFaceInpainterConfig(base_channels=8, residual_blocks=1, with_discriminator=False)
+    return LowerFaceInpainterModel(config).eval()
+
+
+def test_the_frame_levels_the_eyes_and_the_hole_covers_the_lips_and_cheeks_not_the_eyes_or_nose(mesh_motion):
+    _, points, _ = synthetic_face(mesh_motion)
+    frame = LowerFaceFrame.from_points(points)
+    framed = frame.to_frame(points)
+    right, left = framed[list(RIGHT_EYE)].mean(0), framed[list(LEFT_EYE)].mean(0)
+    assert left[0] - right[0] == pytest.approx(EYE_DISTANCE, abs=1e-6)
+    assert right[1] == pytest.approx(EYE_Y, abs=1e-6) and left[1] == pytest.approx(EYE_Y, abs=1e-6)
+    hole, maps = lower_face_hole(framed, 2.0), lower_face_maps(framed)
+    assert hole.shape == maps.shape[1:] == (FRAME_HEIGHT, FRAME_WIDTH) and len(maps) == 3
+    lips, nose = maps[0] > 0.5, maps[2] > 0.5
+    assert lips.sum() > 20 and nose.sum() > 20
+    assert (hole[lips] == 1).all()   # the lips are redrawn
+    assert (hole[nose] == 0).all()   # the nose is the warp's
+    eyes = np.zeros_like(hole, np.uint8)
+    cv2.fillPoly(eyes, [np.round(framed[list(eye)]).astype(np.int32) for eye in (RIGHT_EYE, LEFT_EYE)], 1)
+    assert (hole[eyes > 0] == 0).all()
+    assert framed[list(LIPS_OUTER), 1].max() < FRAME_HEIGHT - 8  # the chin below the lips is in the frame
+
+
+def test_the_lower_face_is_its_own_registered_model_type(tmp_path):
+    model = tiny_model()
+    assert COMPONENT_BY_MODEL_TYPE["expr-lower-face-inpainter"] == "lower_face_inpainter"
+    assert COMPONENT_BY_MODEL_TYPE["expr-brow-inpainter"] == "brow_inpainter"
+    model.save_pretrained(tmp_path / "lower_face")
+    loaded = AutoModel.from_pretrained(tmp_path / "lower_face")
+    assert type(loaded) is LowerFaceInpainterModel and isinstance(loaded, BrowInpainterModel)
+    assert loaded.config.region == "lower_face" and (loaded.config.frame_height, loaded.config.frame_width) == (48, 56)
+    windows = torch.rand(1, 1, FRAME_HEIGHT, FRAME_WIDTH) * 2 - 1
+    holes = torch.zeros(1, 1, FRAME_HEIGHT, FRAME_WIDTH)
+    holes[:, :, 20:40, 12:44] = 1
+    maps = torch.rand(1, 3, FRAME_HEIGHT, FRAME_WIDTH)
+    drawn = loaded.eval().inpaint(windows, holes, maps, "neutral")
+    assert torch.equal(drawn * (1 - holes), windows * (1 - holes))
+    assert torch.allclose(drawn, model.inpaint(windows, holes, maps, "neutral"), atol=1e-6)
+    with pytest.raises(Exception, match="redraws the lower_face region"):
+        LowerFaceInpainterConfig(region="upper_face", frame_height=40)
+    with pytest.raises(Exception, match="region must be one of"):
+        LowerFaceInpainterConfig(region="ears")
+
+
+@pytest.mark.parametrize("grey", [False, True])
+def test_the_warp_redraws_the_lower_face_only_and_reports_where(mesh_motion, grey):
+    photo, points, smile = synthetic_face(mesh_motion, eye_distance=SMALL_FACE, grey=grey)
+    model = tiny_model()
+    plain = warp_face(photo, points[:, :2], smile)
+    redrawn = warp_face(photo, points[:, :2], smile, lower_face=model, expression="neutral")
+    differs = np.any(redrawn.image != plain.image, axis=2)
+    assert differs.sum() > 100
+    ys, _ = np.nonzero(differs)
+    eyes_line = smile[list(RIGHT_EYE) + list(LEFT_EYE), 1].max()
+    assert ys.min() > eyes_line  # below the eyes (the paste's feather apart)
+    kept = np.zeros(photo.shape[:2], np.uint8)
+    for part in (RIGHT_EYE, LEFT_EYE):
+        cv2.fillPoly(kept, [np.round(smile[list(part)]).astype(np.int32)], 1)
+    assert not (differs & (cv2.erode(kept, np.ones((5, 5), np.uint8)) > 0)).any()
+    assert differs[int(smile[NOSE_TIP, 1]) - 1:int(smile[NOSE_TIP, 1]) + 2, int(smile[NOSE_TIP, 0])].sum() == 0
+    x0, y0, x1, y1 = redrawn.box
+    ys, xs = np.nonzero(np.any(redrawn.image != photo, axis=2))
+    assert x0 <= xs.min() and xs.max() < x1 and y0 <= ys.min() and ys.max() < y1
+    if grey:
+        assert (redrawn.image[..., 0] == redrawn.image[..., 2]).all()
+    # Without a target expression it is not drawn.
+    assert np.array_equal(warp_face(photo, points[:, :2], smile, lower_face=model).image, plain.image)
+
+
+def tiny_lower_face_dataset(path: Path, mesh_motion) -> Path:
+    rows = []
+    for index in range(6):
+        photo, points, target = synthetic_face(mesh_motion, grey=True)
+        mesh = target if index % 2 else points
+        frame = LowerFaceFrame.from_points(mesh)
+        rows.append({"id": f"synthetic/{index}", "dataset": "fer2013", "expression": (1, 3, 4, 0, 6, 5)[index],
+                     "frame": frame.crop(photo[..., 0]), "points": frame.to_frame(mesh).astype(np.float32)})
+    DatasetDict({split: Dataset.from_list(rows, features=FEATURES) for split in ("train", "validation")}).save_to_disk(
+        str(path))
+    return path
+
+
+def test_the_lower_face_trains_through_the_loop_and_refuses_another_region_s_windows(tmp_path, mesh_motion, capsys):
+    from train.brow_inpainter import BrowInpainterStep
+
+    common = ["--cpu", "--max-steps", 2, "--batch-size", 2, "--base-channels", 8, "--residual-blocks", 1,
+              "--report-to", "none", "--sample-every", 0, "--checkpointing-steps", 0, "--region", "lower_face"]
+    data = tiny_lower_face_dataset(tmp_path / "lower_face", mesh_motion)
+    assert train_in_process(BrowInpainterStep, ["--data", data, "--output-dir", tmp_path / "run", *common]) == 0
+    model = AutoModel.from_pretrained(tmp_path / "run" / "final")
+    assert type(model) is LowerFaceInpainterModel and model.discriminator is None
+    brows = tiny_brow_dataset(tmp_path / "brows", mesh_motion)
+    assert train_in_process(BrowInpainterStep, ["--data", brows, "--output-dir", tmp_path / "wrong", *common]) == 2
+    assert "prepare it with --region lower_face" in capsys.readouterr().err
+
+
+def test_a_face_turned_too_far_is_left_alone(mesh_motion):
+    from expr_models.faces.lower_face_frame import MAX_TURN, turn
+
+    photo, points, _ = synthetic_face(mesh_motion, eye_distance=SMALL_FACE)
+    frame = LowerFaceFrame.from_points(points)
+    assert abs(turn(frame.to_frame(points))) < MAX_TURN
+    turned = points.copy()
+    turned[1, 0] = turned[454, 0] - 0.05 * (turned[454, 0] - turned[234, 0])  # the nose tip beside the far cheek
+    assert turn(LowerFaceFrame.from_points(turned).to_frame(turned)) > MAX_TURN
+    untouched = photo.copy()
+    assert learned_region(tiny_model())(untouched, turned[:, :2], "neutral", 1.0) is None
+    assert np.array_equal(untouched, photo)
+
+
+def test_the_committed_lower_face_is_a_warp_part_for_the_targets_it_draws_well(mesh_motion):
+    from expr_models.methods.mesh import LOWER_FACE_COMPONENT, warp_parts
+
+    folders = {LOWER_FACE_COMPONENT: CHECKPOINTS / LOWER_FACE_COMPONENT}
+    parts = warp_parts(lambda name: name in folders, lambda name: model_class(name).from_pretrained(folders[name]))
+    model = parts["lower_face"]
+    assert isinstance(model, LowerFaceInpainterModel) and model.discriminator is None and parts["brows"] is None
+    assert set(model.config.edit_expressions) == {"happy", "neutral"}
+    photo, points, _ = synthetic_face(mesh_motion, eye_distance=SMALL_FACE, grey=True)
+    redraw = learned_region(model)
+    for expression in model.config.class_names:
+        image = photo.copy()
+        box = redraw(image, points[:, :2], expression, 1.0)
+        assert (box is not None) == (expression in model.config.edit_expressions)
+        assert (image[..., 0] == image[..., 2]).all()  # a grey photo stays grey
