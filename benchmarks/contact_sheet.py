@@ -12,7 +12,10 @@ face region, scaled to the same size).
 ``--mouth-only``: the mouth's square of the full-resolution photo (pixel for pixel), not the face. ``--mouths``: one
 column per method and mouth component (each editor has that mouth alone; default: the editor's own choice).
 ``--unshaded``: beside each method's edit, the same edit without the expression shading (the warp and mouth alone);
-``--without-brows``: the same edit without the learned brows.
+``--without-brows``: the same edit without the learned brows; ``--without-lower-face``: without the learned lower face.
+``--eye-distance PX``: each photo (and the real one) first shrunk so that its eyes are about PX apart, as a face in a
+crowd or a FER2013 crop is (the learned brows and lower face redraw only faces whose eyes are up to 60 px apart);
+``--zoom N`` enlarges the sheet's panels N times, pixel for pixel (nearest), so that small faces can be seen.
 ``--eyes-only``: the eyes' and brows' square of the full-resolution photo. ``--plain-irises``: beside each method's
 edit, the same with the irises stretched by the warp as before 2026-12-05 (``faces.eye_interior`` off).
 ``--targets``: each input edited to these expressions instead, one row each, with no real photo (the London Set has
@@ -36,7 +39,7 @@ from PIL import Image, ImageDraw
 import expr_models.faces.mesh_warp as mesh_warp
 from expr_models.data.paired_faces import photo_pairs
 from expr_models.faces.alignment import retinaface_face
-from expr_models.methods.mesh import BROWS_COMPONENT, MOUTH_COMPONENTS, SHADING_COMPONENT
+from expr_models.methods.mesh import BROWS_COMPONENT, LOWER_FACE_COMPONENT, MOUTH_COMPONENTS, SHADING_COMPONENT
 from expr_models.pipeline import ExpressionEditor
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -73,6 +76,19 @@ def face_square(photo: np.ndarray, box, scale: float = 1.5) -> tuple[int, int, i
     return square_in(photo, max(x1 - x0, y1 - y0) * scale, ((x0 + x1) / 2, (y0 + y1) / 2))
 
 
+def shrunk(photo: np.ndarray, eye_distance: float | None) -> np.ndarray:
+    """``photo`` area-resized so that its largest face's eyes are about ``eye_distance`` px apart (RetinaFace's eye
+    landmarks); as it is without ``eye_distance``, without a face, or where that would enlarge it."""
+    found = retinaface_face(photo) if eye_distance else None
+    if found is None:
+        return photo
+    factor = eye_distance / max(float(np.linalg.norm(found[1][1] - found[1][0])), 1e-6)
+    if factor >= 1:
+        return photo
+    size = (max(1, round(photo.shape[1] * factor)), max(1, round(photo.shape[0] * factor)))
+    return np.asarray(Image.fromarray(photo).resize(size, Image.LANCZOS))
+
+
 def mouth_square(photo: np.ndarray, box) -> tuple[int, int, int, int]:
     """A square around the mouth: half the face box wide, centred three quarters of the way down the box."""
     x0, y0, x1, y1 = box[:4]
@@ -97,13 +113,15 @@ def plain_irises():
 
 
 def editors_by_mouth(checkpoints: Path, mouths: list[str] | None, unshaded: bool = False,
-                     without_brows: bool = False) -> dict[str, ExpressionEditor]:
+                     without_brows: bool = False, without_lower_face: bool = False) -> dict[str, ExpressionEditor]:
     """One editor per mouth choice (``+``-joined mouth components: it holds those and no other mouth), or the editor
     as it is (key ""); ``unshaded``: and one without the expression shading (key "unshaded"); ``without_brows``: and
-    one without the learned brows (key "without brows")."""
+    one without the learned brows (key "without brows"); ``without_lower_face``: and one without the learned lower
+    face (key "without lower face")."""
     folders = {path.name: path for path in sorted(checkpoints.iterdir()) if (path / "config.json").is_file()}
     left_out = {"unshaded": SHADING_COMPONENT if unshaded else None,
-                "without brows": BROWS_COMPONENT if without_brows else None}
+                "without brows": BROWS_COMPONENT if without_brows else None,
+                "without lower face": LOWER_FACE_COMPONENT if without_lower_face else None}
     extra = {key: ExpressionEditor.from_pretrained({name: path for name, path in folders.items() if name != component},
                                                    num_threads=1)
              for key, component in left_out.items() if component}
@@ -141,6 +159,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="beside each edit, the same without the expression shading")
     parser.add_argument("--without-brows", action="store_true",
                         help="beside each edit, the same without the learned brows")
+    parser.add_argument("--without-lower-face", action="store_true",
+                        help="beside each edit, the same without the learned lower face")
+    parser.add_argument("--eye-distance", type=float, default=None,
+                        help="shrink each photo first so that its eyes are about this many px apart")
+    parser.add_argument("--zoom", type=int, default=1, help="enlarge the panels this many times (nearest)")
     parser.add_argument("--eyes-only", action="store_true", help="the eyes' and brows' square at full resolution")
     parser.add_argument("--plain-irises", action="store_true",
                         help="beside each edit, the same with the irises stretched by the warp (before 2026-12-05)")
@@ -151,18 +174,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"skipped: no {args.dataset} under {args.data}")
         return 0
 
-    editors = editors_by_mouth(args.checkpoints, args.mouths, args.unshaded, args.without_brows)
+    editors = editors_by_mouth(args.checkpoints, args.mouths, args.unshaded, args.without_brows,
+                               args.without_lower_face)
     editor = next(iter(editors.values()))
     cut = mouth_square if args.mouth_only else eyes_square if args.eyes_only else face_square
     rows = []
     for pair in chosen_pairs(args.data, args.dataset, args.split, args.direction, args.people, args.subjects):
         with Image.open(pair.source_path) as image:
-            photo = np.asarray(image.convert("RGB"))
+            photo = shrunk(np.asarray(image.convert("RGB")), args.eye_distance)
         found = retinaface_face(photo)
         real = real_found = None
         if not args.targets:
             with Image.open(pair.target_path) as image:
-                real = np.asarray(image.convert("RGB"))
+                real = shrunk(np.asarray(image.convert("RGB")), args.eye_distance)
             real_found = retinaface_face(real)
         if found is None or (real is not None and real_found is None):
             print(f"{pair.source_path.name}: no face, left out", file=sys.stderr)
@@ -199,6 +223,8 @@ def main(argv: list[str] | None = None) -> int:
     if not rows:
         print("no pairs")
         return 1
+    if args.zoom > 1:
+        rows = [row.resize((row.width * args.zoom, row.height * args.zoom), Image.NEAREST) for row in rows]
     sheet = Image.new("RGB", (max(r.width for r in rows), sum(r.height for r in rows)), "white")
     top = 0
     for row in rows:

@@ -19,7 +19,7 @@ from expr_models.faces.lower_face_frame import (EYE_DISTANCE, EYE_Y, FRAME_HEIGH
                                                 lower_face_hole, lower_face_maps)
 from expr_models.faces.mesh_topology import LEFT_EYE, LIPS_OUTER, NOSE_TIP, RIGHT_EYE
 from expr_models.faces.mesh_warp import warp_face
-from expr_models.faces.region_redraw import learned_region
+from expr_models.faces.region_redraw import is_grey, learned_region
 from expr_models.models.brow_inpainter import (BrowInpainterModel, LowerFaceInpainterConfig,
                                                LowerFaceInpainterModel)
 from tests.test_brow_inpainter import SMALL_FACE, tiny_brow_dataset
@@ -164,3 +164,10 @@ def test_the_committed_lower_face_is_a_warp_part_for_the_targets_it_draws_well(m
         box = redraw(image, points[:, :2], expression, 1.0)
         assert (box is not None) == (expression in model.config.edit_expressions)
         assert (image[..., 0] == image[..., 2]).all()  # a grey photo stays grey
+    # Grey photos only: on coloured skin its grey drawing smudged the lower face (README, item 8).
+    assert model.config.edit_colour_photos is False
+    colour, colour_points, _ = synthetic_face(mesh_motion, eye_distance=SMALL_FACE)
+    assert not is_grey(colour) and is_grey(photo) and is_grey(photo[..., 0])
+    untouched = colour.copy()
+    assert redraw(untouched, colour_points[:, :2], "neutral", 1.0) is None
+    assert np.array_equal(untouched, colour)

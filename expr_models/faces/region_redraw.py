@@ -32,22 +32,30 @@ _LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 MAX_ENLARGEMENT = 3.0  # the most a region frame's change is enlarged into a photo (see above)
 
 
+def is_grey(image: np.ndarray) -> bool:
+    """Whether an image (H x W, or H x W x 3) is grey: one channel, or three equal ones."""
+    return image.ndim == 2 or bool((image[..., 0] == image[..., 1]).all() and (image[..., 1] == image[..., 2]).all())
+
+
 def learned_region(model: Any, margin: float | None = None) -> RegionRedraw:
     """The region redraw of ``model`` (anything with ``inpaint(windows, holes, maps, target)`` and a config with
     ``region``, ``hole_margin``, ``class_names`` and ``edit_expressions``, i.e. a ``BrowInpainterModel``); ``margin``:
     the hole's reach in frame pixels (default the model's ``hole_margin``). Targets outside the model's
     ``edit_expressions`` (where its drawings do not look real), faces larger than ``MAX_ENLARGEMENT`` times the
-    frame's, and faces the region does not fit (``InpaintRegion.fits``: a lower face turned too far) are left
-    alone."""
+    frame's, faces the region does not fit (``InpaintRegion.fits``: a lower face turned too far) and, for a model
+    whose config says ``edit_colour_photos=False``, colour photos are left alone."""
     region = REGIONS[model.config.region]
     reach = model.config.hole_margin if margin is None else margin
     known = set(model.config.edit_expressions or model.config.class_names)
+    colour_photos = getattr(model.config, "edit_colour_photos", True)
 
     def redraw(image: np.ndarray, target: np.ndarray, expression: str, strength: float = 1.0
                ) -> tuple[int, int, int, int] | None:
         if expression not in known or strength <= 0:
             return None
         colour = image[..., :3] if image.ndim == 3 else image
+        if not colour_photos and not is_grey(colour):
+            return None
         grey = colour.astype(np.float32) @ _LUMA if colour.ndim == 3 else colour.astype(np.float32)
         frame = region.frame.from_points(target)
         if frame.scale * MAX_ENLARGEMENT < 1.0:

@@ -59,6 +59,8 @@ class BrowInpainterConfig(PreTrainedConfig):
         hole_margin: how far (frame pixels) the hole reaches past the region's outline at editing time.
         edit_expressions: the targets the editor asks this checkpoint to draw (None: all of ``class_names``): those
             whose drawings look real and are read better. ``inpaint`` draws any class.
+        edit_colour_photos: whether the editor uses it on colour photos too, or on grey ones alone (its grey drawing,
+            added to every channel, can smudge coloured skin).
         with_discriminator: build the discriminator; False for inference checkpoints.
         discriminator_channels: the discriminator's first-layer channels.
     """
@@ -75,6 +77,7 @@ class BrowInpainterConfig(PreTrainedConfig):
     eye_distance: float = EYE_DISTANCE
     hole_margin: float = 2.0
     edit_expressions: list[str] | tuple[str, ...] | None = None
+    edit_colour_photos: bool = True
     with_discriminator: bool = True
     discriminator_channels: int = 32
 
