@@ -165,9 +165,28 @@ def test_the_committed_lower_face_is_a_warp_part_for_the_targets_it_draws_well(m
         assert (box is not None) == (expression in model.config.edit_expressions)
         assert (image[..., 0] == image[..., 2]).all()  # a grey photo stays grey
     # Grey photos only: on coloured skin its grey drawing smudged the lower face (README, item 8).
-    assert model.config.edit_colour_photos is False
+    assert model.config.edit_colour_photos is False and model.config.max_lost_detail == 3.0
     colour, colour_points, _ = synthetic_face(mesh_motion, eye_distance=SMALL_FACE)
     assert not is_grey(colour) and is_grey(photo) and is_grey(photo[..., 0])
     untouched = colour.copy()
     assert redraw(untouched, colour_points[:, :2], "neutral", 1.0) is None
     assert np.array_equal(untouched, colour)
+
+
+def test_a_face_sharper_than_the_frame_is_left_alone(mesh_motion):
+    """The drawing is made at the frame's resolution: where the photo holds finer detail, it would be a smudge."""
+    from expr_models.faces.aligned_frame import AlignedFrame
+
+    photo, points, _ = synthetic_face(mesh_motion, eye_distance=SMALL_FACE, grey=True)
+    frame = LowerFaceFrame.from_points(points)
+    rng = np.random.default_rng(0)
+    sharp = np.clip(photo.astype(np.float32) + rng.normal(0, 12, photo.shape[:2])[..., None], 0, 255).astype(np.uint8)
+    assert frame.lost_detail(sharp[..., 0]) > 3.0 > frame.lost_detail(photo[..., 0])
+    assert AlignedFrame.from_axis(np.array([0.0, 0]), np.array([10.0, 0]), 20.0, np.zeros(2), (0, 0)).lost_detail(
+        sharp[..., 0]) == 0.0  # a frame finer than the photo loses nothing
+    model = tiny_model()
+    model.config.max_lost_detail = 3.0
+    untouched = sharp.copy()
+    assert learned_region(model)(untouched, points[:, :2], "neutral", 1.0) is None
+    assert np.array_equal(untouched, sharp)
+    assert learned_region(model)(photo.copy(), points[:, :2], "neutral", 1.0) is not None

@@ -116,7 +116,7 @@ class BrowInpainterStep(InpainterStep):
     arguments_class = BrowInpainterArguments
     config_class = BrowInpainterConfig
     config_exclude = ("with_discriminator", "frame_height", "frame_width", "eye_distance", "class_names",
-                      "edit_expressions", "edit_colour_photos")  # chosen by looking at a trained model's drawings
+                      "edit_expressions", "edit_colour_photos", "max_lost_detail")  # chosen by looking at its drawings
 
     def build(self) -> None:
         args = self.args

@@ -77,6 +77,24 @@ class AlignedFrame:
         return cv2.warpAffine(photo, matrix, (self.width, self.height), flags=cv2.INTER_LINEAR,
                               borderMode=cv2.BORDER_REFLECT)
 
+    def lost_detail(self, grey: np.ndarray) -> float:
+        """How much finer detail the photo holds under the frame than the frame can: the mean absolute difference (grey
+        levels) between the grey photo over the frame's box and its round trip through the frame's resolution (area
+        down, cubic up). 0 where the frame is as fine as the photo; an enlarged 48-px face holds about 2, a sharp face
+        with its eyes 40 px apart 3-5."""
+        if self.scale >= 1.0:
+            return 0.0
+        corners = self._corners(cv2.invertAffineTransform(self.matrix))
+        x0, y0 = np.maximum(np.floor(corners.min(1)).astype(int), 0)
+        x1, y1 = np.minimum(np.ceil(corners.max(1)).astype(int), [grey.shape[1], grey.shape[0]])
+        if x1 - x0 < 2 or y1 - y0 < 2:
+            return 0.0
+        region = np.asarray(grey[y0:y1, x0:x1], np.float32)
+        size = (max(1, round(region.shape[1] * self.scale)), max(1, round(region.shape[0] * self.scale)))
+        small = cv2.resize(region, size, interpolation=cv2.INTER_AREA)
+        back = cv2.resize(small, (region.shape[1], region.shape[0]), interpolation=cv2.INTER_CUBIC)
+        return float(np.abs(region - back).mean())
+
     def to_photo(self, frame_image: np.ndarray, frame_alpha: np.ndarray, shape: tuple[int, ...]
                  ) -> tuple[tuple[int, int, int, int], np.ndarray, np.ndarray] | None:
         """``frame_image`` and ``frame_alpha`` mapped back to the photo (cubic and linear) over the box the frame

@@ -12,8 +12,8 @@ drawing itself, and on a somewhat larger one the photo keeps its own fine detail
 
 Only on faces up to ``MAX_ENLARGEMENT`` times the frame's size (eyes up to 60 px apart; the evaluation's 128-px crops
 of 48-px faces have them 45-50 px apart): the models know 48-px faces, and their change enlarged further is a smudge.
-On a held-out London Set portrait (eyes 300 px apart) the brows' → angry left a pale band over the brows and → fear two
-dark bands where the brows were; the warp and the expression shading alone look right there.
+On a held-out London Set portrait (eyes 300 px apart) the brows' → angry left a pale band over the brows and → fear
+two dark bands where the brows were; the warp and the expression shading alone look right there.
 """
 
 from __future__ import annotations
@@ -42,12 +42,14 @@ def learned_region(model: Any, margin: float | None = None) -> RegionRedraw:
     ``region``, ``hole_margin``, ``class_names`` and ``edit_expressions``, i.e. a ``BrowInpainterModel``); ``margin``:
     the hole's reach in frame pixels (default the model's ``hole_margin``). Targets outside the model's
     ``edit_expressions`` (where its drawings do not look real), faces larger than ``MAX_ENLARGEMENT`` times the
-    frame's, faces the region does not fit (``InpaintRegion.fits``: a lower face turned too far) and, for a model
-    whose config says ``edit_colour_photos=False``, colour photos are left alone."""
+    frame's, faces the region does not fit (``InpaintRegion.fits``: a lower face turned too far) and, as the model's
+    config says, colour photos (``edit_colour_photos``) and faces sharper than its frame (``max_lost_detail``) are
+    left alone."""
     region = REGIONS[model.config.region]
     reach = model.config.hole_margin if margin is None else margin
     known = set(model.config.edit_expressions or model.config.class_names)
     colour_photos = getattr(model.config, "edit_colour_photos", True)
+    max_lost_detail = getattr(model.config, "max_lost_detail", None)
 
     def redraw(image: np.ndarray, target: np.ndarray, expression: str, strength: float = 1.0
                ) -> tuple[int, int, int, int] | None:
@@ -61,7 +63,7 @@ def learned_region(model: Any, margin: float | None = None) -> RegionRedraw:
         if frame.scale * MAX_ENLARGEMENT < 1.0:
             return None
         points = frame.to_frame(target)
-        if not region.fits(points):
+        if not region.fits(points) or max_lost_detail is not None and frame.lost_detail(grey) > max_lost_detail:
             return None
         window = frame.crop(grey)
         hole = region.hole(points, reach)

@@ -61,6 +61,9 @@ class BrowInpainterConfig(PreTrainedConfig):
             whose drawings look real and are read better. ``inpaint`` draws any class.
         edit_colour_photos: whether the editor uses it on colour photos too, or on grey ones alone (its grey drawing,
             added to every channel, can smudge coloured skin).
+        max_lost_detail: the most fine detail (``AlignedFrame.lost_detail``, grey levels) a face may hold beyond the
+            frame's resolution for the editor to redraw it (None: no limit): on a sharper face the drawing, made at the
+            frame's resolution, is a smudge.
         with_discriminator: build the discriminator; False for inference checkpoints.
         discriminator_channels: the discriminator's first-layer channels.
     """
@@ -78,6 +81,7 @@ class BrowInpainterConfig(PreTrainedConfig):
     hole_margin: float = 2.0
     edit_expressions: list[str] | tuple[str, ...] | None = None
     edit_colour_photos: bool = True
+    max_lost_detail: float | None = None
     with_discriminator: bool = True
     discriminator_channels: int = 32
 
