@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 
 from .grain import with_grain
+from .mesh_topology import LEFT_EYE, RIGHT_EYE
 
 _SHIFT = 4          # sub-pixel precision of rasterised polygons (1/16 px)
 _SUPERSAMPLE = 4    # polygons are drawn at 4x and area-averaged: soft, anti-aliased edges
@@ -148,6 +149,21 @@ class AlignedFrame:
             shift = shift[..., None]
         changed = np.clip(np.round(region.astype(np.float32) + shift), 0, 255).astype(photo.dtype)
         return _write_where_reached(photo, region, changed, alpha if region.ndim == 2 else alpha[..., None], x0, y0)
+
+
+class EyeLevelFrame(AlignedFrame):
+    """A frame levelled on the eye centres of a 468-point mesh, ``eye_distance`` frame pixels apart, their midpoint at
+    (``width`` / 2, ``eye_y``): the learned brows' and lower face's frames."""
+
+    eye_distance: ClassVar[float] = 0.0
+    eye_y: ClassVar[float] = 0.0
+
+    @classmethod
+    def from_points(cls, points: np.ndarray) -> "EyeLevelFrame":
+        points = np.asarray(points, np.float64)[:, :2]
+        right, left = points[list(RIGHT_EYE)].mean(0), points[list(LEFT_EYE)].mean(0)
+        return cls.from_axis(right, left, cls.eye_distance, (right + left) / 2.0, (cls.width / 2.0, cls.eye_y),
+                             "eye centres")
 
 
 def _write_where_reached(photo: np.ndarray, region: np.ndarray, new: np.ndarray, alpha: np.ndarray, x0: int, y0: int

@@ -21,7 +21,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from .aligned_frame import AlignedFrame, draw_polygons, grown
+from .aligned_frame import EyeLevelFrame, draw_polygons, grown
 from .mesh_topology import LEFT_BROW, LEFT_BROW_UPPER, LEFT_EYE, RIGHT_BROW, RIGHT_BROW_UPPER, RIGHT_EYE
 
 FRAME_HEIGHT = 40
@@ -32,18 +32,13 @@ NOSE_BRIDGE_TOP = 168  # the mesh point between the eyes, where a frown's furrow
 FOREHEAD_REACH = 0.3   # how far above the brows the hole reaches, in eye distances
 
 
-class BrowFrame(AlignedFrame):
+class BrowFrame(EyeLevelFrame):
     """The similarity from photo pixels into the brow frame."""
 
     height = FRAME_HEIGHT
     width = FRAME_WIDTH
-
-    @classmethod
-    def from_points(cls, points: np.ndarray) -> "BrowFrame":
-        points = np.asarray(points, np.float64)[:, :2]
-        right, left = points[list(RIGHT_EYE)].mean(0), points[list(LEFT_EYE)].mean(0)
-        return cls.from_axis(right, left, EYE_DISTANCE, (right + left) / 2.0, (FRAME_WIDTH / 2.0, EYE_Y),
-                             "eye centres")
+    eye_distance = EYE_DISTANCE
+    eye_y = EYE_Y
 
 
 def _draw(polygons: list[np.ndarray], fill: bool = True) -> np.ndarray:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from .aligned_frame import AlignedFrame, draw_polygons, grown
+from .aligned_frame import EyeLevelFrame, draw_polygons, grown
 from .mesh_topology import LEFT_CHEEK, LEFT_EYE, LIPS_INNER, LIPS_OUTER, NOSE, NOSE_TIP, RIGHT_CHEEK, RIGHT_EYE
 
 FRAME_HEIGHT = 48
@@ -35,18 +35,13 @@ MAX_TURN = 0.8
 CHIN = (152, 148, 377, 176, 400, 149, 378)
 
 
-class LowerFaceFrame(AlignedFrame):
+class LowerFaceFrame(EyeLevelFrame):
     """The similarity from photo pixels into the lower-face frame."""
 
     height = FRAME_HEIGHT
     width = FRAME_WIDTH
-
-    @classmethod
-    def from_points(cls, points: np.ndarray) -> "LowerFaceFrame":
-        points = np.asarray(points, np.float64)[:, :2]
-        right, left = points[list(RIGHT_EYE)].mean(0), points[list(LEFT_EYE)].mean(0)
-        return cls.from_axis(right, left, EYE_DISTANCE, (right + left) / 2.0, (FRAME_WIDTH / 2.0, EYE_Y),
-                             "eye centres")
+    eye_distance = EYE_DISTANCE
+    eye_y = EYE_Y
 
 
 def _draw(polygons: list[np.ndarray], fill: bool = True) -> np.ndarray:
