@@ -27,12 +27,12 @@ FRAME_WIDTH = 56
 EYE_DISTANCE = 20.0  # eye centre to eye centre, frame pixels (the brow frame's)
 EYE_Y = 6.0          # the eyes' line: 0.3 eye distances above it, 2.1 below
 # The chin and the jaw beside it (MediaPipe's face oval below the mouth): how far down the hole reaches.
+CHIN = (152, 148, 377, 176, 400, 149, 378)
 # The face's sides at the cheekbones (MediaPipe's face oval, right and left), the measure of a turned head.
 FACE_SIDES = (234, 454)
 # The most a face is turned (``turn``) for the model to redraw it: on the validation crops of FER2013, whose faces are
 # often turned, 90% are within 0.77; a face at 1.07 got streaks along its far cheek.
 MAX_TURN = 0.8
-CHIN = (152, 148, 377, 176, 400, 149, 378)
 
 
 class LowerFaceFrame(EyeLevelFrame):

@@ -60,7 +60,8 @@ def build_region_dataset(cache: Path, raw_data: Path, region: str = "upper_face"
             "id": photo_id, "dataset": known[photo_id][0], "expression": EXPRESSIONS.index(known[photo_id][1]),
             "frame": frame.crop(grey), "points": frame.to_frame(points).astype(np.float32)})
     height, width = REGIONS[region].size
-    description = (f"{region.replace('_', '-').capitalize()} windows ({height} x {width} grey, the eyes level and 20 px "
+    title = region.replace("_", "-").capitalize()
+    description = (f"{title} windows ({height} x {width} grey, the eyes level and 20 px "
                    "apart), expression labels and face meshes of the labelled photos of ../shared/data, with the "
                    f"project's person splits. {TERMS}")
     dataset = DatasetDict()
@@ -83,7 +84,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="the face region's windows (default the upper face, for the learned brows)")
     known, rest = parser.parse_known_args(argv)
     return prepare_windows(rest, __doc__.split("\n\n")[0], OUT_NAMES[known.region],
-                           lambda cache, raw: build_region_dataset(cache, raw, known.region), split_summary)
+                           lambda cache, raw: build_region_dataset(cache, raw, known.region), split_summary,
+                           parents=[parser])
 
 
 if __name__ == "__main__":

@@ -76,12 +76,13 @@ def framed_photos(cache: Path, raw_data: Path, sets: tuple[str, ...], split_of: 
 
 def prepare_windows(argv: list[str] | None, description: str, out_name: str,
                     build: Callable[[Path, Path], tuple[DatasetDict, BuildReport]],
-                    split_summary: Callable[[Dataset], str]) -> int:
+                    split_summary: Callable[[Dataset], str],
+                    parents: list[argparse.ArgumentParser] | None = None) -> int:
     """The command line of a window preparer (``prepare_mouths``, ``prepare_brows``): ``--meshes``, ``--data`` and
     ``--out`` (default ``prepared/<out_name>``), ``build(meshes, data)``, then one line per split
-    (``split_summary``) and the build report."""
+    (``split_summary``) and the build report. ``parents``: parsers of the preparer's own options (shown in --help)."""
     root = Path(__file__).resolve().parents[2]
-    parser = argparse.ArgumentParser(description=description)
+    parser = argparse.ArgumentParser(description=description, parents=parents or [])
     parser.add_argument("--meshes", type=Path, default=root / "prepared" / "meshes",
                         help="train.tools.cache_meshes output")
     parser.add_argument("--data", type=Path, default=root.parent / "shared" / "data", help="the raw photos")
