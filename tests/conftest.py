@@ -1,4 +1,7 @@
-"""Fixtures shared by the test files: real photos that ship inside installed packages (never the research data)."""
+"""Fixtures shared by the test files: real photos that ship inside installed packages (never the research data), and
+the committed mesh-motion model that the synthetic faces are built from."""
+
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -29,3 +32,12 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def mesh_motion():
+    """The committed mesh-motion model (``tests.test_mouth_fill.synthetic_face`` builds faces from its mean mesh)."""
+    from expr_models.components import model_class
+
+    return model_class("mesh_motion").from_pretrained(Path(__file__).resolve().parents[1] / "checkpoints"
+                                                      / "mesh_motion")

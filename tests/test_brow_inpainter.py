@@ -29,11 +29,6 @@ SMALL_FACE = 36.0  # eye distance (px) of a face the brows are drawn on: under M
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-@pytest.fixture(scope="module")
-def mesh_motion():
-    return model_class("mesh_motion").from_pretrained(CHECKPOINTS / "mesh_motion")
-
-
 def tiny_model(seed: int = 0) -> BrowInpainterModel:
     torch.manual_seed(seed)
     return BrowInpainterModel(BrowInpainterConfig(base_channels=8, residual_blocks=1, with_discriminator=False)).eval()

@@ -24,11 +24,6 @@ def shading():
     return model_class("expression_shading").from_pretrained(CHECKPOINT)
 
 
-@pytest.fixture(scope="module")
-def mesh_motion():
-    return model_class("mesh_motion").from_pretrained("checkpoints/mesh_motion")
-
-
 def synthetic_face(mesh_motion, light: float = 40.0, eye_distance: float = 130.0):
     """Textured skin lit from the left (``light``: the brightness swing across the face) under the mean mesh, and
     where a broad smile moves the mesh."""

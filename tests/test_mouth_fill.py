@@ -22,11 +22,6 @@ def bank():
     return model_class("mouth_exemplars").from_pretrained(BANK)
 
 
-@pytest.fixture(scope="module")
-def mesh_motion():
-    return model_class("mesh_motion").from_pretrained("checkpoints/mesh_motion")
-
-
 def synthetic_face(mesh_motion, eye_distance: float = 130.0, grey: bool = False
                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A closed mouth on textured skin (the mean mesh, eye distance 130 px by default) in a 400-px photo, and where a

@@ -27,11 +27,6 @@ CHECKPOINTS = Path(__file__).resolve().parents[1] / "checkpoints"
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-@pytest.fixture(scope="module")
-def mesh_motion():
-    return model_class("mesh_motion").from_pretrained(CHECKPOINTS / "mesh_motion")
-
-
 def tiny_model(seed: int = 0) -> MouthInpainterModel:
     torch.manual_seed(seed)
     return MouthInpainterModel(MouthInpainterConfig(base_channels=8, residual_blocks=1, with_discriminator=False)).eval()
