@@ -45,6 +45,11 @@ class AlignedFrame:
         offset = np.asarray(position, np.float64) - rotation @ np.asarray(centre, np.float64)
         return cls(np.concatenate([rotation, offset[:, None]], 1))
 
+    @classmethod
+    def draw(cls, polygons: list[np.ndarray], fill: bool = True) -> np.ndarray:
+        """Polygons in frame pixels rasterised at the frame's size (:func:`draw_polygons`): float32 in [0, 1]."""
+        return draw_polygons(polygons, fill, (cls.height, cls.width))
+
     @property
     def scale(self) -> float:
         """Frame pixels per photo pixel."""

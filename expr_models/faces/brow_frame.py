@@ -21,7 +21,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from .aligned_frame import EyeLevelFrame, draw_polygons, grown
+from .aligned_frame import EyeLevelFrame, grown
 from .mesh_topology import LEFT_BROW, LEFT_BROW_UPPER, LEFT_EYE, RIGHT_BROW, RIGHT_BROW_UPPER, RIGHT_EYE
 
 FRAME_HEIGHT = 40
@@ -41,15 +41,11 @@ class BrowFrame(EyeLevelFrame):
     eye_y = EYE_Y
 
 
-def _draw(polygons: list[np.ndarray], fill: bool = True) -> np.ndarray:
-    return draw_polygons(polygons, fill, (FRAME_HEIGHT, FRAME_WIDTH))
-
-
 def brow_maps(frame_points: np.ndarray) -> np.ndarray:
     """2 x H x W float32 in [0, 1] from a mesh in frame pixels: the two brows, the two eye openings."""
     points = np.asarray(frame_points)[:, :2]
-    brows = _draw([points[list(RIGHT_BROW)], points[list(LEFT_BROW)]])
-    eyes = _draw([points[list(RIGHT_EYE)], points[list(LEFT_EYE)]])
+    brows = BrowFrame.draw([points[list(RIGHT_BROW)], points[list(LEFT_BROW)]])
+    eyes = BrowFrame.draw([points[list(RIGHT_EYE)], points[list(LEFT_EYE)]])
     return np.stack([brows, eyes])
 
 
@@ -63,5 +59,5 @@ def brow_hole(frame_points: np.ndarray, margin: float, feather: float = 1.5) -> 
     brow_upper = points[list(RIGHT_BROW_UPPER) + list(LEFT_BROW_UPPER)]
     region = np.concatenate([points[list(RIGHT_BROW) + list(LEFT_BROW) + [NOSE_BRIDGE_TOP]], brow_upper + up])
     hull = cv2.convexHull(region.astype(np.float32))[:, 0]
-    eyes = _draw([points[list(RIGHT_EYE)], points[list(LEFT_EYE)]]) > 0.25
-    return grown(_draw([hull]) > 0.5, margin, feather) * (1.0 - grown(eyes, 1.0, 1.0))
+    eyes = BrowFrame.draw([points[list(RIGHT_EYE)], points[list(LEFT_EYE)]]) > 0.25
+    return grown(BrowFrame.draw([hull]) > 0.5, margin, feather) * (1.0 - grown(eyes, 1.0, 1.0))

@@ -19,7 +19,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from .aligned_frame import EyeLevelFrame, draw_polygons, grown
+from .aligned_frame import EyeLevelFrame, grown
 from .mesh_topology import LEFT_CHEEK, LEFT_EYE, LIPS_INNER, LIPS_OUTER, NOSE, NOSE_TIP, RIGHT_CHEEK, RIGHT_EYE
 
 FRAME_HEIGHT = 48
@@ -44,16 +44,13 @@ class LowerFaceFrame(EyeLevelFrame):
     eye_y = EYE_Y
 
 
-def _draw(polygons: list[np.ndarray], fill: bool = True) -> np.ndarray:
-    return draw_polygons(polygons, fill, (FRAME_HEIGHT, FRAME_WIDTH))
-
-
 def lower_face_maps(frame_points: np.ndarray) -> np.ndarray:
     """3 x H x W float32 in [0, 1] from a mesh in frame pixels: the lips (outer contour), the mouth opening (inner
     contour), the nose."""
     points = np.asarray(frame_points)[:, :2]
     nose = cv2.convexHull(points[list(NOSE)].astype(np.float32))[:, 0]
-    return np.stack([_draw([points[list(LIPS_OUTER)]]), _draw([points[list(LIPS_INNER)]]), _draw([nose])])
+    return np.stack([LowerFaceFrame.draw([points[list(LIPS_OUTER)]]), LowerFaceFrame.draw([points[list(LIPS_INNER)]]),
+                     LowerFaceFrame.draw([nose])])
 
 
 def lower_face_hole(frame_points: np.ndarray, margin: float, feather: float = 1.5) -> np.ndarray:
@@ -63,8 +60,8 @@ def lower_face_hole(frame_points: np.ndarray, margin: float, feather: float = 1.
     region = points[list(RIGHT_CHEEK) + list(LEFT_CHEEK) + list(LIPS_OUTER) + list(CHIN)]
     hull = cv2.convexHull(region.astype(np.float32))[:, 0]
     nose = cv2.convexHull(points[list(NOSE)].astype(np.float32))[:, 0]
-    kept = _draw([points[list(RIGHT_EYE)], points[list(LEFT_EYE)], nose]) > 0.25
-    return grown(_draw([hull]) > 0.5, margin, feather) * (1.0 - grown(kept, 1.0, 1.0))
+    kept = LowerFaceFrame.draw([points[list(RIGHT_EYE)], points[list(LEFT_EYE)], nose]) > 0.25
+    return grown(LowerFaceFrame.draw([hull]) > 0.5, margin, feather) * (1.0 - grown(kept, 1.0, 1.0))
 
 
 def turn(frame_points: np.ndarray) -> float:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .aligned_frame import AlignedFrame, draw_polygons, grown
+from .aligned_frame import AlignedFrame, grown
 from .mesh_topology import LIPS_INNER, LIPS_OUTER, MOUTH_CORNERS
 
 FRAME_HEIGHT = 96
@@ -41,18 +41,14 @@ class MouthFrame(AlignedFrame):
                              points[list(LIPS_OUTER)].mean(0), (FRAME_WIDTH / 2.0, MOUTH_Y), "mouth corners")
 
 
-def _draw(polygons: list[np.ndarray], fill: bool) -> np.ndarray:
-    return draw_polygons(polygons, fill, (FRAME_HEIGHT, FRAME_WIDTH))
-
-
 def lip_maps(frame_points: np.ndarray) -> np.ndarray:
     """3 x H x W float32 in [0, 1] from a mesh in frame pixels: the mouth opening (inner polygon), the lips (outer
     polygon less the inner) and the inner-lip line."""
     inner = np.asarray(frame_points)[list(LIPS_INNER), :2]
     outer = np.asarray(frame_points)[list(LIPS_OUTER), :2]
-    opening = _draw([inner], fill=True)
-    lips = np.clip(_draw([outer], fill=True) - opening, 0.0, 1.0)
-    line = _draw([inner], fill=False)
+    opening = MouthFrame.draw([inner], fill=True)
+    lips = np.clip(MouthFrame.draw([outer], fill=True) - opening, 0.0, 1.0)
+    line = MouthFrame.draw([inner], fill=False)
     return np.stack([opening, lips, line])
 
 
@@ -60,4 +56,5 @@ def hole_mask(frame_points: np.ndarray, margin: float, feather: float = 1.5) -> 
     """H x W float32: the inner-lip polygon and its line grown by ``margin`` frame pixels (a closed mouth's hole is the
     band around its seam), 1 inside, falling to 0 over ``feather`` pixels outside."""
     inner = np.asarray(frame_points)[list(LIPS_INNER), :2]
-    return grown(np.maximum(_draw([inner], fill=True), _draw([inner], fill=False)) > 0.25, margin, feather)
+    inside = np.maximum(MouthFrame.draw([inner], fill=True), MouthFrame.draw([inner], fill=False))
+    return grown(inside > 0.25, margin, feather)
