@@ -147,6 +147,7 @@ def test_the_learned_mouth_runs_under_the_editors_thread_cap(astronaut, monkeypa
 
 def test_lips_never_pass_through_each_other(mesh):
     from expr_models.faces.mesh import inner_lip_gap
+    from expr_models.faces.mesh import uncross_lips
     from expr_models.faces.mesh_topology import LIPS_INNER_LOWER, LIPS_INNER_UPPER
     from expr_models.methods.mesh import target_rules
 
@@ -157,14 +158,50 @@ def test_lips_never_pass_through_each_other(mesh):
     middle = (folded[upper] + folded[lower]) / 2
     folded[upper], folded[lower] = 2 * middle - folded[upper], 2 * middle - folded[lower]
     assert inner_lip_gap(np.c_[folded, points[:, 2]]) < -0.05
+    others = np.setdiff1d(np.arange(len(points)), upper + lower)
     for mouth_open in (0.0, 1.0):  # whatever the user asks: lips that meet, not crossed
         fixed = target_rules(points, folded, "neutral", {"mouth_open": mouth_open})
         assert inner_lip_gap(np.c_[fixed, points[:, 2]]) == pytest.approx(0.0, abs=1e-9)
-        assert np.allclose((fixed[upper] + fixed[lower]) / 2, middle)  # each pair met half-way
-        others = np.setdiff1d(np.arange(len(points)), upper + lower)
         assert np.array_equal(fixed[others], folded[others])
+    met = uncross_lips(points, folded)  # the last resort: crossed pairs meet half-way
+    assert np.allclose((met[upper] + met[lower]) / 2, middle)
     opened = points[:, :2].copy()  # lips that part are left as they are
     assert np.array_equal(target_rules(points, opened, "surprise", {}), opened)
+
+
+def test_the_jaw_stops_where_the_lips_meet(mesh):
+    """A motion that lifts the jaw further than the mouth is open (a gasp's closing, on a face whose mouth is barely
+    open) stops with the lips together and as thick as they were, not squashed into a sliver by meeting half-way;
+    what it does across the face, and above the mouth, is kept."""
+    from expr_models.faces.mesh import _down_the_face, _lip_gaps, eye_distance, inner_lip_gap, uncross_lips
+    from expr_models.faces.mesh_topology import LIPS_OUTER_LOWER
+    from expr_models.methods.mesh import target_rules
+
+    points = np.asarray(mesh, np.float64)
+    down = _down_the_face(points)
+    mouth = points[list(LIPS_INNER), :2].mean(0)
+    below = (points[:, :2] - mouth) @ down > 0  # the lower lip, the chin and the jaw
+    lift = (inner_lip_gap(points) + 0.1) * eye_distance(points)  # 0.1 eye distances past shut
+    lifted = points[:, :2].copy()
+    lifted[below] -= lift * down
+    lifted += np.array([0.3, 0.0])  # and a sideways drift, which is not the jaw's
+    brows = list(RIGHT_BROW) + list(LEFT_BROW)
+    lifted[brows] += 2.0 * down  # the brows lower: not the mouth's business
+    stopped = target_rules(points, lifted, "neutral", {})
+    gaps = _lip_gaps(stopped, down)
+    assert gaps.min() == pytest.approx(0.0, abs=1e-9)  # the lips meet, and none crossed
+    assert 0 <= inner_lip_gap(np.c_[stopped, points[:, 2]]) < 0.5 * inner_lip_gap(points)
+    lower_inner, lower_outer = [i for i in LIPS_INNER if below[i]], [i for i in LIPS_OUTER_LOWER if below[i]]
+
+    def thickness(p):  # the lower lip's, down the face
+        return (p[lower_outer, :2].mean(0) - p[lower_inner, :2].mean(0)) @ down
+
+    assert thickness(stopped) > 0.85 * thickness(points)  # nearly whole: the middle pairs still meet half-way
+    assert np.allclose((stopped - points[:, :2]) @ np.array([-down[1], down[0]]),
+                       (lifted - points[:, :2]) @ np.array([-down[1], down[0]]))  # across the face: all kept
+    assert np.allclose(stopped[brows], lifted[brows])
+    squashed = uncross_lips(points, lifted)  # the rule before: the inner lips meet half-way, the outer go on
+    assert thickness(squashed) < 0.6 * thickness(points)
 
 
 def test_no_expression_closes_an_eye_to_a_slit_unless_the_user_asks(mesh):

@@ -246,6 +246,41 @@ def _limit_lip_gap(source: np.ndarray, target: np.ndarray, allowed: np.ndarray |
     return target
 
 
+def stop_jaw_where_lips_meet(source: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """``target`` (468 x 2) with the jaw stopped where the lips meet, where the motion would close the mouth past shut
+    (``source``, 468 x 2+: the face's points). A motion is about the same size on every face, so one that closes a
+    gasp's dropped jaw lifts an already closed mouth, or a slightly open one, through itself. Meeting the inner lips
+    half-way (:func:`uncross_lips`) then squashed both lips to slivers while the chin went on rising: the edit drew a
+    thin dark arc for a mouth, read as angry. Here the lower lip and the jaw under it rise less, all by the same
+    distance (the lips' mean overlap; no point is pushed down), so the lips meet whole. The upper lip, the mouth's
+    corners and everything above them keep their motion, and so does every motion across the face: an undone smile
+    still lowers its corners and narrows its mouth."""
+    source = np.asarray(source, np.float64)
+    target = np.array(target, np.float64)
+    down = _down_the_face(source)
+    overlap = -float(np.mean(_lip_gaps(target, down)))
+    if overlap <= 0.0:
+        return target
+    rise = np.maximum(-(target - source[:, :2]) @ down, 0.0)  # how far each point moves up the face
+    return target + (_jaw_weights(source, down) * np.minimum(overlap, rise))[:, None] * down
+
+
+def _jaw_weights(points: np.ndarray, down: np.ndarray) -> np.ndarray:
+    """How much each point moves with the jaw: 1 for the lower lip and below the mouth, 0 for the upper lip, the
+    corners and above the mouth's centre line, ramped over ``_JAW_RAMP`` eye distances beneath it (the cheeks beside
+    the mouth go partly)."""
+    mouth = points[list(LIPS_INNER), :2].mean(0)
+    below = ((points[:, :2] - mouth) @ down) / eye_distance(points)
+    ramp = np.clip(below / _JAW_RAMP, 0.0, 1.0)
+    weights = ramp * ramp * (3.0 - 2.0 * ramp)  # smoothstep
+    weights[list(LIPS_INNER_LOWER) + list(LIPS_OUTER_LOWER)] = 1.0
+    weights[list(LIPS_INNER_UPPER) + list(LIPS_OUTER_UPPER)] = 0.0  # the corners are in both: they stay
+    return weights
+
+
+_JAW_RAMP = 0.15  # about a lower lip's height, in eye distances
+
+
 def uncross_lips(source: np.ndarray, target: np.ndarray) -> np.ndarray:
     """``target`` (468 x 2) with no lower inner-lip point above its upper one (``source``, 468 x 2+, gives the face's
     axes): a motion that closes a wide-open mouth further than it was open would fold the lips through each other,

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from ..errors import ExpressionEditError
-from ..faces.mesh import face_mesh, keep_eyes_open, keep_lips_closed, uncross_lips
+from ..faces.mesh import face_mesh, keep_eyes_open, keep_lips_closed, stop_jaw_where_lips_meet, uncross_lips
 from ..faces.mesh_motion import normalise
 from ..faces.mesh_topology import LIPS_INNER
 from ..faces.mesh_warp import warp_face
@@ -159,13 +159,14 @@ def mesh_warp_edit(editor: Editor, face: FaceToEdit, motion: MeshMotion, source:
 def target_rules(points: np.ndarray, target: np.ndarray, expression: str, controls: Mapping[str, float],
                  exemplars: Any = None) -> np.ndarray:
     """The last word on a motion's target mesh (468 x 2) of a face at ``points``, for the editor and the evaluation
-    alike: lips never pass through each other (a mild gasp undone by a median one's motion would fold them); no eye
-    closes past ``EYE_FLOOR`` of its opening unless the user closes it (the ``eyes`` control below 0); and a smile
+    alike: the jaw stops where the lips meet (a gasp's closing lifted closed mouths through themselves), and lips
+    never pass through each other (a mild gasp undone by a median one's motion would fold them); no eye closes past
+    ``EYE_FLOOR`` of its opening unless the user closes it (the ``eyes`` control below 0); and a smile
     (``CLOSED_MOUTH_TARGETS``) keeps the lips as they were unless the user asks for an open mouth (``mouth_open`` >
     0) where no stored smile of the exemplar bank (``exemplars``, anything with ``closest(inner_lips)``; None: no
     bank) fits the mouth it would open: that mouth would get the dark cavity, which reads as a gasp (on 48-px faces
     the opened lips are often too round for any stored smile: 12 of 40 CycleGAN smiles of the validation crops)."""
-    target = uncross_lips(points, target)
+    target = uncross_lips(points, stop_jaw_where_lips_meet(points, target))
     if controls.get("eyes", 0.0) >= 0:
         target = keep_eyes_open(points, target, EYE_FLOOR)
     if expression in CLOSED_MOUTH_TARGETS and controls.get("mouth_open", 0.0) <= 0 and (
