@@ -210,3 +210,39 @@ def test_the_sharp_kernel_samples_around_the_features_and_ramps_into_the_skins()
         here = np.abs(result[region].astype(int) - expected[name][region]).mean()
         there = np.abs(result[region].astype(int) - expected[other][region]).mean()
         assert here < 0.2 < there, (name, here, there)
+
+
+def test_where_triangles_overlap_the_nearer_one_is_drawn():
+    """A turned face's far side folds behind its cheek, so the mesh's triangles overlap in the photo: the nearer
+    (smaller depth) wins there whatever their order, and the anchor ring's triangles never cover the mesh's."""
+    square = np.array([(30.0, 30.0), (70.0, 30.0), (70.0, 70.0), (30.0, 70.0)])
+    first, second = (0, 1, 2), (0, 1, 3)  # both hold the top edge: they overlap in the triangle (p0, p1, centre)
+    target = square.copy()
+    target[2] += (4.0, 0.0)
+    target[3] -= (4.0, 0.0)
+    boundary = np.array([0, 1, 2, 3])
+
+    def source_x(triangles, depth=None):
+        map_x, _, covered, (x0, y0, _, _) = backward_map((100, 100), square, target, triangles=np.array(triangles),
+                                                          boundary=boundary, depth=depth)
+        assert covered[35 - y0, 50 - x0]
+        return map_x[35 - y0, 50 - x0]  # a pixel inside the overlap
+
+    alone_first, alone_second = source_x([first]), source_x([second])
+    assert abs(alone_first - alone_second) > 0.5  # the two maps differ there
+    second_nearer = np.array([0.0, 0.0, 5.0, -5.0])
+    for order in ([first, second], [second, first]):
+        assert source_x(order, second_nearer) == pytest.approx(alone_second, abs=1e-4)
+        assert source_x(order, -second_nearer) == pytest.approx(alone_first, abs=1e-4)
+
+    # A mesh triangle sticking out past the boundary (a far cheek beyond the face oval) keeps its own map where the
+    # ring's triangles reach too.
+    points = np.concatenate([square, [(50.0, 18.0)]])
+    moved = points + (1.0, 0.0)  # the boundary moves too, so the ring's triangles there are drawn
+    moved[4] += (5.0, 0.0)
+    map_x, _, _, (x0, y0, _, _) = backward_map((100, 100), points, moved, triangles=np.array([(0, 1, 4)]),
+                                               boundary=boundary)
+    x, y = 55, 25  # inside the moved triangle (0, 1, 4), outside the boundary square
+    expected = cv2.invertAffineTransform(cv2.getAffineTransform(points[[0, 1, 4]].astype(np.float32),
+                                                                moved[[0, 1, 4]].astype(np.float32)))
+    assert map_x[y - y0, x - x0] == pytest.approx(expected[0] @ (x, y, 1.0), abs=1e-3)

@@ -152,7 +152,7 @@ def mesh_edit(target_points: Callable[[np.ndarray, str, str], np.ndarray], face_
                 points = face_mesh(rgb, box, face_mesh_model, refine=True).astype(np.float64)
             source = source_for(reading, target, expressions)
             moved_points = target_rules(points, target_points(points, target, source), target, {}, exemplars)
-            moved = warp_face(rgb, points[:, :2], moved_points, expressions=expression_weights(target, source, 1.0),
+            moved = warp_face(rgb, points, moved_points, expressions=expression_weights(target, source, 1.0),
                               expression=target, dark_mouth=target in DARK_MOUTH_TARGETS, **(warp or {})).image
             edited.append(moved[..., :1] if channels == 1 else moved)
         tensor = torch.from_numpy(np.stack(edited).astype(np.float32) / 127.5 - 1.0).permute(0, 3, 1, 2)

@@ -121,9 +121,9 @@ def edit_photo(photo: np.ndarray, mesh: np.ndarray, motion_model, source: str, t
     ``(edited, target_points)``."""
     target_points = motion_model.target_points(mesh, source, target, intensity, controls)
     if fill_mouth:
-        return warp_face(photo, mesh[:, :2], target_points).image, target_points
+        return warp_face(photo, mesh, target_points).image, target_points
     triangles = np.array(TRIANGLES + MOUTH_TRIANGLES + EYE_TRIANGLES)
-    return warp_crop(photo, mesh[:, :2], target_points, triangles=triangles, boundary=np.array(FACE_OVAL)).image, \
+    return warp_crop(photo, mesh, target_points, triangles=triangles, boundary=np.array(FACE_OVAL)).image, \
         target_points
 
 

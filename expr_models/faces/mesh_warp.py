@@ -116,7 +116,7 @@ def _ring_triangles(target: np.ndarray, boundary: np.ndarray, ring: np.ndarray) 
 
 def backward_map(shape: tuple[int, int], source: np.ndarray, target: np.ndarray, ring_scale: float = 1.2,
                  triangulate_source: bool = False, triangles: np.ndarray | None = None,
-                 boundary: np.ndarray | None = None
+                 boundary: np.ndarray | None = None, depth: np.ndarray | None = None
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[int, int, int, int]] | None:
     """The backward piecewise-affine map of the points' motion inside a crop of ``shape`` (H, W).
 
@@ -124,7 +124,10 @@ def backward_map(shape: tuple[int, int], source: np.ndarray, target: np.ndarray,
     triangles inside, Delaunay only between the boundary and the anchor ring. Without them, the Delaunay
     triangulation of all target points (``triangulate_source``: of the source points; triangulate the face whose
     mouth is open wider: its inner lips are far apart, so no triangle crosses from the upper lip to the lower one).
-    A triangle that flips or collapses between the two layouts takes a neighbour's map (see ``_rasterise``).
+    A triangle that flips or collapses between the two layouts takes a neighbour's map (see ``_rasterise``). Where
+    triangles overlap (a turned face's far side folds behind its cheek), the nearer wins: with ``depth`` (the points'
+    depth, smaller is nearer) the triangles are drawn from the farthest, after the ring's, which only fill what the
+    mesh leaves uncovered. Drawn in index order, the ring's triangles had cut straight lines through the far temple.
 
     Returns ``(map_x, map_y, moved, box)``: float32 source coordinates for every pixel of ``box`` (x0, y0, x1, y1),
     the bounding box of the triangles that move, and the mask of pixels inside a moving triangle (the others map to
@@ -141,8 +144,10 @@ def backward_map(shape: tuple[int, int], source: np.ndarray, target: np.ndarray,
     if triangles is None:
         triangles = Delaunay(all_source if triangulate_source else all_target).simplices
     else:
-        triangles = np.concatenate([np.asarray(triangles, dtype=np.int64),
-                                    _ring_triangles(target, np.asarray(boundary), ring)])
+        mesh_triangles = np.asarray(triangles, dtype=np.int64)
+        if depth is not None:  # far to near
+            mesh_triangles = mesh_triangles[np.argsort(-np.asarray(depth)[mesh_triangles].mean(1), kind="stable")]
+        triangles = np.concatenate([_ring_triangles(target, np.asarray(boundary), ring), mesh_triangles])
     moving = np.concatenate([moving, np.zeros(len(ring), bool)])
     triangles = triangles[moving[triangles].any(1)]  # the triangles with a still corner only are the identity
     matrices, valid = _affines(all_target, all_source, triangles)
@@ -213,7 +218,8 @@ def warp_crop(crop: np.ndarray, source: np.ndarray, target: np.ndarray, inner_li
               triangles: np.ndarray | None = None, boundary: np.ndarray | None = None, fill: MouthFill | None = None,
               redraw: MouthRedraw | None = None, dark_mouth: bool = False,
               eyes: Sequence[tuple[Sequence[int], tuple[int, int]]] | None = None) -> WarpResult:
-    """Move ``crop``'s ``source`` points (N x 2 or N x 3, crop pixels) to ``target``, sampling the crop once.
+    """Move ``crop``'s ``source`` points (N x 2, or N x 3 with their depth, crop pixels) to ``target``, sampling the
+    crop once.
 
     ``inner_lips``: the indices of the inner-lip contour in order around the mouth; with them, pixels inside the
     target's inner lips that would sample from outside the source's inner lips (lip stretched over a newly opened
@@ -232,7 +238,9 @@ def warp_crop(crop: np.ndarray, source: np.ndarray, target: np.ndarray, inner_li
     crop = np.asarray(crop)
     if crop.dtype != np.uint8 or crop.ndim not in (2, 3):
         raise ValueError(f"warp_crop expects an H x W (x C) uint8 crop, got {crop.dtype} {crop.shape}")
-    source = np.asarray(source, dtype=np.float64)[:, :2]
+    source = np.asarray(source, dtype=np.float64)
+    depth = source[:, 2] if source.shape[1] > 2 else None  # orders overlapping triangles, nearest drawn last
+    source = source[:, :2]
     target = np.asarray(target, dtype=np.float64)[:, :2]
     if source.shape != target.shape:
         raise ValueError(f"source and target points differ in shape: {source.shape} vs {target.shape}")
@@ -242,7 +250,7 @@ def warp_crop(crop: np.ndarray, source: np.ndarray, target: np.ndarray, inner_li
         closed_share(source[inner_lips], target[inner_lips]) > 0
     sample_from = into_the_lips(source, target, inner_lips) if wider_source else source
     mapped = backward_map(crop.shape[:2], sample_from, target, ring_scale, triangulate_source=wider_source,
-                          triangles=triangles, boundary=boundary)
+                          triangles=triangles, boundary=boundary, depth=depth)
     if mapped is None:
         return WarpResult(crop.copy(), None, None)
     map_x, map_y, changed, (x0, y0, x1, y1) = mapped
@@ -294,8 +302,9 @@ def warp_crop(crop: np.ndarray, source: np.ndarray, target: np.ndarray, inner_li
 def warp_face(crop: np.ndarray, source: np.ndarray, target: np.ndarray, mouth=None, exemplars=None, shading=None,
               expressions: dict[str, float] | None = None, brows=None, lower_face=None,
               expression: str | None = None, intensity: float = 1.0, **options) -> WarpResult:
-    """:func:`warp_crop` for MediaPipe Face Mesh points (468): its triangles (with the mouth and eye strips), its face
-    oval as the boundary to the anchor ring, its inner lips for the mouth.
+    """:func:`warp_crop` for MediaPipe Face Mesh points (468 x 3, or x 2 without the depth that orders overlapping
+    triangles): its triangles (with the mouth and eye strips), its face oval as the boundary to the anchor ring, its
+    inner lips for the mouth.
 
     ``mouth``: the learned mouth (anything with ``inpaint``, i.e. ``MouthInpainterModel``), which redraws lips that
     close over teeth (:func:`~.mouth_redraw.learned_redraw`), or a bank of open mouths (anything with
@@ -333,7 +342,7 @@ def warp_face(crop: np.ndarray, source: np.ndarray, target: np.ndarray, mouth=No
         return result
     image, changed = result.image, [result.box]  # a copy of the crop, even where nothing moved
     if shading is not None and result.box is not None:
-        image, shaded = shading.shade_with_box(image, source, target, expressions)
+        image, shaded = shading.shade_with_box(image, np.asarray(source)[:, :2], target, expressions)
         changed.append(shaded)
     for model in redraws:
         changed.append(learned_region(model)(image, target, expression, intensity))

@@ -150,7 +150,7 @@ def mesh_warp_edit(editor: Editor, face: FaceToEdit, motion: MeshMotion, source:
         expressions = expression_weights(face.target, source, face.intensity) if source else None
         if expressions is not None and face.controls.get("smile"):  # the smile control's folds come with it
             expressions["happy"] = expressions.get("happy", 0.0) + float(face.controls["smile"])
-        result = warp_face(face.crop, points[:, :2], target, expressions=expressions, expression=face.target,
+        result = warp_face(face.crop, points, target, expressions=expressions, expression=face.target,
                            intensity=face.intensity, dark_mouth=face.target in DARK_MOUTH_TARGETS, **parts)
     face.changed_box = result.box or (0, 0, 0, 0)  # nothing moved: nothing to paste
     return result.image
