@@ -80,7 +80,10 @@ def test_the_model_saves_loads_draws_per_label_and_keeps_what_is_outside_the_hol
 
 
 @pytest.mark.parametrize("grey", [False, True])
-def test_the_redraw_changes_only_the_hole_by_the_same_amount_on_every_channel(mesh_motion, grey):
+def test_the_redraw_changes_only_the_hole_and_keeps_a_colour_photos_colour(mesh_motion, grey):
+    """A grey photo moves by one shift on every channel. A colour photo's luminance moves with its colour kept
+    (``faces.tone``): darker by a ratio, lighter by the same lift on every channel; one shift added to every channel
+    turned a warm-lit forehead grey-blue."""
     photo, points, _ = synthetic_face(mesh_motion, eye_distance=SMALL_FACE, grey=grey)
     model = tiny_model()
     image = photo.copy()
@@ -98,9 +101,17 @@ def test_the_redraw_changes_only_the_hole_by_the_same_amount_on_every_channel(me
     assert x0 <= xs.min() and xs.max() < x1 and y0 <= ys.min() and ys.max() < y1
     change = image.astype(int) - photo.astype(int)
     unclipped = (image > 0).all(2) & (image < 255).all(2)
-    assert (np.ptp(change[unclipped], axis=1) <= 1).all()  # one shift for R, G and B (rounding apart)
     if grey:
+        assert (np.ptp(change[unclipped], axis=1) <= 1).all()  # one shift for R, G and B (rounding apart)
         assert (image[..., 0] == image[..., 1]).all() and (image[..., 1] == image[..., 2]).all()
+    else:
+        before, after = photo[differs & unclipped].astype(float), image[differs & unclipped].astype(float)
+        darker = after.sum(1) < before.sum(1)
+        assert darker.any() and (~darker).any()
+        scale = after[darker].sum(1, keepdims=True) / before[darker].sum(1, keepdims=True)
+        assert np.abs(after[darker] - before[darker] * scale).max() <= 1.5  # darkened by a ratio: the hue kept
+        lift = after[~darker] - before[~darker]
+        assert (np.ptp(lift, axis=1) <= 1).all()  # lightened by one lift on every channel: a sheen, not a tint
     # No strength, an expression the model does not know, or one it is not used for: nothing changes.
     model.config.edit_expressions = ["neutral", "angry"]
     for expression, strength in (("neutral", 0.0), ("contempt", 1.0), ("surprise", 1.0)):

@@ -288,9 +288,9 @@ def test_taking_an_expression_away_brightens_the_skin_only_a_little(shading, mes
 
 
 def test_lightening_adds_a_sheen_and_darkening_multiplies():
-    """faces.shading.shaded: a lit patch of light skin keeps its colour differences and never clips (multiplied, its red
+    """faces.tone.shaded: a lit patch of light skin keeps its colour differences and never clips (multiplied, its red
     channel grew fastest and clipped, an orange cast); a shadow scales every channel alike."""
-    from expr_models.faces.shading import shaded
+    from expr_models.faces.tone import shaded
 
     skin = np.array([[[225.0, 180.0, 150.0], [120.0, 80.0, 60.0]]], np.float32)  # light and dark skin
     lit = shaded(skin, np.full((1, 2, 1), 1.25, np.float32))
@@ -306,7 +306,7 @@ def test_lightening_rolls_off_below_white_and_keeps_the_grain():
     """A bright face's lit cheeks: cut off at white, every pixel of a grainy bright patch became 255 (a flat white
     patch); rolled off, the patch stays below white and keeps its grain in order, and a small lift on darker skin is
     nearly all of it."""
-    from expr_models.faces.shading import shaded
+    from expr_models.faces.tone import shaded
 
     bright = np.linspace(200.0, 240.0, 41, dtype=np.float32)[None, :]
     lit = shaded(bright, np.full_like(bright, 1.3))

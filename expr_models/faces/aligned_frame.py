@@ -18,6 +18,7 @@ import numpy as np
 
 from .grain import with_grain
 from .mesh_topology import LEFT_EYE, RIGHT_EYE
+from .tone import with_grey_change
 
 _SHIFT = 4          # sub-pixel precision of rasterised polygons (1/16 px)
 _SUPERSAMPLE = 4    # polygons are drawn at 4x and area-averaged: soft, anti-aliased edges
@@ -141,19 +142,30 @@ class AlignedFrame:
 
     def add(self, photo: np.ndarray, frame_change: np.ndarray, frame_alpha: np.ndarray
             ) -> tuple[int, int, int, int] | None:
-        """``frame_change`` (H x W, grey levels) times ``frame_alpha`` added to every channel of ``photo`` (in
+        """``frame_change`` (H x W, grey levels) times ``frame_alpha`` added to every channel of a grey ``photo`` (in
         place), both mapped back to photo pixels: a change drawn at the frame's scale moves a larger face's shading
-        and keeps its own fine detail. Returns the box the alpha reaches, or None."""
+        and keeps its own fine detail. A colour photo's luminance moves by it with its colour kept
+        (:func:`.tone.with_grey_change`); an alpha channel keeps its bytes. Returns the box the alpha reaches, or
+        None."""
         mapped = self.to_photo(frame_change, frame_alpha, photo.shape)
         if mapped is None:
             return None
         (x0, y0, x1, y1), change, alpha = mapped
         region = photo[y0:y1, x0:x1]
         shift = change * alpha
-        if region.ndim == 3:
-            shift = shift[..., None]
-        changed = np.clip(np.round(region.astype(np.float32) + shift), 0, 255).astype(photo.dtype)
+        pixels = region.astype(np.float32)
+        if region.ndim == 3 and _has_colour(region):
+            pixels[..., :3] = with_grey_change(pixels[..., :3], shift)
+        else:
+            pixels += shift[..., None] if region.ndim == 3 else shift
+        changed = np.clip(np.round(pixels), 0, 255).astype(photo.dtype)
         return _write_where_reached(photo, region, changed, alpha if region.ndim == 2 else alpha[..., None], x0, y0)
+
+
+def _has_colour(region: np.ndarray) -> bool:
+    """Whether an H x W x C region's first three channels differ anywhere (a grey photo loaded as RGB has none)."""
+    rgb = region[..., :3]
+    return bool((rgb[..., 0] != rgb[..., 1]).any() or (rgb[..., 1] != rgb[..., 2]).any())
 
 
 class EyeLevelFrame(AlignedFrame):

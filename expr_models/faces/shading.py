@@ -26,6 +26,7 @@ from .mesh_topology import (EYE_TRIANGLES, FACE_OVAL, LEFT_BROW, LEFT_CHEEK, LEF
                             TRIANGLES)
 from .mesh_warp import backward_map
 from .mouth_fill import luminance as pixel_luminance
+from .tone import shaded
 
 _TRIANGLES = np.array(TRIANGLES + MOUTH_TRIANGLES + EYE_TRIANGLES)
 # Outer eye corners and inner ones (MediaPipe): their distance is the eye distance used for scale.
@@ -184,21 +185,6 @@ def lift_creases(region: np.ndarray, weight: np.ndarray, skin: np.ndarray, eye_d
     valley = np.clip((around_level - level) / (0.04 * around_level + 1.0), 0.0, 1.0)  # fully one 4% darker
     lifted = colour + (weight * skin * valley)[..., None] * (around - smooth)
     return lifted if region.ndim == 3 else lifted[..., 0]
-
-
-def shaded(region: np.ndarray, gain: np.ndarray) -> np.ndarray:
-    """``region`` (H x W (x C) float, 0-255) darkened by multiplying by ``gain`` (H x W (x 1)) where it is below 1,
-    and lightened where it is above 1 by adding the same to every channel (its luminance times ``gain - 1``, rolled
-    off below white): multiplied, light skin's colour grew with its brightness and a surprise's lit lids turned
-    orange; skin that catches more light gains it as a sheen, not as colour. The roll-off, ``room * (1 - exp(-lift /
-    room))`` with ``room`` the headroom to white, keeps the skin's grain where the lift nears white: cut off at white,
-    a bright face's smiling cheeks and chin turned into flat white patches."""
-    darkened = region * np.minimum(gain, 1.0)
-    channels = region if region.ndim == 3 else region[..., None]
-    luminance, room = pixel_luminance(channels), np.maximum(255.0 - channels.max(axis=2), 1e-3)
-    wanted = luminance * (np.maximum(gain, 1.0).reshape(luminance.shape) - 1.0)
-    lift = room * -np.expm1(-wanted / room)
-    return darkened + (lift[..., None] if region.ndim == 3 else lift)
 
 
 def apply_log_shading(image: np.ndarray, target: np.ndarray, texture: np.ndarray, log_shading: np.ndarray,
