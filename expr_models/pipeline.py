@@ -343,7 +343,8 @@ class ExpressionEditor:
             # Full resolution; each method resizes for its model.
             crop, transform = self.processor.crop(photo, box, scale=spec.crop_scale(self))
             face = FaceToEdit(crop, self.processor.crop_landmarks(box, transform), photo, box, transform, target,
-                              intensity, source_expression, reference_crop, steps, face_progress, controls)
+                              intensity, source_expression, reference_crop, steps, face_progress, controls,
+                              smile=reading.get("happy") if reading else None)
             # Intensity 0 and no control set: nothing to apply; the model is skipped.
             edited = crop if intensity == 0.0 and not any(controls.values()) else spec.edit_face(self, face)
             mask = spec.blend_mask(self, face)

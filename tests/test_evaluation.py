@@ -412,17 +412,27 @@ def test_mesh_edits_start_from_the_expression_the_classifier_reads(astronaut):
     face = cv2.resize(np.ascontiguousarray(astronaut[30:230, 125:325]), (128, 128), interpolation=cv2.INTER_AREA)
     x = torch.from_numpy(cv2.cvtColor(face, cv2.COLOR_RGB2GRAY).astype(np.float32) / 127.5 - 1)[None, None]
     x = x.repeat(2, 1, 1, 1)
-    assert read(x) == ["sad", "sad"]
+    readings = read(x)
+    assert [max(reading, key=reading.get) for reading in readings] == ["sad", "sad"]
+    assert sum(readings[0].values()) == pytest.approx(1.0)
     seen = []
 
     def target_points(points, target, source):
         seen.append((target, source))
         return points[:, :2]
 
+    def reading(top, happy=0.0):
+        return {"sad": 0.0, "fear": 0.0, "neutral": 0.0, **{top: 0.9 - happy}, "happy": happy}
+
     mesher = FaceMeshModel.from_pretrained(REPO / "checkpoints" / "face_mesh").eval()
     names = ("angry", "happy", "neutral", "sad")
-    edited = mesh_edit(target_points, mesher, 1, names, None, lambda crops: ["sad", "fear"])(x, "neutral")
+    edited = mesh_edit(target_points, mesher, 1, names, None, lambda crops: [reading("sad"), reading("fear")])(
+        x, "neutral")
     # A reading the method does not know (fear) is edited as from its default source.
     assert seen == [("neutral", "sad"), ("neutral", "happy")] and edited.shape == x.shape
+    # Read as neutral and asked for neutral: undone as a smile only with some smile in the reading.
+    mesh_edit(target_points, mesher, 1, names, None, lambda crops: [reading("neutral", 0.2), reading("neutral")])(
+        x, "neutral")
+    assert seen[-2:] == [("neutral", "happy"), ("neutral", "neutral")]
     mesh_edit(target_points, mesher, 1, names)(x[:1], "happy")  # no reader: the method's default source
     assert seen[-1] == ("happy", "neutral")

@@ -248,3 +248,18 @@ def test_a_smile_no_stored_mouth_fits_keeps_its_lips_together(editor):
     asked = target_rules(points, round_mouth, "happy", {"mouth_open": 1.0}, bank)
     assert np.array_equal(asked[list(LIPS_INNER)], round_mouth[list(LIPS_INNER)])
     assert np.array_equal(target_rules(points, round_mouth, "surprise", {}, bank), round_mouth)  # a gasp is a gasp
+
+
+def test_a_face_read_as_neutral_is_undone_as_a_smile_only_with_some_smile_in_its_reading():
+    """Asked for neutral, a face read as another expression is edited from it; one read as neutral is edited as from
+    happy (a faint smile the reader missed) only where its reading gives happy at least SMILE_EVIDENCE, and otherwise
+    as from neutral: undoing a smile that is not there narrowed an unsmiling man's mouth and greyed his chin."""
+    from expr_models.methods.mesh import SMILE_EVIDENCE, source_for
+
+    names = ("angry", "happy", "neutral", "sad", "surprise")
+    assert source_for("sad", "neutral", names, 0.5) == "sad"
+    assert source_for("neutral", "neutral", names, SMILE_EVIDENCE) == "happy"
+    assert source_for("neutral", "neutral", names, SMILE_EVIDENCE / 10) == "neutral"
+    assert source_for("neutral", "neutral", names) == "happy"  # no reading of a smile: as before
+    assert source_for(None, "neutral", names, 0.0) == "happy"  # no reading at all
+    assert source_for("happy", "happy", names, 0.9) == "neutral"  # other targets: as from neutral, made stronger

@@ -31,7 +31,7 @@ from ..pipeline import find_checkpoints
 from . import metrics
 
 BATCH_SIZE = 16
-SourceReader = Callable[[torch.Tensor], list]  # a batch of crops in [-1, 1] -> each one's read expression
+SourceReader = Callable[[torch.Tensor], list]  # a batch of crops in [-1, 1] -> each one's reading {name: p}
 MESH_CROP = 128  # the crop side mesh methods are measured at (the paper crops'; the 64 px expression crops upscaled)
 
 
@@ -150,7 +150,8 @@ def mesh_edit(target_points: Callable[[np.ndarray, str, str], np.ndarray], face_
             box = FaceBox(0, 0, size, size, landmarks=crop_points(rgb))
             with torch.inference_mode():
                 points = face_mesh(rgb, box, face_mesh_model, refine=True).astype(np.float64)
-            source = source_for(reading, target, expressions)
+            top = max(reading, key=reading.get) if reading else None
+            source = source_for(top, target, expressions, reading.get("happy") if reading else None)
             moved_points = target_rules(points, target_points(points, target, source), target, {}, exemplars)
             moved = warp_face(rgb, points, moved_points, expressions=expression_weights(target, source, 1.0),
                               expression=target, dark_mouth=target in DARK_MOUTH_TARGETS, **(warp or {})).image
@@ -322,12 +323,17 @@ def load_models(models_dir: Path, methods: tuple[str, ...], device: torch.device
 
 
 def source_reader(classifier: Any) -> SourceReader | None:
-    """The classifier's top reading of each crop of a batch, the expression the editor edits a face from; None
-    without a classifier (the methods then edit every face as from their default source)."""
+    """The classifier's reading of each crop of a batch (``{expression: probability}``), from which the editor takes
+    the expression it edits a face from; None without a classifier (the methods then edit every face as from their
+    default source)."""
     if classifier is None:
         return None
     names = list(classifier.config.class_names)
-    return lambda crops: [names[int(index)] for index in metrics.predict(classifier, crops)]
+
+    def read(crops: torch.Tensor) -> list[dict[str, float]]:
+        return [dict(zip(names, row.tolist())) for row in metrics.logits(classifier, crops).softmax(-1)]
+
+    return read
 
 
 def load_component(component: str, models_dir: Path, device: torch.device, used: dict[str, list[dict]]):

@@ -152,20 +152,26 @@ def _classifier_input(classifier: Any, images: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def predict(classifier: Any, images: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
-    """The classifier's label index for each image (``N`` long tensor, CPU).
+def logits(classifier: Any, images: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
+    """The classifier's logits for each image (``N x K``, CPU).
 
     ``classifier(pixel_values)`` must return an object with ``.logits`` (``ExpressionClassifier`` does) or a logits
     tensor. Inputs are matched to ``classifier.config.resolution``/``in_channels`` when it has them.
     """
     if isinstance(classifier, nn.Module):
         classifier.eval()
-    labels = []
+    batches = []
     for start in range(0, len(images), batch_size):
         output = classifier(_classifier_input(classifier, images[start:start + batch_size]))
-        logits = getattr(output, "logits", output)
-        labels.append(logits.argmax(-1).cpu())
-    return torch.cat(labels) if labels else torch.zeros(0, dtype=torch.long)
+        batches.append(getattr(output, "logits", output).float().cpu())
+    return torch.cat(batches) if batches else torch.zeros(0, 0)
+
+
+def predict(classifier: Any, images: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
+    """The classifier's label index for each image (``N`` long tensor, CPU); see :func:`logits`."""
+    if not len(images):
+        return torch.zeros(0, dtype=torch.long)
+    return logits(classifier, images, batch_size).argmax(-1)
 
 
 def success_rate(predictions: torch.Tensor | Sequence[int], target_index: int) -> float:

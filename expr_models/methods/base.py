@@ -65,6 +65,7 @@ class FaceToEdit:
     # Set by a method that knows where its edit can reach (x0, y0, x1, y1 in crop pixels; a mesh warp's moving
     # triangles and shading), for its blend mask.
     changed_box: tuple[int, int, int, int] | None = None
+    smile: float | None = None  # the classifier's probability of happy for the face, when there is one
 
 
 class EditingMethod:

@@ -32,6 +32,10 @@ MESH_CROP_SCALE = 2.0
 # they closed narrow eyes to slits (SA-GAN → sad: 0.54 of a London man's opening, 0.64-0.72 of others'); the same
 # JAFFE posers' real expressions keep 0.91 (sad) and 0.86 (disgust) of it, 0.65-0.84 at the narrowest.
 EYE_FLOOR = 0.75
+# The least probability of happy at which a face read as neutral is taken for a faint smile when asked for neutral.
+# The London Set's validation smiles read as neutral gave 0.03 and 0.11; its neutral photos read so, 0.013 at the
+# median (0.021 at the upper quartile); an unsmiling side-lit GENKI-4K man, 0.003.
+SMILE_EVIDENCE = 0.03
 CLOSED_MOUTH_TARGETS = ("happy",)  # smiles show teeth where they open: without a mouth filler they stay closed
 # Expressions whose open mouth is dark: a gasp's dropped jaw hides the teeth, so the whole opening gets the cavity
 # (``warp_crop``'s ``dark_mouth``) rather than the source smile's or snarl's teeth stretched tall.
@@ -86,13 +90,20 @@ def refuse_controls(method: EditingMethod, model: Any, face: FaceToEdit) -> None
                                   "smile / mouth / brows / eyes controls; they need a mesh generator.")
 
 
-def source_for(reading: str | None, target: str, expressions: tuple[str, ...]) -> str:
+def source_for(reading: str | None, target: str, expressions: tuple[str, ...], smile: float | None = None) -> str:
     """The expression a face is edited from: the classifier's reading when it is another expression the model knows;
-    else neutral, and for a neutral target happy (a face read as already showing the target is edited as from the
-    commonest other expression, as the average edit does, rather than left alone)."""
+    else neutral, and for a neutral target happy: a face read as already showing the target is edited as from the
+    commonest other expression, as the average edit does, rather than left alone. Except a face read as neutral,
+    asked for neutral, whose reading gives a smile (``smile``, its probability of happy) under ``SMILE_EVIDENCE``: it
+    is edited as from neutral, moved by the model's own correction alone. Edited as from happy, an unsmiling face had
+    a smile it did not have taken away: its mouth narrowed and its lips were redrawn, and on a side-lit colour photo
+    the fold fade lifted the nostril's and the chin's shadows into flat, greyish patches."""
     if reading in expressions and reading != target:
         return reading
-    return "happy" if target == "neutral" else "neutral"
+    if target != "neutral":
+        return "neutral"
+    no_smile = reading == "neutral" and smile is not None and smile < SMILE_EVIDENCE
+    return "neutral" if no_smile and "neutral" in expressions else "happy"
 
 
 def expression_weights(target: str, source: str, intensity: float) -> dict[str, float]:
@@ -246,6 +257,6 @@ class MeshMotionEdit(EditingMethod):
 
     def edit_face(self, editor: Editor, face: FaceToEdit) -> np.ndarray:
         model = editor.model("mesh_motion")
-        source = source_for(face.source_expression, face.target, model.config.expressions)
+        source = source_for(face.source_expression, face.target, model.config.expressions, face.smile)
         return mesh_warp_edit(editor, face, lambda points: model.target_points(
             points, source, face.target, face.intensity, face.controls), source)

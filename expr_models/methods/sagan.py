@@ -45,7 +45,7 @@ class SAGANEdit(EditingMethod):
         model = editor.model("sagan")
         if model.config.generator_type == "mesh":
             # The prior is the median motion source -> neutral -> target: from the face's own reading.
-            source = source_for(face.source_expression, face.target, tuple(model.config.class_names))
+            source = source_for(face.source_expression, face.target, tuple(model.config.class_names), face.smile)
             return mesh_warp_edit(editor, face, generator_motion(
                 editor, model, face, lambda meshes: model.move_mesh(meshes, face.target, source, face.intensity)),
                 source)
