@@ -62,10 +62,10 @@ class FaceToEdit:
     steps: int = 100  # optimisation steps, for methods that optimise
     progress: ProgressCallback = no_progress  # this face's share of the edit's progress
     controls: Mapping[str, Any] = field(default_factory=dict)  # the method's own options, checked
+    smile: float | None = None  # the classifier's probability of happy for the face, when there is one
     # Set by a method that knows where its edit can reach (x0, y0, x1, y1 in crop pixels; a mesh warp's moving
     # triangles and shading), for its blend mask.
     changed_box: tuple[int, int, int, int] | None = None
-    smile: float | None = None  # the classifier's probability of happy for the face, when there is one
 
 
 class EditingMethod:
