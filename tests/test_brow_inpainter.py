@@ -155,12 +155,14 @@ def test_the_warp_redraws_the_brows_last_for_the_target_and_reports_where(mesh_m
     assert still.box is not None and np.any(still.image != photo)
 
 
-def tiny_brow_dataset(path: Path, mesh_motion) -> Path:
+def tiny_region_dataset(path: Path, mesh_motion, frame_class=BrowFrame) -> Path:
+    """Six synthetic grey faces cut into ``frame_class``'s windows (the brows', or the lower face's), saved as
+    ``prepare_brows`` saves them, the same rows for train and validation."""
     rows = []
     for index in range(6):
         photo, points, target = synthetic_face(mesh_motion, grey=True)
         mesh = target if index % 2 else points
-        frame = BrowFrame.from_points(mesh)
+        frame = frame_class.from_points(mesh)
         rows.append({"id": f"synthetic/{index}", "dataset": "ckplus" if index == 0 else "fer2013",
                      "expression": (1, 3, 4, 0, 6, 5)[index], "frame": frame.crop(photo[..., 0]),
                      "points": frame.to_frame(mesh).astype(np.float32)})
@@ -172,7 +174,7 @@ def tiny_brow_dataset(path: Path, mesh_motion) -> Path:
 def test_the_brows_train_through_the_loop(tmp_path, mesh_motion):
     from train.brow_inpainter import BrowInpainterStep, BrowWindows
 
-    data = tiny_brow_dataset(tmp_path / "brows", mesh_motion)
+    data = tiny_region_dataset(tmp_path / "brows", mesh_motion)
     windows = BrowWindows(Dataset.load_from_disk(str(data / "train")), num_classes=7, seed=0)
     assert len(windows) == 4 * 2 + 5  # row 0: disgust (x4) from CK+ (x2); the rest once
     first, again = windows[1], windows[1]
@@ -189,14 +191,15 @@ def test_the_brows_train_through_the_loop(tmp_path, mesh_motion):
     assert list(model.config.class_names) == list(FEATURES["expression"].names)
 
 
-def test_the_committed_brows_are_a_warp_part_for_the_targets_they_draw_well(mesh_motion):
-    from expr_models.methods.mesh import BROWS_COMPONENT, warp_parts
+def committed_region_part(component: str, part: str, mesh_motion) -> tuple[dict, object]:
+    """The warp parts with the committed ``component`` alone, and its model under ``part``, after checking that it
+    redraws a small grey face for exactly its ``edit_expressions``, leaving it grey."""
+    from expr_models.methods.mesh import warp_parts
 
-    folders = {BROWS_COMPONENT: CHECKPOINTS / BROWS_COMPONENT}
+    folders = {component: CHECKPOINTS / component}
     parts = warp_parts(lambda name: name in folders, lambda name: model_class(name).from_pretrained(folders[name]))
-    model = parts["brows"]
-    assert isinstance(model, BrowInpainterModel) and model.discriminator is None
-    assert set(model.config.edit_expressions) < set(model.config.class_names)
+    model = parts[part]
+    assert model.discriminator is None
     photo, points, _ = synthetic_face(mesh_motion, eye_distance=SMALL_FACE, grey=True)
     redraw = learned_region(model)
     for expression in model.config.class_names:
@@ -204,3 +207,12 @@ def test_the_committed_brows_are_a_warp_part_for_the_targets_they_draw_well(mesh
         box = redraw(image, points[:, :2], expression, 1.0)
         assert (box is not None) == (expression in model.config.edit_expressions)
         assert (image[..., 0] == image[..., 2]).all()  # a grey photo stays grey
+    return parts, model
+
+
+def test_the_committed_brows_are_a_warp_part_for_the_targets_they_draw_well(mesh_motion):
+    from expr_models.methods.mesh import BROWS_COMPONENT
+
+    _, model = committed_region_part(BROWS_COMPONENT, "brows", mesh_motion)
+    assert isinstance(model, BrowInpainterModel)
+    assert set(model.config.edit_expressions) < set(model.config.class_names)
