@@ -8,6 +8,7 @@ import pytest
 import expr_models.faces.mesh_warp as mesh_warp
 from expr_models.faces.mesh_topology import LEFT_EYE, LEFT_EYE_LOWER, LEFT_EYE_UPPER, RIGHT_EYE, RIGHT_EYE_LOWER, \
     RIGHT_EYE_UPPER
+from expr_models.faces.eye_interior import SteadyIris, _white_beside_the_iris
 from expr_models.faces.mesh_warp import warp_face
 from expr_models.models.mesh_motion import MeshMotionModel
 
@@ -115,3 +116,41 @@ def test_a_grey_crop_gets_the_same_eyes(face):
     grey = warp_face(np.ascontiguousarray(image[..., 0]), points, target).image
     colour = warp_face(image, points, target).image
     assert grey.ndim == 2 and np.array_equal(grey, colour[..., 0])
+
+
+def test_a_blurred_iris_is_held_whole_with_no_ring_of_white_around_it(face):
+    """A small face's eye is blurred, its iris's dark edge spread wide: the held disc must take all of it. Held at
+    its sharp radius, the edge stayed outside the disc with white drawn between (a dartboard)."""
+    image, points = face
+    blurred = cv2.GaussianBlur(image, (0, 0), 5.0)
+    target = widened(points, 0.15)
+    edited = warp_face(blurred, points, target).image
+    # Along the row through the iris's centre, the eye corners do not move and neither does the iris: the edit shows
+    # the input's row (the white the lids uncovered lies above and below it), but for the held disc's softened edge.
+    # Held at its sharp radius, rings of white 56-69 grey levels brighter than the input were drawn there.
+    corners = points[[RIGHT_EYE_UPPER[0], RIGHT_EYE_UPPER[-1]]]
+    y = int(round(corners[:, 1].mean()))
+    x0, x1 = np.sort(np.round(corners[:, 0]).astype(int)) + [4, -4]
+    difference = np.abs(edited[y, x0:x1, 0].astype(int) - blurred[y, x0:x1, 0].astype(int))
+    assert difference.max() <= 30, difference
+
+
+def test_the_white_a_stretched_iris_would_cover_comes_from_beside_the_iris():
+    """A pixel the stretched map filled from the iris takes the input's white just beside the iris on the same row,
+    not the flat mean of the white that shows (which a lid's shade pulls to grey)."""
+    size = 40
+    crop = np.full((size, size, 3), 120, np.uint8)  # shaded white everywhere ...
+    crop[:, 26:34] = 230  # ... but bright just right of the iris (centre x 20, radius 5: reach 6.75 px)
+    crop[15:25, 15:25] = 30  # the iris
+    ghost = np.zeros((size, size), bool)
+    ghost[20, 27] = True
+    ghost_from = np.zeros((size, size, 2), np.float32)
+    ghost_from[20, 27] = (24.0, 20.0)  # the stretched map sampled the iris's edge
+    eye = SteadyIris(window=(0, 0, size, size), uncovered_iris=np.zeros_like(ghost), ghost=ghost, ghost_from=ghost_from,
+                     opening=np.ones_like(ghost), shown=np.ones_like(ghost), centre=np.array([20.0, 20.0]),
+                     radius=5.0, shift=np.zeros(2), iris_colour=np.array([30.0] * 3), crop=crop)
+    spread = np.full((size, size, 3), 150.0, np.float32)
+    from_centre = np.hypot(*np.meshgrid(np.arange(size) - 20.0, np.arange(size) - 20.0))
+    white = _white_beside_the_iris(eye, spread, from_centre)
+    assert white[20, 27, 0] >= 220  # the bright white beside the iris
+    assert np.array_equal(white[~ghost], spread[~ghost])  # nothing else changes

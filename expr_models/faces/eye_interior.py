@@ -11,8 +11,8 @@ white of the eye and the lids may stretch (nobody sees a stretched white), the i
   slide over it; where a lid rises past what the input showed of the iris, the iris is continued by mirroring its
   visible part about its centre's row;
 - around the disc, the stretched white of the eye would carry a second, stretched copy of the iris (the map reaches
-  into the input's iris): there the white is continued from the white that shows, in the person's own
-  colours and grain.
+  into the input's iris): there the white is the input's own white just beside the iris on the same row, or,
+  where a lid covers that, continued from the white that shows, in the person's own colours and grain.
 An eye the input shows nearly shut has no iris to go on, and keeps the plain map.
 """
 
@@ -29,8 +29,12 @@ from .mouth_fill import luminance as pixel_luminance
 from .mouth_opening import box_around, polygon_mask
 
 # The iris's radius over the eye's width (corner to corner), within which the measured one is kept: an iris is about
-# 11.7 mm across, an eye's opening about 28 mm.
-IRIS_RADIUS_RANGE = (0.15, 0.26)
+# 11.7 mm across, an eye's opening about 28 mm; a blurred one (a small face) spreads its dark edge further.
+IRIS_RADIUS_RANGE = (0.15, 0.34)
+# The iris's edge: where the rings around its centre have climbed this share of the way from its core's luminance to
+# the white's. Half-way cut blurred 48-px irises inside their soft dark edge: the edge then stayed outside the held
+# disc, with a ring of white drawn between them (a target on a dartboard).
+IRIS_EDGE = 0.75
 # An input eye open less than this (height over width) shows too little of the iris to keep.
 MIN_OPENING = 0.12
 # The lash line: pixels within this many of the opening's edge belong to the lids.
@@ -47,6 +51,7 @@ class SteadyIris:
     window: tuple[int, int, int, int]  # (x0, y0, x1, y1) in crop pixels, around the eye in both layouts
     uncovered_iris: np.ndarray  # disc pixels whose input position lay under a lid: mirrored iris
     ghost: np.ndarray           # white-of-the-eye pixels the stretched map filled from the input's iris
+    ghost_from: np.ndarray      # H x W x 2: where the stretched map sampled each pixel (x, y crop pixels)
     opening: np.ndarray         # the target opening less its lash line
     shown: np.ndarray           # the input's opening less its lash line
     centre: np.ndarray          # (x, y) crop pixels, the iris's centre in the output
@@ -75,19 +80,29 @@ def _spread(image: np.ndarray, known: np.ndarray, sigma: float) -> np.ndarray:
 
 
 def find_iris(crop: np.ndarray, opening: np.ndarray, width: float) -> tuple[np.ndarray, float] | None:
-    """The iris's centre (x, y) and radius in an eye's ``opening`` (H x W bool) of ``crop``: the darkest 40% of the
-    opening's pixels, their median position, and half their run across the centre's row (kept within
-    ``IRIS_RADIUS_RANGE`` of the eye's ``width``); None where the opening is too small to tell."""
+    """The iris's centre (x, y) and radius in an eye's ``opening`` (H x W bool) of ``crop``: the centre is the median
+    position of the darkest 40% of the opening's pixels; the radius is where the median luminance of one-pixel rings
+    around it first climbs ``IRIS_EDGE`` of the way from the iris's core to the brightest ring (the white beside it),
+    kept within ``IRIS_RADIUS_RANGE`` of the eye's ``width``. None where the opening is too small to tell."""
     ys, xs = np.nonzero(opening)
     if len(ys) < 20:
         return None
     luminance = pixel_luminance(crop[ys, xs].reshape(len(ys), -1))
     dark = luminance <= np.quantile(luminance, 0.4)
     centre = np.array([np.median(xs[dark]), np.median(ys[dark])], np.float64)
-    row = dark & (np.abs(ys - centre[1]) < 1.0)
+    from_centre = np.hypot(xs - centre[0], ys - centre[1])
     low, high = np.array(IRIS_RADIUS_RANGE) * width
-    run = float(np.ptp(xs[row])) / 2 + 0.5 if row.sum() >= 2 else (low + high) / 2
-    return centre, float(np.clip(run, low, high))
+    radii = np.arange(1.0, high + 2.0, 0.5)
+    # Medians, not means: a catchlight in the iris is no edge.
+    profile = np.array([np.median(luminance[ring]) if (ring := (from_centre >= r) & (from_centre < r + 1.0)).sum()
+                        >= 2 else np.nan for r in radii])
+    if np.isnan(profile).all():
+        return centre, float(np.clip((low + high) / 2, low, high))
+    core = profile[radii < max(0.6 * low, 1.5)]
+    iris_level = float(np.nanmedian(core)) if np.isfinite(core).any() else float(np.nanmin(profile))
+    edge_level = iris_level + IRIS_EDGE * (float(np.nanmax(profile)) - iris_level)
+    climbed = np.nonzero(profile >= edge_level)[0]
+    return centre, float(np.clip(radii[climbed[0]] if len(climbed) else high, low, high))
 
 
 def steady_irises(crop: np.ndarray, source: np.ndarray, target: np.ndarray,
@@ -128,6 +143,7 @@ def steady_irises(crop: np.ndarray, source: np.ndarray, target: np.ndarray,
         # lash line the same reach leaves dark flecks over the iris, which read as lashes.)
         reaches = np.hypot(window_x - centre[0], window_y - centre[1]) < LIMBUS * radius + 1.0
         ghost = opening & ~disc & window_moved & reaches
+        ghost_from = np.stack([window_x, window_y], axis=-1).astype(np.float32)  # before the disc overwrites it
         window_x[disc] = xs[disc] - shift[0]
         window_y[disc] = ys[disc] - shift[1]
         window_moved |= disc
@@ -138,9 +154,33 @@ def steady_irises(crop: np.ndarray, source: np.ndarray, target: np.ndarray,
         sy, sx = np.nonzero(shown)
         in_iris = np.hypot(sx + wx0 - centre[0], sy + wy0 - centre[1]) < radius
         iris_colour = np.median(pixels[in_iris], axis=0) if in_iris.any() else np.quantile(pixels, 0.1, axis=0)
-        held.append(SteadyIris((wx0, wy0, wx1, wy1), disc & ~shown_here, ghost, opening, shown, centre + shift,
-                               radius, shift, iris_colour, crop))
+        held.append(SteadyIris((wx0, wy0, wx1, wy1), disc & ~shown_here, ghost, ghost_from, opening, shown,
+                               centre + shift, radius, shift, iris_colour, crop))
     return held
+
+
+def _white_beside_the_iris(eye: SteadyIris, white: np.ndarray, from_centre: np.ndarray) -> np.ndarray:
+    """``white`` (the window's spread white) with each ghost pixel taken from the input's own white beside the iris
+    instead: where the stretched map sampled it, pushed sideways along the input's row to just past the limbus (as
+    far past as the pixel lies outside the held disc), where the input shows the white there. The spread white is
+    the mean of the white that shows, which a lid's shade and the corners' pink pull to a flat grey: on opened eyes
+    (surprise) it drew grey crescents beside the iris."""
+    x0, y0, x1, y1 = eye.window
+    centre = eye.centre - eye.shift  # the iris's centre in the input
+    from_x, from_y = eye.ghost_from[..., 0], eye.ghost_from[..., 1]
+    across = from_y - centre[1]
+    reach = LIMBUS * eye.radius + 1.0
+    beside = np.sqrt(np.maximum(reach ** 2 - across ** 2, 0.0)) + 1.0 + np.maximum(from_centre - eye.radius, 0.0)
+    push_x = (centre[0] + np.where(from_x >= centre[0], 1.0, -1.0) * beside).astype(np.float32)
+    column, row = np.rint(push_x).astype(int) - x0, np.rint(from_y).astype(int) - y0
+    inside = (column >= 0) & (column < x1 - x0) & (row >= 0) & (row < y1 - y0)
+    usable = eye.ghost & inside
+    usable[usable] = eye.shown[row[usable], column[usable]]
+    if not usable.any():
+        return white
+    sampled = cv2.remap(eye.crop, push_x, from_y.astype(np.float32), cv2.INTER_LINEAR,
+                        borderMode=cv2.BORDER_REPLICATE).reshape(white.shape).astype(np.float32)
+    return np.where(usable[..., None], sampled, white)
 
 
 def draw_irises(image: np.ndarray, eyes: list[SteadyIris]) -> np.ndarray:
@@ -166,6 +206,7 @@ def draw_irises(image: np.ndarray, eyes: list[SteadyIris]) -> np.ndarray:
         known = white_pixels & bright
         kept = window.astype(np.float32)
         white = _spread(kept, known, 0.5 * eye.radius)
+        white = _white_beside_the_iris(eye, white, from_centre)
         # The iris: mirrored about its centre's row, read from the input.
         source_x = (grid_x - eye.shift[0]).astype(np.float32)
         mirrored_y = (2 * (eye.centre[1] - eye.shift[1]) - (grid_y - eye.shift[1])).astype(np.float32)
