@@ -263,3 +263,27 @@ def test_a_face_read_as_neutral_is_undone_as_a_smile_only_with_some_smile_in_its
     assert source_for("neutral", "neutral", names) == "happy"  # no reading of a smile: as before
     assert source_for(None, "neutral", names, 0.0) == "happy"  # no reading at all
     assert source_for("happy", "happy", names, 0.9) == "neutral"  # other targets: as from neutral, made stronger
+
+
+def test_a_neutral_target_closes_bared_teeth_unless_the_mouth_is_asked_open(mesh):
+    """A snarl's teeth parted wide stay parted under a motion to neutral that is about the same on every face: the
+    rule closes the lips to a neutral face's gap (part of the way at a lower intensity) and moves nothing else."""
+    from expr_models.faces.mesh import _down_the_face, _lip_gaps, eye_distance, inner_lip_gap
+    from expr_models.faces.mesh_topology import LIPS_INNER_LOWER
+    from expr_models.methods.mesh import NEUTRAL_LIP_GAP, target_rules
+
+    points = np.asarray(mesh, np.float64).copy()
+    down = _down_the_face(points)
+    lower = list(LIPS_INNER_LOWER[1:-1])
+    points[lower, :2] += 0.15 * eye_distance(points) * down  # bared teeth: the lower lip dropped
+    snarl = inner_lip_gap(points)
+    assert snarl > 0.15
+    unmoved = points[:, :2].copy()  # a motion that leaves the mouth as it is
+    closed = target_rules(points, unmoved, "neutral", {})
+    assert _lip_gaps(closed, down).max() / eye_distance(points) <= NEUTRAL_LIP_GAP + 1e-9
+    others = np.setdiff1d(np.arange(len(points)), list(LIPS_INNER))
+    assert np.array_equal(closed[others], unmoved[others])
+    half = inner_lip_gap(np.c_[target_rules(points, unmoved, "neutral", {}, intensity=0.5), points[:, 2]])
+    assert NEUTRAL_LIP_GAP < half < snarl
+    assert np.array_equal(target_rules(points, unmoved, "neutral", {"mouth_open": 0.5}), unmoved)
+    assert np.array_equal(target_rules(points, unmoved, "angry", {}), unmoved)

@@ -288,6 +288,18 @@ def uncross_lips(source: np.ndarray, target: np.ndarray) -> np.ndarray:
     return _limit_lip_gap(np.asarray(source, np.float64), target, np.inf, least=0.0)
 
 
+def close_lips_towards(source: np.ndarray, target: np.ndarray, most: float, amount: float = 1.0) -> np.ndarray:
+    """``target`` (468 x 2) with each pair of matching inner-lip points parted no further than ``amount`` of the way
+    from ``source``'s (468 x 2+) gap to ``most`` eye distances (``amount`` 1: at most ``most``; a pair that was
+    parted less may part up to ``most``). Pairs further apart meet it half-way each, as :func:`uncross_lips` meets
+    crossed ones."""
+    source = np.asarray(source, np.float64)
+    limit = most * eye_distance(source)
+    before = _lip_gaps(source, _down_the_face(source))
+    allowed = np.maximum(limit, before + float(np.clip(amount, 0.0, 1.0)) * (limit - before))
+    return _limit_lip_gap(source, target, allowed)
+
+
 # The seven matching upper and lower lid points between each eye's corners (right eye, then left).
 _EYE_LIDS = ((list(RIGHT_EYE_UPPER[1:-1]), list(RIGHT_EYE_LOWER[1:-1]), list(RIGHT_EYE)),
              (list(LEFT_EYE_UPPER[1:-1]), list(LEFT_EYE_LOWER[1:-1]), list(LEFT_EYE)))

@@ -16,7 +16,8 @@ import numpy as np
 import torch
 
 from ..errors import ExpressionEditError
-from ..faces.mesh import face_mesh, keep_eyes_open, keep_lips_closed, stop_jaw_where_lips_meet, uncross_lips
+from ..faces.mesh import (close_lips_towards, face_mesh, keep_eyes_open, keep_lips_closed, stop_jaw_where_lips_meet,
+                          uncross_lips)
 from ..faces.mesh_motion import normalise
 from ..faces.mesh_topology import LIPS_INNER
 from ..faces.mesh_warp import warp_face
@@ -36,6 +37,12 @@ EYE_FLOOR = 0.75
 # The London Set's validation smiles read as neutral gave 0.03 and 0.11; its neutral photos read so, 0.013 at the
 # median (0.021 at the upper quartile); an unsmiling side-lit GENKI-4K man, 0.003.
 SMILE_EVIDENCE = 0.03
+# A neutral face's lips meet, or nearly: the validation meshes' real neutral FER2013 faces part them 0.025 eye
+# distances at the median and 0.037 at the upper quartile. The SA-GAN's motion to neutral, about the same on every
+# face, left a snarl's bared teeth parted 0.12 at its upper quartile (36% of angry faces over 0.06), read as happy,
+# and opened a sad face's pressed lips (22% over 0.06). Past this gap a neutral target closes them, unless the user
+# asks for an open mouth (``mouth_open`` > 0).
+NEUTRAL_LIP_GAP = 0.04
 CLOSED_MOUTH_TARGETS = ("happy",)  # smiles show teeth where they open: without a mouth filler they stay closed
 # Expressions whose open mouth is dark: a gasp's dropped jaw hides the teeth, so the whole opening gets the cavity
 # (``warp_crop``'s ``dark_mouth``) rather than the source smile's or snarl's teeth stretched tall.
@@ -153,7 +160,7 @@ def mesh_warp_edit(editor: Editor, face: FaceToEdit, motion: MeshMotion, source:
     from, whose furrows the shading takes away as it adds the target's (:func:`expression_weights`)."""
     points = crop_mesh(editor, face)
     exemplars = editor.model("mouth_exemplars") if editor.has("mouth_exemplars") else None
-    target = target_rules(points, motion(points), face.target, face.controls, exemplars)
+    target = target_rules(points, motion(points), face.target, face.controls, exemplars, face.intensity)
     parts = warp_parts(editor.has, editor.model)
     # The learned mouth is a network too, so it runs under the editor's thread cap: two threads fighting a busy
     # core took a 1 MP photo's edit from about 0.1 s to 0.8 s.
@@ -168,16 +175,20 @@ def mesh_warp_edit(editor: Editor, face: FaceToEdit, motion: MeshMotion, source:
 
 
 def target_rules(points: np.ndarray, target: np.ndarray, expression: str, controls: Mapping[str, float],
-                 exemplars: Any = None) -> np.ndarray:
+                 exemplars: Any = None, intensity: float = 1.0) -> np.ndarray:
     """The last word on a motion's target mesh (468 x 2) of a face at ``points``, for the editor and the evaluation
     alike: the jaw stops where the lips meet (a gasp's closing lifted closed mouths through themselves), and lips
-    never pass through each other (a mild gasp undone by a median one's motion would fold them); no eye closes past
-    ``EYE_FLOOR`` of its opening unless the user closes it (the ``eyes`` control below 0); and a smile
+    never pass through each other (a mild gasp undone by a median one's motion would fold them); a neutral face's lips
+    part at most ``NEUTRAL_LIP_GAP`` eye distances (at ``intensity`` 1; part of the way there below it) unless the
+    user opens the mouth; no eye closes past ``EYE_FLOOR`` of its opening unless the user closes it (the ``eyes``
+    control below 0); and a smile
     (``CLOSED_MOUTH_TARGETS``) keeps the lips as they were unless the user asks for an open mouth (``mouth_open`` >
     0) where no stored smile of the exemplar bank (``exemplars``, anything with ``closest(inner_lips)``; None: no
     bank) fits the mouth it would open: that mouth would get the dark cavity, which reads as a gasp (on 48-px faces
     the opened lips are often too round for any stored smile: 12 of 40 CycleGAN smiles of the validation crops)."""
     target = uncross_lips(points, stop_jaw_where_lips_meet(points, target))
+    if expression == "neutral" and controls.get("mouth_open", 0.0) <= 0:
+        target = close_lips_towards(points, target, NEUTRAL_LIP_GAP, intensity)
     if controls.get("eyes", 0.0) >= 0:
         target = keep_eyes_open(points, target, EYE_FLOOR)
     if expression in CLOSED_MOUTH_TARGETS and controls.get("mouth_open", 0.0) <= 0 and (
