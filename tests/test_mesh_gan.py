@@ -127,10 +127,32 @@ def test_a_horizontal_vertical_amplitude_scales_each_coordinate_apart(mean_mesh)
     assert torch.allclose(scaled[:, 1:], 3.0 * plain[:, 1:], atol=1e-6)  # y and depth: 1.5 x 2
     sagan = SAGANModel.from_pretrained(CHECKPOINTS / "sagan").float().eval()
     sagan.config.mesh_amplitude = None
-    plain = sagan.move_mesh(mean_mesh[None], "happy", "sad")[0] - mean_mesh
+    plain = sagan.move_mesh(mean_mesh[None], "happy", "neutral")[0] - mean_mesh
     sagan.config.mesh_amplitude = {"happy": [2.0, 1.0]}
-    scaled = sagan.move_mesh(mean_mesh[None], "happy", "sad")[0] - mean_mesh
+    scaled = sagan.move_mesh(mean_mesh[None], "happy", "neutral")[0] - mean_mesh
     assert torch.allclose(scaled[:, 0], 2.0 * plain[:, 0], atol=1e-6) and torch.allclose(scaled[:, 1:], plain[:, 1:])
+
+
+def test_a_target_s_amplitude_does_not_scale_the_undoing_of_the_source(mean_mesh):
+    """From one expression to another the SA-GAN undoes the source and adds the target; the target's amplitude scales
+    the part it adds (and the residual), not the undoing: sad's 2 doubled the undoing of a broad smile too and pinched
+    the mouth into a knot. To neutral the whole motion is undoing, and the neutral amplitude scales all of it."""
+    sagan = SAGANModel.from_pretrained(CHECKPOINTS / "sagan").float().eval()
+    generator, names = sagan.generator, list(sagan.config.class_names)
+    conditions = sagan.mesh_conditions("sad", "happy", 1)
+    sagan.config.mesh_amplitude = None
+    _, gain = generator.motion(mean_mesh[None], conditions)
+    one = sagan.move_mesh(mean_mesh[None], "sad", "happy")[0]
+    sagan.config.mesh_amplitude = {"sad": 2.0}
+    two = sagan.move_mesh(mean_mesh[None], "sad", "happy")[0]
+    undone = -gain[0] * generator.priors[names.index("happy")]
+    # twice the whole motion less one undoing: the undoing is there once
+    assert torch.allclose(two - mean_mesh, 2.0 * (one - mean_mesh) - undone, atol=1e-5)
+    sagan.config.mesh_amplitude = {"neutral": 1.5}
+    plain_neutral = sagan.move_mesh(mean_mesh[None], "neutral", "happy")[0] - mean_mesh
+    sagan.config.mesh_amplitude = None
+    assert torch.allclose(plain_neutral, 1.5 * (sagan.move_mesh(mean_mesh[None], "neutral", "happy")[0] - mean_mesh),
+                          atol=1e-6)
 
 
 def test_an_amplitude_must_be_positive():

@@ -60,7 +60,9 @@ class MeshMotionGenerator(nn.Module):
 
     ``conditions`` weighs the ``C`` priors (one-hot for one target; the SA-GAN's target class, or a single column for
     one direction of the CycleGAN); ``intensity`` scales the whole motion, so 0 returns the source, and ``axes``
-    (optional, one number per coordinate) each coordinate's.
+    (optional, one number per coordinate) each coordinate's. ``prior_axes`` (optional, ``(C, D)``) scales each
+    prior's part of the motion per coordinate instead, ``axes`` then scaling only the residual: the SA-GAN's edit from
+    one expression to another scales the target's part by the target's amplitude, not the undoing of the source.
     """
 
     def __init__(self, n_points: int, n_conditions: int, hidden: int = 256, max_gain: float = 2.0,
@@ -83,22 +85,30 @@ class MeshMotionGenerator(nn.Module):
             init.zeros_(head.weight)
             init.zeros_(head.bias)
 
-    def motion(self, meshes: torch.Tensor, conditions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The predicted displacement ``(N, P, D)`` and the per-face gain ``(N,)``."""
+    def motion(self, meshes: torch.Tensor, conditions: torch.Tensor, prior_axes: torch.Tensor | None = None,
+               residual_axes: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The predicted displacement ``(N, P, D)`` and the per-face gain ``(N,)``; ``prior_axes`` ``(C, D)`` and
+        ``residual_axes`` ``(D,)`` scale the priors' and the residual's parts per coordinate (absent: 1)."""
         centred = (meshes - self.mean_shape).flatten(1)
         features = self.encoder(torch.cat([centred, conditions.to(centred.dtype)], dim=1))
         gain = self.max_gain ** torch.tanh(self.to_gain(features)).squeeze(1)
-        prior = torch.einsum("nc,cpd->npd", conditions.to(self.priors.dtype), self.priors)
+        priors = self.priors if prior_axes is None else self.priors * prior_axes.to(self.priors)[:, None, :]
+        prior = torch.einsum("nc,cpd->npd", conditions.to(priors.dtype), priors)
         residual = self.max_residual * torch.tanh(self.to_residual(features)).view_as(meshes)
+        if residual_axes is not None:
+            residual = residual * residual_axes.to(residual)
         return gain.view(-1, 1, 1) * prior + residual, gain
 
     def forward(self, meshes: torch.Tensor, conditions: torch.Tensor, intensity: float | torch.Tensor = 1.0,
-                axes: torch.Tensor | None = None) -> torch.Tensor:
-        displacement, _ = self.motion(meshes, conditions)
+                axes: torch.Tensor | None = None, prior_axes: torch.Tensor | None = None) -> torch.Tensor:
+        if prior_axes is not None:  # (C, D): each prior's own scale; ``axes`` the residual's
+            displacement, _ = self.motion(meshes, conditions, prior_axes, axes)
+        else:
+            displacement, _ = self.motion(meshes, conditions)
+            if axes is not None:  # (D,): a scale per coordinate (``amplitude_axes``)
+                displacement = displacement * axes.to(displacement)
         if torch.is_tensor(intensity):
             intensity = intensity.view(-1, 1, 1)
-        if axes is not None:  # (D,): a scale per coordinate (``amplitude_axes``)
-            displacement = displacement * axes.to(displacement)
         return meshes + intensity * displacement
 
 
