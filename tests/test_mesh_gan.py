@@ -133,10 +133,10 @@ def test_a_horizontal_vertical_amplitude_scales_each_coordinate_apart(mean_mesh)
     assert torch.allclose(scaled[:, 0], 2.0 * plain[:, 0], atol=1e-6) and torch.allclose(scaled[:, 1:], plain[:, 1:])
 
 
-def test_a_target_s_amplitude_does_not_scale_the_undoing_of_the_source(mean_mesh):
+def test_a_target_s_amplitude_scales_what_it_adds_and_the_neutral_one_the_undoing(mean_mesh):
     """From one expression to another the SA-GAN undoes the source and adds the target; the target's amplitude scales
-    the part it adds (and the residual), not the undoing: sad's 2 doubled the undoing of a broad smile too and pinched
-    the mouth into a knot. To neutral the whole motion is undoing, and the neutral amplitude scales all of it."""
+    the part it adds (and the residual), the neutral amplitude the undoing: sad's 2 doubled the undoing of a broad
+    smile too and pinched the mouth into a knot. To neutral the whole motion is undoing."""
     sagan = SAGANModel.from_pretrained(CHECKPOINTS / "sagan").float().eval()
     generator, names = sagan.generator, list(sagan.config.class_names)
     conditions = sagan.mesh_conditions("sad", "happy", 1)
@@ -148,6 +148,8 @@ def test_a_target_s_amplitude_does_not_scale_the_undoing_of_the_source(mean_mesh
     undone = -gain[0] * generator.priors[names.index("happy")]
     # twice the whole motion less one undoing: the undoing is there once
     assert torch.allclose(two - mean_mesh, 2.0 * (one - mean_mesh) - undone, atol=1e-5)
+    sagan.config.mesh_amplitude = {"sad": 2.0, "neutral": 1.5}  # the undoing at the amplitude fitted for undoing
+    assert torch.allclose(sagan.move_mesh(mean_mesh[None], "sad", "happy")[0], two + 0.5 * undone, atol=1e-5)
     sagan.config.mesh_amplitude = {"neutral": 1.5}
     plain_neutral = sagan.move_mesh(mean_mesh[None], "neutral", "happy")[0] - mean_mesh
     sagan.config.mesh_amplitude = None

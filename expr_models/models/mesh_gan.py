@@ -62,7 +62,8 @@ class MeshMotionGenerator(nn.Module):
     one direction of the CycleGAN); ``intensity`` scales the whole motion, so 0 returns the source, and ``axes``
     (optional, one number per coordinate) each coordinate's. ``prior_axes`` (optional, ``(C, D)``) scales each
     prior's part of the motion per coordinate instead, ``axes`` then scaling only the residual: the SA-GAN's edit from
-    one expression to another scales the target's part by the target's amplitude, not the undoing of the source.
+    one expression to another scales the target's part by the target's amplitude and the undoing of the source by
+    the one fitted for undoing (→ neutral's).
     """
 
     def __init__(self, n_points: int, n_conditions: int, hidden: int = 256, max_gain: float = 2.0,

@@ -291,17 +291,17 @@ class SAGANModel(ExprPreTrainedModel):
     def move_mesh(self, canonical: torch.Tensor, target: str, source: str | None = None,
                   intensity: float | torch.Tensor = 1.0) -> torch.Tensor:
         """mesh only: canonical face meshes (``N x P x 2``) of the expression ``source`` (None: unknown) moved to
-        ``target``; ``intensity`` scales the motion (times the config's ``mesh_amplitude`` for ``target``: on the
-        target's part of it and the residual; undoing ``source`` keeps the generator's own scale but to neutral)."""
+        ``target``; ``intensity`` scales the motion (times the config's ``mesh_amplitude``: ``target``'s on the
+        target's part of it and the residual, ``"neutral"``'s on undoing ``source``)."""
         if self.config.generator_type != "mesh":
             raise ValueError("move_mesh needs a mesh SA-GAN (generator_type='mesh')")
         canonical = canonical.to(self.generator.mean_shape)
         axes = amplitude_axes(self.config.mesh_amplitude, target, canonical.shape[-1])
-        # The target's amplitude scales the target's part of the motion, not the undoing of the source's expression
-        # (→ neutral's is all undoing): with one scale for both, sad's 2 doubled the undoing of a broad smile too and
-        # pinched the mouth into a knot.
-        prior_axes = torch.stack([axes if name == target or target == "neutral" else torch.ones_like(axes)
-                                  for name in self.config.class_names])
+        undoing = amplitude_axes(self.config.mesh_amplitude, "neutral", canonical.shape[-1])
+        # The target's part of the motion at the target's amplitude, the undoing of the source's expression at the
+        # one fitted for undoing (→ neutral's): with one scale for both, sad's 2 doubled the undoing of a broad smile
+        # too and pinched the mouth into a knot.
+        prior_axes = torch.stack([axes if name == target else undoing for name in self.config.class_names])
         return self.generator(canonical, self.mesh_conditions(target, source, len(canonical)), intensity, axes,
                               prior_axes)
 
