@@ -102,12 +102,9 @@ class MeshMotionGenerator(nn.Module):
 
     def forward(self, meshes: torch.Tensor, conditions: torch.Tensor, intensity: float | torch.Tensor = 1.0,
                 axes: torch.Tensor | None = None, prior_axes: torch.Tensor | None = None) -> torch.Tensor:
-        if prior_axes is not None:  # (C, D): each prior's own scale; ``axes`` the residual's
-            displacement, _ = self.motion(meshes, conditions, prior_axes, axes)
-        else:
-            displacement, _ = self.motion(meshes, conditions)
-            if axes is not None:  # (D,): a scale per coordinate (``amplitude_axes``)
-                displacement = displacement * axes.to(displacement)
+        if prior_axes is None and axes is not None:  # one scale per coordinate for the whole motion
+            prior_axes = axes.expand(self.n_conditions, -1)
+        displacement, _ = self.motion(meshes, conditions, prior_axes, axes)
         if torch.is_tensor(intensity):
             intensity = intensity.view(-1, 1, 1)
         return meshes + intensity * displacement
