@@ -349,3 +349,24 @@ def test_the_drawn_mouth_keeps_the_colours_around_it_and_its_own_luminance():
     assert np.allclose(out[45, 70], drawn[45, 70], atol=1e-3)  # grey is always allowed
     assert np.allclose(out[45, 90], drawn[45, 90], atol=1e-3)  # a darker lip of the lips' own hue: unchanged
     assert np.array_equal(within_surrounding_colours(drawn, window, np.ones_like(hole)), drawn)  # nothing around it
+
+
+def test_the_drawn_lips_take_the_person_s_own_tone():
+    """The network draws lips of a typical tone; where the person's own are darker (lipstick) or lighter, the lips it
+    draws inside the hole are shifted to their luminance (at most 60 grey levels); the skin it draws and everything
+    outside the hole keep theirs."""
+    from expr_models.faces.mouth_redraw import _LUMA, in_the_lips_own_tone
+
+    drawn = np.full((FRAME_HEIGHT, FRAME_WIDTH, 3), 170.0, np.float32)  # skin
+    lips = np.zeros((FRAME_HEIGHT, FRAME_WIDTH), bool)
+    lips[36:54, 20:108] = True
+    drawn[lips] = 140.0  # typical lips
+    hole = np.zeros((FRAME_HEIGHT, FRAME_WIDTH), np.float32)
+    hole[30:60, 10:118] = 1.0
+    out = in_the_lips_own_tone(drawn, hole, lips, 80.0)  # the person's dark lips
+    assert abs(float(np.median(out[lips] @ _LUMA)) - 80.0) < 1.0
+    assert np.allclose(out[31, 64], drawn[31, 64], atol=1e-3)  # skin drawn in the hole, past the feather of the lips
+    assert np.array_equal(out[hole == 0], drawn[hole == 0])
+    pale = in_the_lips_own_tone(drawn, hole, lips, 250.0)
+    assert abs(float(np.median(pale[lips] @ _LUMA)) - 200.0) < 1.0  # at most 60 lighter
+    assert np.array_equal(in_the_lips_own_tone(drawn, hole, np.zeros_like(lips), 80.0), drawn)  # no lips drawn

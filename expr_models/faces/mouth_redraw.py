@@ -24,7 +24,10 @@ import numpy as np
 import torch
 
 from .aligned_frame import grown
+from .mesh_topology import LIPS_INNER, LIPS_OUTER
+from .mouth_fill import region_mean
 from .mouth_frame import MouthFrame, hole_mask, lip_maps
+from .mouth_opening import polygon_mask
 
 # (warped crop, input crop, source points, target points, leftover) -> the box (x0, y0, x1, y1) it redrew in place, or
 # None. ``leftover``: a crop-sized mask of more to redraw (the source's opening where the warp left it), or None.
@@ -58,6 +61,25 @@ def within_surrounding_colours(drawn: np.ndarray, window: np.ndarray, hole: np.n
     return luma[..., None] + chroma[..., :1] * _FROM_CB + chroma[..., 1:] * _FROM_CR
 
 
+def lips_of(points: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """A bool mask of the lips themselves (between the outer and the inner lip contours) of ``points`` (468 x 2+)."""
+    return (polygon_mask(shape, points[list(LIPS_OUTER)]) > 0) & ~(polygon_mask(shape, points[list(LIPS_INNER)]) > 0)
+
+
+def in_the_lips_own_tone(drawn: np.ndarray, hole: np.ndarray, drawn_lips: np.ndarray, own_tone: float,
+                         most: float = 60.0) -> np.ndarray:
+    """``drawn`` (H x W x 3 float, 0-255) with the lips it draws (``drawn_lips``, bool, within the ``hole``) as light
+    as the person's own (``own_tone``: the luminance of the input's lips): their median luminance shifted to it, by
+    at most ``most`` grey levels, the shift feathered over a pixel. The model draws lips of a typical tone: a JAFFE
+    poser's dark lipstick came out pale where her lips closed."""
+    drawn_lips = drawn_lips & (hole > 0.5)
+    if drawn_lips.sum() < 10:
+        return drawn
+    shift = float(np.clip(own_tone - np.median(drawn[drawn_lips] @ _LUMA), -most, most))
+    weight = cv2.GaussianBlur(drawn_lips.astype(np.float32), (0, 0), 1.0) * hole
+    return drawn + (shift * weight)[..., None]
+
+
 def learned_redraw(model: Any, margin: float | None = None) -> MouthRedraw:
     """The redraw of ``model`` (anything with ``inpaint(frames, holes, maps)`` and ``config.hole_margin``, i.e. a
     ``MouthInpainterModel``); ``margin``: the hole's reach past the target inner lips in frame pixels (default the
@@ -78,6 +100,9 @@ def learned_redraw(model: Any, margin: float | None = None) -> MouthRedraw:
         frames = torch.from_numpy(window).permute(2, 0, 1)[None].float() / 127.5 - 1.0
         drawn = model.inpaint(frames, torch.from_numpy(hole)[None, None], torch.from_numpy(lip_maps(points))[None])
         drawn = ((drawn[0].float().permute(1, 2, 0).cpu().numpy() + 1.0) * 127.5).clip(0, 255)
+        lips_colour = region_mean(crop, source[list(LIPS_OUTER)], source[list(LIPS_INNER)])  # the person's own
+        own_tone = float(lips_colour[:3] @ _LUMA) if len(lips_colour) >= 3 else float(lips_colour[0])
+        drawn = in_the_lips_own_tone(drawn, hole, lips_of(points, hole.shape), own_tone).clip(0, 255)
         if grey:
             drawn = drawn @ _LUMA
             if image.ndim == 2:
