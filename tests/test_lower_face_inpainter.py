@@ -16,7 +16,8 @@ from expr_models.faces.lower_face_frame import (EYE_DISTANCE, EYE_Y, FRAME_HEIGH
                                                 lower_face_hole, lower_face_maps)
 from expr_models.faces.mesh_topology import LEFT_EYE, LIPS_OUTER, NOSE_TIP, RIGHT_EYE
 from expr_models.faces.mesh_warp import warp_face
-from expr_models.faces.region_redraw import is_grey, learned_region
+from expr_models.faces.region_redraw import learned_region
+from expr_models.faces.tone import is_grey
 from expr_models.models.brow_inpainter import (BrowInpainterModel, LowerFaceInpainterConfig,
                                                LowerFaceInpainterModel)
 from tests.test_brow_inpainter import SMALL_FACE, committed_region_part, tiny_region_dataset

@@ -18,7 +18,7 @@ import numpy as np
 
 from .grain import with_grain
 from .mesh_topology import LEFT_EYE, RIGHT_EYE
-from .tone import with_grey_change
+from .tone import is_grey, with_grey_change
 
 _SHIFT = 4          # sub-pixel precision of rasterised polygons (1/16 px)
 _SUPERSAMPLE = 4    # polygons are drawn at 4x and area-averaged: soft, anti-aliased edges
@@ -154,18 +154,12 @@ class AlignedFrame:
         region = photo[y0:y1, x0:x1]
         shift = change * alpha
         pixels = region.astype(np.float32)
-        if region.ndim == 3 and _has_colour(region):
+        if not is_grey(region):
             pixels[..., :3] = with_grey_change(pixels[..., :3], shift)
         else:
             pixels += shift[..., None] if region.ndim == 3 else shift
         changed = np.clip(np.round(pixels), 0, 255).astype(photo.dtype)
         return _write_where_reached(photo, region, changed, alpha if region.ndim == 2 else alpha[..., None], x0, y0)
-
-
-def _has_colour(region: np.ndarray) -> bool:
-    """Whether an H x W x C region's first three channels differ anywhere (a grey photo loaded as RGB has none)."""
-    rgb = region[..., :3]
-    return bool((rgb[..., 0] != rgb[..., 1]).any() or (rgb[..., 1] != rgb[..., 2]).any())
 
 
 class EyeLevelFrame(AlignedFrame):

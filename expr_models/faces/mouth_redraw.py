@@ -27,7 +27,7 @@ from .aligned_frame import grown
 from .mesh_topology import LIPS_INNER, LIPS_OUTER
 from .mouth_fill import region_mean
 from .mouth_frame import MouthFrame, hole_mask, lip_maps
-from .mouth_opening import polygon_mask
+from .tone import is_grey
 
 # (warped crop, input crop, source points, target points, leftover) -> the box (x0, y0, x1, y1) it redrew in place, or
 # None. ``leftover``: a crop-sized mask of more to redraw (the source's opening where the warp left it), or None.
@@ -61,11 +61,6 @@ def within_surrounding_colours(drawn: np.ndarray, window: np.ndarray, hole: np.n
     return luma[..., None] + chroma[..., :1] * _FROM_CB + chroma[..., 1:] * _FROM_CR
 
 
-def lips_of(points: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """A bool mask of the lips themselves (between the outer and the inner lip contours) of ``points`` (468 x 2+)."""
-    return (polygon_mask(shape, points[list(LIPS_OUTER)]) > 0) & ~(polygon_mask(shape, points[list(LIPS_INNER)]) > 0)
-
-
 def in_the_lips_own_tone(drawn: np.ndarray, hole: np.ndarray, drawn_lips: np.ndarray, own_tone: float,
                          most: float = 60.0) -> np.ndarray:
     """``drawn`` (H x W x 3 float, 0-255) with the lips it draws (``drawn_lips``, bool, within the ``hole``) as light
@@ -93,16 +88,17 @@ def learned_redraw(model: Any, margin: float | None = None) -> MouthRedraw:
         points = frame.to_frame(target)
         window = frame.crop(rgb)
         # A grey photo gets a grey mouth (judged on the mouth's window: the whole crop costs more than the network).
-        grey = image.ndim == 2 or not np.abs(np.diff(window.astype(np.int16), axis=2)).any()
+        grey = image.ndim == 2 or is_grey(window)
         hole = hole_mask(points, reach)
         if leftover is not None:
             hole = np.maximum(hole, grown(frame.crop(leftover.astype(np.float32)) > 0.25, reach))
         frames = torch.from_numpy(window).permute(2, 0, 1)[None].float() / 127.5 - 1.0
-        drawn = model.inpaint(frames, torch.from_numpy(hole)[None, None], torch.from_numpy(lip_maps(points))[None])
+        maps = lip_maps(points)  # the opening, the lips, the inner-lip line
+        drawn = model.inpaint(frames, torch.from_numpy(hole)[None, None], torch.from_numpy(maps)[None])
         drawn = ((drawn[0].float().permute(1, 2, 0).cpu().numpy() + 1.0) * 127.5).clip(0, 255)
         lips_colour = region_mean(crop, source[list(LIPS_OUTER)], source[list(LIPS_INNER)])  # the person's own
         own_tone = float(lips_colour[:3] @ _LUMA) if len(lips_colour) >= 3 else float(lips_colour[0])
-        drawn = in_the_lips_own_tone(drawn, hole, lips_of(points, hole.shape), own_tone).clip(0, 255)
+        drawn = in_the_lips_own_tone(drawn, hole, maps[1] > 0.5, own_tone).clip(0, 255)
         if grey:
             drawn = drawn @ _LUMA
             if image.ndim == 2:

@@ -24,17 +24,13 @@ import numpy as np
 import torch
 
 from .inpaint_regions import REGIONS
+from .tone import is_grey
 
 # (crop, target points, target expression, strength) -> the box (x0, y0, x1, y1) it changed in place, or None.
 RegionRedraw = Callable[[np.ndarray, np.ndarray, str, float], "tuple[int, int, int, int] | None"]
 
 _LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 MAX_ENLARGEMENT = 3.0  # the most a region frame's change is enlarged into a photo (see above)
-
-
-def is_grey(image: np.ndarray) -> bool:
-    """Whether an image (H x W, or H x W x 3) is grey: one channel, or three equal ones."""
-    return image.ndim == 2 or bool((image[..., 0] == image[..., 1]).all() and (image[..., 1] == image[..., 2]).all())
 
 
 def learned_region(model: Any, margin: float | None = None) -> RegionRedraw:

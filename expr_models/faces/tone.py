@@ -8,6 +8,12 @@ import numpy as np
 from .mouth_fill import luminance
 
 
+def is_grey(image: np.ndarray) -> bool:
+    """Whether an image (H x W, or H x W x C with C >= 3) is grey: one channel, or its first three equal (a grey photo
+    loaded as RGB; an alpha channel does not count)."""
+    return image.ndim == 2 or bool((image[..., 0] == image[..., 1]).all() and (image[..., 1] == image[..., 2]).all())
+
+
 def shaded(region: np.ndarray, gain: np.ndarray) -> np.ndarray:
     """``region`` (H x W (x C) float, 0-255) darkened by multiplying by ``gain`` (H x W (x 1)) where it is below 1,
     and lightened where it is above 1 by adding the same to every channel (its luminance times ``gain - 1``, rolled
