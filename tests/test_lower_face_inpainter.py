@@ -16,7 +16,7 @@ from expr_models.faces.lower_face_frame import (EYE_DISTANCE, EYE_Y, FRAME_HEIGH
                                                 lower_face_hole, lower_face_maps)
 from expr_models.faces.mesh_topology import LEFT_EYE, LIPS_OUTER, NOSE_TIP, RIGHT_EYE
 from expr_models.faces.mesh_warp import warp_face
-from expr_models.faces.region_redraw import learned_region
+from expr_models.faces.region_redraw import DARK_SPOT_MARGIN, learned_region, without_new_dark_spots
 from expr_models.faces.tone import is_grey
 from expr_models.models.brow_inpainter import (BrowInpainterModel, LowerFaceInpainterConfig,
                                                LowerFaceInpainterModel)
@@ -160,3 +160,20 @@ def test_a_face_sharper_than_the_frame_is_left_alone(mesh_motion):
     assert learned_region(model)(untouched, points[:, :2], "neutral", 1.0) is None
     assert np.array_equal(untouched, sharp)
     assert learned_region(model)(photo.copy(), points[:, :2], "neutral", 1.0) is not None
+
+
+def test_a_drawing_gets_no_dark_spot_where_the_face_had_none_but_keeps_its_dark_lips(mesh_motion):
+    _, points, _ = synthetic_face(mesh_motion)
+    framed = LowerFaceFrame.from_points(points).to_frame(points)
+    maps = lower_face_maps(framed)
+    window = np.full((FRAME_HEIGHT, FRAME_WIDTH), 150.0, np.float32)  # plain skin
+    drawn = window.copy()
+    lips = maps[0] > 0.5
+    drawn[lips] = 20.0                                                # lips drawn dark: an expression does that
+    cheek = np.round(framed[RIGHT_EYE[0], :2] + [0, 8]).astype(int)   # below the eye, far from the lips
+    assert not lips[cheek[1], cheek[0]]
+    drawn[cheek[1] - 1:cheek[1] + 2, cheek[0] - 1:cheek[0] + 2] = 10.0  # a black blob on the cheek
+    kept = without_new_dark_spots(drawn, window, maps)
+    assert kept[cheek[1], cheek[0]] == pytest.approx(150.0 - DARK_SPOT_MARGIN)
+    assert np.array_equal(kept[lips], drawn[lips])
+    assert np.array_equal(kept[drawn >= window], drawn[drawn >= window])  # lighter pixels are never touched

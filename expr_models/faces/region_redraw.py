@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+import cv2
 import numpy as np
 import torch
 
@@ -31,6 +32,11 @@ RegionRedraw = Callable[[np.ndarray, np.ndarray, str, float], "tuple[int, int, i
 
 _LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 MAX_ENLARGEMENT = 3.0  # the most a region frame's change is enlarged into a photo (see above)
+# A drawing is no darker than the window's darkest pixel this near (frame pixels), less this margin, away from the
+# features its maps mark. On a face unlike its training ones (a CK+ validation man's broad smile taken to neutral)
+# the lower face painted a near-black blob on a cheek, 167 grey levels below the darkest pixel around it.
+DARK_SPOT_REACH = 1
+DARK_SPOT_MARGIN = 30.0
 
 
 def learned_region(model: Any, margin: float | None = None) -> RegionRedraw:
@@ -64,10 +70,21 @@ def learned_region(model: Any, margin: float | None = None) -> RegionRedraw:
         window = frame.crop(grey)
         hole = region.hole(points, reach)
         windows = torch.from_numpy(window)[None, None] / 127.5 - 1.0
-        drawn = model.inpaint(windows, torch.from_numpy(hole)[None, None],
-                              torch.from_numpy(region.maps(points))[None], expression)
-        drawn = (drawn[0, 0].float().cpu().numpy() + 1.0) * 127.5
+        maps = region.maps(points)
+        drawn = model.inpaint(windows, torch.from_numpy(hole)[None, None], torch.from_numpy(maps)[None], expression)
+        drawn = without_new_dark_spots((drawn[0, 0].float().cpu().numpy() + 1.0) * 127.5, window, maps)
         change = (drawn - window) * min(float(strength), 1.0)
         return frame.add(colour, change, hole)  # a view: an alpha channel keeps its bytes
 
     return redraw
+
+
+def without_new_dark_spots(drawn: np.ndarray, window: np.ndarray, maps: np.ndarray, reach: int = DARK_SPOT_REACH,
+                           margin: float = DARK_SPOT_MARGIN) -> np.ndarray:
+    """``drawn`` (a region's drawing, grey levels) no darker than the darkest pixel of ``window`` within ``reach``
+    frame pixels, less ``margin``, except on and beside the features its ``maps`` mark (lips, mouth, nose; brows),
+    where an expression does darken the face."""
+    size = 2 * reach + 1
+    floor = cv2.erode(window.astype(np.float32), np.ones((size, size), np.uint8)) - margin
+    features = cv2.dilate((maps.max(0) > 0.5).astype(np.uint8), np.ones((size, size), np.uint8)) > 0
+    return np.where(features, drawn, np.maximum(drawn, floor))
