@@ -15,9 +15,11 @@ from expr_models.faces.mesh import inner_lip_gap
 from expr_models.faces.mesh_topology import LEFT_BROW, MOUTH_CORNERS, RIGHT_BROW
 from expr_models.labels import EXPRESSIONS
 from expr_models.models.cyclegan import CycleGANConfig, CycleGANModel
+from expr_models.models.mesh_gan import expression_amount, undo_by_amount
 from expr_models.models.mesh_motion import MeshMotionModel
 from expr_models.models.sagan import SAGANConfig, SAGANModel
 from tests.test_training import train_in_process
+from train.tools.fit_undo_amount import fit_reader
 from train.tools.prepare_meshes import MESH_FEATURES, PAIR_FEATURES
 
 REPO = Path(__file__).resolve().parents[1]
@@ -206,3 +208,53 @@ def test_the_fitted_amplitude_is_written_to_the_config_and_the_card_once(tmp_pat
     assert CycleGANConfig.from_pretrained(tmp_path).mesh_amplitude == {"neutral": 1.25}
     notes = json.loads((tmp_path / "model_card.json").read_text())["notes"]
     assert notes.count("Amplitude per target") == 1 and "neutral 1.25" in notes and "1.25: 0.820 / 0.95" in notes
+
+
+def test_undoing_by_amount_scales_the_vertical_motion_by_the_clamped_amount_only():
+    source = torch.zeros(3, 4, 3)
+    moved = source + torch.tensor([0.1, 0.2, 0.3])
+    undone = undo_by_amount(source, moved, torch.tensor([0.2, 1.3, 5.0]), 1.0, 1.6)
+    assert torch.allclose(undone[..., 0], moved[..., 0])  # the mouth's width: as the generator brings it back
+    assert torch.allclose(undone[0, :, 1:], moved[0, :, 1:])  # a mild smile: as before (low = 1)
+    assert torch.allclose(undone[1, :, 1:], 1.3 * moved[1, :, 1:]) and torch.allclose(undone[2, :, 1:], 1.6 * moved[2, :, 1:])
+    for bad in ([1.0], [0.0, 1.0], [1.6, 1.0], "1"):
+        with pytest.raises(StrictDataclassClassValidationError, match="mesh_undo_range"):
+            CycleGANConfig(generator_type="mesh", in_channels=3, mesh_undo_range=bad)
+
+
+def test_the_amount_reader_reads_a_synthetic_expression_and_not_the_person_s_shape():
+    """Neutral faces vary in shape along many directions, a few of them large; each smiling face adds a known amount
+    of the smile's motion. The fitted reader gives the neutral faces about 0 and each smile its own amount, relative
+    to the median smile's."""
+    generator = torch.Generator().manual_seed(0)
+    points, dims, faces = 30, 2, 400
+    mean_shape = torch.randn(points, dims, generator=generator)
+    shapes = torch.randn(2 * faces, 5, generator=generator) @ torch.randn(5, points * dims, generator=generator) * 0.05
+    shapes = shapes + 0.005 * torch.randn(2 * faces, points * dims, generator=generator)
+    smile = torch.randn(points, dims, generator=generator) * 0.05
+    amounts = 0.5 + torch.rand(faces, generator=generator)
+    neutral = mean_shape + shapes[:faces].view(-1, points, dims)
+    smiling = mean_shape + shapes[faces:].view(-1, points, dims) + amounts[:, None, None] * smile
+    weights, bias, _ = fit_reader(neutral, smiling, smile, mean_shape, shrinkage=0.5)
+    read = expression_amount(smiling - mean_shape, weights, bias)
+    assert torch.corrcoef(torch.stack([read, amounts]))[0, 1] > 0.95
+    assert read.median() == pytest.approx(1.0, abs=1e-4)
+    assert expression_amount(neutral - mean_shape, weights, bias).abs().median() < 0.1
+
+
+def test_the_committed_cyclegan_undoes_a_broad_smile_further_and_keeps_its_reader(tmp_path, mean_mesh):
+    model = CycleGANModel.from_pretrained(CHECKPOINTS / "cyclegan").float().eval()
+    assert model.config.mesh_undo_range == [1.0, 1.6]
+    smile = model.generator_xy.priors[0]
+    broad = mean_mesh + 2.0 * smile  # twice its median training smile
+    reading = expression_amount(broad[None] - model.generator_yx.mean_shape, model.undo_amount_weights,
+                                model.undo_amount_bias)
+    assert reading > 1.6
+    undone = model.move_mesh(broad[None], "neutral")[0] - broad
+    model.config.mesh_undo_range = None
+    plain = model.move_mesh(broad[None], "neutral")[0] - broad
+    assert torch.allclose(undone[:, 0], plain[:, 0]) and torch.allclose(undone[:, 1:], 1.6 * plain[:, 1:], atol=1e-6)
+    model.config.mesh_undo_range = [1.0, 1.6]
+    model.save_pretrained(tmp_path / "saved")
+    loaded = CycleGANModel.from_pretrained(tmp_path / "saved").float()
+    assert torch.equal(loaded.undo_amount_weights, model.undo_amount_weights)

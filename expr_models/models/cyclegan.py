@@ -21,7 +21,8 @@ from transformers.utils import ModelOutput
 from ..faces.alignment import edit_in_frame
 from .layers import (ConvNormAct, PatchDiscriminator, PretrainedFeatureDiscriminator, ResidualBlock, UpConvNormAct,
                      init_gan_weights)
-from .mesh_gan import MeshDiscriminator, MeshMotionGenerator, amplitude_axes, check_mesh_config
+from .mesh_gan import (MeshDiscriminator, MeshMotionGenerator, amplitude_axes, check_mesh_config,
+                       check_undo_range, expression_amount, undo_by_amount)
 from .modeling_utils import ExprPreTrainedModel
 from .warp_refine import WarpRefineGenerator, check_warp_config, edit_aligned_crop
 
@@ -66,6 +67,10 @@ class CycleGANConfig(PreTrainedConfig):
             intensity 1 (absent: 1), or a pair ``[horizontal, vertical]`` of scales (``mesh_gan.amplitude_axes``),
             fitted on validation people by ``train/tools/calibrate_mesh_amplitude.py`` so that an edit goes as far as
             those people's real expressions; the intensity multiplies it.
+        mesh_undo_range: ``generator_type="mesh"``: ``[low, high]``, or None. With it, the generator to ``domain_x``
+            (undoing ``domain_y``'s expression) scales its vertical motion per face by how much of that expression
+            the face shows (``undo_amount_weights`` and ``undo_amount_bias``, saved with the weights and fitted by
+            ``train/tools/fit_undo_amount.py``; 1 = the median training face of ``domain_y``), clamped to the range.
     """
 
     model_type = "expr-cyclegan"
@@ -96,6 +101,7 @@ class CycleGANConfig(PreTrainedConfig):
     max_mesh_gain: float = 2.0
     max_mesh_residual: float = 0.03
     mesh_amplitude: dict[str, float | list[float]] | None = None
+    mesh_undo_range: list[float] | None = None
 
     def validate_cyclegan(self):
         if self.in_channels not in (1, 3):
@@ -120,6 +126,7 @@ class CycleGANConfig(PreTrainedConfig):
             raise ValueError(f"Unknown generator_type {self.generator_type!r}; expected resnet, warp_refine or mesh")
         if self.generator_type == "mesh":
             check_mesh_config(self.max_mesh_gain, self.max_mesh_residual, self.mesh_amplitude)
+            check_undo_range(self.mesh_undo_range)
         if self.generator_type == "warp_refine":
             if self.prior_gains not in (1, 2):
                 raise ValueError(f"prior_gains must be 1 or 2, got {self.prior_gains}")
@@ -209,6 +216,9 @@ class CycleGANModel(ExprPreTrainedModel):
             self.generator_xy, self.generator_yx = (
                 MeshMotionGenerator(config.mesh_points, 1, config.mesh_hidden, config.max_mesh_gain,
                                     config.max_mesh_residual, config.mesh_dims) for _ in range(2))
+            if config.mesh_undo_range is not None:  # reads how much of domain_y's expression a canonical mesh shows
+                self.register_buffer("undo_amount_weights", torch.zeros(config.mesh_points, config.mesh_dims))
+                self.register_buffer("undo_amount_bias", torch.zeros(()))
         elif config.generator_type == "warp_refine":
             window = lower_face_window if lower_face_only else None
             self.generator_xy, self.generator_yx = (
@@ -291,13 +301,19 @@ class CycleGANModel(ExprPreTrainedModel):
     def move_mesh(self, canonical: torch.Tensor, target: str, intensity: float | torch.Tensor = 1.0) -> torch.Tensor:
         """mesh only: canonical face meshes (``N x P x 2``, ``expr_models.faces.mesh_motion.normalise`` against the
         generator's ``mean_shape``) moved to the expression ``target``; ``intensity`` scales the motion (times the
-        config's ``mesh_amplitude`` for ``target``)."""
+        config's ``mesh_amplitude`` for ``target``, and back to ``domain_x`` with ``mesh_undo_range`` set, the
+        vertical motion times how much of ``domain_y``'s expression each face shows)."""
         if self.config.generator_type != "mesh":
             raise ValueError("move_mesh needs a mesh CycleGAN (generator_type='mesh')")
         generator = self.generator_to(target)
         canonical = canonical.to(generator.mean_shape)
-        return generator(canonical, canonical.new_ones(len(canonical), 1), intensity,
-                         amplitude_axes(self.config.mesh_amplitude, target, canonical.shape[-1]))
+        moved = generator(canonical, canonical.new_ones(len(canonical), 1), intensity,
+                          amplitude_axes(self.config.mesh_amplitude, target, canonical.shape[-1]))
+        if target == self.config.domain_x and self.config.mesh_undo_range is not None:
+            amount = expression_amount(canonical - generator.mean_shape, self.undo_amount_weights,
+                                       self.undo_amount_bias)
+            moved = undo_by_amount(canonical, moved, amount, *self.config.mesh_undo_range)
+        return moved
 
     def edit_photo(self, photo: np.ndarray, target: str, intensity: float = 1.0, points: np.ndarray | None = None,
                    detector=None) -> np.ndarray:

@@ -45,6 +45,34 @@ def amplitude_axes(amplitude: dict | None, target: str, dims: int) -> torch.Tens
     return torch.tensor([float(horizontal)] + [float(vertical)] * (dims - 1))
 
 
+def check_undo_range(undo_range) -> None:
+    """``mesh_undo_range``: None, or ``[low, high]`` with 0 < low <= high."""
+    if undo_range is None:
+        return
+    if not (isinstance(undo_range, (list, tuple)) and len(undo_range) == 2
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in undo_range)
+            and 0 < undo_range[0] <= undo_range[1]):
+        raise ValueError(f"mesh_undo_range must be [low, high] with 0 < low <= high, got {undo_range}")
+
+
+def expression_amount(deviations: torch.Tensor, weights: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """How much of an expression each face shows, read linearly from its canonical mesh's deviation from the mean
+    shape ``(N, P, D)``: ``(N,)``, 0 for the average face without the expression and 1 for the median training face
+    with it (the reader ``train.tools.fit_undo_amount`` fits)."""
+    return (deviations * weights.to(deviations)).flatten(1).sum(1) - bias.to(deviations)
+
+
+def undo_by_amount(source: torch.Tensor, moved: torch.Tensor, amount: torch.Tensor, low: float, high: float
+                   ) -> torch.Tensor:
+    """``moved`` (the generator's undoing of an expression from ``source``) with its vertical motion (y and depth)
+    scaled per face by the ``amount`` of the expression it shows, clamped to ``[low, high]``. Why: the generators
+    undo about the median smile on every face, so a broad CK+ or JAFFE grin kept its lifted cheeks and corners and was
+    still read as happy; the width of the mouth they already bring back as far as real people do."""
+    scale = amount.clamp(low, high).to(moved.dtype).view(-1, 1)
+    motion = moved - source
+    return source + torch.cat([motion[..., :1], motion[..., 1:] * scale[:, :, None]], dim=-1)
+
+
 class MeshEncoder(nn.Sequential):
     """Flattened (mesh - mean shape) and a condition vector -> features (LayerNorm MLP)."""
 
