@@ -110,6 +110,10 @@ _SURROUND = 0.35  # how far around a fold the skin sets the level it fades to
 _HALF_MAP_EYES = 80.0  # eye distance (px) from which the shading's map is made at half resolution
 _FOLD_ZONE_BLUR = 0.2  # how far the zone reaches past the median folds
 _FOLD_ZONE_FULL = 0.3  # the share of the broadened folds' peak at which the lift is full
+# Undoing a smile fades no shadow this near the eyes (eye distances): the lids' and the sockets' own shading is not
+# the smile's. The median smile darkens the lower lids, so the fade's zone reached them, and on 48-px faces it lifted
+# the sockets into pale rings around the eyes.
+_EYE_BAND = 0.25
 
 
 def skin_mask(points: np.ndarray, shape: tuple[int, int], erode: int, features: tuple = SKIN_FEATURES) -> np.ndarray:
@@ -187,13 +191,24 @@ def lift_creases(region: np.ndarray, weight: np.ndarray, skin: np.ndarray, eye_d
     return lifted if region.ndim == 3 else lifted[..., 0]
 
 
+def away_from_the_eyes(points: np.ndarray, shape: tuple[int, int], eye_distance: float,
+                       band: float = _EYE_BAND) -> np.ndarray:
+    """H x W float32: 0 within ``band`` eye distances of either eye's opening (``points``: the mesh, 468 x 2 px),
+    rising to 1 over a tenth of an eye distance beyond."""
+    eyes = np.zeros(shape, np.uint8)
+    for eye in (RIGHT_EYE, LEFT_EYE):
+        cv2.fillPoly(eyes, [np.round(points[list(eye)]).astype(np.int32)], 1)
+    distance = cv2.distanceTransform(1 - eyes, cv2.DIST_L2, 5)
+    return np.clip((distance - band * eye_distance) / (0.1 * eye_distance), 0.0, 1.0).astype(np.float32)
+
+
 def apply_log_shading(image: np.ndarray, target: np.ndarray, texture: np.ndarray, log_shading: np.ndarray,
                       lift: float = 0.0) -> tuple[np.ndarray, tuple[int, int, int, int] | None]:
     """``image`` (H x W (x C) uint8, a face whose mesh lies at ``target``, 468 x 2 px) multiplied by
     ``exp(log_shading)``, the texture-space map warped from ``texture`` points onto ``target``; ``lift`` > 0
     (taking a smile away, that far): the map's brightening only says where folds lie; this face's own folds in that
     zone fade instead (:func:`lift_creases`), since a median fold lifted where this face has none is a pale streak
-    beside a dark line, and a hard-lit photo's lifted cheeks turn sallow.
+    beside a dark line, and a hard-lit photo's lifted cheeks turn sallow; none within ``_EYE_BAND`` of the eyes.
     Returns the new image and the box it changed (None: nothing)."""
     image, target = np.asarray(image), np.asarray(target, np.float64)[:, :2]
     # The map at the face's own scale first: the warp counts a triangle shrunk to under a quarter as folded.
@@ -232,6 +247,7 @@ def apply_log_shading(image: np.ndarray, target: np.ndarray, texture: np.ndarray
         # Where the median folds lie, broadened; the lifting itself is left to this face's own creases.
         broad = smooth_blur(np.maximum(field, 0.0).astype(np.float32), _FOLD_ZONE_BLUR * eyes)
         fold_zone = np.clip(broad / max(_FOLD_ZONE_FULL * float(broad.max()), 1e-6), 0.0, 1.0)
+        fold_zone = fold_zone * away_from_the_eyes(target - [x0, y0], field.shape, eyes)
         field = np.minimum(field, 0.0)
     gain = np.exp(field)
     out = image.copy()
