@@ -172,47 +172,46 @@ def test_undoing_a_smile_fades_the_face_s_own_creases_and_draws_no_pale_line_bes
     assert depth_before > 25 and depth_after < 0.5 * depth_before  # the face's own fold fades
 
 
-def test_undoing_a_smile_keeps_the_shadow_under_the_nose(shading, mesh_motion):
-    """The philtrum's shadow under the nose is no smile fold: the lift leaves it (a lifted one drew a flat box under
-    the nose with a hard edge at the nose's base)."""
+def shadow_depths_when_a_smile_is_undone(shading, mesh_motion, draw) -> tuple[float, float]:
+    """How dark a soft shadow is against flat skin before and after undoing a smile over it (grey levels, the mean over
+    its core); ``draw(shadow, neutral points, eye distance)`` draws the shadow (0-1) onto ``shadow`` in place."""
     _, smiling, _ = synthetic_face(mesh_motion)
     points = mesh_motion.target_points(smiling, "neutral", "happy", 1.0)
     neutral = smiling[:, :2]
-    eyes = np.linalg.norm(neutral[33] - neutral[263])
     flat = np.full((SIZE, SIZE, 3), 150, np.uint8)
     shadow = np.zeros((SIZE, SIZE), np.float32)
-    centre = np.round(0.6 * neutral[2] + 0.4 * neutral[0]).astype(int)  # just under the nose's base
-    cv2.ellipse(shadow, tuple(centre), (int(0.12 * eyes), int(0.03 * eyes)), 0, 0, 360, 1.0, -1)
-    shadow = cv2.GaussianBlur(shadow, (0, 0), 1.5)
-    shaded_photo = np.clip(flat - 40 * shadow[..., None], 0, 255).astype(np.uint8)
-    lifted = shading.shade(shaded_photo, points, neutral)
-    core = shadow > 0.7
-    assert core.sum() > 20
-    depth_before = flat[core].mean() - shaded_photo[core].mean()
-    depth_after = flat[core].mean() - lifted[core].mean()
-    assert depth_after > 0.8 * depth_before
-
-
-def test_undoing_a_smile_leaves_the_shadow_under_the_eyes(shading, mesh_motion):
-    """The sockets' and lower lids' shadow is no smile fold: the lift leaves it (lifted, it drew pale rings around
-    48-px faces' eyes), while a fold on the cheek further down still fades."""
-    _, smiling, _ = synthetic_face(mesh_motion)
-    points = mesh_motion.target_points(smiling, "neutral", "happy", 1.0)
-    neutral = smiling[:, :2]
-    eyes = np.linalg.norm(neutral[33] - neutral[263])
-    flat = np.full((SIZE, SIZE, 3), 150, np.uint8)
-    shadow = np.zeros((SIZE, SIZE), np.float32)
-    for eye in (RIGHT_EYE, LEFT_EYE):  # a band just under each eye, within a tenth of an eye distance of it
-        lower = np.round(neutral[list(eye)].mean(0) + [0, 0.12 * eyes]).astype(int)
-        cv2.ellipse(shadow, tuple(lower), (int(0.15 * eyes), int(0.03 * eyes)), 0, 0, 360, 1.0, -1)
+    draw(shadow, neutral, np.linalg.norm(neutral[33] - neutral[263]))
     shadow = cv2.GaussianBlur(shadow, (0, 0), 1.5)
     photo = np.clip(flat - 40 * shadow[..., None], 0, 255).astype(np.uint8)
     lifted = shading.shade(photo, points, neutral)
     core = shadow > 0.7
     assert core.sum() > 20
-    depth_before = flat[core].mean() - photo[core].mean()
-    depth_after = flat[core].mean() - lifted[core].mean()
-    assert depth_after > 0.9 * depth_before
+    return flat[core].mean() - photo[core].mean(), flat[core].mean() - lifted[core].mean()
+
+
+def test_undoing_a_smile_keeps_the_shadow_under_the_nose(shading, mesh_motion):
+    """The philtrum's shadow under the nose is no smile fold: the lift leaves it (a lifted one drew a flat box under
+    the nose with a hard edge at the nose's base)."""
+
+    def under_the_nose(shadow, neutral, eyes):
+        centre = np.round(0.6 * neutral[2] + 0.4 * neutral[0]).astype(int)  # just under the nose's base
+        cv2.ellipse(shadow, tuple(centre), (int(0.12 * eyes), int(0.03 * eyes)), 0, 0, 360, 1.0, -1)
+
+    before, after = shadow_depths_when_a_smile_is_undone(shading, mesh_motion, under_the_nose)
+    assert after > 0.8 * before
+
+
+def test_undoing_a_smile_leaves_the_shadow_under_the_eyes(shading, mesh_motion):
+    """The sockets' and lower lids' shadow is no smile fold: the lift leaves it (lifted, it drew pale rings around
+    48-px faces' eyes)."""
+
+    def under_the_eyes(shadow, neutral, eyes):  # a band just under each eye, within a tenth of an eye distance of it
+        for eye in (RIGHT_EYE, LEFT_EYE):
+            lower = np.round(neutral[list(eye)].mean(0) + [0, 0.12 * eyes]).astype(int)
+            cv2.ellipse(shadow, tuple(lower), (int(0.15 * eyes), int(0.03 * eyes)), 0, 0, 360, 1.0, -1)
+
+    before, after = shadow_depths_when_a_smile_is_undone(shading, mesh_motion, under_the_eyes)
+    assert after > 0.9 * before
 
 
 def test_a_wide_blur_taken_at_a_coarser_scale_matches_the_full_one():
