@@ -195,10 +195,8 @@ def away_from_the_eyes(points: np.ndarray, shape: tuple[int, int], eye_distance:
                        band: float = _EYE_BAND) -> np.ndarray:
     """H x W float32: 0 within ``band`` eye distances of either eye's opening (``points``: the mesh, 468 x 2 px),
     rising to 1 over a tenth of an eye distance beyond."""
-    eyes = np.zeros(shape, np.uint8)
-    for eye in (RIGHT_EYE, LEFT_EYE):
-        cv2.fillPoly(eyes, [np.round(points[list(eye)]).astype(np.int32)], 1)
-    distance = cv2.distanceTransform(1 - eyes, cv2.DIST_L2, 5)
+    eyes = np.maximum(polygon_mask(points[list(RIGHT_EYE)], shape), polygon_mask(points[list(LEFT_EYE)], shape))
+    distance = cv2.distanceTransform((1 - eyes).astype(np.uint8), cv2.DIST_L2, 5)
     return np.clip((distance - band * eye_distance) / (0.1 * eye_distance), 0.0, 1.0).astype(np.float32)
 
 
