@@ -207,7 +207,8 @@ class BrowInpainterStep(InpainterStep):
                 "read_as_own_label": float(totals[:, 2].mean()), "read_as_other_label": float(totals[:, 3].mean())}
 
     def training_data_description(self) -> str:
-        return (f"Upper-face windows of labelled real faces (`{self.args.data}`, {self.args.split} split, "
+        window = "Lower-face" if self.config.region == "lower_face" else "Upper-face"
+        return (f"{window} windows of labelled real faces (`{self.args.data}`, {self.args.split} split, "
                 f"`train.tools.prepare_brows`), each its own example with its own label; per epoch (disgust four "
                 f"times, the posed sets twice): {self.examples_per_source()}.")
 
