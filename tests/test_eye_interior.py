@@ -8,7 +8,7 @@ import pytest
 import expr_models.faces.mesh_warp as mesh_warp
 from expr_models.faces.mesh_topology import LEFT_EYE, LEFT_EYE_LOWER, LEFT_EYE_UPPER, RIGHT_EYE, RIGHT_EYE_LOWER, \
     RIGHT_EYE_UPPER
-from expr_models.faces.eye_interior import SteadyIris, _white_beside_the_iris
+from expr_models.faces.eye_interior import SteadyIris, _in_the_shade_beside, _white_beside_the_iris, draw_irises
 from expr_models.faces.mesh_warp import warp_face
 from expr_models.models.mesh_motion import MeshMotionModel
 
@@ -154,3 +154,37 @@ def test_the_white_a_stretched_iris_would_cover_comes_from_beside_the_iris():
     white = _white_beside_the_iris(eye, spread, from_centre)
     assert white[20, 27, 0] >= 220  # the bright white beside the iris
     assert np.array_equal(white[~ghost], spread[~ghost])  # nothing else changes
+
+
+def test_the_held_discs_edge_draws_no_pale_ring_where_nothing_was_drawn_beside_it():
+    """The iris held a pixel smaller than it is (a sharp eye's dark limbus): its edge is softened only where a drawn
+    part meets it. Mixed with the white everywhere, it drew a thin pale ring through the input's own dark iris edge,
+    round the whole iris (London 006 opened to surprise)."""
+    size = 40
+    from_centre = np.hypot(*np.meshgrid(np.arange(size) - 20.0, np.arange(size) - 20.0))
+    crop = np.where(from_centre[..., None] < 6.5, 30, 230).astype(np.uint8).repeat(3, axis=2)  # iris radius 6.5
+    ghost = (from_centre > 6.0) & (from_centre < 8.0) & (np.arange(size)[None, :] > 26)  # drawn: right of the iris
+    eye = SteadyIris(window=(0, 0, size, size), uncovered_iris=np.zeros_like(ghost), ghost=ghost,
+                     ghost_from=np.zeros((size, size, 2), np.float32), opening=np.ones_like(ghost),
+                     shown=np.ones_like(ghost), centre=np.array([20.0, 20.0]), radius=5.0, shift=np.zeros(2),
+                     iris_colour=np.array([30.0] * 3), crop=crop)
+    edited = draw_irises(crop.copy(), [eye])
+    far_from_drawn = cv2.dilate(ghost.astype(np.uint8), np.ones((5, 5), np.uint8)) == 0
+    assert np.array_equal(edited[far_from_drawn], crop[far_from_drawn])  # the input's own dark edge kept
+    ring = (np.abs(from_centre - 5.0) < 1.0) & ~far_from_drawn
+    assert edited[ring][:, 0].max() <= 130  # where the white was drawn, the edge between is no brighter than half way
+
+
+def test_the_uncovered_top_of_the_iris_takes_the_shade_of_the_iris_beside_it():
+    """An iris is lit from below and shaded by the upper lid: its lit lower half, mirrored over the top the lids
+    uncovered, is darkened to the shown iris next to it, not drawn as a pale band above it."""
+    size = 30
+    kept = np.full((size, size, 3), 25.0, np.float32)  # the shaded iris that shows
+    mirrored = np.full((size, size, 3), 60.0, np.float32)  # its lit lower half, mirrored
+    drawn = np.zeros((size, size), bool)
+    drawn[5:8, 8:22] = True  # the uncovered top
+    iris_pixels = np.zeros_like(drawn)
+    iris_pixels[8:20, 8:22] = True
+    shaded = _in_the_shade_beside(mirrored, drawn, kept, iris_pixels, radius=10.0)
+    assert np.abs(shaded[drawn] - 25.0).max() < 1.0
+    assert np.array_equal(shaded[~drawn], mirrored[~drawn])

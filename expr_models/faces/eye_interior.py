@@ -35,6 +35,8 @@ IRIS_RADIUS_RANGE = (0.15, 0.34)
 # the white's. Half-way cut blurred 48-px irises inside their soft dark edge: the edge then stayed outside the held
 # disc, with a ring of white drawn between them (a target on a dartboard).
 IRIS_EDGE = 0.75
+# A shown pixel of the disc counts as iris where its luminance is less than this share of the way to the white's.
+IRIS_SHARE_OF_WHITE = 0.35
 # An input eye open less than this (height over width) shows too little of the iris to keep.
 MIN_OPENING = 0.12
 # The lash line: pixels within this many of the opening's edge belong to the lids.
@@ -183,6 +185,21 @@ def _white_beside_the_iris(eye: SteadyIris, white: np.ndarray, from_centre: np.n
     return np.where(usable[..., None], sampled, white)
 
 
+def _in_the_shade_beside(mirrored: np.ndarray, drawn: np.ndarray, kept: np.ndarray, iris_pixels: np.ndarray,
+                         radius: float) -> np.ndarray:
+    """``mirrored`` (the iris mirrored about its centre's row) with its ``drawn`` pixels scaled to the luminance of
+    the ``iris_pixels`` of ``kept`` around them: an iris is lit from below and shaded by the upper lid, so its lower
+    half mirrored over the uncovered top drew a pale band above the dark iris next to it (London 006 opened to
+    surprise)."""
+    if not drawn.any() or iris_pixels.sum() < 5:
+        return mirrored
+    sigma = 0.25 * radius
+    level_here = pixel_luminance(_spread(kept, iris_pixels, sigma))
+    level_drawn = pixel_luminance(_spread(mirrored, drawn, sigma))
+    gain = np.clip(level_here / np.maximum(level_drawn, 1.0), 0.25, 4.0)[..., None]
+    return np.where(drawn[..., None], mirrored * gain, mirrored)
+
+
 def draw_irises(image: np.ndarray, eyes: list[SteadyIris]) -> np.ndarray:
     """Draw into ``image`` (the warped crop, in place) around each held iris: the iris the lids uncovered (its visible
     part mirrored about its centre's row, or its median colour where that is hidden too) and the white of the eye
@@ -214,18 +231,41 @@ def draw_irises(image: np.ndarray, eyes: list[SteadyIris]) -> np.ndarray:
         iris = iris.reshape(y1 - y0, x1 - x0, channels).astype(np.float32)
         mirror_shown = cv2.remap(eye.shown.astype(np.float32), source_x - x0, mirrored_y - y0, cv2.INTER_NEAREST,
                                  borderValue=0.0) > 0.5
-        # Where the mirror is hidden too (a narrow eye opened wide), the iris that shows is continued.
         shown_iris = opening & (from_centre < eye.radius) & ~iris_new
+        # The mirrored iris in the shade of the iris beside it: the shown iris less what is nearer the white than the
+        # iris (a catchlight, the lids' pale margins the warp left inside the disc).
+        iris_level = float(pixel_luminance(eye.iris_colour[None])[0])
+        white_level = float(np.median(luminance[known]))
+        iris_like = shown_iris & (luminance < iris_level + IRIS_SHARE_OF_WHITE * (white_level - iris_level))
+        iris = _in_the_shade_beside(iris, iris_new & mirror_shown, kept, iris_like, eye.radius)
+        # Where the mirror is hidden too (a narrow eye opened wide), the iris that shows is continued. (Continued from
+        # the iris-like pixels alone, it drew dark bars over the lid skin of narrow eyes, whose mesh contour lies
+        # outside the visible opening: London 005.)
         if (iris_new & ~mirror_shown).any() and shown_iris.sum() >= 5:
             continued = _spread(kept, shown_iris, 0.25 * eye.radius)
         else:
             continued = np.broadcast_to(eye.iris_colour.reshape(1, 1, -1), iris.shape)
         iris = np.where(mirror_shown[..., None], iris, continued)
-        iris = np.where(iris_new[..., None], iris, kept)  # the disc's own pixels where the input showed them
-        in_iris = np.clip(eye.radius + 0.5 - from_centre, 0, 1)[..., None]
-        drawn = iris * in_iris + white * (1 - in_iris)
-        edge = opening & (np.abs(from_centre - eye.radius) < 1.0)  # the limbus, softened
-        changed = iris_new | ghost | edge
+        drawn = np.where(iris_new[..., None], iris, np.where(ghost[..., None], white, kept))
+        # The limbus, softened across a pixel where a drawn part meets it: each edge pixel mixes what lies a pixel
+        # inside the disc with what lies a pixel outside, along its radius. Mixed with the spread white everywhere,
+        # the edge drew a thin pale ring where the lid's shade or the input's own iris lies just outside the disc.
+        to_draw = iris_new | ghost
+        near_drawn = cv2.dilate(to_draw.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+        edge = opening & (np.abs(from_centre - eye.radius) < 1.0) & near_drawn
+        if edge.any():
+            along_x = (grid_x - eye.centre[0]) / np.maximum(from_centre, 1e-6)
+            along_y = (grid_y - eye.centre[1]) / np.maximum(from_centre, 1e-6)
+
+            def at_radius(radius: float) -> np.ndarray:
+                return cv2.remap(drawn.astype(np.float32), (eye.centre[0] + along_x * radius - x0).astype(np.float32),
+                                 (eye.centre[1] + along_y * radius - y0).astype(np.float32), cv2.INTER_LINEAR,
+                                 borderMode=cv2.BORDER_REPLICATE).reshape(drawn.shape)
+
+            in_iris = np.clip(eye.radius + 0.5 - from_centre, 0, 1)[..., None]
+            softened = at_radius(eye.radius - 1.0) * in_iris + at_radius(eye.radius + 1.0) * (1 - in_iris)
+            drawn = np.where(edge[..., None], softened, drawn)
+        changed = to_draw | edge
         drawn = with_grain(drawn, kept, changed, opening & ~changed)
         out = np.clip(np.round(drawn), 0, 255).astype(np.uint8)
         np.copyto(window, out, where=changed[..., None])
