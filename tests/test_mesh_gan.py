@@ -142,7 +142,7 @@ def test_a_target_s_amplitude_scales_what_it_adds_and_the_neutral_one_the_undoin
     sagan = SAGANModel.from_pretrained(CHECKPOINTS / "sagan").float().eval()
     generator, names = sagan.generator, list(sagan.config.class_names)
     conditions = sagan.mesh_conditions("sad", "happy", 1)
-    sagan.config.mesh_amplitude = None
+    sagan.config.mesh_amplitude = sagan.config.mesh_undo_sideways_max_gain = None
     _, gain = generator.motion(mean_mesh[None], conditions)
     one = sagan.move_mesh(mean_mesh[None], "sad", "happy")[0]
     sagan.config.mesh_amplitude = {"sad": 2.0}
@@ -157,6 +157,34 @@ def test_a_target_s_amplitude_scales_what_it_adds_and_the_neutral_one_the_undoin
     sagan.config.mesh_amplitude = None
     assert torch.allclose(plain_neutral, 1.5 * (sagan.move_mesh(mean_mesh[None], "neutral", "happy")[0] - mean_mesh),
                           atol=1e-6)
+
+
+def test_the_sagan_undoes_a_smile_sideways_no_further_than_its_prior(mean_mesh):
+    """The gain head undoes FER2013's and CK+'s smiles about 1.4 times the median smile, and sideways that narrowed
+    their mouths 11% below real neutral ones (pinched into a knot on the way to sad): the undoing's sideways gain is
+    capped at 1; its vertical motion and the target's own part keep the whole gain."""
+    sagan = SAGANModel.from_pretrained(CHECKPOINTS / "sagan").float().eval()
+    assert sagan.config.mesh_undo_sideways_max_gain == 1.0
+    generator, names = sagan.generator, list(sagan.config.class_names)
+    happy = generator.priors[names.index("happy")].detach()
+    smile = (mean_mesh + 1.5 * happy)[None]
+    sagan.config.mesh_amplitude = None
+    for target in ("neutral", "sad"):
+        with torch.no_grad():
+            gain = float(generator.motion(smile, sagan.mesh_conditions(target, "happy", 1))[1])
+        assert gain > 1.2
+        capped = sagan.move_mesh(smile, target, "happy")[0]
+        sagan.config.mesh_undo_sideways_max_gain = None
+        free = sagan.move_mesh(smile, target, "happy")[0]
+        sagan.config.mesh_undo_sideways_max_gain = 1.0
+        assert torch.allclose(capped[:, 0] - free[:, 0], (gain - 1.0) * happy[:, 0], atol=1e-5)
+        assert torch.allclose(capped[:, 1:], free[:, 1:], atol=1e-6)
+        assert mouth_width(capped) > mouth_width(free) + 0.03
+    neutral_to_sad = sagan.move_mesh(mean_mesh[None], "sad", "neutral")  # nothing undone: the cap changes nothing
+    sagan.config.mesh_undo_sideways_max_gain = None
+    assert torch.equal(neutral_to_sad, sagan.move_mesh(mean_mesh[None], "sad", "neutral"))
+    with pytest.raises(StrictDataclassClassValidationError, match="mesh_undo_sideways_max_gain"):
+        SAGANConfig(generator_type="mesh", in_channels=3, mesh_undo_sideways_max_gain=0.0)
 
 
 def test_an_amplitude_must_be_positive():

@@ -115,24 +115,35 @@ class MeshMotionGenerator(nn.Module):
             init.zeros_(head.bias)
 
     def motion(self, meshes: torch.Tensor, conditions: torch.Tensor, prior_axes: torch.Tensor | None = None,
-               residual_axes: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+               residual_axes: torch.Tensor | None = None, undo_gain_cap: torch.Tensor | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor]:
         """The predicted displacement ``(N, P, D)`` and the per-face gain ``(N,)``; ``prior_axes`` ``(C, D)`` and
-        ``residual_axes`` ``(D,)`` scale the priors' and the residual's parts per coordinate (absent: 1)."""
+        ``residual_axes`` ``(D,)`` scale the priors' and the residual's parts per coordinate (absent: 1).
+        ``undo_gain_cap`` ``(D,)``: the largest gain per coordinate on the priors weighed negatively (the undoing of
+        a source expression); the priors weighed positively keep the whole gain."""
         centred = (meshes - self.mean_shape).flatten(1)
         features = self.encoder(torch.cat([centred, conditions.to(centred.dtype)], dim=1))
         gain = self.max_gain ** torch.tanh(self.to_gain(features)).squeeze(1)
         priors = self.priors if prior_axes is None else self.priors * prior_axes.to(self.priors)[:, None, :]
-        prior = torch.einsum("nc,cpd->npd", conditions.to(priors.dtype), priors)
+        conditions = conditions.to(priors.dtype)
+        if undo_gain_cap is None:
+            prior = gain.view(-1, 1, 1) * torch.einsum("nc,cpd->npd", conditions, priors)
+        else:
+            adding = torch.einsum("nc,cpd->npd", conditions.clamp_min(0), priors)
+            undoing = torch.einsum("nc,cpd->npd", conditions.clamp_max(0), priors)
+            capped = torch.minimum(gain.view(-1, 1, 1), undo_gain_cap.to(gain).view(1, 1, -1))
+            prior = gain.view(-1, 1, 1) * adding + capped * undoing
         residual = self.max_residual * torch.tanh(self.to_residual(features)).view_as(meshes)
         if residual_axes is not None:
             residual = residual * residual_axes.to(residual)
-        return gain.view(-1, 1, 1) * prior + residual, gain
+        return prior + residual, gain
 
     def forward(self, meshes: torch.Tensor, conditions: torch.Tensor, intensity: float | torch.Tensor = 1.0,
-                axes: torch.Tensor | None = None, prior_axes: torch.Tensor | None = None) -> torch.Tensor:
+                axes: torch.Tensor | None = None, prior_axes: torch.Tensor | None = None,
+                undo_gain_cap: torch.Tensor | None = None) -> torch.Tensor:
         if prior_axes is None and axes is not None:  # one scale per coordinate for the whole motion
             prior_axes = axes.expand(self.n_conditions, -1)
-        displacement, _ = self.motion(meshes, conditions, prior_axes, axes)
+        displacement, _ = self.motion(meshes, conditions, prior_axes, axes, undo_gain_cap)
         if torch.is_tensor(intensity):
             intensity = intensity.view(-1, 1, 1)
         return meshes + intensity * displacement
