@@ -9,9 +9,9 @@ import pytest
 
 from expr_models.components import COMPONENT_BY_MODEL_TYPE, model_class
 from expr_models.faces.mesh_topology import LIPS_INNER, LIPS_OUTER
-from expr_models.faces.mesh_warp import warp_face
-from expr_models.faces.mouth_fill import (HIGHLIGHT_MAX, TEMPLATE, inset, lip_shape, luminance, relight,
-                                          to_mouth_frame)
+from expr_models.faces.mesh_warp import OWN_TEETH_MAX_STRETCH, warp_face
+from expr_models.faces.mouth_fill import (HIGHLIGHT_MAX, TEMPLATE, inset, lip_shape, luminance, opening_height,
+                                          relight, to_mouth_frame)
 
 BANK = Path("checkpoints/mouth_exemplars")
 SIZE = 400
@@ -179,3 +179,27 @@ def test_stored_teeth_set_among_the_persons_own_take_their_colour(bank, mesh_mot
     # A mouth that was closed has no teeth of its own to match: the stored ones keep their relit colour.
     fresh = warp_face(photo, points[:, :2], big, mouth=bank)
     assert np.abs(fresh.image[fresh.gap > 0.5].astype(np.float32).mean(0) - own_colour).max() > 20
+
+
+def test_a_mouth_open_onto_its_own_teeth_opened_a_little_further_keeps_them(bank, mesh_motion):
+    """A smile that shows teeth, opened 1.7 times taller: the whole opening is the person's own interior, stretched,
+    not stored teeth in the new rows around the warped own ones (on the astronaut, a mosaic with a chipped tooth).
+    Opened 2.2 times taller the stored mouth fills the new gap (the test above)."""
+    photo, points, _ = synthetic_face(mesh_motion)
+    smile = mesh_motion.target_points(points, "neutral", "happy", 0.75)
+    broader = mesh_motion.target_points(points, "neutral", "happy", 1.5)
+    assert 1.6 < opening_height(broader[list(LIPS_INNER)]) / opening_height(smile[list(LIPS_INNER)]) \
+        < OWN_TEETH_MAX_STRETCH
+    smiling = warp_face(photo, points[:, :2], smile, mouth=bank).image
+    own = np.zeros(photo.shape[:2], np.uint8)
+    cv2.fillPoly(own, [np.round(smile[list(LIPS_INNER)]).astype(np.int32)], 1)
+    # The person's own teeth: bright, darkening from right to left, a layout no stored mouth has.
+    ys, xs = np.nonzero(own)
+    shade = 0.55 + 0.45 * (xs - xs.min()) / max(np.ptp(xs), 1)
+    smiling[ys, xs] = np.round(np.array([230, 225, 210])[None] * shade[:, None]).astype(np.uint8)
+    wider = warp_face(smiling, smile, broader, mouth=bank)
+    ys, xs = np.nonzero(wider.gap > 0.9)
+    assert len(ys) >= 300
+    # Where the opening is new, the interior follows the own teeth's layout (darker to the left); the stored teeth
+    # there did not (correlation -0.2).
+    assert np.corrcoef(xs, luminance(wider.image[ys, xs]))[0, 1] > 0.9

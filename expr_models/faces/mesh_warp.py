@@ -29,6 +29,7 @@ from .region_redraw import learned_region
 from .eye_interior import draw_irises, steady_irises
 from .mouth_opening import (SHIFT, area2, box_around, cavity_colour, closed_share, draw_seam, into_the_lips, is_open,
                             mesh_missed, mouth_cavity, new_gap, polygon_mask, real_opening, whole_opening)
+from .mouth_fill import fill_mouth, inset, luminance, opening_height, piecewise_affine, region_mean
 from .mouth_redraw import MouthRedraw, learned_redraw
 
 # A point that moves less than this (px) counts as still: triangles whose corners are all still are left as they are
@@ -353,21 +354,43 @@ def warp_face(crop: np.ndarray, source: np.ndarray, target: np.ndarray, mouth=No
     return WarpResult(image, box, result.gap)
 
 
+# A mouth already open onto its own teeth and opened at most this many times taller keeps its own teeth, stretched:
+# 1.64 times on the astronaut's broad smile taken to happy, where the stored teeth filling the new rows around hers
+# drew a mosaic with a chipped tooth; at 2.3 times (a London smile) they became fangs, and a stored mouth is better.
+OWN_TEETH_MAX_STRETCH = 1.8
+
+
+def own_interior_fill(image: np.ndarray, gap: np.ndarray, crop: np.ndarray, source_lips: np.ndarray,
+                      target_lips: np.ndarray) -> np.ndarray:
+    """The whole opening between ``target_lips`` (and ``gap``) filled with the crop's own interior between
+    ``source_lips`` (20 x 2 each), mapped polygon to polygon at the crop's resolution (cubic), into ``image`` in
+    place."""
+    alpha = whole_opening(crop.shape[:2], target_lips)
+    alpha = gap if alpha is None else np.maximum(alpha, gap)
+    ys, xs = np.nonzero(alpha > 0)
+    y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+    # Inset a little: the mesh's inner-lip line often lies on the lip, whose pink must not be stretched in.
+    warped, _ = piecewise_affine(crop[..., :3], inset(source_lips, 0.05), inset(target_lips, 0.05),
+                                 (y1 - y0, x1 - x0), (x0, y0), cv2.INTER_CUBIC)
+    a = alpha[y0:y1, x0:x1][..., None]
+    region = image[y0:y1, x0:x1]
+    blended = np.clip(np.round(region * (1.0 - a) + warped.astype(np.float32) * a), 0, 255).astype(np.uint8)
+    np.copyto(region, blended, where=a > 0)
+    return image
+
+
 def exemplar_fill(mouth) -> MouthFill:
     """The fill that warps ``mouth.closest(target inner lips)`` into the new gap, relit to the source's lips (and, where
     the source's mouth was already open, coloured like its own teeth); None where the bank has no mouth close enough
-    (the caller paints the dark cavity)."""
+    (the caller paints the dark cavity). A mouth already open onto its own teeth and opened at most
+    ``OWN_TEETH_MAX_STRETCH`` times taller keeps its own interior instead (:func:`own_interior_fill`)."""
     from .mesh_topology import LIPS_INNER, LIPS_OUTER
-    from .mouth_fill import fill_mouth, luminance, region_mean
 
     def fill(image, gap, crop, source, target):
         inner, outer = list(LIPS_INNER), list(LIPS_OUTER)
         x0, y0, x1, y1 = box_around(crop.shape[:2], source[outer], target[outer])
         window = crop[y0:y1, x0:x1, :3].astype(np.int16)
         grey = not np.abs(np.diff(window, axis=2)).any()  # a grey photo in RGB gets grey teeth
-        exemplar = mouth.closest(target[inner])
-        if exemplar is None:  # no stored mouth has this shape
-            return None
         person_lips = region_mean(crop[..., :3], source[outer], source[inner])
         own = None
         if is_open(source, np.array(inner)):
@@ -377,6 +400,11 @@ def exemplar_fill(mouth) -> MouthFill:
             # mouth (a gasp) has none to give, and would darken them.
             if not len(own) or np.median(luminance(own)) <= luminance(person_lips):
                 own = None
+        if own is not None and opening_height(target[inner]) <= OWN_TEETH_MAX_STRETCH * opening_height(source[inner]):
+            return own_interior_fill(image, gap, crop, source[inner], target[inner])
+        exemplar = mouth.closest(target[inner])
+        if exemplar is None:  # no stored mouth has this shape
+            return None
         return fill_mouth(image, gap, target[inner], exemplar, person_lips, grey=grey, own_interior=own)
 
     return fill

@@ -110,6 +110,13 @@ def inset(inner_lips: np.ndarray, amount: float) -> np.ndarray:
     return lips
 
 
+def opening_height(inner_lips: np.ndarray) -> float:
+    """The mean distance between each upper inner-lip point and the lower one facing it (pixels of the points)."""
+    lips = np.asarray(inner_lips, np.float64)[:, :2]
+    upper = np.arange(1, UPPER - 1)
+    return float(np.linalg.norm(lips[2 * UPPER - 2 - upper] - lips[upper], axis=1).mean())
+
+
 def to_mouth_frame(photo: np.ndarray, inner_lips: np.ndarray, amount: float = 0.1) -> np.ndarray:
     """The open mouth's interior inside ``inner_lips`` (20 x 2, photo pixels; inset by ``amount``, see
     :func:`inset`) in the mouth frame (48 x 128 x 3)."""
