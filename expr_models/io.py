@@ -108,8 +108,11 @@ def photo_metadata(image: Image.Image) -> dict[str, bytes]:
 # ---------------------------------------------------------------------------------------------------------------------
 
 OUTPUT_FORMATS = {"png": "PNG", "webp": "WEBP", "jpg": "JPEG"}  # --format -> Pillow format; the name is the suffix
-# zlib level 1 writes a 1 MP photo several times faster than Pillow's default (6) for files only slightly larger.
+# zlib level 1 writes a 1 MP photo several times faster than Pillow's default (6) for files only slightly larger;
+# its run-length strategy (Z_RLE) is faster still on photos and mostly smaller (astronaut at 1 MP: 62 -> 56 ms,
+# 1.28 -> 1.16 MB).
 PNG_COMPRESS_LEVEL = 1
+PNG_COMPRESS_TYPE = 3  # zlib's Z_RLE
 
 
 def save_image(image: Image.Image, destination: str | os.PathLike | io.BytesIO, format: str = "png",
@@ -123,7 +126,7 @@ def save_image(image: Image.Image, destination: str | os.PathLike | io.BytesIO, 
     metadata = photo_metadata(image) if metadata is None else metadata
     options: dict[str, Any] = {key: value for key, value in metadata.items() if value}
     if format == "png":
-        options["compress_level"] = PNG_COMPRESS_LEVEL
+        options.update(compress_level=PNG_COMPRESS_LEVEL, compress_type=PNG_COMPRESS_TYPE)
     else:
         options["quality"] = quality
     image.save(destination, OUTPUT_FORMATS[format], **options)

@@ -76,7 +76,11 @@ class FaceResult:
     reading_after: Reading | None = None  # and of the same square in the edited photo
 
     def to_dict(self) -> dict:
-        return {**self.box.to_dict(), "seconds": round(self.seconds, 3), "source_expression": self.source_expression}
+        readings = {name: None if reading is None else {label: round(p, 4) for label, p in reading.items()}
+                    for name, reading in (("reading_before", self.reading_before),
+                                          ("reading_after", self.reading_after))}
+        return {**self.box.to_dict(), "seconds": round(self.seconds, 3), "source_expression": self.source_expression,
+                **readings}
 
 
 @dataclass
@@ -282,14 +286,16 @@ class ExpressionEditor:
     def edit(self, image: Any, method: str = "cyclegan", target: str | None = "happy", intensity: float = 1.0,
              reference: Any = None, progress_callback: ProgressCallback | None = None,
              max_faces: int | None = -1, steps: int | None = None, read_expressions: bool = True,
-             **controls: Any) -> EditResult:
+             read_edited: bool = True, **controls: Any) -> EditResult:
         """Edit every face (the ``max_faces`` largest; ``-1`` means the editor's default) of ``image``.
 
         ``image``: a photo (path, bytes, file object, PIL image or array) or the :class:`Detection` of one, which skips
         decoding and detection. ``steps``: neural style transfer's optimisation steps for this call (default: the
         editor's ``nst_steps``). ``read_expressions=False`` skips the classifier's readings (``reading_before`` and
         ``reading_after`` stay None; the SA-GAN's ``intensity`` then walks from no particular expression, a blend):
-        a live webcam frame needs none. ``controls``: the method's own options (``EditingMethod.controls``); a name
+        a live webcam frame needs none. ``read_edited=False`` skips only the reading of the edited faces
+        (``reading_after``), which steers nothing: a caller that will not show it saves a classifier pass (the CLI
+        without ``--json``). ``controls``: the method's own options (``EditingMethod.controls``); a name
         the method does not take raises ``TypeError``.
 
         Raises :class:`UnknownMethodError`, :class:`UnknownExpressionError`, :class:`ImageLoadError` and its
@@ -352,7 +358,8 @@ class ExpressionEditor:
                 mask = self.processor.blend_mask(transform, box, photo)
             output = self.processor.paste(output, edited, transform, mask, out=output)
             faces.append(FaceResult(box, transform, mask, time.perf_counter() - face_start, source_expression, reading))
-        for face, reading in zip(faces, (self.read_expressions(output, boxes) if read_expressions else None) or []):
+        read_after = read_expressions and read_edited
+        for face, reading in zip(faces, (self.read_expressions(output, boxes) if read_after else None) or []):
             face.reading_after = reading
         timings["edit"] = time.perf_counter() - tick
         # A Detection made earlier: its load and detect times are part of the total.

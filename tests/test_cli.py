@@ -11,6 +11,7 @@ import torch
 from PIL import Image
 
 from expr_models.cli import build_parser, main, safe_stem
+from expr_models.labels import EXPRESSIONS
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -121,6 +122,30 @@ def test_all_good_exit_zero_and_human_output(tmp_path, photos, models, capsys):
     captured = capsys.readouterr()
     assert code == 0 and "1 face" in captured.out and captured.err.count("error") == 0
     assert (tmp_path / "out" / "a.png").is_file()
+
+
+def test_json_reports_the_readings_and_plain_runs_skip_the_edited_ones(tmp_path, photos, models, capsys,
+                                                                         monkeypatch):
+    from expr_models.pipeline import ExpressionEditor
+
+    with_classifier = tmp_path / "models"
+    shutil.copytree(models, with_classifier)
+    shutil.copytree(ROOT / "checkpoints" / "classifier", with_classifier / "classifier")
+    photos["astronaut"].save(tmp_path / "a.jpg")
+    calls = []
+    read = ExpressionEditor.read_expressions
+    monkeypatch.setattr(ExpressionEditor, "read_expressions",
+                        lambda self, *args: calls.append(1) or read(self, *args))
+    command = ["edit", str(tmp_path / "a.jpg"), "--to", "happy", "--models", str(with_classifier), "--max-faces", "1"]
+    assert main(command + ["--out", str(tmp_path / "plain")]) == 0
+    assert len(calls) == 1  # the input's reading steers the edit; nothing would show the result's
+    capsys.readouterr()
+    assert main(command + ["--out", str(tmp_path / "json"), "--json"]) == 0
+    face = json.loads(capsys.readouterr().out)["files"][0]["faces"][0]
+    assert len(calls) == 3
+    for reading in (face["reading_before"], face["reading_after"]):
+        assert set(reading) == set(EXPRESSIONS) and abs(sum(reading.values()) - 1) < 1e-3
+    assert face["source_expression"] == max(face["reading_before"], key=face["reading_before"].get)
 
 
 def test_missing_inputs_are_reported(tmp_path, photos, models, capsys):

@@ -417,6 +417,10 @@ def test_readings_before_and_after(astronaut):
     assert max(face.reading_after, key=face.reading_after.get) == "sad"
     assert abs(sum(face.reading_before.values()) - 1.0) < 1e-5
     assert editor.read_expressions(astronaut, []) == []
+    # read_edited=False keeps the reading that steers the edit and skips the one of the result.
+    unread = editor.edit(astronaut, target="happy", read_edited=False).faces[0]
+    assert unread.source_expression == "sad" and unread.reading_before == face.reading_before
+    assert unread.reading_after is None
     # Without a classifier there is no reading; steps= sets NST's steps for one call.
     plain = ExpressionEditor(models_dir=None, nst_steps=50, nst_resolution=32, models={
         "style_features": StyleFeatureExtractor(StyleFeatureConfig(architecture="mobilenet_v2"))})

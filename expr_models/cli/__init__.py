@@ -187,8 +187,10 @@ def run_edit(args: argparse.Namespace) -> int:
             path = record["input"]
             start = time.perf_counter()
             try:
+                # Without --json nothing shows the edited faces' readings: skip that classifier pass.
                 result = editor.edit(photo.result(), method=args.method, target=target, intensity=args.intensity,
-                                     reference=reference, max_faces=args.max_faces, **controls)
+                                     reference=reference, max_faces=args.max_faces, read_edited=args.json,
+                                     **controls)
                 output = names(path)
                 record.update(output=str(output), **result.to_dict(), controls=controls)
                 writes.append((record, writer.submit(_write, result, output, args.format)))
