@@ -6,11 +6,11 @@ through the CLI, with both, without the shading, and with neither, in one run.
 
 The photo: scikit-image's astronaut (public domain), whose smile shows teeth, enlarged to 1 MP (1024 x 1024) and
 saved as a JPEG. CLI: ``python -m expr_models edit --to neutral`` on N + 1 copies, PNG out, seconds per photo after
-the first (``user_latency.cli_seconds_per_photo``), once with the committed checkpoints, once with the same folder
-less ``expression_shading``, and once less that and ``mouth_inpainter`` (the warp then leaves a dark seam where the
-lips meet). Beside them ``editor.edit`` alone for each. Then, with one core held by a spinning process (a shared
-Space, a second job), ``editor.edit`` alone with the editor's thread cap (one thread for the networks, the default)
-against two threads, in the same run. Writes benchmarks/results/mouth_latency.json.
+the first (``user_latency.cli_seconds_per_photo``: the median of three pairs of runs), once with the committed
+checkpoints, once with the same folder less ``expression_shading``, and once less that and ``mouth_inpainter`` (the
+warp then leaves a dark seam where the lips meet). Beside them ``editor.edit`` alone for each. Then, with one core held
+by a spinning process (a shared Space, a second job), ``editor.edit`` alone with the editor's thread cap (one thread
+for the networks, the default) against two threads, in the same run. Writes benchmarks/results/mouth_latency.json.
 """
 
 from __future__ import annotations
