@@ -237,6 +237,12 @@ def draw_irises(image: np.ndarray, eyes: list[SteadyIris]) -> np.ndarray:
         iris_level = float(pixel_luminance(eye.iris_colour[None])[0])
         white_level = float(np.median(luminance[known]))
         iris_like = shown_iris & (luminance < iris_level + IRIS_SHARE_OF_WHITE * (white_level - iris_level))
+        # The uncovered iris is drawn only where it joins the iris that shows: on a narrow eye whose mesh contour lies
+        # on the lid, the input's lid skin sits inside the held disc, and the iris drawn above it floated there as a
+        # dark bar over the eye (London 005 opened to surprise). Left undrawn, those pixels keep the warped lid.
+        _, parts = cv2.connectedComponents((iris_new | iris_like).astype(np.uint8), connectivity=8)
+        joined = np.unique(parts[iris_like])
+        iris_new = iris_new & np.isin(parts, joined[joined > 0])
         iris = _in_the_shade_beside(iris, iris_new & mirror_shown, kept, iris_like, eye.radius)
         # Where the mirror is hidden too (a narrow eye opened wide), the iris that shows is continued. (Continued from
         # the iris-like pixels alone, it drew dark bars over the lid skin of narrow eyes, whose mesh contour lies
