@@ -16,8 +16,8 @@ from .methods.mesh import MeshMotionEdit
 from .methods.nst import StyleTransferEdit
 from .methods.sagan import SAGANEdit
 from .models.average_edit import AverageEditConfig, AverageEditModel
-from .models.brow_inpainter import (BrowInpainterConfig, BrowInpainterModel, LowerFaceInpainterConfig,
-                                    LowerFaceInpainterModel)
+from .models.brow_inpainter import (BrowInpainterConfig, BrowInpainterModel, EyesInpainterConfig, EyesInpainterModel,
+                                    LowerFaceInpainterConfig, LowerFaceInpainterModel)
 from .models.classifier import ExpressionClassifier, ExpressionClassifierConfig
 from .models.cyclegan import CycleGANConfig, CycleGANModel
 from .models.expression_shading import ExpressionShadingConfig, ExpressionShadingModel
@@ -44,6 +44,7 @@ COMPONENTS: dict[str, tuple[type, type]] = {
     "mouth_inpainter": (MouthInpainterConfig, MouthInpainterModel),
     "brow_inpainter": (BrowInpainterConfig, BrowInpainterModel),
     "lower_face_inpainter": (LowerFaceInpainterConfig, LowerFaceInpainterModel),
+    "eyes_inpainter": (EyesInpainterConfig, EyesInpainterModel),
     "expression_shading": (ExpressionShadingConfig, ExpressionShadingModel),
     "second_reader": (SecondReaderConfig, SecondReader),  # the evaluation's independent reader
 }

@@ -1,7 +1,9 @@
 """Train the learned brows (``expr_models.models.brow_inpainter``) without pairs: every labelled real face's upper
 face is hidden and redrawn, for its own label (against the picture) and for a random other one (against the
 discriminator). ``--region lower_face`` trains the learned lower face (``LowerFaceInpainterModel``: the cheeks, folds,
-lips and chin) the same way, on ``prepare_brows --region lower_face``'s windows (README, "The learned lower face").
+lips and chin) the same way, on ``prepare_brows --region lower_face``'s windows (README, "The learned lower face");
+``--region eyes`` the learned eyes (``EyesInpainterModel``: the eyes, their lids and the skin up to the brows) on the
+brows' own windows (README, "The learned eyes").
 
     python -m train.tools.cache_meshes --sets fer2013_train ckplus48 jaffe fei london
     python -m train.tools.prepare_brows                                       # prepared/brows

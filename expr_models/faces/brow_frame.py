@@ -22,7 +22,8 @@ import cv2
 import numpy as np
 
 from .aligned_frame import EyeLevelFrame, grown
-from .mesh_topology import LEFT_BROW, LEFT_BROW_UPPER, LEFT_EYE, RIGHT_BROW, RIGHT_BROW_UPPER, RIGHT_EYE
+from .mesh_topology import (LEFT_BROW, LEFT_BROW_LOWER, LEFT_BROW_UPPER, LEFT_EYE, RIGHT_BROW, RIGHT_BROW_LOWER,
+                            RIGHT_BROW_UPPER, RIGHT_EYE)
 
 FRAME_HEIGHT = 40
 FRAME_WIDTH = 56
@@ -61,3 +62,14 @@ def brow_hole(frame_points: np.ndarray, margin: float, feather: float = 1.5) -> 
     hull = cv2.convexHull(region.astype(np.float32))[:, 0]
     eyes = BrowFrame.draw([points[list(RIGHT_EYE)], points[list(LEFT_EYE)]]) > 0.25
     return grown(BrowFrame.draw([hull]) > 0.5, margin, feather) * (1.0 - grown(eyes, 1.0, 1.0))
+
+
+def eye_hole(frame_points: np.ndarray, margin: float, feather: float = 1.5) -> np.ndarray:
+    """H x W float32: each eye, its lids and the skin between it and its brow's lower edge, grown by ``margin`` frame
+    pixels and feathered. Where a warp opens a squinting eye, it stretches the dark slit and lashes into a dark blot
+    (there is no white or iris to move); where it lifts a lowered brow, the brow's shadow is drawn down over the lid.
+    The learned eyes draw this region anew."""
+    points = np.asarray(frame_points, np.float64)[:, :2]
+    hulls = [cv2.convexHull(points[list(eye) + list(brow_lower)].astype(np.float32))[:, 0]
+             for eye, brow_lower in ((RIGHT_EYE, RIGHT_BROW_LOWER), (LEFT_EYE, LEFT_BROW_LOWER))]
+    return grown(BrowFrame.draw(hulls) > 0.5, margin, feather)

@@ -5,7 +5,8 @@ the maps its model is conditioned on, and its hole.
     frame = region.frame.from_points(points)                 # a 468-point mesh in photo pixels
     maps, hole = region.maps(frame.to_frame(points)), region.hole(frame.to_frame(points), margin)
 
-``upper_face``: the brows, the glabella and a band of forehead (``brow_frame``); ``lower_face``: the cheeks, the
+``upper_face``: the brows, the glabella and a band of forehead (``brow_frame``); ``eyes``: the eyes, their lids and
+the skin up to the brows, in the same frame; ``lower_face``: the cheeks, the
 nasolabial folds, the lips and the chin (``lower_face_frame``).
 """
 
@@ -37,6 +38,7 @@ class InpaintRegion:
 REGIONS = {
     "upper_face": InpaintRegion(brow_frame.BrowFrame, brow_frame.brow_maps, brow_frame.brow_hole, 2,
                                 brow_frame.EYE_DISTANCE),
+    "eyes": InpaintRegion(brow_frame.BrowFrame, brow_frame.brow_maps, brow_frame.eye_hole, 2, brow_frame.EYE_DISTANCE),
     "lower_face": InpaintRegion(lower_face_frame.LowerFaceFrame, lower_face_frame.lower_face_maps,
                                 lower_face_frame.lower_face_hole, 3, lower_face_frame.EYE_DISTANCE,
                                 lower_face_frame.fits),

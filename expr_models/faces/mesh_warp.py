@@ -301,7 +301,7 @@ def warp_crop(crop: np.ndarray, source: np.ndarray, target: np.ndarray, inner_li
 
 
 def warp_face(crop: np.ndarray, source: np.ndarray, target: np.ndarray, mouth=None, exemplars=None, shading=None,
-              expressions: dict[str, float] | None = None, brows=None, lower_face=None,
+              expressions: dict[str, float] | None = None, brows=None, lower_face=None, eyes=None,
               expression: str | None = None, intensity: float = 1.0, **options) -> WarpResult:
     """:func:`warp_crop` for MediaPipe Face Mesh points (468 x 3, or x 2 without the depth that orders overlapping
     triangles): its triangles (with the mouth and eye strips), its face oval as the boundary to the anchor ring, its
@@ -319,7 +319,9 @@ def warp_face(crop: np.ndarray, source: np.ndarray, target: np.ndarray, mouth=No
     which redraw the upper face for the target ``expression`` at ``intensity`` (:func:`~.region_redraw.learned_region`),
     last: a frown's furrows and lowered brows, which neither the warp nor the shading takes away, go. ``lower_face``:
     the learned lower face (``LowerFaceInpainterModel``), which redraws the cheeks, folds and lips the same way, before
-    the brows: an undone smile's folds and lit cheeks go, where the shading would darken them into a blot.
+    the brows: an undone smile's folds and lit cheeks go, where the shading would darken them into a blot. ``eyes``:
+    the learned eyes (``EyesInpainterModel``), which redraw the eyes, their lids and the skin up to the brows, after the
+    lower face and before the brows: a squint opened by the warp is its dark slit stretched into a blot.
 
     Why the learned mouth does not open mouths here: at 1024 px its teeth are softer than an exemplar's real ones, and
     on round surprised mouths it drew lips and teeth where the dark cavity read as surprise (held-out success, SA-GAN
@@ -338,7 +340,7 @@ def warp_face(crop: np.ndarray, source: np.ndarray, target: np.ndarray, mouth=No
                        triangles=np.array(TRIANGLES + MOUTH_TRIANGLES + EYE_TRIANGLES), boundary=np.array(FACE_OVAL),
                        eyes=[(RIGHT_EYE, (RIGHT_EYE_UPPER[0], RIGHT_EYE_UPPER[-1])),
                              (LEFT_EYE, (LEFT_EYE_UPPER[0], LEFT_EYE_UPPER[-1]))], **options)
-    redraws = [model for model in (lower_face, brows) if model is not None] if expression is not None else []
+    redraws = [model for model in (lower_face, eyes, brows) if model is not None] if expression is not None else []
     if result.box is None and not redraws:
         return result
     image, changed = result.image, [result.box]  # a copy of the crop, even where nothing moved

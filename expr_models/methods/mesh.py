@@ -55,6 +55,8 @@ SHADING_COMPONENT = "expression_shading"
 BROWS_COMPONENT = "brow_inpainter"
 # What redraws the lower face for the target expression: the cheeks, folds and lips of an undone smile.
 LOWER_FACE_COMPONENT = "lower_face_inpainter"
+# What redraws the eyes and their lids: a squint or a frown undone, where the warp stretches the dark slit into a blot.
+EYES_COMPONENT = "eyes_inpainter"
 
 # (face mesh in crop pixels, 468 x 3) -> where its points go (468 x 2, crop pixels)
 MeshMotion = Callable[[np.ndarray], np.ndarray]
@@ -133,13 +135,14 @@ def warp_mask(face: FaceToEdit) -> np.ndarray:
 
 
 def warp_parts(has: Callable[[str], bool], load: Callable[[str], Any]) -> dict[str, Any]:
-    """``warp_face``'s ``mouth``, ``exemplars``, ``shading``, ``brows`` and ``lower_face``: the first of
+    """``warp_face``'s ``mouth``, ``exemplars``, ``shading``, ``brows``, ``eyes`` and ``lower_face``: the first of
     ``MOUTH_COMPONENTS`` there is and, with the learned mouth, the exemplar bank for the smiles it has teeth for; the
-    expression shading, the learned brows and the learned lower face where there are (``has(component)``,
+    expression shading, the learned brows, eyes and lower face where there are (``has(component)``,
     ``load(component)``: the editor's, or the evaluation's)."""
     parts = {"mouth": None, "exemplars": None,
              "shading": load(SHADING_COMPONENT) if has(SHADING_COMPONENT) else None,
              "brows": load(BROWS_COMPONENT) if has(BROWS_COMPONENT) else None,
+             "eyes": load(EYES_COMPONENT) if has(EYES_COMPONENT) else None,
              "lower_face": load(LOWER_FACE_COMPONENT) if has(LOWER_FACE_COMPONENT) else None}
     found = [component for component in MOUTH_COMPONENTS if has(component)]
     if found:

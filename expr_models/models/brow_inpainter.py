@@ -231,8 +231,41 @@ class LowerFaceInpainterModel(BrowInpainterModel):
     )
 
 
+@strict
+class EyesInpainterConfig(BrowInpainterConfig):
+    r"""
+    The learned eyes: :class:`BrowInpainterConfig` for the ``eyes`` region (each eye, its lids and the skin up to its
+    brow, in the brow frame of ``expr_models.faces.brow_frame``).
+    """
+
+    model_type = "expr-eyes-inpainter"
+
+    region: str = "eyes"
+
+    def validate_eyes(self):
+        if self.region != "eyes":
+            raise ValueError(f"an eyes inpainter redraws the eyes region, got {self.region!r}")
+
+
+class EyesInpainterModel(BrowInpainterModel):
+    """The learned eyes: the brows' network and training, redrawing the eyes and their lids. Where a squint or a frown
+    is undone, the warp opens the eye by stretching its dark slit and lashes into a blot, and lifts the lowered brow's
+    shadow onto the lid; there is no white or iris there to move, so this draws them."""
+
+    config_class = EyesInpainterConfig
+    card_summary = (
+        "The learned eyes for expression edits: a class-conditional inpainting U-Net that redraws the eyes, their lids "
+        "and the skin up to the brows as a target expression and the target eye openings mark them, in the 40 x 56 "
+        "grey brow frame. Trained without pairs on labelled real faces, as the learned brows are: each face's eyes are "
+        "hidden and rebuilt for its own label (L1), and redrawn for a random other label, judged by a discriminator "
+        "with a class head (softmax cross-entropy on real faces' labels) and a PatchGAN critic. The editor "
+        "(`expr_models.pipeline`) adds its change to the photo's shading after the mesh warp."
+    )
+
+
 # The model for each region (``BrowInpainterConfig.region``).
 INPAINTER_CLASSES: dict[str, tuple[type[BrowInpainterConfig], type[BrowInpainterModel]]] = {
     "upper_face": (BrowInpainterConfig, BrowInpainterModel),
     "lower_face": (LowerFaceInpainterConfig, LowerFaceInpainterModel),
+    "eyes": (EyesInpainterConfig, EyesInpainterModel),
 }

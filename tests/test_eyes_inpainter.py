@@ -1,0 +1,102 @@
+"""The learned eyes: their hole (the eyes, lids and the skin up to the brows, in the brow frame), the model's own type
+and config, the redraw after a mesh warp (the eyes change; the mouth, the nose and the forehead above the brows do
+not), and training through the one loop with ``--region eyes``."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from transformers import AutoModel
+
+import expr_models  # noqa: F401  (registers the Auto classes)
+from expr_models.components import COMPONENT_BY_MODEL_TYPE
+from expr_models.faces.brow_frame import FRAME_HEIGHT, FRAME_WIDTH, BrowFrame, brow_maps, eye_hole
+from expr_models.faces.mesh_topology import (LEFT_BROW_UPPER, LEFT_EYE, LIPS_OUTER, NOSE_TIP, RIGHT_BROW_LOWER,
+                                             RIGHT_BROW_UPPER, RIGHT_EYE)
+from expr_models.faces.mesh_warp import warp_face
+from expr_models.models.brow_inpainter import BrowInpainterModel, EyesInpainterConfig, EyesInpainterModel
+from tests.test_brow_inpainter import SMALL_FACE, tiny_region_dataset
+from tests.test_mouth_fill import synthetic_face
+from tests.test_training import train_in_process
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def tiny_model(seed: int = 0) -> EyesInpainterModel:
+    torch.manual_seed(seed)
+    return EyesInpainterModel(EyesInpainterConfig(base_channels=8, residual_blocks=1, with_discriminator=False)).eval()
+
+
+def test_the_hole_covers_the_eyes_and_lids_up_to_the_brows_not_the_forehead(mesh_motion):
+    _, points, _ = synthetic_face(mesh_motion)
+    framed = BrowFrame.from_points(points).to_frame(points)
+    hole = eye_hole(framed, 2.0)
+    assert hole.shape == (FRAME_HEIGHT, FRAME_WIDTH)
+    eyes = np.zeros_like(hole, np.uint8)
+    cv2.fillPoly(eyes, [np.round(framed[list(eye)]).astype(np.int32) for eye in (RIGHT_EYE, LEFT_EYE)], 1)
+    assert eyes.sum() > 10 and (hole[eyes > 0] == 1).all()  # the openings are redrawn, lids and all
+    between = np.round((framed[RIGHT_EYE[4], :2] + framed[RIGHT_BROW_LOWER[2], :2]) / 2).astype(int)
+    assert hole[between[1], between[0]] == 1                # the lid's skin below the brow
+    above = np.round(framed[list(RIGHT_BROW_UPPER) + list(LEFT_BROW_UPPER), :2].mean(0) - [0, 5]).astype(int)
+    assert hole[above[1], above[0]] == 0                    # the forehead is the brows' model's
+    middle = np.round(framed[list(RIGHT_EYE) + list(LEFT_EYE), :2].mean(0)).astype(int)
+    assert hole[middle[1], middle[0]] == 0                  # the skin between the eyes is kept
+
+
+def test_the_eyes_are_their_own_registered_model_type(tmp_path):
+    model = tiny_model()
+    assert COMPONENT_BY_MODEL_TYPE["expr-eyes-inpainter"] == "eyes_inpainter"
+    model.save_pretrained(tmp_path / "eyes")
+    loaded = AutoModel.from_pretrained(tmp_path / "eyes")
+    assert type(loaded) is EyesInpainterModel and isinstance(loaded, BrowInpainterModel)
+    assert loaded.config.region == "eyes" and (loaded.config.frame_height, loaded.config.frame_width) == (40, 56)
+    windows = torch.rand(1, 1, FRAME_HEIGHT, FRAME_WIDTH) * 2 - 1
+    holes = torch.zeros(1, 1, FRAME_HEIGHT, FRAME_WIDTH)
+    holes[:, :, 18:32, 8:48] = 1
+    maps = torch.rand(1, 2, FRAME_HEIGHT, FRAME_WIDTH)
+    drawn = loaded.eval().inpaint(windows, holes, maps, "neutral")
+    assert torch.equal(drawn * (1 - holes), windows * (1 - holes))
+    with pytest.raises(Exception, match="redraws the eyes region"):
+        EyesInpainterConfig(region="upper_face")
+
+
+def test_the_warp_redraws_the_eyes_only(mesh_motion):
+    photo, points, smile = synthetic_face(mesh_motion, eye_distance=SMALL_FACE, grey=True)
+    plain = warp_face(photo, points[:, :2], smile)
+    redrawn = warp_face(photo, points[:, :2], smile, eyes=tiny_model(), expression="neutral")
+    differs = np.any(redrawn.image != plain.image, axis=2)
+    assert differs.sum() > 30
+    openings = np.zeros(photo.shape[:2], np.uint8)
+    for part in (RIGHT_EYE, LEFT_EYE):
+        cv2.fillPoly(openings, [np.round(smile[list(part)]).astype(np.int32)], 1)
+    assert differs[openings > 0].mean() > 0.5               # the eyes are drawn anew
+    ys, _ = np.nonzero(differs)
+    assert ys.max() < smile[NOSE_TIP, 1] < smile[list(LIPS_OUTER), 1].min()  # the nose tip and the mouth are not
+    assert (redrawn.image[..., 0] == redrawn.image[..., 2]).all()
+    assert np.array_equal(warp_face(photo, points[:, :2], smile, eyes=tiny_model()).image, plain.image)
+
+
+def test_the_eyes_train_through_the_loop(tmp_path, mesh_motion):
+    from train.brow_inpainter import BrowInpainterStep
+
+    data = tiny_region_dataset(tmp_path / "brows", mesh_motion)  # the brow frame's windows serve both regions
+    arguments = ["--data", data, "--output-dir", tmp_path / "run", "--cpu", "--max-steps", 2, "--batch-size", 2,
+                 "--base-channels", 8, "--residual-blocks", 1, "--report-to", "none", "--sample-every", 0,
+                 "--checkpointing-steps", 0, "--region", "eyes"]
+    assert train_in_process(BrowInpainterStep, arguments) == 0
+    model = AutoModel.from_pretrained(tmp_path / "run" / "final")
+    assert type(model) is EyesInpainterModel and model.discriminator is None
+
+
+def test_the_committed_eyes_are_a_warp_part_for_the_targets_they_draw_well(mesh_motion):
+    from expr_models.methods.mesh import EYES_COMPONENT
+    from tests.test_brow_inpainter import committed_region_part
+
+    parts, model = committed_region_part(EYES_COMPONENT, "eyes", mesh_motion)
+    assert isinstance(model, EyesInpainterModel) and parts["brows"] is None and parts["lower_face"] is None
+    # Not happy (read a little less) nor disgust (no more): README, item 9.
+    assert set(model.config.edit_expressions) == {"angry", "fear", "neutral", "sad", "surprise"}
+    # Grey faces no sharper than its frame, as the learned lower face (README, item 8).
+    assert model.config.edit_colour_photos is False and model.config.max_lost_detail == 3.0
