@@ -205,7 +205,7 @@ def test_committed_checkpoints_are_an_editor_repo():
     models, detector = read_index(COMMITTED)
     assert set(models) == {"average", "cyclegan", "sagan", "classifier", "segmenter", "style_features", "face_mesh",
                            "mesh_motion", "mouth_exemplars", "mouth_inpainter", "brow_inpainter",
-                           "lower_face_inpainter", "second_reader", "expression_shading"}
+                           "lower_face_inpainter", "eyes_inpainter", "second_reader", "expression_shading"}
     assert detector == COMMITTED / "face_detector" / "retinaface_mnet025.onnx"
     editor = ExpressionEditor.from_pretrained("checkpoints" if Path("checkpoints").is_dir() else COMMITTED)
     assert editor.available_methods() == ["cyclegan", "sagan", "nst", "average", "mesh"]
