@@ -15,6 +15,7 @@ from datasets import Dataset, DatasetDict
 from expr_models.components import COMPONENT_BY_MODEL_TYPE, model_class
 from expr_models.faces.brow_frame import (EYE_DISTANCE, EYE_Y, FRAME_HEIGHT, FRAME_WIDTH, BrowFrame, brow_hole,
                                           brow_maps)
+from expr_models.faces.inpaint_regions import REGIONS
 from expr_models.faces.region_redraw import MAX_ENLARGEMENT, learned_region
 from expr_models.faces.mesh_topology import LEFT_BROW, LEFT_EYE, NOSE_TIP, RIGHT_BROW, RIGHT_EYE
 from expr_models.faces.mesh_warp import warp_face
@@ -189,6 +190,27 @@ def test_the_brows_train_through_the_loop(tmp_path, mesh_motion):
     model = BrowInpainterModel.from_pretrained(final)
     assert model.discriminator is None and (final / "README.md").is_file()
     assert list(model.config.class_names) == list(FEATURES["expression"].names)
+
+
+def reloaded_region_model(model, folder: Path, model_type: str, component: str):
+    """``model`` saved and loaded back through ``AutoModel``: registered as ``component``, the same class and config,
+    and drawing the same as before while keeping what lies outside the hole."""
+    from transformers import AutoModel
+
+    assert COMPONENT_BY_MODEL_TYPE[model_type] == component
+    model.save_pretrained(folder)
+    loaded = AutoModel.from_pretrained(folder).eval()
+    assert type(loaded) is type(model) and isinstance(loaded, BrowInpainterModel)
+    assert loaded.config.region == model.config.region
+    height, width = model.config.frame_height, model.config.frame_width
+    windows = torch.rand(1, 1, height, width) * 2 - 1
+    holes = torch.zeros(1, 1, height, width)
+    holes[:, :, height // 2 - 6:height // 2 + 6, 8:width - 8] = 1
+    maps = torch.rand(1, REGIONS[model.config.region].map_channels, height, width)
+    drawn = loaded.inpaint(windows, holes, maps, "neutral")
+    assert torch.equal(drawn * (1 - holes), windows * (1 - holes))
+    assert torch.allclose(drawn, model.inpaint(windows, holes, maps, "neutral"), atol=1e-6)
+    return loaded
 
 
 def committed_region_part(component: str, part: str, mesh_motion) -> tuple[dict, object]:

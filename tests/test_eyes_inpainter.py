@@ -11,13 +11,12 @@ import torch
 from transformers import AutoModel
 
 import expr_models  # noqa: F401  (registers the Auto classes)
-from expr_models.components import COMPONENT_BY_MODEL_TYPE
-from expr_models.faces.brow_frame import FRAME_HEIGHT, FRAME_WIDTH, BrowFrame, brow_maps, eye_hole
+from expr_models.faces.brow_frame import FRAME_HEIGHT, FRAME_WIDTH, BrowFrame, eye_hole
 from expr_models.faces.mesh_topology import (LEFT_BROW_UPPER, LEFT_EYE, LIPS_OUTER, NOSE_TIP, RIGHT_BROW_LOWER,
                                              RIGHT_BROW_UPPER, RIGHT_EYE)
 from expr_models.faces.mesh_warp import warp_face
-from expr_models.models.brow_inpainter import BrowInpainterModel, EyesInpainterConfig, EyesInpainterModel
-from tests.test_brow_inpainter import SMALL_FACE, tiny_region_dataset
+from expr_models.models.brow_inpainter import EyesInpainterConfig, EyesInpainterModel
+from tests.test_brow_inpainter import SMALL_FACE, reloaded_region_model, tiny_region_dataset
 from tests.test_mouth_fill import synthetic_face
 from tests.test_training import train_in_process
 
@@ -46,18 +45,8 @@ def test_the_hole_covers_the_eyes_and_lids_up_to_the_brows_not_the_forehead(mesh
 
 
 def test_the_eyes_are_their_own_registered_model_type(tmp_path):
-    model = tiny_model()
-    assert COMPONENT_BY_MODEL_TYPE["expr-eyes-inpainter"] == "eyes_inpainter"
-    model.save_pretrained(tmp_path / "eyes")
-    loaded = AutoModel.from_pretrained(tmp_path / "eyes")
-    assert type(loaded) is EyesInpainterModel and isinstance(loaded, BrowInpainterModel)
-    assert loaded.config.region == "eyes" and (loaded.config.frame_height, loaded.config.frame_width) == (40, 56)
-    windows = torch.rand(1, 1, FRAME_HEIGHT, FRAME_WIDTH) * 2 - 1
-    holes = torch.zeros(1, 1, FRAME_HEIGHT, FRAME_WIDTH)
-    holes[:, :, 18:32, 8:48] = 1
-    maps = torch.rand(1, 2, FRAME_HEIGHT, FRAME_WIDTH)
-    drawn = loaded.eval().inpaint(windows, holes, maps, "neutral")
-    assert torch.equal(drawn * (1 - holes), windows * (1 - holes))
+    loaded = reloaded_region_model(tiny_model(), tmp_path / "eyes", "expr-eyes-inpainter", "eyes_inpainter")
+    assert (loaded.config.frame_height, loaded.config.frame_width) == (40, 56)
     with pytest.raises(Exception, match="redraws the eyes region"):
         EyesInpainterConfig(region="upper_face")
 

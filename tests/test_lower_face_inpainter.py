@@ -18,9 +18,8 @@ from expr_models.faces.mesh_topology import LEFT_EYE, LIPS_OUTER, NOSE_TIP, RIGH
 from expr_models.faces.mesh_warp import warp_face
 from expr_models.faces.region_redraw import DARK_SPOT_MARGIN, learned_region, without_new_dark_spots
 from expr_models.faces.tone import is_grey
-from expr_models.models.brow_inpainter import (BrowInpainterModel, LowerFaceInpainterConfig,
-                                               LowerFaceInpainterModel)
-from tests.test_brow_inpainter import SMALL_FACE, committed_region_part, tiny_region_dataset
+from expr_models.models.brow_inpainter import LowerFaceInpainterConfig, LowerFaceInpainterModel
+from tests.test_brow_inpainter import SMALL_FACE, committed_region_part, reloaded_region_model, tiny_region_dataset
 from tests.test_mouth_fill import synthetic_face
 from tests.test_training import train_in_process
 
@@ -53,20 +52,10 @@ def test_the_frame_levels_the_eyes_and_the_hole_covers_the_lips_and_cheeks_not_t
 
 
 def test_the_lower_face_is_its_own_registered_model_type(tmp_path):
-    model = tiny_model()
-    assert COMPONENT_BY_MODEL_TYPE["expr-lower-face-inpainter"] == "lower_face_inpainter"
     assert COMPONENT_BY_MODEL_TYPE["expr-brow-inpainter"] == "brow_inpainter"
-    model.save_pretrained(tmp_path / "lower_face")
-    loaded = AutoModel.from_pretrained(tmp_path / "lower_face")
-    assert type(loaded) is LowerFaceInpainterModel and isinstance(loaded, BrowInpainterModel)
-    assert loaded.config.region == "lower_face" and (loaded.config.frame_height, loaded.config.frame_width) == (48, 56)
-    windows = torch.rand(1, 1, FRAME_HEIGHT, FRAME_WIDTH) * 2 - 1
-    holes = torch.zeros(1, 1, FRAME_HEIGHT, FRAME_WIDTH)
-    holes[:, :, 20:40, 12:44] = 1
-    maps = torch.rand(1, 3, FRAME_HEIGHT, FRAME_WIDTH)
-    drawn = loaded.eval().inpaint(windows, holes, maps, "neutral")
-    assert torch.equal(drawn * (1 - holes), windows * (1 - holes))
-    assert torch.allclose(drawn, model.inpaint(windows, holes, maps, "neutral"), atol=1e-6)
+    loaded = reloaded_region_model(tiny_model(), tmp_path / "lower_face", "expr-lower-face-inpainter",
+                                   "lower_face_inpainter")
+    assert (loaded.config.frame_height, loaded.config.frame_width) == (48, 56)
     with pytest.raises(Exception, match="redraws the lower_face region"):
         LowerFaceInpainterConfig(region="upper_face", frame_height=40)
     with pytest.raises(Exception, match="region must be one of"):
