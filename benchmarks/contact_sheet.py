@@ -12,7 +12,8 @@ face region, scaled to the same size).
 ``--mouth-only``: the mouth's square of the full-resolution photo (pixel for pixel), not the face. ``--mouths``: one
 column per method and mouth component (each editor has that mouth alone; default: the editor's own choice).
 ``--unshaded``: beside each method's edit, the same edit without the expression shading (the warp and mouth alone);
-``--without-brows``: the same edit without the learned brows; ``--without-lower-face``: without the learned lower face.
+``--without-brows``: the same edit without the learned brows; ``--without-lower-face``: without the learned lower face;
+``--without-eyes``: without the learned eyes.
 ``--eye-distance PX``: each photo (and the real one) first shrunk so that its eyes are about PX apart, as a face in a
 crowd or a FER2013 crop is (the learned brows and lower face redraw only faces whose eyes are up to 60 px apart);
 ``--zoom N`` enlarges the sheet's panels N times, pixel for pixel (nearest), so that small faces can be seen.
@@ -39,7 +40,8 @@ from PIL import Image, ImageDraw
 import expr_models.faces.mesh_warp as mesh_warp
 from expr_models.data.paired_faces import photo_pairs
 from expr_models.faces.alignment import retinaface_face
-from expr_models.methods.mesh import BROWS_COMPONENT, LOWER_FACE_COMPONENT, MOUTH_COMPONENTS, SHADING_COMPONENT
+from expr_models.methods.mesh import (BROWS_COMPONENT, EYES_COMPONENT, LOWER_FACE_COMPONENT, MOUTH_COMPONENTS,
+                                      SHADING_COMPONENT)
 from expr_models.pipeline import ExpressionEditor
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -113,15 +115,17 @@ def plain_irises():
 
 
 def editors_by_mouth(checkpoints: Path, mouths: list[str] | None, unshaded: bool = False,
-                     without_brows: bool = False, without_lower_face: bool = False) -> dict[str, ExpressionEditor]:
+                     without_brows: bool = False, without_lower_face: bool = False,
+                     without_eyes: bool = False) -> dict[str, ExpressionEditor]:
     """One editor per mouth choice (``+``-joined mouth components: it holds those and no other mouth), or the editor
     as it is (key ""); ``unshaded``: and one without the expression shading (key "unshaded"); ``without_brows``: and
     one without the learned brows (key "without brows"); ``without_lower_face``: and one without the learned lower
-    face (key "without lower face")."""
+    face (key "without lower face"); ``without_eyes``: and one without the learned eyes (key "without eyes")."""
     folders = {path.name: path for path in sorted(checkpoints.iterdir()) if (path / "config.json").is_file()}
     left_out = {"unshaded": SHADING_COMPONENT if unshaded else None,
                 "without brows": BROWS_COMPONENT if without_brows else None,
-                "without lower face": LOWER_FACE_COMPONENT if without_lower_face else None}
+                "without lower face": LOWER_FACE_COMPONENT if without_lower_face else None,
+                "without eyes": EYES_COMPONENT if without_eyes else None}
     extra = {key: ExpressionEditor.from_pretrained({name: path for name, path in folders.items() if name != component},
                                                    num_threads=1)
              for key, component in left_out.items() if component}
@@ -161,6 +165,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="beside each edit, the same without the learned brows")
     parser.add_argument("--without-lower-face", action="store_true",
                         help="beside each edit, the same without the learned lower face")
+    parser.add_argument("--without-eyes", action="store_true",
+                        help="beside each edit, the same without the learned eyes")
     parser.add_argument("--eye-distance", type=float, default=None,
                         help="shrink each photo first so that its eyes are about this many px apart")
     parser.add_argument("--zoom", type=int, default=1, help="enlarge the panels this many times (nearest)")
@@ -175,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     editors = editors_by_mouth(args.checkpoints, args.mouths, args.unshaded, args.without_brows,
-                               args.without_lower_face)
+                               args.without_lower_face, args.without_eyes)
     editor = next(iter(editors.values()))
     cut = mouth_square if args.mouth_only else eyes_square if args.eyes_only else face_square
     rows = []
@@ -211,20 +217,22 @@ def main(argv: list[str] | None = None) -> int:
             if real is not None:
                 panels.append(("real", np.asarray(Image.fromarray(real).crop(cut(real, real_found[0]))
                                                   .resize((side, side), Image.LANCZOS))))
-            row = Image.new("RGB", (side * len(panels), side + LABEL), "white")
+            shown = side * args.zoom  # labels are drawn on the enlarged panels, so that small faces keep them legible
+            row = Image.new("RGB", (shown * len(panels), shown + LABEL), "white")
             draw = ImageDraw.Draw(row)
             for number, (name, image) in enumerate(panels):
                 face = Image.fromarray(image)
-                row.paste(face if face.size == (side, side) else face.crop(square), (number * side, LABEL))
+                face = face if face.size == (side, side) else face.crop(square)
+                if args.zoom > 1:
+                    face = face.resize((shown, shown), Image.NEAREST)
+                row.paste(face, (number * shown, LABEL))
                 label = f"{pair.dataset} {pair.subject} {pair.source_expression}->{target}: {name}" \
                     if number == 0 else name
-                draw.text((number * side + 4, 4), label, fill="black")
+                draw.text((number * shown + 4, 4), label, fill="black")
             rows.append(row)
     if not rows:
         print("no pairs")
         return 1
-    if args.zoom > 1:
-        rows = [row.resize((row.width * args.zoom, row.height * args.zoom), Image.NEAREST) for row in rows]
     sheet = Image.new("RGB", (max(r.width for r in rows), sum(r.height for r in rows)), "white")
     top = 0
     for row in rows:
