@@ -6,8 +6,8 @@ the maps its model is conditioned on, and its hole.
     maps, hole = region.maps(frame.to_frame(points)), region.hole(frame.to_frame(points), margin)
 
 ``upper_face``: the brows, the glabella and a band of forehead (``brow_frame``); ``eyes``: the eyes, their lids and
-the skin up to the brows, in the same frame; ``lower_face``: the cheeks, the
-nasolabial folds, the lips and the chin (``lower_face_frame``).
+the skin up to the brows, in the same frame; ``lower_face``: the cheeks, the nasolabial folds, the lips and the chin
+(``lower_face_frame``).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
-"""The learned brows and the learned lower face at editing time: after the mesh warp and the shading, redraw a region
-of the face for the target expression.
+"""The learned brows, eyes and lower face at editing time: after the mesh warp and the shading, redraw a region of
+the face for the target expression.
 
-    redraw = learned_region(model)                            # a BrowInpainterModel or LowerFaceInpainterModel
+    redraw = learned_region(model)                            # a BrowInpainterModel or one of its subclasses
     box = redraw(warped_crop, target_points, "neutral", 1.0)  # in place; pixels outside the hole keep their bytes
 
 The model sees its region's grey window (``inpaint_regions``: the upper face's brows, glabella and band of forehead,
