@@ -19,7 +19,7 @@ from expr_models.faces.inpaint_regions import REGIONS
 from expr_models.faces.region_redraw import MAX_ENLARGEMENT, learned_region
 from expr_models.faces.mesh_topology import LEFT_BROW, LEFT_EYE, NOSE_TIP, RIGHT_BROW, RIGHT_EYE
 from expr_models.faces.mesh_warp import warp_face
-from expr_models.models.brow_inpainter import BrowInpainterConfig, BrowInpainterModel
+from expr_models.models.brow_inpainter import INPAINTER_CLASSES, BrowInpainterConfig, BrowInpainterModel
 from tests.test_mouth_fill import synthetic_face
 from tests.test_training import train_in_process
 from train.tools.prepare_brows import FEATURES
@@ -30,9 +30,12 @@ SMALL_FACE = 36.0  # eye distance (px) of a face the brows are drawn on: under M
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-def tiny_model(seed: int = 0) -> BrowInpainterModel:
+def tiny_model(seed: int = 0, region: str = "upper_face") -> BrowInpainterModel:
+    """A small untrained inpainter of ``region`` (its own model class: the brows', the lower face's, the eyes')."""
     torch.manual_seed(seed)
-    return BrowInpainterModel(BrowInpainterConfig(base_channels=8, residual_blocks=1, with_discriminator=False)).eval()
+    config_class, model_class_of_region = INPAINTER_CLASSES[region]
+    config = config_class(base_channels=8, residual_blocks=1, with_discriminator=False)
+    return model_class_of_region(config).eval()
 
 
 def test_the_frame_levels_the_eyes_and_the_hole_covers_the_brows_not_the_eyes(mesh_motion):

@@ -7,7 +7,6 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
-import torch
 from transformers import AutoModel
 
 import expr_models  # noqa: F401  (registers the Auto classes)
@@ -17,6 +16,7 @@ from expr_models.faces.mesh_topology import (LEFT_BROW_UPPER, LEFT_EYE, LIPS_OUT
 from expr_models.faces.mesh_warp import warp_face
 from expr_models.models.brow_inpainter import EyesInpainterConfig, EyesInpainterModel
 from tests.test_brow_inpainter import SMALL_FACE, reloaded_region_model, tiny_region_dataset
+from tests.test_brow_inpainter import tiny_model as tiny_region_model
 from tests.test_mouth_fill import synthetic_face
 from tests.test_training import train_in_process
 
@@ -24,8 +24,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tiny_model(seed: int = 0) -> EyesInpainterModel:
-    torch.manual_seed(seed)
-    return EyesInpainterModel(EyesInpainterConfig(base_channels=8, residual_blocks=1, with_discriminator=False)).eval()
+    return tiny_region_model(seed, region="eyes")
 
 
 def test_the_hole_covers_the_eyes_and_lids_up_to_the_brows_not_the_forehead(mesh_motion):

@@ -7,7 +7,6 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
-import torch
 from transformers import AutoModel
 
 import expr_models  # noqa: F401  (registers the Auto classes)
@@ -20,6 +19,7 @@ from expr_models.faces.region_redraw import DARK_SPOT_MARGIN, learned_region, wi
 from expr_models.faces.tone import is_grey
 from expr_models.models.brow_inpainter import LowerFaceInpainterConfig, LowerFaceInpainterModel
 from tests.test_brow_inpainter import SMALL_FACE, committed_region_part, reloaded_region_model, tiny_region_dataset
+from tests.test_brow_inpainter import tiny_model as tiny_region_model
 from tests.test_mouth_fill import synthetic_face
 from tests.test_training import train_in_process
 
@@ -27,9 +27,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tiny_model(seed: int = 0) -> LowerFaceInpainterModel:
-    torch.manual_seed(seed)
-    config = LowerFaceInpainterConfig(base_channels=8, residual_blocks=1, with_discriminator=False)
-    return LowerFaceInpainterModel(config).eval()
+    return tiny_region_model(seed, region="lower_face")
 
 
 def test_the_frame_levels_the_eyes_and_the_hole_covers_the_lips_and_cheeks_not_the_eyes_or_nose(mesh_motion):
