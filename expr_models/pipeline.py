@@ -353,6 +353,7 @@ class ExpressionEditor:
                               smile=reading.get("happy") if reading else None)
             # Intensity 0 and no control set: nothing to apply; the model is skipped.
             edited = crop if intensity == 0.0 and not any(controls.values()) else spec.edit_face(self, face)
+            notes.extend(f"Face {number + 1} {note}" if len(boxes) > 1 else f"The face {note}" for note in face.notes)
             mask = spec.blend_mask(self, face)
             if mask is None:
                 mask = self.processor.blend_mask(transform, box, photo)

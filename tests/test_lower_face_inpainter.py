@@ -100,7 +100,8 @@ def test_the_lower_face_trains_through_the_loop_and_refuses_another_region_s_win
 
 
 def test_a_face_turned_too_far_is_left_alone(mesh_motion):
-    from expr_models.faces.lower_face_frame import MAX_TURN, turn
+    from expr_models.faces.lower_face_frame import MAX_TURN
+    from expr_models.faces.mesh import head_turn as turn
 
     photo, points, _ = synthetic_face(mesh_motion, eye_distance=SMALL_FACE)
     frame = LowerFaceFrame.from_points(points)

@@ -287,3 +287,22 @@ def test_a_neutral_target_closes_bared_teeth_unless_the_mouth_is_asked_open(mesh
     assert NEUTRAL_LIP_GAP < half < snarl
     assert np.array_equal(target_rules(points, unmoved, "neutral", {"mouth_open": 0.5}), unmoved)
     assert np.array_equal(target_rules(points, unmoved, "angry", {}), unmoved)
+
+
+def test_a_face_turned_past_the_limit_is_left_unchanged_with_a_note(editor, astronaut, mesh, monkeypatch):
+    import expr_models.methods.mesh as mesh_method
+    from expr_models.faces.mesh import FACE_SIDES, NOSE_TIP, head_turn
+
+    assert abs(head_turn(mesh)) < 0.3  # the astronaut faces the camera
+    real_crop_mesh = mesh_method.crop_mesh
+
+    def profile(editor, face):  # the nose tip beyond the far cheek: a face seen from the side
+        points = real_crop_mesh(editor, face)
+        right, left = points[FACE_SIDES[0], :2], points[FACE_SIDES[1], :2]
+        points[NOSE_TIP, :2] = left + 0.2 * (left - right)
+        return points
+
+    monkeypatch.setattr(mesh_method, "crop_mesh", profile)
+    result = editor.edit(astronaut, method="cyclegan", target="happy", read_expressions=False)
+    assert np.array_equal(np.asarray(result.image), astronaut)
+    assert any("The face was left unchanged: it is turned too far" in note for note in result.notes)

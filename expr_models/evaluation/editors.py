@@ -23,7 +23,7 @@ from ..faces.geometry import FaceBox, face_mask
 from ..faces.mesh import face_mesh
 from ..faces.mesh_warp import warp_face
 from ..methods.mesh import (DARK_MOUTH_TARGETS, expression_weights, generator_points, source_for, target_rules,
-                            warp_parts)
+                            turned_too_far, warp_parts)
 from ..faces.processing import BOX_FRAME_LANDMARKS, FaceImageProcessor
 from ..models.average_edit import PAIR_SEPARATOR
 from ..models.style_transfer import run_style_transfer
@@ -150,6 +150,9 @@ def mesh_edit(target_points: Callable[[np.ndarray, str, str], np.ndarray], face_
             box = FaceBox(0, 0, size, size, landmarks=crop_points(rgb))
             with torch.inference_mode():
                 points = face_mesh(rgb, box, face_mesh_model, refine=True).astype(np.float64)
+            if turned_too_far(points):  # left unchanged, as the editor leaves it
+                edited.append(crop)
+                continue
             top = max(reading, key=reading.get) if reading else None
             source = source_for(top, target, expressions, reading.get("happy") if reading else None)
             moved_points = target_rules(points, target_points(points, target, source), target, {}, exemplars)

@@ -20,7 +20,8 @@ import cv2
 import numpy as np
 
 from .aligned_frame import EyeLevelFrame, grown
-from .mesh_topology import LEFT_CHEEK, LEFT_EYE, LIPS_INNER, LIPS_OUTER, NOSE, NOSE_TIP, RIGHT_CHEEK, RIGHT_EYE
+from .mesh import head_turn
+from .mesh_topology import LEFT_CHEEK, LEFT_EYE, LIPS_INNER, LIPS_OUTER, NOSE, RIGHT_CHEEK, RIGHT_EYE
 
 FRAME_HEIGHT = 48
 FRAME_WIDTH = 56
@@ -28,10 +29,8 @@ EYE_DISTANCE = 20.0  # eye centre to eye centre, frame pixels (the brow frame's)
 EYE_Y = 6.0          # the eyes' line: 0.3 eye distances above it, 2.1 below
 # The chin and the jaw beside it (MediaPipe's face oval below the mouth): how far down the hole reaches.
 CHIN = (152, 148, 377, 176, 400, 149, 378)
-# The face's sides at the cheekbones (MediaPipe's face oval, right and left), the measure of a turned head.
-FACE_SIDES = (234, 454)
-# The most a face is turned (``turn``) for the model to redraw it: on the validation crops of FER2013, whose faces are
-# often turned, 90% are within 0.77; a face at 1.07 got streaks along its far cheek.
+# The most a face is turned (``mesh.head_turn``) for the model to redraw it: on the validation crops of FER2013, whose
+# faces are often turned, 90% are within 0.77; a face at 1.07 got streaks along its far cheek.
 MAX_TURN = 0.8
 
 
@@ -64,15 +63,7 @@ def lower_face_hole(frame_points: np.ndarray, margin: float, feather: float = 1.
     return grown(LowerFaceFrame.draw([hull]) > 0.5, margin, feather) * (1.0 - grown(kept, 1.0, 1.0))
 
 
-def turn(frame_points: np.ndarray) -> float:
-    """How far the face is turned: the nose tip's offset from the middle of the face's sides at the cheekbones, over
-    half their distance (0 frontal, about 1 turned so far that one cheek is hidden)."""
-    points = np.asarray(frame_points, np.float64)[:, :2]
-    right, left = points[FACE_SIDES[0], 0], points[FACE_SIDES[1], 0]
-    return float((points[NOSE_TIP, 0] - (right + left) / 2) / max((left - right) / 2, 1e-6))
-
-
 def fits(frame_points: np.ndarray) -> bool:
     """Whether the model redraws this face: one turned past ``MAX_TURN`` has its far cheek and the background inside
     the hole, where the drawing left streaks."""
-    return abs(turn(frame_points)) <= MAX_TURN
+    return abs(head_turn(frame_points)) <= MAX_TURN

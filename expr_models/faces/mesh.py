@@ -208,6 +208,21 @@ def eye_distance(points: np.ndarray) -> float:
     return float(np.linalg.norm(left - right))
 
 
+# The face's sides at the cheekbones (MediaPipe's face oval, right and left): the measure of a turned head.
+FACE_SIDES = (234, 454)
+
+
+def head_turn(points: np.ndarray) -> float:
+    """How far the face is turned: the nose tip's offset from the middle of the face's sides at the cheekbones, along
+    the line between them, over half their distance. 0 frontal, about 1 turned so far that one cheek is hidden, and
+    beyond that a profile, where the mesh's far side is guessed."""
+    points = np.asarray(points, np.float64)[:, :2]
+    right, left = points[FACE_SIDES[0]], points[FACE_SIDES[1]]
+    half = float(np.linalg.norm(left - right)) / 2
+    along = (left - right) / max(2 * half, 1e-6)
+    return float((points[NOSE_TIP] - (right + left) / 2) @ along / max(half, 1e-6))
+
+
 # The nine matching upper and lower inner-lip points between the inner corners.
 _UPPER_INNER, _LOWER_INNER = list(LIPS_INNER_UPPER[1:-1]), list(LIPS_INNER_LOWER[1:-1])
 
