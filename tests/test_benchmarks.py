@@ -236,3 +236,21 @@ def test_edit_confusion_skips_without_data_and_its_mesh_reader_learns_what_tells
     with torch.no_grad():
         assert (read(faces(50, happy)) == happy).float().mean() > 0.9
         assert (read(faces(50, sad)) == sad).float().mean() > 0.9
+
+
+def test_head_turn_yaw_skips_without_data_and_reports_a_defective_label(tmp_path, capsys, astronaut):
+    import head_turn_yaw
+    from PIL import Image
+
+    assert head_turn_yaw.main(["--data", str(tmp_path / "nowhere")]) == 0
+    assert "skipped" in capsys.readouterr().out
+    files = tmp_path / "data" / "genki4k" / "files"
+    files.mkdir(parents=True)
+    Image.fromarray(astronaut).save(files / "file0001.jpg")
+    Image.fromarray(astronaut[:, ::-1].copy()).save(files / "file0002.jpg")
+    (files.parent / "labels.txt").write_text("1 0.1 0 0\n1 -0.2 0 0\n1 not-a-number 0 0\n")
+    out = tmp_path / "turn.json"
+    assert head_turn_yaw.main(["--data", str(tmp_path / "data"), "--every", "1", "--output", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["faces"] == 2 and len(report["unreadable"]) == 1 and "line 3" in report["unreadable"][0]
+    assert report["bands"][0]["turn_median"] < 0.3  # the astronaut faces the camera
