@@ -7,6 +7,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
+from huggingface_hub.errors import StrictDataclassClassValidationError
 from transformers import AutoModel
 
 import expr_models  # noqa: F401  (registers the Auto classes)
@@ -88,3 +89,27 @@ def test_the_committed_eyes_are_a_warp_part_for_the_targets_they_draw_well(mesh_
     assert set(model.config.edit_expressions) == {"angry", "fear", "neutral", "sad", "surprise"}
     # Grey faces no sharper than its frame, as the learned lower face (README, item 8).
     assert model.config.edit_colour_photos is False and model.config.max_lost_detail == 3.0
+    # Drawn past the label's own drawing for the targets that read better so, not surprise (README, item 9).
+    assert model.config.label_guidance == {"angry": 1.0, "fear": 1.0, "neutral": 1.0, "sad": 1.0}
+
+
+def test_label_guidance_draws_past_the_label_away_from_the_mean_of_every_label_inside_the_hole_only():
+    import torch
+
+    plain = tiny_model(seed=3)
+    guided = tiny_model(seed=3)
+    guided.config.label_guidance = {"sad": 1.5}
+    torch.manual_seed(0)
+    windows, maps = torch.rand(2, 1, FRAME_HEIGHT, FRAME_WIDTH) * 2 - 1, torch.rand(2, 2, FRAME_HEIGHT, FRAME_WIDTH)
+    holes = torch.zeros(2, 1, FRAME_HEIGHT, FRAME_WIDTH)
+    holes[..., 10:30, 10:46] = 1.0
+    with torch.no_grad():
+        drawn = plain.inpaint(windows, holes, maps, "sad")
+        every = torch.stack([plain.inpaint(windows, holes, maps, name) for name in plain.config.class_names])
+        expected = (drawn + 1.5 * (drawn - every.mean(0))).clamp(-1, 1)
+        assert torch.allclose(guided.inpaint(windows, holes, maps, "sad"), expected, atol=1e-5)
+        assert torch.equal(guided.inpaint(windows, holes, maps, "angry"), plain.inpaint(windows, holes, maps, "angry"))
+        assert torch.equal(guided.inpaint(windows, holes, maps, "sad")[holes == 0], windows[holes == 0])
+    for wrong in ({"bored": 1.0}, {"sad": -1.0}):
+        with pytest.raises(StrictDataclassClassValidationError, match="label_guidance"):
+            EyesInpainterConfig(label_guidance=wrong)
