@@ -29,6 +29,9 @@ MAX_INTENSITY = 1.5  # past 1 for users who want more than the real expression's
 # Past it the mesh guesses the hidden side: on the validation crops (FER2013, 180 faces edited to surprise, 13 past
 # 0.8) the faces beyond 1.0 came out with torn jaws and eyes drawn on the cheek, those within it whole.
 MAX_HEAD_TURN = 1.0
+# The head turn per degree of yaw, measured on GENKI-4K's labelled photos (``benchmarks/head_turn_yaw.py``: 0.0226,
+# correlation 0.93), to tell the user in degrees: the limit is about 44 degrees.
+HEAD_TURN_PER_DEGREE = 0.0226
 # A mesh warp's crop, over the detector's box. The warp's ring of fixed anchors must lie below a dropped jaw: in the
 # editor's training framing (1.25) the crop ends just under the chin, so a surprise's chin was pressed against the
 # crop's edge and cut off by a straight line, with the photo's own neck beneath it.
@@ -172,9 +175,10 @@ def mesh_warp_edit(editor: Editor, face: FaceToEdit, motion: MeshMotion, source:
     from, whose furrows the shading takes away as it adds the target's (:func:`expression_weights`)."""
     points = crop_mesh(editor, face)
     if turned_too_far(points):
-        face.notes.append(f"was left unchanged: it is turned too far from the camera for the face mesh (turn "
-                          f"{abs(head_turn(points)):.2f}, at most {MAX_HEAD_TURN:g}); a photo nearer the front can be "
-                          "edited.")
+        degrees = min(abs(head_turn(points)) / HEAD_TURN_PER_DEGREE, 90.0)
+        face.notes.append(f"was left unchanged: it is turned about {degrees:.0f} degrees from the camera, and the "
+                          f"face mesh edits faces turned up to about {MAX_HEAD_TURN / HEAD_TURN_PER_DEGREE:.0f}; a "
+                          "photo nearer the front can be edited.")
         face.changed_box = (0, 0, 0, 0)
         return face.crop
     exemplars = editor.model("mouth_exemplars") if editor.has("mouth_exemplars") else None
