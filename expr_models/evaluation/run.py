@@ -289,6 +289,8 @@ NOTES = [
     "Expression success: share of edited faces the expression classifier reads as the target. Ceiling: the same "
     "classifier's recall on real held-out faces of the target expression; floor: share of the unedited inputs it "
     "already read as the target.",
+    "Mesh methods (the mesh CycleGAN and SA-GAN, the mesh motion) leave a face turned past the face mesh's reach "
+    "(methods.mesh.MAX_HEAD_TURN, about 44 degrees) unchanged, as the editor does; such a face counts as a miss.",
     "KID: unbiased MMD^2 with the cubic polynomial kernel (x.y/d + 1)^3, mean and std over random subsets, on the "
     "expression classifier's penultimate (pooled, pre-linear) features, not on Inception features, so its scale is "
     "this classifier's own. Each subset holds min(1000, real, edited) faces: with small held-out sets that is the "
