@@ -436,3 +436,34 @@ def test_mesh_edits_start_from_the_expression_the_classifier_reads(astronaut):
     assert seen[-2:] == [("neutral", "happy"), ("neutral", "neutral")]
     mesh_edit(target_points, mesher, 1, names)(x[:1], "happy")  # no reader: the method's default source
     assert seen[-1] == ("happy", "neutral")
+
+
+def test_mesh_edits_leave_a_face_turned_past_the_mesh_s_reach_as_it_was(astronaut, monkeypatch):
+    """As the editor leaves such a face unchanged, so does the evaluation (and the face counts as a miss)."""
+    import expr_models.evaluation.editors as editors
+    from expr_models.faces.mesh import FACE_SIDES, NOSE_TIP
+    from expr_models.models.face_mesh import FaceMeshModel
+
+    face = cv2.resize(np.ascontiguousarray(astronaut[30:230, 125:325]), (128, 128), interpolation=cv2.INTER_AREA)
+    x = torch.from_numpy(face.astype(np.float32) / 127.5 - 1).permute(2, 0, 1)[None]
+    mesher = FaceMeshModel.from_pretrained(REPO / "checkpoints" / "face_mesh").eval()
+    moved = []
+
+    def target_points(points, target, source):
+        moved.append(target)
+        return points[:, :2] + np.array([0.0, 3.0])  # every point 3 px down: a change wherever the warp runs
+
+    names = ("happy", "neutral")
+    frontal = editors.mesh_edit(target_points, mesher, 3, names)(x, "happy")
+    assert moved == ["happy"] and not torch.allclose(frontal, x, atol=2 / 255)
+    real_face_mesh = editors.face_mesh
+
+    def profile(*args, **kwargs):  # the nose tip beyond the far cheek
+        points = real_face_mesh(*args, **kwargs)
+        right, left = points[FACE_SIDES[0], :2], points[FACE_SIDES[1], :2]
+        points[NOSE_TIP, :2] = left + 0.2 * (left - right)
+        return points
+
+    monkeypatch.setattr(editors, "face_mesh", profile)
+    turned = editors.mesh_edit(target_points, mesher, 3, names)(x, "happy")
+    assert moved == ["happy"] and torch.allclose(turned, x, atol=1 / 127.5)
