@@ -10,8 +10,9 @@ import pytest
 from expr_models.components import COMPONENT_BY_MODEL_TYPE, model_class
 from expr_models.faces.mesh_topology import LIPS_INNER, LIPS_OUTER
 from expr_models.faces.mesh_warp import OWN_TEETH_MAX_STRETCH, warp_face
-from expr_models.faces.mouth_fill import (HIGHLIGHT_MAX, TEMPLATE, inset, lip_shape, luminance, opening_height,
-                                          relight, to_mouth_frame)
+from expr_models.faces.mouth_fill import (FRAME_HEIGHT, FRAME_WIDTH, GASP_TEETH_SHOW, GASP_TEETH_TIPS,
+                                          HIGHLIGHT_MAX, TEMPLATE, Exemplar, edge_clarity, incisal_edge, inset,
+                                          lip_shape, luminance, opening_height, relight, to_mouth_frame)
 
 BANK = Path("checkpoints/mouth_exemplars")
 SIZE = 400
@@ -125,7 +126,8 @@ def test_a_round_open_mouth_keeps_the_dark_cavity(bank, mesh_motion):
 
 def test_a_dark_mouth_hides_the_teeth_it_opens_over(bank, mesh_motion):
     """A smile showing teeth taken to a gasp: by default the map stretches the teeth over the taller opening; with
-    ``dark_mouth`` the whole opening is the dark cavity (and the exemplar bank is not asked)."""
+    ``dark_mouth`` the whole opening is the dark cavity (the exemplar bank is not asked to fill it), but for the
+    edges of the upper teeth just under the upper lip."""
     photo, points, smile = synthetic_face(mesh_motion)
     smiling = warp_face(photo, points[:, :2], smile, mouth=bank).image  # a stored smile's teeth between the lips
     gasp = smile + mesh_motion.target_points(points, "neutral", "neutral", 0.0, {"mouth_open": 0.3}) - points[:, :2]
@@ -135,10 +137,58 @@ def test_a_dark_mouth_hides_the_teeth_it_opens_over(bank, mesh_motion):
     stretched = warp_face(smiling, smile, gasp, mouth=bank).image
     dark = warp_face(smiling, smile, gasp, mouth=bank, dark_mouth=True)
     assert np.median(luminance(stretched)[inside]) > 100  # teeth
-    assert np.percentile(luminance(dark.image)[inside], 95) < 40 and dark.gap is not None
+    lips = gasp[list(LIPS_INNER)]
+    below_teeth = inside & (np.arange(SIZE)[:, None] > lips[:11, 1].max()
+                            + GASP_TEETH_SHOW * (1 + GASP_TEETH_TIPS) * np.ptp(lips[:, 0]) + 2)
+    assert below_teeth.sum() > 0.4 * inside.sum()
+    # Below the teeth the cavity, lighter towards the lower lip (the tongue's tint), nowhere near the teeth's 100+.
+    assert np.percentile(luminance(dark.image)[below_teeth], 95) < 50 and dark.gap is not None
     # Outside the opening's feathered edge the two warps are the same bytes.
     edge = cv2.dilate(inside.astype(np.uint8), np.ones((11, 11), np.uint8)) > 0
     assert np.array_equal(stretched[~edge], dark.image[~edge])
+
+
+def stored_smile(edge_row: int = 36) -> Exemplar:
+    """A stored mouth frame: pink lips above and below, upper teeth from row 6 down to ``edge_row``, dark below."""
+    interior = np.empty((FRAME_HEIGHT, FRAME_WIDTH, 3), np.uint8)
+    interior[:] = (170, 90, 95)
+    interior[6:edge_row] = (225, 220, 205)
+    interior[edge_row:FRAME_HEIGHT - 4] = (35, 15, 20)
+    return Exemplar(interior, np.array([170.0, 90, 95], np.float32))
+
+
+def test_the_incisal_edge_and_its_clarity():
+    clean = stored_smile(36)
+    assert np.abs(incisal_edge(clean.interior)[32:96] - 36).max() <= 1
+    assert edge_clarity(clean) > 0.8
+    lips_only = Exemplar(np.full((FRAME_HEIGHT, FRAME_WIDTH, 3), (170, 90, 95), np.uint8), clean.lip_colour)
+    assert edge_clarity(lips_only) < 0.1
+
+
+def test_a_gasp_shows_the_upper_teeth_edges_under_the_upper_lip(bank, mesh_motion):
+    """A mouth opened wide with ``dark_mouth`` on a colour photo: the stored teeth's edges show in a band under the
+    upper lip's middle, brighter than the cavity, in the photo's colours when it is grey; below the band, at the
+    corners and outside the opening the bytes are the plain cavity's."""
+    photo, points, _ = synthetic_face(mesh_motion)
+    target = mesh_motion.target_points(points, "neutral", "neutral", 0.0, {"mouth_open": 1.0})
+    plain = warp_face(photo, points[:, :2], target, dark_mouth=True)
+    gasp = warp_face(photo, points[:, :2], target, mouth=bank, dark_mouth=True)
+    assert plain.gap is not None and np.array_equal(plain.gap, gasp.gap)
+    lips = target[list(LIPS_INNER)]
+    width = float(np.ptp(lips[:, 0]))
+    band = GASP_TEETH_SHOW * (1 + GASP_TEETH_TIPS) * width
+    band_bottom = lips[:11, 1].max() + band + 2  # below it at every column
+    rows, columns = np.arange(SIZE)[:, None], np.arange(SIZE)[None, :]
+    middle = (np.abs(columns - lips[:, 0].mean()) < 0.15 * width) & (rows < lips[5, 1] + band) & (gasp.gap > 0)
+    differs = np.any(gasp.image != plain.image, axis=2)
+    assert differs[middle].mean() > 0.3
+    assert np.percentile(luminance(gasp.image)[middle], 98) > np.percentile(luminance(plain.image)[middle], 98) + 60
+    assert not differs[np.broadcast_to(rows > band_bottom, differs.shape)].any()
+    assert not differs[plain.gap <= 0].any()
+    assert not differs[np.broadcast_to(np.abs(columns - lips[:, 0].mean()) > 0.45 * width, differs.shape)].any()
+    grey = np.repeat(cv2.cvtColor(photo, cv2.COLOR_RGB2GRAY)[..., None], 3, axis=2)
+    grey_gasp = warp_face(grey, points[:, :2], target, mouth=bank, dark_mouth=True).image
+    assert not np.diff(grey_gasp.astype(int), axis=2).any()
 
 
 def test_the_dark_cavity_is_deeper_in_the_middle_and_stays_in_its_gap(mesh_motion):

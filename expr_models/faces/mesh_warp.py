@@ -29,7 +29,7 @@ from .region_redraw import learned_region
 from .eye_interior import draw_irises, steady_irises
 from .mouth_opening import (SHIFT, area2, box_around, cavity_colour, closed_share, draw_seam, into_the_lips, is_open,
                             mesh_missed, mouth_cavity, new_gap, polygon_mask, real_opening, whole_opening)
-from .mouth_fill import fill_mouth, inset, luminance, opening_height, piecewise_affine, region_mean
+from .mouth_fill import edge_clarity, fill_mouth, gasp_teeth, inset, luminance, opening_height, piecewise_affine, region_mean
 from .mouth_redraw import MouthRedraw, learned_redraw
 
 # A point that moves less than this (px) counts as still: triangles whose corners are all still are left as they are
@@ -217,7 +217,7 @@ MouthFill = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray
 def warp_crop(crop: np.ndarray, source: np.ndarray, target: np.ndarray, inner_lips: np.ndarray | None = None,
               outer_lips: np.ndarray | None = None, ring_scale: float = 1.2, feather: float = 1.5,
               triangles: np.ndarray | None = None, boundary: np.ndarray | None = None, fill: MouthFill | None = None,
-              redraw: MouthRedraw | None = None, dark_mouth: bool = False,
+              redraw: MouthRedraw | None = None, dark_mouth: bool = False, teeth: MouthFill | None = None,
               eyes: Sequence[tuple[Sequence[int], tuple[int, int]]] | None = None) -> WarpResult:
     """Move ``crop``'s ``source`` points (N x 2, or N x 3 with their depth, crop pixels) to ``target``, sampling the
     crop once.
@@ -232,7 +232,9 @@ def warp_crop(crop: np.ndarray, source: np.ndarray, target: np.ndarray, inner_li
     source showed between them (instead of the seam); with ``outer_lips`` (their indices) it also redraws what of the
     source's real opening (:func:`real_opening`) the warp left outside the target lips. ``dark_mouth``: a mouth that
     opens gets the dark cavity over its whole opening, not only where it is new (a gasp's dropped jaw hides the
-    teeth a smile or a snarl showed, which the map would otherwise stretch into a tall grid), and no ``fill``.
+    teeth a smile or a snarl showed, which the map would otherwise stretch into a tall grid), and no ``fill``; then
+    ``teeth`` (e.g. :func:`exemplar_gasp_teeth`) draws the edges of the upper teeth under the upper lip, as a dropped
+    jaw shows them.
     ``eyes``: per eye, its contour's indices in order around the opening and its two corners' indices; the iris then
     keeps its shape while the lids move over it, and what they uncover is drawn (:mod:`.eye_interior`).
     """
@@ -293,6 +295,8 @@ def warp_crop(crop: np.ndarray, source: np.ndarray, target: np.ndarray, inner_li
                 out = filled
             else:
                 out = mouth_cavity(out, gap, cavity_colour(crop, source[inner_lips]), target[inner_lips])
+                if dark_mouth and teeth is not None:
+                    out = teeth(out, gap, crop, source, target)
     box = (x0, y0, x1, y1)  # the moving triangles' bounds
     if gap is not None or redrawn is not None:
         reach = redrawn or box_around(crop.shape[:2], target[inner_lips], margin=1)
@@ -311,7 +315,8 @@ def warp_face(crop: np.ndarray, source: np.ndarray, target: np.ndarray, mouth=No
     close over teeth (:func:`~.mouth_redraw.learned_redraw`), or a bank of open mouths (anything with
     ``closest(inner_lips) -> mouth_fill.Exemplar | None``, e.g. ``MouthExemplarsModel``) whose nearest interior fills
     a newly opened mouth of a colour crop (:func:`exemplar_fill`). ``exemplars``: with the learned mouth, that bank
-    for the lips that part. A parting mouth that no stored smile fits (a round, surprised one) gets the dark cavity.
+    for the lips that part. A parting mouth that no stored smile fits (a round, surprised one) gets the dark cavity;
+    on a colour crop with a bank, a gasp's cavity shows the edges of a stored mouth's upper teeth under the upper lip.
     ``shading``: the skin's expression shading (anything with ``shade_with_box(image, source, target, expressions)``,
     i.e. ``ExpressionShadingModel``), applied after the warp: a smile's folds and lifted cheeks appear, or fade when a
     smile is undone; and the furrows of ``expressions`` (``{expression: weight}``, negative: taken away).
@@ -332,10 +337,12 @@ def warp_face(crop: np.ndarray, source: np.ndarray, target: np.ndarray, mouth=No
     colour = np.asarray(crop).ndim == 3
     if mouth is not None and hasattr(mouth, "inpaint"):
         options["redraw"] = learned_redraw(mouth)
-        if exemplars is not None and colour:
-            options["fill"] = exemplar_fill(exemplars)
-    elif mouth is not None and colour:
-        options["fill"] = exemplar_fill(mouth)
+        bank = exemplars
+    else:
+        bank = mouth
+    if bank is not None and colour:
+        options["fill"] = exemplar_fill(bank)
+        options["teeth"] = exemplar_gasp_teeth(bank)
     result = warp_crop(crop, source, target, inner_lips=np.array(LIPS_INNER), outer_lips=np.array(LIPS_OUTER),
                        triangles=np.array(TRIANGLES + MOUTH_TRIANGLES + EYE_TRIANGLES), boundary=np.array(FACE_OVAL),
                        eyes=[(RIGHT_EYE, (RIGHT_EYE_UPPER[0], RIGHT_EYE_UPPER[-1])),
@@ -410,3 +417,27 @@ def exemplar_fill(mouth) -> MouthFill:
         return fill_mouth(image, gap, target[inner], exemplar, person_lips, grey=grey, own_interior=own)
 
     return fill
+
+
+GASP_TEETH_MIN_CLARITY = 0.6  # 7 of the 28 committed exemplars' upper teeth end this cleanly (edge_clarity)
+
+
+def exemplar_gasp_teeth(mouth) -> MouthFill:
+    """What a gasp's dark opening gets on a colour photo: the edges of the upper teeth of the stored mouth nearest the
+    target's inner lips (whatever the distance) among those whose teeth end cleanly (``GASP_TEETH_MIN_CLARITY``),
+    relit to the source's lips (:func:`~.mouth_fill.gasp_teeth`)."""
+    from .mesh_topology import LIPS_INNER, LIPS_OUTER
+
+    count = len(mouth.distances(np.zeros((len(LIPS_INNER), 2))))
+    clarity = np.array([edge_clarity(mouth.exemplar(index)) for index in range(count)])
+    clean = clarity >= min(GASP_TEETH_MIN_CLARITY, clarity.max())
+
+    def teeth(image, gap, crop, source, target):
+        inner, outer = list(LIPS_INNER), list(LIPS_OUTER)
+        x0, y0, x1, y1 = box_around(crop.shape[:2], source[outer], target[outer])
+        grey = not np.abs(np.diff(crop[y0:y1, x0:x1, :3].astype(np.int16), axis=2)).any()
+        person_lips = region_mean(crop[..., :3], source[outer], source[inner])
+        exemplar = mouth.exemplar(int(np.argmin(np.where(clean, mouth.distances(target[inner]), np.inf))))
+        return gasp_teeth(image, gap, target[inner], exemplar, person_lips, grey=grey)
+
+    return teeth

@@ -228,3 +228,101 @@ def fill_mouth(image: np.ndarray, gap: np.ndarray, target_lips: np.ndarray, exem
     blended = np.clip(np.round(region * (1.0 - a) + fill * a), 0, 255).astype(np.uint8)
     np.copyto(region, blended, where=a > 0)
     return image
+
+
+# A gasp's dropped jaw shows the edges of the upper teeth under the upper lip, in the mouth's shadow.
+GASP_TEETH_SHOW = 0.08         # how far they show below the lip, mid-mouth, in mouth widths (at most GASP_TEETH_MAX)
+GASP_TEETH_MAX = 0.4           # ... of the opening's height there
+GASP_TEETH_LIGHT = (0.75, 0.3)   # their brightness against the stored smile's, mid-mouth and at the corners
+GASP_TEETH_SIDE_FADE = 0.3    # the teeth fade out over this much of the mouth's width from each corner
+GASP_TEETH_TIPS = 0.5          # the band sampled past the incisal edge, over the band's height: the tips' own shapes
+
+
+def incisal_edge(interior: np.ndarray) -> np.ndarray:
+    """Where a stored mouth frame's upper teeth end, per frame column (``FRAME_WIDTH`` rows, float): the steepest
+    fall of brightness down each column of the lower half (teeth above, the dark gap or the lower lip below),
+    smoothed by a parabola fitted over the middle half of the columns, where the teeth surely show."""
+    lum = cv2.GaussianBlur(luminance(np.asarray(interior, np.float32)), (0, 0), 1.0)
+    fall = lum[:-1] - lum[1:]  # row r: how much darker row r + 1 is
+    low = FRAME_HEIGHT // 3
+    columns = np.arange(FRAME_WIDTH // 4, 3 * FRAME_WIDTH // 4)
+    rows = low + np.argmax(fall[low:, columns], axis=0) + 1.0
+    fit = np.polyfit(columns, rows, 2)
+    return np.clip(np.polyval(fit, np.arange(FRAME_WIDTH)), low, FRAME_HEIGHT - 1.0)
+
+
+def teeth_alpha(interior: np.ndarray, lip_colour: np.ndarray) -> np.ndarray:
+    """How much each pixel of a stored mouth frame is tooth (``FRAME_HEIGHT x FRAME_WIDTH``, 0-1): brighter than
+    the lips by a margin, ramping to 1 a third of the way from there to the bright teeth; the lips, the gums and the
+    dark gaps between and below the teeth key out, so drawn teeth end in their own tips, not a cut line."""
+    lum = luminance(np.asarray(interior, np.float32))
+    lips = max(float(luminance(lip_colour)), 1.0) * 1.1
+    teeth = float(np.percentile(lum[:, FRAME_WIDTH // 4:3 * FRAME_WIDTH // 4], 90))
+    return np.clip((lum - lips) / max((teeth - lips) / 3.0, 1.0), 0.0, 1.0)
+
+
+def edge_clarity(exemplar: Exemplar) -> float:
+    """How cleanly a stored mouth's upper teeth end (0-1): over the middle half of the frame, how much tooth the 8
+    rows above its incisal edge hold less how much the 4 below do. Lower teeth, a tongue or lips pressed to the tips
+    score low; a gasp drawn from those shows chipped teeth."""
+    alpha = teeth_alpha(exemplar.interior, exemplar.lip_colour)
+    edge = np.round(incisal_edge(exemplar.interior)).astype(int)
+    columns = np.arange(FRAME_WIDTH // 4, 3 * FRAME_WIDTH // 4)
+    above = np.mean([alpha[max(edge[c] - 8, 0):edge[c], c].mean() for c in columns])
+    below = np.mean([alpha[edge[c] + 1:edge[c] + 5, c].mean() if edge[c] + 1 < FRAME_HEIGHT else 0.0
+                     for c in columns])
+    return float(above - below)
+
+
+def gasp_teeth(image: np.ndarray, gap: np.ndarray, target_lips: np.ndarray, exemplar: Exemplar,
+               person_lips: np.ndarray, grey: bool = False) -> np.ndarray:
+    """Draw the edges of the exemplar's upper teeth into a gasp's opening (``image`` in place, H x W x 3 uint8):
+    a band under the target's upper inner lip, ``GASP_TEETH_SHOW`` of the mouth's width tall at its middle and
+    tapering to nothing at the corners, sampled from the stored frame's band around its incisal edge at the same
+    scale (the teeth keep their proportions), relit to the person and darkened towards the corners; blended within
+    the opening's alpha ``gap``, tooth pixels only (:func:`teeth_alpha`)."""
+    lips = np.asarray(target_lips, np.float64)[:, :2]
+    width = float(np.linalg.norm(lips[UPPER - 1] - lips[0]))
+    if image.ndim != 3 or width < 8:
+        return image
+    upper = np.arange(1, UPPER - 1)
+    lower = 2 * UPPER - 2 - upper  # upper k faces polygon point 20 - k
+    facing = lips[lower] - lips[upper]
+    opening = np.maximum(np.linalg.norm(facing, axis=1), 1e-6)
+    along = np.linspace(0.0, 1.0, UPPER)[upper]
+    show = np.minimum(GASP_TEETH_SHOW * width * np.sin(np.pi * along) ** 1.5, GASP_TEETH_MAX * opening)
+    reach = show * (1.0 + GASP_TEETH_TIPS)  # past the incisal edge, where the tips end and the rest keys out
+    band = lips.copy()
+    band[lower] = lips[upper] + facing / opening[:, None] * reach[:, None]
+    # The same band in the stored frame, at the frame's scale (its width is the mouth's).
+    edge = np.interp(TEMPLATE[:UPPER, 0], np.arange(FRAME_WIDTH), incisal_edge(exemplar.interior))
+    stored = TEMPLATE.copy()
+    stored[:UPPER, 1] = edge
+    stored[upper, 1] = edge[upper] - show * FRAME_WIDTH / width
+    stored[lower, 1] = edge[upper] + show * GASP_TEETH_TIPS * FRAME_WIDTH / width
+    x0, y0 = np.maximum(np.floor(band.min(0)).astype(int) - 1, 0)
+    x1, y1 = np.minimum(np.ceil(band.max(0)).astype(int) + 2, [image.shape[1], image.shape[0]])
+    if x1 - x0 < 2 or y1 - y0 < 2:
+        return image
+    keyed = np.dstack([exemplar.interior.astype(np.float32),
+                       cv2.GaussianBlur(teeth_alpha(exemplar.interior, exemplar.lip_colour), (0, 0), 0.7) * 255.0])
+    warped, covered = piecewise_affine(keyed, stored, band, (y1 - y0, x1 - x0), (x0, y0), cv2.INTER_CUBIC)
+    teeth = relight(warped[..., :3], exemplar.lip_colour, person_lips)
+    # Deeper in the mouth towards the corners: the cheeks and lips shade the side teeth.
+    xs = np.arange(x0, x1, dtype=np.float64)[None, :] + 0.5
+    ys = np.arange(y0, y1, dtype=np.float64)[:, None] + 0.5
+    axis = (lips[UPPER - 1] - lips[0]) / width
+    position = ((xs - lips[0, 0]) * axis[0] + (ys - lips[0, 1]) * axis[1]) / width
+    mid, corner = GASP_TEETH_LIGHT
+    light = mid - (mid - corner) * np.clip(np.abs(position - 0.5) * 2.0, 0.0, 1.0) ** 1.5
+    teeth = teeth * light[..., None]
+    if grey:
+        teeth = np.repeat(luminance(teeth)[..., None], 3, axis=2)
+    # The side teeth fade into the cheeks' shadow; drawn out to the corners, their pointed canines looked like fangs.
+    sides = np.clip((0.5 - np.abs(position - 0.5)) / GASP_TEETH_SIDE_FADE, 0.0, 1.0)
+    a = (np.clip(warped[..., 3] / 255.0, 0.0, 1.0) * covered * sides * gap[y0:y1, x0:x1])[..., None]
+    region = image[y0:y1, x0:x1]
+    teeth = with_grain(teeth, region, a[..., 0] > 0.5, a[..., 0] == 0)
+    blended = np.clip(np.round(region * (1.0 - a) + teeth * a), 0, 255).astype(np.uint8)
+    np.copyto(region, blended, where=a > 0)
+    return image
