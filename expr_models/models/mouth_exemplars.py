@@ -65,7 +65,8 @@ class MouthExemplarsModel(ExprPreTrainedModel):
         "Mouth exemplars for expression edits: real open-mouth interiors (teeth, gums, cavity) of London Set smiles, "
         "each mapped into a fixed mouth frame, with its inner-lip shape (the retrieval key) and lip colour. "
         "`model.closest(inner_lips)` gives the nearest; `expr_models.faces.mouth_fill.fill_mouth` warps it into a "
-        "newly opened mouth and relights it to the person."
+        "newly opened mouth and relights it to the person; `expr_models.faces.mouth_fill.gasp_teeth` draws the "
+        "edges of a stored mouth's upper teeth under the upper lip of a gasp."
     )
 
     def __init__(self, config: MouthExemplarsConfig):
