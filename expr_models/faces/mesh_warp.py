@@ -29,7 +29,7 @@ from .region_redraw import learned_region
 from .eye_interior import draw_irises, steady_irises
 from .mouth_opening import (SHIFT, area2, box_around, cavity_colour, closed_share, draw_seam, into_the_lips, is_open,
                             mesh_missed, mouth_cavity, new_gap, polygon_mask, real_opening, whole_opening)
-from .mouth_fill import edge_clarity, fill_mouth, gasp_teeth, inset, luminance, opening_height, piecewise_affine, region_mean
+from .mouth_fill import fill_mouth, gasp_teeth, inset, luminance, opening_height, piecewise_affine, region_mean
 from .mouth_redraw import MouthRedraw, learned_redraw
 
 # A point that moves less than this (px) counts as still: triangles whose corners are all still are left as they are
@@ -419,24 +419,23 @@ def exemplar_fill(mouth) -> MouthFill:
     return fill
 
 
-GASP_TEETH_MIN_CLARITY = 0.6  # 7 of the 28 committed exemplars' upper teeth end this cleanly (edge_clarity)
+GASP_TEETH_MIN_CLARITY = 0.6  # 6 of the 28 committed exemplars' upper teeth end this cleanly (edge_clarity)
 
 
 def exemplar_gasp_teeth(mouth) -> MouthFill:
     """What a gasp's dark opening gets on a colour photo: the edges of the upper teeth of the stored mouth nearest the
-    target's inner lips (whatever the distance) among those whose teeth end cleanly (``GASP_TEETH_MIN_CLARITY``),
-    relit to the source's lips (:func:`~.mouth_fill.gasp_teeth`)."""
+    target's inner lips (whatever the distance) among those whose teeth end cleanly (``mouth.edge_clarities()`` at
+    least ``GASP_TEETH_MIN_CLARITY``), relit to the source's lips (:func:`~.mouth_fill.gasp_teeth`)."""
     from .mesh_topology import LIPS_INNER, LIPS_OUTER
 
-    count = len(mouth.distances(np.zeros((len(LIPS_INNER), 2))))
-    clarity = np.array([edge_clarity(mouth.exemplar(index)) for index in range(count)])
-    clean = clarity >= min(GASP_TEETH_MIN_CLARITY, clarity.max())
 
     def teeth(image, gap, crop, source, target):
         inner, outer = list(LIPS_INNER), list(LIPS_OUTER)
         x0, y0, x1, y1 = box_around(crop.shape[:2], source[outer], target[outer])
         grey = not np.abs(np.diff(crop[y0:y1, x0:x1, :3].astype(np.int16), axis=2)).any()
         person_lips = region_mean(crop[..., :3], source[outer], source[inner])
+        clarity = mouth.edge_clarities()
+        clean = clarity >= min(GASP_TEETH_MIN_CLARITY, clarity.max())
         exemplar = mouth.exemplar(int(np.argmin(np.where(clean, mouth.distances(target[inner]), np.inf))))
         return gasp_teeth(image, gap, target[inner], exemplar, person_lips, grey=grey)
 
