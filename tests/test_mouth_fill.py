@@ -115,13 +115,21 @@ def test_a_grey_photo_gets_a_grey_fill(bank, mesh_motion):
 
 
 def test_a_round_open_mouth_keeps_the_dark_cavity(bank, mesh_motion):
-    """No smile's teeth in a mouth no exemplar is shaped like (mouth_open=+1 parts the lips by 0.3 eye distances)."""
+    """No smile's interior in a mouth no exemplar is shaped like (mouth_open=+1 parts the lips by 0.3 eye
+    distances): the dark cavity, as a gasp's, with the upper teeth's edges under the upper lip and nothing else."""
     photo, points, _ = synthetic_face(mesh_motion)
     target = mesh_motion.target_points(points, "neutral", "neutral", 0.0, {"mouth_open": 1.0})
     assert bank.closest(target[list(LIPS_INNER)]) is None
     cavity = warp_face(photo, points[:, :2], target)
     assert cavity.gap is not None
-    assert warp_face(photo, points[:, :2], target, mouth=bank).image.tobytes() == cavity.image.tobytes()
+    filled = warp_face(photo, points[:, :2], target, mouth=bank).image
+    gasp = warp_face(photo, points[:, :2], target, mouth=bank, dark_mouth=True).image
+    assert filled.tobytes() == gasp.tobytes()
+    lips = target[list(LIPS_INNER)]
+    below_teeth = np.arange(SIZE)[:, None] > lips[:11, 1].max() + GASP_TEETH_SHOW * (1 + GASP_TEETH_TIPS) * np.ptp(
+        lips[:, 0]) + 2
+    same = np.all(filled == cavity.image, axis=2)
+    assert same[np.broadcast_to(below_teeth, same.shape)].all() and not same.all()
 
 
 def test_a_dark_mouth_hides_the_teeth_it_opens_over(bank, mesh_motion):

@@ -232,9 +232,9 @@ def warp_crop(crop: np.ndarray, source: np.ndarray, target: np.ndarray, inner_li
     source showed between them (instead of the seam); with ``outer_lips`` (their indices) it also redraws what of the
     source's real opening (:func:`real_opening`) the warp left outside the target lips. ``dark_mouth``: a mouth that
     opens gets the dark cavity over its whole opening, not only where it is new (a gasp's dropped jaw hides the
-    teeth a smile or a snarl showed, which the map would otherwise stretch into a tall grid), and no ``fill``; then
-    ``teeth`` (e.g. :func:`exemplar_gasp_teeth`) draws the edges of the upper teeth under the upper lip, as a dropped
-    jaw shows them.
+    teeth a smile or a snarl showed, which the map would otherwise stretch into a tall grid), and no ``fill``.
+    ``teeth`` (e.g. :func:`exemplar_gasp_teeth`): drawn over any new dark cavity (a gasp's, or a mouth no ``fill``
+    fits), the edges of the upper teeth under the upper lip, as an open mouth shows them.
     ``eyes``: per eye, its contour's indices in order around the opening and its two corners' indices; the iris then
     keeps its shape while the lids move over it, and what they uncover is drawn (:mod:`.eye_interior`).
     """
@@ -295,7 +295,7 @@ def warp_crop(crop: np.ndarray, source: np.ndarray, target: np.ndarray, inner_li
                 out = filled
             else:
                 out = mouth_cavity(out, gap, cavity_colour(crop, source[inner_lips]), target[inner_lips])
-                if dark_mouth and teeth is not None:
+                if teeth is not None:
                     out = teeth(out, gap, crop, source, target)
     box = (x0, y0, x1, y1)  # the moving triangles' bounds
     if gap is not None or redrawn is not None:
@@ -316,7 +316,7 @@ def warp_face(crop: np.ndarray, source: np.ndarray, target: np.ndarray, mouth=No
     ``closest(inner_lips) -> mouth_fill.Exemplar | None``, e.g. ``MouthExemplarsModel``) whose nearest interior fills
     a newly opened mouth of a colour crop (:func:`exemplar_fill`). ``exemplars``: with the learned mouth, that bank
     for the lips that part. A parting mouth that no stored smile fits (a round, surprised one) gets the dark cavity;
-    on a colour crop with a bank, a gasp's cavity shows the edges of a stored mouth's upper teeth under the upper lip.
+    on a colour crop with a bank, the cavity shows the edges of a stored mouth's upper teeth under the upper lip.
     ``shading``: the skin's expression shading (anything with ``shade_with_box(image, source, target, expressions)``,
     i.e. ``ExpressionShadingModel``), applied after the warp: a smile's folds and lifted cheeks appear, or fade when a
     smile is undone; and the furrows of ``expressions`` (``{expression: weight}``, negative: taken away).
@@ -423,7 +423,8 @@ GASP_TEETH_MIN_CLARITY = 0.6  # 6 of the 28 committed exemplars' upper teeth end
 
 
 def exemplar_gasp_teeth(mouth) -> MouthFill:
-    """What a gasp's dark opening gets on a colour photo: the edges of the upper teeth of the stored mouth nearest the
+    """What a dark opening (a gasp's, or one no stored smile fits) gets on a colour photo: the edges of the upper
+    teeth of the stored mouth nearest the
     target's inner lips (whatever the distance) among those whose teeth end cleanly (``mouth.edge_clarities()`` at
     least ``GASP_TEETH_MIN_CLARITY``), relit to the source's lips (:func:`~.mouth_fill.gasp_teeth`)."""
     from .mesh_topology import LIPS_INNER, LIPS_OUTER
