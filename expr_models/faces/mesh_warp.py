@@ -424,11 +424,10 @@ GASP_TEETH_MIN_CLARITY = 0.6  # 6 of the 28 committed exemplars' upper teeth end
 
 def exemplar_gasp_teeth(mouth) -> MouthFill:
     """What a dark opening (a gasp's, or one no stored smile fits) gets on a colour photo: the edges of the upper
-    teeth of the stored mouth nearest the
-    target's inner lips (whatever the distance) among those whose teeth end cleanly (``mouth.edge_clarities()`` at
-    least ``GASP_TEETH_MIN_CLARITY``), relit to the source's lips (:func:`~.mouth_fill.gasp_teeth`)."""
+    teeth of the stored mouth nearest the target's inner lips (whatever the distance) among those whose teeth end
+    cleanly (``mouth.edge_clarities()`` at least ``GASP_TEETH_MIN_CLARITY``), relit to the source's lips
+    (:func:`~.mouth_fill.gasp_teeth`)."""
     from .mesh_topology import LIPS_INNER, LIPS_OUTER
-
 
     def teeth(image, gap, crop, source, target):
         inner, outer = list(LIPS_INNER), list(LIPS_OUTER)

@@ -3,6 +3,7 @@
     frame = to_mouth_frame(photo, inner_lips)                 # 48 x 128 interior in the fixed template polygon
     shape = lip_shape(inner_lips)                             # 20 x 2, normalised by the mouth's width
     image = fill_mouth(image, gap, target_lips, exemplar, person)   # blended where ``gap`` > 0
+    image = gasp_teeth(image, gap, target_lips, exemplar, person)   # a dark opening: the upper teeth's edges only
 
 The mouth frame: the 20 inner-lip points (``mesh_topology.LIPS_INNER``: 11 upper from corner to corner, then 9 lower
 back) go to a fixed template polygon, and the quads between facing upper and lower points (two triangles each, as
@@ -231,11 +232,11 @@ def fill_mouth(image: np.ndarray, gap: np.ndarray, target_lips: np.ndarray, exem
 
 
 # A gasp's dropped jaw shows the edges of the upper teeth under the upper lip, in the mouth's shadow.
-GASP_TEETH_SHOW = 0.08         # how far they show below the lip, mid-mouth, in mouth widths (at most GASP_TEETH_MAX)
-GASP_TEETH_MAX = 0.4           # ... of the opening's height there
-GASP_TEETH_LIGHT = (0.75, 0.3)   # their brightness against the stored smile's, mid-mouth and at the corners
-GASP_TEETH_SIDE_FADE = 0.3    # the teeth fade out over this much of the mouth's width from each corner
-GASP_TEETH_TIPS = 0.5          # the band sampled past the incisal edge, over the band's height: the tips' own shapes
+GASP_TEETH_SHOW = 0.08          # how far they show below the lip, mid-mouth, in mouth widths (at most GASP_TEETH_MAX)
+GASP_TEETH_MAX = 0.4            # ... of the opening's height there
+GASP_TEETH_LIGHT = (0.75, 0.3)  # their brightness against the stored smile's, mid-mouth and at the corners
+GASP_TEETH_SIDE_FADE = 0.3      # the teeth fade out over this much of the mouth's width from each corner
+GASP_TEETH_TIPS = 0.5           # the band sampled past the incisal edge, over the band's height: the tips' own shapes
 
 
 def incisal_edge(interior: np.ndarray) -> np.ndarray:
@@ -276,7 +277,8 @@ def edge_clarity(exemplar: Exemplar) -> float:
 
 def gasp_teeth(image: np.ndarray, gap: np.ndarray, target_lips: np.ndarray, exemplar: Exemplar,
                person_lips: np.ndarray, grey: bool = False) -> np.ndarray:
-    """Draw the edges of the exemplar's upper teeth into a gasp's opening (``image`` in place, H x W x 3 uint8):
+    """Draw the edges of the exemplar's upper teeth into a gasp's (or any dark) opening (``image`` in place,
+    H x W x 3 uint8):
     a band under the target's upper inner lip, ``GASP_TEETH_SHOW`` of the mouth's width tall at its middle and
     tapering to nothing at the corners, sampled from the stored frame's band around its incisal edge at the same
     scale (the teeth keep their proportions), relit to the person and darkened towards the corners; blended within
