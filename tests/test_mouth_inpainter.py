@@ -314,8 +314,8 @@ def test_the_mouth_trains_through_the_loop(tmp_path, mesh_motion):
 
 
 def test_with_both_mouths_a_smile_gets_an_exemplar_and_a_round_mouth_the_cavity(mesh_motion):
-    """A parting smile takes a stored smile's teeth, a mouth no stored smile fits (round, surprised) the dark cavity:
-    the learned mouth only closes lips."""
+    """A parting smile takes a stored smile's teeth, a mouth no stored smile fits (round, surprised) the dark cavity
+    with the upper teeth's edges, as with the bank alone: the learned mouth only closes lips."""
     photo, points, smile = synthetic_face(mesh_motion)
     bank = model_class("mouth_exemplars").from_pretrained(CHECKPOINTS / "mouth_exemplars")
     model = tiny_model()
@@ -325,7 +325,8 @@ def test_with_both_mouths_a_smile_gets_an_exemplar_and_a_round_mouth_the_cavity(
     surprise = mesh_motion.target_points(points, "neutral", "surprise", 1.5)
     assert bank.closest(surprise[list(LIPS_INNER), :2]) is None
     both = warp_face(photo, points[:, :2], surprise, mouth=model, exemplars=bank).image
-    assert np.array_equal(both, warp_face(photo, points[:, :2], surprise).image)
+    assert np.array_equal(both, warp_face(photo, points[:, :2], surprise, mouth=bank).image)
+    assert not np.array_equal(both, warp_face(photo, points[:, :2], surprise).image)  # the teeth's edges
 
 
 def test_the_drawn_mouth_keeps_the_colours_around_it_and_its_own_luminance():
