@@ -388,19 +388,27 @@ def own_interior_fill(image: np.ndarray, gap: np.ndarray, crop: np.ndarray, sour
     return image
 
 
+def lips_and_greyness(crop: np.ndarray, source: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, bool]:
+    """What a stored mouth is relit and coloured by: the mean colour of the source's lips (between the outer and inner
+    contours), and whether the photo around the mouth is grey (a grey photo in RGB gets grey teeth)."""
+    from .mesh_topology import LIPS_INNER, LIPS_OUTER
+
+    inner, outer = list(LIPS_INNER), list(LIPS_OUTER)
+    x0, y0, x1, y1 = box_around(crop.shape[:2], source[outer], target[outer])
+    grey = not np.abs(np.diff(crop[y0:y1, x0:x1, :3].astype(np.int16), axis=2)).any()
+    return region_mean(crop[..., :3], source[outer], source[inner]), grey
+
+
 def exemplar_fill(mouth) -> MouthFill:
     """The fill that warps ``mouth.closest(target inner lips)`` into the new gap, relit to the source's lips (and, where
     the source's mouth was already open, coloured like its own teeth); None where the bank has no mouth close enough
     (the caller paints the dark cavity). A mouth already open onto its own teeth and opened at most
     ``OWN_TEETH_MAX_STRETCH`` times taller keeps its own interior instead (:func:`own_interior_fill`)."""
-    from .mesh_topology import LIPS_INNER, LIPS_OUTER
+    from .mesh_topology import LIPS_INNER
 
     def fill(image, gap, crop, source, target):
-        inner, outer = list(LIPS_INNER), list(LIPS_OUTER)
-        x0, y0, x1, y1 = box_around(crop.shape[:2], source[outer], target[outer])
-        window = crop[y0:y1, x0:x1, :3].astype(np.int16)
-        grey = not np.abs(np.diff(window, axis=2)).any()  # a grey photo in RGB gets grey teeth
-        person_lips = region_mean(crop[..., :3], source[outer], source[inner])
+        inner = list(LIPS_INNER)
+        person_lips, grey = lips_and_greyness(crop, source, target)
         own = None
         if is_open(source, np.array(inner)):
             opening = cv2.erode(polygon_mask(crop.shape[:2], source[inner]), np.ones((3, 3), np.uint8))
@@ -427,13 +435,11 @@ def exemplar_gasp_teeth(mouth) -> MouthFill:
     teeth of the stored mouth nearest the target's inner lips (whatever the distance) among those whose teeth end
     cleanly (``mouth.edge_clarities()`` at least ``GASP_TEETH_MIN_CLARITY``), relit to the source's lips
     (:func:`~.mouth_fill.gasp_teeth`)."""
-    from .mesh_topology import LIPS_INNER, LIPS_OUTER
+    from .mesh_topology import LIPS_INNER
 
     def teeth(image, gap, crop, source, target):
-        inner, outer = list(LIPS_INNER), list(LIPS_OUTER)
-        x0, y0, x1, y1 = box_around(crop.shape[:2], source[outer], target[outer])
-        grey = not np.abs(np.diff(crop[y0:y1, x0:x1, :3].astype(np.int16), axis=2)).any()
-        person_lips = region_mean(crop[..., :3], source[outer], source[inner])
+        inner = list(LIPS_INNER)
+        person_lips, grey = lips_and_greyness(crop, source, target)
         clarity = mouth.edge_clarities()
         clean = clarity >= min(GASP_TEETH_MIN_CLARITY, clarity.max())
         exemplar = mouth.exemplar(int(np.argmin(np.where(clean, mouth.distances(target[inner]), np.inf))))
