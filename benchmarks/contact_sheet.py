@@ -21,6 +21,8 @@ crowd or a FER2013 crop is (the learned brows and lower face redraw only faces w
 edit, the same with the irises stretched by the warp as before 2026-12-05 (``faces.eye_interior`` off).
 ``--targets``: each input edited to these expressions instead, one row each, with no real photo (the London Set has
 only smiles), e.g. ``--direction "neutral->happy" --targets angry sad surprise --methods sagan --unshaded``.
+``--mouth-open V [V ...]``: each method's edit once per value of the ``mouth_open`` control, e.g. the control alone:
+``--subjects 005 062 --methods mesh --targets neutral --intensity 0 --mouth-open 0 0.5 1 --mouth-only``.
 
 ``--people`` takes the first held-out people of the split (``--subjects`` names them instead); ``--direction
 neutral->each``: per person, the first take of each other expression. Face Research Lab London Set, DeBruine & Jones
@@ -175,6 +177,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="beside each edit, the same with the irises stretched by the warp (before 2026-12-05)")
     parser.add_argument("--targets", nargs="+", default=None,
                         help="edit each input to these expressions instead (one row each, no real photo)")
+    parser.add_argument("--mouth-open", nargs="+", type=float, default=None,
+                        help="each method's edit once per value of the mouth_open control (-1 to 1)")
     args = parser.parse_args(argv)
     if not (args.data / args.dataset).is_dir():
         print(f"skipped: no {args.dataset} under {args.data}")
@@ -206,9 +210,13 @@ def main(argv: list[str] | None = None) -> int:
                 for mouth, mouth_editor in editors.items():
                     if target in mouth_editor.supported_targets(method):
                         intensity = min(args.intensity, mouth_editor.max_intensity(method))
-                        result = mouth_editor.edit(detection, method=method, target=target, intensity=intensity)
                         name = f"{method} {mouth.replace('mouth_', '')}" if mouth else method
-                        panels.append((name, np.asarray(result.image.convert("RGB"))))
+                        for opening in args.mouth_open or [None]:
+                            controls = {} if opening is None else {"mouth_open": opening}
+                            result = mouth_editor.edit(detection, method=method, target=target, intensity=intensity,
+                                                       **controls)
+                            shown_name = name if opening is None else f"{name}, mouth_open {opening:+g}"
+                            panels.append((shown_name, np.asarray(result.image.convert("RGB"))))
                         if args.plain_irises and not mouth:
                             with plain_irises():
                                 result = mouth_editor.edit(detection, method=method, target=target,

@@ -254,3 +254,24 @@ def test_head_turn_yaw_skips_without_data_and_reports_a_defective_label(tmp_path
     report = json.loads(out.read_text())
     assert report["faces"] == 2 and len(report["unreadable"]) == 1 and "line 3" in report["unreadable"][0]
     assert report["bands"][0]["turn_median"] < 0.3  # the astronaut faces the camera
+
+
+def test_mouth_open_shape_measures_the_lower_lip_and_sees_a_stretched_one(tmp_path):
+    import mouth_open_shape
+
+    from expr_models.models.mesh_motion import MeshMotionModel
+    from expr_models.faces.mesh_topology import LIPS_INNER_LOWER
+
+    committed = BENCHMARKS.parent / "checkpoints" / "mesh_motion"
+    shape = mouth_open_shape.shape(committed)
+    assert shape["parting"] == pytest.approx(0.3, abs=0.02) and shape["lower_lip_triangles"] > 20
+    assert shape["corner_drop_over_middle"] > 0.1 and shape["area_growth_median"] < 2.5
+    # The same model with the lower lip's inner points dropped alone: its triangles grow far more.
+    model = MeshMotionModel.from_pretrained(committed)
+    with torch.no_grad():
+        index = list(model.config.controls).index("mouth_open")
+        model.directions[index].zero_()
+        model.directions[index, list(LIPS_INNER_LOWER[1:-1]), 1] = 0.3
+    model.save_pretrained(tmp_path / "stretched")
+    stretched = mouth_open_shape.shape(tmp_path / "stretched")
+    assert stretched["area_growth_max"] > 2 * shape["area_growth_max"] and stretched["corner_drop_over_middle"] == 0

@@ -107,6 +107,24 @@ def test_a_dropped_jaw_comes_to_rest_inside_the_crop(editor, astronaut, method):
     assert ys.max() < bottom - margin and xs.min() > max(x0, 0) + margin and xs.max() < x0 + side - margin
 
 
+def test_closing_the_mouth_closes_what_the_generator_opened(editor, mesh):
+    """``mouth_open`` below 0 closes the lips by that share of the opening the edit would leave (a GAN's smile, say),
+    where a fixed step up along the direction lifted a closed lower lip through the upper one."""
+    from expr_models.faces.mesh import inner_lip_gap
+    from expr_models.methods.mesh import with_controls
+    from expr_models.models.mesh_motion import CLOSED_LIP_GAP
+
+    motion = editor.model("mesh_motion")
+    opened = motion.target_points(mesh, "neutral", "neutral", 0.0, {"mouth_open": 1.0})  # a generator's open mouth
+    assert inner_lip_gap(opened) > 0.25
+    assert abs(inner_lip_gap(with_controls(editor, mesh, opened, {"mouth_open": -1.0})) - CLOSED_LIP_GAP) < 0.01
+    half = inner_lip_gap(with_controls(editor, mesh, opened, {"mouth_open": -0.5}))
+    assert abs(half - (inner_lip_gap(opened) + CLOSED_LIP_GAP) / 2) < 0.01
+    smiling = with_controls(editor, mesh, opened, {"smile": 1.0, "mouth_open": -1.0})
+    assert abs(inner_lip_gap(smiling) - CLOSED_LIP_GAP) < 0.01 and not np.allclose(smiling[61], opened[61], atol=1)
+    assert with_controls(editor, mesh, opened, {"mouth_open": 0.0}) is opened
+
+
 def test_generators_that_move_no_mesh_refuse_the_controls(astronaut):
     from expr_models.models.cyclegan import CycleGANConfig, CycleGANModel
 

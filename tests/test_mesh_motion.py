@@ -141,3 +141,48 @@ def test_save_and_load_round_trip(tmp_path):
                           model.target_points(points, "neutral", "happy", 1.2, controls))
     assert loaded.config.control_points == model.config.control_points
     assert (tmp_path / "mesh_motion" / "README.md").is_file()
+
+
+def _face_from_mean(model: MeshMotionModel, eye_distance: float = 130.0) -> np.ndarray:
+    return model.mean_mesh.detach().numpy().astype(np.float64) * eye_distance + [200.0, 190.0, 0.0]
+
+
+def test_mouth_open_opens_an_oval_that_keeps_the_lower_lip_whole(mesh_motion):
+    """The committed ``mouth_open``: a real open mouth's shape. The corners drop a little with the jaw and the lower
+    lip moves as a whole; held still while the lower lip beside them dropped (the old direction), the corners drew
+    the lip between them into tall streaks."""
+    from expr_models.faces.mesh import inner_lip_gap
+    from expr_models.faces.mesh_topology import LIPS_INNER_LOWER, LIPS_OUTER_LOWER, MOUTH_CORNERS
+
+    points = _face_from_mean(mesh_motion)
+    opened = mesh_motion.target_points(points, "neutral", "neutral", 0.0, {"mouth_open": 1.0})
+    assert abs(inner_lip_gap(opened) - inner_lip_gap(points) - 0.3) < 0.02  # +1 parts the lips 0.3 eye distances
+    drop = (opened - points[:, :2])[:, 1]
+    middle = drop[LIPS_INNER_LOWER[5]]
+    assert 0.1 * middle < drop[list(MOUTH_CORNERS)].min() and drop[list(MOUTH_CORNERS)].max() < 0.4 * middle
+    thickness = lambda p: p[LIPS_OUTER_LOWER[5], 1] - p[LIPS_INNER_LOWER[5], 1]  # noqa: E731
+    assert 0.7 < thickness(opened) / thickness(points) < 1.3
+    beside_corner = drop[LIPS_INNER_LOWER[1]] - drop[LIPS_INNER_LOWER[0]]  # the inner lip's slope at its corner
+    assert beside_corner < 0.5 * middle
+
+
+def test_mouth_open_below_zero_closes_the_lips_by_that_share_of_their_opening(mesh_motion):
+    from expr_models.faces.mesh import inner_lip_gap
+    from expr_models.models.mesh_motion import CLOSED_LIP_GAP
+
+    points = _face_from_mean(mesh_motion)
+    opened = mesh_motion.target_points(points, "neutral", "neutral", 0.0, {"mouth_open": 1.0})
+    gap = inner_lip_gap(opened)
+    assert abs(inner_lip_gap(mesh_motion.close_mouth(points, opened, 1.0)) - CLOSED_LIP_GAP) < 0.01
+    half = inner_lip_gap(mesh_motion.close_mouth(points, opened, 0.5))
+    assert abs(half - (gap + CLOSED_LIP_GAP) / 2) < 0.01
+    # Only the control's own points move, and lips already closed stay as they are.
+    names = mesh_motion.config.control_points[list(CONTROLS).index("mouth_open")]
+    others = np.setdiff1d(np.arange(N), names)
+    closed = mesh_motion.close_mouth(points, opened, 1.0)
+    assert np.array_equal(closed[others], opened[others])
+    pressed = mesh_motion.close_mouth(points, closed, 1.0)
+    assert inner_lip_gap(pressed) > CLOSED_LIP_GAP - 0.01
+    # A closed mouth asked to close: at most a pixel's motion, never the old fixed step up through the upper lip.
+    shut = mesh_motion.target_points(points, "neutral", "neutral", 0.0, {"mouth_open": -1.0})
+    assert np.abs(shut - points[:, :2]).max() < 1.0

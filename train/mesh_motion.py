@@ -13,9 +13,11 @@ training people, and four control directions. No learning; a minute on one core 
    photo pairs of that expression pair (JAFFE has several takes), then the median over people. JAFFE's neutral ->
    X pairs also give X -> neutral (the same photos read the other way).
 4. Controls, each zero outside its points: ``smile`` = neutral -> happy on the lips and cheeks, with each facing pair
-   of inner-lip points moved alike (the smile does not part the lips; ``mouth_open`` does); ``mouth_open`` =
-   neutral -> surprise on the lower lip, chin and jaw, scaled so that +1 parts the inner lips by ``--mouth-open``
-   eye distances; ``brows`` = neutral -> surprise on the brows, scaled to raise them ``--brow-raise`` on average;
+   of inner-lip points moved alike (the smile does not part the lips; ``mouth_open`` does); ``mouth_open`` = how
+   real open mouths differ from closed ones (:func:`open_mouth_direction`: FER2013's training faces, from the mesh
+   helper's cache ``--open-mouths``) on the lips, chin and jaw, scaled so that +1 parts the inner lips by
+   ``--mouth-open`` eye distances; ``brows`` = neutral -> surprise on the brows, scaled to raise them ``--brow-raise``
+   on average;
    ``eyes``: the lids alone, built geometrically (upper lid up, lower lid down, most at the lid's middle). Smile,
    brows and eyes fade out over the skin around their features (``tapered``: 0.2, 0.12 and 0.06 eye distances), so a
    slider leaves no crease where moved points meet still ones; those points are part of what each may move.
@@ -109,6 +111,58 @@ def tapered(motion: np.ndarray, core: list[int], mean: np.ndarray, band: float,
     return out, sorted(moved)
 
 
+def mirror_partners(mean: np.ndarray) -> np.ndarray:
+    """Each point's partner across the face's midline: the point of ``mean`` nearest its mirror image."""
+    mirrored = mean[:, :2] * [-1.0, 1.0]
+    return np.array([int(np.argmin(np.linalg.norm(mean[:, :2] - point, axis=1))) for point in mirrored])
+
+
+def symmetric(motion: np.ndarray, mean: np.ndarray) -> np.ndarray:
+    """``motion`` averaged with its mirror image (x flipped, each point taking its partner's motion)."""
+    flipped = motion[mirror_partners(mean)].copy()
+    flipped[:, 0] *= -1.0
+    return (motion + flipped) / 2.0
+
+
+def open_mouth_direction(canonical: np.ndarray, labels: np.ndarray, mean: np.ndarray, parting: float,
+                         closed_below: float = 0.03, open_between: tuple[float, float] = (0.25, 0.4)
+                         ) -> tuple[np.ndarray, list[int]]:
+    """The ``mouth_open`` control: how real open mouths differ from closed ones. ``canonical``: N x 468 x dims meshes
+    in the canonical frame, ``labels`` their expressions. The median surprised face whose lips part ``open_between``
+    eye distances, less the median neutral or surprised face whose lips part under ``closed_below``; made left-right
+    symmetric, kept on the lips, chin and jaw, fading out over the skin within 0.1 eye distances, and scaled to part
+    the lips by ``parting``. Real open mouths drop the corners a little and round the lips into an oval; JAFFE's
+    surprise median, restricted to the lower lip, had dropped the lower lip beside still corners, which stretched the
+    lip corners into tall streaks (the ``mouth_open`` slider at 1)."""
+    gaps = np.array([inner_lip_gap(mesh) for mesh in canonical])
+    usable = np.isin(labels, ("surprise", "neutral"))
+    closed = usable & (gaps < closed_below)
+    opened = (labels == "surprise") & (gaps > open_between[0]) & (gaps < open_between[1])
+    if closed.sum() < 50 or opened.sum() < 50:
+        raise ValueError(f"too few faces to measure an open mouth: {opened.sum()} open, {closed.sum()} closed")
+    motion = symmetric(np.median(canonical[opened], 0) - np.median(canonical[closed], 0), mean)
+    points = control_point_sets(mean)["mouth_open"]
+    lips = np.flatnonzero(_inside(mean[:, :2], mean[list(LIPS_OUTER), :2]))
+    core = sorted(set(points) | {int(i) for i in lips} | set(LIPS_OUTER))
+    motion, moved = tapered(restricted(motion, core), core, mean[:, :2], 0.1)
+    motion *= parting / (inner_lip_gap(mean + motion) - inner_lip_gap(mean))
+    print(f"mouth_open: {opened.sum()} open and {closed.sum()} closed mouths; at +1 the corners drop "
+          f"{motion[list(MOUTH_CORNERS), 1].mean():.3f}, the lower lip {motion[17, 1]:.3f}, the chin "
+          f"{motion[152, 1]:.3f}", file=sys.stderr)
+    return motion, moved
+
+
+def canonical_meshes(cache: Path, mean: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The meshes of a mesh-helper cache (``train.tools.cache_meshes``) the face mesh recognised, in the canonical
+    frame of ``mean``, and their expressions (the folder each photo lies in)."""
+    with np.load(cache) as stored:
+        ids, points, presence = stored["ids"], stored["points"], stored["presence"]
+    keep = np.flatnonzero(presence >= 0.5)
+    labels = np.array([Path(str(ids[i])).parent.name for i in keep])
+    canonical = np.stack([normalise(points[i].astype(np.float64), mean)[0] for i in keep])
+    return canonical, labels
+
+
 def restricted(motion: np.ndarray, points: list[int]) -> np.ndarray:
     out = np.zeros_like(motion)
     out[points] = motion[points]
@@ -127,6 +181,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="mesh every photo here, refined once, instead of reading --mesh-caches")
     parser.add_argument("--split", default="train", help="whose pairs to learn from (default: the training people)")
     parser.add_argument("--mouth-open", type=float, default=0.3, help="inner-lip parting at mouth_open=+1, eye dist.")
+    parser.add_argument("--open-mouths", type=Path, default=Path("prepared/meshes/fer2013_train.npz"),
+                        help="FER2013's training meshes (train.tools.cache_meshes), whose open and closed mouths give "
+                             "the mouth_open control")
     parser.add_argument("--brow-raise", type=float, default=0.06, help="mean brow raise at brows=+1, eye distances")
     args = parser.parse_args(argv)
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
@@ -182,9 +239,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"smile: the happy median parts the lips {happy_parting:.3f}, the smile control "
           f"{inner_lip_gap(mean + smile) - inner_lip_gap(mean):.3f}", file=sys.stderr)
     surprise = by_name["neutral->surprise"]
-    mouth = restricted(surprise, point_sets["mouth_open"])
-    parting = inner_lip_gap(mean + mouth) - inner_lip_gap(mean)
-    mouth *= args.mouth_open / parting
+    if not args.open_mouths.is_file():
+        raise SystemExit(f"no {args.open_mouths}: make it with python -m train.tools.cache_meshes --sets fer2013_train")
+    mouth, point_sets["mouth_open"] = open_mouth_direction(*canonical_meshes(args.open_mouths, mean), mean,
+                                                           args.mouth_open)
     brows = restricted(surprise, point_sets["brows"])
     raise_ = -brows[point_sets["brows"], 1].mean()
     brows *= args.brow_raise / raise_
@@ -193,8 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     # The lids, and the skin within 0.06 eye distances of them (not the eye corners, not the brows) fading out.
     eyes, point_sets["eyes"] = tapered(eyelid_direction(mean), point_sets["eyes"], mean, 0.06,
                                        exclude=set(point_sets["brows"]) | {33, 133, 362, 263})
-    print(f"mouth_open: surprise parts the lips {parting:.3f} (scaled x{args.mouth_open / parting:.2f}); brows: "
-          f"surprise raises them {raise_:.3f} (scaled x{args.brow_raise / raise_:.2f})", file=sys.stderr)
+    print(f"brows: surprise raises them {raise_:.3f} (scaled x{args.brow_raise / raise_:.2f})", file=sys.stderr)
 
     config = MeshMotionConfig(pairs=names, subjects=subjects, controls=list(CONTROLS),
                               control_points=[point_sets[c] for c in CONTROLS])
@@ -213,9 +270,10 @@ def main(argv: list[str] | None = None) -> int:
         "training": ("No learning: per expression pair, the median over people (each person's own median first) of "
                      "the canonical mesh displacement. Controls: smile = the happy median on lips and cheeks, "
                      "lips kept closed (facing inner-lip points moved alike); "
-                     f"mouth_open = the surprise median on the lower lip, chin and jaw, +1 parts the lips by "
-                     f"{args.mouth_open} eye distances; brows = the surprise median on the brows, +1 raises them "
-                     f"{args.brow_raise} on average; eyes = geometric lid opening (upper lid 0.045, lower 0.02)."),
+                     "mouth_open = FER2013's median open surprised face less its median closed mouth, on the "
+                     f"lips, chin and jaw (left-right symmetric), +1 parts the lips by {args.mouth_open} eye "
+                     "distances, below 0 the lips close by that share of their opening; brows = the surprise "
+                     f"median on the brows, +1 raises them {args.brow_raise} on average; eyes = geometric lid opening (upper lid 0.045, lower 0.02)."),
         "notes": "Built by `python -m train.mesh_motion`; measured by `python -m expr_models.evaluation.mesh_heldout`.",
     }
     model.save_pretrained(args.out)

@@ -218,15 +218,19 @@ def target_rules(points: np.ndarray, target: np.ndarray, expression: str, contro
     return target
 
 
-def control_motion(editor: Editor, points: np.ndarray, controls: Mapping[str, float]) -> np.ndarray:
-    """The controls' motion of these mesh points (468 x 2, their pixels); zero without the mesh-motion model's
-    directions when no control is set."""
+def with_controls(editor: Editor, points: np.ndarray, moved: np.ndarray, controls: Mapping[str, float]) -> np.ndarray:
+    """``moved`` (468 x 2, where a generator sends these mesh points, their pixels) plus the controls' motion; a
+    ``mouth_open`` below 0 then closes the lips by that share of their opening there. ``moved`` itself without the
+    mesh-motion model's directions when no control is set."""
     if not any(controls.values()):
-        return np.zeros((len(points), 2))
+        return moved
     if not editor.has("mesh_motion"):
         raise ExpressionEditError("The smile / mouth / brows / eyes controls need the mesh_motion checkpoint.")
     model = editor.model("mesh_motion")
-    return model.target_points(points, "neutral", "neutral", 0.0, controls) - points[:, :2]
+    closing = -min(float(controls.get("mouth_open", 0.0)), 0.0)
+    opening = {**controls, "mouth_open": max(float(controls.get("mouth_open", 0.0)), 0.0)}
+    moved = moved + model.target_points(points, "neutral", "neutral", 0.0, opening) - points[:, :2]
+    return model.close_mouth(points, moved, closing) if closing else moved
 
 
 def generator_points(model: Any, points: np.ndarray, move: Callable[[torch.Tensor], torch.Tensor]) -> np.ndarray:
@@ -247,7 +251,7 @@ def generator_motion(editor: Editor, model: Any, face: FaceToEdit, move: Callabl
     def motion(points: np.ndarray) -> np.ndarray:
         with editor.generating():
             moved = generator_points(model, points, move)
-        return moved + control_motion(editor, points, face.controls)
+        return with_controls(editor, points, moved, face.controls)
 
     return motion
 

@@ -12,10 +12,12 @@ It holds, in the canonical frame of ``expr_models.faces.mesh_motion`` (3D: head 
   from their source mesh to their target mesh (the baseline). A pair without its own median goes through neutral
   (source -> neutral -> target);
 - ``directions``: one per control, zero outside the points it may move: ``smile`` (lips and cheeks), ``mouth_open``
-  (lower lip, chin and jaw), ``brows`` (the brows; + raises), ``eyes`` (the lids; + opens).
+  (the lips, chin and jaw: a real open mouth's shape), ``brows`` (the brows; + raises), ``eyes`` (the lids; + opens).
 
 The expression's motion is scaled by ``intensity`` (0 to ``max_intensity``), each control's direction by its value in
 [-1, 1], and the sum is turned and scaled back onto the face. Points that nothing moves keep their exact coordinates.
+``mouth_open`` below 0 closes the lips by that share of the opening the edit would leave (:meth:`close_mouth`): a
+fixed step back along the direction lifted a closed mouth's lower lip through the upper one.
 ``train/mesh_motion.py`` builds it from FEI, London Set and JAFFE meshes of training people.
 """
 
@@ -29,10 +31,14 @@ from huggingface_hub.dataclasses import strict
 from torch import nn
 from transformers import PreTrainedConfig
 
+from ..faces.mesh import inner_lip_gap
 from ..faces.mesh_motion import normalise
 from .modeling_utils import ExprPreTrainedModel
 
 PAIR_SEPARATOR = "->"
+# What ``mouth_open`` = -1 closes the lips to, in eye distances: the inner-lip gap of a closed mouth (the London Set's
+# and FEI's real neutral photos of held-out people: 0.020 and 0.021 at the median).
+CLOSED_LIP_GAP = 0.02
 CONTROLS = ("smile", "mouth_open", "brows", "eyes")
 NUM_POINTS = 468
 
@@ -126,12 +132,13 @@ class MeshMotionModel(ExprPreTrainedModel):
         raise ValueError(f"This mesh motion has no {name!r} (it holds {', '.join(pairs)})")
 
     def control_motion(self, controls: Mapping[str, float] | None) -> np.ndarray:
-        """The controls' summed motion (468 x dims); each value is clipped to [-1, 1]."""
+        """The controls' summed motion (468 x dims); each value is clipped to [-1, 1]. ``mouth_open`` below 0 adds
+        nothing here: how far it closes the lips depends on their opening (:meth:`close_mouth`)."""
         motion = np.zeros((self.config.num_points, self.config.dims))
         for name, value in (controls or {}).items():
             if name not in self.config.controls:
                 raise ValueError(f"unknown control {name!r}; the controls are {', '.join(self.config.controls)}")
-            value = float(np.clip(value, -1.0, 1.0))
+            value = float(np.clip(value, 0.0 if name == "mouth_open" else -1.0, 1.0))
             if value:
                 index = list(self.config.controls).index(name)
                 motion += value * self.directions[index].detach().cpu().numpy().astype(np.float64)
@@ -155,11 +162,39 @@ class MeshMotionModel(ExprPreTrainedModel):
         The canonical motion is turned and scaled onto this face by the similarity that fits its stable points to
         the mean mesh (in 3D: the head's own turn too), and seen in the image plane. A point with no motion keeps
         its coordinates bit for bit."""
+        points = self._checked(points)
+        result = self._moved(points, points[:, :2], self.motion(source, target, intensity, controls))
+        closing = -float(np.clip((controls or {}).get("mouth_open", 0.0), -1.0, 0.0))
+        return self.close_mouth(points, result, closing) if closing else result
+
+    def close_mouth(self, points: np.ndarray, target: np.ndarray, share: float) -> np.ndarray:
+        """``target`` (468 x 2, where an edit sends a face's ``points``) with the lips closed by ``share`` (0 to 1) of
+        the way from their opening there to a closed mouth's (``CLOSED_LIP_GAP``): the ``mouth_open`` points moved
+        back along its direction. Lips no further apart than a closed mouth's stay as they are (and all of them, where
+        the direction does not part this face's lips)."""
+        points = self._checked(points)
+        target = np.asarray(target, np.float64)
+        excess = inner_lip_gap(target) - CLOSED_LIP_GAP
+        if share <= 0 or excess <= 0:
+            return target.copy()
+        direction = self.directions[list(self.config.controls).index("mouth_open")].detach().cpu().numpy()
+        direction = direction.astype(np.float64)
+        # How far one step back along the direction closes this face's lips, as seen in the photo (a turned head
+        # sees less of it than the canonical frame's 0.3 eye distances); the gap is linear in the step.
+        per_step = inner_lip_gap(target) - inner_lip_gap(self._moved(points, target, -direction))
+        if per_step <= 0:  # a direction that does not part these lips cannot close them
+            return target.copy()
+        return self._moved(points, target, -min(share, 1.0) * excess / per_step * direction)
+
+    def _checked(self, points: np.ndarray) -> np.ndarray:
         points = np.asarray(points, np.float64)
         if points.shape[0] != self.config.num_points or points.shape[1] < self.config.dims:
             raise ValueError(f"expected {self.config.num_points} x {self.config.dims} mesh points, got {points.shape}")
-        motion = self.motion(source, target, intensity, controls)
-        result = points[:, :2].copy()
+        return points
+
+    def _moved(self, points: np.ndarray, target: np.ndarray, motion: np.ndarray) -> np.ndarray:
+        """``target`` (468 x 2) plus the canonical ``motion`` turned and scaled onto the face at ``points``."""
+        result = np.array(target[:, :2], np.float64)
         moved = np.any(motion != 0, axis=1)
         if moved.any():
             _, frame = normalise(points, self.mean_mesh.detach().cpu().numpy())
@@ -169,9 +204,11 @@ class MeshMotionModel(ExprPreTrainedModel):
     def forward(self, canonical_points: torch.Tensor, pair_index: torch.Tensor, intensity: torch.Tensor,
                 controls: torch.Tensor | None = None) -> torch.Tensor:
         """Batched, in the canonical frame: ``N x 468 x dims`` points, ``N`` pair indices (into ``config.pairs``) and
-        intensities, optional ``N x 4`` control values -> the moved canonical points."""
+        intensities, optional ``N x 4`` control values -> the moved canonical points. ``mouth_open`` below 0 moves
+        nothing here (closing depends on each face's opening: :meth:`close_mouth`)."""
         motion = intensity.to(self.motions.dtype)[:, None, None] * self.motions[pair_index]
         if controls is not None:
-            motion = motion + torch.einsum("nc,cpd->npd", controls.to(self.directions.dtype).clamp(-1, 1),
-                                           self.directions)
+            low = torch.tensor([0.0 if name == "mouth_open" else -1.0 for name in self.config.controls])
+            values = torch.maximum(controls.to(self.directions.dtype).clamp(max=1), low.to(self.directions.dtype))
+            motion = motion + torch.einsum("nc,cpd->npd", values, self.directions)
         return canonical_points.to(motion.dtype) + motion
