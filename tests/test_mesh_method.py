@@ -307,6 +307,24 @@ def test_a_neutral_target_closes_bared_teeth_unless_the_mouth_is_asked_open(mesh
     assert np.array_equal(target_rules(points, unmoved, "angry", {}), unmoved)
 
 
+def test_anger_parts_the_lips_no_further_unless_the_mouth_is_asked_open(mesh):
+    """The SA-GAN's anger parted the lips into a slit that stored smiles filled with a pale band; an angry face
+    presses them together, so the rule keeps them as closed as they were."""
+    from expr_models.faces.mesh import _down_the_face, _lip_gaps, eye_distance
+    from expr_models.faces.mesh_topology import LIPS_INNER_LOWER
+    from expr_models.methods.mesh import target_rules
+
+    points = np.asarray(mesh, np.float64)
+    down = _down_the_face(points)
+    parted = points[:, :2].copy()
+    parted[list(LIPS_INNER_LOWER[1:-1])] += 0.08 * eye_distance(points) * down
+    before = np.maximum(_lip_gaps(points, down), 0.0)
+    pressed = target_rules(points, parted, "angry", {})
+    assert (_lip_gaps(pressed, down) <= before + 1e-6).all()
+    assert np.array_equal(target_rules(points, parted, "angry", {"mouth_open": 0.3}), parted)
+    assert (_lip_gaps(target_rules(points, parted, "sad", {}), down) > before + 1.0).any()  # other targets: as moved
+
+
 def test_a_face_turned_past_the_limit_is_left_unchanged_with_a_note(editor, astronaut, mesh, monkeypatch):
     import expr_models.methods.mesh as mesh_method
     from expr_models.faces.mesh import FACE_SIDES, NOSE_TIP, head_turn

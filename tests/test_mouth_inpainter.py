@@ -164,6 +164,51 @@ def test_only_a_closing_mouth_is_redrawn(mesh_motion):
     assert calls == [None]
 
 
+def test_lips_held_apart_onto_more_lip_are_not_redrawn_as_they_close(mesh_motion):
+    """Thick, glossy lips can hold the mesh's inner lips apart on a closed mouth (London 062): between them is more
+    lip, and closing them hides nothing, so the learned mouth (whose drawing there was a pale band with coloured
+    fringes) is not asked; the same lips parted onto teeth are redrawn."""
+    from expr_models.faces.mesh_warp import warp_crop
+    from expr_models.faces.mesh_topology import EYE_TRIANGLES, FACE_OVAL, MOUTH_TRIANGLES, TRIANGLES
+
+    photo, points, smile = synthetic_face(mesh_motion)
+    lip_colour = (165, 70, 80)
+    onto_lip = photo.copy()
+    cv2.fillPoly(onto_lip, [np.round(smile[list(LIPS_OUTER), :2]).astype(np.int32)], lip_colour)
+    onto_teeth = onto_lip.copy()
+    cv2.fillPoly(onto_teeth, [np.round(smile[list(LIPS_INNER), :2]).astype(np.int32)], (235, 230, 220))
+    calls = []
+
+    def redraw(image, crop, source, moved, leftover=None):
+        calls.append(True)
+        return None
+
+    for image in (onto_lip, onto_teeth):
+        warp_crop(image, smile[:, :2], points[:, :2], inner_lips=np.array(LIPS_INNER), outer_lips=np.array(LIPS_OUTER),
+                  boundary=np.array(FACE_OVAL), redraw=redraw,
+                  triangles=np.array(TRIANGLES + MOUTH_TRIANGLES + EYE_TRIANGLES))
+    assert calls == [True]  # the teeth only
+
+
+def test_what_shows_between_the_lips():
+    from expr_models.faces.mouth_opening import shows_between_lips
+
+    def mouth(width: float, inside: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        image = np.full((200, 300, 3), (200, 150, 130), np.uint8)
+        angles = np.linspace(0, 2 * np.pi, 20, endpoint=False)
+        outer = np.stack([150 + width * 0.6 * np.cos(angles), 100 + width * 0.25 * np.sin(angles)], 1)
+        inner = np.stack([150 + width * 0.5 * np.cos(angles), 100 + width * 0.08 * np.sin(angles)], 1)
+        cv2.fillPoly(image, [np.round(outer).astype(np.int32)], (160, 70, 80))
+        cv2.fillPoly(image, [np.round(inner).astype(np.int32)], inside)
+        return image, inner, outer
+
+    assert not shows_between_lips(*mouth(100, (160, 70, 80)))  # more lip
+    assert not shows_between_lips(*mouth(100, (150, 66, 75)))  # a shade darker: lip in its own shadow
+    assert shows_between_lips(*mouth(100, (235, 230, 220)))  # teeth
+    assert shows_between_lips(*mouth(100, (30, 10, 15)))  # a dark mouth
+    assert shows_between_lips(*mouth(40, (160, 70, 80)))  # too small to tell: as the geometry says
+
+
 def gasp_the_mesh_missed(mesh_motion):
     """The synthetic face with its mouth open onto a dark cavity that reaches a fifth of a mouth width below the
     mesh's outer lower lip (a 48-px gasp: the mesh's lips sit inside the opening), and its mesh; a dark nostril

@@ -28,7 +28,8 @@ from scipy.spatial import Delaunay  # scipy ships with scikit-image, a dependenc
 from .region_redraw import learned_region
 from .eye_interior import draw_irises, steady_irises
 from .mouth_opening import (SHIFT, area2, box_around, cavity_colour, closed_share, draw_seam, into_the_lips, is_open,
-                            mesh_missed, mouth_cavity, new_gap, polygon_mask, real_opening, whole_opening)
+                            mesh_missed, mouth_cavity, new_gap, polygon_mask, real_opening, shows_between_lips,
+                            whole_opening)
 from .mouth_fill import fill_mouth, gasp_teeth, inset, luminance, opening_height, piecewise_affine, region_mean
 from .mouth_redraw import MouthRedraw, learned_redraw
 
@@ -248,9 +249,12 @@ def warp_crop(crop: np.ndarray, source: np.ndarray, target: np.ndarray, inner_li
     if source.shape != target.shape:
         raise ValueError(f"source and target points differ in shape: {source.shape} vs {target.shape}")
     # A closing mouth: the source's lips parted (teeth or a dark mouth between them) and the target's less so. Lips
-    # that were already together get no seam and no inward sampling, whatever their area's small changes.
+    # that were already together get no seam and no inward sampling, whatever their area's small changes; so do lips
+    # the mesh holds apart onto more lip (with ``outer_lips``: thick, glossy lips, where the learned mouth drew a
+    # pale band with coloured fringes over a closed mouth).
     wider_source = inner_lips is not None and is_open(source, inner_lips) and \
-        closed_share(source[inner_lips], target[inner_lips]) > 0
+        closed_share(source[inner_lips], target[inner_lips]) > 0 and \
+        (outer_lips is None or shows_between_lips(crop, source[inner_lips], source[outer_lips]))
     sample_from = into_the_lips(source, target, inner_lips) if wider_source else source
     mapped = backward_map(crop.shape[:2], sample_from, target, ring_scale, triangulate_source=wider_source,
                           triangles=triangles, boundary=boundary, depth=depth)
