@@ -138,6 +138,44 @@ def test_closing_lips_are_redrawn_inside_the_hole_and_grey_stays_grey(mesh_motio
                                                                            redrawn.image[..., 2]).all()
 
 
+def test_a_large_colour_face_closes_its_lips_with_its_own_and_a_small_one_with_the_model(mesh_motion):
+    """At 1024 px the learned mouth's frame is a third of the mouth's size, and its lips came back as a blurred
+    band: a colour face whose mouth the frame shrinks closes with its own lips, mirrored across the hole's edges,
+    and a seam; a small face still gets the model's drawing."""
+    from expr_models.faces.mouth_redraw import MIRROR_BELOW_SCALE
+
+    class Spy:
+        def __init__(self):
+            self.model, self.calls = tiny_model(), 0
+            self.config = self.model.config
+
+        def inpaint(self, *args):
+            self.calls += 1
+            return self.model.inpaint(*args)
+
+    smiling, smile, closed = open_smile(mesh_motion)
+    assert MouthFrame.from_points(closed).scale < MIRROR_BELOW_SCALE
+    spy = Spy()
+    result = warp_face(smiling, smile[:, :2], closed, mouth=spy).image
+    assert spy.calls == 0
+    lips = np.zeros(smiling.shape[:2], np.uint8)
+    cv2.fillPoly(lips, [np.round(closed[list(LIPS_OUTER), :2]).astype(np.int32)], 1)
+    seam = np.zeros_like(lips)
+    cv2.polylines(seam, [np.round(closed[list(LIPS_INNER), :2]).astype(np.int32)], True, 1, thickness=9)
+    band = (seam > 0) & (lips > 0)
+    lip_colour = np.array([165, 70, 80], np.float32)
+    # No teeth left in the band where the lips meet, and its colour is the lips' (a darker seam in the middle).
+    assert np.percentile(result[band].astype(np.float32) @ np.array([0.299, 0.587, 0.114]), 99) < 150
+    assert np.abs(np.median(result[band].astype(np.float32), axis=0) - lip_colour).max() < 35
+
+    small, small_points, small_smile = synthetic_face(mesh_motion, eye_distance=40.0)
+    bank = model_class("mouth_exemplars").from_pretrained(CHECKPOINTS / "mouth_exemplars")
+    small_smiling = warp_face(small, small_points[:, :2], small_smile, mouth=bank).image
+    assert MouthFrame.from_points(small_points).scale > MIRROR_BELOW_SCALE
+    warp_face(small_smiling, small_smile[:, :2], small_points, mouth=spy)
+    assert spy.calls == 1
+
+
 def test_only_a_closing_mouth_is_redrawn(mesh_motion):
     smiling, smile, closed = open_smile(mesh_motion)
     calls = []
@@ -317,7 +355,8 @@ def test_a_grin_closed_shut_redraws_the_dark_the_mesh_left_out_but_a_slight_clos
 
 
 def test_the_learned_redraw_accepts_a_margin(mesh_motion):
-    photo, points, target = synthetic_face(mesh_motion)
+    # Grey: the model draws (a large colour face's lips close with its own, mirrored).
+    photo, points, target = synthetic_face(mesh_motion, grey=True)
     model = tiny_model()
     narrow, wide = photo.copy(), photo.copy()
     narrow_box = learned_redraw(model, margin=1.0)(narrow, photo, points, target)

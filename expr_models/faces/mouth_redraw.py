@@ -10,7 +10,10 @@ where the target lips part, lips meeting where they close. Its frame is pasted b
 Where the mesh missed part of the opening (a small face's gasp), the warp passes what of it is left as ``leftover``,
 and the hole takes that in too.
 
-The editor uses it where lips close over teeth (a broad smile taken to neutral). It can also open a mouth, but there
+The editor uses it where lips close over teeth (a broad smile taken to neutral), on grey photos and small faces. On a
+colour face whose mouth the frame shrinks (a London mouth is three times the frame's), its drawing came back as a
+blurred band; there the lips close with the person's own lips, mirrored across the hole's edges at the photo's
+resolution, and a seam (``lips_meeting_in_place``). It can also open a mouth, but there
 it measured worse than the alternatives: at 1024 px its teeth are softer than a stored real mouth's, and its round
 surprised mouths read less as surprise than a dark cavity; ``mesh_warp.warp_face`` explains the choice.
 """
@@ -24,7 +27,7 @@ import numpy as np
 import torch
 
 from .aligned_frame import grown
-from .mesh_topology import LIPS_INNER, LIPS_OUTER
+from .mesh_topology import LIPS_INNER, LIPS_OUTER, LIPS_OUTER_LOWER, LIPS_OUTER_UPPER
 from .mouth_fill import region_mean
 from .mouth_frame import MouthFrame, hole_mask, lip_maps
 from .tone import is_grey
@@ -39,6 +42,13 @@ _LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 _CHROMA = np.array([[-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]], np.float32)
 _FROM_CB = np.array([0.0, -0.344136, 1.772], np.float32)
 _FROM_CR = np.array([1.402, -0.714136, 0.0], np.float32)
+# Closed lips drawn from the person's own (``lips_meeting_in_place``): on a colour face whose mouth the frame shrinks
+# this much or more (frame pixels per photo pixel), the seam's strength, light (of the lips' colour) and width (px).
+MIRROR_BELOW_SCALE = 0.75
+SEAM_ALPHA = 0.45
+SEAM_LIGHT = 0.45
+SEAM_SIGMA = 1.2
+MIRROR_MARGIN = 1.5  # frame pixels: the mirrored hole reaches this far past the seam's band, and feathers as far
 
 
 def within_surrounding_colours(drawn: np.ndarray, window: np.ndarray, hole: np.ndarray, ring: float = 6.0
@@ -75,6 +85,70 @@ def in_the_lips_own_tone(drawn: np.ndarray, hole: np.ndarray, drawn_lips: np.nda
     return drawn + (shift * weight)[..., None]
 
 
+def lips_meeting_in_place(image: np.ndarray, frame: MouthFrame, hole: np.ndarray, frame_points: np.ndarray,
+                          lips_colour: np.ndarray) -> tuple[int, int, int, int] | None:
+    """Close the lips in ``image`` (H x W x 3 uint8, in place) with the person's own lips, at the photo's resolution:
+    each pixel of the ``hole`` (frame pixels; the band around the target's seam) takes the pixel mirrored across
+    the hole's edge on its side of the seam (the upper lip continued down, the lower lip up), and a soft seam of the
+    lips' own colour, darkened, is drawn where they meet. Returns the box it changed, or None.
+
+    For a large face: the learned mouth draws at the frame's size, a third of a London mouth's, so its lips came back
+    three times enlarged, as a blurred band with grey and magenta stripes where the person's lips have texture."""
+    columns = np.flatnonzero((hole > 0.5).any(0))
+    if len(columns) < 2:
+        return None
+    inside = hole > 0.5
+    rows = np.arange(hole.shape[0], dtype=np.float64)[:, None]
+    top = np.where(inside, rows, np.inf).min(0) - 0.5      # the hole's upper and lower edges, per frame column
+    bottom = np.where(inside, rows, -np.inf).max(0) + 0.5
+    upper = frame_points[list(LIPS_INNER[:11]), :2]
+    lower = frame_points[[LIPS_INNER[0]] + list(LIPS_INNER[:10:-1]) + [LIPS_INNER[10]], :2]
+    xs = np.arange(hole.shape[1], dtype=np.float64)
+    order_u, order_l = np.argsort(upper[:, 0]), np.argsort(lower[:, 0])
+    seam = (np.interp(xs, upper[order_u, 0], upper[order_u, 1])
+            + np.interp(xs, lower[order_l, 0], lower[order_l, 1])) / 2
+    top, bottom = np.where(np.isfinite(top), top, seam), np.where(np.isfinite(bottom), bottom, seam)
+
+    mapped = frame.to_photo(hole, hole, image.shape)
+    if mapped is None:
+        return None
+    (x0, y0, x1, y1), _, alpha = mapped
+    if not (alpha > 0).any():
+        return None
+    # Each photo pixel of the box in frame coordinates, mirrored across the hole's edge on its side of the seam.
+    gx, gy = np.meshgrid(np.arange(x0, x1, dtype=np.float64), np.arange(y0, y1, dtype=np.float64))
+    fx = frame.matrix[0, 0] * gx + frame.matrix[0, 1] * gy + frame.matrix[0, 2]
+    fy = frame.matrix[1, 0] * gx + frame.matrix[1, 1] * gy + frame.matrix[1, 2]
+    column = np.clip(fx, 0, hole.shape[1] - 1)
+    at_seam, at_top, at_bottom = (np.interp(column, xs, values) for values in (seam, top, bottom))
+    mirrored = np.where(fy < at_seam, 2 * at_top - fy, 2 * at_bottom - fy)
+    # Kept on the lips: where a lip is thinner than the hole's reach past it (towards the corners), the mirror would
+    # fetch the skin beyond it (pale wedges at the corners); there it stops half a frame pixel inside the lip.
+    outer_upper = frame_points[list(LIPS_OUTER_UPPER), :2]
+    outer_lower = frame_points[list(LIPS_OUTER_LOWER), :2]
+    lip_top = np.interp(column, *outer_upper[np.argsort(outer_upper[:, 0])].T) + 0.5
+    lip_bottom = np.interp(column, *outer_lower[np.argsort(outer_lower[:, 0])].T) - 0.5
+    on_lips = (fx > outer_upper[:, 0].min()) & (fx < outer_upper[:, 0].max())
+    mirrored = np.where(on_lips & (fy < at_seam), np.maximum(mirrored, np.minimum(lip_top, at_top)), mirrored)
+    mirrored = np.where(on_lips & (fy >= at_seam), np.minimum(mirrored, np.maximum(lip_bottom, at_bottom)), mirrored)
+    inverse = cv2.invertAffineTransform(frame.matrix)
+    map_x = (inverse[0, 0] * fx + inverse[0, 1] * mirrored + inverse[0, 2]).astype(np.float32)
+    map_y = (inverse[1, 0] * fx + inverse[1, 1] * mirrored + inverse[1, 2]).astype(np.float32)
+    drawn = cv2.remap(image, map_x, map_y, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT).astype(np.float32)
+    # The seam: a line about a photo pixel wide (Gaussian across it), in the lips' own colour at half its light,
+    # fading out over the last tenth of the mouth towards each inner corner.
+    across = (fy - at_seam) / frame.scale  # photo pixels from the seam
+    left, right = upper[:, 0].min(), upper[:, 0].max()
+    along = np.clip(np.minimum(fx - left, right - fx) / max(0.1 * (right - left), 1e-6), 0.0, 1.0)
+    weight = (SEAM_ALPHA * np.exp(-0.5 * (across / SEAM_SIGMA) ** 2) * along)[..., None]
+    drawn = drawn * (1.0 - weight) + np.asarray(lips_colour[:3], np.float32) * SEAM_LIGHT * weight
+    region = image[y0:y1, x0:x1]
+    blended = region * (1.0 - alpha[..., None]) + drawn * alpha[..., None]
+    region[...] = np.clip(np.round(blended), 0, 255).astype(image.dtype)
+    ys, xs_changed = np.nonzero(alpha > 0)
+    return int(x0 + xs_changed.min()), int(y0 + ys.min()), int(x0 + xs_changed.max() + 1), int(y0 + ys.max() + 1)
+
+
 def learned_redraw(model: Any, margin: float | None = None) -> MouthRedraw:
     """The redraw of ``model`` (anything with ``inpaint(frames, holes, maps)`` and ``config.hole_margin``, i.e. a
     ``MouthInpainterModel``); ``margin``: the hole's reach past the target inner lips in frame pixels (default the
@@ -90,13 +164,16 @@ def learned_redraw(model: Any, margin: float | None = None) -> MouthRedraw:
         # A grey photo gets a grey mouth (judged on the mouth's window: the whole crop costs more than the network).
         grey = image.ndim == 2 or is_grey(window)
         hole = hole_mask(points, reach)
+        lips_colour = region_mean(crop, source[list(LIPS_OUTER)], source[list(LIPS_INNER)])  # the person's own
+        if not grey and leftover is None and frame.scale <= MIRROR_BELOW_SCALE and image.shape[2] == 3:
+            return lips_meeting_in_place(image, frame, hole_mask(points, MIRROR_MARGIN, MIRROR_MARGIN), points,
+                                         lips_colour)
         if leftover is not None:
             hole = np.maximum(hole, grown(frame.crop(leftover.astype(np.float32)) > 0.25, reach))
         frames = torch.from_numpy(window).permute(2, 0, 1)[None].float() / 127.5 - 1.0
         maps = lip_maps(points)  # the opening, the lips, the inner-lip line
         drawn = model.inpaint(frames, torch.from_numpy(hole)[None, None], torch.from_numpy(maps)[None])
         drawn = ((drawn[0].float().permute(1, 2, 0).cpu().numpy() + 1.0) * 127.5).clip(0, 255)
-        lips_colour = region_mean(crop, source[list(LIPS_OUTER)], source[list(LIPS_INNER)])  # the person's own
         own_tone = float(lips_colour[:3] @ _LUMA) if len(lips_colour) >= 3 else float(lips_colour[0])
         drawn = in_the_lips_own_tone(drawn, hole, maps[1] > 0.5, own_tone).clip(0, 255)
         if grey:
