@@ -102,8 +102,8 @@ def shows_between_lips(crop: np.ndarray, inner_lips: np.ndarray, outer_lips: np.
     is lip, and closing it hides nothing. Of the London Set's photos whose mesh parts the lips (17 neutral, 43
     smiling), the neutral ones read 0.82-1.22 / 0.41-0.72 (062: 0.95 / 0.52; 12 of them count as lip), the smiles
     that show teeth at least 1.20, or 0.91-0.98 / 0.35-0.45 where a little of them shows in a dark gap, and two closed
-    smiles 1.01-1.02 / 0.49-0.66 (lip). A mouth under ``least_width`` pixels wide
-    counts as showing something, as the geometry says: on a 48-px face the mesh's lips lie partly on the teeth."""
+    smiles 1.01-1.02 / 0.49-0.66 (lip). A mouth under ``least_width`` pixels wide counts as showing something, as
+    the geometry says: on a 48-px face the mesh's lips lie partly on the teeth."""
     inner_lips = np.asarray(inner_lips, np.float64)[:, :2]
     if np.ptp(inner_lips[:, 0]) < least_width:
         return True

@@ -135,7 +135,7 @@ def lips_meeting_in_place(image: np.ndarray, frame: MouthFrame, hole: np.ndarray
     map_x = (inverse[0, 0] * fx + inverse[0, 1] * mirrored + inverse[0, 2]).astype(np.float32)
     map_y = (inverse[1, 0] * fx + inverse[1, 1] * mirrored + inverse[1, 2]).astype(np.float32)
     drawn = cv2.remap(image, map_x, map_y, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT).astype(np.float32)
-    # The seam: a line about a photo pixel wide (Gaussian across it), in the lips' own colour at half its light,
+    # The seam: a line about a photo pixel wide (Gaussian across it), in the lips' own colour at under half its light,
     # fading out over the last tenth of the mouth towards each inner corner.
     across = (fy - at_seam) / frame.scale  # photo pixels from the seam
     left, right = upper[:, 0].min(), upper[:, 0].max()
