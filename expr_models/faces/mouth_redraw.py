@@ -30,6 +30,7 @@ from .aligned_frame import grown
 from .mesh_topology import LIPS_INNER, LIPS_OUTER, LIPS_OUTER_LOWER, LIPS_OUTER_UPPER
 from .mouth_fill import region_mean
 from .mouth_frame import MouthFrame, hole_mask, lip_maps
+from .mouth_opening import is_open
 from .tone import is_grey
 
 # (warped crop, input crop, source points, target points, leftover) -> the box (x0, y0, x1, y1) it redrew in place, or
@@ -49,6 +50,9 @@ SEAM_ALPHA = 0.45
 SEAM_LIGHT = 0.45
 SEAM_SIGMA = 1.2
 MIRROR_MARGIN = 1.5  # frame pixels: the mirrored hole reaches this far past the seam's band, and feathers as far
+# Only lips that close, or nearly (their mean gap at most this share of the mouth's width; a neutral target's is about
+# 0.05): a mouth left half open (``mouth_open`` -0.5 on a broad smile) mirrored lip into its opening, in streaks.
+MIRROR_MOST_OPEN = 0.06
 
 
 def within_surrounding_colours(drawn: np.ndarray, window: np.ndarray, hole: np.ndarray, ring: float = 6.0
@@ -165,7 +169,8 @@ def learned_redraw(model: Any, margin: float | None = None) -> MouthRedraw:
         grey = image.ndim == 2 or is_grey(window)
         hole = hole_mask(points, reach)
         lips_colour = region_mean(crop, source[list(LIPS_OUTER)], source[list(LIPS_INNER)])  # the person's own
-        if not grey and leftover is None and frame.scale <= MIRROR_BELOW_SCALE and image.shape[2] == 3:
+        if not grey and leftover is None and frame.scale <= MIRROR_BELOW_SCALE and image.shape[2] == 3 and \
+                not is_open(target, list(LIPS_INNER), MIRROR_MOST_OPEN):
             return lips_meeting_in_place(image, frame, hole_mask(points, MIRROR_MARGIN, MIRROR_MARGIN), points,
                                          lips_colour)
         if leftover is not None:
