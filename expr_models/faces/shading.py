@@ -129,15 +129,18 @@ def skin_mask(points: np.ndarray, shape: tuple[int, int], erode: int, features: 
 
 
 def skin_contrast(image: np.ndarray, points: np.ndarray, scale: float = 80.0) -> float:
-    """How strongly the light models this face: the spread (std) of its skin's smoothed log-luminance, at ``scale`` px
-    per eye distance. Studio flash on FEI gives about 0.2, the London Set's soft light about 0.13."""
+    """How strongly the light models this face: the spread of its skin's smoothed log-luminance, at ``scale`` px per
+    eye distance, as a robust standard deviation (1.4826 times the median absolute deviation). Studio flash on FEI
+    gives about 0.2, the London Set's soft light about 0.13. Robust because a beard or a fringe inside the face's oval
+    is a large dark patch, not light: with the plain standard deviation a held-out London man's stubble read as 0.38,
+    the shading's most, and his smile got grey smudges over both cheeks."""
     image, points = at_texture_scale(image, points, scale)
     eyes = eye_distance_px(points)  # ``scale``, or less for a small face: the smoothing follows the face's size
     mask = skin_mask(points, image.shape, erode=max(1, round(0.05 * eyes))) > 0.5
     if mask.sum() < 50:
         return float("nan")
-    shade = np.log(cv2.GaussianBlur(image, (0, 0), 0.05 * eyes) + _DARK)
-    return float(shade[mask].std())
+    shade = np.log(cv2.GaussianBlur(image, (0, 0), 0.05 * eyes) + _DARK)[mask]
+    return float(1.4826 * np.median(np.abs(shade - np.median(shade))))
 
 
 # Where a smile shows in the mesh: the mouth corners and the cheeks it lifts.
