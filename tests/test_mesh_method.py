@@ -224,9 +224,10 @@ def test_the_jaw_stops_where_the_lips_meet(mesh):
 
 def test_no_expression_closes_an_eye_to_a_slit_unless_the_user_asks(mesh):
     """A motion closes every face's lids by about the same distance, which shuts narrow eyes: the rules keep each eye
-    at least EYE_FLOOR as open as it was, leave an opening motion alone, and let the eyes control close them."""
+    at least EYE_FLOOR as open as it was (fear and surprise: as open), leave an opening motion alone, and let the eyes
+    control close them."""
     from expr_models.faces.mesh import eye_openings
-    from expr_models.methods.mesh import EYE_FLOOR, target_rules
+    from expr_models.methods.mesh import EYE_FLOOR, WIDENING_TARGETS, target_rules
 
     points = np.asarray(mesh, np.float64)
     opened = eye_openings(points)
@@ -243,6 +244,11 @@ def test_no_expression_closes_an_eye_to_a_slit_unless_the_user_asks(mesh):
     wide = points[:, :2].copy()
     wide[list(RIGHT_EYE_UPPER[1:-1])] -= 0.3 * opened[0] * down
     assert np.array_equal(target_rules(points, wide, "surprise", {}), wide)
+    # Fear and surprise widen real eyes: an edit to them keeps each eye at least as open as it was.
+    for expression in WIDENING_TARGETS:
+        kept = target_rules(points, shut, expression, {})
+        assert np.allclose(eye_openings(np.concatenate([kept, points[:, 2:]], 1)), opened, rtol=0.02)
+        assert np.array_equal(target_rules(points, shut, expression, {"eyes": -0.5}), shut)
 
 
 def test_a_smile_no_stored_mouth_fits_keeps_its_lips_together(editor):
