@@ -124,8 +124,8 @@ def test_all_good_exit_zero_and_human_output(tmp_path, photos, models, capsys):
     assert (tmp_path / "out" / "a.png").is_file()
 
 
-def test_json_reports_the_readings_and_plain_runs_skip_the_edited_ones(tmp_path, photos, models, capsys,
-                                                                         monkeypatch):
+def test_json_reports_the_readings_and_plain_runs_read_only_what_steers_the_edit(tmp_path, photos, models, capsys,
+                                                                                  monkeypatch):
     from expr_models.pipeline import ExpressionEditor
 
     with_classifier = tmp_path / "models"
@@ -138,7 +138,9 @@ def test_json_reports_the_readings_and_plain_runs_skip_the_edited_ones(tmp_path,
                         lambda self, *args: calls.append(1) or read(self, *args))
     command = ["edit", str(tmp_path / "a.jpg"), "--to", "happy", "--models", str(with_classifier), "--max-faces", "1"]
     assert main(command + ["--out", str(tmp_path / "plain")]) == 0
-    assert len(calls) == 1  # the input's reading steers the edit; nothing would show the result's
+    assert len(calls) == 0  # the CycleGAN's target alone sets its direction, and nothing would show a reading
+    assert main(command + ["--out", str(tmp_path / "sagan"), "--method", "sagan"]) == 0
+    assert len(calls) == 1  # the SA-GAN starts from the input's reading; nothing would show the result's
     capsys.readouterr()
     assert main(command + ["--out", str(tmp_path / "json"), "--json"]) == 0
     face = json.loads(capsys.readouterr().out)["files"][0]["faces"][0]

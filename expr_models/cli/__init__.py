@@ -187,9 +187,11 @@ def run_edit(args: argparse.Namespace) -> int:
             path = record["input"]
             start = time.perf_counter()
             try:
-                # Without --json nothing shows the edited faces' readings: skip that classifier pass.
+                # Without --json nothing shows the readings: the classifier reads a face only where the method
+                # starts from its reading (the SA-GAN, the mesh motion, the average edit).
                 result = editor.edit(photo.result(), method=args.method, target=target, intensity=args.intensity,
-                                     reference=reference, max_faces=args.max_faces, read_edited=args.json,
+                                     reference=reference, max_faces=args.max_faces,
+                                     read_expressions=args.json or method.reads_expression, read_edited=args.json,
                                      **controls)
                 output = names(path)
                 record.update(output=str(output), **result.to_dict(), controls=controls)

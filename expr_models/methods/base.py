@@ -82,6 +82,9 @@ class EditingMethod:
     live: bool = True  # fast enough for a webcam stream (the Space's live mode)
     note: str = ""  # what the Space says of it instead of the targets it can produce, where that says too little
     controls: tuple[str, ...] = ()  # the names of its own keyword options of ``ExpressionEditor.edit``
+    # Whether an edit starts from the classifier's reading of the face (``FaceToEdit.source_expression`` and
+    # ``smile``); where it does not, the reading only tells the user, and a caller that shows none may skip it.
+    reads_expression: bool = True
 
     def targets(self, editor: Editor) -> tuple[str, ...]:
         """The expressions it can produce with the editor's models (empty when its checkpoint is missing)."""

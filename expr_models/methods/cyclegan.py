@@ -18,6 +18,7 @@ class CycleGANEdit(EditingMethod):
     label = "CycleGAN"
     component = "cyclegan"
     controls = CONTROLS  # with mesh generators (generator_type="mesh")
+    reads_expression = False  # a pair of domains: the target alone sets the direction
 
     def targets(self, editor: Editor) -> tuple[str, ...]:
         found: list[str] = []

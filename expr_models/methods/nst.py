@@ -20,6 +20,7 @@ class StyleTransferEdit(EditingMethod):
     aliases = ("styletransfer", "neuralstyletransfer")
     needs_reference = True
     needs_target = False
+    reads_expression = False  # the reference face decides
     live = False  # seconds per frame
     note = ("Neural style transfer copies the expression of the **reference face** onto the photo. It optimises the "
             "pixels step by step, so it is much slower than the GANs; the target is only a label.")
