@@ -213,11 +213,12 @@ def target_rules(points: np.ndarray, target: np.ndarray, expression: str, contro
     never pass through each other (a mild gasp undone by a median one's motion would fold them); a neutral face's lips
     part at most ``NEUTRAL_LIP_GAP`` eye distances (at ``intensity`` 1; part of the way there below it) unless the
     user opens the mouth; no eye closes past ``EYE_FLOOR`` of its opening (fear and surprise, ``WIDENING_TARGETS``:
-    not at all) unless the user closes it (the ``eyes`` control below 0); anger (``PRESSED_LIPS_TARGETS``) parts the lips no further than they were unless the user opens
-    the mouth; and a smile (``CLOSED_MOUTH_TARGETS``) keeps the lips as they were unless the user asks for an
-    open mouth (``mouth_open`` > 0) where no stored smile of the exemplar bank (``exemplars``, anything with
-    ``closest(inner_lips)``; None: no bank) fits the mouth it would open: that mouth would get the dark cavity, which reads as a gasp (on 48-px faces
-    the opened lips are often too round for any stored smile: 12 of 40 CycleGAN smiles of the validation crops)."""
+    not at all) unless the user closes it (the ``eyes`` control below 0); anger (``PRESSED_LIPS_TARGETS``) parts the
+    lips no further than they were unless the user opens the mouth; and a smile (``CLOSED_MOUTH_TARGETS``) keeps the
+    lips as they were unless the user asks for an open mouth (``mouth_open`` > 0) where no stored smile of the
+    exemplar bank (``exemplars``, anything with ``closest(inner_lips)``; None: no bank) fits the mouth it would open:
+    that mouth would get the dark cavity, which reads as a gasp (on 48-px faces the opened lips are often too round
+    for any stored smile: 12 of 40 CycleGAN smiles of the validation crops)."""
     target = uncross_lips(points, stop_jaw_where_lips_meet(points, target))
     if expression == "neutral" and controls.get("mouth_open", 0.0) <= 0:
         target = close_lips_towards(points, target, NEUTRAL_LIP_GAP, intensity)
