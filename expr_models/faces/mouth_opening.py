@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 
 from .grain import grain, grain_spread
+from .mouth_fill import luminance
 
 # Sub-pixel precision of the rasterised polygons and triangles (cv2.fillPoly's ``shift``): 1/16 px.
 SHIFT = 4
@@ -112,9 +113,8 @@ def shows_between_lips(crop: np.ndarray, inner_lips: np.ndarray, outer_lips: np.
     lips = polygon_mask((y1 - y0, x1 - x0), np.asarray(outer_lips, np.float64)[:, :2] - [x0, y0]).astype(bool) & ~inside
     if inside.sum() < 4 or lips.sum() < 4:
         return True  # too small to tell: as the geometry says
-    luma = np.asarray(crop[y0:y1, x0:x1], np.float32)
-    luma = luma[..., :3] @ np.array([0.299, 0.587, 0.114], np.float32) if luma.ndim == 3 and luma.shape[2] >= 3 \
-        else luma.reshape(luma.shape[:2])
+    window = np.asarray(crop[y0:y1, x0:x1])
+    luma = luminance(window if window.ndim == 3 else window[..., None])
     lip_level = max(float(luma[lips].mean()), 1.0)
     low, high = np.percentile(luma[inside], [10, 90])
     return bool(high >= teeth * lip_level or low <= dark * lip_level)

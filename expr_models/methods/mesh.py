@@ -240,11 +240,7 @@ def with_controls(editor: Editor, points: np.ndarray, moved: np.ndarray, control
         return moved
     if not editor.has("mesh_motion"):
         raise ExpressionEditError("The smile / mouth / brows / eyes controls need the mesh_motion checkpoint.")
-    model = editor.model("mesh_motion")
-    closing = -min(float(controls.get("mouth_open", 0.0)), 0.0)
-    opening = {**controls, "mouth_open": max(float(controls.get("mouth_open", 0.0)), 0.0)}
-    moved = moved + model.target_points(points, "neutral", "neutral", 0.0, opening) - points[:, :2]
-    return model.close_mouth(points, moved, closing) if closing else moved
+    return editor.model("mesh_motion").with_controls(points, moved, controls)
 
 
 def generator_points(model: Any, points: np.ndarray, move: Callable[[torch.Tensor], torch.Tensor]) -> np.ndarray:

@@ -163,7 +163,16 @@ class MeshMotionModel(ExprPreTrainedModel):
         the mean mesh (in 3D: the head's own turn too), and seen in the image plane. A point with no motion keeps
         its coordinates bit for bit."""
         points = self._checked(points)
-        result = self._moved(points, points[:, :2], self.motion(source, target, intensity, controls))
+        return self.with_controls(points, self._moved(points, points[:, :2], self.motion(source, target, intensity)),
+                                  controls)
+
+    def with_controls(self, points: np.ndarray, moved: np.ndarray,
+                      controls: Mapping[str, float] | None) -> np.ndarray:
+        """``moved`` (468 x 2, where an edit sends a face's ``points``: this model's motion or a generator's) plus the
+        controls' motion; a ``mouth_open`` below 0 then closes the lips by that share of their opening there
+        (:meth:`close_mouth`)."""
+        points = self._checked(points)
+        result = self._moved(points, moved, self.control_motion(controls))
         closing = -float(np.clip((controls or {}).get("mouth_open", 0.0), -1.0, 0.0))
         return self.close_mouth(points, result, closing) if closing else result
 
