@@ -58,9 +58,17 @@ class MouthWindows(AugmentedDataset):
         return len(self.rows)
 
     def __getitem__(self, index: int) -> dict:
+        frames, points, margin, _ = self.window(index)
+        return {"frames": frames, "holes": torch.from_numpy(hole_mask(points, margin))[None],
+                "maps": torch.from_numpy(lip_maps(points))}
+
+    def window(self, index: int, *more_points: np.ndarray) -> tuple[torch.Tensor, np.ndarray, float, list]:
+        """Item ``index``'s augmented frame (3 x H x W in [-1, 1]), its points, its hole margin, and ``more_points``
+        (other meshes in the same frame, e.g. an edit's target) mirrored with it."""
         row = self.dataset[self.rows[index]]
         frame = np.asarray(row["frame"], np.float32)
         points = np.asarray(row["points"], np.float64)
+        more_points = [np.asarray(extra, np.float64) for extra in more_points]
         margin = self.margin
         if self.augment:
             generator = self.generator(index)
@@ -68,14 +76,20 @@ class MouthWindows(AugmentedDataset):
             margin = self.margin_range[0] + draws[0] * (self.margin_range[1] - self.margin_range[0])
             if draws[1] < 0.5:
                 frame = frame[:, ::-1]
-                points = points.copy()
-                points[:, 0] = frame.shape[1] - 1 - points[:, 0]
+                points = mirrored(points, frame.shape[1])
+                more_points = [mirrored(extra, frame.shape[1]) for extra in more_points]
             frame = (frame - frame.mean()) * (0.85 + 0.3 * draws[2]) + frame.mean() * (0.85 + 0.3 * draws[3])
             if draws[4] < 1 / 6:
                 frame = np.repeat((frame @ np.array([0.299, 0.587, 0.114], np.float32))[..., None], 3, axis=2)
         frames = torch.from_numpy(np.ascontiguousarray(np.clip(frame, 0, 255))).permute(2, 0, 1) / 127.5 - 1.0
-        return {"frames": frames, "holes": torch.from_numpy(hole_mask(points, margin))[None],
-                "maps": torch.from_numpy(lip_maps(points))}
+        return frames, points, margin, more_points
+
+
+def mirrored(points: np.ndarray, width: int) -> np.ndarray:
+    """Mesh points (frame pixels) of the left-right mirrored frame."""
+    points = points.copy()
+    points[:, 0] = width - 1 - points[:, 0]
+    return points
 
 
 @dataclass
