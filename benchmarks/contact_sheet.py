@@ -48,6 +48,7 @@ from expr_models.pipeline import ExpressionEditor
 
 ROOT = Path(__file__).resolve().parents[1]
 LABEL = 22
+MOUTHS = (*MOUTH_COMPONENTS, "cyclegan_mouth")  # the CycleGAN's own mouth (train/mouth_cycle.py) is one too
 
 
 def chosen_pairs(data: Path, dataset: str, split: str, direction: str, people: int, subjects: list[str] | None):
@@ -135,12 +136,12 @@ def editors_by_mouth(checkpoints: Path, mouths: list[str] | None, unshaded: bool
         return {"": ExpressionEditor.from_pretrained(checkpoints, num_threads=1), **extra}
     editors = {}
     for choice in mouths:
-        unknown = set(choice.split("+")) - set(MOUTH_COMPONENTS)
+        unknown = set(choice.split("+")) - set(MOUTHS)
         if unknown:
             raise SystemExit(f"--mouths: unknown mouth component(s) {', '.join(sorted(unknown))}; expected "
-                             f"{', '.join(MOUTH_COMPONENTS)}, or several joined by +")
+                             f"{', '.join(MOUTHS)}, or several joined by +")
         editors[choice] = ExpressionEditor.from_pretrained(
-            {name: path for name, path in folders.items() if name in choice.split("+") or name not in MOUTH_COMPONENTS},
+            {name: path for name, path in folders.items() if name in choice.split("+") or name not in MOUTHS},
             num_threads=1)
     return {**editors, **extra}
 
@@ -160,7 +161,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mouth-only", action="store_true", help="the mouth's square at full resolution")
     parser.add_argument("--mouths", nargs="+", default=None,
                         help="compare these mouths (one column each per method): mouth_inpainter, mouth_exemplars, "
-                             "or both joined by + (the learned mouth with the exemplars' teeth detail)")
+                             "cyclegan_mouth, or several joined by + (e.g. the learned mouth with the exemplars' "
+                             "teeth)")
     parser.add_argument("--unshaded", action="store_true",
                         help="beside each edit, the same without the expression shading")
     parser.add_argument("--without-brows", action="store_true",

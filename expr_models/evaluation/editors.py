@@ -270,7 +270,8 @@ WRAPPERS: dict[str, Callable[..., list[Method]]] = {
     # Each CycleGAN covers its own two domains: every one is evaluated.
     "cyclegan": lambda paths, load, settings: [
         cyclegan_method(load(path), path.name, "cyclegan" if len(paths) == 1 else f"cyclegan:{path.name}",
-                        face_mesh_model=settings["face_mesh"](), warp=settings["warp"]()) for path in paths],
+                        face_mesh_model=settings["face_mesh"](), warp=settings["warp"]("cyclegan"))
+        for path in paths],
     "sagan": lambda paths, load, settings: [sagan_method(load(paths[0]), paths[0].name,
                                                          face_mesh_model=settings["face_mesh"](),
                                                          warp=settings["warp"](),
@@ -302,13 +303,13 @@ def load_models(models_dir: Path, methods: tuple[str, ...], device: torch.device
             meshers["face_mesh"] = loader("face_mesh")(found["face_mesh"][0])
         return meshers.get("face_mesh")
 
-    def warp_models():  # the editor's mouths (learned, exemplars) and shading, where present, as the editor uses them
-        def load(component: str):
+    def warp_models(owner: str | None = None):  # the editor's mouths (learned, exemplars; ``owner``'s own) and
+        def load(component: str):                # shading, where present, as the editor uses them
             if component not in meshers:
                 meshers[component] = loader(component)(found[component][0])
             return meshers[component]
 
-        return warp_parts(lambda component: bool(found.get(component)), load)
+        return warp_parts(lambda component: bool(found.get(component)), load, owner)
 
     meshers: dict[str, Any] = {}
     classifier = loader("classifier")(found["classifier"][0]) if found.get("classifier") else None

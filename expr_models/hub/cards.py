@@ -47,6 +47,7 @@ PIPELINE_TAGS = {
     "expr-mesh-motion": "image-to-image",  # it drives an image edit (points -> a warp of the photo)
     "expr-mouth-exemplars": "image-to-image",  # mouth interiors filled into edited photos
     "expr-mouth-inpainter": "image-to-image",  # redraws the mouth of edited photos
+    "expr-cyclegan-mouth": "image-to-image",  # the same, in the CycleGAN's edits
     "expr-expression-shading": "image-to-image",  # shades the skin of edited photos
 }
 # The evaluation data sets, by the name ``evaluate`` gives them (the ``--data`` folder's name).
@@ -196,7 +197,7 @@ def eval_results_from_report(report: dict[str, Any], component: str, checkpoint:
                                        f"cycle L1 {edit_name} → {inputs[0] if inputs else 'input'} ([-1, 1])"))
     results += _warp_part_successes(report, component, checkpoint)
     results += _realism_results(report.get("realism", {}), component, checkpoint,
-                                report.get("checkpoints", {}).get(component, []))
+                                report.get("checkpoints", {}).get(component, []), set(report.get("checkpoints", {})))
     if component == "segmenter":
         for dataset, section in report.get("detection", {}).items():
             scores = section.get("detectors", {}).get("segmenter")
@@ -236,11 +237,12 @@ def _warp_part_successes(report: dict[str, Any], component: str, checkpoint: str
 
 
 def _realism_results(realism: dict[str, Any], component: str, checkpoint: str,
-                     evaluated: list[dict[str, Any]]) -> list[dict[str, Any]]:
+                     evaluated: list[dict[str, Any]], used: set[str] = frozenset()) -> list[dict[str, Any]]:
     """The paired realism ratio rows of one component's editing method (median over held-out people; lower = closer
     to the person's real expression, 1 = no closer than the unedited photo) and, where measured, the mesh-motion gain
     and cosine and the mouth sharpness of the same edits. The editor measured the first checkpoint of a component, so
-    another checkpoint of it gets none."""
+    another checkpoint of it gets none. A method's own mouth (``<method>_mouth``, among the ``used`` components)
+    drew that method's edits in place of the learned mouth."""
     from ..components import EDITING_METHODS
     from ..methods.mesh import MOUTH_COMPONENTS, SHADING_COMPONENT
 
@@ -249,13 +251,17 @@ def _realism_results(realism: dict[str, Any], component: str, checkpoint: str,
     # A mouth or the shading is part of every mesh warp the evaluation made with it (it was loaded, so the editor
     # used it): the mesh motion's and the committed CycleGAN's and SA-GAN's (mesh generators); the average edit
     # draws no mouth and shades nothing.
-    part = component in (*MOUTH_COMPONENTS, SHADING_COMPONENT) and bool(evaluated)
-    measures, label = (MOUTH_RESULTS, "this mouth") if component in MOUTH_COMPONENTS else (SHADING_RESULTS,
-                                                                                           "this shading")
+    own_mouths = {f"{name}_mouth": name for name in MESH_WARP_METHODS}
+    mouths = (*MOUTH_COMPONENTS, *own_mouths)
+    part = component in (*mouths, SHADING_COMPONENT) and bool(evaluated)
+    measures, label = (MOUTH_RESULTS, "this mouth") if component in mouths else (SHADING_RESULTS, "this shading")
     results = []
     for row in realism.get("rows", []):
         method = EDITING_METHODS.get(row["method"])
         if method is None or not (method.component == component or part and row["method"] in MESH_WARP_METHODS):
+            continue
+        if component in own_mouths and row["method"] != own_mouths[component] or \
+                component == "mouth_inpainter" and f"{row['method']}_mouth" in used:
             continue
         source, target = row["pair"].split("->")
         if not part:

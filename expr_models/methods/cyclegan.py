@@ -51,7 +51,8 @@ class CycleGANEdit(EditingMethod):
         model = editor.model("cyclegan", checkpoint_for(editor, face.target))
         if model.config.generator_type == "mesh":
             return mesh_warp_edit(editor, face, generator_motion(
-                editor, model, face, lambda meshes: model.move_mesh(meshes, face.target, face.intensity)))
+                editor, model, face, lambda meshes: model.move_mesh(meshes, face.target, face.intensity)),
+                mouth_owner="cyclegan")
         refuse_controls(self, model, face)
         if model.config.generator_type == "warp_refine":
             return warp_refine_edit(editor, model, face)

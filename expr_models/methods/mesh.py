@@ -156,25 +156,30 @@ def warp_mask(face: FaceToEdit) -> np.ndarray:
     return mask
 
 
-def warp_parts(has: Callable[[str], bool], load: Callable[[str], Any]) -> dict[str, Any]:
+def warp_parts(has: Callable[[str], bool], load: Callable[[str], Any], owner: str | None = None) -> dict[str, Any]:
     """``warp_face``'s ``mouth``, ``exemplars``, ``shading``, ``brows``, ``eyes`` and ``lower_face``: the first of
     ``MOUTH_COMPONENTS`` there is and, with the learned mouth, the exemplar bank for the smiles it has teeth for; the
     expression shading, the learned brows, eyes and lower face where there are (``has(component)``,
-    ``load(component)``: the editor's, or the evaluation's)."""
+    ``load(component)``: the editor's, or the evaluation's). ``owner``: the method whose own mouth (``<owner>_mouth``,
+    the learned mouth its GAN's losses fine-tuned, e.g. ``cyclegan_mouth``) replaces the learned mouth where there is
+    one."""
     parts = {"mouth": None, "exemplars": None,
              "shading": load(SHADING_COMPONENT) if has(SHADING_COMPONENT) else None,
              "brows": load(BROWS_COMPONENT) if has(BROWS_COMPONENT) else None,
              "eyes": load(EYES_COMPONENT) if has(EYES_COMPONENT) else None,
              "lower_face": load(LOWER_FACE_COMPONENT) if has(LOWER_FACE_COMPONENT) else None}
     found = [component for component in MOUTH_COMPONENTS if has(component)]
+    if owner is not None and has(f"{owner}_mouth"):
+        found = [f"{owner}_mouth", *(component for component in found if component != "mouth_inpainter")]
     if found:
-        learned = found[0] == "mouth_inpainter"
+        learned = found[0] in ("mouth_inpainter", f"{owner}_mouth")
         parts["mouth"] = load(found[0])
         parts["exemplars"] = load("mouth_exemplars") if learned and "mouth_exemplars" in found else None
     return parts
 
 
-def mesh_warp_edit(editor: Editor, face: FaceToEdit, motion: MeshMotion, source: str | None = None) -> np.ndarray:
+def mesh_warp_edit(editor: Editor, face: FaceToEdit, motion: MeshMotion, source: str | None = None,
+                   mouth_owner: str | None = None) -> np.ndarray:
     """Move the face's mesh by ``motion`` and warp the crop's own pixels there once. Where the lips part into a smile
     the mouth exemplars give a real mouth's interior (teeth, relit to the person); where they close over teeth the
     learned mouth redraws them meeting. Without the exemplars, or where none fits the mouth a smile would open, a new
@@ -182,7 +187,8 @@ def mesh_warp_edit(editor: Editor, face: FaceToEdit, motion: MeshMotion, source:
     unless the user asks (``mouth_open`` > 0). Where the real expression drops the jaw (surprise, fear) the mouth
     opens either way, onto the dark cavity where no stored smile fits (a gasp's whole opening: ``DARK_MOUTH_TARGETS``):
     held shut, the lips would stretch over the gap. ``source``: the expression the face is edited
-    from, whose furrows the shading takes away as it adds the target's (:func:`expression_weights`)."""
+    from, whose furrows the shading takes away as it adds the target's (:func:`expression_weights`). ``mouth_owner``:
+    the method whose own learned mouth draws the lips, where it has one (:func:`warp_parts`)."""
     points = crop_mesh(editor, face)
     if turned_too_far(points):
         degrees = min(abs(head_turn(points)) / HEAD_TURN_PER_DEGREE, 90.0)
@@ -193,7 +199,7 @@ def mesh_warp_edit(editor: Editor, face: FaceToEdit, motion: MeshMotion, source:
         return face.crop
     exemplars = editor.model("mouth_exemplars") if editor.has("mouth_exemplars") else None
     target = target_rules(points, motion(points), face.target, face.controls, exemplars, face.intensity)
-    parts = warp_parts(editor.has, editor.model)
+    parts = warp_parts(editor.has, editor.model, mouth_owner)
     # The learned mouth is a network too, so it runs under the editor's thread cap: two threads fighting a busy
     # core took a 1 MP photo's edit from about 0.1 s to 0.8 s.
     with editor.generating():

@@ -117,3 +117,41 @@ class MouthInpainterModel(ExprPreTrainedModel):
     def without_discriminator(self) -> "MouthInpainterModel":
         """A copy holding the generator alone, for small inference checkpoints."""
         return self.copy_with_config(with_discriminator=False)
+
+
+@strict
+class CycleGANMouthConfig(MouthInpainterConfig):
+    r"""
+    The CycleGAN's own mouth: :class:`MouthInpainterConfig` for the learned mouth fine-tuned by the CycleGAN's
+    adversarial and cycle losses on its edits (``train/mouth_cycle.py``).
+    """
+
+    model_type = "expr-cyclegan-mouth"
+
+
+class CycleGANMouthModel(MouthInpainterModel):
+    """The learned mouth as the CycleGAN's appearance branch: the same network, fine-tuned on the CycleGAN's own edits
+    (a neutral face's lips parted by its mesh generator, a smile's closed) by one PatchGAN per domain and, from
+    neutral faces, the cycle back to their own lips. The editor uses it for the CycleGAN's edits in place of the
+    learned mouth."""
+
+    config_class = CycleGANMouthConfig
+
+    @classmethod
+    def from_mouth(cls, mouth: MouthInpainterModel) -> "CycleGANMouthModel":
+        """A CycleGAN mouth that starts as ``mouth`` (its config and generator weights, in float32), to fine-tune."""
+        fields = {name: getattr(mouth.config, name) for name in (
+            "base_channels", "residual_blocks", "norm", "hole_margin", "with_discriminator", "discriminator_channels")}
+        model = cls(CycleGANMouthConfig(**fields))
+        model.generator.load_state_dict(mouth.generator.float().state_dict())
+        return model
+
+    card_summary = (
+        "The CycleGAN's own mouth for expression edits: the learned mouth (an inpainting U-Net that redraws the inside "
+        "of the lips for a target lip shape, in a 96 x 128 mouth frame) fine-tuned by the CycleGAN's losses on the "
+        "edits it makes: each real window of a neutral or smiling face is warped by the committed CycleGAN's mesh "
+        "generator towards the other expression and its new inner lips redrawn, judged by that expression's PatchGAN "
+        "(hinge, with the lip maps); a neutral face's smile is then warped back and its lips redrawn again, L1 to the "
+        "real window (cycle consistency), beside the self-supervised inpainting losses it was trained with. The "
+        "editor (`expr_models.pipeline`) runs it after the CycleGAN's mesh warp, where the lips close over teeth."
+    )
