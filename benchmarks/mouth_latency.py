@@ -7,7 +7,7 @@ through the CLI, with both, without the shading, and with neither, in one run.
 The photo: scikit-image's astronaut (public domain), whose smile shows teeth, enlarged to 1 MP (1024 x 1024) and
 saved as a JPEG. CLI: ``python -m expr_models edit --to neutral`` on N + 1 copies, PNG out, seconds per photo after
 the first (``user_latency.cli_seconds_per_photo``: the median of three pairs of runs), once with the committed
-checkpoints, once with the same folder less ``expression_shading``, and once less that and ``mouth_inpainter`` (the
+checkpoints, once with the same folder less ``expression_shading``, and once less that and the learned mouths (the
 warp then leaves a dark seam where the lips meet). Beside them ``editor.edit`` alone for each. Then, with one core held
 by a spinning process (a shared Space, a second job), ``editor.edit`` alone with the editor's thread cap (one thread
 for the networks, the default) against two threads, in the same run. Writes benchmarks/results/mouth_latency.json.
@@ -76,7 +76,8 @@ def main() -> None:
         photo = astronaut_jpeg(work / "astronaut.jpg")
         variants = {"learned mouth": models,
                     "no shading": without(models, ("expression_shading",), work / "unshaded"),
-                    "no learned mouth": without(models, ("expression_shading", "mouth_inpainter"), work / "plain")}
+                    "no learned mouth": without(models, ("expression_shading", "mouth_inpainter", "cyclegan_mouth"),
+                                                work / "plain")}
         for name, folder in variants.items():
             editor = ExpressionEditor.from_pretrained(folder)
             runs = work / name.replace(" ", "_")
