@@ -136,16 +136,6 @@ class CycleGANMouthModel(MouthInpainterModel):
     learned mouth."""
 
     config_class = CycleGANMouthConfig
-
-    @classmethod
-    def from_mouth(cls, mouth: MouthInpainterModel) -> "CycleGANMouthModel":
-        """A CycleGAN mouth that starts as ``mouth`` (its config and generator weights, in float32), to fine-tune."""
-        fields = {name: getattr(mouth.config, name) for name in (
-            "base_channels", "residual_blocks", "norm", "hole_margin", "with_discriminator", "discriminator_channels")}
-        model = cls(CycleGANMouthConfig(**fields))
-        model.generator.load_state_dict(mouth.generator.float().state_dict())
-        return model
-
     card_summary = (
         "The CycleGAN's own mouth for expression edits: the learned mouth (an inpainting U-Net that redraws the inside "
         "of the lips for a target lip shape, in a 96 x 128 mouth frame) fine-tuned by the CycleGAN's losses on the "
@@ -155,3 +145,12 @@ class CycleGANMouthModel(MouthInpainterModel):
         "real window (cycle consistency), beside the self-supervised inpainting losses it was trained with. The "
         "editor (`expr_models.pipeline`) runs it after the CycleGAN's mesh warp, where the lips close over teeth."
     )
+
+    @classmethod
+    def from_mouth(cls, mouth: MouthInpainterModel) -> "CycleGANMouthModel":
+        """A CycleGAN mouth that starts as ``mouth`` (its config and generator weights, in float32), to fine-tune."""
+        fields = {name: getattr(mouth.config, name) for name in (
+            "base_channels", "residual_blocks", "norm", "hole_margin", "with_discriminator", "discriminator_channels")}
+        model = cls(CycleGANMouthConfig(**fields))
+        model.generator.load_state_dict(mouth.generator.float().state_dict())
+        return model
