@@ -11,8 +11,9 @@ from expr_models.components import COMPONENT_BY_MODEL_TYPE, model_class
 from expr_models.faces.mesh_topology import LIPS_INNER, LIPS_OUTER
 from expr_models.faces.mesh_warp import OWN_TEETH_MAX_STRETCH, warp_face
 from expr_models.faces.mouth_fill import (FRAME_HEIGHT, FRAME_WIDTH, GASP_TEETH_SHOW, GASP_TEETH_TIPS,
-                                          HIGHLIGHT_MAX, TEMPLATE, Exemplar, edge_clarity, incisal_edge, inset,
-                                          lip_shape, luminance, opening_height, relight, to_mouth_frame)
+                                          GAIN_RANGE, HIGHLIGHT_MAX, TEMPLATE, Exemplar, edge_clarity,
+                                          expected_teeth_level, incisal_edge, inset, lip_shape, luminance,
+                                          opening_height, relight, teeth_level, to_mouth_frame)
 
 BANK = Path("checkpoints/mouth_exemplars")
 SIZE = 400
@@ -73,12 +74,32 @@ def test_the_mouth_frame_round_trips_a_polygon():
     assert np.allclose(inset(lips, 0.0), lips) and not np.allclose(inset(lips, 0.1), lips)
 
 
+def stored_mouth(teeth: float, lips: float = 110.0) -> Exemplar:
+    """A stored mouth whose upper half is teeth of luminance ``teeth`` over a dark cavity, under grey lips."""
+    interior = np.full((FRAME_HEIGHT, FRAME_WIDTH, 3), 40.0, np.float32)
+    interior[:FRAME_HEIGHT // 2] = teeth
+    return Exemplar(interior.astype(np.uint8), np.array([lips, lips, lips], np.float32))
+
+
+def test_relight_gives_any_stored_mouth_the_teeth_the_persons_lips_predict():
+    person = np.array([150.0, 110, 110])
+    expected = expected_teeth_level(person)
+    for teeth in (170.0, 215.0):  # a dull and a bright stored smile end alike
+        exemplar = stored_mouth(teeth)
+        lit = relight(exemplar.interior.astype(np.float32), exemplar, person)
+        assert teeth_level(lit, person) == pytest.approx(expected, rel=0.02)
+    # Darker lips, darker teeth; the law is a power below one: teeth do not darken as fast as lips.
+    dark = np.array([70.0, 50, 50])
+    assert expected_teeth_level(dark) < expected
+    assert expected_teeth_level(dark) / expected > float(luminance(dark) / luminance(person))
+
+
 def test_relight_clips_the_gain_and_never_burns_out():
-    interior = np.full((4, 4, 3), 250.0, np.float32)
-    lit = relight(interior, np.array([80.0, 60, 60]), np.array([250.0, 250, 250]))  # far brighter lips
+    bright_lips = np.array([250.0, 250, 250])
+    lit = relight(np.full((4, 4, 3), 250.0, np.float32), stored_mouth(150.0, lips=60.0), bright_lips)
     assert lit.max() < HIGHLIGHT_MAX
-    dark = relight(np.full((4, 4, 3), 100.0, np.float32), np.array([160.0, 100, 100]), np.array([20.0, 10, 10]))
-    assert dark.min() >= 0.7 * 100 - 1e-3  # the gain stops at 0.7 however dark the person's lips
+    dark = relight(np.full((4, 4, 3), 100.0, np.float32), stored_mouth(250.0), np.array([20.0, 10, 10]))
+    assert dark.min() >= GAIN_RANGE[0] * 100 - 1e-3  # the gain stops however dark the person's lips
 
 
 def test_a_new_gap_gets_teeth_only_inside_it(bank, mesh_motion):

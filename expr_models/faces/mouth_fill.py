@@ -10,9 +10,10 @@ back) go to a fixed template polygon, and the quads between facing upper and low
 MediaPipe's mouth strip) are mapped piecewise-affinely. The same strip maps a stored interior into any target
 polygon, point for point, so an exemplar's teeth follow the target's corners and lip line.
 
-Relighting (:func:`relight`): the exemplar's interior is scaled by the person's lip luminance over the exemplar's own,
-a gain clipped to a moderate range, and its highlights are compressed so that teeth never burn out to pure white;
-near the lips it is tinted toward the person's lip colour (the lip's inner edge, in shadow).
+Relighting (:func:`relight`): the exemplar's interior is scaled so that its teeth are as bright as real smiles' teeth
+are under lips as bright as the person's (``TEETH_LIGHT``), a gain clipped to a moderate range, and its highlights are
+compressed so that teeth never burn out to pure white; near the lips it is tinted toward the person's lip colour (the
+lip's inner edge, in shadow).
 """
 
 from __future__ import annotations
@@ -27,7 +28,15 @@ from .grain import with_grain
 FRAME_WIDTH = 128  # about a London smile's inner-lip width (103-140 px in the 1024 px photos): teeth stay sharp
 FRAME_HEIGHT = 48
 UPPER = 11  # inner-lip points from corner to corner along the upper lip; the lower lip's 9 follow, back
-GAIN_RANGE = (0.7, 1.25)  # how far the exemplar's brightness may be scaled toward the person's
+GAIN_RANGE = (0.6, 1.5)   # how far the exemplar's brightness may be scaled toward the person's
+# How bright a smile's teeth are (``teeth_level``) under lips of luminance L (the person's closed lips, as the editor
+# sees them): about exp(a) * L ** b. Fitted on 1,661 GENKI-4K smiles (exposures of every kind) and 30 London Set
+# training people's neutral lips and real smiles (studio light, every skin tone), each set weighing the same; residual
+# 0.12 (GENKI-4K) and 0.16 (London) in log. ``benchmarks/teeth_brightness.py --fit`` refits it. Scaling by the lips
+# alone (b = 1) blew a pale-lipped man's teeth out to flat white; GENKI-4K alone (b = 0.63) greyed dark-skinned
+# people's.
+TEETH_LIGHT = (2.739, 0.523)
+TEETH_ABOVE_LIPS = 1.1    # teeth: the opening's pixels brighter than the lips by this factor
 HIGHLIGHT_KNEE = 200.0    # above it, values are compressed toward HIGHLIGHT_MAX (no pure-white teeth)
 HIGHLIGHT_MAX = 235.0
 SHADE = 0.3               # how much darker the fill is at the lip line than in the middle
@@ -174,10 +183,30 @@ class Exemplar:
     lip_colour: np.ndarray  # RGB float32
 
 
-def relight(interior: np.ndarray, exemplar_lips: np.ndarray, person_lips: np.ndarray) -> np.ndarray:
-    """``interior`` (float32 RGB) scaled by the person's lip luminance over the exemplar's (clipped to
-    ``GAIN_RANGE``), highlights above ``HIGHLIGHT_KNEE`` compressed toward ``HIGHLIGHT_MAX``."""
-    gain = float(np.clip(luminance(person_lips) / max(float(luminance(exemplar_lips)), 1.0), *GAIN_RANGE))
+def teeth_level(pixels: np.ndarray, lip_colour: np.ndarray) -> float | None:
+    """How bright the teeth among ``pixels`` (any shape x 3, or luminances) are: the 75th percentile luminance of
+    those brighter than the lips by ``TEETH_ABOVE_LIPS``; None where fewer than 20 are."""
+    lum = np.asarray(pixels, np.float32)
+    lum = luminance(lum).ravel() if lum.ndim > 1 and lum.shape[-1] in (1, 3) else lum.ravel()
+    teeth = lum[lum > TEETH_ABOVE_LIPS * max(float(luminance(lip_colour)), 1.0)]
+    return float(np.percentile(teeth, 75)) if len(teeth) >= 20 else None
+
+
+def expected_teeth_level(lip_colour: np.ndarray) -> float:
+    """How bright real smiles' teeth are under lips of this colour (``TEETH_LIGHT``)."""
+    a, b = TEETH_LIGHT
+    return float(np.exp(a) * max(float(luminance(lip_colour)), 1.0) ** b)
+
+
+def relight(interior: np.ndarray, exemplar: Exemplar, person_lips: np.ndarray) -> np.ndarray:
+    """``interior`` (float32 RGB, ``exemplar``'s, warped) scaled so that the exemplar's teeth come out as bright as
+    real teeth under the person's lips (:func:`expected_teeth_level`; clipped to ``GAIN_RANGE``), highlights above
+    ``HIGHLIGHT_KNEE`` compressed toward ``HIGHLIGHT_MAX``. A stored mouth with no teeth to measure is scaled by the
+    lips' luminance ratio instead."""
+    stored = teeth_level(exemplar.interior, exemplar.lip_colour)
+    gain = expected_teeth_level(person_lips) / stored if stored else \
+        float(luminance(person_lips)) / max(float(luminance(exemplar.lip_colour)), 1.0)
+    gain = float(np.clip(gain, *GAIN_RANGE))
     lit = interior * gain
     room = HIGHLIGHT_MAX - HIGHLIGHT_KNEE
     over = np.maximum(lit - HIGHLIGHT_KNEE, 0.0)
@@ -202,7 +231,7 @@ def fill_mouth(image: np.ndarray, gap: np.ndarray, target_lips: np.ndarray, exem
     y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
     # Cubic: the stored frame is usually enlarged a little, and the teeth's edges should stay crisp.
     warped, _ = piecewise_affine(exemplar.interior, TEMPLATE, lips, (y1 - y0, x1 - x0), (x0, y0), cv2.INTER_CUBIC)
-    fill = relight(warped.astype(np.float32), exemplar.lip_colour, person_lips)
+    fill = relight(warped.astype(np.float32), exemplar, person_lips)
     # Tint toward the person's lips near the lip line: the exemplar's colour ratio swapped for the person's.
     mask = np.zeros((y1 - y0, x1 - x0), np.uint8)
     cv2.fillPoly(mask, [np.round((lips - [x0, y0]) * 16).astype(np.int32)], 1, shift=4)
@@ -309,7 +338,7 @@ def gasp_teeth(image: np.ndarray, gap: np.ndarray, target_lips: np.ndarray, exem
     keyed = np.dstack([exemplar.interior.astype(np.float32),
                        cv2.GaussianBlur(teeth_alpha(exemplar.interior, exemplar.lip_colour), (0, 0), 0.7) * 255.0])
     warped, covered = piecewise_affine(keyed, stored, band, (y1 - y0, x1 - x0), (x0, y0), cv2.INTER_CUBIC)
-    teeth = relight(warped[..., :3], exemplar.lip_colour, person_lips)
+    teeth = relight(warped[..., :3], exemplar, person_lips)
     # Deeper in the mouth towards the corners: the cheeks and lips shade the side teeth.
     xs = np.arange(x0, x1, dtype=np.float64)[None, :] + 0.5
     ys = np.arange(y0, y1, dtype=np.float64)[:, None] + 0.5

@@ -1,0 +1,184 @@
+"""How bright the teeth of an edited smile are, against the same person's real smile and the law the editor lights
+them by.
+
+    python benchmarks/teeth_brightness.py [--split validation] [--methods cyclegan sagan] [--fit]
+
+Where an edit opens a mouth into a smile, the editor fills it with a stored London Set mouth, relit to the person
+(``expr_models.faces.mouth_fill.relight``). Its teeth should be as bright as the person's own would be: not flat
+white, not grey.
+
+- ``--fit``: the law, refitted. On real smiles, the teeth level (``mouth_fill.teeth_level``: the 75th percentile
+  luminance of the opening's pixels brighter than the lips) against the luminance of the lips, log against log, by
+  least squares with each set weighing the same: GENKI-4K's smiles (the lips of the same photo) and the London Set's
+  training people (their neutral photo's lips, as the editor sees them). Printed beside ``mouth_fill.TEETH_LIGHT``.
+- The edits: each London Set person of ``--split`` (default validation), neutral -> happy through the editor. The
+  edit is meshed in the input's face; in its opening, the teeth level and the share of teeth pixels at 245 or more
+  (burnt out), against the same person's real smile (where it shows teeth) and against the law.
+
+Needs ../shared/data and, for ``--fit``, prepared/meshes (``python -m train.tools.cache_meshes --sets london
+genki4k``); skips without. Writes benchmarks/results/teeth_brightness.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image
+
+import bench_utils as bench
+
+BURNT = 245.0  # a tooth pixel this bright or brighter reads as flat white
+
+
+def opening_pixels(photo: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """The RGB pixels inside the mesh's inner lips (shrunk by a pixel: the lip line is not mouth)."""
+    from expr_models.faces.mesh_topology import LIPS_INNER
+
+    mask = np.zeros(photo.shape[:2], np.uint8)
+    cv2.fillPoly(mask, [np.round(np.asarray(points)[list(LIPS_INNER), :2] * 16).astype(np.int32)], 1, shift=4)
+    return photo[cv2.erode(mask, np.ones((3, 3), np.uint8)) > 0][:, :3]
+
+
+def lip_colour(photo: np.ndarray, points: np.ndarray) -> np.ndarray:
+    from expr_models.faces.mesh_topology import LIPS_INNER, LIPS_OUTER
+    from expr_models.faces.mouth_fill import region_mean
+
+    points = np.asarray(points)
+    return region_mean(photo[..., :3], points[list(LIPS_OUTER)], points[list(LIPS_INNER)])
+
+
+def is_grey(photo: np.ndarray) -> bool:
+    return not np.abs(np.diff(photo[::4, ::4, :3].astype(np.int16), axis=2)).any()
+
+
+def fit_law(data: Path, meshes: Path) -> dict | None:
+    """log(teeth level) = a + b log(lip luminance) by least squares on real smiles with teeth showing."""
+    from expr_models.data.paired_faces import photo_pairs
+    from expr_models.evaluation.realism import read_rgb
+    from expr_models.faces.mouth_fill import luminance, teeth_level
+
+    if not (meshes / "genki4k.npz").is_file() or not (meshes / "london.npz").is_file():
+        print(f"--fit skipped: no GENKI-4K or London meshes in {meshes}")
+        return None
+    samples = []  # (lip luminance, teeth level, source)
+    genki = np.load(meshes / "genki4k.npz")
+    for name, points, detected in zip(genki["ids"], genki["points"], genki["detected"]):
+        photo = read_rgb(data / str(name))
+        if not detected or is_grey(photo):
+            continue
+        opening, lips = opening_pixels(photo, points), lip_colour(photo, points)
+        level = teeth_level(opening, lips) if len(opening) >= 40 else None
+        if level:
+            samples.append((float(luminance(lips)), level, "genki4k"))
+    london = np.load(meshes / "london.npz")
+    by_id = {str(name): points for name, points in zip(london["ids"], london["points"])}
+    for pair in photo_pairs(data, "train", sources=("london",)):
+        if pair.target_expression != "happy":
+            continue
+        neutral = by_id.get(f"london/neutral/{pair.source_path.name}")
+        smile = by_id.get(f"london/smiling/{pair.target_path.name}")
+        if neutral is None or smile is None:
+            continue
+        opening = opening_pixels(read_rgb(pair.target_path), smile)
+        lips = lip_colour(read_rgb(pair.source_path), neutral)
+        level = teeth_level(opening, lips) if len(opening) >= 200 else None
+        if level:
+            samples.append((float(luminance(lips)), level, "london"))
+    logs = np.log(np.array([s[:2] for s in samples]))
+    sources = np.array([s[2] for s in samples])
+    counts = {source: int(np.sum(sources == source)) for source in ("genki4k", "london")}
+    # Each set weighs the same: GENKI-4K's exposures vary (teeth and lips darken together), the London Set's studio
+    # light does not (dark lips over teeth as bright as anyone's). By count alone GENKI-4K's 1,661 smiles would set the
+    # slope, and the London Set's dark-skinned people's teeth would come out greyer than theirs.
+    weights = np.sqrt(np.array([1.0 / counts[source] for source in sources]))
+    design = np.column_stack([np.ones(len(logs)), logs[:, 0]])
+    coefficients, *_ = np.linalg.lstsq(design * weights[:, None], logs[:, 1] * weights, rcond=None)
+    residuals = logs[:, 1] - design @ coefficients
+    return {"a": round(float(coefficients[0]), 3), "b": round(float(coefficients[1]), 3), "smiles": counts,
+            "log_residual": {source: round(float(np.std(residuals[sources == source])), 3) for source in counts}}
+
+
+def measure_edits(data: Path, split: str, methods: list[str]) -> list[dict]:
+    from expr_models.evaluation.realism import photo_mesh, read_rgb, realism_pairs
+    from expr_models.faces.alignment import retinaface_face
+    from expr_models.faces.mouth_fill import expected_teeth_level, luminance, teeth_level
+    from expr_models.pipeline import ExpressionEditor
+
+    editor = ExpressionEditor.from_pretrained(bench.REPO_ROOT / "checkpoints")
+    rows = []
+    for pair in realism_pairs(data, split):
+        if pair.dataset != "london" or pair.target_expression != "happy":
+            continue
+        photo, real = read_rgb(pair.source_path), read_rgb(pair.target_path)
+        found, found_real = retinaface_face(photo), retinaface_face(real)
+        if found is None or found_real is None:
+            continue
+        source_mesh, real_mesh = photo_mesh(editor, photo, found), photo_mesh(editor, real, found_real)
+        if source_mesh is None or real_mesh is None:
+            continue
+        lips = lip_colour(photo, source_mesh)
+        real_level = teeth_level(opening_pixels(real, real_mesh), lips)
+        row = {"person": pair.subject, "lips": round(float(luminance(lips)), 1),
+               "law": round(expected_teeth_level(lips), 1), "real": round(real_level, 1) if real_level else None}
+        for method in methods:
+            edited = np.asarray(editor.edit(Image.fromarray(photo), method=method, target="happy",
+                                            read_expressions=False).image.convert("RGB"))
+            edit_mesh = photo_mesh(editor, edited, found)
+            opening = opening_pixels(edited, edit_mesh) if edit_mesh is not None else np.zeros((0, 3))
+            level = teeth_level(opening, lips)
+            teeth = luminance(opening)[luminance(opening) > 1.1 * luminance(lips)] if len(opening) else []
+            row[method] = round(level, 1) if level else None
+            row[f"{method}_burnt"] = round(float(np.mean(np.asarray(teeth) >= BURNT)), 3) if level else None
+        rows.append(row)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=bench.SHARED_DATA)
+    parser.add_argument("--meshes", type=Path, default=bench.REPO_ROOT / "prepared" / "meshes")
+    parser.add_argument("--split", default="validation", help="people to edit (default validation: not the test set)")
+    parser.add_argument("--methods", nargs="+", default=["cyclegan", "sagan"])
+    parser.add_argument("--fit", action="store_true", help="refit the law on real smiles first")
+    args = parser.parse_args()
+    if not args.data.is_dir():
+        print(f"skipped: no data at {args.data}")
+        return
+    from expr_models.faces.mouth_fill import TEETH_LIGHT
+
+    info = bench.machine()
+    print(bench.machine_line(info))
+    payload = {"machine": info, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "split": args.split,
+               "law_in_use": {"a": TEETH_LIGHT[0], "b": TEETH_LIGHT[1]}}
+    if args.fit:
+        payload["fit"] = fit_law(args.data, args.meshes)
+        print(f"law in use: teeth = exp({TEETH_LIGHT[0]}) * lips ** {TEETH_LIGHT[1]}; refitted: {payload['fit']}")
+    rows = measure_edits(args.data, args.split, args.methods)
+    columns = [("person", "person"), ("lips", "lips"), ("law", "law"), ("real", "real teeth")]
+    for method in args.methods:
+        columns += [(method, f"{method} teeth"), (f"{method}_burnt", f"{method} burnt share")]
+    print(bench.format_table(rows, columns))
+    summary = {}
+    for method in args.methods:
+        against_real = [abs(np.log(r[method] / r["real"])) for r in rows if r[method] and r["real"]]
+        against_law = [abs(np.log(r[method] / r["law"])) for r in rows if r[method]]
+        burnt = [r[f"{method}_burnt"] for r in rows if r[f"{method}_burnt"] is not None]
+        summary[method] = {"smiles_with_teeth": len(against_law),
+                           "median_abs_log_vs_real": round(float(np.median(against_real)), 3) if against_real else None,
+                           "median_abs_log_vs_law": round(float(np.median(against_law)), 3) if against_law else None,
+                           "median_burnt_share": round(float(np.median(burnt)), 3) if burnt else None,
+                           "max_burnt_share": round(float(np.max(burnt)), 3) if burnt else None}
+        print(f"{method}: {summary[method]}")
+    payload.update(rows=rows, summary=summary)
+    out = bench.RESULTS_DIR / "teeth_brightness.json"
+    out.write_text(json.dumps(payload, indent=2))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
