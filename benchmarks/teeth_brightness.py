@@ -22,7 +22,6 @@ genki4k``); skips without. Writes benchmarks/results/teeth_brightness.json.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -175,9 +174,7 @@ def main() -> None:
                            "max_burnt_share": round(float(np.max(burnt)), 3) if burnt else None}
         print(f"{method}: {summary[method]}")
     payload.update(rows=rows, summary=summary)
-    out = bench.RESULTS_DIR / "teeth_brightness.json"
-    out.write_text(json.dumps(payload, indent=2))
-    print(f"wrote {out}")
+    print(f"wrote {bench.save_results('teeth_brightness', payload)}")
 
 
 if __name__ == "__main__":
