@@ -236,11 +236,13 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=15, help="round trips per Space endpoint (default 15)")
     parser.add_argument("--frames", type=int, default=90, help="frames per live-loop measurement (default 90)")
     parser.add_argument("--browser-seconds", type=float, default=15.0, help="seconds of shown frames counted")
+    parser.add_argument("--models", type=Path, default=bench.REPO_ROOT / "checkpoints",
+                        help="checkpoint folder for every part (default: the committed checkpoints)")
     args = parser.parse_args()
 
     info = bench.machine()
     print(bench.machine_line(info))
-    models = bench.REPO_ROOT / "checkpoints"
+    models = args.models
     results_path = bench.RESULTS_DIR / "user_latency.json"
     previous = json.loads(results_path.read_text()) if results_path.is_file() else {}
     payload = {key: previous[key] for key in PARTS + ("edit_alone", "detect_alone") if key in previous}
