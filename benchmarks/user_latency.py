@@ -1,6 +1,6 @@
 """The time a user waits, end to end, against the edit alone in the same run.
 
-    python benchmarks/user_latency.py [--photos 10] [--only cli space live browser] [--requests 15]
+    python benchmarks/user_latency.py [--photos 10] [--only cli space live browser] [--requests 15] [--models DIR]
 
 CLI: ``python -m expr_models edit`` on N copies of a 1 MP JPEG portrait (Grace Hopper, from matplotlib), PNG out:
 seconds per photo after the first, i.e. (time for N+1 photos - time for 1 photo) / N, each run in this process
