@@ -25,7 +25,6 @@ import argparse
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
 from PIL import Image
 
@@ -34,25 +33,16 @@ import bench_utils as bench
 BURNT = 245.0  # a tooth pixel this bright or brighter reads as flat white
 
 
-def opening_pixels(photo: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """The RGB pixels inside the mesh's inner lips (shrunk by a pixel: the lip line is not mouth)."""
+def lips_and_opening(photo: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
+    """The mean colour of the lips the mesh ``points`` outline, the RGB pixels between them, and whether the photo
+    is grey there: as the editor measures a mouth (``mesh_warp.lips_and_greyness``, ``mouth_opening.between_lips``)."""
     from expr_models.faces.mesh_topology import LIPS_INNER
+    from expr_models.faces.mesh_warp import lips_and_greyness
+    from expr_models.faces.mouth_opening import between_lips
 
-    mask = np.zeros(photo.shape[:2], np.uint8)
-    cv2.fillPoly(mask, [np.round(np.asarray(points)[list(LIPS_INNER), :2] * 16).astype(np.int32)], 1, shift=4)
-    return photo[cv2.erode(mask, np.ones((3, 3), np.uint8)) > 0][:, :3]
-
-
-def lip_colour(photo: np.ndarray, points: np.ndarray) -> np.ndarray:
-    from expr_models.faces.mesh_topology import LIPS_INNER, LIPS_OUTER
-    from expr_models.faces.mouth_fill import region_mean
-
-    points = np.asarray(points)
-    return region_mean(photo[..., :3], points[list(LIPS_OUTER)], points[list(LIPS_INNER)])
-
-
-def is_grey(photo: np.ndarray) -> bool:
-    return not np.abs(np.diff(photo[::4, ::4, :3].astype(np.int16), axis=2)).any()
+    points = np.asarray(points, np.float64)
+    lips, grey = lips_and_greyness(photo, points, points)
+    return lips, between_lips(photo[..., :3], points[list(LIPS_INNER)]), grey
 
 
 def fit_law(data: Path, meshes: Path) -> dict | None:
@@ -67,10 +57,11 @@ def fit_law(data: Path, meshes: Path) -> dict | None:
     samples = []  # (lip luminance, teeth level, source)
     genki = np.load(meshes / "genki4k.npz")
     for name, points, detected in zip(genki["ids"], genki["points"], genki["detected"]):
-        photo = read_rgb(data / str(name))
-        if not detected or is_grey(photo):
+        if not detected:
             continue
-        opening, lips = opening_pixels(photo, points), lip_colour(photo, points)
+        lips, opening, grey = lips_and_opening(read_rgb(data / str(name)), points)
+        if grey:
+            continue
         level = teeth_level(opening, lips) if len(opening) >= 40 else None
         if level:
             samples.append((float(luminance(lips)), level, "genki4k"))
@@ -83,8 +74,8 @@ def fit_law(data: Path, meshes: Path) -> dict | None:
         smile = by_id.get(f"london/smiling/{pair.target_path.name}")
         if neutral is None or smile is None:
             continue
-        opening = opening_pixels(read_rgb(pair.target_path), smile)
-        lips = lip_colour(read_rgb(pair.source_path), neutral)
+        opening = lips_and_opening(read_rgb(pair.target_path), smile)[1]
+        lips = lips_and_opening(read_rgb(pair.source_path), neutral)[0]
         level = teeth_level(opening, lips) if len(opening) >= 200 else None
         if level:
             samples.append((float(luminance(lips)), level, "london"))
@@ -105,7 +96,7 @@ def fit_law(data: Path, meshes: Path) -> dict | None:
 def measure_edits(data: Path, split: str, methods: list[str]) -> list[dict]:
     from expr_models.evaluation.realism import photo_mesh, read_rgb, realism_pairs
     from expr_models.faces.alignment import retinaface_face
-    from expr_models.faces.mouth_fill import expected_teeth_level, luminance, teeth_level
+    from expr_models.faces.mouth_fill import TEETH_ABOVE_LIPS, expected_teeth_level, luminance, teeth_level
     from expr_models.pipeline import ExpressionEditor
 
     editor = ExpressionEditor.from_pretrained(bench.REPO_ROOT / "checkpoints")
@@ -120,17 +111,17 @@ def measure_edits(data: Path, split: str, methods: list[str]) -> list[dict]:
         source_mesh, real_mesh = photo_mesh(editor, photo, found), photo_mesh(editor, real, found_real)
         if source_mesh is None or real_mesh is None:
             continue
-        lips = lip_colour(photo, source_mesh)
-        real_level = teeth_level(opening_pixels(real, real_mesh), lips)
+        lips = lips_and_opening(photo, source_mesh)[0]
+        real_level = teeth_level(lips_and_opening(real, real_mesh)[1], lips)
         row = {"person": pair.subject, "lips": round(float(luminance(lips)), 1),
                "law": round(expected_teeth_level(lips), 1), "real": round(real_level, 1) if real_level else None}
         for method in methods:
             edited = np.asarray(editor.edit(Image.fromarray(photo), method=method, target="happy",
                                             read_expressions=False).image.convert("RGB"))
             edit_mesh = photo_mesh(editor, edited, found)
-            opening = opening_pixels(edited, edit_mesh) if edit_mesh is not None else np.zeros((0, 3))
+            opening = lips_and_opening(edited, edit_mesh)[1] if edit_mesh is not None else np.zeros((0, 3))
             level = teeth_level(opening, lips)
-            teeth = luminance(opening)[luminance(opening) > 1.1 * luminance(lips)] if len(opening) else []
+            teeth = luminance(opening)[luminance(opening) > TEETH_ABOVE_LIPS * luminance(lips)]
             row[method] = round(level, 1) if level else None
             row[f"{method}_burnt"] = round(float(np.mean(np.asarray(teeth) >= BURNT)), 3) if level else None
         rows.append(row)

@@ -27,8 +27,8 @@ from scipy.spatial import Delaunay  # scipy ships with scikit-image, a dependenc
 
 from .region_redraw import learned_region
 from .eye_interior import draw_irises, steady_irises
-from .mouth_opening import (SHIFT, area2, box_around, cavity_colour, closed_share, draw_seam, into_the_lips, is_open,
-                            mesh_missed, mouth_cavity, new_gap, polygon_mask, real_opening, shows_between_lips,
+from .mouth_opening import (SHIFT, area2, between_lips, box_around, cavity_colour, closed_share, draw_seam, into_the_lips, is_open,
+                            mesh_missed, mouth_cavity, new_gap, real_opening, shows_between_lips,
                             whole_opening)
 from .mouth_fill import fill_mouth, gasp_teeth, inset, luminance, opening_height, piecewise_affine, region_mean
 from .mouth_redraw import MouthRedraw, learned_redraw
@@ -415,8 +415,7 @@ def exemplar_fill(mouth) -> MouthFill:
         person_lips, grey = lips_and_greyness(crop, source, target)
         own = None
         if is_open(source, np.array(inner)):
-            opening = cv2.erode(polygon_mask(crop.shape[:2], source[inner]), np.ones((3, 3), np.uint8))
-            own = crop[..., :3][opening > 0]
+            own = between_lips(crop[..., :3], source[inner])
             # The person's own teeth show (brighter than the lips): the stored ones take their colour. A dark open
             # mouth (a gasp) has none to give, and would darken them.
             if not len(own) or np.median(luminance(own)) <= luminance(person_lips):

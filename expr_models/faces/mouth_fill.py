@@ -30,12 +30,12 @@ FRAME_HEIGHT = 48
 UPPER = 11  # inner-lip points from corner to corner along the upper lip; the lower lip's 9 follow, back
 GAIN_RANGE = (0.6, 1.5)   # how far the exemplar's brightness may be scaled toward the person's
 # How bright a smile's teeth are (``teeth_level``) under lips of luminance L (the person's closed lips, as the editor
-# sees them): about exp(a) * L ** b. Fitted on 1,661 GENKI-4K smiles (exposures of every kind) and 30 London Set
+# sees them): about exp(a) * L ** b. Fitted on 1,660 GENKI-4K smiles (exposures of every kind) and 30 London Set
 # training people's neutral lips and real smiles (studio light, every skin tone), each set weighing the same; residual
 # 0.12 (GENKI-4K) and 0.16 (London) in log. ``benchmarks/teeth_brightness.py --fit`` refits it. Scaling by the lips
 # alone (b = 1) blew a pale-lipped man's teeth out to flat white; GENKI-4K alone (b = 0.63) greyed dark-skinned
 # people's.
-TEETH_LIGHT = (2.739, 0.523)
+TEETH_LIGHT = (2.738, 0.523)
 TEETH_ABOVE_LIPS = 1.1    # teeth: the opening's pixels brighter than the lips by this factor
 HIGHLIGHT_KNEE = 200.0    # above it, values are compressed toward HIGHLIGHT_MAX (no pure-white teeth)
 HIGHLIGHT_MAX = 235.0
@@ -184,10 +184,9 @@ class Exemplar:
 
 
 def teeth_level(pixels: np.ndarray, lip_colour: np.ndarray) -> float | None:
-    """How bright the teeth among ``pixels`` (any shape x 3, or luminances) are: the 75th percentile luminance of
-    those brighter than the lips by ``TEETH_ABOVE_LIPS``; None where fewer than 20 are."""
-    lum = np.asarray(pixels, np.float32)
-    lum = luminance(lum).ravel() if lum.ndim > 1 and lum.shape[-1] in (1, 3) else lum.ravel()
+    """How bright the teeth among ``pixels`` (RGB, any shape x 3) are: the 75th percentile luminance of those
+    brighter than the lips by ``TEETH_ABOVE_LIPS``; None where fewer than 20 are."""
+    lum = luminance(pixels).ravel()
     teeth = lum[lum > TEETH_ABOVE_LIPS * max(float(luminance(lip_colour)), 1.0)]
     return float(np.percentile(teeth, 75)) if len(teeth) >= 20 else None
 

@@ -54,6 +54,13 @@ def polygon_mask(shape: tuple[int, int], polygon: np.ndarray) -> np.ndarray:
     return mask
 
 
+def between_lips(image: np.ndarray, inner_lips: np.ndarray) -> np.ndarray:
+    """The pixels (N x C) inside the inner-lip polygon (N x 2+ px), a pixel in from it: the mesh's lip line lies on
+    the lip."""
+    opening = cv2.erode(polygon_mask(image.shape[:2], inner_lips), np.ones((3, 3), np.uint8))
+    return np.asarray(image)[opening > 0]
+
+
 def box_around(shape: tuple[int, int], *polygons: np.ndarray, margin: int = 4) -> tuple[int, int, int, int]:
     """The box (x0, y0, x1, y1) around ``polygons`` plus ``margin`` pixels, inside ``shape``."""
     points = np.concatenate([np.asarray(p)[:, :2] for p in polygons])
