@@ -253,14 +253,19 @@ class MouthCycleStep(InpainterStep):
         windows = torch.cat([images, maps.to(images.dtype)], 1)
         return critic(F.avg_pool2d(windows, factor) if factor > 1 else windows)
 
-    def edit_and_cycle(self, generator, batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The edits (warped, target lips redrawn), their cycle (warped back, own lips redrawn), and where the mouth
-        drew in either pass, in the window's own layout (what the cycle L1 weighs)."""
+    @staticmethod
+    def edit(generator, batch) -> torch.Tensor:
+        """The edits: each window warped by the CycleGAN's motion, its target lips redrawn."""
         warped = resample(batch["frames"], batch["edit_grids"])
         holes = batch["edit_holes"]
-        edits = warped * (1 - holes) + generator(warped, holes, batch["edit_maps"]) * holes
+        return warped * (1 - holes) + generator(warped, holes, batch["edit_maps"]) * holes
+
+    def edit_and_cycle(self, generator, batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The edits (:meth:`edit`), their cycle (warped back, own lips redrawn), and where the mouth drew in either
+        pass, in the window's own layout (what the cycle L1 weighs)."""
+        edits = self.edit(generator, batch)
         back = resample(edits, batch["back_grids"])
-        drawn = torch.maximum(batch["back_holes"], resample(holes, batch["back_grids"]).clamp(0, 1))
+        drawn = torch.maximum(batch["back_holes"], resample(batch["edit_holes"], batch["back_grids"]).clamp(0, 1))
         holes = batch["back_holes"]
         cycled = back * (1 - holes) + generator(back, holes, batch["maps"]) * holes
         return edits, cycled, drawn
@@ -272,9 +277,12 @@ class MouthCycleStep(InpainterStep):
         # The cycle runs from closed lips only: a smile's teeth cannot come back from the lips that close over them,
         # and asked to, the mouth learned to leave them showing as a white band between the closed lips.
         closed = (domains == 0).to(frames.dtype)
-        edits, cycled, drawn = self.edit_and_cycle(nets.G, batch)
         logs = {}
-        if step_index >= args.d_warmup_steps:
+        if step_index < args.d_warmup_steps:  # the critics alone learn: the edits only, without a graph
+            with torch.no_grad():
+                edits = self.edit(nets.G, batch)
+        else:
+            edits, cycled, drawn = self.edit_and_cycle(nets.G, batch)
             set_requires_grad(critics, False)
             predicted = nets.G(frames, holes, maps)
             adversarial = [-self.judge(1 - d, edits[domains == d], batch["edit_maps"][domains == d]).mean()
