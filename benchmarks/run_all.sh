@@ -56,6 +56,8 @@ step "face framing: RetinaFace against Haar (needs ../shared/data; skips without
 $PY benchmarks/face_framing.py "${FRAMING[@]}"
 step "the learned mouth's cost, a toothy smile to neutral through the CLI"
 $PY benchmarks/mouth_latency.py "${MOUTH[@]}"
+step "writing a lossless PNG: save_image against Pillow"
+$PY benchmarks/png_encoding.py
 step "the warp's sampling kernel: mouth sharpness and time (sharpness needs ../shared/data)"
 $PY benchmarks/warp_sampling.py "${WARP[@]}"
 step "SA-GAN attention what-if"
