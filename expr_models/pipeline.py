@@ -74,6 +74,7 @@ class FaceResult:
     source_expression: str | None = None  # the classifier's top reading of the input face, when one is loaded
     reading_before: Reading | None = None  # the classifier's full reading of the input face
     reading_after: Reading | None = None  # and of the same square in the edited photo
+    mesh: np.ndarray | None = None  # the input face's 468-point mesh (x, y, z photo pixels), where the method read it
 
     def to_dict(self) -> dict:
         readings = {name: None if reading is None else {label: round(p, 4) for label, p in reading.items()}
@@ -358,7 +359,8 @@ class ExpressionEditor:
             if mask is None:
                 mask = self.processor.blend_mask(transform, box, photo)
             output = self.processor.paste(output, edited, transform, mask, out=output)
-            faces.append(FaceResult(box, transform, mask, time.perf_counter() - face_start, source_expression, reading))
+            faces.append(FaceResult(box, transform, mask, time.perf_counter() - face_start, source_expression, reading,
+                                    mesh=face.mesh))
         read_after = read_expressions and read_edited
         for face, reading in zip(faces, (self.read_expressions(output, boxes) if read_after else None) or []):
             face.reading_after = reading

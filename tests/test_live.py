@@ -117,3 +117,60 @@ def test_edit_without_readings_skips_the_classifier(models_dir):
     assert with_readings.faces[0].reading_before and without.faces[0].reading_before is None
     assert without.faces[0].reading_after is None
     assert np.array_equal(np.asarray(without.image), np.asarray(with_readings.image))
+
+
+class CountingMesh:
+    """The committed face mesh, counting the crops it reads."""
+
+    def __init__(self, model):
+        self.model, self.crops = model, 0
+
+    def predict(self, crops):
+        self.crops += len(crops)
+        return self.model.predict(crops)
+
+    def __getattr__(self, name):
+        return getattr(self.model, name)
+
+
+@pytest.fixture(scope="module")
+def mesh_tracker_editor():
+    from pathlib import Path
+
+    from expr_models.models.face_mesh import FaceMeshModel
+
+    committed = Path(__file__).resolve().parents[1] / "checkpoints"
+    counting = CountingMesh(FaceMeshModel.from_pretrained(committed / "face_mesh"))
+    return ExpressionEditor(committed, models={"face_mesh": counting}, num_threads=1), counting
+
+
+def test_the_face_mesh_follows_the_last_frame_and_reads_each_frame_once(mesh_tracker_editor):
+    editor, mesh = mesh_tracker_editor
+    tracker = LiveTracker(editor, redetect_every=100)
+    mesh.crops = 0
+    first = tracker.edit(webcam_frame(noise_seed=0), "cyclegan", "happy")
+    assert first.detected and first.faces == 1 and mesh.crops == 2  # from the landmarks, then around that mesh
+    (box,) = tracker._boxes
+    assert box.mesh_roi is not None and box.x0 <= box.mesh_roi[0][0] < box.x1
+
+    mesh.crops = 0
+    follows = [tracker.edit(webcam_frame(noise_seed=seed), "cyclegan", "happy") for seed in (1, 2, 3)]
+    assert not any(frame.detected for frame in follows) and mesh.crops == 3  # one crop per frame
+
+    # The tracked mesh is the two-pass one, within a tenth of a pixel or so (the face is still).
+    photo = webcam_frame(noise_seed=3)
+    from expr_models.faces.mesh import face_mesh
+
+    untracked = face_mesh(photo, replace_roi(box, None), mesh.model, refine=True)
+    tracked = face_mesh(photo, tracker._boxes[0], mesh.model, refine=True)
+    assert np.abs(tracked[:, :2] - untracked[:, :2]).max() < 0.5
+
+    moved = tracker.edit(webcam_frame(shift=60, noise_seed=4), "cyclegan", "happy")
+    assert moved.detected  # a new detection: its box is read from its landmarks again, then tracked
+    assert tracker._boxes[0].mesh_roi is not None and tracker._boxes[0].mesh_roi[0][0] > box.mesh_roi[0][0] + 40
+
+
+def replace_roi(box, roi):
+    from dataclasses import replace
+
+    return replace(box, mesh_roi=roi)

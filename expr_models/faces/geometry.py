@@ -33,7 +33,9 @@ class FaceBox:
 
     ``mask`` is an optional ``H x W`` float/bool array over the whole photo from a segmenting detector.
     ``landmarks`` is an optional ``5 x 2`` array of photo pixels (x, y) from RetinaFace: the two eyes (the one at the
-    smaller x first), the nose tip and the two mouth corners (smaller x first).
+    smaller x first), the nose tip and the two mouth corners (smaller x first). ``mesh_roi`` is an optional square
+    ``(centre, side, angle)`` in photo pixels where the face mesh finds this face: a video frame's tracker sets it
+    from the last frame's mesh (``expr_models.faces.live``), so the mesh is read once instead of twice.
     """
 
     x0: float
@@ -43,6 +45,7 @@ class FaceBox:
     score: float = 1.0
     mask: np.ndarray | None = None
     landmarks: np.ndarray | None = None
+    mesh_roi: tuple[np.ndarray, float, float] | None = None
 
     @property
     def width(self) -> float:
@@ -64,8 +67,10 @@ class FaceBox:
         """The box (and its landmarks) with coordinates multiplied by ``factor`` (e.g. back from a downscaled
         detection copy)."""
         landmarks = None if self.landmarks is None else np.asarray(self.landmarks, np.float32) * factor
+        roi = None if self.mesh_roi is None else \
+            (np.asarray(self.mesh_roi[0], np.float64) * factor, self.mesh_roi[1] * factor, self.mesh_roi[2])
         return FaceBox(self.x0 * factor, self.y0 * factor, self.x1 * factor, self.y1 * factor, self.score, self.mask,
-                       landmarks)
+                       landmarks, roi)
 
     def to_dict(self) -> dict:
         return {"box": [round(float(v), 1) for v in (self.x0, self.y0, self.x1, self.y1)], "score": round(float(self.score), 3)}

@@ -169,13 +169,15 @@ def face_mesh_batch(photos: Sequence[np.ndarray], boxes: Sequence[FaceBox], mode
     Returns points ``N x 468 x 3`` (float32 photo pixels; z on the same scale, smaller towards the camera) and the
     model's face-presence score ``N`` in [0, 1] (below 0.5: the crop holds no face the model recognises).
     ``model``: a ``FaceMeshModel`` (anything with ``predict(crops) -> (points, presence)``). ``refine``: crop again
-    around each first mesh and run once more (twice the time).
+    around each first mesh and run once more (twice the time). A box with a ``mesh_roi`` (a video frame's, placed by
+    the last frame's mesh) is cut there; ``refine`` then adds nothing and is not done.
     """
     if len(photos) != len(boxes):
         raise ValueError(f"{len(photos)} photos but {len(boxes)} boxes")
     if not len(photos):
         return np.zeros((0, NUM_POINTS, 3), np.float32), np.zeros(0, np.float32)
-    rois = [None] * len(photos)
+    rois = [box.mesh_roi for box in boxes]
+    refine = refine and any(roi is None for roi in rois)
     for _ in range(2 if refine else 1):
         points, presence = [], []
         for start in range(0, len(photos), batch_size):

@@ -66,6 +66,7 @@ class FaceToEdit:
     # Set by a method that knows where its edit can reach (x0, y0, x1, y1 in crop pixels; a mesh warp's moving
     # triangles and shading), for its blend mask.
     changed_box: tuple[int, int, int, int] | None = None
+    mesh: np.ndarray | None = None  # set by a method that reads the face mesh: 468 x 3, photo pixels
     notes: list[str] = field(default_factory=list)  # what the method tells the user of this face (e.g. left unchanged)
 
 

@@ -80,9 +80,12 @@ MeshMotion = Callable[[np.ndarray], np.ndarray]
 
 
 def crop_mesh(editor: Editor, face: FaceToEdit) -> np.ndarray:
-    """The face's 468 mesh points (x, y, z) in crop pixels, read from the photo around its box and landmarks."""
+    """The face's 468 mesh points (x, y, z) in crop pixels, read from the photo around its box and landmarks (or,
+    for a video frame's face, in the square its last frame's mesh placed: ``FaceBox.mesh_roi``); kept in photo pixels
+    as ``face.mesh``."""
     with editor.generating():
         points = face_mesh(face.photo, face.box, editor.model("face_mesh"), refine=True).astype(np.float64)
+    face.mesh = points.astype(np.float32)
     transform = face.transform
     points[:, 0] -= transform.x0
     points[:, 1] -= transform.y0
