@@ -165,6 +165,10 @@ def test_the_face_mesh_follows_the_last_frame_and_reads_each_frame_once(mesh_tra
     tracked = face_mesh(photo, tracker._boxes[0], mesh.model, refine=True)
     assert np.abs(tracked[:, :2] - untracked[:, :2]).max() < 0.5
 
+    plain = tracker.edit(webcam_frame(noise_seed=5), "average", "happy")  # reads no mesh: nothing left to follow
+    assert plain.faces == 1 and not plain.detected and tracker._boxes[0].mesh_roi is None
+
+    tracker.edit(webcam_frame(noise_seed=6), "cyclegan", "happy")
     moved = tracker.edit(webcam_frame(shift=60, noise_seed=4), "cyclegan", "happy")
     assert moved.detected  # a new detection: its box is read from its landmarks again, then tracked
     assert tracker._boxes[0].mesh_roi is not None and tracker._boxes[0].mesh_roi[0][0] > box.mesh_roi[0][0] + 40

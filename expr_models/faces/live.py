@@ -123,13 +123,14 @@ class LiveTracker:
             index_of = {id(box): index for index, box in enumerate(boxes)}
             for face in faces:
                 index = index_of.get(id(face.box))
-                if index is None or face.mesh is None:
+                if index is None:
                     continue
-                roi = roi_from_points(face.mesh)
-                x, y = roi[0]
-                box = self._boxes[index]
-                self._boxes[index] = replace(box, mesh_roi=roi if box.x0 <= x < box.x1 and box.y0 <= y < box.y1
-                                             else None)
+                box, roi = self._boxes[index], None
+                if face.mesh is not None:  # a method that reads no mesh leaves none to follow
+                    roi = roi_from_points(face.mesh)
+                    x, y = roi[0]
+                    roi = roi if box.x0 <= x < box.x1 and box.y0 <= y < box.y1 else None
+                self._boxes[index] = replace(box, mesh_roi=roi)
 
     def edit(self, frame: np.ndarray, method: str = "cyclegan", target: str | None = "happy",
              intensity: float = 1.0, **controls) -> LiveFrame:
