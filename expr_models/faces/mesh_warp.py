@@ -27,9 +27,9 @@ from scipy.spatial import Delaunay  # scipy ships with scikit-image, a dependenc
 
 from .region_redraw import learned_region
 from .eye_interior import draw_irises, steady_irises
-from .mouth_opening import (SHIFT, area2, between_lips, box_around, cavity_colour, closed_share, draw_seam, into_the_lips, is_open,
-                            mesh_missed, mouth_cavity, new_gap, real_opening, shows_between_lips,
-                            whole_opening)
+from .mouth_opening import (SHIFT, area2, between_lips, box_around, cavity_colour, closed_share, draw_seam,
+                            into_the_lips, is_open, mesh_missed, mouth_cavity, new_gap, real_opening,
+                            shows_between_lips, whole_opening)
 from .mouth_fill import fill_mouth, gasp_teeth, inset, luminance, opening_height, piecewise_affine, region_mean
 from .mouth_redraw import MouthRedraw, learned_redraw
 
