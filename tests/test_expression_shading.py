@@ -349,3 +349,33 @@ def test_lightening_rolls_off_below_white_and_keeps_the_grain():
     assert (np.diff(lit[0]) > 0).all()  # brighter pixels stay brighter: the grain survives
     dark = shaded(np.array([[60.0]], np.float32), np.array([[1.05]], np.float32))
     assert 62.9 < dark[0, 0] < 63.0  # nearly all of its 3 grey levels
+
+
+def test_undoing_a_smile_fades_a_thin_crease_beside_the_chin_s_shadow(shading, mesh_motion):
+    """A smile's fold is also a sharp line, which the warp carries round the mouth corners as they come in. Beside the
+    chin's broad shadow it is hardly a valley against the skin 0.35 eye distances round; against the skin near it, it
+    is, and it fades (scikit-image's astronaut kept two dark brackets round her mouth)."""
+    _, smiling, _ = synthetic_face(mesh_motion)
+    points = mesh_motion.target_points(smiling, "neutral", "happy", 1.0)
+    neutral = smiling[:, :2]
+    eyes = np.linalg.norm(neutral[33] - neutral[263])
+    chin = np.zeros((SIZE, SIZE), np.float32)
+    centre = np.round(neutral[152] + [0, -0.25 * eyes]).astype(int)  # a broad shadow over the chin and mouth corners
+    cv2.ellipse(chin, tuple(centre), (int(0.6 * eyes), int(0.3 * eyes)), 0, 0, 360, 1.0, -1)
+    chin = cv2.GaussianBlur(chin, (0, 0), 0.15 * eyes)
+    line = np.zeros((SIZE, SIZE), np.float32)
+    for corner, side in ((61, -1), (291, 1)):  # a thin crease beside each mouth corner, down into the shadow
+        start = np.round(neutral[corner] + [side * 0.1 * eyes, -0.15 * eyes]).astype(int)
+        end = np.round(neutral[corner] + [side * 0.1 * eyes, 0.15 * eyes]).astype(int)
+        cv2.line(line, tuple(start), tuple(end), 1.0, 2)
+    line = cv2.GaussianBlur(line, (0, 0), 1.0)
+    skin = np.clip(170 - 40 * chin, 0, 255)
+    photo = np.repeat(np.clip(skin - 40 * line, 0, 255).astype(np.uint8)[..., None], 3, axis=2)
+    lifted = shading.shade(photo, points, neutral)
+    core = line > 0.6
+    assert core.sum() > 50
+
+    def depth(image):  # how much darker the crease's core is than the same skin without it
+        return float((skin[core] - image[core].astype(np.float32).mean(1)).mean())
+
+    assert depth(photo) > 20 and depth(lifted) < 0.5 * depth(photo)
