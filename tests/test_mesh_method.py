@@ -10,8 +10,8 @@ import pytest
 
 from expr_models.errors import ExpressionEditError
 from expr_models.faces.mesh import face_mesh
-from expr_models.faces.mesh_topology import (LEFT_BROW, LEFT_EYE, LEFT_EYE_UPPER, LIPS_INNER, LIPS_OUTER, RIGHT_BROW,
-                                             RIGHT_EYE, RIGHT_EYE_UPPER)
+from expr_models.faces.mesh_topology import (LEFT_BROW, LEFT_EYE, LEFT_EYE_UPPER, LEFT_NOSTRIL, LIPS_INNER, LIPS_OUTER,
+                                             RIGHT_BROW, RIGHT_EYE, RIGHT_EYE_UPPER, RIGHT_NOSTRIL)
 from expr_models.pipeline import ExpressionEditor
 
 CHECKPOINTS = Path(__file__).resolve().parents[1] / "checkpoints"
@@ -249,6 +249,26 @@ def test_no_expression_closes_an_eye_to_a_slit_unless_the_user_asks(mesh):
         kept = target_rules(points, shut, expression, {})
         assert np.allclose(eye_openings(np.concatenate([kept, points[:, 2:]], 1)), opened, rtol=0.02)
         assert np.array_equal(target_rules(points, shut, expression, {"eyes": -0.5}), shut)
+
+
+def test_the_nostrils_move_whole(mesh):
+    """A motion that pulls a nostril's rim apart (the generators lowered its outer end, not the columella's foot) would
+    stretch the dark opening into a streak: the rules move each nostril's points by their mean motion, and no other
+    point."""
+    from expr_models.methods.mesh import target_rules
+
+    points = np.asarray(mesh, np.float64)
+    stretched = points[:, :2].copy()
+    for nostril in (RIGHT_NOSTRIL, LEFT_NOSTRIL):
+        nostril = list(nostril)
+        outer = np.argsort(np.abs(points[nostril, 0] - points[1, 0]))[len(nostril) // 2:]  # the half nearer the cheek
+        stretched[np.array(nostril)[outer]] += [0.0, 3.0]
+    kept = target_rules(points, stretched, "surprise", {})
+    for nostril in (list(RIGHT_NOSTRIL), list(LEFT_NOSTRIL)):
+        motion = kept[nostril] - points[nostril, :2]
+        assert np.allclose(motion, motion[0]) and np.allclose(motion[0], [0.0, 1.5])  # whole, half as far
+    others = [i for i in range(len(points)) if i not in set(RIGHT_NOSTRIL) | set(LEFT_NOSTRIL)]
+    assert np.array_equal(kept[others], stretched[others])
 
 
 def test_a_smile_no_stored_mouth_fits_keeps_its_lips_together(editor):

@@ -22,9 +22,10 @@ import numpy as np
 from .geometry import FaceBox
 from .mesh_topology import (CHIN, EYE_TRIANGLES, FACE_OVAL, GROUPS, LEFT_BROW, LEFT_BROW_LOWER,  # noqa: F401
                             LEFT_BROW_UPPER, LEFT_CHEEK, LEFT_EYE, LEFT_EYE_LOWER, LEFT_EYE_UPPER, LIPS_INNER,
-                            LIPS_INNER_LOWER, LIPS_INNER_UPPER, LIPS_OUTER, LIPS_OUTER_LOWER, LIPS_OUTER_UPPER,
-                            MOUTH_CORNERS, MOUTH_TRIANGLES, NOSE, NOSE_BRIDGE, NOSE_TIP, RIGHT_BROW, RIGHT_BROW_LOWER,
-                            RIGHT_BROW_UPPER, RIGHT_CHEEK, RIGHT_EYE, RIGHT_EYE_LOWER, RIGHT_EYE_UPPER, TRIANGLES)
+                            LEFT_NOSTRIL, LIPS_INNER_LOWER, LIPS_INNER_UPPER, LIPS_OUTER, LIPS_OUTER_LOWER,
+                            LIPS_OUTER_UPPER, MOUTH_CORNERS, MOUTH_TRIANGLES, NOSE, NOSE_BRIDGE, NOSE_TIP, RIGHT_BROW,
+                            RIGHT_BROW_LOWER, RIGHT_BROW_UPPER, RIGHT_CHEEK, RIGHT_EYE, RIGHT_EYE_LOWER,
+                            RIGHT_EYE_UPPER, RIGHT_NOSTRIL, TRIANGLES)
 
 MESH_INPUT_SIZE = 192
 NUM_POINTS = 468
@@ -340,6 +341,16 @@ def keep_eyes_open(source: np.ndarray, target: np.ndarray, least: float) -> np.n
         if opened > 0 and closed < least * opened:
             keep = (1.0 - least) * opened / (opened - closed)  # the share of the motion that leaves it that open
             target[contour] = source[contour, :2] + keep * (target[contour] - source[contour, :2])
+    return target
+
+
+def keep_nostrils_whole(source: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """``target`` (468 x 2) with each nostril's points moved together, by their mean motion in it from ``source``
+    (468 x 2+). The generators move the nostrils' rims a little apart (a smile undone lowered their outer ends by 0.08
+    eye distances and the columella's foot not at all), and the warp drew the dark openings down into streaks."""
+    source, target = np.asarray(source, np.float64), np.array(target, np.float64)
+    for nostril in (list(RIGHT_NOSTRIL), list(LEFT_NOSTRIL)):
+        target[nostril] = source[nostril, :2] + (target[nostril] - source[nostril, :2]).mean(0)
     return target
 
 

@@ -17,7 +17,7 @@ import torch
 
 from ..errors import ExpressionEditError
 from ..faces.mesh import (close_lips_towards, face_mesh, head_turn, keep_eyes_open, keep_lips_closed,
-                          stop_jaw_where_lips_meet, uncross_lips)
+                          keep_nostrils_whole, stop_jaw_where_lips_meet, uncross_lips)
 from ..faces.mesh_motion import normalise
 from ..faces.mesh_topology import LIPS_INNER
 from ..faces.mesh_warp import warp_face
@@ -218,17 +218,18 @@ def mesh_warp_edit(editor: Editor, face: FaceToEdit, motion: MeshMotion, source:
 def target_rules(points: np.ndarray, target: np.ndarray, expression: str, controls: Mapping[str, float],
                  exemplars: Any = None, intensity: float = 1.0) -> np.ndarray:
     """The last word on a motion's target mesh (468 x 2) of a face at ``points``, for the editor and the evaluation
-    alike: the jaw stops where the lips meet (a gasp's closing lifted closed mouths through themselves), and lips
-    never pass through each other (a mild gasp undone by a median one's motion would fold them); a neutral face's lips
-    part at most ``NEUTRAL_LIP_GAP`` eye distances (at ``intensity`` 1; part of the way there below it) unless the
-    user opens the mouth; no eye closes past ``EYE_FLOOR`` of its opening (fear and surprise, ``WIDENING_TARGETS``:
-    not at all) unless the user closes it (the ``eyes`` control below 0); anger (``PRESSED_LIPS_TARGETS``) parts the
-    lips no further than they were unless the user opens the mouth; and a smile (``CLOSED_MOUTH_TARGETS``) keeps the
-    lips as they were unless the user asks for an open mouth (``mouth_open`` > 0) where no stored smile of the
-    exemplar bank (``exemplars``, anything with ``closest(inner_lips)``; None: no bank) fits the mouth it would open:
-    that mouth would get the dark cavity, which reads as a gasp (on 48-px faces the opened lips are often too round
-    for any stored smile: 12 of 40 CycleGAN smiles of the validation crops)."""
-    target = uncross_lips(points, stop_jaw_where_lips_meet(points, target))
+    alike: the nostrils keep their shape (``keep_nostrils_whole``); the jaw stops where the lips meet (a gasp's closing
+    lifted closed mouths through themselves), and lips never pass through each other (a mild gasp undone by a median
+    one's motion would fold them); a neutral face's lips part at most ``NEUTRAL_LIP_GAP`` eye distances (at
+    ``intensity`` 1; part of the way there below it) unless the user opens the mouth; no eye closes past ``EYE_FLOOR``
+    of its opening (fear and surprise, ``WIDENING_TARGETS``: not at all) unless the user closes it (the ``eyes``
+    control below 0); anger (``PRESSED_LIPS_TARGETS``) parts the lips no further than they were unless the user opens
+    the mouth; and a smile (``CLOSED_MOUTH_TARGETS``) keeps the lips as they were unless the user asks for an open
+    mouth (``mouth_open`` > 0) where no stored smile of the exemplar bank (``exemplars``, anything with
+    ``closest(inner_lips)``; None: no bank) fits the mouth it would open: that mouth would get the dark cavity, which
+    reads as a gasp (on 48-px faces the opened lips are often too round for any stored smile: 12 of 40 CycleGAN smiles
+    of the validation crops)."""
+    target = uncross_lips(points, stop_jaw_where_lips_meet(points, keep_nostrils_whole(points, target)))
     if expression == "neutral" and controls.get("mouth_open", 0.0) <= 0:
         target = close_lips_towards(points, target, NEUTRAL_LIP_GAP, intensity)
     if controls.get("eyes", 0.0) >= 0:
