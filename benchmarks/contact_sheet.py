@@ -48,7 +48,8 @@ from expr_models.pipeline import ExpressionEditor
 
 ROOT = Path(__file__).resolve().parents[1]
 LABEL = 22
-MOUTHS = (*MOUTH_COMPONENTS, "cyclegan_mouth")  # the CycleGAN's own mouth (train/mouth_cycle.py) is one too
+# The GANs' own mouths (train/mouth_cycle.py, train/mouth_sagan.py) are mouths too.
+MOUTHS = (*MOUTH_COMPONENTS, "cyclegan_mouth", "sagan_mouth")
 
 
 def chosen_pairs(data: Path, dataset: str, split: str, direction: str, people: int, subjects: list[str] | None):
@@ -161,8 +162,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mouth-only", action="store_true", help="the mouth's square at full resolution")
     parser.add_argument("--mouths", nargs="+", default=None,
                         help="compare these mouths (one column each per method): mouth_inpainter, mouth_exemplars, "
-                             "cyclegan_mouth, or several joined by + (e.g. the learned mouth with the exemplars' "
-                             "teeth)")
+                             "cyclegan_mouth, sagan_mouth, or several joined by + (e.g. the learned mouth with the "
+                             "exemplars' teeth)")
     parser.add_argument("--unshaded", action="store_true",
                         help="beside each edit, the same without the expression shading")
     parser.add_argument("--without-brows", action="store_true",

@@ -24,7 +24,8 @@ from .models.expression_shading import ExpressionShadingConfig, ExpressionShadin
 from .models.face_mesh import FaceMeshConfig, FaceMeshModel
 from .models.mesh_motion import MeshMotionConfig, MeshMotionModel
 from .models.mouth_exemplars import MouthExemplarsConfig, MouthExemplarsModel
-from .models.mouth_inpainter import CycleGANMouthConfig, CycleGANMouthModel, MouthInpainterConfig, MouthInpainterModel
+from .models.mouth_inpainter import (CycleGANMouthConfig, CycleGANMouthModel, MouthInpainterConfig, MouthInpainterModel,
+                                     SAGANMouthConfig, SAGANMouthModel)
 from .models.sagan import SAGANConfig, SAGANModel
 from .models.second_reader import SecondReader, SecondReaderConfig
 from .models.segmenter import FaceSegmenter, FaceSegmenterConfig
@@ -43,6 +44,7 @@ COMPONENTS: dict[str, tuple[type, type]] = {
     "mouth_exemplars": (MouthExemplarsConfig, MouthExemplarsModel),
     "mouth_inpainter": (MouthInpainterConfig, MouthInpainterModel),
     "cyclegan_mouth": (CycleGANMouthConfig, CycleGANMouthModel),
+    "sagan_mouth": (SAGANMouthConfig, SAGANMouthModel),
     "brow_inpainter": (BrowInpainterConfig, BrowInpainterModel),
     "lower_face_inpainter": (LowerFaceInpainterConfig, LowerFaceInpainterModel),
     "eyes_inpainter": (EyesInpainterConfig, EyesInpainterModel),

@@ -39,6 +39,17 @@ def test_the_sampling_grid_is_the_identity_where_nothing_moves_and_follows_the_l
     assert not torch.allclose(resample(window, grid[None]), window, atol=0.05)
 
 
+def renamed_windows(tmp_path: Path, mesh_motion) -> Path:
+    """The tiny mouth windows under GENKI-4K ids the mesh cache and the labels know."""
+    data = tiny_mouth_dataset(tmp_path / "mouths", mesh_motion)
+    for split in ("train", "validation"):
+        rows = Dataset.load_from_disk(str(data / split))
+        rows = rows.map(lambda row, index: {"id": f"genki4k/files/file{index + 1:04d}.jpg"}, with_indices=True)
+        rows.save_to_disk(str(tmp_path / "renamed" / split))
+    (tmp_path / "renamed" / "dataset_dict.json").write_text('{"splits": ["train", "validation"]}')
+    return tmp_path / "renamed"
+
+
 def tiny_meshes_and_labels(tmp_path: Path, data: Path, mesh_motion) -> tuple[Path, Path]:
     """A mesh cache for the tiny windows (renamed GENKI-4K files, half of them smiles) and their labels file."""
     rows = Dataset.load_from_disk(str(data / "train"))
@@ -57,15 +68,9 @@ def tiny_meshes_and_labels(tmp_path: Path, data: Path, mesh_motion) -> tuple[Pat
 
 
 def test_the_cyclegan_mouth_trains_through_the_loop_on_the_cyclegan_s_edits(tmp_path, mesh_motion):
-    from train.mouth_cycle import MouthCycleStep, MouthEdits, window_domains
+    from train.mouth_cycle import MouthCycleStep, window_domains
 
-    data = tiny_mouth_dataset(tmp_path / "mouths", mesh_motion)
-    for split in ("train", "validation"):  # ids the mesh cache and the labels know
-        rows = Dataset.load_from_disk(str(data / split))
-        rows = rows.map(lambda row, index: {"id": f"genki4k/files/file{index + 1:04d}.jpg"}, with_indices=True)
-        rows.save_to_disk(str(tmp_path / "renamed" / split))
-    data = tmp_path / "renamed"
-    (data / "dataset_dict.json").write_text('{"splits": ["train", "validation"]}')
+    data = renamed_windows(tmp_path, mesh_motion)
     meshes, raw = tiny_meshes_and_labels(tmp_path, data, mesh_motion)
     rows = Dataset.load_from_disk(str(data / "train"))
     assert window_domains(list(rows["id"]), raw).tolist() == [0, 1, 0, 1, 0, 1]

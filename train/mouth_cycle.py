@@ -34,6 +34,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -63,18 +64,37 @@ from train.tools.prepare_meshes import labelled_photos
 DOMAINS = ("neutral", "happy")  # the CycleGAN's domain_x and domain_y
 
 
-def window_domains(ids: list[str], raw_data: Path) -> np.ndarray:
-    """Per mouth window: 0 neutral, 1 happy, -1 neither (JAFFE's other expressions). GENKI-4K labels smiles only;
-    its other faces count as neutral (most are)."""
-    known = labelled_photos(raw_data, BuildReport("mouth_cycle"))
+def window_domains(ids: list[str], raw_data: Path, names: tuple[str, ...] = DOMAINS) -> np.ndarray:
+    """Per mouth window, the index of its expression in ``names`` (the CycleGAN's: 0 neutral, 1 happy), -1 for
+    another (JAFFE's other expressions). GENKI-4K labels smiles only; its other faces count as neutral (most are)."""
+    known = labelled_photos(raw_data, BuildReport("mouth_windows"))
     domains = np.full(len(ids), -1, np.int64)
     for row, photo_id in enumerate(ids):
         expression = known.get(photo_id, (None, None, None))[1]
         if expression is None and photo_id.startswith("genki4k/"):
             expression = "neutral"
-        if expression in DOMAINS:
-            domains[row] = DOMAINS.index(expression)
+        if expression in names:
+            domains[row] = names.index(expression)
     return domains
+
+
+def cached_meshes(folder: Path) -> dict[str, np.ndarray]:
+    """``{photo id: 468 x 3 mesh}`` of every set cached in ``folder`` (``train.tools.cache_meshes``)."""
+    meshes = {}
+    for name in MESH_SETS:
+        path = folder / f"{name}.npz"
+        if path.is_file():
+            with np.load(path) as cache:
+                meshes.update(zip(cache["ids"].tolist(), cache["points"]))
+    return meshes
+
+
+def check_meshes(dataset, meshes: dict[str, np.ndarray], folder: Path) -> None:
+    """Every window of ``dataset`` has its photo's mesh, or a :class:`ConfigError` says how to make them."""
+    missing = [photo_id for photo_id in dataset["id"] if photo_id not in meshes]
+    if missing:
+        raise ConfigError(f"--meshes {folder}: no mesh for {len(missing)} windows (e.g. {missing[0]}); "
+                          "run `python -m train.tools.cache_meshes --sets fei london jaffe genki4k`")
 
 
 def edit_targets(dataset, domains: np.ndarray, meshes: dict[str, np.ndarray], cyclegan, exemplars) -> np.ndarray:
@@ -145,10 +165,11 @@ def identity_grid(images: torch.Tensor) -> torch.Tensor:
 
 
 @dataclass
-class MouthCycleArguments(InpainterArguments):
-    """The mouth's fine-tuning by the CycleGAN's losses."""
+class GANMouthArguments(InpainterArguments):
+    """What fine-tuning the learned mouth by a GAN's own losses takes (this file's CycleGAN, ``train/mouth_sagan.py``'s
+    SA-GAN)."""
 
-    models: Path = HfArg(default=Path("checkpoints"), help="folder with the cyclegan, mouth_inpainter and "
+    models: Path = HfArg(default=Path("checkpoints"), help="folder with the GAN's, the mouth_inpainter and the "
                                                            "mouth_exemplars checkpoints")
     meshes: Path = HfArg(default=Path("prepared/meshes"), help="the face meshes of the windows' photos "
                                                                "(train.tools.cache_meshes)")
@@ -156,23 +177,28 @@ class MouthCycleArguments(InpainterArguments):
     epochs: int = 3
     batch_size: int = 8
     lr: float = HfArg(default=1e-4, help="Adam learning rate (a fine-tune), decaying linearly to 0")
-    lambda_gan: float = HfArg(default=0.05, help="weight of the target domain's hinge adversarial loss on the edit")
-    lambda_cycle: float = HfArg(default=1.0, help="weight of the cycle L1 (the edit warped back and redrawn)")
     min_margin: float = 2.0
     max_margin: float = 8.0
     d_warmup_steps: int = HfArg(default=100, help="steps at the start where only the discriminators learn")
     judge_downsample: int = HfArg(default=2, help="the discriminators read the windows shrunk this many times (1: at "
-                                                  "full resolution, the real windows resampled by a random sub-pixel "
-                                                  "shift as the edits are by the warp)")
+                                                  "full resolution)")
     init_from: Path | None = HfArg(default=None, help="the mouth to start from (default: --models' mouth_inpainter; "
                                                       "e.g. an earlier run's final, to go on with other flags)")
 
 
-class MouthCycleStep(InpainterStep):
-    """The learned mouth as the CycleGAN's appearance branch, with one PatchGAN per domain."""
+@dataclass
+class MouthCycleArguments(GANMouthArguments):
+    """The mouth's fine-tuning by the CycleGAN's losses."""
 
-    name = "mouth_cycle"
-    arguments_class = MouthCycleArguments
+    lambda_gan: float = HfArg(default=0.05, help="weight of the target domain's hinge adversarial loss on the edit")
+    lambda_cycle: float = HfArg(default=1.0, help="weight of the cycle L1 (the edit warped back and redrawn)")
+
+
+class GANMouthStep(InpainterStep):
+    """A GAN's own mouth: the learned mouth, fine-tuned on the edits the GAN (``gan``, a component with a mesh
+    generator) makes. Subclasses build the datasets and the discriminators and compute the step."""
+
+    gan = "cyclegan"
 
     @classmethod
     def check_arguments(cls, args) -> None:
@@ -184,48 +210,63 @@ class MouthCycleStep(InpainterStep):
             if not Path(folder).is_dir():
                 raise ConfigError(f"{flag} {folder}: no such folder")
 
-    def build(self) -> None:
+    def load_parts(self, mouth_class) -> tuple[Any, Any]:
+        """Set ``self.model`` (a ``mouth_class`` starting from ``--init-from`` or the learned mouth) and return the
+        frozen GAN and the exemplar bank (None without one) from ``--models``."""
         args = self.args
         found = find_checkpoints(args.models)
-        for component in ("cyclegan", "mouth_inpainter"):
+        for component in (self.gan, "mouth_inpainter"):
             if component not in found:
                 raise ConfigError(f"--models {args.models}: no {component} checkpoint")
         start = Path(args.init_from) if args.init_from is not None else found["mouth_inpainter"][0]
-        self.model = CycleGANMouthModel.from_mouth(AutoModel.from_pretrained(start))
+        self.model = mouth_class.from_mouth(AutoModel.from_pretrained(start))
         self.config = self.model.config
+        gan = model_class(self.gan).from_pretrained(found[self.gan][0]).eval()
+        if gan.config.generator_type != "mesh":
+            raise ConfigError(f"--models {args.models}: the {self.gan} must have a mesh generator")
+        exemplars = (model_class("mouth_exemplars").from_pretrained(found["mouth_exemplars"][0])
+                     if "mouth_exemplars" in found else None)
+        return gan, exemplars
+
+    def window_datasets(self, edits: Callable[[Any, dict[str, np.ndarray], dict], Any]) -> None:
+        """Set the train and validation datasets: ``edits(rows, meshes, options)`` for each split's prepared mouth
+        windows, the meshes of their photos and ``MouthWindows``' options (augmented for training; the editor's
+        margin, once each, for validation)."""
+        args = self.args
+        meshes = cached_meshes(Path(args.meshes))
+        for attribute, split, augment in (("train_dataset", args.split, True), ("eval_dataset", args.eval_split, False)):
+            dataset = load_prepared(args.data, split, required=augment)
+            if dataset is not None:
+                require_columns(dataset, args.data, ("id", "frame", "points", "gap", "dataset"))
+                check_meshes(dataset, meshes, args.meshes)
+                options = dict(seed=args.seed, margin_range=(args.min_margin, args.max_margin)) if augment else \
+                    dict(augment=False, margin=self.config.hole_margin, repeat=False)
+                dataset = edits(dataset, meshes, options)
+            setattr(self, attribute, dataset)
+
+
+class MouthCycleStep(GANMouthStep):
+    """The learned mouth as the CycleGAN's appearance branch, with one PatchGAN per domain."""
+
+    name = "mouth_cycle"
+    arguments_class = MouthCycleArguments
+
+    def build(self) -> None:
+        args = self.args
+        cyclegan, exemplars = self.load_parts(CycleGANMouthModel)
+        if (cyclegan.config.domain_x, cyclegan.config.domain_y) != DOMAINS:
+            raise ConfigError(f"--models {args.models}: the cyclegan must be a mesh CycleGAN neutral <-> happy")
         self.discriminators = {domain: PatchDiscriminator(3 + MAP_CHANNELS, self.config.discriminator_channels, 3,
                                                           "none", spectral=True).to(self.device)
                                for domain in DOMAINS}
         self.model.to(self.device)
-        cyclegan = model_class("cyclegan").from_pretrained(found["cyclegan"][0]).eval()
-        if cyclegan.config.generator_type != "mesh" or (cyclegan.config.domain_x, cyclegan.config.domain_y) != DOMAINS:
-            raise ConfigError(f"--models {args.models}: the cyclegan must be a mesh CycleGAN neutral <-> happy")
-        exemplars = (model_class("mouth_exemplars").from_pretrained(found["mouth_exemplars"][0])
-                     if "mouth_exemplars" in found else None)
-        meshes = {}
-        for name in MESH_SETS:
-            path = Path(args.meshes) / f"{name}.npz"
-            if path.is_file():
-                with np.load(path) as cache:
-                    meshes.update(zip(cache["ids"].tolist(), cache["points"]))
 
-        def edits(split: str, augment: bool):
-            dataset = load_prepared(args.data, split, required=augment)
-            if dataset is None:
-                return None
-            require_columns(dataset, args.data, ("id", "frame", "points", "gap", "dataset"))
-            missing = [photo_id for photo_id in dataset["id"] if photo_id not in meshes]
-            if missing:
-                raise ConfigError(f"--meshes {args.meshes}: no mesh for {len(missing)} windows (e.g. {missing[0]}); "
-                                  "run `python -m train.tools.cache_meshes --sets fei london jaffe genki4k`")
+        def edits(dataset, meshes: dict[str, np.ndarray], options: dict) -> MouthEdits:
             domains = window_domains(list(dataset["id"]), Path(args.raw_data))
             targets = edit_targets(dataset, domains, meshes, cyclegan, exemplars)
-            options = dict(seed=args.seed, margin_range=(args.min_margin, args.max_margin)) if augment else \
-                dict(augment=False, margin=self.config.hole_margin, repeat=False)
             return MouthEdits(dataset, targets, domains, self.config.hole_margin, **options)
 
-        self.train_dataset = edits(args.split, True)
-        self.eval_dataset = edits(args.eval_split, False)
+        self.window_datasets(edits)
 
     def trainable_modules(self):
         return {"G": self.model.generator, "D_neutral": self.discriminators["neutral"],

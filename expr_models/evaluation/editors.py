@@ -274,7 +274,7 @@ WRAPPERS: dict[str, Callable[..., list[Method]]] = {
         for path in paths],
     "sagan": lambda paths, load, settings: [sagan_method(load(paths[0]), paths[0].name,
                                                          face_mesh_model=settings["face_mesh"](),
-                                                         warp=settings["warp"](),
+                                                         warp=settings["warp"]("sagan"),
                                                          read_source=settings["read_source"])],
     "nst": lambda paths, load, settings: [nst_method(load(paths[0]), paths[0].name, settings["nst_steps"],
                                                      settings["nst_resolution"])],

@@ -48,7 +48,7 @@ class SAGANEdit(EditingMethod):
             source = source_for(face.source_expression, face.target, tuple(model.config.class_names), face.smile)
             return mesh_warp_edit(editor, face, generator_motion(
                 editor, model, face, lambda meshes: model.move_mesh(meshes, face.target, source, face.intensity)),
-                source)
+                source, mouth_owner="sagan")
         refuse_controls(self, model, face)
         if model.config.generator_type == "warp_refine":
             return warp_refine_edit(editor, model, face)

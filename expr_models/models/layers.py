@@ -141,10 +141,11 @@ class SelfAttention2d(nn.Module):
 
 
 class PatchDiscriminator(nn.Module):
-    """The 70x70 PatchGAN of pix2pix/CycleGAN: a grid of real/fake logits, one per overlapping patch."""
+    """The 70x70 PatchGAN of pix2pix/CycleGAN: a grid of real/fake logits, one per overlapping patch
+    (``out_channels`` > 1: that many logits per patch, e.g. a class head's)."""
 
     def __init__(self, in_channels: int = 1, base_channels: int = 64, n_layers: int = 3, norm: str = "instance",
-                 spectral: bool = False):
+                 spectral: bool = False, out_channels: int = 1):
         super().__init__()
         layers: list[nn.Module] = [conv(in_channels, base_channels, 4, 2, 1, spectral=spectral), nn.LeakyReLU(0.2, True)]
         channels = base_channels
@@ -157,7 +158,7 @@ class PatchDiscriminator(nn.Module):
                 nn.LeakyReLU(0.2, True),
             ]
             channels = next_channels
-        layers.append(conv(channels, 1, 4, 1, 1, spectral=spectral))
+        layers.append(conv(channels, out_channels, 4, 1, 1, spectral=spectral))
         self.model = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import torch
 from huggingface_hub.dataclasses import strict
-from torch import nn
 from transformers import PreTrainedConfig
 
 from ..faces.mouth_frame import FRAME_HEIGHT, FRAME_WIDTH, MOUTH_WIDTH
@@ -118,6 +117,16 @@ class MouthInpainterModel(ExprPreTrainedModel):
         """A copy holding the generator alone, for small inference checkpoints."""
         return self.copy_with_config(with_discriminator=False)
 
+    @classmethod
+    def from_mouth(cls, mouth: "MouthInpainterModel") -> "MouthInpainterModel":
+        """A mouth of this class that starts as ``mouth`` (its config and generator weights, in float32): a GAN's own
+        mouth, to fine-tune by that GAN's losses."""
+        fields = {name: getattr(mouth.config, name) for name in (
+            "base_channels", "residual_blocks", "norm", "hole_margin", "with_discriminator", "discriminator_channels")}
+        model = cls(cls.config_class(**fields))
+        model.generator.load_state_dict(mouth.generator.float().state_dict())
+        return model
+
 
 @strict
 class CycleGANMouthConfig(MouthInpainterConfig):
@@ -146,11 +155,32 @@ class CycleGANMouthModel(MouthInpainterModel):
         "editor (`expr_models.pipeline`) runs it after the CycleGAN's mesh warp, where the lips close over teeth."
     )
 
-    @classmethod
-    def from_mouth(cls, mouth: MouthInpainterModel) -> "CycleGANMouthModel":
-        """A CycleGAN mouth that starts as ``mouth`` (its config and generator weights, in float32), to fine-tune."""
-        fields = {name: getattr(mouth.config, name) for name in (
-            "base_channels", "residual_blocks", "norm", "hole_margin", "with_discriminator", "discriminator_channels")}
-        model = cls(CycleGANMouthConfig(**fields))
-        model.generator.load_state_dict(mouth.generator.float().state_dict())
-        return model
+
+@strict
+class SAGANMouthConfig(MouthInpainterConfig):
+    r"""
+    The SA-GAN's own mouth: :class:`MouthInpainterConfig` for the learned mouth fine-tuned by the SA-GAN's
+    class-conditional adversarial loss on its edits (``train/mouth_sagan.py``).
+    """
+
+    model_type = "expr-sagan-mouth"
+
+
+class SAGANMouthModel(MouthInpainterModel):
+    """The learned mouth as the SA-GAN's appearance branch: the same network, fine-tuned on the SA-GAN's own edits
+    (each real window's lips moved by its mesh generator towards another of the seven expressions and redrawn) by the
+    study's loss: a PatchGAN class head of 7 + 1 logits that learns each real mouth's expression and calls edits
+    generated, and the mouth is trained to make it read the edit as its target. The editor uses it for the SA-GAN's
+    edits in place of the learned mouth."""
+
+    config_class = SAGANMouthConfig
+    card_summary = (
+        "The SA-GAN's own mouth for expression edits: the learned mouth (an inpainting U-Net that redraws the inside "
+        "of the lips for a target lip shape, in a 96 x 128 mouth frame) fine-tuned by the SA-GAN's loss on the edits "
+        "it makes: each real mouth window is warped by the committed SA-GAN's mesh generator towards another of the "
+        "seven expressions and its new inner lips redrawn; a PatchGAN with the study's softmax class head (7 "
+        "expressions + generated, on grey windows with the lip maps) learns the real windows' expressions and calls "
+        "the edits generated, and the mouth learns to make it read each edit as its target, beside the "
+        "self-supervised inpainting losses it was trained with. The editor (`expr_models.pipeline`) runs it after the "
+        "SA-GAN's mesh warp, where the lips part or close."
+    )
