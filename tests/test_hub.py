@@ -206,7 +206,7 @@ def test_committed_checkpoints_are_an_editor_repo():
     assert set(models) == {"average", "cyclegan", "sagan", "classifier", "segmenter", "style_features", "face_mesh",
                            "mesh_motion", "mouth_exemplars", "mouth_inpainter", "brow_inpainter",
                            "lower_face_inpainter", "eyes_inpainter", "second_reader", "expression_shading",
-                           "cyclegan_mouth"}
+                           "cyclegan_mouth", "sagan_mouth"}
     assert detector == COMMITTED / "face_detector" / "retinaface_mnet025.onnx"
     editor = ExpressionEditor.from_pretrained("checkpoints" if Path("checkpoints").is_dir() else COMMITTED)
     assert editor.available_methods() == ["cyclegan", "sagan", "nst", "average", "mesh"]
@@ -218,7 +218,7 @@ def test_committed_checkpoints_are_an_editor_repo():
     ("style_features", "image-feature-extraction", "bsd-3-clause"), ("face_mesh", "keypoint-detection", "apache-2.0"),
     ("mesh_motion", "image-to-image", "other"), ("mouth_exemplars", "image-to-image", "cc-by-4.0"),
     ("mouth_inpainter", "image-to-image", "other"), ("expression_shading", "image-to-image", "other"),
-    ("cyclegan_mouth", "image-to-image", "other"),
+    ("cyclegan_mouth", "image-to-image", "other"), ("sagan_mouth", "image-to-image", "other"),
 ])
 def test_committed_cards_are_honest_and_rebuilt_identically(folder, tag, licence, tmp_path):
     """Each committed card is what the card builder makes from config.json + model_card.json (no hand edits)."""

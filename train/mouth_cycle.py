@@ -198,7 +198,7 @@ class GANMouthStep(InpainterStep):
     """A GAN's own mouth: the learned mouth, fine-tuned on the edits the GAN (``gan``, a component with a mesh
     generator) makes. Subclasses build the datasets and the discriminators and compute the step."""
 
-    gan = "cyclegan"
+    gan: str  # the GAN component whose edits train the mouth
 
     @classmethod
     def check_arguments(cls, args) -> None:
@@ -250,6 +250,7 @@ class MouthCycleStep(GANMouthStep):
 
     name = "mouth_cycle"
     arguments_class = MouthCycleArguments
+    gan = "cyclegan"
 
     def build(self) -> None:
         args = self.args

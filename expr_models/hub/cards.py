@@ -48,6 +48,7 @@ PIPELINE_TAGS = {
     "expr-mouth-exemplars": "image-to-image",  # mouth interiors filled into edited photos
     "expr-mouth-inpainter": "image-to-image",  # redraws the mouth of edited photos
     "expr-cyclegan-mouth": "image-to-image",  # the same, in the CycleGAN's edits
+    "expr-sagan-mouth": "image-to-image",  # the same, in the SA-GAN's edits
     "expr-expression-shading": "image-to-image",  # shades the skin of edited photos
 }
 # The evaluation data sets, by the name ``evaluate`` gives them (the ``--data`` folder's name).
