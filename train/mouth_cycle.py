@@ -228,6 +228,14 @@ class GANMouthStep(InpainterStep):
                      if "mouth_exemplars" in found else None)
         return gan, exemplars
 
+    @staticmethod
+    def edit(generator, batch) -> torch.Tensor:
+        """The GAN's edits of a batch: each window warped by the GAN's motion (``edit_grids``), its target lips
+        (``edit_holes``, ``edit_maps``) redrawn by the mouth ``generator``."""
+        warped = resample(batch["frames"], batch["edit_grids"])
+        holes = batch["edit_holes"]
+        return warped * (1 - holes) + generator(warped, holes, batch["edit_maps"]) * holes
+
     def window_datasets(self, edits: Callable[[Any, dict[str, np.ndarray], dict], Any]) -> None:
         """Set the train and validation datasets: ``edits(rows, meshes, options)`` for each split's prepared mouth
         windows, the meshes of their photos and ``MouthWindows``' options (augmented for training; the editor's
@@ -294,13 +302,6 @@ class MouthCycleStep(GANMouthStep):
             images = resample(images, identity_grid(images) + shift)
         windows = torch.cat([images, maps.to(images.dtype)], 1)
         return critic(F.avg_pool2d(windows, factor) if factor > 1 else windows)
-
-    @staticmethod
-    def edit(generator, batch) -> torch.Tensor:
-        """The edits: each window warped by the CycleGAN's motion, its target lips redrawn."""
-        warped = resample(batch["frames"], batch["edit_grids"])
-        holes = batch["edit_holes"]
-        return warped * (1 - holes) + generator(warped, holes, batch["edit_maps"]) * holes
 
     def edit_and_cycle(self, generator, batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The edits (:meth:`edit`), their cycle (warped back, own lips redrawn), and where the mouth drew in either

@@ -13,8 +13,8 @@ close. Here the SA-GAN's loss trains that mouth, on the SA-GAN's edits:
 1. each training window (London, FEI, JAFFE, GENKI-4K) gets, per expression other than its own, the target lips of
    the SA-GAN's frozen mesh generator from its own expression, with the editor's ``target_rules``, in the window's
    frame; each item takes one of them at random;
-2. the edit: the window warped to the target mesh (as ``train/mouth_cycle.py`` warps it), and the target inner lips
-   plus the editor's margin redrawn by the mouth.
+2. the edit (``GANMouthStep.edit``, shared with ``train/mouth_cycle.py``): the window warped to the target mesh, and
+   the target inner lips plus the editor's margin redrawn by the mouth.
 
 The study's softmax cross-entropy, as ``train/sagan.py`` applies it to whole faces: a PatchGAN with a class head of
 7 + 1 logits per patch (the expressions, and "generated") reads each window with its lip maps, in grey (JAFFE's
@@ -44,7 +44,7 @@ from expr_models.models.layers import PatchDiscriminator
 from expr_models.models.mouth_inpainter import MAP_CHANNELS, SAGANMouthModel
 from train.inpainting import masked_l1
 from train.loop import main
-from train.mouth_cycle import GANMouthArguments, GANMouthStep, MouthCycleStep, sampling_grid, window_domains
+from train.mouth_cycle import GANMouthArguments, GANMouthStep, sampling_grid, window_domains
 from train.mouth_inpainter import MouthWindows
 from train.step import OptimizerSpec, set_requires_grad
 
@@ -157,9 +157,9 @@ class MouthSAGANStep(GANMouthStep):
         logs = {}
         if step_index < args.d_warmup_steps:  # the head alone learns: the edits only, without a graph
             with torch.no_grad():
-                edits = MouthCycleStep.edit(nets.G, batch)
+                edits = self.edit(nets.G, batch)
         else:
-            edits = MouthCycleStep.edit(nets.G, batch)
+            edits = self.edit(nets.G, batch)
             set_requires_grad([nets.D], False)
             predicted = nets.G(frames, holes, maps)
             losses = {"hole_l1": masked_l1(predicted, frames, holes),
@@ -181,7 +181,7 @@ class MouthSAGANStep(GANMouthStep):
     @torch.no_grad()
     def sample_rows(self, batch) -> torch.Tensor:
         """Rows: the window | the SA-GAN's edit of it (its target in turn)."""
-        edits = MouthCycleStep.edit(self.unwrap(self.nets.G), batch)
+        edits = self.edit(self.unwrap(self.nets.G), batch)
         return torch.stack([batch["frames"], edits], 1).float()
 
     @torch.no_grad()
@@ -193,7 +193,7 @@ class MouthSAGANStep(GANMouthStep):
         for batch in dataloader:
             predicted = generator(batch["frames"], batch["holes"], batch["maps"])
             error = ((predicted - batch["frames"]).abs() * batch["holes"]).sum((1, 2, 3))
-            logits = self.class_logits(head, MouthCycleStep.edit(generator, batch), batch["edit_maps"])
+            logits = self.class_logits(head, self.edit(generator, batch), batch["edit_maps"])
             read = (logits.argmax(1) == batch["targets"][:, None, None]).float().mean((1, 2))
             totals.append(torch.stack([error, batch["holes"].sum((1, 2, 3)) * 3, read, torch.ones_like(read)], 1))
         totals = self.accelerator.gather_for_metrics(torch.cat(totals)).sum(0)
