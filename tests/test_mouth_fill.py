@@ -11,9 +11,10 @@ from expr_models.components import COMPONENT_BY_MODEL_TYPE, model_class
 from expr_models.faces.mesh_topology import LIPS_INNER, LIPS_OUTER
 from expr_models.faces.mesh_warp import OWN_TEETH_MAX_STRETCH, warp_face
 from expr_models.faces.mouth_fill import (FRAME_HEIGHT, FRAME_WIDTH, GASP_TEETH_SHOW, GASP_TEETH_TIPS,
-                                          GAIN_RANGE, HIGHLIGHT_MAX, TEMPLATE, Exemplar, edge_clarity,
-                                          expected_teeth_level, incisal_edge, inset, lip_shape, luminance,
-                                          opening_height, relight, teeth_level, to_mouth_frame)
+                                          GAIN_RANGE, HIGHLIGHT_MAX, LAUGH_TEETH_SHOW, LAUGH_TEETH_TIPS, TEMPLATE,
+                                          Exemplar, edge_clarity, expected_teeth_level, incisal_edge, inset,
+                                          laugh_teeth_show, lip_shape, luminance, opening_height, relight,
+                                          teeth_level, to_mouth_frame)
 
 BANK = Path("checkpoints/mouth_exemplars")
 SIZE = 400
@@ -218,6 +219,42 @@ def test_a_gasp_shows_the_upper_teeth_edges_under_the_upper_lip(bank, mesh_motio
     grey = np.repeat(cv2.cvtColor(photo, cv2.COLOR_RGB2GRAY)[..., None], 3, axis=2)
     grey_gasp = warp_face(grey, points[:, :2], target, mouth=bank, dark_mouth=True).image
     assert not np.diff(grey_gasp.astype(int), axis=2).any()
+
+
+def test_a_laugh_shows_its_stored_smile_s_whole_upper_teeth():
+    """A laugh's teeth keep the stored smile's proportions: as far below the lip as they showed there (the frame
+    squeezes a stored opening 0.2 mouth widths tall into its 46 rows), at most ``LAUGH_TEETH_SHOW``."""
+    smile = stored_smile(36)
+    show, rows_per_width = laugh_teeth_show(smile, 0.2)
+    assert rows_per_width == pytest.approx((FRAME_HEIGHT - 2) / 0.2)
+    assert show == pytest.approx(35 / rows_per_width, abs=0.01) and GASP_TEETH_SHOW < show < LAUGH_TEETH_SHOW
+    assert laugh_teeth_show(smile, 0.4)[0] == LAUGH_TEETH_SHOW  # a tall stored opening: capped
+
+
+def test_a_smile_opened_wide_shows_a_laugh_s_upper_teeth(bank, mesh_motion):
+    """Happy with the mouth opened past every stored smile: the dark opening shows the upper teeth reaching further
+    below the upper lip than a gasp's edges (which read as a yawn), lit brighter, and only within the laugh's band,
+    inside the gap."""
+    photo, points, _ = synthetic_face(mesh_motion)
+    target = mesh_motion.target_points(points, "neutral", "happy", 1.0, {"mouth_open": 1.0})
+    assert bank.closest(target[list(LIPS_INNER)]) is None
+    plain = warp_face(photo, points[:, :2], target)
+    gasp = warp_face(photo, points[:, :2], target, mouth=bank, expression="surprise")
+    laugh = warp_face(photo, points[:, :2], target, mouth=bank, expression="happy")
+    assert np.array_equal(plain.gap, laugh.gap)
+    lips = target[list(LIPS_INNER)]
+    width = float(np.ptp(lips[:, 0]))
+    middle = np.abs(np.arange(SIZE) - lips[:, 0].mean()) < 0.1 * width
+
+    def lowest_tooth_row(image: np.ndarray) -> int:
+        bright = (luminance(image) > luminance(plain.image) + 40)[:, middle].any(1)
+        return int(np.flatnonzero(bright).max())
+
+    assert lowest_tooth_row(laugh.image) > lowest_tooth_row(gasp.image) + 0.05 * width
+    differs = np.any(laugh.image != plain.image, axis=2)
+    band_bottom = lips[:11, 1].max() + LAUGH_TEETH_SHOW * (1 + LAUGH_TEETH_TIPS) * width + 2
+    assert not differs[np.broadcast_to(np.arange(SIZE)[:, None] > band_bottom, differs.shape)].any()
+    assert not differs[plain.gap <= 0].any()
 
 
 def test_the_dark_cavity_is_deeper_in_the_middle_and_stays_in_its_gap(mesh_motion):

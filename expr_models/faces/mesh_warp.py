@@ -30,7 +30,8 @@ from .eye_interior import draw_irises, steady_irises
 from .mouth_opening import (SHIFT, area2, between_lips, box_around, cavity_colour, closed_share, draw_seam,
                             into_the_lips, is_open, mesh_missed, mouth_cavity, new_gap, real_opening,
                             shows_between_lips, whole_opening)
-from .mouth_fill import fill_mouth, gasp_teeth, inset, luminance, opening_height, piecewise_affine, region_mean
+from .mouth_fill import (LAUGH_TEETH_LIGHT, LAUGH_TEETH_TIPS, fill_mouth, gasp_teeth, inset, laugh_teeth_show,
+                         luminance, opening_height, piecewise_affine, region_mean)
 from .mouth_redraw import MouthRedraw, learned_redraw
 
 # A point that moves less than this (px) counts as still: triangles whose corners are all still are left as they are
@@ -346,7 +347,7 @@ def warp_face(crop: np.ndarray, source: np.ndarray, target: np.ndarray, mouth=No
         bank = mouth
     if bank is not None and colour:
         options["fill"] = exemplar_fill(bank)
-        options["teeth"] = exemplar_gasp_teeth(bank)
+        options["teeth"] = exemplar_gasp_teeth(bank, laugh=expression in LAUGHING_TARGETS)
     result = warp_crop(crop, source, target, inner_lips=np.array(LIPS_INNER), outer_lips=np.array(LIPS_OUTER),
                        triangles=np.array(TRIANGLES + MOUTH_TRIANGLES + EYE_TRIANGLES), boundary=np.array(FACE_OVAL),
                        eyes=[(RIGHT_EYE, (RIGHT_EYE_UPPER[0], RIGHT_EYE_UPPER[-1])),
@@ -431,13 +432,16 @@ def exemplar_fill(mouth) -> MouthFill:
 
 
 GASP_TEETH_MIN_CLARITY = 0.6  # 6 of the 28 committed exemplars' upper teeth end this cleanly (edge_clarity)
+LAUGHING_TARGETS = ("happy",)  # a dark opening shows a laugh's whole upper teeth, not a gasp's edges
 
 
-def exemplar_gasp_teeth(mouth) -> MouthFill:
+def exemplar_gasp_teeth(mouth, laugh: bool = False) -> MouthFill:
     """What a dark opening (a gasp's, or one no stored smile fits) gets on a colour photo: the edges of the upper
     teeth of the stored mouth nearest the target's inner lips (whatever the distance) among those whose teeth end
     cleanly (``mouth.edge_clarities()`` at least ``GASP_TEETH_MIN_CLARITY``), relit to the source's lips
-    (:func:`~.mouth_fill.gasp_teeth`)."""
+    (:func:`~.mouth_fill.gasp_teeth`). ``laugh``: a smile opened wider than any stored one (happy with the mouth
+    opened): the whole upper teeth, in the stored smile's proportions (:func:`~.mouth_fill.laugh_teeth_show`); with a
+    gasp's edges alone it read as a yawn, a dark hole under a thin white line."""
     from .mesh_topology import LIPS_INNER
 
     def teeth(image, gap, crop, source, target):
@@ -445,7 +449,12 @@ def exemplar_gasp_teeth(mouth) -> MouthFill:
         person_lips, grey = lips_and_greyness(crop, source, target)
         clarity = mouth.edge_clarities()
         clean = clarity >= min(GASP_TEETH_MIN_CLARITY, clarity.max())
-        exemplar = mouth.exemplar(int(np.argmin(np.where(clean, mouth.distances(target[inner]), np.inf))))
-        return gasp_teeth(image, gap, target[inner], exemplar, person_lips, grey=grey)
+        index = int(np.argmin(np.where(clean, mouth.distances(target[inner]), np.inf)))
+        exemplar = mouth.exemplar(index)
+        if not laugh:
+            return gasp_teeth(image, gap, target[inner], exemplar, person_lips, grey=grey)
+        show, rows_per_width = laugh_teeth_show(exemplar, opening_height(mouth.shape(index)))
+        return gasp_teeth(image, gap, target[inner], exemplar, person_lips, grey=grey, show=show,
+                          rows_per_width=rows_per_width, light=LAUGH_TEETH_LIGHT, tips=LAUGH_TEETH_TIPS)
 
     return teeth

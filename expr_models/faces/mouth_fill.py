@@ -265,6 +265,12 @@ GASP_TEETH_MAX = 0.4            # ... of the opening's height there
 GASP_TEETH_LIGHT = (0.75, 0.3)  # their brightness against the stored smile's, mid-mouth and at the corners
 GASP_TEETH_SIDE_FADE = 0.3      # the teeth fade out over this much of the mouth's width from each corner
 GASP_TEETH_TIPS = 0.5           # the band sampled past the incisal edge, over the band's height: the tips' own shapes
+# A smile opened wide (a laugh: happy with the mouth open past every stored smile) shows the whole upper teeth, as
+# far below the lip as the stored smile shows them, at most this many mouth widths (the 28 committed smiles: 0.17 at
+# the median, 0.31 at most), lit nearly as a smile's are.
+LAUGH_TEETH_SHOW = 0.2
+LAUGH_TEETH_LIGHT = (0.95, 0.45)
+LAUGH_TEETH_TIPS = 0.15  # a gasp's share reached the stored smile's lower teeth: a white fleck in the cavity
 
 
 def incisal_edge(interior: np.ndarray) -> np.ndarray:
@@ -303,14 +309,29 @@ def edge_clarity(exemplar: Exemplar) -> float:
     return float(above - below)
 
 
+def laugh_teeth_show(exemplar: Exemplar, stored_opening: float) -> tuple[float, float]:
+    """How far a laugh drawn from ``exemplar`` shows its upper teeth below the lip, in mouth widths (its own teeth's
+    height, at most ``LAUGH_TEETH_SHOW``), and the stored frame's rows per mouth width down its middle: the frame
+    squeezes the stored smile's opening, ``stored_opening`` mouth widths tall at its middle (the bank's ``shapes``),
+    into its height, so its teeth keep their proportions only at that scale."""
+    rows_per_width = (FRAME_HEIGHT - 2.0) / max(stored_opening, 1e-3)
+    edge = float(incisal_edge(exemplar.interior)[FRAME_WIDTH // 2])
+    return min(LAUGH_TEETH_SHOW, max(edge - 1.0, 0.0) / rows_per_width), rows_per_width
+
+
 def gasp_teeth(image: np.ndarray, gap: np.ndarray, target_lips: np.ndarray, exemplar: Exemplar,
-               person_lips: np.ndarray, grey: bool = False) -> np.ndarray:
+               person_lips: np.ndarray, grey: bool = False, show: float = GASP_TEETH_SHOW,
+               rows_per_width: float = FRAME_WIDTH, light: tuple[float, float] = GASP_TEETH_LIGHT,
+               tips: float = GASP_TEETH_TIPS) -> np.ndarray:
     """Draw the edges of the exemplar's upper teeth into a gasp's (or any dark) opening (``image`` in place,
     H x W x 3 uint8):
-    a band under the target's upper inner lip, ``GASP_TEETH_SHOW`` of the mouth's width tall at its middle and
-    tapering to nothing at the corners, sampled from the stored frame's band around its incisal edge at the same
-    scale (the teeth keep their proportions), relit to the person and darkened towards the corners; blended within
-    the opening's alpha ``gap``, tooth pixels only (:func:`teeth_alpha`)."""
+    a band under the target's upper inner lip, ``show`` of the mouth's width tall at its middle (at most
+    ``GASP_TEETH_MAX`` of the opening there) and tapering to nothing at the corners, sampled from the stored frame's
+    band around its incisal edge at ``rows_per_width`` frame rows per mouth width (the frame's own width: the teeth
+    keep the frame's proportions; :func:`laugh_teeth_show` gives the stored smile's), relit to the person and
+    darkened towards the corners (``light``: mid-mouth and at the corners), with ``tips`` of the band's height
+    sampled past the edge (where the tips end and the rest keys out); blended within the opening's alpha ``gap``,
+    tooth pixels only (:func:`teeth_alpha`)."""
     lips = np.asarray(target_lips, np.float64)[:, :2]
     width = float(np.linalg.norm(lips[UPPER - 1] - lips[0]))
     if image.ndim != 3 or width < 8:
@@ -320,16 +341,16 @@ def gasp_teeth(image: np.ndarray, gap: np.ndarray, target_lips: np.ndarray, exem
     facing = lips[lower] - lips[upper]
     opening = np.maximum(np.linalg.norm(facing, axis=1), 1e-6)
     along = np.linspace(0.0, 1.0, UPPER)[upper]
-    show = np.minimum(GASP_TEETH_SHOW * width * np.sin(np.pi * along) ** 1.5, GASP_TEETH_MAX * opening)
-    reach = show * (1.0 + GASP_TEETH_TIPS)  # past the incisal edge, where the tips end and the rest keys out
+    shown = np.minimum(show * width * np.sin(np.pi * along) ** 1.5, GASP_TEETH_MAX * opening)  # px
+    reach = shown * (1.0 + tips)
     band = lips.copy()
     band[lower] = lips[upper] + facing / opening[:, None] * reach[:, None]
-    # The same band in the stored frame, at the frame's scale (its width is the mouth's).
+    # The same band in the stored frame, at its scale.
     edge = np.interp(TEMPLATE[:UPPER, 0], np.arange(FRAME_WIDTH), incisal_edge(exemplar.interior))
     stored = TEMPLATE.copy()
     stored[:UPPER, 1] = edge
-    stored[upper, 1] = edge[upper] - show * FRAME_WIDTH / width
-    stored[lower, 1] = edge[upper] + show * GASP_TEETH_TIPS * FRAME_WIDTH / width
+    stored[upper, 1] = edge[upper] - shown * rows_per_width / width
+    stored[lower, 1] = edge[upper] + shown * tips * rows_per_width / width
     x0, y0 = np.maximum(np.floor(band.min(0)).astype(int) - 1, 0)
     x1, y1 = np.minimum(np.ceil(band.max(0)).astype(int) + 2, [image.shape[1], image.shape[0]])
     if x1 - x0 < 2 or y1 - y0 < 2:
@@ -343,9 +364,9 @@ def gasp_teeth(image: np.ndarray, gap: np.ndarray, target_lips: np.ndarray, exem
     ys = np.arange(y0, y1, dtype=np.float64)[:, None] + 0.5
     axis = (lips[UPPER - 1] - lips[0]) / width
     position = ((xs - lips[0, 0]) * axis[0] + (ys - lips[0, 1]) * axis[1]) / width
-    mid, corner = GASP_TEETH_LIGHT
-    light = mid - (mid - corner) * np.clip(np.abs(position - 0.5) * 2.0, 0.0, 1.0) ** 1.5
-    teeth = teeth * light[..., None]
+    mid, corner = light
+    shade = mid - (mid - corner) * np.clip(np.abs(position - 0.5) * 2.0, 0.0, 1.0) ** 1.5
+    teeth = teeth * shade[..., None]
     if grey:
         teeth = np.repeat(luminance(teeth)[..., None], 3, axis=2)
     # The side teeth fade into the cheeks' shadow; drawn out to the corners, their pointed canines looked like fangs.

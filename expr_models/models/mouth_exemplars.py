@@ -94,6 +94,10 @@ class MouthExemplarsModel(ExprPreTrainedModel):
         return Exemplar(np.clip(np.round(interior), 0, 255).astype(np.uint8),
                         self.lip_colours[index].detach().cpu().float().numpy())
 
+    def shape(self, index: int) -> np.ndarray:
+        """The stored inner-lip shape of exemplar ``index`` (20 x 2, mouth widths: ``mouth_fill.lip_shape``)."""
+        return self.shapes[index].detach().cpu().double().numpy()
+
     def edge_clarities(self) -> np.ndarray:
         """Per exemplar, how cleanly its upper teeth end (``mouth_fill.edge_clarity``): measured on first use (40 ms
         for 28) and kept, since only a gasp asks."""
