@@ -8,7 +8,9 @@ distances: how far the mouth corners drop against the middle of the lower lip; t
 middle, opened over closed; the inner lower lip's slope beside each corner (the drop of the point next to the corner
 less the corner's, over the middle's drop); and how much the lower lip's mesh triangles (those inside the lower lip,
 between its outer and inner contours) grow in area, median and most. A lip whose triangles grow many times over is
-the warp stretching a few pixels of lip into streaks. No data needed; the JSON holds numbers only.
+the warp stretching a few pixels of lip into streaks. The same growth for a smile opened at +1 (a laugh), as the model
+moves the lips and after the editor's rules (``methods.mesh.target_rules``), which keep an opened mouth's lips as
+bands. No data needed; the JSON holds numbers only.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import bench_utils as bench
 
 from expr_models.faces.mesh import inner_lip_gap
 from expr_models.faces.mesh_topology import LIPS_INNER_LOWER, LIPS_OUTER_LOWER, MOUTH_CORNERS, TRIANGLES
+from expr_models.methods.mesh import target_rules
 from expr_models.models.mesh_motion import MeshMotionModel
 
 
@@ -56,7 +59,21 @@ def shape(folder: Path) -> dict:
             "lower_lip_thickness_ratio": round(float(thickness(opened) / thickness(closed)), 3),
             "slope_beside_corner_over_middle": round(float(np.mean(slopes) / middle), 3),
             "lower_lip_triangles": len(triangles),
-            "area_growth_median": round(float(np.median(growth)), 2), "area_growth_max": round(float(growth.max()), 2)}
+            "area_growth_median": round(float(np.median(growth)), 2), "area_growth_max": round(float(growth.max()), 2),
+            **laugh_growth(model, closed, triangles)}
+
+
+def laugh_growth(model: MeshMotionModel, closed: np.ndarray, triangles: np.ndarray) -> dict:
+    """The lower lip's triangles' growth in area (median, most) for a smile with ``mouth_open`` +1, as the model
+    moves them and after the editor's rules (``methods.mesh.target_rules``: the lips kept as bands)."""
+    opened = model.target_points(closed, "neutral", "happy", 1.0, {"mouth_open": 1.0})
+    ruled = target_rules(closed, opened, "happy", {"mouth_open": 1.0})
+    out = {}
+    for name, points in (("laugh", opened), ("laugh_with_rules", ruled)):
+        growth = areas(points, triangles) / areas(closed, triangles)
+        out[f"{name}_area_growth_median"] = round(float(np.median(growth)), 2)
+        out[f"{name}_area_growth_max"] = round(float(growth.max()), 2)
+    return out
 
 
 def main() -> None:

@@ -22,10 +22,10 @@ import numpy as np
 from .geometry import FaceBox
 from .mesh_topology import (CHIN, EYE_TRIANGLES, FACE_OVAL, GROUPS, LEFT_BROW, LEFT_BROW_LOWER,  # noqa: F401
                             LEFT_BROW_UPPER, LEFT_CHEEK, LEFT_EYE, LEFT_EYE_LOWER, LEFT_EYE_UPPER, LIPS_INNER,
-                            LEFT_NOSTRIL, LIPS_INNER_LOWER, LIPS_INNER_UPPER, LIPS_OUTER, LIPS_OUTER_LOWER,
-                            LIPS_OUTER_UPPER, MOUTH_CORNERS, MOUTH_TRIANGLES, NOSE, NOSE_BRIDGE, NOSE_TIP, RIGHT_BROW,
-                            RIGHT_BROW_LOWER, RIGHT_BROW_UPPER, RIGHT_CHEEK, RIGHT_EYE, RIGHT_EYE_LOWER,
-                            RIGHT_EYE_UPPER, RIGHT_NOSTRIL, TRIANGLES)
+                            LEFT_NOSTRIL, LIPS_INNER_LOWER, LIPS_INNER_UPPER, LIPS_LOWER_RINGS, LIPS_OUTER,
+                            LIPS_OUTER_LOWER, LIPS_OUTER_UPPER, LIPS_UPPER_RINGS, MOUTH_CORNERS, MOUTH_TRIANGLES,
+                            NOSE, NOSE_BRIDGE, NOSE_TIP, RIGHT_BROW, RIGHT_BROW_LOWER, RIGHT_BROW_UPPER, RIGHT_CHEEK,
+                            RIGHT_EYE, RIGHT_EYE_LOWER, RIGHT_EYE_UPPER, RIGHT_NOSTRIL, TRIANGLES)
 
 MESH_INPUT_SIZE = 192
 NUM_POINTS = 468
@@ -351,6 +351,62 @@ def keep_nostrils_whole(source: np.ndarray, target: np.ndarray) -> np.ndarray:
     source, target = np.asarray(source, np.float64), np.array(target, np.float64)
     for nostril in (list(RIGHT_NOSTRIL), list(LEFT_NOSTRIL)):
         target[nostril] = source[nostril, :2] + (target[nostril] - source[nostril, :2]).mean(0)
+    return target
+
+
+LIP_THICKENING = (0.7, 1.5)  # how much thinner or thicker a lip may become across, against its thickness before
+
+
+def bend_lips_as_bands(source: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """``target`` (468 x 2) with each lip's outer contour (but the corners) laid along its moved inner contour as a
+    band: each outer point sits where its offset from the inner point of its column in ``source`` (468 x 2+) goes,
+    turned as the inner contour turned there, its length as moved but kept within ``LIP_THICKENING`` of the
+    original. A mouth opened wide drops the inner lower lip beside the corners steeply while the outer contour there
+    stays nearly level, and the warp fanned the lip out of each corner into radial streaks."""
+    source, target = np.asarray(source, np.float64)[:, :2], np.array(target, np.float64)
+    for outer, inner in ((LIPS_OUTER_UPPER, LIPS_INNER_UPPER), (LIPS_OUTER_LOWER, LIPS_INNER_LOWER)):
+        outer, inner = np.asarray(outer), np.asarray(inner)
+        for k in range(1, len(inner) - 1):
+            if np.array_equal(source[[outer[k], *inner[k - 1:k + 2]]], target[[outer[k], *inner[k - 1:k + 2]]]):
+                continue  # still: its exact bytes
+            before, after = source[inner[k + 1]] - source[inner[k - 1]], target[inner[k + 1]] - target[inner[k - 1]]
+            turn = np.arctan2(after[1], after[0]) - np.arctan2(before[1], before[0])
+            offset = source[outer[k]] - source[inner[k]]
+            length = float(np.linalg.norm(offset))
+            if length < 1e-9 or np.linalg.norm(after) < 1e-9:
+                continue
+            cos, sin = np.cos(turn), np.sin(turn)
+            direction = np.array([cos * offset[0] - sin * offset[1], sin * offset[0] + cos * offset[1]]) / length
+            moved = float(np.linalg.norm(target[outer[k]] - target[inner[k]]))
+            target[outer[k]] = target[inner[k]] + direction * float(np.clip(moved, *np.multiply(LIP_THICKENING,
+                                                                                                 length)))
+    return target
+
+
+def spread_lips_evenly(source: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """``target`` (468 x 2) with the lips' two inner rings (``LIPS_UPPER_RINGS``, ``LIPS_LOWER_RINGS``) placed between
+    each lip's moved outer and inner contours as they lay between them in ``source`` (468 x 2+): each point keeps its
+    coordinates along and across the segment from the outer contour's point of its column to the inner one's. A
+    mouth opened wide drops the inner lower lip beside the corners far more than the ring next to it, and the warp
+    fanned that sliver of lip out of the corner into streaks (its triangles grew 15 times in area); spread over the
+    lip's whole thickness the stretch is even."""
+    source, target = np.asarray(source, np.float64)[:, :2], np.array(target, np.float64)
+    for outer, inner, rings in ((LIPS_OUTER_UPPER, LIPS_INNER_UPPER, LIPS_UPPER_RINGS),
+                                (LIPS_OUTER_LOWER, LIPS_INNER_LOWER, LIPS_LOWER_RINGS)):
+        outer, inner = np.asarray(outer), np.asarray(inner)
+        moved = np.any(source[outer] != target[outer], axis=1) | np.any(source[inner] != target[inner], axis=1)
+        along = source[inner] - source[outer]
+        length = np.einsum("ij,ij->i", along, along)
+        columns = np.flatnonzero(moved & (length > 1e-12))  # a still column keeps its exact bytes
+        outer, inner, along, length = outer[columns], inner[columns], along[columns], length[columns]
+        moved_along = target[inner] - target[outer]
+        for ring in rings:
+            ring = np.asarray(ring)[columns]
+            offset = source[ring] - source[outer]
+            a = np.einsum("ij,ij->i", offset, along) / length  # along the segment, and across it (turned 90 deg)
+            b = (offset[:, 1] * along[:, 0] - offset[:, 0] * along[:, 1]) / length
+            across = np.stack([-moved_along[:, 1], moved_along[:, 0]], 1)
+            target[ring] = target[outer] + a[:, None] * moved_along + b[:, None] * across
     return target
 
 

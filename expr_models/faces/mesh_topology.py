@@ -19,6 +19,11 @@ LIPS_OUTER_UPPER = (61, 185, 40, 39, 37, 0, 267, 269, 270, 409, 291)
 LIPS_OUTER_LOWER = (61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291)
 LIPS_INNER_UPPER = (78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308)
 LIPS_INNER_LOWER = (78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308)
+# The two rings between the outer and inner contours, column for column with them (corners at both ends).
+LIPS_UPPER_RINGS = ((76, 184, 74, 73, 72, 11, 302, 303, 304, 408, 306),
+                    (62, 183, 42, 41, 38, 12, 268, 271, 272, 407, 292))
+LIPS_LOWER_RINGS = ((76, 77, 90, 180, 85, 16, 315, 404, 320, 307, 306),
+                    (62, 96, 89, 179, 86, 15, 316, 403, 319, 325, 292))
 LIPS_OUTER = LIPS_OUTER_UPPER + LIPS_OUTER_LOWER[-2:0:-1]  # a closed loop
 LIPS_INNER = LIPS_INNER_UPPER + LIPS_INNER_LOWER[-2:0:-1]
 MOUTH_CORNERS = (61, 291)  # outer; the inner corners are 78 and 308

@@ -16,8 +16,9 @@ import numpy as np
 import torch
 
 from ..errors import ExpressionEditError
-from ..faces.mesh import (close_lips_towards, face_mesh, head_turn, keep_eyes_open, keep_lips_closed,
-                          keep_nostrils_whole, stop_jaw_where_lips_meet, uncross_lips)
+from ..faces.mesh import (bend_lips_as_bands, close_lips_towards, face_mesh, head_turn, inner_lip_gap,
+                          keep_eyes_open, keep_lips_closed, keep_nostrils_whole, spread_lips_evenly,
+                          stop_jaw_where_lips_meet, uncross_lips)
 from ..faces.mesh_motion import normalise
 from ..faces.mesh_topology import LIPS_INNER
 from ..faces.mesh_warp import warp_face
@@ -64,6 +65,11 @@ PRESSED_LIPS_TARGETS = ("angry",)
 # Expressions whose open mouth is dark: a gasp's dropped jaw hides the teeth, so the whole opening gets the cavity
 # (``warp_crop``'s ``dark_mouth``) rather than the source smile's or snarl's teeth stretched tall.
 DARK_MOUTH_TARGETS = ("surprise",)
+# A mouth opened wider than this (eye distances, inner-lip gap over the input's) keeps its lips as bands of their own
+# thickness (``faces.mesh.bend_lips_as_bands``, ``spread_lips_evenly``): smile + ``mouth_open`` +1 dropped the inner
+# lower lip beside the corners far below the outer contour there, and the warp fanned the lip out of each corner into
+# radial streaks (its triangles grew 15-23 times in area). A smile opened onto stored teeth parts them 0.05-0.1.
+WIDE_OPENING = 0.1
 # What draws the mouth a warp opens or closes: the learned mouth (lips closing), the exemplar bank (lips parting).
 MOUTH_COMPONENTS = ("mouth_inpainter", "mouth_exemplars")
 # What shades the skin after the warp: a smile's folds and lifted cheeks, the other expressions' furrows.
@@ -235,10 +241,12 @@ def target_rules(points: np.ndarray, target: np.ndarray, expression: str, contro
     if controls.get("eyes", 0.0) >= 0:
         target = keep_eyes_open(points, target, 1.0 if expression in WIDENING_TARGETS else EYE_FLOOR)
     if expression in PRESSED_LIPS_TARGETS and controls.get("mouth_open", 0.0) <= 0:
-        return keep_lips_closed(points, target)
-    if expression in CLOSED_MOUTH_TARGETS and controls.get("mouth_open", 0.0) <= 0 and (
+        target = keep_lips_closed(points, target)
+    elif expression in CLOSED_MOUTH_TARGETS and controls.get("mouth_open", 0.0) <= 0 and (
             exemplars is None or exemplars.closest(target[list(LIPS_INNER)]) is None):
-        return keep_lips_closed(points, target)
+        target = keep_lips_closed(points, target)
+    if inner_lip_gap(target) > inner_lip_gap(points) + WIDE_OPENING:
+        target = spread_lips_evenly(points, bend_lips_as_bands(points, target))
     return target
 
 
