@@ -378,8 +378,8 @@ def bend_lips_as_bands(source: np.ndarray, target: np.ndarray) -> np.ndarray:
             cos, sin = np.cos(turn), np.sin(turn)
             direction = np.array([cos * offset[0] - sin * offset[1], sin * offset[0] + cos * offset[1]]) / length
             moved = float(np.linalg.norm(target[outer[k]] - target[inner[k]]))
-            target[outer[k]] = target[inner[k]] + direction * float(np.clip(moved, *np.multiply(LIP_THICKENING,
-                                                                                                 length)))
+            thickness = min(max(moved, LIP_THICKENING[0] * length), LIP_THICKENING[1] * length)
+            target[outer[k]] = target[inner[k]] + direction * thickness
     return target
 
 
