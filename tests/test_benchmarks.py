@@ -275,3 +275,12 @@ def test_mouth_open_shape_measures_the_lower_lip_and_sees_a_stretched_one(tmp_pa
     model.save_pretrained(tmp_path / "stretched")
     stretched = mouth_open_shape.shape(tmp_path / "stretched")
     assert stretched["area_growth_max"] > 2 * shape["area_growth_max"] and stretched["corner_drop_over_middle"] == 0
+    # A laugh (smile + mouth_open +1): the editor's rules keep its lips as bands.
+    assert shape["laugh_with_rules_area_growth_max"] < 0.5 * shape["laugh_area_growth_max"]
+
+
+def test_laugh_readings_skips_without_data(tmp_path, capsys):
+    import laugh_readings
+
+    assert laugh_readings.main(["--data", str(tmp_path / "nowhere")]) == 0
+    assert capsys.readouterr().out.startswith("skipped:")
