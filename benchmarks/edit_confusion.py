@@ -43,12 +43,15 @@ from train.mesh_data import load_meshes  # noqa: E402
 MESHES_PER_SOURCE = 60  # real meshes of each source expression the generator moves to each target
 
 
-def pixel_confusion(method, classifier, held_out, second_reader=None) -> tuple[dict, dict]:
-    """Per target: per source expression, how many edits and what the classifier read them as; and, given the
-    ``second_reader``, per target the edits it and both readers read as the target."""
+def pixel_confusion(method, classifier, held_out, second_reader=None, targets=None) -> tuple[dict, dict]:
+    """Per target (those of ``targets`` the method makes; None: all): per source expression, how many edits and what
+    the classifier read them as; and, given the ``second_reader``, per target the edits it and both readers read as
+    the target."""
     names = list(classifier.config.class_names)
     table, second = {}, {}
     for target in method.targets:
+        if targets and target not in targets:
+            continue
         sources = [face for face in held_out.faces if face.expression in method.sources_for(target)]
         if not sources:
             continue
@@ -123,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--meshes", action="store_true", help="also read the moved meshes (the mesh SA-GAN only)")
     parser.add_argument("--second-reader", action="store_true",
                         help="also read the edits by the second reader (checkpoints/second_reader) and count both")
+    parser.add_argument("--targets", nargs="+", choices=EXPRESSIONS, help="only these targets (default: all)")
     args = parser.parse_args(argv)
     if not args.data.is_dir():
         print(f"skipped: no prepared expression crops at {args.data}")
@@ -137,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     second_reader = load_second_reader(args.checkpoints, torch.device("cpu"), {}) if args.second_reader else None
     if args.second_reader and second_reader is None:
         print(f"second reader skipped: {args.checkpoints} has no second_reader checkpoint")
-    pixels, second = pixel_confusion(method, classifier, held_out, second_reader)
+    pixels, second = pixel_confusion(method, classifier, held_out, second_reader, args.targets)
     print(f"\n{args.method} edits of the `{args.data.name}` {args.split} crops ({args.per_class} per expression), "
           "read by the classifier: read as the target / edited, per source; the readings that win instead\n")
     print("| target | all | " + " | ".join(f"from {name}" for name in EXPRESSIONS) + " |")

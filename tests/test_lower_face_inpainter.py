@@ -18,7 +18,8 @@ from expr_models.faces.mesh_warp import warp_face
 from expr_models.faces.region_redraw import DARK_SPOT_MARGIN, learned_region, without_new_dark_spots
 from expr_models.faces.tone import is_grey
 from expr_models.models.brow_inpainter import LowerFaceInpainterConfig, LowerFaceInpainterModel
-from tests.test_brow_inpainter import SMALL_FACE, committed_region_part, reloaded_region_model, tiny_region_dataset
+from tests.test_brow_inpainter import (CHECKPOINTS, SMALL_FACE, committed_region_part, reloaded_region_model,
+                                      tiny_region_dataset)
 from tests.test_brow_inpainter import tiny_model as tiny_region_model
 from tests.test_mouth_fill import synthetic_face
 from tests.test_training import train_in_process
@@ -83,6 +84,31 @@ def test_the_warp_redraws_the_lower_face_only_and_reports_where(mesh_motion, gre
         assert (redrawn.image[..., 0] == redrawn.image[..., 2]).all()
     # Without a target expression it is not drawn.
     assert np.array_equal(warp_face(photo, points[:, :2], smile, lower_face=model).image, plain.image)
+
+
+def test_an_angry_edit_first_redraws_neutral_where_no_region_draws_anger_and_adds_only_anger_s_furrows(mesh_motion):
+    from expr_models.components import model_class
+    from expr_models.faces.mesh_warp import CLEARED_TARGETS
+
+    photo, points, _ = synthetic_face(mesh_motion, eye_distance=SMALL_FACE, grey=True)
+    frown = mesh_motion.target_points(points, "neutral", "angry", 1.0)
+    model = tiny_model()
+    model.config.edit_expressions = ["neutral"]  # draws no anger
+    shading = model_class("expression_shading").from_pretrained(CHECKPOINTS / "expression_shading")
+    from_sad = {"angry": 1.0, "sad": -1.0}
+    assert "angry" in CLEARED_TARGETS and "sad" not in CLEARED_TARGETS
+    angry = warp_face(photo, points[:, :2], frown, shading=shading, expressions=from_sad, lower_face=model,
+                      expression="angry").image
+    # By hand: the warp, the lower face drawn neutral, then the shading of anger alone (the sad lines went with it).
+    by_hand = warp_face(photo, points[:, :2], frown).image
+    assert learned_region(model)(by_hand, frown, "neutral", 1.0) is not None
+    by_hand, _ = shading.shade_with_box(by_hand, points[:, :2], frown, {"angry": 1.0})
+    assert np.array_equal(angry, by_hand)
+    # A target outside CLEARED_TARGETS that the region does not draw: the warp and the shading alone.
+    sad = warp_face(photo, points[:, :2], frown, shading=shading, expressions={"sad": 1.0, "angry": -1.0},
+                    lower_face=model, expression="sad").image
+    plain = warp_face(photo, points[:, :2], frown, shading=shading, expressions={"sad": 1.0, "angry": -1.0}).image
+    assert np.array_equal(sad, plain) and not np.array_equal(angry, plain)
 
 
 def test_the_lower_face_trains_through_the_loop_and_refuses_another_region_s_windows(tmp_path, mesh_motion, capsys):

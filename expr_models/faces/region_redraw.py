@@ -49,13 +49,12 @@ def learned_region(model: Any, margin: float | None = None) -> RegionRedraw:
     left alone."""
     region = REGIONS[model.config.region]
     reach = model.config.hole_margin if margin is None else margin
-    known = set(model.config.edit_expressions or model.config.class_names)
     colour_photos = getattr(model.config, "edit_colour_photos", True)
     max_lost_detail = getattr(model.config, "max_lost_detail", None)
 
     def redraw(image: np.ndarray, target: np.ndarray, expression: str, strength: float = 1.0
                ) -> tuple[int, int, int, int] | None:
-        if expression not in known or strength <= 0:
+        if not draws(model, expression) or strength <= 0:
             return None
         colour = image[..., :3] if image.ndim == 3 else image
         if not colour_photos and not is_grey(colour):
@@ -77,6 +76,12 @@ def learned_region(model: Any, margin: float | None = None) -> RegionRedraw:
         return frame.add(colour, change, hole)  # a view: an alpha channel keeps its bytes
 
     return redraw
+
+
+def draws(model: Any, expression: str) -> bool:
+    """Whether the editor asks the region model ``model`` to draw ``expression`` (its ``edit_expressions``, or all of
+    its ``class_names`` where none are set)."""
+    return expression in set(model.config.edit_expressions or model.config.class_names)
 
 
 def without_new_dark_spots(drawn: np.ndarray, window: np.ndarray, maps: np.ndarray, reach: int = DARK_SPOT_REACH,
