@@ -109,6 +109,15 @@ def test_an_angry_edit_first_redraws_neutral_where_no_region_draws_anger_and_add
                     lower_face=model, expression="sad").image
     plain = warp_face(photo, points[:, :2], frown, shading=shading, expressions={"sad": 1.0, "angry": -1.0}).image
     assert np.array_equal(sad, plain) and not np.array_equal(angry, plain)
+    # On a face sharper than the frame (a model with no sharpness guard of its own): no clearing, the source's
+    # furrows taken away by the shading as before.
+    rng = np.random.default_rng(0)
+    sharp = np.clip(photo.astype(np.float32) + rng.normal(0, 12, photo.shape[:2])[..., None], 0, 255).astype(np.uint8)
+    assert model.config.max_lost_detail is None and learned_region(model)(sharp.copy(), frown, "neutral", 1.0)
+    assert np.array_equal(
+        warp_face(sharp, points[:, :2], frown, shading=shading, expressions=from_sad, lower_face=model,
+                  expression="angry").image,
+        warp_face(sharp, points[:, :2], frown, shading=shading, expressions=from_sad).image)
 
 
 def test_the_lower_face_trains_through_the_loop_and_refuses_another_region_s_windows(tmp_path, mesh_motion, capsys):

@@ -360,7 +360,7 @@ def warp_face(crop: np.ndarray, source: np.ndarray, target: np.ndarray, mouth=No
     if expression in CLEARED_TARGETS:
         # The regions with no drawing of the target draw theirs neutral first: the source's folds and furrows go
         # there, so the shading only adds the target's (taking the source's away again would lighten the skin).
-        cleared = [learned_region(model)(image, target, "neutral", intensity)
+        cleared = [learned_region(model, max_lost_detail=CLEARING_MAX_LOST_DETAIL)(image, target, "neutral", intensity)
                    for model in redraws if not draws(model, expression)]
         if any(box is not None for box in cleared) and expressions:
             expressions = {name: weight for name, weight in expressions.items() if weight > 0}
@@ -444,10 +444,14 @@ GASP_TEETH_MIN_CLARITY = 0.6  # 6 of the 28 committed exemplars' upper teeth end
 LAUGHING_TARGETS = ("happy",)  # a dark opening shows a laugh's whole upper teeth, not a gasp's edges
 # Targets for which the learned regions that do not draw them (the lower face and the brows for anger) first redraw
 # their region neutral, before the shading: a disgusted nose's wrinkles or a sad forehead's lines no longer show
-# through a frown. SA-GAN → angry on the validation crops (classifier / second reader / both, of 72): 54 / 44 / 34 →
-# 59 / 50 / 48. Not for disgust (20 / 0 / 0 → 22 / 0 / 0, its misses then read as angry, and the neutral eyes
-# blotched), sad (45 / 25 / 23 → 41 / 16 / 8) nor fear (33 / 9 / 6 → 27 / 9 / 4).
+# through a frown. SA-GAN → angry on 360 validation crops (classifier / second reader / both): 228 / 210 / 147 →
+# 267 / 221 / 187. Not for disgust (of 72: 20 / 0 / 0 → 22 / 0 / 0, its misses then read as angry, and the neutral
+# eyes blotched), sad (45 / 25 / 23 → 41 / 16 / 8) nor fear (33 / 9 / 6 → 27 / 9 / 4).
 CLEARED_TARGETS = ("angry",)
+# Only on faces no sharper than the regions' frame (``AlignedFrame.lost_detail``, grey levels): on JAFFE's sharp
+# 256-px photos the brows' neutral drawing lightened the brows under a pale band and weakened the frown's knot (the
+# second reader took 3 of the 36 validation photos for neutral).
+CLEARING_MAX_LOST_DETAIL = 3.0
 
 
 def exemplar_gasp_teeth(mouth, laugh: bool = False) -> MouthFill:

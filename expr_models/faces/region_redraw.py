@@ -39,18 +39,19 @@ DARK_SPOT_REACH = 1
 DARK_SPOT_MARGIN = 30.0
 
 
-def learned_region(model: Any, margin: float | None = None) -> RegionRedraw:
+def learned_region(model: Any, margin: float | None = None, max_lost_detail: float | None = None) -> RegionRedraw:
     """The region redraw of ``model`` (anything with ``inpaint(windows, holes, maps, target)`` and a config with
     ``region``, ``hole_margin``, ``class_names`` and ``edit_expressions``, i.e. a ``BrowInpainterModel``); ``margin``:
     the hole's reach in frame pixels (default the model's ``hole_margin``). Targets outside the model's
     ``edit_expressions`` (where its drawings do not look real), faces larger than ``MAX_ENLARGEMENT`` times the
     frame's, faces the region does not fit (``InpaintRegion.fits``: a lower face turned too far) and, as the model's
-    config says, colour photos (``edit_colour_photos``) and faces sharper than its frame (``max_lost_detail``) are
-    left alone."""
+    config says, colour photos (``edit_colour_photos``) and faces sharper than its frame (``max_lost_detail``, or
+    the argument where that is stricter) are left alone."""
     region = REGIONS[model.config.region]
     reach = model.config.hole_margin if margin is None else margin
     colour_photos = getattr(model.config, "edit_colour_photos", True)
-    max_lost_detail = getattr(model.config, "max_lost_detail", None)
+    limits = [limit for limit in (getattr(model.config, "max_lost_detail", None), max_lost_detail) if limit is not None]
+    max_lost_detail = min(limits) if limits else None
 
     def redraw(image: np.ndarray, target: np.ndarray, expression: str, strength: float = 1.0
                ) -> tuple[int, int, int, int] | None:
