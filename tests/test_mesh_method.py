@@ -429,3 +429,41 @@ def test_a_wide_open_mouth_keeps_its_lips_as_bands(mesh_motion):
         return area(target) / np.maximum(area(points), 1e-9)
 
     assert growth(moved).max() > 15 and growth(kept).max() < 0.5 * growth(moved).max()
+
+
+def test_a_lower_lip_read_inside_a_dark_open_mouth_drops_to_its_floor(mesh_motion):
+    """The mesh read a gasp half open: its inner lower lip lies 8 px above the floor of the dark cavity. The lower
+    lip moves down to the floor at the middle, less towards the corners and the chin; the upper lip, the corners and
+    the chin stay. A cavity that ends at the mesh's own lower lip, a bright (toothy) one and a closed mouth keep
+    their points."""
+    import cv2
+
+    from expr_models.faces.mesh import drop_jaw_to_open_mouth, inner_lip_gap
+    from expr_models.faces.mesh_topology import CHIN, LIPS_INNER_LOWER, LIPS_INNER_UPPER, MOUTH_CORNERS
+
+    mean = mesh_motion.mean_mesh.detach().numpy().astype(np.float64)
+    closed = mean * 100.0 + [200.0, 190.0, 0.0]
+    points = closed.copy()
+    points[:, :2] = mesh_motion.target_points(closed, "neutral", "surprise", 1.0)
+    assert inner_lip_gap(points) > 0.1
+
+    def photo(drop: float, cavity: int) -> np.ndarray:
+        image = np.full((400, 400), 170, np.uint8)
+        mouth = points[list(LIPS_INNER), :2].copy()
+        lower = np.isin(list(LIPS_INNER), LIPS_INNER_LOWER[1:-1])
+        mouth[lower, 1] += drop
+        cv2.fillPoly(image, [np.round(mouth).astype(np.int32)], cavity)
+        return image
+
+    fitted = drop_jaw_to_open_mouth(photo(8.0, 20), points)
+    middle = LIPS_INNER_LOWER[5]
+    assert fitted[middle, 1] - points[middle, 1] == pytest.approx(8.0, abs=1.5)
+    side = LIPS_INNER_LOWER[2]
+    assert 0.0 < fitted[side, 1] - points[side, 1] < fitted[middle, 1] - points[middle, 1]
+    kept = list(LIPS_INNER_UPPER) + list(MOUTH_CORNERS) + [CHIN]
+    assert np.allclose(fitted[kept], points[kept])
+    assert np.abs(fitted[:, 0] - points[:, 0]).max() < 0.5  # straight down the level face
+    assert np.array_equal(drop_jaw_to_open_mouth(photo(0.0, 20), points), points)
+    assert np.array_equal(drop_jaw_to_open_mouth(photo(8.0, 150), points), points)
+    assert np.array_equal(drop_jaw_to_open_mouth(photo(8.0, 20), closed), closed)
+    assert np.array_equal(drop_jaw_to_open_mouth(np.repeat(photo(8.0, 20)[..., None], 3, 2), points), fitted)

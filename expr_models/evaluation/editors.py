@@ -20,7 +20,7 @@ import torch
 
 from ..components import EDITING_METHODS, editing_method, model_class
 from ..faces.geometry import FaceBox, face_mask
-from ..faces.mesh import face_mesh
+from ..faces.mesh import drop_jaw_to_open_mouth, face_mesh
 from ..faces.mesh_warp import warp_face
 from ..methods.mesh import (DARK_MOUTH_TARGETS, expression_weights, generator_points, source_for, target_rules,
                             turned_too_far, warp_parts)
@@ -149,7 +149,7 @@ def mesh_edit(target_points: Callable[[np.ndarray, str, str], np.ndarray], face_
             size = rgb.shape[0]
             box = FaceBox(0, 0, size, size, landmarks=crop_points(rgb))
             with torch.inference_mode():
-                points = face_mesh(rgb, box, face_mesh_model, refine=True).astype(np.float64)
+                points = drop_jaw_to_open_mouth(rgb, face_mesh(rgb, box, face_mesh_model, refine=True))
             if turned_too_far(points):  # left unchanged, as the editor leaves it
                 edited.append(crop)
                 continue

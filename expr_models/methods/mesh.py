@@ -16,8 +16,8 @@ import numpy as np
 import torch
 
 from ..errors import ExpressionEditError
-from ..faces.mesh import (bend_lips_as_bands, close_lips_towards, face_mesh, head_turn, inner_lip_gap,
-                          keep_eyes_open, keep_lips_closed, keep_nostrils_whole, spread_lips_evenly,
+from ..faces.mesh import (bend_lips_as_bands, close_lips_towards, drop_jaw_to_open_mouth, face_mesh, head_turn,
+                          inner_lip_gap, keep_eyes_open, keep_lips_closed, keep_nostrils_whole, spread_lips_evenly,
                           stop_jaw_where_lips_meet, uncross_lips)
 from ..faces.mesh_motion import normalise
 from ..faces.mesh_topology import LIPS_INNER
@@ -95,7 +95,7 @@ def crop_mesh(editor: Editor, face: FaceToEdit) -> np.ndarray:
     transform = face.transform
     points[:, 0] -= transform.x0
     points[:, 1] -= transform.y0
-    return points * transform.scale
+    return drop_jaw_to_open_mouth(face.crop, points * transform.scale)
 
 
 def turned_too_far(points: np.ndarray) -> bool:
