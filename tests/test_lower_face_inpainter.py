@@ -87,6 +87,9 @@ def test_the_warp_redraws_the_lower_face_only_and_reports_where(mesh_motion, gre
 
 
 def test_an_angry_edit_first_redraws_neutral_where_no_region_draws_anger_and_adds_only_anger_s_furrows(mesh_motion):
+    """Anger (``CLEARED_TARGETS``): a region model that does not draw it draws its region neutral before the shading,
+    and the shading adds anger's furrows without taking the source's away; other targets and sharp faces keep the
+    warp and the shading alone."""
     from expr_models.components import model_class
     from expr_models.faces.mesh_warp import CLEARED_TARGETS
 

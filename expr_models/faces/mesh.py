@@ -440,8 +440,7 @@ def drop_jaw_to_open_mouth(image: np.ndarray, points: np.ndarray) -> np.ndarray:
     points = np.asarray(points, np.float64)
     image = np.asarray(image)
     grey = image if image.ndim == 2 else image[..., :3].astype(np.float32) @ np.float32([0.299, 0.587, 0.114])
-    scale = eye_distance(points)
-    if inner_lip_gap(points) < OPEN_MOUTH_MIN_GAP or not np.isfinite(scale) or scale <= 0:
+    if not inner_lip_gap(points) >= OPEN_MOUTH_MIN_GAP:  # read closed (or no eye distance: NaN)
         return points
     inner = np.round(points[list(LIPS_INNER), :2]).astype(np.int32)
     cavity_mask = np.zeros(grey.shape[:2], np.uint8)
@@ -454,13 +453,14 @@ def drop_jaw_to_open_mouth(image: np.ndarray, points: np.ndarray) -> np.ndarray:
         return points
     floor_level = cavity + OPEN_MOUTH_FLOOR * (above_lip - cavity)
     lower = points[list(LIPS_INNER_LOWER), :2]
-    left, right = lower[:, 0].min(), lower[:, 0].max()
+    lower = lower[np.argsort(lower[:, 0])]  # left to right, for np.interp
+    left, right = lower[0, 0], lower[-1, 0]
     runs = []
     for x in np.arange(np.ceil(left + 0.25 * (right - left)), np.floor(right - 0.25 * (right - left)) + 1):
         column = int(x)
         if not 0 <= column < grey.shape[1]:
             continue
-        y = int(round(np.interp(x, *zip(*sorted(zip(lower[:, 0], lower[:, 1]))))))
+        y = int(round(np.interp(x, lower[:, 0], lower[:, 1])))
         run = 0
         while 0 <= y + run + 1 < grey.shape[0] and grey[y + run + 1, column] < floor_level:
             run += 1
