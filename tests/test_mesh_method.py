@@ -191,12 +191,12 @@ def test_the_jaw_stops_where_the_lips_meet(mesh):
     """A motion that lifts the jaw further than the mouth is open (a gasp's closing, on a face whose mouth is barely
     open) stops with the lips together and as thick as they were, not squashed into a sliver by meeting half-way;
     what it does across the face, and above the mouth, is kept."""
-    from expr_models.faces.mesh import _down_the_face, _lip_gaps, eye_distance, inner_lip_gap, uncross_lips
+    from expr_models.faces.mesh import down_the_face, _lip_gaps, eye_distance, inner_lip_gap, uncross_lips
     from expr_models.faces.mesh_topology import LIPS_OUTER_LOWER
     from expr_models.methods.mesh import target_rules
 
     points = np.asarray(mesh, np.float64)
-    down = _down_the_face(points)
+    down = down_the_face(points)
     mouth = points[list(LIPS_INNER), :2].mean(0)
     below = (points[:, :2] - mouth) @ down > 0  # the lower lip, the chin and the jaw
     lift = (inner_lip_gap(points) + 0.1) * eye_distance(points)  # 0.1 eye distances past shut
@@ -313,12 +313,12 @@ def test_a_face_read_as_neutral_is_undone_as_a_smile_only_with_some_smile_in_its
 def test_a_neutral_target_closes_bared_teeth_unless_the_mouth_is_asked_open(mesh):
     """A snarl's teeth parted wide stay parted under a motion to neutral that is about the same on every face: the
     rule closes the lips to a neutral face's gap (part of the way at a lower intensity) and moves nothing else."""
-    from expr_models.faces.mesh import _down_the_face, _lip_gaps, eye_distance, inner_lip_gap
+    from expr_models.faces.mesh import down_the_face, _lip_gaps, eye_distance, inner_lip_gap
     from expr_models.faces.mesh_topology import LIPS_INNER_LOWER
     from expr_models.methods.mesh import NEUTRAL_LIP_GAP, target_rules
 
     points = np.asarray(mesh, np.float64).copy()
-    down = _down_the_face(points)
+    down = down_the_face(points)
     lower = list(LIPS_INNER_LOWER[1:-1])
     points[lower, :2] += 0.15 * eye_distance(points) * down  # bared teeth: the lower lip dropped
     snarl = inner_lip_gap(points)
@@ -337,12 +337,12 @@ def test_a_neutral_target_closes_bared_teeth_unless_the_mouth_is_asked_open(mesh
 def test_anger_parts_the_lips_no_further_unless_the_mouth_is_asked_open(mesh):
     """The SA-GAN's anger parted the lips into a slit that stored smiles filled with a pale band; an angry face
     presses them together, so the rule keeps them as closed as they were."""
-    from expr_models.faces.mesh import _down_the_face, _lip_gaps, eye_distance
+    from expr_models.faces.mesh import down_the_face, _lip_gaps, eye_distance
     from expr_models.faces.mesh_topology import LIPS_INNER_LOWER
     from expr_models.methods.mesh import target_rules
 
     points = np.asarray(mesh, np.float64)
-    down = _down_the_face(points)
+    down = down_the_face(points)
     parted = points[:, :2].copy()
     parted[list(LIPS_INNER_LOWER[1:-1])] += 0.08 * eye_distance(points) * down
     before = np.maximum(_lip_gaps(points, down), 0.0)
@@ -438,8 +438,9 @@ def test_a_lower_lip_read_inside_a_dark_open_mouth_drops_to_its_floor(mesh_motio
     their points."""
     import cv2
 
-    from expr_models.faces.mesh import drop_jaw_to_open_mouth, inner_lip_gap
+    from expr_models.faces.mesh import inner_lip_gap
     from expr_models.faces.mesh_topology import CHIN, LIPS_INNER_LOWER, LIPS_INNER_UPPER, MOUTH_CORNERS
+    from expr_models.faces.mouth_opening import drop_jaw_to_open_mouth
 
     mean = mesh_motion.mean_mesh.detach().numpy().astype(np.float64)
     closed = mean * 100.0 + [200.0, 190.0, 0.0]

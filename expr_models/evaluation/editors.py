@@ -20,8 +20,9 @@ import torch
 
 from ..components import EDITING_METHODS, editing_method, model_class
 from ..faces.geometry import FaceBox, face_mask
-from ..faces.mesh import drop_jaw_to_open_mouth, face_mesh
+from ..faces.mesh import face_mesh
 from ..faces.mesh_warp import warp_face
+from ..faces.mouth_opening import drop_jaw_to_open_mouth
 from ..methods.mesh import (DARK_MOUTH_TARGETS, expression_weights, generator_points, source_for, target_rules,
                             turned_too_far, warp_parts)
 from ..faces.processing import BOX_FRAME_LANDMARKS, FaceImageProcessor

@@ -230,7 +230,7 @@ def head_turn(points: np.ndarray) -> float:
 _UPPER_INNER, _LOWER_INNER = list(LIPS_INNER_UPPER[1:-1]), list(LIPS_INNER_LOWER[1:-1])
 
 
-def _down_the_face(points: np.ndarray) -> np.ndarray:
+def down_the_face(points: np.ndarray) -> np.ndarray:
     """The unit vector down the face (perpendicular to the line of the eyes): across the mouth and the eyes."""
     right, left = eye_centres(points)
     along = (left - right) / np.linalg.norm(left - right)
@@ -247,7 +247,7 @@ def inner_lip_gap(points: np.ndarray) -> float:
     between the inner corners), measured across the mouth (perpendicular to the line of the eyes), over the eye
     distance. About 0.02 for a closed mouth."""
     points = np.asarray(points, np.float64)
-    return float(np.mean(_lip_gaps(points, _down_the_face(points))) / eye_distance(points))
+    return float(np.mean(_lip_gaps(points, down_the_face(points))) / eye_distance(points))
 
 
 def _limit_lip_gap(source: np.ndarray, target: np.ndarray, allowed: np.ndarray | float,
@@ -256,7 +256,7 @@ def _limit_lip_gap(source: np.ndarray, target: np.ndarray, allowed: np.ndarray |
     ``least`` (photo units; per pair or one number) across the mouth (perpendicular to ``source``'s line of the
     eyes): a pair outside those bounds moves to the nearer one, each point half the way."""
     target = np.array(target, np.float64)
-    down = _down_the_face(source)
+    down = down_the_face(source)
     gap = _lip_gaps(target, down)
     change = np.maximum(gap - allowed, 0.0) - np.maximum(least - gap, 0.0)  # > 0: close by it, < 0: open by it
     target[_UPPER_INNER] += (change / 2)[:, None] * down
@@ -275,7 +275,7 @@ def stop_jaw_where_lips_meet(source: np.ndarray, target: np.ndarray) -> np.ndarr
     still lowers its corners and narrows its mouth."""
     source = np.asarray(source, np.float64)
     target = np.array(target, np.float64)
-    down = _down_the_face(source)
+    down = down_the_face(source)
     overlap = -float(np.mean(_lip_gaps(target, down)))
     if overlap <= 0.0:
         return target
@@ -313,7 +313,7 @@ def close_lips_towards(source: np.ndarray, target: np.ndarray, most: float, amou
     crossed ones."""
     source = np.asarray(source, np.float64)
     limit = most * eye_distance(source)
-    before = _lip_gaps(source, _down_the_face(source))
+    before = _lip_gaps(source, down_the_face(source))
     allowed = np.maximum(limit, before + float(np.clip(amount, 0.0, 1.0)) * (limit - before))
     return _limit_lip_gap(source, target, allowed)
 
@@ -327,7 +327,7 @@ def eye_openings(points: np.ndarray) -> np.ndarray:
     """How far each eye (right, left) is open: the mean distance between its matching upper and lower lid points,
     across the eye (perpendicular to the line of the eyes), in the mesh's units."""
     points = np.asarray(points, np.float64)
-    down = _down_the_face(points)
+    down = down_the_face(points)
     return np.array([float(np.mean((points[lower, :2] - points[upper, :2]) @ down)) for upper, lower, _ in _EYE_LIDS])
 
 
@@ -416,91 +416,6 @@ def keep_lips_closed(source: np.ndarray, target: np.ndarray, slack: float = 0.0)
     cannot draw the teeth and dark mouth a newly opened mouth shows; until a mouth model fills it, a smile stays a
     closed-mouth smile. Lips that close are left alone."""
     source = np.asarray(source, np.float64)
-    source_gap = np.maximum(_lip_gaps(source, _down_the_face(source)), 0.0)
+    source_gap = np.maximum(_lip_gaps(source, down_the_face(source)), 0.0)
     return _limit_lip_gap(source, target, source_gap + slack * eye_distance(source))
 
-
-# A mesh's lower lip that sits inside a dark open mouth (the gasps of enlarged 48-px faces: MediaPipe reads the jaw
-# dropped about half as far as it is) is moved down to the cavity's floor. The cavity must be this dark against the
-# skin above the lip, the mesh already read open by this much (eye distances), and the floor is where the grey level
-# climbs this share of the way from the cavity's to the skin's.
-OPEN_MOUTH_DARKNESS = 0.45
-OPEN_MOUTH_MIN_GAP = 0.05
-OPEN_MOUTH_FLOOR = 0.3
-
-
-def drop_jaw_to_open_mouth(image: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """``points`` (468 x 2+, pixels of ``image``: grey, RGB or RGBA) with the lower lip moved down to the floor of a
-    dark open mouth the mesh under-read: on enlarged 48-px gasps the mesh puts the lower lip in the middle of the dark
-    cavity, and a warp that closes that mouth leaves the cavity's lower half on the chin as a dark blot. The floor is
-    found down each column of the central half of the mouth (the median of their runs of cavity-dark pixels below the
-    inner lower lip); the lower lip and the skin under it follow, tapering to nothing at the mouth's corners and at the
-    chin. A mouth read closed, a cavity not dark against the skin (teeth, a smile) or a lower lip already on the floor:
-    unchanged."""
-    points = np.asarray(points, np.float64)
-    image = np.asarray(image)
-    grey = image if image.ndim == 2 else image[..., :3].astype(np.float32) @ np.float32([0.299, 0.587, 0.114])
-    if not inner_lip_gap(points) >= OPEN_MOUTH_MIN_GAP:  # read closed (or no eye distance: NaN)
-        return points
-    inner = np.round(points[list(LIPS_INNER), :2]).astype(np.int32)
-    cavity_mask = np.zeros(grey.shape[:2], np.uint8)
-    cv2.fillPoly(cavity_mask, [inner], 1)
-    above_lip = _skin_above_lip(grey, points)
-    if cavity_mask.sum() < 4 or above_lip is None:
-        return points
-    cavity = float(np.median(grey[cavity_mask > 0]))
-    if cavity > OPEN_MOUTH_DARKNESS * above_lip:
-        return points
-    floor_level = cavity + OPEN_MOUTH_FLOOR * (above_lip - cavity)
-    lower = points[list(LIPS_INNER_LOWER), :2]
-    lower = lower[np.argsort(lower[:, 0])]  # left to right, for np.interp
-    left, right = lower[0, 0], lower[-1, 0]
-    runs = []
-    for x in np.arange(np.ceil(left + 0.25 * (right - left)), np.floor(right - 0.25 * (right - left)) + 1):
-        column = int(x)
-        if not 0 <= column < grey.shape[1]:
-            continue
-        y = int(round(np.interp(x, lower[:, 0], lower[:, 1])))
-        run = 0
-        while 0 <= y + run + 1 < grey.shape[0] and grey[y + run + 1, column] < floor_level:
-            run += 1
-        runs.append(run)
-    if not runs:
-        return points
-    drop = float(np.median(runs))
-    down = _down_the_face(points)
-    chin_depth = float((points[CHIN, :2] - points[list(LIPS_OUTER_LOWER), :2].mean(0)) @ down)
-    drop = min(drop, 0.5 * max(chin_depth, 0.0))  # the lip stays above the chin, half its way there at most
-    if drop < 1.0:
-        return points
-    moved = points.copy()
-    moved[:, :2] += (drop * _lower_lip_weights(points, down))[:, None] * down
-    return moved
-
-
-def _skin_above_lip(grey: np.ndarray, points: np.ndarray) -> float | None:
-    """The median grey level between the nose and the upper lip (the philtrum), or None off the image."""
-    top, bottom = points[NOSE_BRIDGE[-1], :2], points[LIPS_OUTER_UPPER[5], :2]
-    half = 0.1 * eye_distance(points)
-    x0, x1 = int(round(min(top[0], bottom[0]) - half)), int(round(max(top[0], bottom[0]) + half)) + 1
-    y0, y1 = int(round(top[1])), int(round(bottom[1]))
-    patch = grey[max(y0, 0):max(y1, 0), max(x0, 0):max(x1, 0)]
-    return float(np.median(patch)) if patch.size else None
-
-
-def _lower_lip_weights(points: np.ndarray, down: np.ndarray) -> np.ndarray:
-    """How far each point follows a lower lip moved down: 1 at the lower lip's middle, tapering to 0 at the mouth's
-    corners (across) and at the chin (below); the upper lip and everything above the mouth's centre line stay."""
-    mouth = points[list(LIPS_INNER), :2].mean(0)
-    across = np.array([down[1], -down[0]])
-    corners = points[list(MOUTH_CORNERS), :2]
-    half_width = 0.5 * abs(float((corners[1] - corners[0]) @ across))
-    sideways = np.abs((points[:, :2] - mouth) @ across) / max(half_width, 1e-6)
-    lip_level = float((points[list(LIPS_INNER_LOWER), :2].mean(0) - mouth) @ down)
-    chin_level = float((points[CHIN, :2] - mouth) @ down)
-    below = (points[:, :2] - mouth) @ down
-    towards_chin = np.clip((below - lip_level) / max(chin_level - lip_level, 1e-6), 0.0, 1.0)
-    weights = np.clip(1.0 - sideways ** 2, 0.0, 1.0) * (1.0 - towards_chin)
-    weights[below <= 0.0] = 0.0
-    weights[list(LIPS_INNER_UPPER) + list(LIPS_OUTER_UPPER)] = 0.0
-    return weights

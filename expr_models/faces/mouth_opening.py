@@ -4,8 +4,10 @@ them, and what of a real opening the mesh missed; with the polygon helpers the w
     gap = new_gap(shape, source_lips, target_lips, map_x, map_y, box)      # alpha of the newly opened mouth
     image = mouth_cavity(image, gap, cavity_colour(crop, source_lips), target_lips)
     opening = real_opening(crop, inner_lips, outer_lips)                   # the dark cavity, past the mesh's lips too
+    points = drop_jaw_to_open_mouth(crop, points)      # a gasp's lower lip, read inside the dark mouth, on its floor
 
-``expr_models.faces.mesh_warp`` calls these; a learned mouth (``mouth_redraw``) or the exemplars (``mouth_fill``) draw
+``expr_models.faces.mesh_warp`` calls these (the mesh methods call ``drop_jaw_to_open_mouth`` on a face's mesh
+before they move it); a learned mouth (``mouth_redraw``) or the exemplars (``mouth_fill``) draw
 what goes inside where they can.
 """
 
@@ -15,6 +17,9 @@ import cv2
 import numpy as np
 
 from .grain import grain, grain_spread
+from .mesh import down_the_face, eye_distance, inner_lip_gap
+from .mesh_topology import (CHIN, LIPS_INNER, LIPS_INNER_LOWER, LIPS_INNER_UPPER, LIPS_OUTER_LOWER, LIPS_OUTER_UPPER,
+                            MOUTH_CORNERS, NOSE_BRIDGE)
 from .mouth_fill import luminance
 
 # Sub-pixel precision of the rasterised polygons and triangles (cv2.fillPoly's ``shift``): 1/16 px.
@@ -321,3 +326,89 @@ def mouth_cavity(image: np.ndarray, alpha: np.ndarray, colour: np.ndarray, targe
     out = np.clip(np.round(blended), 0, 255).astype(np.uint8).reshape(image[y0:y1, x0:x1].shape)
     np.copyto(image[y0:y1, x0:x1], out, where=inside.reshape(inside.shape + (1,) * (image.ndim - 2)))
     return image
+
+
+# A mesh's lower lip that sits inside a dark open mouth (the gasps of enlarged 48-px faces: MediaPipe reads the jaw
+# dropped about half as far as it is) is moved down to the cavity's floor. The cavity must be this dark against the
+# skin above the lip, the mesh already read open by this much (eye distances), and the floor is where the grey level
+# climbs this share of the way from the cavity's to the skin's.
+OPEN_MOUTH_DARKNESS = 0.45
+OPEN_MOUTH_MIN_GAP = 0.05
+OPEN_MOUTH_FLOOR = 0.3
+
+
+def drop_jaw_to_open_mouth(image: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """``points`` (468 x 2+, pixels of ``image``: grey, RGB or RGBA) with the lower lip moved down to the floor of a
+    dark open mouth the mesh under-read: on enlarged 48-px gasps the mesh puts the lower lip in the middle of the dark
+    cavity, and a warp that closes that mouth leaves the cavity's lower half on the chin as a dark blot. The floor is
+    found down each column of the central half of the mouth (the median of their runs of cavity-dark pixels below the
+    inner lower lip); the lower lip and the skin under it follow, tapering to nothing at the mouth's corners and at the
+    chin. A mouth read closed, a cavity not dark against the skin (teeth, a smile) or a lower lip already on the floor:
+    unchanged."""
+    points = np.asarray(points, np.float64)
+    image = np.asarray(image)
+    grey = image if image.ndim == 2 else image[..., :3].astype(np.float32) @ np.float32([0.299, 0.587, 0.114])
+    if not inner_lip_gap(points) >= OPEN_MOUTH_MIN_GAP:  # read closed (or no eye distance: NaN)
+        return points
+    inner = np.round(points[list(LIPS_INNER), :2]).astype(np.int32)
+    cavity_mask = np.zeros(grey.shape[:2], np.uint8)
+    cv2.fillPoly(cavity_mask, [inner], 1)
+    above_lip = _skin_above_lip(grey, points)
+    if cavity_mask.sum() < 4 or above_lip is None:
+        return points
+    cavity = float(np.median(grey[cavity_mask > 0]))
+    if cavity > OPEN_MOUTH_DARKNESS * above_lip:
+        return points
+    floor_level = cavity + OPEN_MOUTH_FLOOR * (above_lip - cavity)
+    lower = points[list(LIPS_INNER_LOWER), :2]
+    lower = lower[np.argsort(lower[:, 0])]  # left to right, for np.interp
+    left, right = lower[0, 0], lower[-1, 0]
+    runs = []
+    for x in np.arange(np.ceil(left + 0.25 * (right - left)), np.floor(right - 0.25 * (right - left)) + 1):
+        column = int(x)
+        if not 0 <= column < grey.shape[1]:
+            continue
+        y = int(round(np.interp(x, lower[:, 0], lower[:, 1])))
+        run = 0
+        while 0 <= y + run + 1 < grey.shape[0] and grey[y + run + 1, column] < floor_level:
+            run += 1
+        runs.append(run)
+    if not runs:
+        return points
+    drop = float(np.median(runs))
+    down = down_the_face(points)
+    chin_depth = float((points[CHIN, :2] - points[list(LIPS_OUTER_LOWER), :2].mean(0)) @ down)
+    drop = min(drop, 0.5 * max(chin_depth, 0.0))  # the lip stays above the chin, half its way there at most
+    if drop < 1.0:
+        return points
+    moved = points.copy()
+    moved[:, :2] += (drop * _lower_lip_weights(points, down))[:, None] * down
+    return moved
+
+
+def _skin_above_lip(grey: np.ndarray, points: np.ndarray) -> float | None:
+    """The median grey level between the nose and the upper lip (the philtrum), or None off the image."""
+    top, bottom = points[NOSE_BRIDGE[-1], :2], points[LIPS_OUTER_UPPER[5], :2]
+    half = 0.1 * eye_distance(points)
+    x0, x1 = int(round(min(top[0], bottom[0]) - half)), int(round(max(top[0], bottom[0]) + half)) + 1
+    y0, y1 = int(round(top[1])), int(round(bottom[1]))
+    patch = grey[max(y0, 0):max(y1, 0), max(x0, 0):max(x1, 0)]
+    return float(np.median(patch)) if patch.size else None
+
+
+def _lower_lip_weights(points: np.ndarray, down: np.ndarray) -> np.ndarray:
+    """How far each point follows a lower lip moved down: 1 at the lower lip's middle, tapering to 0 at the mouth's
+    corners (across) and at the chin (below); the upper lip and everything above the mouth's centre line stay."""
+    mouth = points[list(LIPS_INNER), :2].mean(0)
+    across = np.array([down[1], -down[0]])
+    corners = points[list(MOUTH_CORNERS), :2]
+    half_width = 0.5 * abs(float((corners[1] - corners[0]) @ across))
+    sideways = np.abs((points[:, :2] - mouth) @ across) / max(half_width, 1e-6)
+    lip_level = float((points[list(LIPS_INNER_LOWER), :2].mean(0) - mouth) @ down)
+    chin_level = float((points[CHIN, :2] - mouth) @ down)
+    below = (points[:, :2] - mouth) @ down
+    towards_chin = np.clip((below - lip_level) / max(chin_level - lip_level, 1e-6), 0.0, 1.0)
+    weights = np.clip(1.0 - sideways ** 2, 0.0, 1.0) * (1.0 - towards_chin)
+    weights[below <= 0.0] = 0.0
+    weights[list(LIPS_INNER_UPPER) + list(LIPS_OUTER_UPPER)] = 0.0
+    return weights

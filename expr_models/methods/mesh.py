@@ -16,12 +16,13 @@ import numpy as np
 import torch
 
 from ..errors import ExpressionEditError
-from ..faces.mesh import (bend_lips_as_bands, close_lips_towards, drop_jaw_to_open_mouth, face_mesh, head_turn,
-                          inner_lip_gap, keep_eyes_open, keep_lips_closed, keep_nostrils_whole, spread_lips_evenly,
+from ..faces.mesh import (bend_lips_as_bands, close_lips_towards, face_mesh, head_turn, inner_lip_gap,
+                          keep_eyes_open, keep_lips_closed, keep_nostrils_whole, spread_lips_evenly,
                           stop_jaw_where_lips_meet, uncross_lips)
 from ..faces.mesh_motion import normalise
 from ..faces.mesh_topology import LIPS_INNER
 from ..faces.mesh_warp import warp_face
+from ..faces.mouth_opening import drop_jaw_to_open_mouth
 from ..models.mesh_motion import CONTROLS
 from .base import EditingMethod, Editor, FaceToEdit
 
