@@ -15,7 +15,6 @@ Skips cleanly without ../shared/data/london.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -106,9 +105,7 @@ def main(argv: list[str] | None = None) -> int:
                           + f" ({len(crops)} photos, {dark} with a dark opening)", flush=True)
     finally:
         mesh_warp.LAUGHING_TARGETS = laughing
-    out = bench.RESULTS_DIR / "laugh_readings.json"
-    out.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"wrote {out}")
+    print(f"wrote {bench.save_results('laugh_readings', results)}")
     return 0
 
 

@@ -12,7 +12,6 @@ benchmarks/results/small_face_readings.json. Skips cleanly without ../shared/dat
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -63,9 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         counts = readings(editor, photos, args.method, tuple(args.targets))
         results["read_as_target"][str(folder)] = counts
         print(f"{folder}: " + ", ".join(f"{target} {n} of {len(photos)}" for target, n in counts.items()))
-    out = bench.RESULTS_DIR / "small_face_readings.json"
-    out.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"wrote {out}")
+    print(f"wrote {bench.save_results('small_face_readings', results)}")
     return 0
 
 
