@@ -347,7 +347,7 @@ def drop_jaw_to_open_mouth(image: np.ndarray, points: np.ndarray) -> np.ndarray:
     unchanged."""
     points = np.asarray(points, np.float64)
     image = np.asarray(image)
-    grey = image if image.ndim == 2 else image[..., :3].astype(np.float32) @ np.float32([0.299, 0.587, 0.114])
+    grey = image if image.ndim == 2 else luminance(image)
     if not inner_lip_gap(points) >= OPEN_MOUTH_MIN_GAP:  # read closed (or no eye distance: NaN)
         return points
     inner = np.round(points[list(LIPS_INNER), :2]).astype(np.int32)
