@@ -18,8 +18,8 @@ import numpy as np
 
 from .grain import grain, grain_spread
 from .mesh import down_the_face, eye_distance, inner_lip_gap
-from .mesh_topology import (CHIN, LIPS_INNER, LIPS_INNER_LOWER, LIPS_INNER_UPPER, LIPS_OUTER_LOWER, LIPS_OUTER_UPPER,
-                            MOUTH_CORNERS, NOSE_BRIDGE)
+from .mesh_topology import (CHIN, LIPS_INNER, LIPS_INNER_LOWER, LIPS_INNER_UPPER, LIPS_OUTER, LIPS_OUTER_LOWER,
+                            LIPS_OUTER_UPPER, MOUTH_CORNERS, NOSE_BRIDGE)
 from .mouth_fill import luminance
 
 # Sub-pixel precision of the rasterised polygons and triangles (cv2.fillPoly's ``shift``): 1/16 px.
@@ -329,37 +329,35 @@ def mouth_cavity(image: np.ndarray, alpha: np.ndarray, colour: np.ndarray, targe
 
 
 # A mesh's lower lip that sits inside a dark open mouth (the gasps of enlarged 48-px faces: MediaPipe reads the jaw
-# dropped about half as far as it is) is moved down to the cavity's floor. The cavity must be this dark against the
-# skin above the lip, the mesh already read open by this much (eye distances), and the floor is where the grey level
-# climbs this share of the way from the cavity's to the skin's.
+# dropped about half as far as it is) is moved down to the floor of the mouth's real opening (``real_opening``). The
+# mouth's inside must be this dark against the skin above the lip (teeth are not), and the mesh already read open by
+# this much (eye distances). The opening is found a little paler than the editor's own (``real_opening``'s depth
+# 0.35), so that a gasp's lit tongue is part of it: at 0.35 three validation gasps kept their lower lip on the
+# tongue's middle (moved 0-1 px, the floor 6-7 px down at 4x); at 0.55 it reaches the floor.
 OPEN_MOUTH_DARKNESS = 0.45
 OPEN_MOUTH_MIN_GAP = 0.05
-OPEN_MOUTH_FLOOR = 0.3
+OPEN_MOUTH_DEPTH = 0.55
 
 
 def drop_jaw_to_open_mouth(image: np.ndarray, points: np.ndarray) -> np.ndarray:
     """``points`` (468 x 2+, pixels of ``image``: grey, RGB or RGBA) with the lower lip moved down to the floor of a
     dark open mouth the mesh under-read: on enlarged 48-px gasps the mesh puts the lower lip in the middle of the dark
     cavity, and a warp that closes that mouth leaves the cavity's lower half on the chin as a dark blot. The floor is
-    found down each column of the central half of the mouth (the median of their runs of cavity-dark pixels below the
-    inner lower lip); the lower lip and the skin under it follow, tapering to nothing at the mouth's corners and at the
-    chin. A mouth read closed, a cavity not dark against the skin (teeth, a smile) or a lower lip already on the floor:
-    unchanged."""
+    where the mouth's real opening (:func:`real_opening`) ends, down each column of the central half of the mouth
+    from the inner lower lip (the median of those runs); the lower lip and the skin under it follow, tapering to
+    nothing at the mouth's corners and at the chin. A mouth read closed, an inside not dark against the skin (teeth,
+    a smile) or a lower lip already on the floor: unchanged."""
     points = np.asarray(points, np.float64)
     image = np.asarray(image)
     grey = image if image.ndim == 2 else luminance(image)
     if not inner_lip_gap(points) >= OPEN_MOUTH_MIN_GAP:  # read closed (or no eye distance: NaN)
         return points
-    inner = np.round(points[list(LIPS_INNER), :2]).astype(np.int32)
-    cavity_mask = np.zeros(grey.shape[:2], np.uint8)
-    cv2.fillPoly(cavity_mask, [inner], 1)
+    inner = points[list(LIPS_INNER), :2]
+    inside = polygon_mask(grey.shape[:2], inner)
     above_lip = _skin_above_lip(grey, points)
-    if cavity_mask.sum() < 4 or above_lip is None:
+    if inside.sum() < 4 or above_lip is None or np.median(grey[inside > 0]) > OPEN_MOUTH_DARKNESS * above_lip:
         return points
-    cavity = float(np.median(grey[cavity_mask > 0]))
-    if cavity > OPEN_MOUTH_DARKNESS * above_lip:
-        return points
-    floor_level = cavity + OPEN_MOUTH_FLOOR * (above_lip - cavity)
+    opening = real_opening(grey, inner, points[list(LIPS_OUTER), :2], depth=OPEN_MOUTH_DEPTH)
     lower = points[list(LIPS_INNER_LOWER), :2]
     lower = lower[np.argsort(lower[:, 0])]  # left to right, for np.interp
     left, right = lower[0, 0], lower[-1, 0]
@@ -370,7 +368,7 @@ def drop_jaw_to_open_mouth(image: np.ndarray, points: np.ndarray) -> np.ndarray:
             continue
         y = int(round(np.interp(x, lower[:, 0], lower[:, 1])))
         run = 0
-        while 0 <= y + run + 1 < grey.shape[0] and grey[y + run + 1, column] < floor_level:
+        while 0 <= y + run + 1 < grey.shape[0] and opening[y + run + 1, column]:
             run += 1
         runs.append(run)
     if not runs:
