@@ -468,7 +468,7 @@ def test_a_lower_lip_read_inside_a_dark_open_mouth_drops_to_its_floor(mesh_motio
     assert np.array_equal(drop_jaw_to_open_mouth(photo(8.0, 150), points), points)
     assert np.array_equal(drop_jaw_to_open_mouth(photo(8.0, 20), closed), closed)
     assert np.array_equal(drop_jaw_to_open_mouth(np.repeat(photo(8.0, 20)[..., None], 3, 2), points), fitted)
-    # A lit tongue at the bottom of the cavity (grey 75, the skin 170) is part of the opening: the lip reaches the floor.
+    # A lit tongue at the bottom of the cavity (grey 75, skin 170) is part of the opening: the lip reaches the floor.
     tongue = photo(8.0, 20)
     tongue[(tongue == 20) & (np.arange(400)[:, None] > points[middle, 1] + 3)] = 75
     assert drop_jaw_to_open_mouth(tongue, points)[middle, 1] - points[middle, 1] == pytest.approx(8.0, abs=1.5)

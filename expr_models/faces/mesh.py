@@ -418,4 +418,3 @@ def keep_lips_closed(source: np.ndarray, target: np.ndarray, slack: float = 0.0)
     source = np.asarray(source, np.float64)
     source_gap = np.maximum(_lip_gaps(source, down_the_face(source)), 0.0)
     return _limit_lip_gap(source, target, source_gap + slack * eye_distance(source))
-
