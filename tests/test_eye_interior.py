@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 
 import expr_models.faces.mesh_warp as mesh_warp
-from expr_models.faces.mesh_topology import LEFT_EYE, LEFT_EYE_LOWER, LEFT_EYE_UPPER, RIGHT_EYE, RIGHT_EYE_LOWER, \
+from expr_models.faces.mesh_topology import EYE_CONTOURS, LEFT_EYE, LEFT_EYE_LOWER, LEFT_EYE_UPPER, RIGHT_EYE, RIGHT_EYE_LOWER, \
     RIGHT_EYE_UPPER
-from expr_models.faces.eye_interior import SteadyIris, _in_the_shade_beside, _white_beside_the_iris, draw_irises
+from expr_models.faces.eye_interior import SteadyIris, _in_the_shade_beside, _white_beside_the_iris, draw_irises, \
+    keep_irises
 from expr_models.faces.mesh_warp import warp_face
 from expr_models.models.mesh_motion import MeshMotionModel
 
@@ -207,3 +208,40 @@ def test_no_iris_is_drawn_above_lid_skin_inside_the_mesh_contour(face):
     column = steady[:, int(round(centre[0])), 0].astype(int)
     dark = np.flatnonzero(column[: int(centre[1])] < 100)
     assert len(dark) and np.all(column[dark.min():int(centre[1])] < 100)  # one dark run down to the centre: no bar
+
+
+def opening_mask(image: np.ndarray, points: np.ndarray, contour) -> np.ndarray:
+    mask = np.zeros(image.shape[:2], np.uint8)
+    cv2.fillPoly(mask, [np.round(points[list(contour)] * 16).astype(np.int32)], 1, shift=4)
+    return mask > 0
+
+
+def test_a_redrawing_that_whitens_the_iris_gets_the_iris_back_and_keeps_the_rest(face):
+    image, points = face
+    drawn = image.copy()
+    for contour in (RIGHT_EYE, LEFT_EYE):
+        drawn[opening_mask(image, points, contour)] = SCLERA  # the learned eyes' fear: white over the iris
+    drawn[:40] = 90  # a change away from the irises (the brows, say)
+    redrawn = drawn.copy()
+    keep_irises(redrawn, image, points, points, EYE_CONTOURS)
+    for contour in (RIGHT_EYE, LEFT_EYE):
+        assert iris_box(redrawn, points, contour) == iris_box(image, points, contour)
+    irises = image[..., 0] == IRIS
+    inside = cv2.erode(irises.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0  # the disc's edge is soft
+    assert (redrawn[inside] == IRIS).all()
+    # Only the irises came back: the white drawn around them and the change elsewhere stay as drawn.
+    differs = np.abs(redrawn.astype(int) - drawn).max(2) > 0
+    assert not (differs & (image[..., 0] == SCLERA) & ~cv2.dilate(irises.astype(np.uint8), np.ones((3, 3))).astype(
+        bool)).any()
+    assert (redrawn[:40] == 90).all()
+
+
+def test_an_eye_that_shows_no_white_keeps_its_redrawing(face):
+    image, points = face
+    dark = image.copy()
+    for contour in (RIGHT_EYE, LEFT_EYE):
+        dark[opening_mask(image, points, contour)] = IRIS + 10  # a downcast eye: lashes and shadow, no white
+    drawn = image.copy()  # a drawing that lightens them into an eye
+    redrawn = drawn.copy()
+    keep_irises(redrawn, dark, points, points, EYE_CONTOURS)
+    assert (redrawn == drawn).all()

@@ -34,6 +34,9 @@ LEFT_EYE_UPPER = (263, 466, 388, 387, 386, 385, 384, 398, 362)
 LEFT_EYE_LOWER = (263, 249, 390, 373, 374, 380, 381, 382, 362)
 RIGHT_EYE = RIGHT_EYE_UPPER + RIGHT_EYE_LOWER[-2:0:-1]
 LEFT_EYE = LEFT_EYE_UPPER + LEFT_EYE_LOWER[-2:0:-1]
+# Each eye's opening in order around it, with its two corners.
+EYE_CONTOURS = ((RIGHT_EYE, (RIGHT_EYE_UPPER[0], RIGHT_EYE_UPPER[-1])),
+                (LEFT_EYE, (LEFT_EYE_UPPER[0], LEFT_EYE_UPPER[-1])))
 # Brows, outer end first: the upper and the lower edge.
 RIGHT_BROW_UPPER = (70, 63, 105, 66, 107)
 RIGHT_BROW_LOWER = (46, 53, 52, 65, 55)

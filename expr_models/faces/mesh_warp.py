@@ -26,7 +26,7 @@ import numpy as np
 from scipy.spatial import Delaunay  # scipy ships with scikit-image, a dependency
 
 from .region_redraw import draws, learned_region
-from .eye_interior import draw_irises, steady_irises
+from .eye_interior import draw_irises, keep_irises, steady_irises
 from .mouth_opening import (SHIFT, area2, between_lips, box_around, cavity_colour, closed_share, draw_seam,
                             into_the_lips, is_open, mesh_missed, mouth_cavity, new_gap, real_opening,
                             shows_between_lips, whole_opening)
@@ -337,8 +337,8 @@ def warp_face(crop: np.ndarray, source: np.ndarray, target: np.ndarray, mouth=No
     Why the learned mouth does not open mouths here: at 1024 px its teeth are softer than an exemplar's real ones, and
     on round surprised mouths it drew lips and teeth where the dark cavity read as surprise (held-out success, SA-GAN
     → surprise on the paper set: 36% against the cavity's 56%)."""
-    from .mesh_topology import (EYE_TRIANGLES, FACE_OVAL, LEFT_EYE, LEFT_EYE_UPPER, LIPS_INNER, LIPS_OUTER,
-                                MOUTH_TRIANGLES, RIGHT_EYE, RIGHT_EYE_UPPER, TRIANGLES)
+    from .mesh_topology import (EYE_CONTOURS, EYE_TRIANGLES, FACE_OVAL, LIPS_INNER, LIPS_OUTER, MOUTH_TRIANGLES,
+                                TRIANGLES)
 
     colour = np.asarray(crop).ndim == 3
     if mouth is not None and hasattr(mouth, "inpaint"):
@@ -351,8 +351,7 @@ def warp_face(crop: np.ndarray, source: np.ndarray, target: np.ndarray, mouth=No
         options["teeth"] = exemplar_gasp_teeth(bank, laugh=expression in LAUGHING_TARGETS)
     result = warp_crop(crop, source, target, inner_lips=np.array(LIPS_INNER), outer_lips=np.array(LIPS_OUTER),
                        triangles=np.array(TRIANGLES + MOUTH_TRIANGLES + EYE_TRIANGLES), boundary=np.array(FACE_OVAL),
-                       eyes=[(RIGHT_EYE, (RIGHT_EYE_UPPER[0], RIGHT_EYE_UPPER[-1])),
-                             (LEFT_EYE, (LEFT_EYE_UPPER[0], LEFT_EYE_UPPER[-1]))], **options)
+                       eyes=EYE_CONTOURS, **options)
     redraws = [model for model in (lower_face, eyes, brows) if model is not None] if expression is not None else []
     if result.box is None and not redraws:
         return result
@@ -369,7 +368,10 @@ def warp_face(crop: np.ndarray, source: np.ndarray, target: np.ndarray, mouth=No
         image, shaded = shading.shade_with_box(image, np.asarray(source)[:, :2], target, expressions)
         changed.append(shaded)
     for model in redraws:
+        before = image.copy() if model is eyes else None
         changed.append(learned_region(model)(image, target, expression, intensity))
+        if before is not None and changed[-1] is not None:
+            keep_irises(image, before, np.asarray(source), target, EYE_CONTOURS)
     boxes = [box for box in changed if box is not None]
     if not boxes:
         return result
