@@ -167,18 +167,25 @@ def test_a_large_colour_face_closes_its_lips_with_its_own_and_a_small_one_with_t
     # No teeth left in the band where the lips meet, and its colour is the lips' (a darker seam in the middle).
     assert np.percentile(result[band].astype(np.float32) @ np.array([0.299, 0.587, 0.114]), 99) < 150
     assert np.abs(np.median(result[band].astype(np.float32), axis=0) - lip_colour).max() < 35
-    # A mouth closed only part of the way keeps an opening, which is the model's to draw (mirrored lip there was
-    # streaks).
+    # A mouth closed only part of the way keeps an opening (mirrored lip there was streaks): it shows the smile's own
+    # teeth, slid under the lips, not the model's drawing (a pale smear at this size).
     half_closed = smile[:, :2] + 0.3 * (closed[:, :2] - smile[:, :2])
-    warp_face(smiling, smile[:, :2], half_closed, mouth=spy)
-    assert spy.calls == 1
+    half = warp_face(smiling, smile[:, :2], half_closed, mouth=spy).image
+    assert spy.calls == 0
+    luma = np.array([0.299, 0.587, 0.114])
+    opening = np.zeros(smiling.shape[:2], np.uint8)
+    cv2.fillPoly(opening, [np.round(half_closed[list(LIPS_INNER), :2]).astype(np.int32)], 1)
+    teeth = np.zeros_like(opening)
+    cv2.fillPoly(teeth, [np.round(smile[list(LIPS_INNER), :2]).astype(np.int32)], 1)
+    shown = np.percentile(half[cv2.erode(opening, np.ones((3, 3))) > 0].astype(np.float32) @ luma, 90)
+    assert shown > 0.9 * np.percentile(smiling[teeth > 0].astype(np.float32) @ luma, 90)
 
     small, small_points, small_smile = synthetic_face(mesh_motion, eye_distance=40.0)
     bank = model_class("mouth_exemplars").from_pretrained(CHECKPOINTS / "mouth_exemplars")
     small_smiling = warp_face(small, small_points[:, :2], small_smile, mouth=bank).image
     assert MouthFrame.from_points(small_points).scale > MIRROR_BELOW_SCALE
     warp_face(small_smiling, small_smile[:, :2], small_points, mouth=spy)
-    assert spy.calls == 2
+    assert spy.calls == 1
 
 
 def test_only_a_closing_mouth_is_redrawn(mesh_motion):
@@ -460,3 +467,32 @@ def test_the_drawn_lips_take_the_person_s_own_tone():
     pale = in_the_lips_own_tone(drawn, hole, lips, 250.0)
     assert abs(float(np.median(pale[lips] @ _LUMA)) - 200.0) < 1.0  # at most 60 lighter
     assert np.array_equal(in_the_lips_own_tone(drawn, hole, np.zeros_like(lips), 80.0), drawn)  # no lips drawn
+
+
+def test_lips_closing_part_of_the_way_slide_over_the_teeth_rather_than_squeeze_them():
+    """``teeth_behind_the_lips``: each column of the target opening shows the input's interior around its middle
+    line, row for row, where the target opens less than the input; pressed only where it opens further."""
+    from expr_models.faces.mesh_topology import LIPS_INNER_LOWER, LIPS_INNER_UPPER
+    from expr_models.faces.mouth_redraw import teeth_behind_the_lips
+
+    def mouth(top: float, bottom: float) -> np.ndarray:
+        points = np.zeros((468, 2))
+        xs = np.linspace(60.0, 140.0, len(LIPS_INNER_UPPER))
+        bulge = np.sin(np.linspace(0.0, np.pi, len(xs)))
+        points[list(LIPS_INNER_UPPER)] = np.stack([xs, 100.0 - (100.0 - top) * bulge], axis=1)
+        points[list(LIPS_INNER_LOWER)] = np.stack([xs, 100.0 + (bottom - 100.0) * bulge], axis=1)
+        return points
+
+    rows = np.arange(200, dtype=np.float64)[:, None]
+    crop = np.repeat(np.clip(100.0 + 6.0 * (rows - 100.0), 0, 255), 200, axis=1).astype(np.uint8)  # a ramp per row
+    crop = np.repeat(crop[..., None], 3, axis=2)
+    image = np.full_like(crop, 30)
+    box = teeth_behind_the_lips(image, crop, mouth(84.0, 116.0), mouth(94.0, 106.0))
+    assert box is not None
+    middle = image[97:104, 100, 0].astype(np.float64)
+    assert np.abs(middle - crop[97:104, 100, 0]).max() <= 2  # slid: the same rows (squeezed: twice the slope)
+    assert (image[:80] == 30).all() and (image[120:] == 30).all()  # nothing outside the opening
+    # Opened further than the input: pressed into what the input showed.
+    image = np.full_like(crop, 30)
+    teeth_behind_the_lips(image, crop, mouth(94.0, 106.0), mouth(84.0, 116.0))
+    assert image[86:115, 100, 0].min() >= crop[94, 100, 0] - 6 and image[86:115, 100, 0].max() <= crop[106, 100, 0] + 6

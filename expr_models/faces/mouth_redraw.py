@@ -27,10 +27,11 @@ import numpy as np
 import torch
 
 from .aligned_frame import grown
-from .mesh_topology import LIPS_INNER, LIPS_OUTER, LIPS_OUTER_LOWER, LIPS_OUTER_UPPER
-from .mouth_fill import region_mean
+from .mesh_topology import (LIPS_INNER, LIPS_INNER_LOWER, LIPS_INNER_UPPER, LIPS_OUTER, LIPS_OUTER_LOWER,
+                            LIPS_OUTER_UPPER)
+from .mouth_fill import luminance, region_mean
 from .mouth_frame import MouthFrame, hole_mask, lip_maps
-from .mouth_opening import is_open
+from .mouth_opening import between_lips, is_open, whole_opening
 from .tone import is_grey
 
 # (warped crop, input crop, source points, target points, leftover) -> the box (x0, y0, x1, y1) it redrew in place, or
@@ -153,6 +154,59 @@ def lips_meeting_in_place(image: np.ndarray, frame: MouthFrame, hole: np.ndarray
     return int(x0 + xs_changed.min()), int(y0 + ys.min()), int(x0 + xs_changed.max() + 1), int(y0 + ys.max() + 1)
 
 
+def _lip_line(points: np.ndarray, indices, xs: np.ndarray) -> np.ndarray:
+    """The height of the lip line through ``points[indices]`` (corner to corner) at each of ``xs``."""
+    line = points[list(indices), :2]
+    order = np.argsort(line[:, 0])
+    return np.interp(xs, line[order, 0], line[order, 1])
+
+
+def shows_own_teeth(crop: np.ndarray, source: np.ndarray) -> bool:
+    """Whether the input's open mouth shows teeth: between its inner lips (``source``, 468 mesh points) the median
+    is lighter than the lips."""
+    inner = list(LIPS_INNER)
+    if not is_open(source, inner):
+        return False
+    own = between_lips(crop[..., :3] if crop.ndim == 3 else crop[..., None], source[inner])
+    lips = region_mean(crop if crop.ndim == 3 else crop[..., None], source[list(LIPS_OUTER)], source[inner])
+    return bool(len(own)) and float(np.median(luminance(own))) > float(luminance(lips[None])[0])
+
+
+def teeth_behind_the_lips(image: np.ndarray, crop: np.ndarray, source: np.ndarray, target: np.ndarray
+                          ) -> tuple[int, int, int, int] | None:
+    """Fill the opening between the ``target`` inner lips of ``image`` (the warped crop, in place) with the input
+    ``crop``'s own mouth, slid rather than squeezed: each column of the opening (the same share of the way between
+    the inner corners in both) shows the input's interior around its own middle line, as far above and below it as
+    the target opens, pressed only where the target opens further than the input did there. Lips that close part of
+    the way over the teeth then cover their roots and show their edges, sharp and the person's own, as a mouth does.
+    Returns the box it changed, or None."""
+    target_lips = target[list(LIPS_INNER), :2]
+    alpha = whole_opening(image.shape[:2], target_lips, feather=1.0)
+    if alpha is None:
+        return None
+    ys, xs = np.nonzero(alpha > 0)
+    x0, y0, x1, y1 = xs.min(), ys.min(), xs.max() + 1, ys.max() + 1
+    grid_x, grid_y = np.meshgrid(np.arange(x0, x1, dtype=np.float64), np.arange(y0, y1, dtype=np.float64))
+    corners = [LIPS_INNER_UPPER[0], LIPS_INNER_UPPER[-1]]
+    (t_left, t_right), (s_left, s_right) = target[corners, 0], source[corners, 0]
+    share = (grid_x[0] - t_left) / max(t_right - t_left, 1e-6)
+    source_x = s_left + share * (s_right - s_left)
+    t_top, t_bottom = _lip_line(target, LIPS_INNER_UPPER, grid_x[0]), _lip_line(target, LIPS_INNER_LOWER, grid_x[0])
+    s_top, s_bottom = _lip_line(source, LIPS_INNER_UPPER, source_x), _lip_line(source, LIPS_INNER_LOWER, source_x)
+    t_half, s_half = np.maximum((t_bottom - t_top) / 2, 1e-6), np.maximum((s_bottom - s_top) / 2, 0.0)
+    press = np.minimum(1.0, s_half / t_half)
+    map_y = (s_top + s_bottom) / 2 + (grid_y - (t_top + t_bottom) / 2) * press
+    map_x = np.broadcast_to(source_x, grid_x.shape)
+    slid = cv2.remap(crop, map_x.astype(np.float32), map_y.astype(np.float32), cv2.INTER_CUBIC,
+                     borderMode=cv2.BORDER_REFLECT).astype(np.float32)
+    a = alpha[y0:y1, x0:x1]
+    region = image[y0:y1, x0:x1]
+    if region.ndim == 3:
+        a = a[..., None]
+    region[...] = np.clip(np.round(region * (1.0 - a) + slid.reshape(region.shape) * a), 0, 255).astype(image.dtype)
+    return int(x0), int(y0), int(x1), int(y1)
+
+
 def learned_redraw(model: Any, margin: float | None = None) -> MouthRedraw:
     """The redraw of ``model`` (anything with ``inpaint(frames, holes, maps)`` and ``config.hole_margin``, i.e. a
     ``MouthInpainterModel``); ``margin``: the hole's reach past the target inner lips in frame pixels (default the
@@ -161,6 +215,11 @@ def learned_redraw(model: Any, margin: float | None = None) -> MouthRedraw:
 
     def redraw(image: np.ndarray, crop: np.ndarray, source: np.ndarray, target: np.ndarray,
                leftover: np.ndarray | None = None) -> tuple[int, int, int, int] | None:
+        inner = list(LIPS_INNER)
+        # Lips that close only part of the way over teeth slide over the person's own: the model drew a half-open
+        # mouth as a pale smear with no tooth in it (the astronaut's smile taken to fear, anger or disgust).
+        if leftover is None and is_open(target, inner, MIRROR_MOST_OPEN) and shows_own_teeth(crop, source):
+            return teeth_behind_the_lips(image, crop, source, target)
         rgb = np.repeat(image[..., None], 3, axis=2) if image.ndim == 2 else np.ascontiguousarray(image[..., :3])
         frame = MouthFrame.from_points(target)
         points = frame.to_frame(target)
