@@ -13,9 +13,11 @@ and the hole takes that in too.
 The editor uses it where lips close over teeth (a broad smile taken to neutral), on grey photos and small faces. On a
 colour face whose mouth the frame shrinks (a London mouth is three times the frame's), its drawing came back as a
 blurred band; there the lips close with the person's own lips, mirrored across the hole's edges at the photo's
-resolution, and a seam (``lips_meeting_in_place``). It can also open a mouth, but there
-it measured worse than the alternatives: at 1024 px its teeth are softer than a stored real mouth's, and its round
-surprised mouths read less as surprise than a dark cavity; ``mesh_warp.warp_face`` explains the choice.
+resolution, and a seam (``lips_meeting_in_place``). Lips that close only part of the way over teeth, on any face,
+slide over the person's own teeth (``teeth_behind_the_lips``): the model drew that half-open mouth as a pale smear.
+It can also open a mouth, but there it measured worse than the alternatives: at 1024 px its teeth are softer than a
+stored real mouth's, and its round surprised mouths read less as surprise than a dark cavity; ``mesh_warp.warp_face``
+explains the choice.
 """
 
 from __future__ import annotations
