@@ -199,10 +199,11 @@ def teeth_behind_the_lips(image: np.ndarray, crop: np.ndarray, source: np.ndarra
     press = np.minimum(1.0, s_half / t_half)
     map_y = (s_top + s_bottom) / 2 + (grid_y - (t_top + t_bottom) / 2) * press
     map_x = np.broadcast_to(source_x, grid_x.shape)
-    slid = cv2.remap(crop, map_x.astype(np.float32), map_y.astype(np.float32), cv2.INTER_CUBIC,
-                     borderMode=cv2.BORDER_REFLECT).astype(np.float32)
+    colour = crop[..., :3] if crop.ndim == 3 else crop  # an alpha channel keeps its bytes
+    slid = cv2.remap(np.ascontiguousarray(colour), map_x.astype(np.float32), map_y.astype(np.float32),
+                     cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT).astype(np.float32)
     a = alpha[y0:y1, x0:x1]
-    region = image[y0:y1, x0:x1]
+    region = image[y0:y1, x0:x1, :3] if image.ndim == 3 else image[y0:y1, x0:x1]
     if region.ndim == 3:
         a = a[..., None]
     region[...] = np.clip(np.round(region * (1.0 - a) + slid.reshape(region.shape) * a), 0, 255).astype(image.dtype)
