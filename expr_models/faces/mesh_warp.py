@@ -27,11 +27,11 @@ from scipy.spatial import Delaunay  # scipy ships with scikit-image, a dependenc
 
 from .region_redraw import draws, learned_region
 from .eye_interior import draw_irises, keep_irises, steady_irises
-from .mouth_opening import (SHIFT, area2, between_lips, box_around, cavity_colour, closed_share, draw_seam,
-                            into_the_lips, is_open, mesh_missed, mouth_cavity, new_gap, real_opening,
-                            shows_between_lips, whole_opening)
+from .mouth_opening import (SHIFT, area2, box_around, cavity_colour, closed_share, draw_seam, into_the_lips, is_open,
+                            mesh_missed, mouth_cavity, new_gap, own_teeth, real_opening, shows_between_lips,
+                            whole_opening)
 from .mouth_fill import (LAUGH_TEETH_LIGHT, LAUGH_TEETH_TIPS, fill_mouth, gasp_teeth, inset, laugh_teeth_show,
-                         luminance, opening_height, piecewise_affine, region_mean)
+                         opening_height, piecewise_affine, region_mean)
 from .mouth_redraw import MouthRedraw, learned_redraw
 
 # A point that moves less than this (px) counts as still: triangles whose corners are all still are left as they are
@@ -425,13 +425,9 @@ def exemplar_fill(mouth) -> MouthFill:
     def fill(image, gap, crop, source, target):
         inner = list(LIPS_INNER)
         person_lips, grey = lips_and_greyness(crop, source, target)
-        own = None
-        if is_open(source, np.array(inner)):
-            own = between_lips(crop[..., :3], source[inner])
-            # The person's own teeth show (brighter than the lips): the stored ones take their colour. A dark open
-            # mouth (a gasp) has none to give, and would darken them.
-            if not len(own) or np.median(luminance(own)) <= luminance(person_lips):
-                own = None
+        # The person's own teeth show: the stored ones take their colour. A dark open mouth (a gasp) has none to
+        # give, and would darken them.
+        own = own_teeth(crop, source)
         if own is not None and opening_height(target[inner]) <= OWN_TEETH_MAX_STRETCH * opening_height(source[inner]):
             return own_interior_fill(image, gap, crop, source[inner], target[inner])
         exemplar = mouth.closest(target[inner])

@@ -20,7 +20,7 @@ from .grain import grain, grain_spread
 from .mesh import down_the_face, eye_distance, inner_lip_gap
 from .mesh_topology import (CHIN, LIPS_INNER, LIPS_INNER_LOWER, LIPS_INNER_UPPER, LIPS_OUTER, LIPS_OUTER_LOWER,
                             LIPS_OUTER_UPPER, MOUTH_CORNERS, NOSE_BRIDGE)
-from .mouth_fill import luminance
+from .mouth_fill import luminance, region_mean
 
 # Sub-pixel precision of the rasterised polygons and triangles (cv2.fillPoly's ``shift``): 1/16 px.
 SHIFT = 4
@@ -105,6 +105,17 @@ def is_open(points: np.ndarray, inner_lips: np.ndarray, fraction: float = 0.04) 
     lips = points[inner_lips]
     width = float(np.linalg.norm(lips.max(0) - lips.min(0)))
     return abs(area2(points, fan(inner_lips)).sum()) / 2 > fraction * width ** 2
+
+
+def own_teeth(crop: np.ndarray, points: np.ndarray) -> np.ndarray | None:
+    """The pixels (N x C) between the parted inner lips of the face at ``points`` (468 mesh points) where they show
+    teeth, their median lighter than the lips' mean; None for lips together, or a dark open mouth (a gasp)."""
+    inner, image = list(LIPS_INNER), crop[..., :3] if crop.ndim == 3 else crop[..., None]
+    if not is_open(points, np.array(inner)):
+        return None
+    own = between_lips(image, points[inner])
+    lips = region_mean(image, points[list(LIPS_OUTER)], points[inner])
+    return own if len(own) and float(np.median(luminance(own))) > float(luminance(lips[None])[0]) else None
 
 
 def shows_between_lips(crop: np.ndarray, inner_lips: np.ndarray, outer_lips: np.ndarray, teeth: float = 1.15,

@@ -31,9 +31,9 @@ import torch
 from .aligned_frame import grown
 from .mesh_topology import (LIPS_INNER, LIPS_INNER_LOWER, LIPS_INNER_UPPER, LIPS_OUTER, LIPS_OUTER_LOWER,
                             LIPS_OUTER_UPPER)
-from .mouth_fill import luminance, region_mean
+from .mouth_fill import region_mean
 from .mouth_frame import MouthFrame, hole_mask, lip_maps
-from .mouth_opening import between_lips, is_open, whole_opening
+from .mouth_opening import is_open, own_teeth, whole_opening
 from .tone import is_grey
 
 # (warped crop, input crop, source points, target points, leftover) -> the box (x0, y0, x1, y1) it redrew in place, or
@@ -163,17 +163,6 @@ def _lip_line(points: np.ndarray, indices, xs: np.ndarray) -> np.ndarray:
     return np.interp(xs, line[order, 0], line[order, 1])
 
 
-def shows_own_teeth(crop: np.ndarray, source: np.ndarray) -> bool:
-    """Whether the input's open mouth shows teeth: between its inner lips (``source``, 468 mesh points) the median
-    is lighter than the lips."""
-    inner = list(LIPS_INNER)
-    if not is_open(source, inner):
-        return False
-    own = between_lips(crop[..., :3] if crop.ndim == 3 else crop[..., None], source[inner])
-    lips = region_mean(crop if crop.ndim == 3 else crop[..., None], source[list(LIPS_OUTER)], source[inner])
-    return bool(len(own)) and float(np.median(luminance(own))) > float(luminance(lips[None])[0])
-
-
 def teeth_behind_the_lips(image: np.ndarray, crop: np.ndarray, source: np.ndarray, target: np.ndarray
                           ) -> tuple[int, int, int, int] | None:
     """Fill the opening between the ``target`` inner lips of ``image`` (the warped crop, in place) with the input
@@ -221,7 +210,8 @@ def learned_redraw(model: Any, margin: float | None = None) -> MouthRedraw:
         inner = list(LIPS_INNER)
         # Lips that close only part of the way over teeth slide over the person's own: the model drew a half-open
         # mouth as a pale smear with no tooth in it (the astronaut's smile taken to fear, anger or disgust).
-        if leftover is None and is_open(target, inner, MIRROR_MOST_OPEN) and shows_own_teeth(crop, source):
+        if leftover is None and is_open(target, inner, MIRROR_MOST_OPEN) and \
+                own_teeth(crop, source) is not None:
             return teeth_behind_the_lips(image, crop, source, target)
         rgb = np.repeat(image[..., None], 3, axis=2) if image.ndim == 2 else np.ascontiguousarray(image[..., :3])
         frame = MouthFrame.from_points(target)
