@@ -368,7 +368,7 @@ def warp_face(crop: np.ndarray, source: np.ndarray, target: np.ndarray, mouth=No
         image, shaded = shading.shade_with_box(image, np.asarray(source)[:, :2], target, expressions)
         changed.append(shaded)
     for model in redraws:
-        before = image.copy() if model is eyes else None
+        before = image.copy() if model is eyes and draws(model, expression) else None  # what keep_irises needs
         changed.append(learned_region(model)(image, target, expression, intensity))
         if before is not None and changed[-1] is not None:
             keep_irises(image, before, np.asarray(source), target, EYE_CONTOURS)
