@@ -11,9 +11,9 @@ from expr_models.components import COMPONENT_BY_MODEL_TYPE, model_class
 from expr_models.faces.mesh_topology import LIPS_INNER, LIPS_OUTER
 from expr_models.faces.mesh_warp import OWN_TEETH_MAX_STRETCH, warp_face
 from expr_models.faces.mouth_fill import (FRAME_HEIGHT, FRAME_WIDTH, GASP_TEETH_SHOW, GASP_TEETH_TIPS,
-                                          GAIN_RANGE, HIGHLIGHT_MAX, LAUGH_TEETH_SHOW, LAUGH_TEETH_TIPS, TEMPLATE,
-                                          Exemplar, edge_clarity, expected_teeth_level, incisal_edge, inset,
-                                          laugh_teeth_show, lip_shape, luminance, opening_height, relight,
+                                          GAIN_RANGE, HIGHLIGHT_MAX, LAUGH_TEETH_SHOW, LAUGH_TEETH_TIPS, TEETH_CHROMA,
+                                          TEMPLATE, Exemplar, edge_clarity, expected_teeth_level, incisal_edge, inset,
+                                          laugh_teeth_show, lip_shape, log_chroma, luminance, opening_height, relight,
                                           teeth_level, to_mouth_frame)
 
 BANK = Path("checkpoints/mouth_exemplars")
@@ -100,7 +100,36 @@ def test_relight_clips_the_gain_and_never_burns_out():
     lit = relight(np.full((4, 4, 3), 250.0, np.float32), stored_mouth(150.0, lips=60.0), bright_lips)
     assert lit.max() < HIGHLIGHT_MAX
     dark = relight(np.full((4, 4, 3), 100.0, np.float32), stored_mouth(250.0), np.array([20.0, 10, 10]))
-    assert dark.min() >= GAIN_RANGE[0] * 100 - 1e-3  # the gain stops however dark the person's lips
+    # The gain stops however dark the person's lips (their red moves the colour, not the brightness).
+    assert luminance(dark).min() >= GAIN_RANGE[0] * 100 - 1e-3
+
+
+def test_relight_gives_stored_teeth_the_colour_the_persons_lips_predict():
+    """Neutral stored teeth under warm lips (an orange-tinted print) come out warm, under cool lips cool: the teeth's
+    log(R/G) and log(B/G) are the law's (``TEETH_CHROMA``), and their brightness is what it was."""
+    exemplar = stored_mouth(150.0)
+    (a_red, b_red), (a_blue, b_blue) = TEETH_CHROMA
+    chromas = []
+    for person in (np.array([120.0, 70, 55]), np.array([100.0, 90, 110])):  # teeth below the highlights' knee
+        lit = relight(exemplar.interior.astype(np.float32), exemplar, person)
+        teeth = lit[:FRAME_HEIGHT // 2]
+        lips = log_chroma(person)
+        assert log_chroma(teeth) == pytest.approx([a_red + b_red * lips[0], a_blue + b_blue * lips[1]], abs=0.01)
+        assert teeth_level(teeth, person) == pytest.approx(expected_teeth_level(person), rel=0.02)
+        chromas.append(log_chroma(teeth))
+    assert chromas[0][0] > chromas[1][0] + 0.1 and chromas[0][1] < chromas[1][1] - 0.1
+
+
+def test_a_warm_photo_gets_warm_teeth_and_gums(bank, mesh_motion):
+    """The same face under a warm cast: the whole fill, teeth and the rest, is warmer by about the law's share of
+    the cast (the lips' log(R/G) rises by 0.16 and log(B/G) falls by 0.32; the law takes about half)."""
+    photo, points, target = synthetic_face(mesh_motion)
+    warm = np.clip(photo * np.array([1.0, 0.85, 0.62]), 0, 255).astype(np.uint8)
+    plain = warp_face(photo, points[:, :2], target, mouth=bank)
+    tinted = warp_face(warm, points[:, :2], target, mouth=bank)
+    core = plain.gap >= 1
+    shift = log_chroma(tinted.image[core]) - log_chroma(plain.image[core])
+    assert 0.05 < shift[0] < 0.16 and -0.32 < shift[1] < -0.1
 
 
 def test_a_new_gap_gets_teeth_only_inside_it(bank, mesh_motion):

@@ -36,6 +36,12 @@ GAIN_RANGE = (0.6, 1.5)   # how far the exemplar's brightness may be scaled towa
 # alone (b = 1) blew a pale-lipped man's teeth out to flat white; GENKI-4K alone (b = 0.63) greyed dark-skinned
 # people's.
 TEETH_LIGHT = (2.738, 0.523)
+# The teeth's colour under lips of a colour: their mean log(R/G) and log(B/G), each a + b * the lips' own. Fitted on
+# the same smiles, the same way (``benchmarks/teeth_brightness.py --fit``); residual 0.075 and 0.050 (GENKI-4K) in log.
+# GENKI-4K's casts vary (warm lamps, daylight, faded prints) and the teeth take about half of the lips'. Set unchanged
+# into a warm photo (an orange-tinted print), the studio-lit London teeth came out a grey-blue band.
+TEETH_CHROMA = ((-0.023, 0.455), (-0.041, 0.533))
+MAX_CAST = 0.5            # the most a stored mouth's colour is shifted, in log(R/G) and log(B/G)
 TEETH_ABOVE_LIPS = 1.1    # teeth: the opening's pixels brighter than the lips by this factor
 HIGHLIGHT_KNEE = 200.0    # above it, values are compressed toward HIGHLIGHT_MAX (no pure-white teeth)
 HIGHLIGHT_MAX = 235.0
@@ -183,12 +189,19 @@ class Exemplar:
     lip_colour: np.ndarray  # RGB float32
 
 
+def teeth_pixels(pixels: np.ndarray, lip_colour: np.ndarray) -> np.ndarray | None:
+    """The teeth among ``pixels`` (RGB, any shape x 3): those brighter than the lips by ``TEETH_ABOVE_LIPS`` (N x 3
+    float32); None where fewer than 20 are."""
+    pixels = np.asarray(pixels, np.float32).reshape(-1, 3)
+    teeth = pixels[luminance(pixels) > TEETH_ABOVE_LIPS * max(float(luminance(lip_colour)), 1.0)]
+    return teeth if len(teeth) >= 20 else None
+
+
 def teeth_level(pixels: np.ndarray, lip_colour: np.ndarray) -> float | None:
-    """How bright the teeth among ``pixels`` (RGB, any shape x 3) are: the 75th percentile luminance of those
-    brighter than the lips by ``TEETH_ABOVE_LIPS``; None where fewer than 20 are."""
-    lum = luminance(pixels).ravel()
-    teeth = lum[lum > TEETH_ABOVE_LIPS * max(float(luminance(lip_colour)), 1.0)]
-    return float(np.percentile(teeth, 75)) if len(teeth) >= 20 else None
+    """How bright the teeth among ``pixels`` (RGB, any shape x 3) are: the 75th percentile luminance of
+    :func:`teeth_pixels`; None where there are none."""
+    teeth = teeth_pixels(pixels, lip_colour)
+    return float(np.percentile(luminance(teeth), 75)) if teeth is not None else None
 
 
 def expected_teeth_level(lip_colour: np.ndarray) -> float:
@@ -197,16 +210,39 @@ def expected_teeth_level(lip_colour: np.ndarray) -> float:
     return float(np.exp(a) * max(float(luminance(lip_colour)), 1.0) ** b)
 
 
+def log_chroma(rgb: np.ndarray) -> np.ndarray:
+    """The mean log(R/G) and log(B/G) of RGB pixels (any shape x 3)."""
+    rgb = np.maximum(np.asarray(rgb, np.float64).reshape(-1, 3), 1.0)
+    return np.array([np.log(rgb[:, 0] / rgb[:, 1]).mean(), np.log(rgb[:, 2] / rgb[:, 1]).mean()])
+
+
+def teeth_cast(exemplar: Exemplar, person_lips: np.ndarray) -> np.ndarray:
+    """Per-channel gains (3,) that give the exemplar's teeth the colour real teeth have under the person's lips
+    (``TEETH_CHROMA``), their luminance kept. A stored mouth with no teeth to measure moves by the law's slope times
+    the difference between the two lips' colours instead."""
+    teeth = teeth_pixels(exemplar.interior, exemplar.lip_colour)
+    (a_red, b_red), (a_blue, b_blue) = TEETH_CHROMA
+    lips = log_chroma(person_lips)
+    if teeth is not None:
+        shift = np.array([a_red + b_red * lips[0], a_blue + b_blue * lips[1]]) - log_chroma(teeth)
+    else:
+        shift = np.array([b_red, b_blue]) * (lips - log_chroma(exemplar.lip_colour))
+    shift = np.clip(shift, -MAX_CAST, MAX_CAST)
+    gains = np.array([np.exp(shift[0]), 1.0, np.exp(shift[1])], np.float32)
+    reference = teeth.mean(0) if teeth is not None else np.asarray(exemplar.lip_colour, np.float32)
+    return gains * float(luminance(reference)) / max(float(luminance(reference * gains)), 1e-6)
+
+
 def relight(interior: np.ndarray, exemplar: Exemplar, person_lips: np.ndarray) -> np.ndarray:
     """``interior`` (float32 RGB, ``exemplar``'s, warped) scaled so that the exemplar's teeth come out as bright as
-    real teeth under the person's lips (:func:`expected_teeth_level`; clipped to ``GAIN_RANGE``), highlights above
-    ``HIGHLIGHT_KNEE`` compressed toward ``HIGHLIGHT_MAX``. A stored mouth with no teeth to measure is scaled by the
-    lips' luminance ratio instead."""
+    real teeth under the person's lips (:func:`expected_teeth_level`; clipped to ``GAIN_RANGE``) and in their colour
+    (:func:`teeth_cast`), highlights above ``HIGHLIGHT_KNEE`` compressed toward ``HIGHLIGHT_MAX``. A stored mouth
+    with no teeth to measure is scaled by the lips' luminance ratio instead."""
     stored = teeth_level(exemplar.interior, exemplar.lip_colour)
     gain = expected_teeth_level(person_lips) / stored if stored else \
         float(luminance(person_lips)) / max(float(luminance(exemplar.lip_colour)), 1.0)
     gain = float(np.clip(gain, *GAIN_RANGE))
-    lit = interior * gain
+    lit = interior * gain * teeth_cast(exemplar, person_lips)
     room = HIGHLIGHT_MAX - HIGHLIGHT_KNEE
     over = np.maximum(lit - HIGHLIGHT_KNEE, 0.0)
     return np.where(lit > HIGHLIGHT_KNEE, HIGHLIGHT_KNEE + room * (1.0 - np.exp(-over / room)), lit)
@@ -229,18 +265,24 @@ def fill_mouth(image: np.ndarray, gap: np.ndarray, target_lips: np.ndarray, exem
         return image
     y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
     # Cubic: the stored frame is usually enlarged a little, and the teeth's edges should stay crisp.
-    warped, _ = piecewise_affine(exemplar.interior, TEMPLATE, lips, (y1 - y0, x1 - x0), (x0, y0), cv2.INTER_CUBIC)
-    fill = relight(warped.astype(np.float32), exemplar, person_lips)
-    # Tint toward the person's lips near the lip line: the exemplar's colour ratio swapped for the person's.
+    keyed = np.dstack([exemplar.interior.astype(np.float32),
+                       teeth_alpha(exemplar.interior, exemplar.lip_colour) * 255.0])
+    warped, _ = piecewise_affine(keyed, TEMPLATE, lips, (y1 - y0, x1 - x0), (x0, y0), cv2.INTER_CUBIC)
+    fill = relight(warped[..., :3], exemplar, person_lips)
+    tissue = 1.0 - np.clip(warped[..., 3:] / 255.0, 0.0, 1.0)  # gums, the lips' wet inside, the cavity
+    # Tint toward the person's lips near the lip line and wherever no tooth is: the exemplar's colour ratio swapped
+    # for the person's. Its gums and inner lips kept their own colours were a grey-violet band in a warm photo.
     mask = np.zeros((y1 - y0, x1 - x0), np.uint8)
     cv2.fillPoly(mask, [np.round((lips - [x0, y0]) * 16).astype(np.int32)], 1, shift=4)
     distance = cv2.distanceTransform(np.pad(mask, 1), cv2.DIST_L2, 3)[1:-1, 1:-1]
     height = max(float(np.ptp(lip_shape(lips)[:, 1])) * float(np.linalg.norm(lips[UPPER - 1] - lips[0])), 2.0)
     near = np.exp(-distance / max(edge * height, 0.5))[..., None]
+    # The exemplar's lips as the fill now has them: :func:`relight` has already moved its colours part way.
+    stored_lips = np.asarray(exemplar.lip_colour, np.float32) * teeth_cast(exemplar, person_lips)
     ratio = (np.maximum(person_lips, 1.0) / max(float(luminance(person_lips)), 1.0)) / \
-        (np.maximum(exemplar.lip_colour, 1.0) / max(float(luminance(exemplar.lip_colour)), 1.0))
+        (np.maximum(stored_lips, 1.0) / max(float(luminance(stored_lips)), 1.0))
     # ... and is shaded there (the lips and cheeks hide the light from the mouth's rim and corners).
-    fill = fill * (1.0 - near * (1.0 - ratio[None, None, :])) * (1.0 - SHADE * near)
+    fill = fill * (1.0 - np.maximum(near, tissue) * (1.0 - ratio[None, None, :])) * (1.0 - SHADE * near)
     if own_interior is not None and len(own_interior) >= 30:
         inside = gap[y0:y1, x0:x1] > 0.5
         if inside.sum() >= 10:
