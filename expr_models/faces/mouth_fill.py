@@ -12,8 +12,9 @@ polygon, point for point, so an exemplar's teeth follow the target's corners and
 
 Relighting (:func:`relight`): the exemplar's interior is scaled so that its teeth are as bright as real smiles' teeth
 are under lips as bright as the person's (``TEETH_LIGHT``), a gain clipped to a moderate range, and its highlights are
-compressed so that teeth never burn out to pure white; near the lips it is tinted toward the person's lip colour (the
-lip's inner edge, in shadow).
+compressed so that teeth never burn out to pure white. Its colour moves with the photo's cast as real teeth's do with
+the lips' (``TEETH_CHROMA``); near the lips, and wherever no tooth is (gums, cavity), it is tinted toward the person's
+lip colour (the lip's inner edge, in shadow).
 """
 
 from __future__ import annotations
@@ -271,7 +272,7 @@ def fill_mouth(image: np.ndarray, gap: np.ndarray, target_lips: np.ndarray, exem
     fill = relight(warped[..., :3], exemplar, person_lips)
     tissue = 1.0 - np.clip(warped[..., 3:] / 255.0, 0.0, 1.0)  # gums, the lips' wet inside, the cavity
     # Tint toward the person's lips near the lip line and wherever no tooth is: the exemplar's colour ratio swapped
-    # for the person's. Its gums and inner lips kept their own colours were a grey-violet band in a warm photo.
+    # for the person's. Left in their own colours, its gums and inner lips were a grey-violet band in a warm photo.
     mask = np.zeros((y1 - y0, x1 - x0), np.uint8)
     cv2.fillPoly(mask, [np.round((lips - [x0, y0]) * 16).astype(np.int32)], 1, shift=4)
     distance = cv2.distanceTransform(np.pad(mask, 1), cv2.DIST_L2, 3)[1:-1, 1:-1]
