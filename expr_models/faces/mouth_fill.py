@@ -234,16 +234,18 @@ def teeth_cast(exemplar: Exemplar, person_lips: np.ndarray) -> np.ndarray:
     return gains * float(luminance(reference)) / max(float(luminance(reference * gains)), 1e-6)
 
 
-def relight(interior: np.ndarray, exemplar: Exemplar, person_lips: np.ndarray) -> np.ndarray:
+def relight(interior: np.ndarray, exemplar: Exemplar, person_lips: np.ndarray, cast: np.ndarray | None = None
+            ) -> np.ndarray:
     """``interior`` (float32 RGB, ``exemplar``'s, warped) scaled so that the exemplar's teeth come out as bright as
     real teeth under the person's lips (:func:`expected_teeth_level`; clipped to ``GAIN_RANGE``) and in their colour
     (:func:`teeth_cast`), highlights above ``HIGHLIGHT_KNEE`` compressed toward ``HIGHLIGHT_MAX``. A stored mouth
-    with no teeth to measure is scaled by the lips' luminance ratio instead."""
+    with no teeth to measure is scaled by the lips' luminance ratio instead. ``cast``: :func:`teeth_cast`, where the
+    caller has it already."""
     stored = teeth_level(exemplar.interior, exemplar.lip_colour)
     gain = expected_teeth_level(person_lips) / stored if stored else \
         float(luminance(person_lips)) / max(float(luminance(exemplar.lip_colour)), 1.0)
     gain = float(np.clip(gain, *GAIN_RANGE))
-    lit = interior * gain * teeth_cast(exemplar, person_lips)
+    lit = interior * gain * (teeth_cast(exemplar, person_lips) if cast is None else cast)
     room = HIGHLIGHT_MAX - HIGHLIGHT_KNEE
     over = np.maximum(lit - HIGHLIGHT_KNEE, 0.0)
     return np.where(lit > HIGHLIGHT_KNEE, HIGHLIGHT_KNEE + room * (1.0 - np.exp(-over / room)), lit)
@@ -269,7 +271,8 @@ def fill_mouth(image: np.ndarray, gap: np.ndarray, target_lips: np.ndarray, exem
     keyed = np.dstack([exemplar.interior.astype(np.float32),
                        teeth_alpha(exemplar.interior, exemplar.lip_colour) * 255.0])
     warped, _ = piecewise_affine(keyed, TEMPLATE, lips, (y1 - y0, x1 - x0), (x0, y0), cv2.INTER_CUBIC)
-    fill = relight(warped[..., :3], exemplar, person_lips)
+    cast = teeth_cast(exemplar, person_lips)
+    fill = relight(warped[..., :3], exemplar, person_lips, cast)
     tissue = 1.0 - np.clip(warped[..., 3:] / 255.0, 0.0, 1.0)  # gums, the lips' wet inside, the cavity
     # Tint toward the person's lips near the lip line and wherever no tooth is: the exemplar's colour ratio swapped
     # for the person's. Left in their own colours, its gums and inner lips were a grey-violet band in a warm photo.
@@ -279,7 +282,7 @@ def fill_mouth(image: np.ndarray, gap: np.ndarray, target_lips: np.ndarray, exem
     height = max(float(np.ptp(lip_shape(lips)[:, 1])) * float(np.linalg.norm(lips[UPPER - 1] - lips[0])), 2.0)
     near = np.exp(-distance / max(edge * height, 0.5))[..., None]
     # The exemplar's lips as the fill now has them: :func:`relight` has already moved its colours part way.
-    stored_lips = np.asarray(exemplar.lip_colour, np.float32) * teeth_cast(exemplar, person_lips)
+    stored_lips = np.asarray(exemplar.lip_colour, np.float32) * cast
     ratio = (np.maximum(person_lips, 1.0) / max(float(luminance(person_lips)), 1.0)) / \
         (np.maximum(stored_lips, 1.0) / max(float(luminance(stored_lips)), 1.0))
     # ... and is shaded there (the lips and cheeks hide the light from the mouth's rim and corners).
