@@ -242,7 +242,7 @@ def test_the_committed_brows_are_a_warp_part_for_the_targets_they_draw_well(mesh
     assert isinstance(model, BrowInpainterModel)
     assert set(model.config.edit_expressions) < set(model.config.class_names)
     # Grey faces only, as the learned eyes and lower face: on a small colour face its grey drawing darkened the skin
-    # under a fringe into a grey-blue band and drew grey brows (README, item 7).
+    # under a fringe into a grey-blue band and drew grey brows (docs/how_it_works.md, item 7).
     assert model.config.edit_colour_photos is False
     photo, points, _ = synthetic_face(mesh_motion, eye_distance=SMALL_FACE)
     image = photo.copy()

@@ -85,11 +85,11 @@ def test_the_committed_eyes_are_a_warp_part_for_the_targets_they_draw_well(mesh_
 
     parts, model = committed_region_part(EYES_COMPONENT, "eyes", mesh_motion)
     assert isinstance(model, EyesInpainterModel) and parts["brows"] is None and parts["lower_face"] is None
-    # Not disgust (no more): README, item 9.
+    # Not disgust (no more): docs/how_it_works.md, item 9.
     assert set(model.config.edit_expressions) == {"angry", "fear", "happy", "neutral", "sad", "surprise"}
-    # Grey faces no sharper than its frame, as the learned lower face (README, item 8).
+    # Grey faces no sharper than its frame, as the learned lower face (docs/how_it_works.md, item 8).
     assert model.config.edit_colour_photos is False and model.config.max_lost_detail == 3.0
-    # Drawn past the label's own drawing for the targets that read better so, not surprise (README, item 9).
+    # Drawn past the label's own drawing for the targets that read better so, not surprise (docs/how_it_works.md, item 9).
     assert model.config.label_guidance == {"angry": 1.0, "fear": 1.0, "neutral": 1.0, "sad": 1.0}
 
 

@@ -158,11 +158,11 @@ def test_the_committed_lower_face_is_a_warp_part_for_the_targets_it_draws_well(m
     parts, model = committed_region_part(LOWER_FACE_COMPONENT, "lower_face", mesh_motion)
     assert isinstance(model, LowerFaceInpainterModel) and parts["brows"] is None
     # Not sad (read less on most sets), angry (the second reader read it less) nor disgust (teeth read as happy):
-    # README, item 8.
+    # docs/how_it_works.md, item 8.
     assert set(model.config.edit_expressions) == {"fear", "happy", "neutral", "surprise"}
     photo, _, _ = synthetic_face(mesh_motion, eye_distance=SMALL_FACE, grey=True)
     redraw = learned_region(model)
-    # Grey photos only: on coloured skin its grey drawing smudged the lower face (README, item 8).
+    # Grey photos only: on coloured skin its grey drawing smudged the lower face (docs/how_it_works.md, item 8).
     assert model.config.edit_colour_photos is False and model.config.max_lost_detail == 3.0
     colour, colour_points, _ = synthetic_face(mesh_motion, eye_distance=SMALL_FACE)
     assert not is_grey(colour) and is_grey(photo) and is_grey(photo[..., 0])
