@@ -359,10 +359,11 @@ def drop_jaw_to_open_mouth(image: np.ndarray, points: np.ndarray) -> np.ndarray:
     nothing at the mouth's corners and at the chin. A mouth read closed, an inside not dark against the skin (teeth,
     a smile) or a lower lip already on the floor: unchanged."""
     points = np.asarray(points, np.float64)
-    image = np.asarray(image)
-    grey = image if image.ndim == 2 else luminance(image)
     if not inner_lip_gap(points) >= OPEN_MOUTH_MIN_GAP:  # read closed (or no eye distance: NaN)
         return points
+    # Only now the grey image: most faces are read closed, and a large crop's grey copy costs 7 ms.
+    image = np.asarray(image)
+    grey = image if image.ndim == 2 else luminance(image)
     inner = points[list(LIPS_INNER), :2]
     inside = polygon_mask(grey.shape[:2], inner)
     above_lip = _skin_above_lip(grey, points)

