@@ -16,7 +16,7 @@ def is_grey(image: np.ndarray) -> bool:
 
 def channel_max(image: np.ndarray) -> np.ndarray:
     """The largest channel of each pixel (H x W x C -> H x W), the same numbers as ``image.max(axis=2)``: numpy
-    reduces a last axis of three slowly (26 ms on a 720 x 640 float32 face region, against 0.9 ms channel by channel)."""
+    reduces a last axis of three slowly (26 ms on a 720 x 640 float32 face region; 0.9 ms channel by channel)."""
     if image.shape[2] == 1:
         return image[..., 0]
     top = np.maximum(image[..., 0], image[..., 1])
