@@ -351,7 +351,6 @@ def test_lightening_rolls_off_below_white_and_keeps_the_grain():
     assert 62.9 < dark[0, 0] < 63.0  # nearly all of its 3 grey levels
 
 
-
 @pytest.mark.parametrize("channels", [1, 3, 4])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_the_channel_by_channel_reductions_give_numpy_s_numbers(channels, dtype):
@@ -363,6 +362,7 @@ def test_the_channel_by_channel_reductions_give_numpy_s_numbers(channels, dtype)
     assert np.array_equal(channel_max(image), image.max(axis=2))
     assert np.array_equal(channel_mean(image), image.mean(axis=2))
     assert channel_mean(image).dtype == image.mean(axis=2).dtype
+
 
 def test_undoing_a_smile_fades_a_thin_crease_beside_the_chin_s_shadow(shading, mesh_motion):
     """A smile's fold is also a sharp line, which the warp carries round the mouth corners as they come in. Beside the

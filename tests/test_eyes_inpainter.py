@@ -89,7 +89,8 @@ def test_the_committed_eyes_are_a_warp_part_for_the_targets_they_draw_well(mesh_
     assert set(model.config.edit_expressions) == {"angry", "fear", "happy", "neutral", "sad", "surprise"}
     # Grey faces no sharper than its frame, as the learned lower face (docs/how_it_works.md, item 8).
     assert model.config.edit_colour_photos is False and model.config.max_lost_detail == 3.0
-    # Drawn past the label's own drawing for the targets that read better so, not surprise (docs/how_it_works.md, item 9).
+    # Drawn past the label's own drawing for the targets that read better so, not surprise
+    # (docs/how_it_works.md, item 9).
     assert model.config.label_guidance == {"angry": 1.0, "fear": 1.0, "neutral": 1.0, "sad": 1.0}
 
 
