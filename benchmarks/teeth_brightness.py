@@ -35,6 +35,8 @@ from PIL import Image
 import bench_utils as bench
 
 BURNT = 245.0  # a tooth pixel this bright or brighter reads as flat white
+# The casts ``--casts`` tints both photos with (R, G, B gains): none, a warm print, a cool daylight cast.
+CASTS = {"none": (1.0, 1.0, 1.0), "warm": (1.0, 0.85, 0.62), "cool": (0.8, 0.95, 1.0)}
 
 
 def lips_and_opening(photo: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
@@ -157,8 +159,6 @@ def measure_edits(data: Path, split: str, methods: list[str], casts: dict[str, t
             rows.append(row)
     return rows
 
-
-CASTS = {"none": (1.0, 1.0, 1.0), "warm": (1.0, 0.85, 0.62), "cool": (0.8, 0.95, 1.0)}
 
 
 def main() -> None:

@@ -210,8 +210,7 @@ def learned_redraw(model: Any, margin: float | None = None) -> MouthRedraw:
         inner = list(LIPS_INNER)
         # Lips that close only part of the way over teeth slide over the person's own: the model drew a half-open
         # mouth as a pale smear with no tooth in it (the astronaut's smile taken to fear, anger or disgust).
-        if leftover is None and is_open(target, inner, MIRROR_MOST_OPEN) and \
-                own_teeth(crop, source) is not None:
+        if leftover is None and is_open(target, inner, MIRROR_MOST_OPEN) and own_teeth(crop, source) is not None:
             return teeth_behind_the_lips(image, crop, source, target)
         rgb = np.repeat(image[..., None], 3, axis=2) if image.ndim == 2 else np.ascontiguousarray(image[..., :3])
         frame = MouthFrame.from_points(target)
