@@ -140,7 +140,10 @@ class ExpressionEditor:
     applies to every model; ``None`` leaves torch's setting alone throughout. Why: on a machine whose cores are
     shared (two requests at once on a two-vCPU Space, or other jobs) OpenMP threads spin against each other and a
     GAN edit becomes many times slower. The GAN forwards are short, so one thread costs them little anywhere; NST's
-    long optimisation uses every idle core.
+    long optimisation uses every idle core. A network whose checkpoint folder also holds its ONNX graph
+    (``model.onnx``: the face mesh, the classifier, the learned mouths, brows, eyes and lower face) runs that graph on
+    one onnxruntime thread wherever torch would run it in fp32 on the CPU, 1.3-3x faster
+    (``expr_models.models.onnx_forward``, ``benchmarks/onnx_speed.py``).
     """
 
     def __init__(self, models_dir: str | os.PathLike | None = "checkpoints", device: str | torch.device = "cpu",

@@ -6,6 +6,8 @@ each folder's class::
     model_index.json        {"_class_name": "ExpressionEditor", "cyclegan": ["expr_models", "CycleGANModel"], ...}
     README.md, LICENSE.md   the editor's card and the weights' terms
     cyclegan/  sagan/  classifier/  segmenter/  style_features/   config.json + model.safetensors + card
+                            (+ model.onnx: the network for onnxruntime, reading those weights; see
+                            expr_models/models/onnx_forward.py)
     face_detector/          retinaface_mnet025.onnx + its card
 
 ``ExpressionEditor.save_pretrained(dir)`` writes it, ``ExpressionEditor.from_pretrained(dir | "user/repo")`` reads it

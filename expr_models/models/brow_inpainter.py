@@ -204,13 +204,23 @@ class BrowInpainterModel(ExprPreTrainedModel):
         if guidance:  # every label's drawing in one batch: the target's is among them
             classes, count = len(self.config.class_names), len(windows)
             every = torch.eye(classes, device=parameter.device).repeat_interleave(count, 0)
-            drawings = self.generator(windows.repeat(classes, 1, 1, 1), holes.repeat(classes, 1, 1, 1),
-                                      maps.repeat(classes, 1, 1, 1), every).reshape(classes, count, *windows.shape[1:])
+            drawings = self.run_network(windows.repeat(classes, 1, 1, 1), holes.repeat(classes, 1, 1, 1),
+                                        maps.repeat(classes, 1, 1, 1), every)
+            drawings = drawings.reshape(classes, count, *windows.shape[1:])
             predicted = drawings[self.config.class_names.index(target)]
             predicted = (predicted + guidance * (predicted - drawings.mean(0))).clamp(-1, 1)
         else:
-            predicted = self.generator(windows, holes, maps, self.labels(target, len(windows)).to(parameter.device))
+            predicted = self.run_network(windows, holes, maps, self.labels(target, len(windows)).to(parameter.device))
         return windows * (1 - holes) + predicted * holes
+
+    def onnx_network(self) -> nn.Module:
+        return self.generator
+
+    def onnx_example_inputs(self) -> tuple[torch.Tensor, ...]:
+        size = (self.config.frame_height, self.config.frame_width)
+        holes = (torch.rand(2, 1, *size) > 0.5).float()
+        maps = torch.rand(2, REGIONS[self.config.region].map_channels, *size)
+        return torch.rand(2, 1, *size) * 2 - 1, holes, maps, self.labels(torch.tensor([0, 3]), 2)
 
     def without_discriminator(self) -> "BrowInpainterModel":
         """A copy holding the generator alone, for small inference checkpoints."""

@@ -138,18 +138,41 @@ class ExpressionClassifier(ExprPreTrainedModel):
         return self
 
     def forward(self, pixel_values: torch.Tensor, labels: torch.Tensor | None = None, **kwargs) -> ImageClassifierOutput:
+        logits = self.run_network(pixel_values) if labels is None and not self.training else self.logits(pixel_values)
+        loss = nn.functional.cross_entropy(logits, labels) if labels is not None else None
+        return ImageClassifierOutput(loss=loss, logits=logits)
+
+    def logits(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """The calibrated logits by torch (``forward`` runs the checkpoint's ONNX graph of this where it can)."""
         if self.config.flip_average and not self.training:
             # the face and its mirror in one batch: at batch 1 one pass of two costs less than two passes of one
+            count = pixel_values.shape[0]
             both = self.head(self.features(torch.cat([pixel_values, pixel_values.flip(-1)])))
-            logits = (both[:len(pixel_values)] + both[len(pixel_values):]) / 2
+            logits = (both[:count] + both[count:]) / 2
         else:
             logits = self.head(self.features(pixel_values))
         if self.config.class_bias is not None:
             logits = logits + logits.new_tensor(self.config.class_bias)
-        logits = logits / self.config.temperature
-        loss = nn.functional.cross_entropy(logits, labels) if labels is not None else None
-        return ImageClassifierOutput(loss=loss, logits=logits)
+        return logits / self.config.temperature
+
+    def onnx_network(self) -> nn.Module:
+        return _Logits(self)
+
+    def onnx_example_inputs(self) -> tuple[torch.Tensor]:
+        size = self.config.resolution
+        return (torch.rand(2, self.config.in_channels, size, size) * 2 - 1,)
 
     def embed(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """Pooled features just before the linear head (``N x widths[-1]``): the space KID is measured in."""
         return self.head[:-1](self.features(pixel_values))
+
+
+class _Logits(nn.Module):
+    """The classifier's calibrated logits as one tensor (what its ONNX graph returns)."""
+
+    def __init__(self, model: ExpressionClassifier):
+        super().__init__()
+        self.model = model
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        return self.model.logits(pixel_values)

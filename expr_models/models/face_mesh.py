@@ -164,6 +164,24 @@ class FaceMeshModel(ExprPreTrainedModel):
         parameter = next(self.parameters())
         pixels = torch.from_numpy(np.ascontiguousarray(crops)).permute(0, 3, 1, 2)
         pixels = pixels.to(parameter.device, parameter.dtype) / 127.5 - 1
-        output = self(pixels)
-        return (output.landmarks.float().cpu().numpy(),
-                torch.sigmoid(output.presence_logits.float()).cpu().numpy())
+        landmarks, presence_logits = self.run_network(pixels)
+        return landmarks.float().cpu().numpy(), torch.sigmoid(presence_logits.float()).cpu().numpy()
+
+    def onnx_network(self) -> nn.Module:
+        return _PointsAndPresence(self)
+
+    def onnx_example_inputs(self) -> tuple[torch.Tensor]:
+        size = self.config.image_size
+        return (torch.rand(2, 3, size, size) * 2 - 1,)
+
+
+class _PointsAndPresence(nn.Module):
+    """The face mesh's forward as plain tensors (what an ONNX graph returns): landmarks and presence logits."""
+
+    def __init__(self, model: FaceMeshModel):
+        super().__init__()
+        self.model = model
+
+    def forward(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        output = self.model(pixel_values)
+        return output.landmarks, output.presence_logits

@@ -12,6 +12,7 @@ import torch
 from transformers import PreTrainedModel
 
 from ..errors import CheckpointError, HubUnavailableError, is_connection_error
+from .onnx_forward import OnnxForward
 
 CARD_INFO_FILE = "model_card.json"  # the card's record beside the weights, read back into ``card_info`` on loading
 WEIGHTS_FILE = "model.safetensors"
@@ -47,6 +48,23 @@ class ExprPreTrainedModel(PreTrainedModel):
     def __init__(self, config, *inputs, **kwargs):
         super().__init__(config, *inputs, **kwargs)
         self.card_info: dict[str, Any] = {}
+        self.onnx_graph: OnnxForward | None = None  # set by from_pretrained where the folder has a matching graph
+
+    def onnx_network(self) -> torch.nn.Module | None:
+        """The network an exported ONNX graph may stand in for (tensors in, a tensor or a tuple of them out), or None
+        for a model without one (``expr_models.models.onnx_forward``)."""
+        return None
+
+    def onnx_example_inputs(self) -> tuple[torch.Tensor, ...]:
+        """Inputs of two faces for :meth:`onnx_network`: what the export traces and checks the graph on."""
+        raise NotImplementedError(f"{type(self).__name__} has no ONNX network")
+
+    def run_network(self, *inputs: torch.Tensor):
+        """``self.onnx_network()(*inputs)``: by the checkpoint's ONNX graph where it serves, else by torch."""
+        if self.onnx_graph is not None and self.onnx_graph.serves():
+            outputs = self.onnx_graph(*inputs)
+            return outputs[0] if len(outputs) == 1 else tuple(outputs)
+        return self.onnx_network()(*inputs)
 
     def copy_with_config(self, **changes: Any) -> "ExprPreTrainedModel":
         """A copy of this model built from its config with ``changes`` (e.g. ``with_discriminator=False``), holding
@@ -106,6 +124,9 @@ class ExprPreTrainedModel(PreTrainedModel):
             missing = sorted(info["missing_keys"])
             raise CheckpointError(f"{path} lacks {len(missing)} weights of {cls.__name__} (e.g. {missing[:3]}); the "
                                   "checkpoint is incomplete or belongs to another configuration.")
+        weights = Path(path) / WEIGHTS_FILE
+        if weights.is_file() and model.onnx_network() is not None:
+            model.onnx_graph = OnnxForward.load(path, model, weights)
         return (model, info) if wants_info else model
 
     def push_to_hub(self, repo_id: str, private: bool = True, commit_message: str | None = None,

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import torch
 from huggingface_hub.dataclasses import strict
+from torch import nn
 from transformers import PreTrainedConfig
 
 from ..faces.mouth_frame import FRAME_HEIGHT, FRAME_WIDTH, MOUTH_WIDTH
@@ -110,8 +111,16 @@ class MouthInpainterModel(ExprPreTrainedModel):
         """``frames`` with their ``holes`` redrawn for the target ``maps``; the rest is the input."""
         parameter = next(self.generator.parameters())
         frames, holes, maps = (t.to(parameter.device, parameter.dtype) for t in (frames, holes, maps))
-        predicted = self.generator(frames, holes, maps)
+        predicted = self.run_network(frames, holes, maps)
         return frames * (1 - holes) + predicted * holes
+
+    def onnx_network(self) -> nn.Module:
+        return self.generator
+
+    def onnx_example_inputs(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        shape = (2, 1, FRAME_HEIGHT, FRAME_WIDTH)
+        holes = (torch.rand(shape) > 0.5).float()
+        return torch.rand(2, 3, *shape[2:]) * 2 - 1, holes, torch.rand(2, MAP_CHANNELS, *shape[2:])
 
     def without_discriminator(self) -> "MouthInpainterModel":
         """A copy holding the generator alone, for small inference checkpoints."""
