@@ -31,9 +31,9 @@ LFS_PATTERNS = (
     "*.xz", "*.zip", "*.zst", "*tfevents*",
     "*.jpg", "*.jpeg", "*.png", "*.gif", "*.webp", "*.bmp", "*.tif", "*.tiff", "*.ico", "*.pdf",
 )
-# The project's requirements the Space does not need: the Space SDK installs gradio itself, and tests and training
-# logs do not run there.
-SPACE_SKIPS_REQUIREMENTS = ("gradio", "pytest", "tensorboard")
+# The project's requirements the Space does not need: the Space SDK installs gradio itself, and tests, training logs
+# and the ONNX export (onnx, onnxscript; onnxruntime runs the graphs) do not run there.
+SPACE_SKIPS_REQUIREMENTS = ("gradio", "pytest", "tensorboard", "onnx", "onnxscript")
 
 
 def _gradio_version() -> str:
