@@ -22,7 +22,7 @@ from typing import Callable, Iterator
 
 from ..components import EDITING_METHODS, METHODS, editing_method
 from ..errors import ExpressionEditError, ImageLoadError
-from ..io import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, OUTPUT_FORMATS, load_image, photo_metadata, save_image
+from ..io import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, OUTPUT_FORMATS, photo_metadata, save_image
 from ..methods.mesh import MAX_INTENSITY  # the most any method takes; the chosen one's own limit is checked at start
 from ..models.mesh_motion import CONTROLS
 from ..pipeline import DETECTORS, ExpressionEditor
@@ -179,11 +179,12 @@ def run_edit(args: argparse.Namespace) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     names = OutputNames(args.out, suffix="." + args.format)
 
-    # The next photo is decoded and the last one encoded on helper threads while this one is edited (PNG encoding of
-    # a 1 MP photo takes about as long as the edit). Outputs are still written, logged and reported in input order.
+    # The next photo is decoded and its faces found, and the last one encoded, on helper threads while this one is
+    # edited: on two cores the detector and the PNG encoder then share the core the edit leaves (the edit itself runs
+    # its networks on one thread). Outputs are still written, logged and reported in input order.
     writes: deque[tuple[dict, Future]] = deque()
     with ThreadPoolExecutor(1, "expr-read") as reader, ThreadPoolExecutor(1, "expr-write") as writer:
-        for record, photo in zip(records, _read_ahead(files, reader, args.max_pixels)):
+        for record, photo in zip(records, _detect_ahead(files, reader, editor)):
             path = record["input"]
             start = time.perf_counter()
             try:
@@ -231,12 +232,13 @@ def _setup_problem(editor: ExpressionEditor, method, intensity: float, controls:
     return None
 
 
-def _read_ahead(paths: list[Path], reader: ThreadPoolExecutor, max_pixels: int) -> Iterator[Future]:
-    """Futures of the decoded photos, in order, with the next one always already being decoded."""
-    pending = reader.submit(load_image, paths[0], max_pixels) if paths else None
+def _detect_ahead(paths: list[Path], reader: ThreadPoolExecutor, editor: ExpressionEditor) -> Iterator[Future]:
+    """Futures of the photos' detections (decoded, faces found), in order, the next one always already under way.
+    A file that cannot be read raises from its future, in the edit's ``try``, as it would from the edit."""
+    pending = reader.submit(editor.detect, paths[0]) if paths else None
     for index in range(len(paths)):
         current = pending
-        pending = reader.submit(load_image, paths[index + 1], max_pixels) if index + 1 < len(paths) else None
+        pending = reader.submit(editor.detect, paths[index + 1]) if index + 1 < len(paths) else None
         yield current
 
 
