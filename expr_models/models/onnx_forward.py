@@ -71,15 +71,17 @@ class OnnxForward:
         options.intra_op_num_threads = THREADS
         options.inter_op_num_threads = 1
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        again = f"export it again: python -m train.tools.export_onnx {Path(folder).parent}"
         try:
             session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         except Exception as error:  # noqa: BLE001 - a broken graph costs speed, never the edit
-            logger.warning("%s could not be read (%s); the model runs on torch.", path, error)
+            # (a graph left beside retrained weights may point past the end of the new file)
+            logger.warning("%s could not be read (%s); the model runs on torch (%s).", path, error, again)
             return None
         recorded = session.get_modelmeta().custom_metadata_map.get(WEIGHTS_HASH_KEY)
         if recorded != file_sha256(weights_file):
-            logger.warning("%s was exported from other weights than %s; the model runs on torch (export it again: "
-                           "python -m train.tools.export_onnx %s).", path, weights_file, Path(folder).parent)
+            logger.warning("%s was exported from other weights than %s; the model runs on torch (%s).", path,
+                           weights_file, again)
             return None
         return cls(session, module)
 

@@ -1,15 +1,15 @@
-"""Write each checkpoint's network as ``model.onnx`` beside its weights: the CPU fast path of the editor.
+"""Write each checkpoint's network as ``model.onnx`` beside its weights: the editor's faster CPU forward.
 
     pip install onnx onnxscript                 # the exporter's; running the graphs needs onnxruntime alone
     python -m train.tools.export_onnx checkpoints [--components face_mesh mouth_inpainter]
 
-For every component folder whose model has an ONNX network (``onnx_network``: the face mesh and the learned mouths),
-the network is exported by torch's exporter with the batch size left free. Every float weight that float16 holds
-exactly is stored as float16 and cast back when the graph loads (the checkpoints are float16 already, so nothing is
-rounded, and the file is half the size), and the SHA-256 of ``model.safetensors`` is recorded: ``from_pretrained``
-uses the graph only with those weights (``expr_models/models/onnx_forward.py``). Each graph is then run beside torch
-on the model's example inputs, and the export stops where they differ by more than ``TOLERANCE``. Run it again after
-any of these checkpoints is trained or re-exported.
+For every component folder whose model has an ONNX network (``onnx_network``: the face mesh, the classifier, the
+learned mouths, brows, eyes and lower face), the network is exported by torch's exporter with the batch size left
+free. Its weights are not copied: each reads its bytes in ``model.safetensors`` (ONNX external data), float16 ones
+through a cast and int8 ones times their scale, the one float32 product loading makes. The file's SHA-256 is
+recorded: ``from_pretrained`` uses the graph only with those weights (``expr_models/models/onnx_forward.py``). Each
+graph is then run beside torch at batch sizes 1 and 3, and the export stops where they differ by more than
+``TOLERANCE``. Run it again after any of these checkpoints is trained or re-exported.
 """
 
 from __future__ import annotations
@@ -93,6 +93,8 @@ def export(model, folder: Path) -> tuple[float, int]:
     onnx.checker.check_model(folder / ONNX_FILE)
 
     graph_forward = OnnxForward.load(folder, model, folder / WEIGHTS_FILE)
+    if graph_forward is None:  # onnxruntime could not load it (its warning says why)
+        return float("inf"), 0
     difference = 0.0
     for batch in (1, 3):  # other batch sizes than the traced one: the exporter may have fixed it without a word
         batch_inputs = tuple(tensor[:1].repeat(batch, *[1] * (tensor.ndim - 1)) for tensor in inputs)
