@@ -24,6 +24,7 @@ if [[ -n "${QUICK:-}" ]]; then
   FRAMING=(--wider-photos 0)
   MOUTH=(--photos 3)
   WARP=(--pairs 3 --repeats 3)
+  ONNX=(--repeats 2 --photos 3)
 else
   EDIT=()
   TRAIN=()
@@ -32,6 +33,7 @@ else
   FRAMING=()
   MOUTH=()
   WARP=()
+  ONNX=()
 fi
 
 step() { echo; echo "== $1 (load average: $(cut -d' ' -f1-3 /proc/loadavg))"; }
@@ -56,6 +58,8 @@ step "face framing: RetinaFace against Haar (needs ../shared/data; skips without
 $PY benchmarks/face_framing.py "${FRAMING[@]}"
 step "the learned mouth's cost, a toothy smile to neutral through the CLI"
 $PY benchmarks/mouth_latency.py "${MOUTH[@]}"
+step "the networks on onnxruntime against torch"
+$PY benchmarks/onnx_speed.py "${ONNX[@]}"
 step "writing a lossless PNG: save_image against Pillow"
 $PY benchmarks/png_encoding.py
 step "the warp's sampling kernel: mouth sharpness and time (sharpness needs ../shared/data)"

@@ -284,3 +284,15 @@ def test_laugh_readings_skips_without_data(tmp_path, capsys):
 
     assert laugh_readings.main(["--data", str(tmp_path / "nowhere")]) == 0
     assert capsys.readouterr().out.startswith("skipped:")
+
+
+def test_onnx_speed_compares_against_the_same_checkpoints_without_their_graphs(tmp_path):
+    from onnx_speed import torch_only
+
+    from expr_models.pipeline import ExpressionEditor
+
+    models = BENCHMARKS.parent / "checkpoints"
+    plain = torch_only(models, tmp_path / "torch_only")
+    assert not list(plain.rglob("model.onnx")) and (plain / "face_mesh" / "model.safetensors").is_file()
+    with_graphs, without = ExpressionEditor.from_pretrained(models), ExpressionEditor.from_pretrained(plain)
+    assert with_graphs.model("face_mesh").onnx_graph is not None and without.model("face_mesh").onnx_graph is None
