@@ -138,7 +138,9 @@ class ExpressionClassifier(ExprPreTrainedModel):
         return self
 
     def forward(self, pixel_values: torch.Tensor, labels: torch.Tensor | None = None, **kwargs) -> ImageClassifierOutput:
-        logits = self.run_network(pixel_values) if labels is None and not self.training else self.logits(pixel_values)
+        # With labels it is training: torch's forward (run_network itself falls back to torch wherever its graph
+        # cannot serve: training mode, gradients, autocast).
+        logits = self.logits(pixel_values) if labels is not None else self.run_network(pixel_values)
         loss = nn.functional.cross_entropy(logits, labels) if labels is not None else None
         return ImageClassifierOutput(loss=loss, logits=logits)
 
