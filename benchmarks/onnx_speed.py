@@ -4,11 +4,13 @@ without their graphs (torch's forward), in one run.
     python benchmarks/onnx_speed.py [--repeats 5] [--photos 8] [--no-cli]
 
 1. Each network with a graph (``python -m train.tools.export_onnx``), one face (batch 1), one thread: the median of
-   40 forwards by onnxruntime and by torch, alternating.
+   40 forwards by onnxruntime and by torch, and on a CPU with native bf16 by torch under bf16 autocast too (what the
+   editor's ``precision="auto"`` would run without the graphs there).
 2. ``editor.edit`` on 1 MP photos, the readings of the input and the edit included (what the Space shows): the
    astronaut (scikit-image) -> neutral and Grace Hopper (matplotlib) -> happy by the CycleGAN, Grace Hopper ->
    surprise by the SA-GAN; per round the median of 5 edits with each editor, ``--repeats`` rounds alternating, and
-   the largest pixel difference between the two editors' results.
+   the largest pixel difference between the two editors' results. Both editors at the default precision: on a CPU
+   with native bf16 the one without graphs runs its networks under bf16 autocast.
 3. The CLI end to end on the astronaut -> neutral (``user_latency.cli_seconds_per_photo``: seconds per photo after
    the first, from a run on one photo and one on ``--photos`` + 1), with each folder in turn, ``--repeats`` rounds;
    the medians.
@@ -28,7 +30,7 @@ import numpy as np
 import torch
 
 import bench_utils as bench
-from expr_models.models.runtime import torch_threads
+from expr_models.models.runtime import cpu_has_fast_bf16, torch_threads
 from mouth_latency import astronaut_jpeg
 from user_latency import cli_seconds_per_photo
 
@@ -74,8 +76,14 @@ def networks(fast, plain) -> dict:
         with torch_threads(1), torch.inference_mode():  # one thread each, as the editor runs them
             onnx_ms = median_ms(lambda: with_graph.run_network(*inputs))
             torch_ms = median_ms(lambda: without_graph.run_network(*inputs))
-        rows[name.name] = {"onnx_ms": onnx_ms, "torch_ms": torch_ms, "ratio": onnx_ms / torch_ms}
-        print(f"{name.name}: onnxruntime {onnx_ms:.1f} ms, torch {torch_ms:.1f} ms ({onnx_ms / torch_ms:.2f}x)")
+            rows[name.name] = {"onnx_ms": onnx_ms, "torch_ms": torch_ms, "ratio": onnx_ms / torch_ms}
+            line = f"{name.name}: onnxruntime {onnx_ms:.1f} ms, torch {torch_ms:.1f} ms ({onnx_ms / torch_ms:.2f}x)"
+            if cpu_has_fast_bf16():  # where precision="auto" would otherwise run torch under bf16 autocast
+                with torch.autocast("cpu", dtype=torch.bfloat16):
+                    bf16_ms = median_ms(lambda: without_graph.run_network(*inputs))
+                rows[name.name].update(torch_bf16_ms=bf16_ms, ratio_to_bf16=onnx_ms / bf16_ms)
+                line += f", torch bf16 {bf16_ms:.1f} ms ({onnx_ms / bf16_ms:.2f}x)"
+        print(line)
     return rows
 
 

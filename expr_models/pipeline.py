@@ -37,6 +37,7 @@ from .hub.model_store import ModelStore, find_checkpoints  # noqa: F401 - find_c
 from .io import DEFAULT_MAX_PIXELS, load_image
 from .labels import canonical_expression
 from .methods.base import FaceToEdit, ProgressCallback, no_progress
+from .models.onnx_forward import serve_under_autocast
 from .models.runtime import resolve_precision, torch_threads
 
 logger = logging.getLogger(__name__)
@@ -142,7 +143,8 @@ class ExpressionEditor:
     GAN edit becomes many times slower. The GAN forwards are short, so one thread costs them little anywhere; NST's
     long optimisation uses every idle core. A network whose checkpoint folder also holds its ONNX graph
     (``model.onnx``: the face mesh, the classifier, the learned mouths, brows, eyes and lower face) runs that graph on
-    one onnxruntime thread wherever torch would run it in fp32 on the CPU, 1.3-3x faster
+    one onnxruntime thread wherever torch would run it in fp32 on the CPU, 1.3-3x faster. Under ``precision="auto"``
+    the graph also stands in for torch's bf16 forward, being as fast or faster; ``precision="bf16"`` keeps torch's
     (``expr_models.models.onnx_forward``, ``benchmarks/onnx_speed.py``).
     """
 
@@ -421,4 +423,6 @@ class ExpressionEditor:
             stack.enter_context(torch.inference_mode())
             if self.autocast_dtype is not None:
                 stack.enter_context(torch.autocast(self.device.type, dtype=self.autocast_dtype))
+                if self.precision == "auto":  # speed was asked for, not bf16: the fp32 graphs are faster still
+                    stack.enter_context(serve_under_autocast())
             yield

@@ -7,13 +7,15 @@ import logging
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from transformers import AutoModel
 
 import expr_models  # noqa: F401  (registers the Auto classes)
 from expr_models.models.mouth_inpainter import MouthInpainterConfig, MouthInpainterModel
-from expr_models.models.onnx_forward import ONNX_FILE
+from expr_models.models.onnx_forward import ONNX_FILE, serve_under_autocast
+from expr_models.pipeline import ExpressionEditor
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CHECKPOINTS = REPO_ROOT / "checkpoints"
@@ -97,6 +99,28 @@ def test_training_gradients_and_copies_run_on_torch(mouth_folder):
     assert duplicate.onnx_graph is None  # a session cannot be copied: the copy runs torch's forward
     inputs = (frames.detach(), holes, maps)
     assert largest_relative_difference(torch_outputs(model, inputs), outputs(duplicate, inputs)) == 0
+
+
+def test_under_autocast_the_graph_serves_only_where_speed_not_bf16_was_asked_for(mouth_folder):
+    model = AutoModel.from_pretrained(mouth_folder)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert not serves(model)  # precision="bf16": torch's bf16 forward, as asked
+        with serve_under_autocast():
+            assert serves(model)  # precision="auto": the fp32 graph, as fast or faster
+    assert serves(model)
+
+
+@pytest.mark.parametrize(("precision", "graph_runs"), [("auto", True), ("bf16", False), ("fp32", True)])
+def test_the_editor_s_precision_decides_whether_the_graphs_stand_in_for_bf16(precision, graph_runs):
+    editor = ExpressionEditor.from_pretrained(CHECKPOINTS, precision=precision)
+    editor.autocast_dtype = None if precision == "fp32" else torch.bfloat16  # as on a CPU with native bf16
+    model = editor.model("face_mesh")
+    calls = []
+    model.onnx_graph.session.run = lambda *args, run=model.onnx_graph.session.run: calls.append(1) or run(*args)
+    with editor.generating():
+        size = model.config.image_size
+        model.predict(np.zeros((1, size, size, 3), np.uint8))
+    assert bool(calls) == graph_runs
 
 
 def test_a_graph_of_other_weights_is_skipped_with_a_warning(mouth_folder, caplog):
