@@ -41,8 +41,8 @@ _SERVE_UNDER_AUTOCAST = contextvars.ContextVar("serve_under_autocast", default=F
 def serve_under_autocast():
     """Within the block, graphs serve under autocast as well: for callers who want speed, not bf16's numbers.
 
-    On a CPU with native bf16 (avx512_bf16) the graphs ran the face mesh, brows, eyes and lower face 2.1-2.4x faster
-    than torch's bf16 forward, and the mouths as fast (``benchmarks/onnx_speed.py``), with fp32's numbers."""
+    On a CPU with native bf16 (avx512_bf16) the graphs ran the face mesh, brows, eyes and lower face 1.6-2.4x faster
+    than torch's bf16 forward and the mouths 1.1-1.2x faster (``benchmarks/onnx_speed.py``), with fp32's numbers."""
     token = _SERVE_UNDER_AUTOCAST.set(True)
     try:
         yield
