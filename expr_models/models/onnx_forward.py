@@ -10,7 +10,8 @@ warning, and the model runs on torch as before.
 torch's forward still runs wherever the graph would not give the same numbers or could not serve: in training, with
 gradients, on a GPU, and once a weight has been changed or moved since loading. Under autocast (bf16 on CPUs that have
 it) torch runs too, unless the caller asked for the fastest arithmetic rather than bf16's (:func:`serve_under_autocast`,
-the editor's ``precision="auto"``): on such CPUs the fp32 graph is still as fast as torch's bf16 forward or faster.
+the editor's ``precision="auto"``): on such CPUs the fp32 graphs of the networks an edit runs under autocast were as
+fast as torch's bf16 forwards or faster.
 """
 
 from __future__ import annotations
