@@ -90,7 +90,9 @@ def machine(device: str = "cpu") -> dict[str, Any]:
 def widest_vector_unit(info: dict[str, Any]) -> str:
     """The CPU's widest vector unit that matters here, e.g. ``avx512_bf16``: two machines of one name ("AMD EPYC")
     can differ by 1.5x on these benchmarks, and by whether ``precision="auto"`` runs torch in bf16."""
-    features = info.get("cpu_features") or {}
+    features = info.get("cpu_features")
+    if not features:
+        return "vector units unknown"
     for name in ("amx_bf16", "avx512_bf16", "avx512_f", "avx2"):
         if features.get(name):
             return name
