@@ -87,23 +87,14 @@ def machine(device: str = "cpu") -> dict[str, Any]:
     return info
 
 
-def widest_vector_unit(info: dict[str, Any]) -> str:
-    """The CPU's widest vector unit that matters here, e.g. ``avx512_bf16``: two machines of one name ("AMD EPYC")
-    can differ by 1.5x on these benchmarks, and by whether ``precision="auto"`` runs torch in bf16."""
-    features = info.get("cpu_features")
-    if not features:
-        return "vector units unknown"
-    for name in ("amx_bf16", "avx512_bf16", "avx512_f", "avx2"):
-        if features.get(name):
-            return name
-    return "no avx2"
-
-
 def machine_line(info: dict[str, Any]) -> str:
+    from expr_models.models.runtime import widest_vector_unit
+
     gpu = f", GPU {info['gpu']['name']}" if "gpu" in info else ""
     load = info.get("load_average_1_5_15") or ["?"]
-    return (f"{info['cpu']} ({widest_vector_unit(info)}), {info['cores_available']} cores, {info['memory_gib']} GiB"
-            f"{gpu}; torch {info['torch']} ({info['torch_threads']} threads); load average {load[0]}")
+    vector_unit = widest_vector_unit(info.get("cpu_features") or {})
+    return (f"{info['cpu']} ({vector_unit}), {info['cores_available']} cores, {info['memory_gib']} GiB{gpu}; torch "
+            f"{info['torch']} ({info['torch_threads']} threads); load average {load[0]}")
 
 
 # ---------------------------------------------------------------------------------------------------------------------

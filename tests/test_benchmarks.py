@@ -156,6 +156,23 @@ def test_precision_and_thread_settings_are_checked():
         ExpressionEditor(models_dir=None, num_threads="many")
 
 
+def test_each_measurement_names_the_cpu_s_widest_vector_unit():
+    from expr_models.evaluation.report import markdown_report
+    from expr_models.evaluation.run import machine_info
+    from expr_models.models.runtime import VECTOR_UNITS, widest_vector_unit
+
+    assert widest_vector_unit({"avx2": True, "avx512_f": True, "avx512_bf16": False}) == "avx512_f"
+    assert widest_vector_unit({"avx2": False}) == "no avx2"
+    assert widest_vector_unit({}) == "vector units unknown"
+    here = machine_info(torch.device("cpu"))
+    assert here["vector_unit"] in (*VECTOR_UNITS, "no avx2", "vector units unknown")
+    results = {"machine": here, "settings": {"split": "test"}, "created": "now", "checkpoints": {}, "datasets": {},
+               "notes": []}
+    assert f", {here['vector_unit']}, {here['cpu_count']} CPUs" in markdown_report(results)
+    info = bu.machine()
+    assert f" ({widest_vector_unit(info['cpu_features'])}), " in bu.machine_line(info)
+
+
 def test_bf16_edit_stays_close_to_fp32():
     from expr_models import CycleGANConfig, CycleGANModel
     from expr_models.pipeline import ExpressionEditor

@@ -53,12 +53,13 @@ def _edit_label(row: dict) -> str:
 def markdown_report(results: dict) -> str:
     """The results as Markdown tables, ready to paste into the README."""
     machine = results["machine"]
+    hardware = [machine.get("gpu") or machine["processor"] or machine["machine"], machine.get("vector_unit"),
+                f"{machine['cpu_count']} CPUs", f"torch {machine['torch']}"]
     lines = [
         "## Evaluation",
         "",
         f"Held-out subjects (the `{results['settings']['split']}` split), {results['created']}, on "
-        f"{machine['device']} ({machine.get('gpu') or machine['processor'] or machine['machine']}, "
-        f"{machine['cpu_count']} CPUs, torch {machine['torch']}).",
+        f"{machine['device']} ({', '.join(part for part in hardware if part)}).",
         "",
     ]
     if results.get("command"):

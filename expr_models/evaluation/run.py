@@ -23,6 +23,7 @@ import torch
 from ..components import EDITING_METHODS, editing_method
 from ..errors import NoFaceError
 from ..labels import EXPRESSIONS
+from ..models.runtime import widest_vector_unit
 from ..pipeline import ExpressionEditor
 from . import metrics
 from .detection import evaluate_detectors, is_detection_dataset
@@ -272,6 +273,7 @@ def machine_info(device: torch.device) -> dict:
         "platform": platform.platform(),
         "machine": platform.machine(),
         "processor": _cpu_name(),
+        "vector_unit": widest_vector_unit(),  # e.g. avx512_bf16: precision="auto" then runs torch in bf16
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "python": platform.python_version(),

@@ -29,6 +29,24 @@ def cpu_has_fast_bf16() -> bool:
         return " amx_bf16" in flags or " avx512_bf16" in flags
 
 
+VECTOR_UNITS = ("amx_bf16", "avx512_bf16", "avx512_f", "avx2")  # widest first
+
+
+def widest_vector_unit(features: dict[str, bool] | None = None) -> str:
+    """The widest of ``VECTOR_UNITS`` this CPU has (or ``features`` records, ``{name: bool}``), e.g. ``avx512_bf16``.
+
+    Two machines of one name ("AMD EPYC") ran the benchmarks 1.5x apart, and only one of them made ``precision="auto"``
+    run torch in bf16, so each measurement names it."""
+    if features is None:
+        try:
+            features = {name: bool(value) for name, value in torch.cpu.get_capabilities().items()}
+        except Exception:  # noqa: BLE001 - older torch
+            features = {}
+    if not features:
+        return "vector units unknown"
+    return next((name for name in VECTOR_UNITS if features.get(name)), "no avx2")
+
+
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
     """The autocast dtype the generators run under (``None``: plain fp32).
 
