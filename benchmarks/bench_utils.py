@@ -59,6 +59,8 @@ def machine(device: str = "cpu") -> dict[str, Any]:
     import numpy as np
     import torch
 
+    from expr_models.models.runtime import cpu_capabilities
+
     info: dict[str, Any] = {
         "cpu": cpu_model(),
         "cores_available": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
@@ -74,12 +76,10 @@ def machine(device: str = "cpu") -> dict[str, Any]:
         "cv2_threads": cv2.getNumThreads(),
         "load_average_1_5_15": load_average(),
     }
-    try:
-        capabilities = torch.cpu.get_capabilities()
+    capabilities = cpu_capabilities()
+    if capabilities:
         info["cpu_features"] = {key: bool(capabilities.get(key)) for key in
                                 ("avx2", "avx512_f", "avx512_bf16", "amx_bf16", "amx_tile", "avx512_fp16")}
-    except Exception:  # noqa: BLE001
-        pass
     if device.startswith("cuda") and torch.cuda.is_available():
         properties = torch.cuda.get_device_properties(0)
         info["gpu"] = {"name": properties.name, "memory_gib": round(properties.total_memory / 2**30, 1),

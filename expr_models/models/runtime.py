@@ -12,24 +12,29 @@ import torch
 PRECISIONS = ("auto", "fp32", "bf16")
 
 
+VECTOR_UNITS = ("amx_bf16", "avx512_bf16", "avx512_f", "avx2")  # widest first
+
+
 @lru_cache(maxsize=None)
+def cpu_capabilities() -> dict[str, bool]:
+    """This CPU's instruction sets, by torch's names (``avx2``, ``avx512_bf16``, ...); empty where unknown."""
+    try:
+        return {name: bool(value) for name, value in torch.cpu.get_capabilities().items()}
+    except Exception:  # noqa: BLE001 - older torch: read the flags from the kernel (the bf16 ones share the names)
+        try:
+            flags = Path("/proc/cpuinfo").read_text().split()
+        except OSError:
+            return {}
+        return {name: name in flags for name in ("avx2", "avx512_bf16", "amx_bf16")}
+
+
 def cpu_has_fast_bf16() -> bool:
     """True when this CPU computes bfloat16 natively (AMX or AVX512-BF16), so bf16 convolutions beat fp32 ones.
 
     Without those instructions oneDNN emulates bf16, which is slower than fp32.
     """
-    try:
-        capabilities = torch.cpu.get_capabilities()
-        return bool(capabilities.get("amx_bf16") or capabilities.get("avx512_bf16"))
-    except Exception:  # noqa: BLE001 - older torch: read the flags from the kernel
-        try:
-            flags = Path("/proc/cpuinfo").read_text()
-        except OSError:
-            return False
-        return " amx_bf16" in flags or " avx512_bf16" in flags
-
-
-VECTOR_UNITS = ("amx_bf16", "avx512_bf16", "avx512_f", "avx2")  # widest first
+    capabilities = cpu_capabilities()
+    return bool(capabilities.get("amx_bf16") or capabilities.get("avx512_bf16"))
 
 
 def widest_vector_unit(features: dict[str, bool] | None = None) -> str:
@@ -37,11 +42,7 @@ def widest_vector_unit(features: dict[str, bool] | None = None) -> str:
 
     Two machines of one name ("AMD EPYC") ran the benchmarks 1.5x apart, and only one of them made ``precision="auto"``
     run torch in bf16, so each measurement names it."""
-    if features is None:
-        try:
-            features = {name: bool(value) for name, value in torch.cpu.get_capabilities().items()}
-        except Exception:  # noqa: BLE001 - older torch
-            features = {}
+    features = cpu_capabilities() if features is None else features
     if not features:
         return "vector units unknown"
     return next((name for name in VECTOR_UNITS if features.get(name)), "no avx2")
